@@ -1,1 +1,32 @@
-//! placeholder
+//! shoal's config model.
+//!
+//! Kubernetes (`Service`, `EndpointSlice`, `Pod`, `Node`) and Istio networking objects
+//! (`ServiceEntry`, `WorkloadEntry`, `VirtualService`, `DestinationRule`, `Sidecar`) are parsed
+//! from YAML or JSON ([`parse`]), validated one by one ([`validate`]) and kept in the
+//! [`store::ConfigStore`], fed by sources ([`source`]).
+//!
+//! Invariants:
+//! - Parsing and validation are pure and never panic, whatever the input.
+//! - An invalid object is rejected alone, with an [`Issue`] naming file, document, object and
+//!   field; the last good version of that object stays in the store.
+//! - A [`store::ConfigSnapshot`] never changes; a new revision is a new snapshot.
+
+pub mod analyze;
+pub mod duration;
+pub mod host;
+mod issue;
+pub mod istio;
+pub mod k8s;
+mod meta;
+mod object;
+pub mod parse;
+pub mod source;
+pub mod store;
+pub mod validate;
+
+pub use issue::{Issue, Origin, Severity};
+pub use meta::{Kind, Labels, ObjectKey, ObjectMeta, selects};
+pub use object::{
+    DestinationRule, Object, ServiceEntry, SharedObject, Sidecar, VirtualService, WorkloadEntry,
+};
+pub use store::{ChangeSet, ConfigSnapshot, ConfigStore, Entry};

@@ -1,0 +1,92 @@
+//! A typed config object of any supported kind.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::istio::{
+    DestinationRuleSpec, Resource, ServiceEntrySpec, SidecarSpec, VirtualServiceSpec,
+    WorkloadEntrySpec,
+};
+use crate::k8s;
+use crate::meta::{Kind, ObjectKey, ObjectMeta};
+
+pub type ServiceEntry = Resource<ServiceEntrySpec>;
+pub type WorkloadEntry = Resource<WorkloadEntrySpec>;
+pub type VirtualService = Resource<VirtualServiceSpec>;
+pub type DestinationRule = Resource<DestinationRuleSpec>;
+pub type Sidecar = Resource<SidecarSpec>;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Object {
+    Service(k8s::Service),
+    EndpointSlice(k8s::EndpointSlice),
+    Pod(k8s::Pod),
+    Node(k8s::Node),
+    ServiceEntry(ServiceEntry),
+    WorkloadEntry(WorkloadEntry),
+    VirtualService(VirtualService),
+    DestinationRule(DestinationRule),
+    Sidecar(Sidecar),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Service(_) => Kind::Service,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::Pod(_) => Kind::Pod,
+            Object::Node(_) => Kind::Node,
+            Object::ServiceEntry(_) => Kind::ServiceEntry,
+            Object::WorkloadEntry(_) => Kind::WorkloadEntry,
+            Object::VirtualService(_) => Kind::VirtualService,
+            Object::DestinationRule(_) => Kind::DestinationRule,
+            Object::Sidecar(_) => Kind::Sidecar,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::Pod(o) => &o.metadata,
+            Object::Node(o) => &o.metadata,
+            Object::ServiceEntry(o) => &o.metadata,
+            Object::WorkloadEntry(o) => &o.metadata,
+            Object::VirtualService(o) => &o.metadata,
+            Object::DestinationRule(o) => &o.metadata,
+            Object::Sidecar(o) => &o.metadata,
+        }
+    }
+
+    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Service(o) => &mut o.metadata,
+            Object::EndpointSlice(o) => &mut o.metadata,
+            Object::Pod(o) => &mut o.metadata,
+            Object::Node(o) => &mut o.metadata,
+            Object::ServiceEntry(o) => &mut o.metadata,
+            Object::WorkloadEntry(o) => &mut o.metadata,
+            Object::VirtualService(o) => &mut o.metadata,
+            Object::DestinationRule(o) => &mut o.metadata,
+            Object::Sidecar(o) => &mut o.metadata,
+        }
+    }
+
+    /// Namespace of the object ("" for cluster-scoped kinds).
+    pub fn namespace(&self) -> &str {
+        self.meta().namespace.as_deref().unwrap_or_default()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.meta().name
+    }
+
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(self.kind(), self.namespace(), self.name())
+    }
+}
+
+/// Objects are shared between the store, snapshots and translation.
+pub type SharedObject = Arc<Object>;

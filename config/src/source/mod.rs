@@ -1,0 +1,50 @@
+//! Config sources. Each source delivers units of config (a file, an object, a key) as
+//! [`SourceUpdate`]s; the store ([`crate::store::ConfigStore`]) merges them.
+
+pub mod file;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::parse::ParsedDoc;
+
+/// One change reported by a source.
+#[derive(Debug)]
+pub enum SourceUpdate {
+    /// Everything `source` (a file path, an object id, an etcd key) defines now.
+    Apply {
+        source: String,
+        docs: Vec<ParsedDoc>,
+    },
+    /// `source` is gone; forget what it defined.
+    Remove { source: String },
+    /// The source has delivered its complete initial state.
+    Synced { source_kind: &'static str },
+}
+
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("watching {path}: {message}")]
+    Watch { path: String, message: String },
+    #[error("the config pipeline has stopped")]
+    Closed,
+}
+
+/// A config source: runs until the receiver goes away or it fails.
+pub trait ConfigSource: Send {
+    /// Short name for logs and metrics (`files`, `kubernetes`, `etcd`).
+    fn kind(&self) -> &'static str;
+
+    fn run(
+        self: Box<Self>,
+        tx: mpsc::Sender<SourceUpdate>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), SourceError>> + Send>>;
+}

@@ -1,0 +1,284 @@
+//! The config store: every accepted object, which source defined it, and what each source
+//! currently reports as wrong.
+//!
+//! Sources deliver their content a unit at a time (a file, a Kubernetes object, an etcd key)
+//! with [`ConfigStore::apply`]. The store keeps the last good version of an object whose new
+//! version is rejected, refuses a second definition of a key that another document already
+//! defines (and promotes it when the first goes away), and reports exactly which keys
+//! changed. Snapshots are O(1) and immutable.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use imbl::OrdMap;
+use serde::Serialize;
+
+use crate::issue::{Issue, Origin};
+use crate::meta::{Kind, ObjectKey};
+use crate::object::Object;
+use crate::parse::{Outcome, ParsedDoc};
+
+/// An accepted object and where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub object: Arc<Object>,
+    pub origin: Origin,
+    pub warnings: Arc<[Issue]>,
+}
+
+/// The keys whose object was added, changed or removed by one update.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeSet {
+    pub keys: BTreeSet<ObjectKey>,
+}
+
+impl ChangeSet {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn merge(&mut self, other: ChangeSet) {
+        self.keys.extend(other.keys);
+    }
+
+    pub fn kinds(&self) -> BTreeSet<Kind> {
+        self.keys.iter().map(|k| k.kind).collect()
+    }
+}
+
+#[derive(Debug, Default)]
+struct SourceState {
+    keys: BTreeSet<ObjectKey>,
+    issues: Vec<Issue>,
+    skipped: usize,
+}
+
+/// An immutable view of the store at one revision.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSnapshot {
+    pub revision: u64,
+    objects: OrdMap<ObjectKey, Entry>,
+}
+
+impl ConfigSnapshot {
+    pub fn get(&self, key: &ObjectKey) -> Option<&Entry> {
+        self.objects.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// Every object of one kind, ordered by namespace and name.
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = (&ObjectKey, &Entry)> {
+        let start = ObjectKey::new(kind, "", "");
+        self.objects
+            .range(start..)
+            .take_while(move |(k, _)| k.kind == kind)
+    }
+
+    /// Every object of one kind in one namespace.
+    pub fn of_kind_in(
+        &self,
+        kind: Kind,
+        namespace: &str,
+    ) -> impl Iterator<Item = (&ObjectKey, &Entry)> {
+        let start = ObjectKey::new(kind, namespace, "");
+        let ns: Arc<str> = namespace.into();
+        self.objects
+            .range(start..)
+            .take_while(move |(k, _)| k.kind == kind && k.namespace == ns)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, &Entry)> {
+        self.objects.iter()
+    }
+
+    /// Number of objects per kind.
+    pub fn counts(&self) -> BTreeMap<Kind, usize> {
+        let mut counts = BTreeMap::new();
+        for k in self.objects.keys() {
+            *counts.entry(k.kind).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ConfigStore {
+    snapshot: ConfigSnapshot,
+    sources: HashMap<Arc<str>, SourceState>,
+    /// Later definitions of a key that another document already defines, by key.
+    shadowed: BTreeMap<ObjectKey, Vec<Entry>>,
+}
+
+impl ConfigStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn snapshot(&self) -> ConfigSnapshot {
+        self.snapshot.clone()
+    }
+
+    /// Replaces everything `source` defines with the outcome of its documents.
+    pub fn apply(&mut self, source: &str, docs: Vec<ParsedDoc>) -> ChangeSet {
+        let source: Arc<str> = source.into();
+        let mut changes = ChangeSet::default();
+        let previous = self.sources.remove(&source).unwrap_or_default();
+        // This source's shadowed definitions are re-evaluated below.
+        self.shadowed.retain(|_, list| {
+            list.retain(|e| e.origin.source != source);
+            !list.is_empty()
+        });
+        let mut state = SourceState::default();
+        let mut keep_everything = false;
+        let mut accepted: BTreeMap<ObjectKey, Entry> = BTreeMap::new();
+        let mut protected: BTreeSet<ObjectKey> = BTreeSet::new();
+
+        for doc in docs {
+            match doc.outcome {
+                Outcome::Accepted { object, warnings } => {
+                    let key = object.key();
+                    if let Some(first) = accepted.get(&key) {
+                        state
+                            .issues
+                            .push(duplicate(&key, &first.origin).at(Some(&doc.origin), Some(&key)));
+                        continue;
+                    }
+                    state.issues.extend(warnings.iter().cloned());
+                    accepted.insert(
+                        key,
+                        Entry {
+                            object,
+                            origin: doc.origin,
+                            warnings: warnings.into(),
+                        },
+                    );
+                }
+                Outcome::Rejected { key, issues } => {
+                    state.issues.extend(issues);
+                    match key {
+                        Some(k) => {
+                            protected.insert(k);
+                        }
+                        None => keep_everything = true,
+                    }
+                }
+                Outcome::Skipped { .. } => state.skipped += 1,
+            }
+        }
+
+        // Keys this source defined before and still stands behind (rejected now, or an
+        // unreadable document that might have been any of them) keep their last good version.
+        for key in &previous.keys {
+            let keep = !accepted.contains_key(key) && (keep_everything || protected.contains(key));
+            if keep {
+                state.keys.insert(key.clone());
+            } else if !accepted.contains_key(key) {
+                self.remove_key(key, &source, &mut changes);
+            }
+        }
+        for (key, entry) in accepted {
+            match self.snapshot.objects.get(&key) {
+                Some(existing) if existing.origin.source != source => {
+                    state.issues.push(
+                        duplicate(&key, &existing.origin).at(Some(&entry.origin), Some(&key)),
+                    );
+                    self.shadowed.entry(key).or_default().push(entry);
+                    continue;
+                }
+                Some(existing) if existing.object == entry.object => {
+                    // Same object: keep the shared Arc, refresh where it sits.
+                    let entry = Entry {
+                        object: existing.object.clone(),
+                        ..entry
+                    };
+                    self.snapshot.objects.insert(key.clone(), entry);
+                }
+                _ => {
+                    self.snapshot.objects.insert(key.clone(), entry);
+                    changes.keys.insert(key.clone());
+                }
+            }
+            state.keys.insert(key);
+        }
+        if !state.keys.is_empty() || !state.issues.is_empty() || state.skipped > 0 {
+            self.sources.insert(source, state);
+        }
+        if !changes.is_empty() {
+            self.snapshot.revision += 1;
+        }
+        changes
+    }
+
+    /// Forgets everything a source defined (a deleted file).
+    pub fn remove_source(&mut self, source: &str) -> ChangeSet {
+        self.apply(source, Vec::new())
+    }
+
+    fn remove_key(&mut self, key: &ObjectKey, source: &Arc<str>, changes: &mut ChangeSet) {
+        let owned = self
+            .snapshot
+            .objects
+            .get(key)
+            .is_some_and(|e| &e.origin.source == source);
+        if !owned {
+            return;
+        }
+        self.snapshot.objects.remove(key);
+        changes.keys.insert(key.clone());
+        // A definition that was shadowed by this one takes over.
+        if let Some(list) = self.shadowed.get_mut(key)
+            && !list.is_empty()
+        {
+            let next = list.remove(0);
+            if let Some(state) = self.sources.get_mut(&next.origin.source) {
+                state.keys.insert(key.clone());
+                state.issues.retain(|i| {
+                    !(i.object.as_ref() == Some(key) && i.message.starts_with("duplicate"))
+                });
+            }
+            self.snapshot.objects.insert(key.clone(), next);
+        }
+        if self.shadowed.get(key).is_some_and(Vec::is_empty) {
+            self.shadowed.remove(key);
+        }
+    }
+
+    /// Everything currently wrong, per source, sorted by origin.
+    pub fn issues(&self) -> Vec<Issue> {
+        let mut all: Vec<Issue> = self
+            .sources
+            .values()
+            .flat_map(|s| s.issues.iter().cloned())
+            .collect();
+        all.sort_by(|a, b| a.origin.cmp(&b.origin).then(a.field.cmp(&b.field)));
+        all
+    }
+
+    /// Number of documents rejected as a whole or kept at their last good version.
+    pub fn rejected_count(&self) -> usize {
+        self.sources
+            .values()
+            .flat_map(|s| s.issues.iter())
+            .filter(|i| i.is_error())
+            .map(|i| (i.origin.clone(), i.object.clone()))
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+}
+
+fn duplicate(key: &ObjectKey, first: &Origin) -> Issue {
+    Issue::error(
+        "metadata.name",
+        format!("duplicate definition of {key}: already defined at {first}"),
+    )
+}
+
+#[cfg(test)]
+mod tests;
