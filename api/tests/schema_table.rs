@@ -1,8 +1,11 @@
-//! Keeps `src/canonical/schema.rs` in step with the Envoy protos shipped by `envoy-types`.
+//! Keeps the files shoal derives from the Envoy protos shipped by `envoy-types` current:
 //!
-//! The table lists, for every message from which a protobuf map or a `google.protobuf.Any`
-//! can be reached, the fields that lead there. Regenerate with
-//! `SHOAL_REGEN_SCHEMA=1 cargo test -p shoal-api --test schema_table`.
+//! - `src/canonical/schema.rs`: for every message from which a protobuf map or a
+//!   `google.protobuf.Any` can be reached, the fields that lead there;
+//! - `descriptors/envoy.bin`: the descriptors of the files shoal's resources use (and their
+//!   imports), for JSON rendering (config dumps, golden tests).
+//!
+//! Regenerate with `SHOAL_REGEN_SCHEMA=1 cargo test -p shoal-api --test schema_table`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -75,9 +78,59 @@ fn collect(prefix: &str, msg: &DescriptorProto, out: &mut BTreeMap<String, Vec<(
     }
 }
 
-fn generate() -> String {
+fn descriptor_set() -> FileDescriptorSet {
     let bin = std::fs::read(envoy_types_dir().join("src/generated/types.bin")).expect("types.bin");
-    let set = FileDescriptorSet::decode(bin.as_slice()).expect("descriptor set decodes");
+    FileDescriptorSet::decode(bin.as_slice()).expect("descriptor set decodes")
+}
+
+/// Proto files whose messages shoal emits or reads; the subset holds them and their imports.
+const ROOT_FILES: &[&str] = &[
+    "envoy/config/cluster/v3/cluster.proto",
+    "envoy/config/endpoint/v3/endpoint.proto",
+    "envoy/config/listener/v3/listener.proto",
+    "envoy/config/route/v3/route.proto",
+    "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
+    "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto",
+    "envoy/extensions/filters/network/rbac/v3/rbac.proto",
+    "envoy/extensions/filters/http/router/v3/router.proto",
+    "envoy/extensions/filters/http/fault/v3/fault.proto",
+    "envoy/extensions/filters/http/cors/v3/cors.proto",
+    "envoy/extensions/filters/http/rbac/v3/rbac.proto",
+    "envoy/extensions/filters/listener/original_dst/v3/original_dst.proto",
+    "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto",
+    "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
+    "envoy/extensions/transport_sockets/tls/v3/tls.proto",
+    "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+    "envoy/service/discovery/v3/discovery.proto",
+];
+
+fn descriptor_subset(set: &FileDescriptorSet) -> Vec<u8> {
+    let by_name: BTreeMap<&str, _> = set.file.iter().map(|f| (f.name(), f)).collect();
+    let mut wanted: BTreeSet<&str> = BTreeSet::new();
+    let mut stack: Vec<&str> = ROOT_FILES.to_vec();
+    while let Some(name) = stack.pop() {
+        if !wanted.insert(name) {
+            continue;
+        }
+        let file = by_name
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is in envoy-types"));
+        stack.extend(file.dependency.iter().map(String::as_str));
+    }
+    // Keep the original (dependency-respecting) order.
+    let mut files: Vec<_> = set
+        .file
+        .iter()
+        .filter(|f| wanted.contains(f.name()))
+        .cloned()
+        .collect();
+    for f in &mut files {
+        f.source_code_info = None;
+    }
+    FileDescriptorSet { file: files }.encode_to_vec()
+}
+
+fn generate_table(set: &FileDescriptorSet) -> String {
     let mut all = BTreeMap::new();
     for file in &set.file {
         let pkg = if file.package().is_empty() {
@@ -160,16 +213,27 @@ fn generate() -> String {
 }
 
 #[test]
-fn schema_table_is_current() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/canonical/schema.rs");
-    let fresh = generate();
-    if std::env::var_os("SHOAL_REGEN_SCHEMA").is_some() {
-        std::fs::write(&path, &fresh).expect("write schema table");
-        return;
+fn derived_files_are_current() {
+    let set = descriptor_set();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let outputs = [
+        (
+            dir.join("src/canonical/schema.rs"),
+            generate_table(&set).into_bytes(),
+        ),
+        (dir.join("descriptors/envoy.bin"), descriptor_subset(&set)),
+    ];
+    for (path, fresh) in outputs {
+        if std::env::var_os("SHOAL_REGEN_SCHEMA").is_some() {
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, &fresh).expect("write derived file");
+            continue;
+        }
+        let current = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            current == fresh,
+            "{} is stale: run SHOAL_REGEN_SCHEMA=1 cargo test -p shoal-api --test schema_table",
+            path.display()
+        );
     }
-    let current = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        current == fresh,
-        "src/canonical/schema.rs is stale: run SHOAL_REGEN_SCHEMA=1 cargo test -p shoal-api --test schema_table"
-    );
 }
