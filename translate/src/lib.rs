@@ -1,1 +1,47 @@
-//! placeholder
+//! Pure translation: shoal's service model ([`model`]) into Envoy resources for one *view*
+//! of the mesh ([`ViewKey`]: the proxies that see the same config).
+//!
+//! Envoy sidecars get Istio's shapes and names (`outbound|PORT|SUBSET|HOST` clusters,
+//! `0.0.0.0_PORT` listeners with RDS route configs named by port, `virtualOutbound` and
+//! `virtualInbound`, `inbound|PORT||` clusters); proxyless gRPC clients get `HOST:PORT`
+//! api listeners with route configs named `outbound|PORT||HOST`.
+//!
+//! Invariants:
+//! - No IO, no clocks, no randomness: equal inputs give byte-equal resources.
+//! - A proxy only gets what its namespace may see (`exportTo`) and its `Sidecar` selects.
+//! - Translation never fails as a whole: what cannot be built (an endpoint without an IP,
+//!   a domain another virtual host already claimed) is left out, never an error.
+
+mod envoy;
+pub mod model;
+mod proxy;
+mod scope;
+mod view;
+
+pub use model::{Model, ModelDelta};
+pub use proxy::{Generator, Interception, Proxy, ProxyError, ProxyType};
+pub use scope::ViewKey;
+pub use view::{Translator, ViewOutput};
+
+use serde::Serialize;
+
+/// Mesh-wide settings (Istio's MeshConfig subset shoal acts on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MeshOptions {
+    /// DNS suffix of Kubernetes services (`cluster.local`).
+    pub domain_suffix: String,
+    /// Namespace whose Sidecar/DestinationRule apply mesh-wide (`istio-system`).
+    pub root_namespace: String,
+    /// Upstream connect timeout for outbound clusters, in milliseconds.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for MeshOptions {
+    fn default() -> Self {
+        MeshOptions {
+            domain_suffix: shoal_config::host::DEFAULT_DOMAIN_SUFFIX.to_string(),
+            root_namespace: "istio-system".to_string(),
+            connect_timeout_ms: 10_000,
+        }
+    }
+}

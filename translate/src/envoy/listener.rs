@@ -1,0 +1,337 @@
+//! LDS: Istio's outbound listeners (per port, behind `virtualOutbound`), listeners bound by
+//! a Sidecar's egress listeners, `virtualInbound`, and gRPC's `HOST:PORT` api listeners.
+
+use shoal_api::pb::envoy::config::core::v3::{CidrRange, TrafficDirection};
+use shoal_api::pb::envoy::config::listener::v3::{
+    ApiListener, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter,
+    listener_filter,
+};
+use shoal_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+use shoal_api::pb::envoy::extensions::filters::http::router::v3::Router;
+use shoal_api::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
+use shoal_api::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds,
+    http_connection_manager::{CodecType, RouteSpecifier, UpgradeConfig},
+    http_filter,
+};
+use shoal_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
+
+use super::{
+    INBOUND_PASSTHROUGH, PASSTHROUGH, ads, boolv, inbound_cluster_name, route, socket, u32v,
+};
+use crate::model::Protocol;
+use crate::scope::InboundPort;
+
+const HTTP_PROTOCOLS: [&str; 2] = ["http/1.1", "h2c"];
+
+fn router() -> HttpFilter {
+    HttpFilter {
+        name: "envoy.filters.http.router".into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(shoal_api::pack(
+            &Router::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
+fn hcm(stat_prefix: &str, route: RouteSpecifier) -> HttpConnectionManager {
+    HttpConnectionManager {
+        codec_type: CodecType::Auto as i32,
+        stat_prefix: stat_prefix.to_string(),
+        route_specifier: Some(route),
+        http_filters: vec![router()],
+        use_remote_address: Some(boolv(false)),
+        normalize_path: Some(boolv(true)),
+        upgrade_configs: vec![UpgradeConfig {
+            upgrade_type: "websocket".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn rds(name: &str) -> RouteSpecifier {
+    RouteSpecifier::Rds(Rds {
+        config_source: Some(ads()),
+        route_config_name: name.to_string(),
+    })
+}
+
+fn network_filter(name: &str, any: shoal_api::pb::google::protobuf::Any) -> Filter {
+    Filter {
+        name: name.into(),
+        config_type: Some(filter::ConfigType::TypedConfig(any)),
+    }
+}
+
+fn hcm_filter(stat_prefix: &str, route: RouteSpecifier) -> Filter {
+    network_filter(
+        "envoy.filters.network.http_connection_manager",
+        shoal_api::pack(&hcm(stat_prefix, route)),
+    )
+}
+
+fn tcp_proxy_filter(cluster: &str) -> Filter {
+    let tp = TcpProxy {
+        stat_prefix: cluster.to_string(),
+        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
+        ..Default::default()
+    };
+    network_filter("envoy.filters.network.tcp_proxy", shoal_api::pack(&tp))
+}
+
+fn listener_filter<M: prost::Name>(name: &str, config: &M) -> ListenerFilter {
+    ListenerFilter {
+        name: name.into(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(shoal_api::pack(
+            config,
+        ))),
+        ..Default::default()
+    }
+}
+
+fn cidr(address: &str) -> Option<CidrRange> {
+    let (ip, len) = match address.split_once('/') {
+        Some((ip, len)) => (ip, len.parse::<u32>().ok()?),
+        None => (address, if address.contains(':') { 128 } else { 32 }),
+    };
+    ip.parse::<std::net::IpAddr>().ok()?;
+    Some(CidrRange {
+        address_prefix: ip.to_string(),
+        prefix_len: Some(u32v(len)),
+    })
+}
+
+/// A service reachable on a listener port: its cluster, protocol and virtual IPs.
+#[derive(Debug, Clone)]
+pub(crate) struct PortService {
+    pub cluster: String,
+    pub protocol: Protocol,
+    pub addresses: Vec<String>,
+}
+
+/// The filter chains for the services of one port behind an original-destination listener:
+/// TCP services matched by virtual IP, sniffed services split by detected protocol, HTTP
+/// services on the route config, anything else passed through.
+fn capture_chains(
+    services: &[PortService],
+    rds_name: &str,
+    stat: &str,
+) -> (Vec<FilterChain>, bool) {
+    let mut chains = Vec::new();
+    let mut sniff = false;
+    for s in services {
+        let ranges: Vec<CidrRange> = s.addresses.iter().filter_map(|a| cidr(a)).collect();
+        if ranges.is_empty() || s.protocol.is_http() {
+            continue;
+        }
+        if s.protocol == Protocol::Unknown {
+            sniff = true;
+            chains.push(FilterChain {
+                name: format!("{}-http", s.cluster),
+                filter_chain_match: Some(FilterChainMatch {
+                    prefix_ranges: ranges.clone(),
+                    application_protocols: HTTP_PROTOCOLS.map(String::from).to_vec(),
+                    ..Default::default()
+                }),
+                filters: vec![hcm_filter(stat, rds(rds_name))],
+                ..Default::default()
+            });
+        }
+        chains.push(FilterChain {
+            name: s.cluster.clone(),
+            filter_chain_match: Some(FilterChainMatch {
+                prefix_ranges: ranges,
+                ..Default::default()
+            }),
+            filters: vec![tcp_proxy_filter(&s.cluster)],
+            ..Default::default()
+        });
+    }
+    let any_http = services.iter().any(|s| s.protocol.is_http());
+    let any_sniffed = services.iter().any(|s| s.protocol == Protocol::Unknown);
+    if any_http {
+        chains.push(FilterChain {
+            name: "http".into(),
+            filters: vec![hcm_filter(stat, rds(rds_name))],
+            ..Default::default()
+        });
+    } else {
+        if any_sniffed {
+            sniff = true;
+            chains.push(FilterChain {
+                name: "http".into(),
+                filter_chain_match: Some(FilterChainMatch {
+                    application_protocols: HTTP_PROTOCOLS.map(String::from).to_vec(),
+                    ..Default::default()
+                }),
+                filters: vec![hcm_filter(stat, rds(rds_name))],
+                ..Default::default()
+            });
+        }
+        chains.push(FilterChain {
+            name: PASSTHROUGH.into(),
+            filters: vec![tcp_proxy_filter(PASSTHROUGH)],
+            ..Default::default()
+        });
+    }
+    (chains, sniff)
+}
+
+/// `0.0.0.0_PORT`: reached through `virtualOutbound` by original destination, not bound.
+pub(crate) fn outbound_port(port: u16, services: &[PortService]) -> Listener {
+    let name = format!("0.0.0.0_{port}");
+    let (filter_chains, sniff) =
+        capture_chains(services, &port.to_string(), &format!("outbound_{name}"));
+    Listener {
+        name,
+        address: Some(socket("0.0.0.0", port)),
+        filter_chains,
+        bind_to_port: Some(boolv(false)),
+        listener_filters: if sniff {
+            vec![listener_filter(
+                "envoy.filters.listener.http_inspector",
+                &HttpInspector::default(),
+            )]
+        } else {
+            Vec::new()
+        },
+        traffic_direction: TrafficDirection::Outbound as i32,
+        ..Default::default()
+    }
+}
+
+/// A listener a Sidecar egress listener binds (`BIND_PORT`): HTTP on its route config
+/// (named like the listener), or TCP to the one service it serves.
+pub(crate) fn bound(bind: &str, port: u16, http: bool, tcp_cluster: Option<&str>) -> Listener {
+    let name = format!("{bind}_{port}");
+    let filter = if http {
+        hcm_filter(&format!("outbound_{name}"), rds(&name))
+    } else {
+        tcp_proxy_filter(tcp_cluster.unwrap_or(super::BLACKHOLE))
+    };
+    Listener {
+        name,
+        address: Some(socket(bind, port)),
+        filter_chains: vec![FilterChain {
+            filters: vec![filter],
+            ..Default::default()
+        }],
+        traffic_direction: TrafficDirection::Outbound as i32,
+        ..Default::default()
+    }
+}
+
+/// `virtualOutbound` (15001): every captured outbound connection lands here and is handed to
+/// the listener of its original destination; the rest passes through.
+pub(crate) fn virtual_outbound() -> Listener {
+    Listener {
+        name: "virtualOutbound".into(),
+        address: Some(socket("0.0.0.0", 15001)),
+        use_original_dst: Some(boolv(true)),
+        filter_chains: vec![FilterChain {
+            name: "PassthroughFilterChain".into(),
+            filters: vec![tcp_proxy_filter(PASSTHROUGH)],
+            ..Default::default()
+        }],
+        traffic_direction: TrafficDirection::Outbound as i32,
+        ..Default::default()
+    }
+}
+
+fn inbound_http_chain(port: u16, protocols: Option<Vec<String>>) -> FilterChain {
+    let cluster = inbound_cluster_name(port);
+    let mut used = std::collections::BTreeSet::new();
+    let vh: Option<VirtualHost> = route::virtual_host(
+        format!("inbound|http|{port}"),
+        vec!["*".into()],
+        route::default_routes(&cluster, crate::proxy::Generator::Envoy),
+        &mut used,
+    );
+    let rc = RouteConfiguration {
+        name: cluster.clone(),
+        virtual_hosts: vh.into_iter().collect(),
+        ..Default::default()
+    };
+    FilterChain {
+        name: format!("inbound|http|{port}"),
+        filter_chain_match: Some(FilterChainMatch {
+            destination_port: Some(u32v(u32::from(port))),
+            application_protocols: protocols.unwrap_or_default(),
+            ..Default::default()
+        }),
+        filters: vec![hcm_filter(
+            &format!("inbound_0.0.0.0_{port}"),
+            RouteSpecifier::RouteConfig(rc),
+        )],
+        ..Default::default()
+    }
+}
+
+/// `virtualInbound` (15006): traffic for this workload, by destination port.
+pub(crate) fn virtual_inbound(ports: &[InboundPort]) -> Listener {
+    let mut chains = Vec::new();
+    for p in ports {
+        let cluster = inbound_cluster_name(p.port);
+        if p.protocol.is_http() {
+            chains.push(inbound_http_chain(p.port, None));
+            continue;
+        }
+        if p.protocol == Protocol::Unknown {
+            chains.push(inbound_http_chain(
+                p.port,
+                Some(HTTP_PROTOCOLS.map(String::from).to_vec()),
+            ));
+        }
+        chains.push(FilterChain {
+            name: cluster.clone(),
+            filter_chain_match: Some(FilterChainMatch {
+                destination_port: Some(u32v(u32::from(p.port))),
+                ..Default::default()
+            }),
+            filters: vec![tcp_proxy_filter(&cluster)],
+            ..Default::default()
+        });
+    }
+    chains.push(FilterChain {
+        name: INBOUND_PASSTHROUGH.into(),
+        filters: vec![tcp_proxy_filter(INBOUND_PASSTHROUGH)],
+        ..Default::default()
+    });
+    Listener {
+        name: "virtualInbound".into(),
+        address: Some(socket("0.0.0.0", 15006)),
+        filter_chains: chains,
+        listener_filters: vec![
+            listener_filter(
+                "envoy.filters.listener.original_dst",
+                &OriginalDst::default(),
+            ),
+            listener_filter(
+                "envoy.filters.listener.http_inspector",
+                &HttpInspector::default(),
+            ),
+        ],
+        traffic_direction: TrafficDirection::Inbound as i32,
+        ..Default::default()
+    }
+}
+
+/// gRPC's `HOST:PORT` listener: an HTTP connection manager taking routes over RDS.
+pub(crate) fn api_listener(host: &str, port: u16, address: &str, route_config: &str) -> Listener {
+    let manager = HttpConnectionManager {
+        stat_prefix: format!("{host}:{port}"),
+        route_specifier: Some(rds(route_config)),
+        http_filters: vec![router()],
+        ..Default::default()
+    };
+    Listener {
+        name: format!("{host}:{port}"),
+        address: Some(socket(address, port)),
+        api_listener: Some(ApiListener {
+            api_listener: Some(shoal_api::pack(&manager)),
+        }),
+        ..Default::default()
+    }
+}

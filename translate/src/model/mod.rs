@@ -1,0 +1,234 @@
+//! The service model: every service the mesh knows (Kubernetes Services and ServiceEntries)
+//! with its ports and endpoints, and the Istio rules indexed for translation. Derived from a
+//! [`ConfigSnapshot`]; rebuilt in full when services or rules change, and patched in place
+//! when only endpoints move (EndpointSlices, Pods, Nodes, WorkloadEntries).
+
+mod endpoints;
+mod protocol;
+mod service;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use shoal_config::{ChangeSet, ConfigSnapshot, Kind, Object};
+
+pub use endpoints::{Endpoint, Locality};
+pub use protocol::Protocol;
+pub use service::{PortModel, Resolution, Service, ServiceOrigin, TargetPort, Visibility};
+
+use crate::MeshOptions;
+
+/// An Istio rule (VirtualService, DestinationRule, Sidecar) with its resolved hosts.
+#[derive(Debug, Clone)]
+pub struct Rule<T> {
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+    pub spec: Arc<T>,
+    /// The object's hosts, resolved to FQDNs in its namespace.
+    pub hosts: Vec<String>,
+    pub visibility: Visibility,
+}
+
+pub type VirtualServiceRule = Rule<shoal_config::istio::VirtualServiceSpec>;
+pub type DestinationRuleRule = Rule<shoal_config::istio::DestinationRuleSpec>;
+pub type SidecarRule = Rule<shoal_config::istio::SidecarSpec>;
+
+/// What a change to the config means for translation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelDelta {
+    /// Everything may have changed: rebuild every view.
+    pub full: bool,
+    /// Only the endpoints of these hosts changed.
+    pub endpoint_hosts: BTreeSet<Arc<str>>,
+}
+
+impl ModelDelta {
+    pub fn is_empty(&self) -> bool {
+        !self.full && self.endpoint_hosts.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    pub options: MeshOptions,
+    pub config: ConfigSnapshot,
+    /// Services by host; one host may be defined in several namespaces (ServiceEntries).
+    pub services: BTreeMap<Arc<str>, Vec<Arc<Service>>>,
+    pub virtual_services: Vec<Arc<VirtualServiceRule>>,
+    pub destination_rules: Vec<Arc<DestinationRuleRule>>,
+    pub sidecars: BTreeMap<Arc<str>, Vec<Arc<SidecarRule>>>,
+    index: endpoints::EndpointIndex,
+    /// Monotonic counter stamped on every service whose endpoints were (re)computed.
+    generation: u64,
+}
+
+impl Model {
+    /// Builds the whole model from a config snapshot.
+    pub fn build(config: ConfigSnapshot, options: MeshOptions) -> Model {
+        let mut model = Model {
+            options,
+            config,
+            ..Model::default()
+        };
+        model.rebuild();
+        model
+    }
+
+    fn next_generation(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
+    }
+
+    fn rebuild(&mut self) {
+        let suffix = self.options.domain_suffix.clone();
+        self.index = endpoints::EndpointIndex::new(&self.config);
+        let mut services: BTreeMap<Arc<str>, Vec<Arc<Service>>> = BTreeMap::new();
+        let mut generation = self.generation;
+        for svc in service::all_services(&self.config, &suffix) {
+            generation += 1;
+            let eps = endpoints::compute(&svc, &self.config, &self.index);
+            let svc = svc.with_endpoints(eps, generation);
+            services
+                .entry(svc.host.clone())
+                .or_default()
+                .push(Arc::new(svc));
+        }
+        self.generation = generation;
+        self.services = services;
+
+        let cfg = &self.config;
+        let rule = |key: &shoal_config::ObjectKey, hosts: Vec<String>, export_to: &[String]| {
+            (
+                key.namespace.clone(),
+                key.name.clone(),
+                hosts,
+                Visibility::from_export_to(export_to, &key.namespace),
+            )
+        };
+        self.virtual_services = cfg
+            .of_kind(Kind::VirtualService)
+            .filter_map(|(key, e)| match e.object.as_ref() {
+                Object::VirtualService(vs) => {
+                    let hosts = vs
+                        .spec
+                        .hosts
+                        .iter()
+                        .map(|h| shoal_config::host::resolve(h, &key.namespace, &suffix))
+                        .collect();
+                    let (namespace, name, hosts, visibility) = rule(key, hosts, &vs.spec.export_to);
+                    Some(Arc::new(Rule {
+                        namespace,
+                        name,
+                        spec: Arc::new(vs.spec.clone()),
+                        hosts,
+                        visibility,
+                    }))
+                }
+                _ => None,
+            })
+            .collect();
+        self.destination_rules = cfg
+            .of_kind(Kind::DestinationRule)
+            .filter_map(|(key, e)| match e.object.as_ref() {
+                Object::DestinationRule(dr) => {
+                    let hosts = vec![shoal_config::host::resolve(
+                        &dr.spec.host,
+                        &key.namespace,
+                        &suffix,
+                    )];
+                    let (namespace, name, hosts, visibility) = rule(key, hosts, &dr.spec.export_to);
+                    Some(Arc::new(Rule {
+                        namespace,
+                        name,
+                        spec: Arc::new(dr.spec.clone()),
+                        hosts,
+                        visibility,
+                    }))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut sidecars: BTreeMap<Arc<str>, Vec<Arc<SidecarRule>>> = BTreeMap::new();
+        for (key, e) in cfg.of_kind(Kind::Sidecar) {
+            if let Object::Sidecar(sc) = e.object.as_ref() {
+                let (namespace, name, hosts, visibility) = rule(key, Vec::new(), &[]);
+                sidecars
+                    .entry(key.namespace.clone())
+                    .or_default()
+                    .push(Arc::new(Rule {
+                        namespace,
+                        name,
+                        spec: Arc::new(sc.spec.clone()),
+                        hosts,
+                        visibility,
+                    }));
+            }
+        }
+        self.sidecars = sidecars;
+    }
+
+    /// Moves the model to a new config snapshot. Endpoint-only changes patch the affected
+    /// services; anything else rebuilds.
+    pub fn update(&mut self, config: ConfigSnapshot, changes: &ChangeSet) -> ModelDelta {
+        let old = std::mem::replace(&mut self.config, config);
+        if changes.is_empty() {
+            return ModelDelta::default();
+        }
+        if !changes.keys.iter().all(|k| k.kind.endpoint_only()) {
+            self.rebuild();
+            return ModelDelta {
+                full: true,
+                endpoint_hosts: BTreeSet::new(),
+            };
+        }
+        self.index.update(&old, &self.config, changes);
+        let affected = endpoints::affected_hosts(self, &old, changes);
+        let mut delta = ModelDelta::default();
+        for host in affected {
+            let Some(list) = self.services.get(&host).cloned() else {
+                continue;
+            };
+            let mut updated = Vec::with_capacity(list.len());
+            for svc in list {
+                let eps = endpoints::compute(&svc, &self.config, &self.index);
+                if *svc.endpoints == eps {
+                    updated.push(svc);
+                } else {
+                    let generation = self.next_generation();
+                    updated.push(Arc::new((*svc).clone().with_endpoints(eps, generation)));
+                    delta.endpoint_hosts.insert(host.clone());
+                }
+            }
+            self.services.insert(host, updated);
+        }
+        delta
+    }
+
+    /// The service for `host` as seen from `namespace`: its own namespace's definition first,
+    /// then a Kubernetes service, then the first by namespace.
+    pub fn service_for(&self, host: &str, namespace: &str) -> Option<&Arc<Service>> {
+        let list = self.services.get(host)?;
+        list.iter()
+            .filter(|s| s.visibility.visible_from(namespace))
+            .min_by_key(|s| {
+                (
+                    s.namespace.as_ref() != namespace,
+                    !matches!(s.origin, ServiceOrigin::Kubernetes),
+                    s.namespace.clone(),
+                )
+            })
+    }
+
+    /// Every service visible from `namespace`, one per host.
+    pub fn visible_services<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
+        self.services
+            .keys()
+            .filter_map(move |h| self.service_for(h, namespace))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,243 @@
+//! Who is asking: the proxy's identity and settings, read from the xDS `Node`.
+//!
+//! Node ids follow Istio: `TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.DOMAIN`, with `TYPE` one of
+//! `sidecar`, `router` or `ztunnel`. Node metadata may add `NAMESPACE`, `LABELS`,
+//! `INTERCEPTION_MODE` (`REDIRECT`, `TPROXY`, `NONE`), `GENERATOR` (`grpc` for proxyless
+//! clients), `INSTANCE_IPS`, `CLUSTER_ID` and `ISTIO_VERSION`.
+
+use serde::Serialize;
+use shoal_api::pb::envoy::config::core::v3::Node;
+use shoal_api::pb::google::protobuf::{Struct, Value, value::Kind as ValueKind};
+use shoal_config::Labels;
+use thiserror::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyType {
+    Sidecar,
+    Router,
+    Ztunnel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Generator {
+    Envoy,
+    Grpc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Interception {
+    Redirect,
+    Tproxy,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Proxy {
+    pub id: String,
+    pub proxy_type: ProxyType,
+    pub ips: Vec<String>,
+    /// `POD.NAMESPACE` part of the id.
+    pub workload: String,
+    pub namespace: String,
+    pub labels: Labels,
+    pub generator: Generator,
+    pub interception: Interception,
+    pub cluster_id: Option<String>,
+    pub istio_version: Option<String>,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ProxyError {
+    #[error("the first request of a stream must carry a node")]
+    NoNode,
+    #[error("node id {0:?} is not TYPE~IP~POD.NAMESPACE~DOMAIN")]
+    BadId(String),
+    #[error("node id {0:?}: unknown proxy type {1:?} (sidecar, router or ztunnel)")]
+    BadType(String, String),
+    #[error("node id {0:?}: no namespace in the id or the NAMESPACE metadata")]
+    NoNamespace(String),
+    #[error("node metadata {0}: {1}")]
+    BadMetadata(&'static str, String),
+}
+
+fn string_field<'a>(s: &'a Struct, key: &str) -> Option<&'a str> {
+    match s.fields.get(key).and_then(|v| v.kind.as_ref()) {
+        Some(ValueKind::StringValue(v)) => Some(v.as_str()),
+        _ => None,
+    }
+}
+
+fn labels_field(s: &Struct) -> Result<Labels, ProxyError> {
+    let Some(v) = s.fields.get("LABELS") else {
+        return Ok(Labels::new());
+    };
+    match &v.kind {
+        Some(ValueKind::StructValue(st)) => st
+            .fields
+            .iter()
+            .map(|(k, v): (&String, &Value)| match &v.kind {
+                Some(ValueKind::StringValue(s)) => Ok((k.clone(), s.clone())),
+                _ => Err(ProxyError::BadMetadata(
+                    "LABELS",
+                    format!("label {k:?} is not a string"),
+                )),
+            })
+            .collect(),
+        Some(ValueKind::NullValue(_)) | None => Ok(Labels::new()),
+        _ => Err(ProxyError::BadMetadata(
+            "LABELS",
+            "not a map of strings".into(),
+        )),
+    }
+}
+
+/// Longest accepted node id; anything longer is hostile.
+const MAX_ID: usize = 1024;
+
+impl Proxy {
+    pub fn from_node(node: Option<&Node>) -> Result<Proxy, ProxyError> {
+        let node = node.ok_or(ProxyError::NoNode)?;
+        let id = node.id.clone();
+        if id.len() > MAX_ID {
+            return Err(ProxyError::BadId(format!(
+                "{}…",
+                &id[..id.floor_char_boundary(64)]
+            )));
+        }
+        let parts: Vec<&str> = id.split('~').collect();
+        if parts.len() != 4 {
+            return Err(ProxyError::BadId(id));
+        }
+        let proxy_type = match parts[0] {
+            "sidecar" => ProxyType::Sidecar,
+            "router" => ProxyType::Router,
+            "ztunnel" => ProxyType::Ztunnel,
+            other => return Err(ProxyError::BadType(id.clone(), other.to_string())),
+        };
+        let empty = Struct::default();
+        let meta = node.metadata.as_ref().unwrap_or(&empty);
+        let namespace = string_field(meta, "NAMESPACE")
+            .map(str::to_string)
+            .or_else(|| parts[2].rsplit_once('.').map(|(_, ns)| ns.to_string()))
+            .or_else(|| parts[3].split('.').next().map(str::to_string))
+            .filter(|ns| shoal_config::host::is_dns_label(ns))
+            .ok_or_else(|| ProxyError::NoNamespace(id.clone()))?;
+        let mut ips: Vec<String> = match string_field(meta, "INSTANCE_IPS") {
+            Some(list) => list
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => Vec::new(),
+        };
+        if !parts[1].is_empty() && !ips.iter().any(|i| i == parts[1]) {
+            ips.insert(0, parts[1].to_string());
+        }
+        let interception = match string_field(meta, "INTERCEPTION_MODE")
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            None | Some("REDIRECT") => Interception::Redirect,
+            Some("TPROXY") => Interception::Tproxy,
+            Some("NONE") => Interception::None,
+            Some(other) => {
+                return Err(ProxyError::BadMetadata(
+                    "INTERCEPTION_MODE",
+                    format!("unknown mode {other:?}"),
+                ));
+            }
+        };
+        let generator = match string_field(meta, "GENERATOR") {
+            Some("grpc") => Generator::Grpc,
+            _ => Generator::Envoy,
+        };
+        Ok(Proxy {
+            proxy_type,
+            ips,
+            workload: parts[2].to_string(),
+            namespace,
+            labels: labels_field(meta)?,
+            generator,
+            interception,
+            cluster_id: string_field(meta, "CLUSTER_ID").map(str::to_string),
+            istio_version: string_field(meta, "ISTIO_VERSION").map(str::to_string),
+            id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, meta: &[(&str, &str)]) -> Node {
+        let fields = meta
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    Value {
+                        kind: Some(ValueKind::StringValue(v.to_string())),
+                    },
+                )
+            })
+            .collect();
+        Node {
+            id: id.into(),
+            metadata: Some(Struct { fields }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn istio_node_ids() {
+        let p = Proxy::from_node(Some(&node(
+            "sidecar~10.0.0.1~reviews-v1-abc.bookinfo~bookinfo.svc.cluster.local",
+            &[],
+        )))
+        .unwrap();
+        assert_eq!(p.namespace, "bookinfo");
+        assert_eq!(p.ips, vec!["10.0.0.1"]);
+        assert_eq!(p.interception, Interception::Redirect);
+        let p = Proxy::from_node(Some(&node(
+            "sidecar~~c.x~x.svc.cluster.local",
+            &[
+                ("GENERATOR", "grpc"),
+                ("INTERCEPTION_MODE", "NONE"),
+                ("NAMESPACE", "y"),
+            ],
+        )))
+        .unwrap();
+        assert_eq!(p.generator, Generator::Grpc);
+        assert_eq!(p.interception, Interception::None);
+        assert_eq!(p.namespace, "y");
+    }
+
+    #[test]
+    fn bad_ids_are_errors() {
+        assert_eq!(Proxy::from_node(None), Err(ProxyError::NoNode));
+        assert!(matches!(
+            Proxy::from_node(Some(&node("nope", &[]))),
+            Err(ProxyError::BadId(_))
+        ));
+        assert!(matches!(
+            Proxy::from_node(Some(&node("gateway~1~a.b~b.svc", &[]))),
+            Err(ProxyError::BadType(..))
+        ));
+        assert!(matches!(
+            Proxy::from_node(Some(&node("sidecar~1~a~", &[]))),
+            Err(ProxyError::NoNamespace(_))
+        ));
+        assert!(Proxy::from_node(Some(&node(&"x".repeat(5000), &[]))).is_err());
+        assert!(
+            Proxy::from_node(Some(&node(
+                "sidecar~1~a.b~b.svc",
+                &[("INTERCEPTION_MODE", "WEIRD")]
+            )))
+            .is_err()
+        );
+    }
+}

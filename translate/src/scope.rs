@@ -1,0 +1,329 @@
+//! What a proxy sees: its view key, and the services and rules in its scope (namespace
+//! visibility via `exportTo`, and its `Sidecar`'s egress hosts).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use shoal_config::istio::{CaptureMode, IstioEgressListener};
+use shoal_config::{host, selects};
+
+use crate::model::TargetPort;
+use crate::model::{
+    DestinationRuleRule, Model, Protocol, Service, SidecarRule, VirtualServiceRule,
+};
+use crate::proxy::{Generator, Interception, Proxy, ProxyType};
+
+/// A port a workload receives traffic on (the service's target port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct InboundPort {
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+/// Everything that decides a proxy's config. Proxies with equal keys share one view.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ViewKey {
+    pub proxy_type: ProxyType,
+    pub generator: Generator,
+    pub namespace: Arc<str>,
+    /// The `Sidecar` resource (namespace, name) that applies, if any.
+    pub sidecar: Option<(Arc<str>, Arc<str>)>,
+    pub interception: Interception,
+    pub inbound: Vec<InboundPort>,
+}
+
+impl ViewKey {
+    /// Derives the view of a proxy from the current model.
+    pub fn for_proxy(model: &Model, proxy: &Proxy) -> ViewKey {
+        let sidecar = select_sidecar(model, &proxy.namespace, &proxy.labels)
+            .map(|s| (s.namespace.clone(), s.name.clone()));
+        let grpc = proxy.generator == Generator::Grpc;
+        let mut inbound = Vec::new();
+        if !grpc && proxy.proxy_type == ProxyType::Sidecar {
+            for svc in model.services.values().flatten() {
+                let selected = svc.namespace.as_ref() == proxy.namespace
+                    && svc
+                        .selector
+                        .as_ref()
+                        .is_some_and(|sel| selects(sel, &proxy.labels));
+                if !selected {
+                    continue;
+                }
+                for p in &svc.ports {
+                    let port = match &p.target_port {
+                        Some(TargetPort::Number(n)) => *n,
+                        Some(TargetPort::Name(_)) => continue,
+                        None => p.port,
+                    };
+                    inbound.push(InboundPort {
+                        port,
+                        protocol: p.protocol,
+                    });
+                }
+            }
+            inbound.sort();
+            inbound.dedup_by_key(|p| p.port);
+        }
+        ViewKey {
+            proxy_type: proxy.proxy_type,
+            generator: proxy.generator,
+            namespace: proxy.namespace.as_str().into(),
+            sidecar,
+            interception: if grpc {
+                Interception::None
+            } else {
+                proxy.interception
+            },
+            inbound,
+        }
+    }
+
+    /// A readable, unique id of the view (used in metrics and debug output).
+    pub fn id(&self) -> String {
+        let sidecar = match &self.sidecar {
+            Some((ns, name)) => format!("{ns}/{name}"),
+            None => "-".into(),
+        };
+        let inbound: Vec<String> = self
+            .inbound
+            .iter()
+            .map(|p| format!("{}:{}", p.port, p.protocol.as_str()))
+            .collect();
+        format!(
+            "{}|{}|{}|sidecar={}|{}|inbound={}",
+            serde_json::to_value(self.proxy_type)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            serde_json::to_value(self.generator)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            self.namespace,
+            sidecar,
+            serde_json::to_value(self.interception)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            inbound.join(",")
+        )
+    }
+}
+
+/// The Sidecar that applies to a workload: one of its namespace selecting it, else its
+/// namespace's default, else the mesh default from the root namespace.
+fn select_sidecar<'a>(
+    model: &'a Model,
+    namespace: &str,
+    labels: &shoal_config::Labels,
+) -> Option<&'a Arc<SidecarRule>> {
+    let in_ns = model.sidecars.get(namespace).into_iter().flatten();
+    let selected = in_ns.clone().find(|s| {
+        s.spec
+            .workload_selector
+            .as_ref()
+            .is_some_and(|w| !w.labels.is_empty() && selects(&w.labels, labels))
+    });
+    let default_of = |ns: &str| {
+        model.sidecars.get(ns).into_iter().flatten().find(|s| {
+            s.spec
+                .workload_selector
+                .as_ref()
+                .is_none_or(|w| w.labels.is_empty())
+        })
+    };
+    selected
+        .or_else(|| default_of(namespace))
+        .or_else(|| default_of(&model.options.root_namespace))
+}
+
+/// An egress listener of the Sidecar (or the implicit catch-all one).
+#[derive(Debug, Clone)]
+pub(crate) struct Egress {
+    pub port: Option<u16>,
+    pub protocol: Option<Protocol>,
+    pub bind: Option<String>,
+    pub capture_none: bool,
+    pub hosts: Vec<(String, String)>,
+}
+
+impl Egress {
+    fn from_spec(e: &IstioEgressListener) -> Egress {
+        Egress {
+            port: e.port.as_ref().and_then(|p| u16::try_from(p.number).ok()),
+            protocol: e.port.as_ref().and_then(|p| {
+                p.protocol
+                    .as_deref()
+                    .map(Protocol::parse)
+                    .or_else(|| p.name.as_deref().map(|n| Protocol::select(None, None, n)))
+            }),
+            bind: e.bind.clone(),
+            capture_none: e.capture_mode == Some(CaptureMode::None),
+            hosts: e
+                .hosts
+                .iter()
+                .filter_map(|h| {
+                    h.split_once('/')
+                        .map(|(ns, host)| (ns.to_string(), host.to_ascii_lowercase()))
+                })
+                .collect(),
+        }
+    }
+
+    fn catch_all() -> Egress {
+        Egress {
+            port: None,
+            protocol: None,
+            bind: None,
+            capture_none: false,
+            hosts: vec![("*".into(), "*".into())],
+        }
+    }
+
+    /// Whether `ns/host` entries select something of namespace `ns` with host `h`.
+    pub fn selects(&self, proxy_ns: &str, ns: &str, h: &str) -> bool {
+        self.hosts.iter().any(|(hns, hhost)| {
+            let ns_ok = match hns.as_str() {
+                "*" => true,
+                "." => ns == proxy_ns,
+                "~" => false,
+                other => other == ns,
+            };
+            ns_ok
+                && (host::matches(hhost, h)
+                    || (!hhost.contains('.') && h.split('.').next() == Some(hhost.as_str())))
+        })
+    }
+}
+
+/// A view's scope over the model.
+pub(crate) struct Scope<'a> {
+    pub model: &'a Model,
+    pub key: &'a ViewKey,
+    pub egress: Vec<Egress>,
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(model: &'a Model, key: &'a ViewKey) -> Scope<'a> {
+        let sidecar = key.sidecar.as_ref().and_then(|(ns, name)| {
+            model
+                .sidecars
+                .get(ns)
+                .into_iter()
+                .flatten()
+                .find(|s| &s.name == name)
+        });
+        let egress = match sidecar {
+            Some(s) if !s.spec.egress.is_empty() => {
+                s.spec.egress.iter().map(Egress::from_spec).collect()
+            }
+            _ => vec![Egress::catch_all()],
+        };
+        Scope { model, key, egress }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.key.namespace
+    }
+
+    /// Whether a service is in scope (visible and selected by some egress listener).
+    pub fn sees(&self, svc: &Service) -> bool {
+        svc.visibility.visible_from(self.namespace())
+            && self
+                .egress
+                .iter()
+                .any(|e| e.selects(self.namespace(), &svc.namespace, &svc.host))
+    }
+
+    /// Services in scope, one per host, sorted by host.
+    pub fn services(&self) -> Vec<&'a Arc<Service>> {
+        self.model
+            .visible_services(&self.key.namespace)
+            .filter(|s| self.sees(s))
+            .collect()
+    }
+
+    /// Services in scope of one egress listener.
+    pub fn services_of(&self, egress: &Egress) -> Vec<&'a Arc<Service>> {
+        self.model
+            .visible_services(&self.key.namespace)
+            .filter(|s| egress.selects(self.namespace(), &s.namespace, &s.host))
+            .collect()
+    }
+
+    /// The DestinationRule for a host: the proxy's namespace first, then the service's, then
+    /// the root namespace; the most specific host wins within a namespace.
+    pub fn destination_rule(
+        &self,
+        h: &str,
+        service_ns: &str,
+    ) -> Option<&'a Arc<DestinationRuleRule>> {
+        let ns_order = [
+            self.namespace(),
+            service_ns,
+            self.model.options.root_namespace.as_str(),
+        ];
+        for ns in ns_order {
+            let best = self
+                .model
+                .destination_rules
+                .iter()
+                .filter(|dr| {
+                    dr.namespace.as_ref() == ns && dr.visibility.visible_from(self.namespace())
+                })
+                .filter(|dr| dr.hosts.iter().any(|p| host::matches(p, h)))
+                .max_by_key(|dr| {
+                    let p = &dr.hosts[0];
+                    (!p.starts_with('*'), p.len())
+                });
+            if best.is_some() {
+                return best;
+            }
+        }
+        None
+    }
+
+    /// VirtualServices bound to the mesh and in scope, the proxy's namespace first.
+    pub fn virtual_services(&self) -> Vec<&'a Arc<VirtualServiceRule>> {
+        let mut list: Vec<&Arc<VirtualServiceRule>> = self
+            .model
+            .virtual_services
+            .iter()
+            .filter(|vs| {
+                vs.spec.gateways.is_empty() || vs.spec.gateways.iter().any(|g| g == "mesh")
+            })
+            .filter(|vs| vs.visibility.visible_from(self.namespace()))
+            .filter(|vs| {
+                vs.hosts.iter().any(|h| {
+                    self.egress
+                        .iter()
+                        .any(|e| e.selects(self.namespace(), &vs.namespace, h))
+                })
+            })
+            .collect();
+        list.sort_by_key(|vs| {
+            (
+                vs.namespace.as_ref() != self.namespace(),
+                vs.namespace.clone(),
+                vs.name.clone(),
+            )
+        });
+        list
+    }
+
+    /// The VirtualService routing `h`, if any (exact host match preferred over wildcard).
+    pub fn virtual_service_for(
+        &self,
+        vss: &[&'a Arc<VirtualServiceRule>],
+        h: &str,
+    ) -> Option<&'a Arc<VirtualServiceRule>> {
+        vss.iter()
+            .copied()
+            .find(|vs| vs.hosts.iter().any(|p| p == h))
+            .or_else(|| {
+                vss.iter()
+                    .copied()
+                    .find(|vs| vs.hosts.iter().any(|p| host::matches(p, h)))
+            })
+    }
+}

@@ -1,0 +1,466 @@
+//! Assembles the resources of a view, memoizing clusters and endpoints shared by views.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use shoal_api::pb::envoy::config::route::v3::RouteConfiguration;
+use shoal_api::{Resource, ResourceType};
+use shoal_config::{ChangeSet, ConfigSnapshot, ObjectKey, host};
+
+use crate::MeshOptions;
+use crate::envoy::cluster::{self, OutboundCluster};
+use crate::envoy::listener::{self, PortService};
+use crate::envoy::{endpoint, outbound_cluster_name, route};
+use crate::model::{Model, ModelDelta, Protocol, Service, VirtualServiceRule};
+use crate::proxy::{Generator, Interception, ProxyType};
+use crate::scope::{Egress, Scope, ViewKey};
+
+/// The resources of one view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewOutput {
+    /// What a wildcard subscription receives (and what named subscriptions resolve
+    /// against), sorted by name within each type.
+    pub resources: BTreeMap<ResourceType, Vec<Resource>>,
+    /// Resources served only when asked for by name (gRPC's `HOST:PORT` listeners and
+    /// their route configs, for proxies that are not gRPC clients).
+    pub on_demand: BTreeMap<ResourceType, Vec<Resource>>,
+}
+
+type DrKey = Option<(Arc<str>, Arc<str>)>;
+
+/// Translates views of one model; keeps translations that views share.
+#[derive(Debug, Default)]
+pub struct Translator {
+    model: Model,
+    clusters: HashMap<(String, Generator, ObjectKey, DrKey), Resource>,
+    endpoints: HashMap<(String, ObjectKey, DrKey), (u64, Resource)>,
+}
+
+fn dr_key(c: &OutboundCluster<'_>) -> DrKey {
+    c.dr.map(|d| (d.namespace.clone(), d.name.clone()))
+}
+
+#[derive(Default)]
+struct Out {
+    resources: BTreeMap<ResourceType, BTreeMap<Arc<str>, Resource>>,
+    on_demand: BTreeMap<ResourceType, BTreeMap<Arc<str>, Resource>>,
+}
+
+impl Out {
+    fn add(&mut self, ty: ResourceType, r: Resource) {
+        self.resources
+            .entry(ty)
+            .or_default()
+            .insert(r.name.clone(), r);
+    }
+
+    fn add_on_demand(&mut self, ty: ResourceType, r: Resource) {
+        self.on_demand
+            .entry(ty)
+            .or_default()
+            .insert(r.name.clone(), r);
+    }
+
+    fn finish(self) -> ViewOutput {
+        let conv = |m: BTreeMap<ResourceType, BTreeMap<Arc<str>, Resource>>| {
+            m.into_iter()
+                .map(|(t, rs)| (t, rs.into_values().collect()))
+                .collect()
+        };
+        ViewOutput {
+            resources: conv(self.resources),
+            on_demand: conv(self.on_demand),
+        }
+    }
+}
+
+impl Translator {
+    pub fn new(config: ConfigSnapshot, options: MeshOptions) -> Self {
+        Translator {
+            model: Model::build(config, options),
+            ..Translator::default()
+        }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Moves to a new config. After a full change, memoized translations are dropped.
+    pub fn update(&mut self, config: ConfigSnapshot, changes: &ChangeSet) -> ModelDelta {
+        let delta = self.model.update(config, changes);
+        if delta.full {
+            self.clusters.clear();
+            self.endpoints.clear();
+        }
+        delta
+    }
+
+    fn cluster(&mut self, c: &OutboundCluster<'_>, flavor: Generator) -> Resource {
+        let key = (c.name.clone(), flavor, c.service.key.clone(), dr_key(c));
+        let opts = &self.model.options;
+        self.clusters
+            .entry(key)
+            .or_insert_with(|| Resource::encode(c.name.as_str(), &cluster::build(c, flavor, opts)))
+            .clone()
+    }
+
+    fn assignment(&mut self, c: &OutboundCluster<'_>) -> Resource {
+        let key = (c.name.clone(), c.service.key.clone(), dr_key(c));
+        match self.endpoints.get(&key) {
+            Some((generation, r)) if *generation == c.service.generation => r.clone(),
+            _ => {
+                let r = Resource::encode(c.name.as_str(), &endpoint::assignment(c));
+                self.endpoints
+                    .insert(key, (c.service.generation, r.clone()));
+                r
+            }
+        }
+    }
+
+    /// Builds every resource of a view.
+    pub fn build(&mut self, key: &ViewKey) -> ViewOutput {
+        let model = std::mem::take(&mut self.model);
+        let out = ViewBuilder {
+            tr: self,
+            scope: Scope::new(&model, key),
+            out: Out::default(),
+        }
+        .build();
+        self.model = model;
+        out
+    }
+
+    /// The endpoint assignments of a view for the clusters of `hosts` (after an
+    /// endpoint-only change).
+    pub fn endpoints(&mut self, key: &ViewKey, hosts: &BTreeSet<Arc<str>>) -> Vec<Resource> {
+        let model = std::mem::take(&mut self.model);
+        let scope = Scope::new(&model, key);
+        let mut out = Vec::new();
+        for h in hosts {
+            let Some(svc) = model.service_for(h, scope.namespace()) else {
+                continue;
+            };
+            if !scope.sees(svc) {
+                continue;
+            }
+            for c in cluster::outbound_clusters(&scope, svc) {
+                if c.uses_eds() {
+                    out.push(self.assignment(&c));
+                }
+            }
+        }
+        self.model = model;
+        out
+    }
+}
+
+struct ViewBuilder<'t, 'm> {
+    tr: &'t mut Translator,
+    scope: Scope<'m>,
+    out: Out,
+}
+
+impl<'m> ViewBuilder<'_, 'm> {
+    fn opts(&self) -> &'m MeshOptions {
+        &self.scope.model.options
+    }
+
+    fn flavor(&self) -> Generator {
+        self.scope.key.generator
+    }
+
+    fn build(mut self) -> ViewOutput {
+        let services = self.scope.services();
+        let flavor = self.flavor();
+        for svc in &services {
+            for c in cluster::outbound_clusters(&self.scope, svc) {
+                let cr = self.tr.cluster(&c, flavor);
+                self.out.add(ResourceType::Cluster, cr);
+                if c.uses_eds() {
+                    let er = self.tr.assignment(&c);
+                    self.out.add(ResourceType::Endpoint, er);
+                }
+            }
+        }
+        let vss = self.scope.virtual_services();
+        match (flavor, self.scope.key.proxy_type) {
+            (Generator::Grpc, _) => self.grpc_listeners(&services, &vss, false),
+            (Generator::Envoy, ProxyType::Sidecar) => {
+                self.sidecar_listeners(&vss);
+                self.grpc_listeners(&services, &vss, true);
+            }
+            // Gateways and ztunnels are served by later additions; they get clusters only.
+            (Generator::Envoy, _) => {}
+        }
+        self.out.finish()
+    }
+
+    fn special_clusters(&mut self, capture: bool) {
+        let opts = self.opts();
+        self.out.add(
+            ResourceType::Cluster,
+            Resource::encode(crate::envoy::BLACKHOLE, &cluster::blackhole(opts)),
+        );
+        self.out.add(
+            ResourceType::Cluster,
+            Resource::encode(
+                crate::envoy::PASSTHROUGH,
+                &cluster::passthrough(false, opts),
+            ),
+        );
+        if capture {
+            self.out.add(
+                ResourceType::Cluster,
+                Resource::encode(
+                    crate::envoy::INBOUND_PASSTHROUGH,
+                    &cluster::passthrough(true, opts),
+                ),
+            );
+            for p in &self.scope.key.inbound {
+                let c = cluster::inbound(p.port, p.protocol, opts);
+                self.out
+                    .add(ResourceType::Cluster, Resource::encode(c.name.clone(), &c));
+            }
+        }
+    }
+
+    fn sidecar_listeners(&mut self, vss: &[&'m Arc<VirtualServiceRule>]) {
+        let capture = self.scope.key.interception != Interception::None;
+        self.special_clusters(capture);
+        let egress = self.scope.egress.clone();
+        let mut claimed_ports = BTreeSet::new();
+        for e in egress.iter().filter(|e| e.port.is_some()) {
+            let Some(port) = e.port else { continue };
+            if e.capture_none || !capture {
+                self.bound_listener(e, port, vss);
+            } else if claimed_ports.insert(port) {
+                let services = self.scope.services_of(e);
+                self.capture_port(port, &services, vss);
+            }
+        }
+        if capture {
+            // The catch-all egress listener: one listener per service port not claimed above.
+            let mut by_port: BTreeMap<u16, Vec<&'m Arc<Service>>> = BTreeMap::new();
+            for e in egress.iter().filter(|e| e.port.is_none()) {
+                for svc in self.scope.services_of(e) {
+                    for p in &svc.ports {
+                        if !claimed_ports.contains(&p.port) && p.protocol != Protocol::Udp {
+                            by_port.entry(p.port).or_default().push(svc);
+                        }
+                    }
+                }
+            }
+            for (port, mut services) in by_port {
+                services.dedup_by_key(|s| s.host.clone());
+                self.capture_port(port, &services, vss);
+            }
+            self.out.add(
+                ResourceType::Listener,
+                Resource::encode("virtualOutbound", &listener::virtual_outbound()),
+            );
+            let inbound = listener::virtual_inbound(&self.scope.key.inbound);
+            self.out.add(
+                ResourceType::Listener,
+                Resource::encode("virtualInbound", &inbound),
+            );
+        }
+    }
+
+    /// `0.0.0.0_PORT` and route config `PORT` for services reached by original destination.
+    fn capture_port(
+        &mut self,
+        port: u16,
+        services: &[&'m Arc<Service>],
+        vss: &[&'m Arc<VirtualServiceRule>],
+    ) {
+        let port_services: Vec<PortService> = services
+            .iter()
+            .filter_map(|s| {
+                let p = s.port(port)?;
+                Some(PortService {
+                    cluster: outbound_cluster_name(port, "", &s.host),
+                    protocol: p.protocol,
+                    addresses: s.addresses.clone(),
+                })
+            })
+            .collect();
+        if port_services.is_empty() {
+            return;
+        }
+        let l = listener::outbound_port(port, &port_services);
+        self.out
+            .add(ResourceType::Listener, Resource::encode(l.name.clone(), &l));
+        if port_services
+            .iter()
+            .any(|s| s.protocol.is_http() || s.protocol == Protocol::Unknown)
+        {
+            let rc = self.route_config(&port.to_string(), port, services, vss, true);
+            self.out
+                .add(ResourceType::Route, Resource::encode(rc.name.clone(), &rc));
+        }
+    }
+
+    /// A listener bound by a Sidecar egress listener (`captureMode: NONE` or a proxy
+    /// without traffic capture).
+    fn bound_listener(&mut self, e: &Egress, port: u16, vss: &[&'m Arc<VirtualServiceRule>]) {
+        let bind = e.bind.clone().unwrap_or_else(|| "127.0.0.1".to_string());
+        let services: Vec<&'m Arc<Service>> = self
+            .scope
+            .services_of(e)
+            .into_iter()
+            .filter(|s| s.port(port).is_some())
+            .collect();
+        let http = match e.protocol {
+            Some(p) => p.is_http(),
+            None => services.iter().any(|s| {
+                s.port(port)
+                    .is_some_and(|p| p.protocol.is_http() || p.protocol == Protocol::Unknown)
+            }),
+        };
+        let tcp_cluster = services
+            .first()
+            .map(|s| outbound_cluster_name(port, "", &s.host));
+        let l = listener::bound(&bind, port, http, tcp_cluster.as_deref());
+        self.out
+            .add(ResourceType::Listener, Resource::encode(l.name.clone(), &l));
+        if http {
+            let rc = self.route_config(&l.name, port, &services, vss, false);
+            self.out
+                .add(ResourceType::Route, Resource::encode(rc.name.clone(), &rc));
+        }
+    }
+
+    /// A route config for a port: a virtual host per HTTP service, per VirtualService host
+    /// that names no service, and (with traffic capture) `allow_any`.
+    fn route_config(
+        &mut self,
+        name: &str,
+        port: u16,
+        services: &[&'m Arc<Service>],
+        vss: &[&'m Arc<VirtualServiceRule>],
+        allow_any: bool,
+    ) -> RouteConfiguration {
+        let flavor = Generator::Envoy;
+        let suffix = &self.opts().domain_suffix;
+        let ns = self.scope.namespace();
+        let mut used = BTreeSet::new();
+        let mut vhosts = Vec::new();
+        for svc in services {
+            let Some(p) = svc.port(port) else { continue };
+            if !(p.protocol.is_http() || p.protocol == Protocol::Unknown) {
+                continue;
+            }
+            let vs = self.scope.virtual_service_for(vss, &svc.host);
+            let routes = route::routes(&self.scope, vs.map(|v| v.as_ref()), svc, port, flavor);
+            let domains = route::domains(svc, port, ns, suffix);
+            vhosts.extend(route::virtual_host(
+                format!("{}:{port}", svc.host),
+                domains,
+                routes,
+                &mut used,
+            ));
+        }
+        // VirtualService hosts that are not services (e.g. a name that routes elsewhere).
+        for vs in vss {
+            for h in &vs.hosts {
+                let is_service = services.iter().any(|s| host::matches(h, &s.host));
+                if is_service || h == "*" {
+                    continue;
+                }
+                let routes = route::vs_routes(&self.scope, vs, port, flavor);
+                let targets_port = routes.iter().any(|r| route_targets_port(r, port));
+                if targets_port {
+                    let domains = vec![h.clone(), format!("{h}:{port}")];
+                    vhosts.extend(route::virtual_host(
+                        format!("{h}:{port}"),
+                        domains,
+                        routes,
+                        &mut used,
+                    ));
+                }
+            }
+        }
+        if allow_any {
+            vhosts.extend(route::allow_any(&mut used));
+        }
+        RouteConfiguration {
+            name: name.to_string(),
+            virtual_hosts: vhosts,
+            validate_clusters: Some(crate::envoy::boolv(false)),
+            ..Default::default()
+        }
+    }
+
+    /// gRPC's `HOST:PORT` listeners and `outbound|PORT||HOST` route configs.
+    fn grpc_listeners(
+        &mut self,
+        services: &[&'m Arc<Service>],
+        vss: &[&'m Arc<VirtualServiceRule>],
+        on_demand: bool,
+    ) {
+        let suffix = &self.opts().domain_suffix;
+        let ns = self.scope.namespace();
+        for svc in services {
+            for p in svc
+                .ports
+                .iter()
+                .filter(|p| p.protocol.is_http() || p.protocol == Protocol::Unknown)
+            {
+                let rc_name = outbound_cluster_name(p.port, "", &svc.host);
+                let address = svc
+                    .addresses
+                    .iter()
+                    .find(|a| crate::envoy::is_ip(a))
+                    .map_or("0.0.0.0", String::as_str);
+                let l = listener::api_listener(&svc.host, p.port, address, &rc_name);
+                let vs = self.scope.virtual_service_for(vss, &svc.host);
+                let routes = route::routes(
+                    &self.scope,
+                    vs.map(|v| v.as_ref()),
+                    svc,
+                    p.port,
+                    Generator::Grpc,
+                );
+                let mut used = BTreeSet::new();
+                let vh = route::virtual_host(
+                    format!("{}:{}", svc.host, p.port),
+                    route::domains(svc, p.port, ns, suffix),
+                    routes,
+                    &mut used,
+                );
+                let rc = RouteConfiguration {
+                    name: rc_name.clone(),
+                    virtual_hosts: vh.into_iter().collect(),
+                    ..Default::default()
+                };
+                let (lr, rr) = (
+                    Resource::encode(l.name.clone(), &l),
+                    Resource::encode(rc_name, &rc),
+                );
+                if on_demand {
+                    self.out.add_on_demand(ResourceType::Listener, lr);
+                    self.out.add_on_demand(ResourceType::Route, rr);
+                } else {
+                    self.out.add(ResourceType::Listener, lr);
+                    self.out.add(ResourceType::Route, rr);
+                }
+            }
+        }
+    }
+}
+
+fn route_targets_port(r: &shoal_api::pb::envoy::config::route::v3::Route, port: u16) -> bool {
+    use shoal_api::pb::envoy::config::route::v3::{route::Action, route_action::ClusterSpecifier};
+    let needle = format!("outbound|{port}|");
+    match &r.action {
+        Some(Action::Route(a)) => match &a.cluster_specifier {
+            Some(ClusterSpecifier::Cluster(c)) => c.starts_with(&needle),
+            Some(ClusterSpecifier::WeightedClusters(w)) => {
+                w.clusters.iter().any(|c| c.name.starts_with(&needle))
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}

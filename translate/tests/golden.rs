@@ -1,0 +1,107 @@
+//! Golden tests: Istio YAML in, Envoy resources out (as Envoy's JSON), one directory per case.
+//!
+//! Each `golden/CASE/` holds `config.yaml` (the mesh), `proxies.yaml` (a map from output name to
+//! node id and metadata) and one `OUTPUT.json` per proxy with every resource of its view.
+//! Regenerate with `SHOAL_UPDATE_GOLDEN=1 cargo test -p shoal-translate --test golden`, then
+//! review the diff against Istio's documented behaviour.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde_json::{Value, json};
+use shoal_api::pb::envoy::config::core::v3::Node;
+use shoal_api::pb::google::protobuf::{Struct, Value as PValue, value::Kind};
+use shoal_config::ConfigStore;
+use shoal_config::parse::parse_yaml;
+use shoal_translate::{MeshOptions, Proxy, Translator, ViewKey, ViewOutput};
+
+fn to_struct(v: &Value) -> Struct {
+    let mut fields = HashMap::new();
+    for (k, v) in v.as_object().into_iter().flatten() {
+        let kind = match v {
+            Value::String(s) => Kind::StringValue(s.clone()),
+            Value::Object(_) => Kind::StructValue(to_struct(v)),
+            other => Kind::StringValue(other.to_string()),
+        };
+        fields.insert(k.clone(), PValue { kind: Some(kind) });
+    }
+    Struct { fields }
+}
+
+fn render(out: &ViewOutput) -> Value {
+    let section = |m: &BTreeMap<shoal_api::ResourceType, Vec<shoal_api::Resource>>| {
+        let mut obj = serde_json::Map::new();
+        for (ty, rs) in m {
+            let list: Vec<Value> = rs
+                .iter()
+                .map(|r| shoal_api::json::to_json(ty.type_url(), &r.body).expect("renders"))
+                .collect();
+            obj.insert(ty.short_name().to_string(), Value::Array(list));
+        }
+        Value::Object(obj)
+    };
+    json!({ "resources": section(&out.resources), "on_demand": section(&out.on_demand) })
+}
+
+fn run_case(dir: &Path) -> Vec<String> {
+    let mut store = ConfigStore::new();
+    let config = std::fs::read_to_string(dir.join("config.yaml")).unwrap();
+    store.apply("config.yaml", parse_yaml("config.yaml", &config));
+    let errors: Vec<String> = store
+        .issues()
+        .iter()
+        .filter(|i| i.is_error())
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{}: config has errors: {errors:#?}",
+        dir.display()
+    );
+    let mut tr = Translator::new(store.snapshot(), MeshOptions::default());
+    let proxies: BTreeMap<String, Value> =
+        serde_saphyr::from_str(&std::fs::read_to_string(dir.join("proxies.yaml")).unwrap())
+            .unwrap();
+    let update = std::env::var_os("SHOAL_UPDATE_GOLDEN").is_some();
+    let mut failures = Vec::new();
+    for (name, p) in proxies {
+        let node = Node {
+            id: p["id"].as_str().unwrap().to_string(),
+            metadata: Some(to_struct(&p["metadata"])),
+            ..Default::default()
+        };
+        let proxy = Proxy::from_node(Some(&node)).unwrap();
+        let key = ViewKey::for_proxy(tr.model(), &proxy);
+        let got = render(&tr.build(&key));
+        let got = serde_json::to_string_pretty(&json!({ "view": key.id(), "output": got }))
+            .unwrap()
+            + "\n";
+        let path = dir.join(format!("{name}.json"));
+        if update {
+            std::fs::write(&path, &got).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(got.as_str()) {
+            failures.push(format!(
+                "{} differs (SHOAL_UPDATE_GOLDEN=1 to regenerate, then review)",
+                path.display()
+            ));
+        }
+    }
+    failures
+}
+
+#[test]
+fn golden() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty());
+    let failures: Vec<String> = cases.iter().flat_map(|c| run_case(c)).collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
