@@ -1,0 +1,11 @@
+//! Metric names the cache records (exported by the server's Prometheus recorder).
+
+pub const CONNECTED: &str = "shoal_xds_connected_streams";
+pub const PUSHES: &str = "shoal_xds_pushes_total";
+pub const PUSH_BYTES: &str = "shoal_xds_pushed_bytes_total";
+pub const PUSHED_RESOURCES: &str = "shoal_xds_pushed_resources_total";
+pub const PUSH_LATENCY: &str = "shoal_xds_push_latency_seconds";
+pub const NACKS: &str = "shoal_xds_nacks_total";
+pub const REJECTED_REQUESTS: &str = "shoal_xds_rejected_requests_total";
+pub const STREAMS_OPENED: &str = "shoal_xds_streams_opened_total";
+pub const STREAM_WAIT: &str = "shoal_xds_stream_admission_wait_seconds";

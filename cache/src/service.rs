@@ -1,0 +1,483 @@
+//! The ADS gRPC service: SotW `StreamAggregatedResources` and incremental
+//! `DeltaAggregatedResources` on one port, each stream driving a [`crate::session`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram};
+use parking_lot::Mutex;
+use shoal_api::codec::{Encoded, EncodedCodec};
+use shoal_api::pb::envoy::config::core::v3::Node;
+use shoal_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::body::Body;
+use tonic::codegen::{BoxFuture, Service, StdError, http};
+use tonic::server::NamedService;
+use tonic::{Status, Streaming};
+
+use crate::metrics_names as m;
+use crate::session::{DeltaSession, Limits, Outgoing, Reply, SessionError, SotwSession};
+use crate::status::{StatusRegistry, StreamStatus};
+use crate::subscription::Interner;
+use crate::view::View;
+
+/// The view of a proxy, as decided by the server's wiring.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub view: Arc<View>,
+}
+
+/// Maps proxies to views. Implemented by the server, which owns translation.
+pub trait ViewSource: Send + Sync + 'static {
+    /// The view for the proxy a node describes, built if needed. May take a while (a new
+    /// view is translated); it runs on a blocking thread.
+    fn resolve(&self, node: Option<&Node>) -> Result<Resolved, Status>;
+
+    /// Changes whenever proxies may have to move to another view (config that decides
+    /// views changed).
+    fn epoch(&self) -> watch::Receiver<u64>;
+}
+
+/// Tuning of the ADS service.
+#[derive(Debug, Clone)]
+pub struct AdsConfig {
+    pub limits: Limits,
+    /// New streams admitted per second (a reconnect storm queues instead of collapsing).
+    pub stream_rate: f64,
+    /// Streams admitted at once before the rate applies.
+    pub stream_burst: f64,
+    /// Streams computing a push at the same time.
+    pub push_concurrency: usize,
+    /// Responses queued per stream before its pushes wait for the client.
+    pub stream_buffer: usize,
+    /// Requests that are not understood before a stream is closed.
+    pub max_invalid_requests: u32,
+    pub max_message_size: usize,
+}
+
+impl Default for AdsConfig {
+    fn default() -> Self {
+        AdsConfig {
+            limits: Limits::default(),
+            stream_rate: 2000.0,
+            stream_burst: 500.0,
+            push_concurrency: 100,
+            stream_buffer: 4,
+            max_invalid_requests: 100,
+            max_message_size: 4 << 20,
+        }
+    }
+}
+
+/// Admits new streams at a steady rate: each takes a ticket and waits for its turn.
+#[derive(Debug)]
+struct Admission {
+    rate: f64,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Admission {
+    fn new(rate: f64, burst: f64) -> Self {
+        let rate = rate.max(0.001);
+        Admission {
+            rate,
+            burst: burst.max(1.0),
+            state: Mutex::new((burst.max(1.0), Instant::now())),
+        }
+    }
+
+    async fn admit(&self) {
+        let wait = {
+            let mut s = self.state.lock();
+            let now = Instant::now();
+            s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * self.rate).min(self.burst);
+            s.1 = now;
+            s.0 -= 1.0;
+            if s.0 >= 0.0 {
+                None
+            } else {
+                Some(Duration::from_secs_f64(-s.0 / self.rate))
+            }
+        };
+        if let Some(w) = wait {
+            histogram!(m::STREAM_WAIT).record(w.as_secs_f64());
+            tokio::time::sleep(w).await;
+        }
+    }
+}
+
+struct Shared<S> {
+    source: Arc<S>,
+    config: AdsConfig,
+    admission: Admission,
+    pushes: Semaphore,
+    interner: Arc<Interner>,
+    status: Arc<StatusRegistry>,
+}
+
+/// The ADS server: build one, then serve [`AdsServer::service`] with tonic.
+pub struct AdsServer<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: ViewSource> AdsServer<S> {
+    pub fn new(source: Arc<S>, config: AdsConfig) -> Self {
+        let shared = Shared {
+            source,
+            admission: Admission::new(config.stream_rate, config.stream_burst),
+            pushes: Semaphore::new(config.push_concurrency.max(1)),
+            interner: Arc::new(Interner::default()),
+            status: Arc::new(StatusRegistry::default()),
+            config,
+        };
+        AdsServer {
+            shared: Arc::new(shared),
+        }
+    }
+
+    pub fn status(&self) -> Arc<StatusRegistry> {
+        self.shared.status.clone()
+    }
+
+    pub fn interner(&self) -> Arc<Interner> {
+        self.shared.interner.clone()
+    }
+
+    pub fn service(&self) -> AdsService<S> {
+        AdsService {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// One protocol variant's session, as the stream driver sees it.
+trait Session: Send + Sized + 'static {
+    type Req: prost::Message + Default + Send + 'static;
+    const PROTOCOL: &'static str;
+    fn node(req: &Self::Req) -> Option<&Node>;
+    fn open(
+        view: &Arc<View>,
+        interner: Arc<Interner>,
+        limits: Limits,
+        status: Arc<StreamStatus>,
+    ) -> Self;
+    fn on_request(&mut self, req: Self::Req) -> Result<Option<Reply>, SessionError>;
+    fn poll(&mut self) -> Vec<Outgoing>;
+    fn view(&self) -> &Arc<View>;
+    fn switch_view(&mut self, view: &Arc<View>);
+}
+
+impl Session for DeltaSession {
+    type Req = DeltaDiscoveryRequest;
+    const PROTOCOL: &'static str = "delta";
+    fn node(req: &Self::Req) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn open(
+        view: &Arc<View>,
+        interner: Arc<Interner>,
+        limits: Limits,
+        status: Arc<StreamStatus>,
+    ) -> Self {
+        DeltaSession::new(view, interner, limits, status)
+    }
+    fn on_request(&mut self, req: Self::Req) -> Result<Option<Reply>, SessionError> {
+        DeltaSession::on_request(self, req)
+    }
+    fn poll(&mut self) -> Vec<Outgoing> {
+        DeltaSession::poll(self)
+    }
+    fn view(&self) -> &Arc<View> {
+        DeltaSession::view(self)
+    }
+    fn switch_view(&mut self, view: &Arc<View>) {
+        DeltaSession::switch_view(self, view)
+    }
+}
+
+impl Session for SotwSession {
+    type Req = DiscoveryRequest;
+    const PROTOCOL: &'static str = "sotw";
+    fn node(req: &Self::Req) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn open(
+        view: &Arc<View>,
+        interner: Arc<Interner>,
+        limits: Limits,
+        status: Arc<StreamStatus>,
+    ) -> Self {
+        SotwSession::new(view, interner, limits, status)
+    }
+    fn on_request(&mut self, req: Self::Req) -> Result<Option<Reply>, SessionError> {
+        SotwSession::on_request(self, req)
+    }
+    fn poll(&mut self) -> Vec<Outgoing> {
+        SotwSession::poll(self)
+    }
+    fn view(&self) -> &Arc<View> {
+        SotwSession::view(self)
+    }
+    fn switch_view(&mut self, view: &Arc<View>) {
+        SotwSession::switch_view(self, view)
+    }
+}
+
+type Tx = mpsc::Sender<Result<Encoded, Status>>;
+
+/// Unregisters a stream's status and connection gauge when the stream ends.
+struct StreamGuard {
+    status: Arc<StatusRegistry>,
+    id: u64,
+    protocol: &'static str,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.status.unregister(self.id);
+        gauge!(m::CONNECTED, "protocol" => self.protocol).decrement(1.0);
+    }
+}
+
+async fn resolve<S: ViewSource>(
+    shared: &Arc<Shared<S>>,
+    node: Option<Node>,
+) -> Result<Resolved, Status> {
+    let source = shared.source.clone();
+    tokio::task::spawn_blocking(move || source.resolve(node.as_ref()))
+        .await
+        .map_err(|e| Status::internal(format!("resolving the proxy's view failed: {e}")))?
+}
+
+fn record_reply(reply: Option<Reply>, protocol: &'static str) {
+    match reply {
+        Some(Reply::Ack { ty, since }) => {
+            histogram!(m::PUSH_LATENCY, "stage" => "acked", "type" => ty.short_name(), "protocol" => protocol)
+                .record(since.elapsed().as_secs_f64());
+        }
+        Some(Reply::Nack { ty, error }) => {
+            counter!(m::NACKS, "type" => ty.short_name()).increment(1);
+            tracing::warn!(r#type = %ty, %error, "proxy rejected a response");
+        }
+        None => {}
+    }
+}
+
+/// Computes and sends what the session needs now. `false` when the client is gone.
+async fn push<T: Session>(shared: &Shared<impl ViewSource>, session: &mut T, tx: &Tx) -> bool {
+    let out = {
+        // Bound how many streams compute pushes at once; sending happens after release so
+        // a slow client holds up nobody else.
+        let _permit = shared.pushes.acquire().await;
+        session.poll()
+    };
+    for o in out {
+        let bytes = o.message.len() as u64;
+        if tx.send(Ok(o.message)).await.is_err() {
+            return false;
+        }
+        let ty = o.ty.short_name();
+        counter!(m::PUSHES, "type" => ty, "protocol" => T::PROTOCOL).increment(1);
+        counter!(m::PUSH_BYTES, "type" => ty, "protocol" => T::PROTOCOL).increment(bytes);
+        counter!(m::PUSHED_RESOURCES, "type" => ty).increment((o.resources + o.removed) as u64);
+        histogram!(m::PUSH_LATENCY, "stage" => "sent", "type" => ty, "protocol" => T::PROTOCOL)
+            .record(o.since.elapsed().as_secs_f64());
+    }
+    true
+}
+
+async fn drive<T: Session, S: ViewSource>(
+    shared: Arc<Shared<S>>,
+    mut requests: Streaming<T::Req>,
+    tx: Tx,
+) {
+    let first = match requests.message().await {
+        Ok(Some(r)) => r,
+        _ => return,
+    };
+    shared.admission.admit().await;
+    counter!(m::STREAMS_OPENED, "protocol" => T::PROTOCOL).increment(1);
+    let node = T::node(&first).cloned();
+    let node_id = node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
+    let resolved = match resolve(&shared, node.clone()).await {
+        Ok(r) => r,
+        Err(status) => {
+            counter!(m::REJECTED_REQUESTS, "reason" => "node").increment(1);
+            tracing::info!(node = %node_id, error = %status.message(), "refused stream");
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    };
+    let status = shared.status.register(&node_id, T::PROTOCOL);
+    gauge!(m::CONNECTED, "protocol" => T::PROTOCOL).increment(1.0);
+    let _guard = StreamGuard {
+        status: shared.status.clone(),
+        id: status.stream,
+        protocol: T::PROTOCOL,
+    };
+    let mut session = T::open(
+        &resolved.view,
+        shared.interner.clone(),
+        shared.config.limits,
+        status,
+    );
+    let mut view_rx = session.view().subscribe();
+    let mut epoch_rx = shared.source.epoch();
+    epoch_rx.mark_unchanged();
+    let mut invalid = 0u32;
+    let mut next = Some(first);
+    loop {
+        if let Some(req) = next.take() {
+            match session.on_request(req) {
+                Ok(reply) => record_reply(reply, T::PROTOCOL),
+                Err(SessionError::UnknownType(t)) => {
+                    counter!(m::REJECTED_REQUESTS, "reason" => "unknown_type").increment(1);
+                    tracing::debug!(node = %node_id, type_url = %t, "ignored request for an unknown type");
+                    invalid += 1;
+                    if invalid > shared.config.max_invalid_requests {
+                        let _ = tx
+                            .send(Err(Status::invalid_argument(
+                                "too many requests for unknown resource types",
+                            )))
+                            .await;
+                        return;
+                    }
+                }
+                Err(e @ SessionError::TooManyNames { .. }) => {
+                    counter!(m::REJECTED_REQUESTS, "reason" => "too_many_names").increment(1);
+                    let _ = tx
+                        .send(Err(Status::resource_exhausted(e.to_string())))
+                        .await;
+                    return;
+                }
+            }
+        }
+        view_rx.mark_unchanged();
+        if !push(&shared, &mut session, &tx).await {
+            return;
+        }
+        tokio::select! {
+            msg = requests.message() => match msg {
+                Ok(Some(req)) => next = Some(req),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::debug!(node = %node_id, error = %e, "stream ended");
+                    return;
+                }
+            },
+            changed = view_rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            changed = epoch_rx.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                match resolve(&shared, node.clone()).await {
+                    Ok(r) if r.view.id != session.view().id => {
+                        session.switch_view(&r.view);
+                        view_rx = session.view().subscribe();
+                    }
+                    Ok(_) => {}
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                }
+            }
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+struct StreamSvc<T, S> {
+    shared: Arc<Shared<S>>,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Session, S: ViewSource> tonic::server::StreamingService<T::Req> for StreamSvc<T, S> {
+    type Response = Encoded;
+    type ResponseStream = ReceiverStream<Result<Encoded, Status>>;
+    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: tonic::Request<Streaming<T::Req>>) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let (tx, rx) = mpsc::channel(shared.config.stream_buffer.max(1));
+            tokio::spawn(drive::<T, S>(shared, request.into_inner(), tx));
+            Ok(tonic::Response::new(ReceiverStream::new(rx)))
+        })
+    }
+}
+
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+/// The tonic service (route it with `tonic::transport::Server::add_service`).
+pub struct AdsService<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for AdsService<S> {
+    fn clone(&self) -> Self {
+        AdsService {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> NamedService for AdsService<S> {
+    const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+}
+
+impl<S, B> Service<http::Request<B>> for AdsService<S>
+where
+    S: ViewSource,
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let shared = self.shared.clone();
+        let limit = shared.config.max_message_size;
+        match req.uri().path() {
+            SOTW_PATH => Box::pin(async move {
+                let svc = StreamSvc::<SotwSession, S> {
+                    shared,
+                    _t: std::marker::PhantomData,
+                };
+                let mut grpc =
+                    tonic::server::Grpc::new(EncodedCodec::<DiscoveryRequest>::default())
+                        .apply_max_message_size_config(Some(limit), Some(usize::MAX));
+                Ok(grpc.streaming(svc, req).await)
+            }),
+            DELTA_PATH => Box::pin(async move {
+                let svc = StreamSvc::<DeltaSession, S> {
+                    shared,
+                    _t: std::marker::PhantomData,
+                };
+                let mut grpc =
+                    tonic::server::Grpc::new(EncodedCodec::<DeltaDiscoveryRequest>::default())
+                        .apply_max_message_size_config(Some(limit), Some(usize::MAX));
+                Ok(grpc.streaming(svc, req).await)
+            }),
+            _ => Box::pin(async move { Ok(Status::unimplemented("no such method").into_http()) }),
+        }
+    }
+}

@@ -1,0 +1,615 @@
+//! The per-stream protocol state machines, without IO: requests in, responses out.
+//!
+//! [`DeltaSession`] speaks incremental xDS, [`SotwSession`] state-of-the-world. Both hold,
+//! per type, only a subscription (interned), what the client holds (a snapshot reference),
+//! the last response awaiting acknowledgement and a few flags: a few hundred bytes per type,
+//! independent of how many resources the view has.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use shoal_api::codec::Encoded;
+use shoal_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use shoal_api::{ResourceType, Version, wire};
+use thiserror::Error;
+
+use crate::diff::{self, Known};
+use crate::snapshot::{Snapshot, TYPES};
+use crate::status::StreamStatus;
+use crate::subscription::{Interner, Subscription};
+use crate::view::{Attachment, CachedResponse, ResponseKey, View};
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SessionError {
+    #[error("unknown resource type {0:?}")]
+    UnknownType(String),
+    #[error("subscription to {ty} would hold {count} names, more than the limit of {limit}")]
+    TooManyNames {
+        ty: ResourceType,
+        count: usize,
+        limit: usize,
+    },
+}
+
+/// Limits a session enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most names one stream may subscribe to per type.
+    pub max_names: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_names: 100_000 }
+    }
+}
+
+/// What happened to a response the client answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Accepted; `since` is when the change it carried was first seen.
+    Ack {
+        ty: ResourceType,
+        since: Instant,
+    },
+    Nack {
+        ty: ResourceType,
+        error: String,
+    },
+}
+
+/// A response to send, with what it carried (for metrics).
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub ty: ResourceType,
+    pub message: Encoded,
+    pub resources: usize,
+    pub removed: usize,
+    pub since: Instant,
+}
+
+#[derive(Debug)]
+struct Pending {
+    nonce: String,
+    names: Vec<Arc<str>>,
+    before: Known,
+    version: u64,
+    since: Instant,
+}
+
+#[derive(Debug)]
+struct DeltaState {
+    sub: Subscription,
+    known: Known,
+    responded: bool,
+    pending: Option<Pending>,
+    /// After a NACK: do not resend until the view moves past this version.
+    hold: Option<u64>,
+    dirty: bool,
+}
+
+/// Types where a request naming nothing means "everything" (xDS legacy wildcard). Endpoints
+/// and routes are always named by the clusters and listeners that use them.
+fn legacy_wildcard(ty: ResourceType) -> bool {
+    !matches!(ty, ResourceType::Endpoint | ResourceType::Route)
+}
+
+fn apply_names(
+    interner: &Interner,
+    sub: &Subscription,
+    add: &[String],
+    remove: &[String],
+    first: bool,
+    ty: ResourceType,
+    limits: Limits,
+) -> Result<Subscription, SessionError> {
+    let mut wildcard = sub.wildcard;
+    let mut names: BTreeSet<Arc<str>> = sub.names.names().clone();
+    // A first request naming nothing subscribes to everything (legacy wildcard), except for
+    // the types that are always asked for by name.
+    if first && add.is_empty() && legacy_wildcard(ty) {
+        wildcard = true;
+    }
+    for n in add {
+        if n == "*" {
+            wildcard = true;
+        } else {
+            names.insert(Arc::from(n.as_str()));
+        }
+    }
+    for n in remove {
+        if n == "*" {
+            wildcard = false;
+        } else {
+            names.remove(n.as_str());
+        }
+    }
+    if names.len() > limits.max_names {
+        return Err(SessionError::TooManyNames {
+            ty,
+            count: names.len(),
+            limit: limits.max_names,
+        });
+    }
+    if wildcard == sub.wildcard && &names == sub.names.names() {
+        return Ok(sub.clone());
+    }
+    Ok(Subscription::new(wildcard, interner.intern(names)))
+}
+
+/// Incremental xDS on one stream.
+#[derive(Debug)]
+pub struct DeltaSession {
+    attachment: Attachment,
+    types: [Option<DeltaState>; TYPES],
+    nonce: u64,
+    interner: Arc<Interner>,
+    limits: Limits,
+    status: Arc<StreamStatus>,
+}
+
+impl DeltaSession {
+    pub fn new(
+        view: &Arc<View>,
+        interner: Arc<Interner>,
+        limits: Limits,
+        status: Arc<StreamStatus>,
+    ) -> Self {
+        status.set_view(view);
+        DeltaSession {
+            attachment: view.attach(),
+            types: Default::default(),
+            nonce: 0,
+            interner,
+            limits,
+            status,
+        }
+    }
+
+    pub fn view(&self) -> &Arc<View> {
+        self.attachment.view()
+    }
+
+    /// Moves the stream to another view (its config scope changed). What the client holds
+    /// is kept as explicit versions, so only real differences are sent.
+    pub fn switch_view(&mut self, view: &Arc<View>) {
+        for (ty, state) in ResourceType::ALL.into_iter().zip(self.types.iter_mut()) {
+            if let Some(s) = state {
+                s.known = Known::Explicit(Arc::new(s.known.materialize(ty)));
+                s.dirty = true;
+                s.hold = None;
+            }
+        }
+        self.status.set_view(view);
+        self.attachment = view.attach();
+    }
+
+    /// Takes one request: subscription changes, and the ACK or NACK of an earlier response.
+    pub fn on_request(
+        &mut self,
+        req: DeltaDiscoveryRequest,
+    ) -> Result<Option<Reply>, SessionError> {
+        let ty = ResourceType::from_type_url(&req.type_url)
+            .ok_or_else(|| SessionError::UnknownType(req.type_url.clone()))?;
+        let first = self.types[ty.index()].is_none();
+        let state = self.types[ty.index()].get_or_insert_with(|| {
+            // Resuming: what the client says it holds (an empty version means "send it").
+            let known: HashMap<Arc<str>, Option<Version>> = req
+                .initial_resource_versions
+                .iter()
+                .map(|(n, v)| (Arc::from(n.as_str()), Version::parse(v)))
+                .collect();
+            DeltaState {
+                sub: Subscription::new(false, self.interner.intern(BTreeSet::new())),
+                known: Known::Explicit(Arc::new(known)),
+                responded: false,
+                pending: None,
+                hold: None,
+                dirty: true,
+            }
+        });
+        let sub = apply_names(
+            &self.interner,
+            &state.sub,
+            &req.resource_names_subscribe,
+            &req.resource_names_unsubscribe,
+            first,
+            ty,
+            self.limits,
+        )?;
+        if sub != state.sub {
+            state.sub = sub;
+            state.dirty = true;
+        }
+        self.status.update(ty, |t| t.subscribed = true);
+        let mut reply = None;
+        if let Some(p) = state
+            .pending
+            .as_ref()
+            .filter(|p| !req.response_nonce.is_empty() && p.nonce == req.response_nonce)
+        {
+            match &req.error_detail {
+                Some(err) => {
+                    // The client kept what it had, but may have applied part of the response:
+                    // what the response touched is held at an unknown version (so it is sent
+                    // again, or removed again). Wait for a new version before trying.
+                    let mut held = p.before.materialize(ty);
+                    for n in &p.names {
+                        held.insert(n.clone(), None);
+                    }
+                    state.known = Known::Explicit(Arc::new(held));
+                    state.hold = Some(p.version);
+                    self.status.nacked(ty, err.message.clone());
+                    reply = Some(Reply::Nack {
+                        ty,
+                        error: err.message.clone(),
+                    });
+                }
+                None => {
+                    self.status.acked(ty, p.version);
+                    reply = Some(Reply::Ack { ty, since: p.since });
+                }
+            }
+            state.pending = None;
+        }
+        Ok(reply)
+    }
+
+    /// Responses the client needs now, in push order (clusters before their endpoints,
+    /// listeners before their routes).
+    pub fn poll(&mut self) -> Vec<Outgoing> {
+        let target = self.view().current();
+        let mut out = Vec::new();
+        let mut resent_clusters: BTreeSet<Arc<str>> = BTreeSet::new();
+        for ty in ResourceType::ALL {
+            let force = if ty == ResourceType::Endpoint {
+                std::mem::take(&mut resent_clusters)
+            } else {
+                BTreeSet::new()
+            };
+            if let Some(o) = self.poll_type(ty, &target, &force) {
+                if ty == ResourceType::Cluster {
+                    resent_clusters = o.1;
+                }
+                out.push(o.0);
+            }
+        }
+        out
+    }
+
+    fn poll_type(
+        &mut self,
+        ty: ResourceType,
+        target: &Arc<Snapshot>,
+        force: &BTreeSet<Arc<str>>,
+    ) -> Option<(Outgoing, BTreeSet<Arc<str>>)> {
+        let view = self.attachment.view().clone();
+        let state = self.types[ty.index()].as_mut()?;
+        let at_target = state.known.snapshot_version() == Some(target.version);
+        if !state.dirty && state.responded && at_target && force.is_empty() {
+            return None;
+        }
+        if let Some(h) = state.hold {
+            if target.version <= h && !state.dirty {
+                return None;
+            }
+            state.hold = None;
+        }
+        let cache_key = match &state.known {
+            Known::At { snapshot, sub } if sub == &state.sub && force.is_empty() => {
+                Some(ResponseKey::Delta {
+                    ty,
+                    from: snapshot.version,
+                    to: target.version,
+                    sub: state.sub.clone(),
+                })
+            }
+            _ => None,
+        };
+        let cached = cache_key.as_ref().and_then(|k| view.cached(k));
+        let response = match cached {
+            Some(r) => r,
+            None => {
+                let d = diff::delta(&view, ty, &state.known, target, &state.sub, force);
+                if d.is_empty() && state.responded {
+                    state.known = Known::At {
+                        snapshot: target.clone(),
+                        sub: state.sub.clone(),
+                    };
+                    state.dirty = false;
+                    return None;
+                }
+                let body = wire::delta_response(
+                    ty.type_url(),
+                    "",
+                    d.upserts.iter(),
+                    d.removed.iter().map(|n| n.as_ref()),
+                );
+                let r = Arc::new(CachedResponse {
+                    body,
+                    names: d.upserts.iter().map(|r| r.name.clone()).collect(),
+                    removed: d.removed.len(),
+                    removed_names: d.removed.clone(),
+                    version_info: String::new(),
+                });
+                if let Some(k) = cache_key {
+                    view.cache(k, r.clone());
+                }
+                r
+            }
+        };
+        if response.names.is_empty() && response.removed == 0 && state.responded {
+            state.known = Known::At {
+                snapshot: target.clone(),
+                sub: state.sub.clone(),
+            };
+            state.dirty = false;
+            return None;
+        }
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        let before = std::mem::replace(
+            &mut state.known,
+            Known::At {
+                snapshot: target.clone(),
+                sub: state.sub.clone(),
+            },
+        );
+        state.pending = Some(Pending {
+            nonce: nonce.clone(),
+            names: response
+                .names
+                .iter()
+                .chain(response.removed_names.iter())
+                .cloned()
+                .collect(),
+            before,
+            version: target.version,
+            since: target.trigger.since,
+        });
+        state.responded = true;
+        state.dirty = false;
+        let held = diff::relevant(target, ty, &state.sub).count();
+        self.status.sent(ty, target.version, None, held);
+        let sent_names: BTreeSet<Arc<str>> = response.names.iter().cloned().collect();
+        Some((
+            Outgoing {
+                ty,
+                message: Encoded {
+                    body: response.body.clone(),
+                    nonce: Some(nonce),
+                },
+                resources: response.names.len(),
+                removed: response.removed,
+                since: target.trigger.since,
+            },
+            sent_names,
+        ))
+    }
+}
+
+#[derive(Debug)]
+struct SotwState {
+    sub: Subscription,
+    /// (nonce, version_info, view version, since) of the last response.
+    sent: Option<(String, String, u64, Instant)>,
+    /// The version the client said it holds on its first request (a reconnect).
+    client_version: String,
+    hold: Option<u64>,
+    dirty: bool,
+    force: bool,
+}
+
+/// State-of-the-world xDS on one stream.
+#[derive(Debug)]
+pub struct SotwSession {
+    attachment: Attachment,
+    types: [Option<SotwState>; TYPES],
+    nonce: u64,
+    interner: Arc<Interner>,
+    limits: Limits,
+    status: Arc<StreamStatus>,
+}
+
+impl SotwSession {
+    pub fn new(
+        view: &Arc<View>,
+        interner: Arc<Interner>,
+        limits: Limits,
+        status: Arc<StreamStatus>,
+    ) -> Self {
+        status.set_view(view);
+        SotwSession {
+            attachment: view.attach(),
+            types: Default::default(),
+            nonce: 0,
+            interner,
+            limits,
+            status,
+        }
+    }
+
+    pub fn view(&self) -> &Arc<View> {
+        self.attachment.view()
+    }
+
+    pub fn switch_view(&mut self, view: &Arc<View>) {
+        for s in self.types.iter_mut().flatten() {
+            s.dirty = true;
+            s.hold = None;
+        }
+        self.status.set_view(view);
+        self.attachment = view.attach();
+    }
+
+    pub fn on_request(&mut self, req: DiscoveryRequest) -> Result<Option<Reply>, SessionError> {
+        let ty = ResourceType::from_type_url(&req.type_url)
+            .ok_or_else(|| SessionError::UnknownType(req.type_url.clone()))?;
+        let first = self.types[ty.index()].is_none();
+        let state = self.types[ty.index()].get_or_insert_with(|| SotwState {
+            sub: Subscription::new(false, self.interner.intern(BTreeSet::new())),
+            sent: None,
+            client_version: req.version_info.clone(),
+            hold: None,
+            dirty: true,
+            force: false,
+        });
+        // A reply to anything but the latest response is stale: ignore it whole.
+        let latest = state.sent.as_ref().map(|s| s.0.as_str());
+        if !first && !req.response_nonce.is_empty() && latest != Some(req.response_nonce.as_str()) {
+            return Ok(None);
+        }
+        // SotW names the whole subscription each time.
+        let mut names: Vec<String> = req.resource_names.clone();
+        let wildcard = names.iter().any(|n| n == "*")
+            || (names.is_empty() && legacy_wildcard(ty) && (first || state.sub.wildcard));
+        names.retain(|n| n != "*");
+        if names.len() > self.limits.max_names {
+            return Err(SessionError::TooManyNames {
+                ty,
+                count: names.len(),
+                limit: self.limits.max_names,
+            });
+        }
+        let set: BTreeSet<Arc<str>> = names.iter().map(|n| Arc::from(n.as_str())).collect();
+        let sub = if wildcard == state.sub.wildcard && &set == state.sub.names.names() {
+            state.sub.clone()
+        } else {
+            Subscription::new(wildcard, self.interner.intern(set))
+        };
+        if sub != state.sub {
+            state.sub = sub;
+            state.dirty = true;
+        }
+        self.status.update(ty, |t| t.subscribed = true);
+        let mut reply = None;
+        if let Some((nonce, _, version, since)) = state.sent.clone()
+            && req.response_nonce == nonce
+        {
+            match &req.error_detail {
+                Some(err) => {
+                    state.hold = Some(version);
+                    self.status.nacked(ty, err.message.clone());
+                    reply = Some(Reply::Nack {
+                        ty,
+                        error: err.message.clone(),
+                    });
+                }
+                None => {
+                    self.status.acked(ty, version);
+                    reply = Some(Reply::Ack { ty, since });
+                }
+            }
+        }
+        Ok(reply)
+    }
+
+    pub fn poll(&mut self) -> Vec<Outgoing> {
+        let target = self.view().current();
+        let view = self.view().clone();
+        let mut out = Vec::new();
+        for ty in ResourceType::ALL {
+            let Some(state) = self.types[ty.index()].as_mut() else {
+                continue;
+            };
+            if let Some(h) = state.hold {
+                if target.version <= h && !state.dirty {
+                    continue;
+                }
+                state.hold = None;
+            }
+            let sent_at = state.sent.as_ref().map(|s| s.2);
+            if !state.dirty && !state.force && sent_at == Some(target.version) {
+                continue;
+            }
+            let key = ResponseKey::Sotw {
+                ty,
+                at: target.version,
+                sub: state.sub.clone(),
+            };
+            let response = view.cached(&key).unwrap_or_else(|| {
+                let (resources, version_info) = diff::sotw(&target, ty, &state.sub);
+                let body = wire::sotw_response(ty.type_url(), &version_info, resources.iter());
+                let r = Arc::new(CachedResponse {
+                    body,
+                    names: resources.iter().map(|r| r.name.clone()).collect(),
+                    removed: 0,
+                    removed_names: Vec::new(),
+                    version_info,
+                });
+                view.cache(key, r.clone());
+                r
+            });
+            let last_version = state
+                .sent
+                .as_ref()
+                .map_or(state.client_version.as_str(), |s| s.1.as_str());
+            if last_version == response.version_info && !state.force {
+                match state.sent.as_mut() {
+                    // A reconnecting client that already holds this version needs nothing.
+                    None => {
+                        state.dirty = false;
+                        state.sent = Some((
+                            String::new(),
+                            response.version_info.clone(),
+                            target.version,
+                            target.trigger.since,
+                        ));
+                        self.status.sent(
+                            ty,
+                            target.version,
+                            Some(response.version_info.clone()),
+                            response.names.len(),
+                        );
+                        self.status.acked(ty, target.version);
+                        continue;
+                    }
+                    // Same content at a newer view version: nothing to send.
+                    Some(sent) if !state.dirty => {
+                        sent.2 = target.version;
+                        continue;
+                    }
+                    // The subscription changed: the client waits for an answer.
+                    Some(_) => {}
+                }
+            }
+            self.nonce += 1;
+            let nonce = self.nonce.to_string();
+            state.sent = Some((
+                nonce.clone(),
+                response.version_info.clone(),
+                target.version,
+                target.trigger.since,
+            ));
+            state.dirty = false;
+            state.force = false;
+            self.status.sent(
+                ty,
+                target.version,
+                Some(response.version_info.clone()),
+                response.names.len(),
+            );
+            out.push(Outgoing {
+                ty,
+                message: Encoded {
+                    body: response.body.clone(),
+                    nonce: Some(nonce),
+                },
+                resources: response.names.len(),
+                removed: 0,
+                since: target.trigger.since,
+            });
+            // Updated clusters wait for their endpoints: send them again after clusters.
+            if ty == ResourceType::Cluster
+                && let Some(eds) = self.types[ResourceType::Endpoint.index()].as_mut()
+            {
+                eds.force = true;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

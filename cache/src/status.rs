@@ -1,0 +1,202 @@
+//! Per-stream sync status: what was sent, what was acknowledged, what was rejected. Read by
+//! `/debug/syncz` and `shoal status`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use serde::Serialize;
+use shoal_api::ResourceType;
+
+use crate::snapshot::TYPES;
+use crate::view::View;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Status of one type on one stream.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TypeStatus {
+    pub subscribed: bool,
+    /// View version last sent (delta and SotW) and its SotW `version_info`.
+    pub sent_version: Option<u64>,
+    pub sent_version_info: Option<String>,
+    pub sent_at_ms: Option<u64>,
+    pub acked_version: Option<u64>,
+    pub acked_at_ms: Option<u64>,
+    /// Resources the client holds (as far as the server knows).
+    pub resources: usize,
+    pub nacks: u64,
+    pub last_nack: Option<String>,
+    pub last_nack_at_ms: Option<u64>,
+}
+
+/// One connected stream.
+#[derive(Debug)]
+pub struct StreamStatus {
+    pub stream: u64,
+    pub node_id: String,
+    pub protocol: &'static str,
+    pub connected_at_ms: u64,
+    view: Mutex<Option<Arc<View>>>,
+    types: Mutex<[TypeStatus; TYPES]>,
+}
+
+/// What `/debug/syncz` reports per stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamReport {
+    pub stream: u64,
+    pub node_id: String,
+    pub protocol: &'static str,
+    pub connected_at_ms: u64,
+    pub view: Option<String>,
+    pub view_version: Option<u64>,
+    pub types: Vec<TypeReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TypeReport {
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub type_url: &'static str,
+    /// `SYNCED`, `STALE` (sent, not yet acknowledged), `NOT SENT` or `ERROR` (last response
+    /// rejected), as `istioctl proxy-status` says.
+    pub state: &'static str,
+    #[serde(flatten)]
+    pub status: TypeStatus,
+}
+
+impl StreamStatus {
+    pub fn set_view(&self, view: &Arc<View>) {
+        *self.view.lock() = Some(view.clone());
+    }
+
+    pub fn update(&self, ty: ResourceType, f: impl FnOnce(&mut TypeStatus)) {
+        f(&mut self.types.lock()[ty.index()]);
+    }
+
+    pub fn sent(
+        &self,
+        ty: ResourceType,
+        version: u64,
+        version_info: Option<String>,
+        resources: usize,
+    ) {
+        self.update(ty, |t| {
+            t.subscribed = true;
+            t.sent_version = Some(version);
+            t.sent_version_info = version_info;
+            t.sent_at_ms = Some(now_ms());
+            t.resources = resources;
+        });
+    }
+
+    pub fn acked(&self, ty: ResourceType, version: u64) {
+        self.update(ty, |t| {
+            t.acked_version = Some(version);
+            t.acked_at_ms = Some(now_ms());
+            t.last_nack = None;
+        });
+    }
+
+    pub fn nacked(&self, ty: ResourceType, error: String) {
+        self.update(ty, |t| {
+            t.nacks += 1;
+            t.last_nack = Some(error);
+            t.last_nack_at_ms = Some(now_ms());
+        });
+    }
+
+    pub fn report(&self) -> StreamReport {
+        let view = self.view.lock().clone();
+        let view_version = view.as_ref().map(|v| v.current().version);
+        let types = self.types.lock().clone();
+        let types = ResourceType::ALL
+            .into_iter()
+            .zip(types)
+            .filter(|(_, t)| t.subscribed)
+            .map(|(ty, t)| {
+                let state = if t.last_nack.is_some() {
+                    "ERROR"
+                } else if t.sent_version.is_none() {
+                    "NOT SENT"
+                } else if t.acked_version == t.sent_version {
+                    "SYNCED"
+                } else {
+                    "STALE"
+                };
+                TypeReport {
+                    ty: ty.short_name(),
+                    type_url: ty.type_url(),
+                    state,
+                    status: t,
+                }
+            })
+            .collect();
+        StreamReport {
+            stream: self.stream,
+            node_id: self.node_id.clone(),
+            protocol: self.protocol,
+            connected_at_ms: self.connected_at_ms,
+            view: view.map(|v| v.id.to_string()),
+            view_version,
+            types,
+        }
+    }
+}
+
+/// Every connected stream.
+#[derive(Debug, Default)]
+pub struct StatusRegistry {
+    next: AtomicU64,
+    streams: DashMap<u64, Arc<StreamStatus>>,
+}
+
+impl StatusRegistry {
+    pub fn register(&self, node_id: &str, protocol: &'static str) -> Arc<StreamStatus> {
+        let stream = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let status = Arc::new(StreamStatus {
+            stream,
+            node_id: node_id.to_string(),
+            protocol,
+            connected_at_ms: now_ms(),
+            view: Mutex::new(None),
+            types: Mutex::new(Default::default()),
+        });
+        self.streams.insert(stream, status.clone());
+        status
+    }
+
+    pub fn unregister(&self, stream: u64) {
+        self.streams.remove(&stream);
+    }
+
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    /// Reports of every stream, by node id.
+    pub fn reports(&self) -> Vec<StreamReport> {
+        let mut out: Vec<StreamReport> = self.streams.iter().map(|s| s.report()).collect();
+        out.sort_by(|a, b| a.node_id.cmp(&b.node_id).then(a.stream.cmp(&b.stream)));
+        out
+    }
+
+    pub fn find(&self, node_id: &str) -> Vec<Arc<StreamStatus>> {
+        self.streams
+            .iter()
+            .filter(|s| s.node_id == node_id)
+            .map(|s| s.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,231 @@
+//! Views: the proxies that see the same config share one view, one current snapshot and
+//! the responses computed from it.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use shoal_api::ResourceType;
+use tokio::sync::watch;
+
+use crate::snapshot::Snapshot;
+use crate::subscription::Subscription;
+
+/// How many recent snapshots a view keeps to answer "what changed since version N".
+const HISTORY: usize = 32;
+/// Cached response bodies per view before the cache is reset.
+const MAX_CACHED: usize = 512;
+
+/// Identifies a response body that every stream in the same state can share.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum ResponseKey {
+    /// Delta response from one snapshot version to another for a subscription.
+    Delta {
+        ty: ResourceType,
+        from: u64,
+        to: u64,
+        sub: Subscription,
+    },
+    /// SotW response at a snapshot version for a subscription.
+    Sotw {
+        ty: ResourceType,
+        at: u64,
+        sub: Subscription,
+    },
+}
+
+/// A shared response body and what it carries.
+#[derive(Debug)]
+pub(crate) struct CachedResponse {
+    pub body: Bytes,
+    /// Names of the resources in the response (for NACK bookkeeping and status).
+    pub names: Vec<Arc<str>>,
+    pub removed: usize,
+    pub removed_names: Vec<Arc<str>>,
+    /// SotW `version_info` (empty for delta).
+    pub version_info: String,
+}
+
+#[derive(Debug)]
+pub struct View {
+    pub id: Arc<str>,
+    tx: watch::Sender<Arc<Snapshot>>,
+    history: Mutex<VecDeque<Arc<Snapshot>>>,
+    responses: Mutex<HashMap<ResponseKey, Arc<CachedResponse>>>,
+    streams: AtomicUsize,
+    idle_since: Mutex<Option<Instant>>,
+}
+
+impl View {
+    pub fn new(id: impl Into<Arc<str>>, initial: Snapshot) -> Arc<View> {
+        let initial = Arc::new(initial);
+        Arc::new(View {
+            id: id.into(),
+            tx: watch::Sender::new(initial.clone()),
+            history: Mutex::new(VecDeque::from([initial])),
+            responses: Mutex::new(HashMap::new()),
+            streams: AtomicUsize::new(0),
+            idle_since: Mutex::new(Some(Instant::now())),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.tx.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.tx.subscribe()
+    }
+
+    /// Publishes the next snapshot (built from `current()`); a snapshot that changes
+    /// nothing is dropped. Returns whether it was published.
+    pub fn publish(&self, next: Snapshot) -> bool {
+        if next.is_noop() {
+            return false;
+        }
+        let next = Arc::new(next);
+        {
+            let mut h = self.history.lock();
+            h.push_back(next.clone());
+            while h.len() > HISTORY {
+                h.pop_front();
+            }
+        }
+        self.responses.lock().clear();
+        self.tx.send_replace(next);
+        true
+    }
+
+    /// Names of `ty` changed after version `from` up to and including `to`; `None` when the
+    /// history no longer reaches back that far.
+    pub fn changed_between(
+        &self,
+        ty: ResourceType,
+        from: u64,
+        to: u64,
+    ) -> Option<BTreeSet<Arc<str>>> {
+        if from >= to {
+            return Some(BTreeSet::new());
+        }
+        let h = self.history.lock();
+        let oldest = h.front()?.version;
+        if from < oldest {
+            return None;
+        }
+        let mut out = BTreeSet::new();
+        for s in h.iter().filter(|s| s.version > from && s.version <= to) {
+            out.extend(s.changed[ty.index()].iter().cloned());
+        }
+        Some(out)
+    }
+
+    pub(crate) fn cached(&self, key: &ResponseKey) -> Option<Arc<CachedResponse>> {
+        self.responses.lock().get(key).cloned()
+    }
+
+    pub(crate) fn cache(&self, key: ResponseKey, value: Arc<CachedResponse>) {
+        let current = self.tx.borrow().version;
+        let to = match &key {
+            ResponseKey::Delta { to, .. } => *to,
+            ResponseKey::Sotw { at, .. } => *at,
+        };
+        if to != current {
+            return;
+        }
+        let mut r = self.responses.lock();
+        if r.len() >= MAX_CACHED {
+            r.clear();
+        }
+        r.insert(key, value);
+    }
+
+    /// Counts a stream on this view (the returned guard uncounts it).
+    pub fn attach(self: &Arc<Self>) -> Attachment {
+        self.streams.fetch_add(1, Ordering::Relaxed);
+        *self.idle_since.lock() = None;
+        Attachment { view: self.clone() }
+    }
+
+    pub fn stream_count(&self) -> usize {
+        self.streams.load(Ordering::Relaxed)
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        self.idle_since.lock().map(|t| t.elapsed())
+    }
+}
+
+/// Keeps a stream counted on its view.
+#[derive(Debug)]
+pub struct Attachment {
+    view: Arc<View>,
+}
+
+impl Attachment {
+    pub fn view(&self) -> &Arc<View> {
+        &self.view
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        if self.view.streams.fetch_sub(1, Ordering::Relaxed) == 1 {
+            *self.view.idle_since.lock() = Some(Instant::now());
+        }
+    }
+}
+
+/// Every live view, by id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    views: Mutex<HashMap<Arc<str>, Arc<View>>>,
+}
+
+impl Registry {
+    pub fn get(&self, id: &str) -> Option<Arc<View>> {
+        self.views.lock().get(id).cloned()
+    }
+
+    /// The view with this id, built with `build` if it does not exist yet.
+    pub fn get_or_insert_with(&self, id: &str, build: impl FnOnce() -> Snapshot) -> Arc<View> {
+        if let Some(v) = self.get(id) {
+            return v;
+        }
+        let view = View::new(id, build());
+        self.views
+            .lock()
+            .entry(Arc::from(id))
+            .or_insert(view)
+            .clone()
+    }
+
+    pub fn live(&self) -> Vec<Arc<View>> {
+        let mut v: Vec<Arc<View>> = self.views.lock().values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Forgets views no stream has used for `idle`. Returns the ids removed.
+    pub fn prune(&self, idle: Duration) -> Vec<Arc<str>> {
+        let mut removed = Vec::new();
+        self.views.lock().retain(|id, v| {
+            let keep = v.stream_count() > 0 || v.idle_for().is_none_or(|d| d < idle);
+            if !keep {
+                removed.push(id.clone());
+            }
+            keep
+        });
+        removed
+    }
+
+    pub fn len(&self) -> usize {
+        self.views.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
