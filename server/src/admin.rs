@@ -1,0 +1,132 @@
+//! The admin HTTP server: readiness, Prometheus metrics, and debug views of what shoal
+//! serves.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use shoal_cache::status::StatusRegistry;
+
+use crate::pipeline::Pipeline;
+
+#[derive(Clone)]
+struct Admin {
+    pipeline: Arc<Pipeline>,
+    status: Arc<StatusRegistry>,
+    metrics: PrometheusHandle,
+}
+
+pub fn router(
+    pipeline: Arc<Pipeline>,
+    status: Arc<StatusRegistry>,
+    metrics: PrometheusHandle,
+) -> Router {
+    Router::new()
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
+        .route("/debug/syncz", get(syncz))
+        .route("/debug/config_dump", get(config_dump))
+        .route("/debug/configz", get(configz))
+        .route("/debug/views", get(views))
+        .with_state(Admin {
+            pipeline,
+            status,
+            metrics,
+        })
+}
+
+async fn ready(State(a): State<Admin>) -> Response {
+    if a.pipeline.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "loading config\n").into_response()
+    }
+}
+
+async fn metrics_text(State(a): State<Admin>) -> Response {
+    a.metrics.run_upkeep();
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        a.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn syncz(State(a): State<Admin>) -> Response {
+    Json(a.status.reports()).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct DumpQuery {
+    proxy: Option<String>,
+    view: Option<String>,
+}
+
+async fn config_dump(State(a): State<Admin>, Query(q): Query<DumpQuery>) -> Response {
+    let view = match (&q.proxy, &q.view) {
+        (Some(id), _) => {
+            let Some(stream) = a.status.find(id).into_iter().next() else {
+                return (
+                    StatusCode::NOT_FOUND,
+                    format!("no connected proxy {id:?}\n"),
+                )
+                    .into_response();
+            };
+            stream.report().view.and_then(|v| a.pipeline.view(&v))
+        }
+        (None, Some(v)) => a.pipeline.view(v),
+        (None, None) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "give ?proxy=NODE_ID or ?view=VIEW_ID\n",
+            )
+                .into_response();
+        }
+    };
+    match view {
+        Some(v) => {
+            let dump = tokio::task::spawn_blocking(move || Pipeline::dump(&v)).await;
+            match dump {
+                Ok(d) => Json(d).into_response(),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            }
+        }
+        None => (StatusCode::NOT_FOUND, "no such view\n").into_response(),
+    }
+}
+
+async fn configz(State(a): State<Admin>) -> Response {
+    let config = a.pipeline.config();
+    let counts: serde_json::Map<String, serde_json::Value> = config
+        .counts()
+        .into_iter()
+        .map(|(k, n)| (k.to_string(), n.into()))
+        .collect();
+    let issues = a.pipeline.issues();
+    let analysis = shoal_config::analyze::analyze(&config);
+    Json(serde_json::json!({
+        "revision": config.revision,
+        "objects": counts,
+        "issues": issues.iter().map(|i| serde_json::json!({ "severity": i.severity, "message": i.to_string() })).collect::<Vec<_>>(),
+        "analysis": analysis.iter().map(|i| serde_json::json!({ "severity": i.severity, "message": i.to_string() })).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+async fn views(State(a): State<Admin>) -> Response {
+    let list: Vec<serde_json::Value> = a
+        .pipeline
+        .views()
+        .iter()
+        .map(|v| {
+            let snap = v.current();
+            serde_json::json!({ "view": v.id.as_ref(), "version": snap.version, "streams": v.stream_count(), "resources": snap.resource_count() })
+        })
+        .collect();
+    Json(list).into_response()
+}

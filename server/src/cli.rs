@@ -1,0 +1,121 @@
+//! Command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shoal",
+    version,
+    about = "An Istio-compatible service-mesh control plane"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve xDS to proxies from a directory of Kubernetes and Istio YAML.
+    Serve(Box<ServeArgs>),
+    /// Check a directory of config the way `serve` would, like `istioctl analyze`.
+    Validate(ValidateArgs),
+    /// Show the sync status of every proxy connected to a running server.
+    Status(StatusArgs),
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    shoal_config::duration::parse(s)
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Directory of YAML files (watched; nested directories included).
+    #[arg(long, env = "SHOAL_CONFIG_DIR")]
+    pub config_dir: PathBuf,
+    /// Address of the xDS (ADS) gRPC server.
+    #[arg(long, default_value = "127.0.0.1:15010", env = "SHOAL_XDS_ADDR")]
+    pub xds_addr: SocketAddr,
+    /// Address of the admin HTTP server (/ready, /metrics, /debug/...).
+    #[arg(long, default_value = "127.0.0.1:15014", env = "SHOAL_ADMIN_ADDR")]
+    pub admin_addr: SocketAddr,
+    /// Quiet period after a config change before pushing (as istiod's PILOT_DEBOUNCE_AFTER).
+    #[arg(long, default_value = "100ms", value_parser = duration)]
+    pub debounce: Duration,
+    /// Longest a push waits while changes keep coming (as PILOT_DEBOUNCE_MAX).
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    pub debounce_max: Duration,
+    /// Streams computing a push at the same time.
+    #[arg(long, default_value_t = 100)]
+    pub push_concurrency: usize,
+    /// New xDS streams admitted per second; more wait their turn.
+    #[arg(long, default_value_t = 2000.0)]
+    pub stream_rate: f64,
+    /// New xDS streams admitted at once before --stream-rate applies.
+    #[arg(long, default_value_t = 500.0)]
+    pub stream_burst: f64,
+    /// Largest request message accepted, in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_message_size: usize,
+    /// Most resource names one stream may subscribe to per type.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_names: usize,
+    /// HTTP/2 keepalive ping interval on xDS connections.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub keepalive_interval: Duration,
+    /// How long a keepalive ping may go unanswered before the connection is closed.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub keepalive_timeout: Duration,
+    /// DNS suffix of Kubernetes services.
+    #[arg(long, default_value = "cluster.local")]
+    pub domain_suffix: String,
+    /// Namespace whose Sidecar and DestinationRules apply mesh-wide.
+    #[arg(long, default_value = "istio-system")]
+    pub root_namespace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Directory of YAML files.
+    pub dir: PathBuf,
+    /// Print warnings too (errors are always printed).
+    #[arg(long)]
+    pub warnings: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Admin address of the running server.
+    #[arg(long, default_value = "127.0.0.1:15014", env = "SHOAL_ADMIN_ADDR")]
+    pub admin_addr: SocketAddr,
+    /// Print the raw JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => crate::serve::run(*args).map(|()| ExitCode::SUCCESS),
+        Command::Validate(args) => crate::validate::run(&args),
+        Command::Status(args) => crate::status::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("shoal: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

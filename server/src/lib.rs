@@ -1,0 +1,10 @@
+//! The `shoal` binary's wiring: command line, the serve loop (sources → config store →
+//! translation → snapshot cache → ADS), the admin endpoints, `validate` and `status`.
+
+pub mod admin;
+pub mod cli;
+pub mod metrics;
+pub mod pipeline;
+pub mod serve;
+pub mod status;
+pub mod validate;

@@ -1,0 +1,320 @@
+//! From config to views: applies source updates to the config store, debounces them,
+//! translates every live view and publishes the new snapshots. Also maps connecting proxies
+//! to views ([`ViewSource`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram};
+use parking_lot::Mutex;
+use shoal_api::pb::envoy::config::core::v3::Node;
+use shoal_cache::snapshot::Patch;
+use shoal_cache::{Registry, Resolved, Resources, Snapshot, Trigger, View, ViewSource};
+use shoal_config::source::SourceUpdate;
+use shoal_config::{ChangeSet, ConfigSnapshot, ConfigStore, Issue, Kind, Labels};
+use shoal_translate::{
+    Generator, Interception, MeshOptions, Proxy, ProxyType, Translator, ViewKey, ViewOutput,
+};
+use tokio::sync::{mpsc, watch};
+use tonic::Status;
+
+/// Views no stream has used for this long are dropped.
+const VIEW_IDLE: Duration = Duration::from_secs(60);
+
+/// Proxies that differ only in name and IP resolve to the same view; remember the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ProxyClass {
+    proxy_type: ProxyType,
+    generator: Generator,
+    interception: Interception,
+    namespace: String,
+    labels: Labels,
+}
+
+struct BuildState {
+    translator: Translator,
+    keys: HashMap<Arc<str>, ViewKey>,
+    classes: HashMap<ProxyClass, ViewKey>,
+}
+
+/// The config pipeline, shared by the build loop, the ADS service and the admin server.
+pub struct Pipeline {
+    registry: Registry,
+    state: Mutex<BuildState>,
+    epoch: watch::Sender<u64>,
+    ready: AtomicBool,
+    issues: Mutex<Vec<Issue>>,
+    config: Mutex<ConfigSnapshot>,
+}
+
+pub fn resources(out: ViewOutput) -> Resources {
+    Resources {
+        wildcard: out.resources.into_iter().collect(),
+        on_demand: out.on_demand.into_iter().collect(),
+    }
+}
+
+impl Pipeline {
+    pub fn new(options: MeshOptions) -> Arc<Pipeline> {
+        Arc::new(Pipeline {
+            registry: Registry::default(),
+            state: Mutex::new(BuildState {
+                translator: Translator::new(ConfigSnapshot::default(), options),
+                keys: HashMap::new(),
+                classes: HashMap::new(),
+            }),
+            epoch: watch::Sender::new(0),
+            ready: AtomicBool::new(false),
+            issues: Mutex::new(Vec::new()),
+            config: Mutex::new(ConfigSnapshot::default()),
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn views(&self) -> Vec<Arc<View>> {
+        self.registry.live()
+    }
+
+    pub fn view(&self, id: &str) -> Option<Arc<View>> {
+        self.registry.get(id)
+    }
+
+    /// Current findings of the config store (rejected objects, warnings).
+    pub fn issues(&self) -> Vec<Issue> {
+        self.issues.lock().clone()
+    }
+
+    pub fn config(&self) -> ConfigSnapshot {
+        self.config.lock().clone()
+    }
+
+    /// Applies a batch of config changes to every live view. Runs on a blocking thread.
+    pub fn build(&self, config: ConfigSnapshot, changes: &ChangeSet, since: Instant) {
+        let started = Instant::now();
+        let mut st = self.state.lock();
+        let delta = st.translator.update(config.clone(), changes);
+        *self.config.lock() = config;
+        if delta.is_empty() {
+            return;
+        }
+        let views = self.registry.live();
+        let reason = if delta.full { "config" } else { "endpoints" };
+        let trigger = Trigger { since, reason };
+        let mut published = 0;
+        for view in &views {
+            let Some(key) = st.keys.get(&view.id).cloned() else {
+                continue;
+            };
+            let current = view.current();
+            let next = if delta.full {
+                current.replaced(&resources(st.translator.build(&key)), trigger.clone())
+            } else {
+                let upserts = st
+                    .translator
+                    .endpoints(&key, &delta.endpoint_hosts)
+                    .into_iter()
+                    .map(|r| (shoal_api::ResourceType::Endpoint, r))
+                    .collect();
+                current.patched(
+                    &Patch {
+                        upserts,
+                        removals: Vec::new(),
+                    },
+                    trigger.clone(),
+                )
+            };
+            if view.publish(next) {
+                published += 1;
+            }
+        }
+        if delta.full {
+            // Proxies may belong to other views now: let their streams ask again.
+            st.classes.clear();
+            self.epoch.send_modify(|e| *e += 1);
+        }
+        for id in self.registry.prune(VIEW_IDLE) {
+            st.keys.remove(&id);
+        }
+        gauge!("shoal_views").set(self.registry.len() as f64);
+        counter!("shoal_builds_total", "trigger" => reason).increment(1);
+        histogram!("shoal_build_seconds", "trigger" => reason)
+            .record(started.elapsed().as_secs_f64());
+        tracing::info!(
+            trigger = reason,
+            views = views.len(),
+            published,
+            hosts = delta.endpoint_hosts.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "built"
+        );
+    }
+
+    fn record_store(&self, store: &ConfigStore) {
+        let snap = store.snapshot();
+        for kind in Kind::ALL {
+            gauge!("shoal_config_objects", "kind" => kind.as_str()).set(0.0);
+        }
+        for (kind, n) in snap.counts() {
+            gauge!("shoal_config_objects", "kind" => kind.as_str()).set(n as f64);
+        }
+        gauge!("shoal_config_rejected_objects").set(store.rejected_count() as f64);
+        let issues = store.issues();
+        for i in issues.iter().filter(|i| i.is_error()) {
+            tracing::warn!("{i}");
+        }
+        *self.issues.lock() = issues;
+    }
+
+    /// The config loop: applies source updates, debounces, builds. Returns when the
+    /// sources are gone. `sources` is how many `Synced` updates mean "initial load done".
+    pub async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<SourceUpdate>,
+        sources: usize,
+        debounce: Duration,
+        debounce_max: Duration,
+    ) {
+        let mut store = ConfigStore::new();
+        let mut pending = ChangeSet::default();
+        let mut first_change: Option<Instant> = None;
+        let mut last_change = Instant::now();
+        let mut synced = 0usize;
+        loop {
+            let deadline =
+                first_change.map(|first| (last_change + debounce).min(first + debounce_max));
+            let update = match deadline {
+                Some(d) if synced >= sources => tokio::select! {
+                    u = rx.recv() => u,
+                    _ = tokio::time::sleep_until(d.into()) => {
+                        let changes = std::mem::take(&mut pending);
+                        let since = first_change.take().unwrap_or_else(Instant::now);
+                        self.clone().build_async(store.snapshot(), changes, since).await;
+                        continue;
+                    }
+                },
+                _ => rx.recv().await,
+            };
+            let Some(update) = update else { return };
+            let changes = match update {
+                SourceUpdate::Apply { source, docs } => store.apply(&source, docs),
+                SourceUpdate::Remove { source } => store.remove_source(&source),
+                SourceUpdate::Synced { source_kind } => {
+                    synced += 1;
+                    tracing::info!(
+                        source = source_kind,
+                        objects = store.snapshot().len(),
+                        "source synced"
+                    );
+                    if synced == sources {
+                        self.record_store(&store);
+                        let changes = std::mem::take(&mut pending);
+                        first_change = None;
+                        self.clone()
+                            .build_async(store.snapshot(), changes, Instant::now())
+                            .await;
+                        self.ready.store(true, Ordering::Release);
+                    }
+                    continue;
+                }
+            };
+            self.record_store(&store);
+            if changes.is_empty() {
+                continue;
+            }
+            counter!("shoal_config_changes_total").increment(changes.keys.len() as u64);
+            pending.merge(changes);
+            last_change = Instant::now();
+            first_change.get_or_insert(last_change);
+        }
+    }
+
+    async fn build_async(
+        self: Arc<Self>,
+        config: ConfigSnapshot,
+        changes: ChangeSet,
+        since: Instant,
+    ) {
+        let result = tokio::task::spawn_blocking(move || self.build(config, &changes, since)).await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "build failed");
+        }
+    }
+
+    /// Config dump of a view: every resource rendered as Envoy JSON.
+    pub fn dump(view: &View) -> serde_json::Value {
+        let snap = view.current();
+        let mut types = serde_json::Map::new();
+        for ty in shoal_api::ResourceType::ALL {
+            let t = snap.get(ty);
+            if t.is_empty() {
+                continue;
+            }
+            let render = |m: &shoal_cache::snapshot::TypeMap| -> Vec<serde_json::Value> {
+                m.values()
+                    .map(|r| {
+                        let body = shoal_api::json::to_json(ty.type_url(), &r.body)
+                            .unwrap_or_else(|e| serde_json::Value::String(e.to_string()));
+                        serde_json::json!({ "name": r.name.as_ref(), "version": r.version.to_string(), "resource": body })
+                    })
+                    .collect()
+            };
+            types.insert(
+                ty.short_name().to_string(),
+                serde_json::json!({ "type_url": ty.type_url(), "resources": render(&t.wildcard), "on_demand": render(&t.on_demand) }),
+            );
+        }
+        serde_json::json!({ "view": view.id.as_ref(), "version": snap.version, "types": types })
+    }
+}
+
+impl ViewSource for Pipeline {
+    fn resolve(&self, node: Option<&Node>) -> Result<Resolved, Status> {
+        let proxy = Proxy::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if proxy.proxy_type == ProxyType::Ztunnel {
+            return Err(Status::unimplemented(
+                "ztunnel workload discovery (WDS) is not served by this version of shoal",
+            ));
+        }
+        let class = ProxyClass {
+            proxy_type: proxy.proxy_type,
+            generator: proxy.generator,
+            interception: proxy.interception,
+            namespace: proxy.namespace.clone(),
+            labels: proxy.labels.clone(),
+        };
+        let mut st = self.state.lock();
+        let key = match st.classes.get(&class) {
+            Some(k) => k.clone(),
+            None => {
+                let k = ViewKey::for_proxy(st.translator.model(), &proxy);
+                st.classes.insert(class, k.clone());
+                k
+            }
+        };
+        let id = key.id();
+        let view = match self.registry.get(&id) {
+            Some(v) => v,
+            None => {
+                let out = st.translator.build(&key);
+                let trigger = Trigger {
+                    since: Instant::now(),
+                    reason: "new-view",
+                };
+                self.registry
+                    .get_or_insert_with(&id, || Snapshot::initial(&resources(out), trigger))
+            }
+        };
+        st.keys.insert(view.id.clone(), key);
+        gauge!("shoal_views").set(self.registry.len() as f64);
+        Ok(Resolved { view })
+    }
+
+    fn epoch(&self) -> watch::Receiver<u64> {
+        self.epoch.subscribe()
+    }
+}

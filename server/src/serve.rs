@@ -1,0 +1,131 @@
+//! `shoal serve`: the control plane.
+
+use anyhow::Context;
+use shoal_cache::session::Limits;
+use shoal_cache::{AdsConfig, AdsServer};
+use shoal_config::source::{ConfigSource, file::FileSource};
+use shoal_translate::MeshOptions;
+use tokio::sync::{mpsc, watch};
+
+use crate::cli::ServeArgs;
+use crate::pipeline::Pipeline;
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(args))
+}
+
+async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if !args.config_dir.is_dir() {
+        anyhow::bail!(
+            "--config-dir {} is not a directory",
+            args.config_dir.display()
+        );
+    }
+    let metrics = crate::metrics::install()?;
+    let options = MeshOptions {
+        domain_suffix: args.domain_suffix.clone(),
+        root_namespace: args.root_namespace.clone(),
+        ..MeshOptions::default()
+    };
+    let pipeline = Pipeline::new(options);
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // Sources feed the config loop.
+    let (tx, rx) = mpsc::channel(1024);
+    let source: Box<dyn ConfigSource> = Box::new(FileSource::new(&args.config_dir));
+    let source_kind = source.kind();
+    let source_task = tokio::spawn(async move {
+        if let Err(e) = source.run(tx).await {
+            tracing::error!(source = source_kind, error = %e, "config source failed");
+        }
+    });
+    let config_loop = tokio::spawn(
+        pipeline
+            .clone()
+            .run(rx, 1, args.debounce, args.debounce_max),
+    );
+
+    let ads = AdsServer::new(
+        pipeline.clone(),
+        AdsConfig {
+            limits: Limits {
+                max_names: args.max_names,
+            },
+            stream_rate: args.stream_rate,
+            stream_burst: args.stream_burst,
+            push_concurrency: args.push_concurrency,
+            max_message_size: args.max_message_size,
+            ..AdsConfig::default()
+        },
+    );
+
+    let admin = crate::admin::router(pipeline.clone(), ads.status(), metrics);
+    let admin_task = {
+        let addr = args.admin_addr;
+        let stop = shutdown_signal(stop_rx.clone());
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding admin address {addr}"))?;
+        tracing::info!(%addr, "admin server listening");
+        tokio::spawn(async move {
+            axum::serve(listener, admin)
+                .with_graceful_shutdown(stop)
+                .await
+        })
+    };
+
+    // Serve xDS once the initial config is in.
+    while !pipeline.is_ready() {
+        if config_loop.is_finished() {
+            anyhow::bail!("the config source stopped before the initial load finished");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let listener = tokio::net::TcpListener::bind(args.xds_addr)
+        .await
+        .with_context(|| format!("binding xDS address {}", args.xds_addr))?;
+    tracing::info!(addr = %args.xds_addr, "xDS server listening");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let xds = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(args.keepalive_interval))
+        .http2_keepalive_timeout(Some(args.keepalive_timeout))
+        .tcp_nodelay(true)
+        .add_service(ads.service())
+        .serve_with_incoming_shutdown(incoming, shutdown_signal(stop_rx.clone()));
+    let xds_task = tokio::spawn(xds);
+
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, shutting down"),
+        _ = terminate() => tracing::info!("terminated, shutting down"),
+    }
+    let _ = stop_tx.send(true);
+    source_task.abort();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let _ = xds_task.await;
+        let _ = admin_task.await;
+    })
+    .await;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending::<()>().await
+}

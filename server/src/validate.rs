@@ -1,0 +1,58 @@
+//! `shoal validate DIR`: everything `serve` would reject or warn about, without serving.
+
+use std::process::ExitCode;
+
+use shoal_config::source::file::FileSource;
+use shoal_config::{ConfigStore, Severity};
+
+use crate::cli::ValidateArgs;
+
+pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    if !args.dir.is_dir() {
+        anyhow::bail!("{} is not a directory", args.dir.display());
+    }
+    let source = FileSource::new(&args.dir);
+    let files = source.load()?;
+    let file_count = files.len();
+    let mut store = ConfigStore::new();
+    let mut skipped = std::collections::BTreeMap::<String, usize>::new();
+    for (name, docs) in files {
+        for d in &docs {
+            if let shoal_config::parse::Outcome::Skipped { api_version, kind } = &d.outcome {
+                *skipped.entry(format!("{api_version} {kind}")).or_default() += 1;
+            }
+        }
+        store.apply(&name, docs);
+    }
+    let mut issues = store.issues();
+    issues.extend(shoal_config::analyze::analyze(&store.snapshot()));
+    let errors = issues
+        .iter()
+        .filter(|i| i.severity == Severity::Error)
+        .count();
+    let warnings = issues.len() - errors;
+    for i in &issues {
+        if i.severity == Severity::Error || args.warnings {
+            println!("{i}");
+        }
+    }
+    for (kind, n) in &skipped {
+        println!("note: skipped {n} object(s) of kind {kind} (not served by shoal)");
+    }
+    let snap = store.snapshot();
+    println!(
+        "{} file(s), {} object(s) accepted, {errors} error(s), {warnings} warning(s){}",
+        file_count,
+        snap.len(),
+        if warnings > 0 && !args.warnings {
+            " (--warnings to list them)"
+        } else {
+            ""
+        }
+    );
+    Ok(if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
