@@ -292,6 +292,15 @@ async fn push<T: Session>(shared: &Shared<impl ViewSource>, session: &mut T, tx:
     true
 }
 
+/// Tells the client why its stream ends when a request could not be read (the message is
+/// malformed or too large); a client that went away gets nothing.
+async fn refuse_malformed(tx: &Tx, status: Status) {
+    if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::OutOfRange | tonic::Code::ResourceExhausted) {
+        counter!(m::REJECTED_REQUESTS, "reason" => "malformed").increment(1);
+        let _ = tx.send(Err(status)).await;
+    }
+}
+
 async fn drive<T: Session, S: ViewSource>(
     shared: Arc<Shared<S>>,
     mut requests: Streaming<T::Req>,
@@ -299,7 +308,8 @@ async fn drive<T: Session, S: ViewSource>(
 ) {
     let first = match requests.message().await {
         Ok(Some(r)) => r,
-        _ => return,
+        Ok(None) => return,
+        Err(e) => return refuse_malformed(&tx, e).await,
     };
     shared.admission.admit().await;
     counter!(m::STREAMS_OPENED, "protocol" => T::PROTOCOL).increment(1);
@@ -368,7 +378,7 @@ async fn drive<T: Session, S: ViewSource>(
                 Ok(None) => return,
                 Err(e) => {
                     tracing::debug!(node = %node_id, error = %e, "stream ended");
-                    return;
+                    return refuse_malformed(&tx, e).await;
                 }
             },
             changed = view_rx.changed() => {

@@ -81,16 +81,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
     };
 
-    // Serve xDS once the initial config is in.
+    // Bind now (connections wait in the backlog), serve once the initial config is in, so
+    // no proxy ever gets an empty config.
+    let listener = tokio::net::TcpListener::bind(args.xds_addr).await.with_context(|| format!("binding xDS address {}", args.xds_addr))?;
     while !pipeline.is_ready() {
         if config_loop.is_finished() {
             anyhow::bail!("the config source stopped before the initial load finished");
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let listener = tokio::net::TcpListener::bind(args.xds_addr)
-        .await
-        .with_context(|| format!("binding xDS address {}", args.xds_addr))?;
     tracing::info!(addr = %args.xds_addr, "xDS server listening");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let xds = tonic::transport::Server::builder()

@@ -1,0 +1,134 @@
+//! Backends that answer with their own name: plain HTTP (any path) and gRPC
+//! (`/echo.Echo/Who`, raw bytes, no generated code). They run in the test process and stop
+//! when dropped.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use shoal_api::codec::RawCodec;
+use tokio::task::JoinHandle;
+use tonic::codegen::{BoxFuture, Service, http};
+use tonic::server::NamedService;
+
+/// Stops the backend when dropped.
+pub struct Backend {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An HTTP/1.1 and h2c server answering every request with `name`.
+pub async fn http(addr: SocketAddr, name: &str) -> anyhow::Result<Backend> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let name = Bytes::from(name.to_string());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let name = name.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
+                    let name = name.clone();
+                    async move { Ok::<_, Infallible>(hyper::Response::new(Full::new(name))) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(Backend { addr, task })
+}
+
+#[derive(Clone)]
+struct Who(Bytes);
+
+impl tonic::server::UnaryService<Bytes> for Who {
+    type Response = Bytes;
+    type Future = BoxFuture<tonic::Response<Bytes>, tonic::Status>;
+    fn call(&mut self, _req: tonic::Request<Bytes>) -> Self::Future {
+        let name = self.0.clone();
+        Box::pin(async move { Ok(tonic::Response::new(name)) })
+    }
+}
+
+#[derive(Clone)]
+struct EchoService(Bytes);
+
+impl NamedService for EchoService {
+    const NAME: &'static str = "echo.Echo";
+}
+
+impl<B> Service<http::Request<B>> for EchoService
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let name = self.0.clone();
+        Box::pin(async move {
+            if req.uri().path() != "/echo.Echo/Who" {
+                return Ok(tonic::Status::unimplemented("only /echo.Echo/Who").into_http());
+            }
+            let mut grpc = tonic::server::Grpc::new(RawCodec);
+            Ok(grpc.unary(Who(name), req).await)
+        })
+    }
+}
+
+/// A gRPC server whose `/echo.Echo/Who` answers with `name`.
+pub async fn grpc(addr: SocketAddr, name: &str) -> anyhow::Result<Backend> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let svc = EchoService(Bytes::from(name.to_string()));
+    let task = tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let _ = tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming).await;
+    });
+    Ok(Backend { addr, task })
+}
+
+/// Calls `/echo.Echo/Who` at `addr` with `authority` as `:authority` and extra metadata.
+pub async fn grpc_who(addr: SocketAddr, authority: &str, metadata: &[(&'static str, &str)]) -> anyhow::Result<String> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .origin(format!("http://{authority}").parse()?)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(10))
+        .connect()
+        .await?;
+    let mut client = tonic::client::Grpc::new(channel);
+    client.ready().await?;
+    let mut req = tonic::Request::new(Bytes::new());
+    for (k, v) in metadata {
+        req.metadata_mut().insert(*k, v.parse()?);
+    }
+    let resp = client.unary(req, http::uri::PathAndQuery::from_static("/echo.Echo/Who"), RawCodec).await?;
+    Ok(String::from_utf8_lossy(resp.get_ref()).into_owned())
+}
+
+/// Tallies answers by backend name.
+pub fn tally(names: impl IntoIterator<Item = String>) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for n in names {
+        *m.entry(n).or_insert(0) += 1;
+    }
+    m
+}
