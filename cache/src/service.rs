@@ -283,7 +283,8 @@ async fn push<T: Session>(shared: &Shared<impl ViewSource>, session: &mut T, tx:
             return false;
         }
         let ty = o.ty.short_name();
-        counter!(m::PUSHES, "type" => ty, "protocol" => T::PROTOCOL).increment(1);
+        counter!(m::PUSHES, "type" => ty, "protocol" => T::PROTOCOL, "trigger" => o.trigger)
+            .increment(1);
         counter!(m::PUSH_BYTES, "type" => ty, "protocol" => T::PROTOCOL).increment(bytes);
         counter!(m::PUSHED_RESOURCES, "type" => ty).increment((o.resources + o.removed) as u64);
         histogram!(m::PUSH_LATENCY, "stage" => "sent", "type" => ty, "protocol" => T::PROTOCOL)
@@ -295,7 +296,10 @@ async fn push<T: Session>(shared: &Shared<impl ViewSource>, session: &mut T, tx:
 /// Tells the client why its stream ends when a request could not be read (the message is
 /// malformed or too large); a client that went away gets nothing.
 async fn refuse_malformed(tx: &Tx, status: Status) {
-    if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::OutOfRange | tonic::Code::ResourceExhausted) {
+    if matches!(
+        status.code(),
+        tonic::Code::InvalidArgument | tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+    ) {
         counter!(m::REJECTED_REQUESTS, "reason" => "malformed").increment(1);
         let _ = tx.send(Err(status)).await;
     }

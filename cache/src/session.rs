@@ -67,6 +67,8 @@ pub struct Outgoing {
     pub resources: usize,
     pub removed: usize,
     pub since: Instant,
+    /// Why the snapshot that produced it was made (`config`, `endpoints`, `new-view`).
+    pub trigger: &'static str,
 }
 
 #[derive(Debug)]
@@ -383,6 +385,7 @@ impl DeltaSession {
                 resources: response.names.len(),
                 removed: response.removed,
                 since: target.trigger.since,
+                trigger: target.trigger.reason,
             },
             sent_names,
         ))
@@ -599,6 +602,7 @@ impl SotwSession {
                 resources: response.names.len(),
                 removed: 0,
                 since: target.trigger.since,
+                trigger: target.trigger.reason,
             });
             // Updated clusters wait for their endpoints: send them again after clusters.
             if ty == ResourceType::Cluster

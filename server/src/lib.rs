@@ -7,4 +7,5 @@ pub mod metrics;
 pub mod pipeline;
 pub mod serve;
 pub mod status;
+pub mod synthetic;
 pub mod validate;

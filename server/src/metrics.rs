@@ -33,7 +33,7 @@ fn describe() {
     );
     describe_counter!(
         "shoal_xds_pushes_total",
-        "Responses sent, by type and protocol."
+        "Responses sent, by type, protocol and trigger (config, endpoints, new-view, initial)."
     );
     describe_counter!(
         "shoal_xds_pushed_bytes_total",

@@ -184,6 +184,7 @@ impl Pipeline {
         let mut first_change: Option<Instant> = None;
         let mut last_change = Instant::now();
         let mut synced = 0usize;
+        let mut skipped_kinds = std::collections::BTreeSet::new();
         loop {
             let deadline =
                 first_change.map(|first| (last_change + debounce).min(first + debounce_max));
@@ -201,7 +202,17 @@ impl Pipeline {
             };
             let Some(update) = update else { return };
             let changes = match update {
-                SourceUpdate::Apply { source, docs } => store.apply(&source, docs),
+                SourceUpdate::Apply { source, docs } => {
+                    for d in &docs {
+                        if let shoal_config::parse::Outcome::Skipped { api_version, kind } =
+                            &d.outcome
+                            && skipped_kinds.insert((api_version.clone(), kind.clone()))
+                        {
+                            tracing::warn!(%api_version, %kind, first_seen_in = %d.origin, "skipping objects of a kind shoal does not serve");
+                        }
+                    }
+                    store.apply(&source, docs)
+                }
                 SourceUpdate::Remove { source } => store.remove_source(&source),
                 SourceUpdate::Synced { source_kind } => {
                     synced += 1;

@@ -83,7 +83,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // Bind now (connections wait in the backlog), serve once the initial config is in, so
     // no proxy ever gets an empty config.
-    let listener = tokio::net::TcpListener::bind(args.xds_addr).await.with_context(|| format!("binding xDS address {}", args.xds_addr))?;
+    let listener = tokio::net::TcpListener::bind(args.xds_addr)
+        .await
+        .with_context(|| format!("binding xDS address {}", args.xds_addr))?;
     while !pipeline.is_ready() {
         if config_loop.is_finished() {
             anyhow::bail!("the config source stopped before the initial load finished");

@@ -8,9 +8,19 @@ use std::process::Command;
 #[test]
 fn validate_accepts_the_example_mesh_and_rejects_bad_config() {
     let bin = env!("CARGO_BIN_EXE_shoal");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let out = Command::new(bin).arg("validate").arg(root.join("examples/mesh")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let out = Command::new(bin)
+        .arg("validate")
+        .arg(root.join("examples/mesh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -18,7 +28,11 @@ fn validate_accepts_the_example_mesh_and_rejects_bad_config() {
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - route:\n    - destination: {host: r, subset: v9}\n",
     )
     .unwrap();
-    let out = Command::new(bin).arg("validate").arg(dir.path()).output().unwrap();
+    let out = Command::new(bin)
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("bad.yaml:1 (document 1): VirtualService default/r: spec.http[0].route[0].destination.subset"), "{text}");

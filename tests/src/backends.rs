@@ -34,7 +34,9 @@ pub async fn http(addr: SocketAddr, name: &str) -> anyhow::Result<Backend> {
     let name = Bytes::from(name.to_string());
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let name = name.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
@@ -101,13 +103,20 @@ pub async fn grpc(addr: SocketAddr, name: &str) -> anyhow::Result<Backend> {
     let svc = EchoService(Bytes::from(name.to_string()));
     let task = tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let _ = tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming).await;
+        let _ = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(incoming)
+            .await;
     });
     Ok(Backend { addr, task })
 }
 
 /// Calls `/echo.Echo/Who` at `addr` with `authority` as `:authority` and extra metadata.
-pub async fn grpc_who(addr: SocketAddr, authority: &str, metadata: &[(&'static str, &str)]) -> anyhow::Result<String> {
+pub async fn grpc_who(
+    addr: SocketAddr,
+    authority: &str,
+    metadata: &[(&'static str, &str)],
+) -> anyhow::Result<String> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .origin(format!("http://{authority}").parse()?)
         .connect_timeout(std::time::Duration::from_secs(5))
@@ -120,7 +129,13 @@ pub async fn grpc_who(addr: SocketAddr, authority: &str, metadata: &[(&'static s
     for (k, v) in metadata {
         req.metadata_mut().insert(*k, v.parse()?);
     }
-    let resp = client.unary(req, http::uri::PathAndQuery::from_static("/echo.Echo/Who"), RawCodec).await?;
+    let resp = client
+        .unary(
+            req,
+            http::uri::PathAndQuery::from_static("/echo.Echo/Who"),
+            RawCodec,
+        )
+        .await?;
     Ok(String::from_utf8_lossy(resp.get_ref()).into_owned())
 }
 

@@ -39,7 +39,10 @@ pub fn free_port(ip: &str) -> u16 {
 pub fn free_port_on(ips: &[&str]) -> u16 {
     for _ in 0..200 {
         let p = free_port(ips[0]);
-        if ips.iter().all(|ip| std::net::TcpListener::bind((*ip, p)).is_ok()) {
+        if ips
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, p)).is_ok())
+        {
             return p;
         }
     }

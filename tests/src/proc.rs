@@ -33,7 +33,12 @@ impl Proc {
             .stderr(file)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        Ok(Proc { name: name.to_string(), child, log, _dir: dir })
+        Ok(Proc {
+            name: name.to_string(),
+            child,
+            log,
+            _dir: dir,
+        })
     }
 
     pub fn log(&self) -> String {
@@ -70,14 +75,20 @@ impl Drop for Proc {
 }
 
 /// An HTTP/1.1 GET with optional headers; returns status and body.
-pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
+pub async fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, String)> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut req = hyper::Request::get(format!("http://{addr}{path}"));
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let req = req.body(Full::new(Bytes::new()))?;
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req)).await.context("HTTP request timed out")??;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .context("HTTP request timed out")??;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await?.to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
@@ -104,11 +115,23 @@ impl Shoal {
             .arg("--admin-addr")
             .arg(admin.to_string())
             .args(extra)
-            .env("RUST_LOG", std::env::var("SHOAL_TEST_LOG").unwrap_or_else(|_| "info".into()));
-        let mut shoal = Shoal { xds, admin, proc: Proc::spawn("shoal", &mut cmd)? };
+            .env(
+                "RUST_LOG",
+                std::env::var("SHOAL_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        let mut shoal = Shoal {
+            xds,
+            admin,
+            proc: Proc::spawn("shoal", &mut cmd)?,
+        };
         eventually(Duration::from_secs(30), "shoal /ready", || {
             let admin = shoal.admin;
-            async move { http_get(admin, "/ready", &[]).await.ok().filter(|(s, _)| *s == 200) }
+            async move {
+                http_get(admin, "/ready", &[])
+                    .await
+                    .ok()
+                    .filter(|(s, _)| *s == 200)
+            }
         })
         .await?;
         anyhow::ensure!(shoal.proc.is_running(), "shoal exited");
@@ -127,7 +150,9 @@ impl Shoal {
 
     /// The config revision the server has loaded.
     pub async fn revision(&self) -> anyhow::Result<u64> {
-        Ok(self.json("/debug/configz").await?["revision"].as_u64().unwrap_or(0))
+        Ok(self.json("/debug/configz").await?["revision"]
+            .as_u64()
+            .unwrap_or(0))
     }
 }
 
@@ -140,8 +165,15 @@ pub struct Envoy {
 impl Envoy {
     /// Starts Envoy with ADS to `xds` (`delta`: DELTA_GRPC, else GRPC). `None` when Envoy is
     /// not installed and SHOAL_SKIP_E2E is set.
-    pub async fn start(xds: SocketAddr, node_id: &str, metadata: serde_json::Value, delta: bool) -> anyhow::Result<Option<Envoy>> {
-        let Some(bin) = env::envoy() else { return Ok(None) };
+    pub async fn start(
+        xds: SocketAddr,
+        node_id: &str,
+        metadata: serde_json::Value,
+        delta: bool,
+    ) -> anyhow::Result<Option<Envoy>> {
+        let Some(bin) = env::envoy() else {
+            return Ok(None);
+        };
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse()?;
         let bootstrap = serde_json::json!({
             "node": { "id": node_id, "cluster": "test", "metadata": metadata },
@@ -174,10 +206,22 @@ impl Envoy {
         let path = dir.path().join("bootstrap.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&bootstrap)?)?;
         let mut cmd = Command::new(bin);
-        cmd.arg("-c").arg(&path).arg("--disable-hot-restart").arg("--log-level").arg("info").arg("--concurrency").arg("1");
+        cmd.arg("-c")
+            .arg(&path)
+            .arg("--disable-hot-restart")
+            .arg("--log-level")
+            .arg("info")
+            .arg("--concurrency")
+            .arg("1");
         let proc = Proc::spawn("envoy", &mut cmd)?;
         let envoy = Envoy { admin, proc };
-        eventually(Duration::from_secs(30), "envoy admin", || async { http_get(admin, "/ready", &[]).await.ok().filter(|(s, _)| *s == 200) }).await?;
+        eventually(Duration::from_secs(30), "envoy admin", || async {
+            http_get(admin, "/ready", &[])
+                .await
+                .ok()
+                .filter(|(s, _)| *s == 200)
+        })
+        .await?;
         drop(dir);
         Ok(Some(envoy))
     }
@@ -203,14 +247,25 @@ impl Envoy {
 }
 
 /// Runs a Python script to completion (bounded by `timeout`), returning its stdout.
-pub async fn run_python(script: &str, args: &[String], envs: &[(&str, String)], timeout: Duration) -> anyhow::Result<Option<String>> {
-    let Some(python) = env::python() else { return Ok(None) };
+pub async fn run_python(
+    script: &str,
+    args: &[String],
+    envs: &[(&str, String)],
+    timeout: Duration,
+) -> anyhow::Result<Option<String>> {
+    let Some(python) = env::python() else {
+        return Ok(None);
+    };
     let mut cmd = tokio::process::Command::new(python);
-    cmd.arg(env::py_script(script)).args(args).kill_on_drop(true);
+    cmd.arg(env::py_script(script))
+        .args(args)
+        .kill_on_drop(true);
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let out = tokio::time::timeout(timeout, cmd.output()).await.context("python timed out")??;
+    let out = tokio::time::timeout(timeout, cmd.output())
+        .await
+        .context("python timed out")??;
     anyhow::ensure!(
         out.status.success(),
         "{script} failed: {}\n{}",

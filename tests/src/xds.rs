@@ -13,10 +13,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
 pub fn node(id: &str) -> Node {
-    Node { id: id.to_string(), ..Default::default() }
+    Node {
+        id: id.to_string(),
+        ..Default::default()
+    }
 }
 
-async fn client(addr: SocketAddr) -> anyhow::Result<AggregatedDiscoveryServiceClient<tonic::transport::Channel>> {
+async fn client(
+    addr: SocketAddr,
+) -> anyhow::Result<AggregatedDiscoveryServiceClient<tonic::transport::Channel>> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(5))
         .connect()
@@ -31,19 +36,32 @@ pub struct DeltaStream {
 
 impl DeltaStream {
     /// Opens a stream and sends `first`.
-    pub async fn open(addr: SocketAddr, first: DeltaDiscoveryRequest) -> anyhow::Result<DeltaStream> {
+    pub async fn open(
+        addr: SocketAddr,
+        first: DeltaDiscoveryRequest,
+    ) -> anyhow::Result<DeltaStream> {
         let (tx, rx) = mpsc::channel(64);
         tx.send(first).await?;
-        let rx = client(addr).await?.delta_aggregated_resources(ReceiverStream::new(rx)).await?.into_inner();
+        let rx = client(addr)
+            .await?
+            .delta_aggregated_resources(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
         Ok(DeltaStream { tx, rx })
     }
 
     pub async fn send(&self, req: DeltaDiscoveryRequest) -> anyhow::Result<()> {
-        self.tx.send(req).await.map_err(|_| anyhow::anyhow!("stream closed"))
+        self.tx
+            .send(req)
+            .await
+            .map_err(|_| anyhow::anyhow!("stream closed"))
     }
 
     /// The next response, `Ok(None)` if none comes within `wait`.
-    pub async fn recv(&mut self, wait: Duration) -> Result<Option<DeltaDiscoveryResponse>, tonic::Status> {
+    pub async fn recv(
+        &mut self,
+        wait: Duration,
+    ) -> Result<Option<DeltaDiscoveryResponse>, tonic::Status> {
         match tokio::time::timeout(wait, self.rx.message()).await {
             Ok(r) => r,
             Err(_) => Ok(None),
@@ -60,15 +78,25 @@ impl SotwStream {
     pub async fn open(addr: SocketAddr, first: DiscoveryRequest) -> anyhow::Result<SotwStream> {
         let (tx, rx) = mpsc::channel(64);
         tx.send(first).await?;
-        let rx = client(addr).await?.stream_aggregated_resources(ReceiverStream::new(rx)).await?.into_inner();
+        let rx = client(addr)
+            .await?
+            .stream_aggregated_resources(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
         Ok(SotwStream { tx, rx })
     }
 
     pub async fn send(&self, req: DiscoveryRequest) -> anyhow::Result<()> {
-        self.tx.send(req).await.map_err(|_| anyhow::anyhow!("stream closed"))
+        self.tx
+            .send(req)
+            .await
+            .map_err(|_| anyhow::anyhow!("stream closed"))
     }
 
-    pub async fn recv(&mut self, wait: Duration) -> Result<Option<DiscoveryResponse>, tonic::Status> {
+    pub async fn recv(
+        &mut self,
+        wait: Duration,
+    ) -> Result<Option<DiscoveryResponse>, tonic::Status> {
         match tokio::time::timeout(wait, self.rx.message()).await {
             Ok(r) => r,
             Err(_) => Ok(None),

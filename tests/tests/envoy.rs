@@ -103,20 +103,35 @@ spec:
 
 const HOST: &str = "echo.app.svc.cluster.local";
 
-async fn http_tally(addr: SocketAddr, n: usize, headers: &[(&str, &str)]) -> std::collections::BTreeMap<String, usize> {
+async fn http_tally(
+    addr: SocketAddr,
+    n: usize,
+    headers: &[(&str, &str)],
+) -> std::collections::BTreeMap<String, usize> {
     let mut names = Vec::new();
     for _ in 0..n {
-        let (status, body) = http_get(addr, "/", headers).await.expect("request through envoy");
+        let (status, body) = http_get(addr, "/", headers)
+            .await
+            .expect("request through envoy");
         assert_eq!(status, 200, "{body}");
         names.push(body);
     }
     tally(names)
 }
 
-async fn grpc_tally(addr: SocketAddr, authority: &str, n: usize, md: &[(&'static str, &str)]) -> std::collections::BTreeMap<String, usize> {
+async fn grpc_tally(
+    addr: SocketAddr,
+    authority: &str,
+    n: usize,
+    md: &[(&'static str, &str)],
+) -> std::collections::BTreeMap<String, usize> {
     let mut names = Vec::new();
     for _ in 0..n {
-        names.push(backends::grpc_who(addr, authority, md).await.expect("grpc through envoy"));
+        names.push(
+            backends::grpc_who(addr, authority, md)
+                .await
+                .expect("grpc through envoy"),
+        );
     }
     tally(names)
 }
@@ -133,10 +148,30 @@ async fn routes_traffic(delta: bool) {
         backend_http: free_port_on(&["127.0.0.2", "127.0.0.3"]),
         backend_grpc: free_port_on(&["127.0.0.2", "127.0.0.3"]),
     };
-    let _ha = backends::http(format!("127.0.0.2:{}", ports.backend_http).parse().unwrap(), "a").await.unwrap();
-    let _hb = backends::http(format!("127.0.0.3:{}", ports.backend_http).parse().unwrap(), "b").await.unwrap();
-    let _ga = backends::grpc(format!("127.0.0.2:{}", ports.backend_grpc).parse().unwrap(), "a").await.unwrap();
-    let _gb = backends::grpc(format!("127.0.0.3:{}", ports.backend_grpc).parse().unwrap(), "b").await.unwrap();
+    let _ha = backends::http(
+        format!("127.0.0.2:{}", ports.backend_http).parse().unwrap(),
+        "a",
+    )
+    .await
+    .unwrap();
+    let _hb = backends::http(
+        format!("127.0.0.3:{}", ports.backend_http).parse().unwrap(),
+        "b",
+    )
+    .await
+    .unwrap();
+    let _ga = backends::grpc(
+        format!("127.0.0.2:{}", ports.backend_grpc).parse().unwrap(),
+        "a",
+    )
+    .await
+    .unwrap();
+    let _gb = backends::grpc(
+        format!("127.0.0.3:{}", ports.backend_grpc).parse().unwrap(),
+        "b",
+    )
+    .await
+    .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mesh.yaml");
@@ -144,8 +179,13 @@ async fn routes_traffic(delta: bool) {
     let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
     let node = "sidecar~127.0.0.1~client-0.app~app.svc.cluster.local";
     let meta = serde_json::json!({ "INTERCEPTION_MODE": "NONE", "NAMESPACE": "app", "LABELS": { "app": "client" } });
-    let Some(envoy) = Envoy::start(shoal.xds, node, meta, delta).await.unwrap() else { return };
-    let want = [format!("127.0.0.1_{}", ports.http), format!("127.0.0.1_{}", ports.grpc)];
+    let Some(envoy) = Envoy::start(shoal.xds, node, meta, delta).await.unwrap() else {
+        return;
+    };
+    let want = [
+        format!("127.0.0.1_{}", ports.http),
+        format!("127.0.0.1_{}", ports.grpc),
+    ];
     eventually(Duration::from_secs(20), "envoy listeners", || async {
         let l = envoy.listeners().await.ok()?;
         want.iter().all(|w| l.contains(w)).then_some(())
@@ -166,7 +206,13 @@ async fn routes_traffic(delta: bool) {
     // A header match selects subset b.
     let t = http_tally(http_addr, 50, &[("host", HOST), ("x-version", "b")]).await;
     assert_eq!(t.get("b"), Some(&50), "{t:?}");
-    let t = grpc_tally(grpc_addr, &format!("{HOST}:{}", ports.grpc), 30, &[("x-version", "b")]).await;
+    let t = grpc_tally(
+        grpc_addr,
+        &format!("{HOST}:{}", ports.grpc),
+        30,
+        &[("x-version", "b")],
+    )
+    .await;
     assert_eq!(t.get("b"), Some(&30), "{t:?}");
 
     // Editing the file shifts the traffic.
@@ -182,13 +228,27 @@ async fn routes_traffic(delta: bool) {
 
     // Shoal saw every response accepted.
     let syncz = shoal.json("/debug/syncz").await.unwrap();
-    let stream = syncz.as_array().unwrap().iter().find(|s| s["node_id"] == node).expect("proxy in syncz");
+    let stream = syncz
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["node_id"] == node)
+        .expect("proxy in syncz");
     assert_eq!(stream["protocol"], if delta { "delta" } else { "sotw" });
     for t in stream["types"].as_array().unwrap() {
         assert_eq!(t["nacks"], 0, "{t}");
     }
-    let dump = shoal.json(&format!("/debug/config_dump?proxy={node}")).await.unwrap();
-    assert!(dump["types"]["CDS"]["resources"].as_array().unwrap().iter().any(|c| c["name"] == format!("outbound|{}|b|{HOST}", ports.http)));
+    let dump = shoal
+        .json(&format!("/debug/config_dump?proxy={node}"))
+        .await
+        .unwrap();
+    assert!(
+        dump["types"]["CDS"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == format!("outbound|{}|b|{HOST}", ports.http))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,8 +59,12 @@ spec:
 async fn grpc_xds_client_routes_by_weight_header_and_edits() {
     let Some(python) = env::python() else { return };
     let port = free_port_on(&["127.0.0.2", "127.0.0.3"]);
-    let _v1 = backends::grpc(format!("127.0.0.2:{port}").parse().unwrap(), "v1").await.unwrap();
-    let _v2 = backends::grpc(format!("127.0.0.3:{port}").parse().unwrap(), "v2").await.unwrap();
+    let _v1 = backends::grpc(format!("127.0.0.2:{port}").parse().unwrap(), "v1")
+        .await
+        .unwrap();
+    let _v2 = backends::grpc(format!("127.0.0.3:{port}").parse().unwrap(), "v2")
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("grpc.yaml");
     std::fs::write(&file, mesh(port, (70, 30))).unwrap();
@@ -79,7 +83,12 @@ async fn grpc_xds_client_routes_by_weight_header_and_edits() {
     .unwrap();
     let mut child = tokio::process::Command::new(python)
         .arg(env::py_script("xds_client.py"))
-        .args(["xds:///echo.grpc.svc.cluster.local:7070", "400", "x-canary=yes", "v2"])
+        .args([
+            "xds:///echo.grpc.svc.cluster.local:7070",
+            "400",
+            "x-canary=yes",
+            "v2",
+        ])
         .env("GRPC_XDS_BOOTSTRAP", &bootstrap)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -88,7 +97,13 @@ async fn grpc_xds_client_routes_by_weight_header_and_edits() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next = async || tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.expect("client answers in time").unwrap().expect("a line");
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("client answers in time")
+            .unwrap()
+            .expect("a line")
+    };
 
     let split: BTreeMap<String, usize> = serde_json::from_str(&next().await).unwrap();
     let v1 = *split.get("v1").unwrap_or(&0) as f64 / 400.0;
@@ -99,7 +114,12 @@ async fn grpc_xds_client_routes_by_weight_header_and_edits() {
 
     // gRPC accepted everything shoal sent.
     let syncz = shoal.json("/debug/syncz").await.unwrap();
-    let stream = syncz.as_array().unwrap().iter().find(|s| s["node_id"] == node).expect("the client's stream");
+    let stream = syncz
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["node_id"] == node)
+        .expect("the client's stream");
     assert_eq!(stream["protocol"], "sotw");
     for t in stream["types"].as_array().unwrap() {
         assert_eq!(t["nacks"], 0, "{t}");
@@ -108,9 +128,17 @@ async fn grpc_xds_client_routes_by_weight_header_and_edits() {
 
     // The live client follows an edit of the file.
     std::fs::write(&file, mesh(port, (0, 100))).unwrap();
-    child.stdin.as_mut().unwrap().write_all(b"go\n").await.unwrap();
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"go\n")
+        .await
+        .unwrap();
     assert_eq!(next().await, "SHIFTED");
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success());
-
 }
