@@ -21,8 +21,8 @@ use tonic::server::NamedService;
 use tonic::{Status, Streaming};
 
 use crate::metrics_names as m;
-use crate::session::{DeltaSession, Limits, Outgoing, Reply, SessionError, SotwSession};
-use crate::status::{StatusRegistry, StreamStatus};
+use crate::session::{DeltaSession, Limits, Reply, Session, SessionError, SotwSession};
+use crate::status::StatusRegistry;
 use crate::subscription::Interner;
 use crate::view::View;
 
@@ -156,79 +156,6 @@ impl<S: ViewSource> AdsServer<S> {
     }
 }
 
-/// One protocol variant's session, as the stream driver sees it.
-trait Session: Send + Sized + 'static {
-    type Req: prost::Message + Default + Send + 'static;
-    const PROTOCOL: &'static str;
-    fn node(req: &Self::Req) -> Option<&Node>;
-    fn open(
-        view: &Arc<View>,
-        interner: Arc<Interner>,
-        limits: Limits,
-        status: Arc<StreamStatus>,
-    ) -> Self;
-    fn on_request(&mut self, req: Self::Req) -> Result<Option<Reply>, SessionError>;
-    fn poll(&mut self) -> Vec<Outgoing>;
-    fn view(&self) -> &Arc<View>;
-    fn switch_view(&mut self, view: &Arc<View>);
-}
-
-impl Session for DeltaSession {
-    type Req = DeltaDiscoveryRequest;
-    const PROTOCOL: &'static str = "delta";
-    fn node(req: &Self::Req) -> Option<&Node> {
-        req.node.as_ref()
-    }
-    fn open(
-        view: &Arc<View>,
-        interner: Arc<Interner>,
-        limits: Limits,
-        status: Arc<StreamStatus>,
-    ) -> Self {
-        DeltaSession::new(view, interner, limits, status)
-    }
-    fn on_request(&mut self, req: Self::Req) -> Result<Option<Reply>, SessionError> {
-        DeltaSession::on_request(self, req)
-    }
-    fn poll(&mut self) -> Vec<Outgoing> {
-        DeltaSession::poll(self)
-    }
-    fn view(&self) -> &Arc<View> {
-        DeltaSession::view(self)
-    }
-    fn switch_view(&mut self, view: &Arc<View>) {
-        DeltaSession::switch_view(self, view)
-    }
-}
-
-impl Session for SotwSession {
-    type Req = DiscoveryRequest;
-    const PROTOCOL: &'static str = "sotw";
-    fn node(req: &Self::Req) -> Option<&Node> {
-        req.node.as_ref()
-    }
-    fn open(
-        view: &Arc<View>,
-        interner: Arc<Interner>,
-        limits: Limits,
-        status: Arc<StreamStatus>,
-    ) -> Self {
-        SotwSession::new(view, interner, limits, status)
-    }
-    fn on_request(&mut self, req: Self::Req) -> Result<Option<Reply>, SessionError> {
-        SotwSession::on_request(self, req)
-    }
-    fn poll(&mut self) -> Vec<Outgoing> {
-        SotwSession::poll(self)
-    }
-    fn view(&self) -> &Arc<View> {
-        SotwSession::view(self)
-    }
-    fn switch_view(&mut self, view: &Arc<View>) {
-        SotwSession::switch_view(self, view)
-    }
-}
-
 type Tx = mpsc::Sender<Result<Encoded, Status>>;
 
 /// Unregisters a stream's status and connection gauge when the stream ends.
@@ -335,7 +262,7 @@ async fn drive<T: Session, S: ViewSource>(
         id: status.stream,
         protocol: T::PROTOCOL,
     };
-    let mut session = T::open(
+    let mut session = T::new(
         &resolved.view,
         shared.interner.clone(),
         shared.config.limits,

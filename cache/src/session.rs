@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use shoal_api::codec::Encoded;
+use shoal_api::pb::envoy::config::core::v3::Node;
 use shoal_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use shoal_api::{ResourceType, Version, wire};
 use thiserror::Error;
@@ -151,8 +152,38 @@ pub struct DeltaSession {
     status: Arc<StreamStatus>,
 }
 
-impl DeltaSession {
-    pub fn new(
+/// A protocol variant's session, as the stream driver sees it.
+pub trait Session: Send + Sized + 'static {
+    type Req: prost::Message + Default + Send + 'static;
+    /// `delta` or `sotw`, for metrics and status.
+    const PROTOCOL: &'static str;
+    /// The node a request carries (the first request of a stream must).
+    fn node(req: &Self::Req) -> Option<&Node>;
+    fn new(
+        view: &Arc<View>,
+        interner: Arc<Interner>,
+        limits: Limits,
+        status: Arc<StreamStatus>,
+    ) -> Self;
+    /// Takes one request: subscription changes, and the ACK or NACK of an earlier response.
+    fn on_request(&mut self, req: Self::Req) -> Result<Option<Reply>, SessionError>;
+    /// Responses the client needs now, in push order (clusters before their endpoints,
+    /// listeners before their routes).
+    fn poll(&mut self) -> Vec<Outgoing>;
+    fn view(&self) -> &Arc<View>;
+    /// Moves the stream to another view (its config scope changed).
+    fn switch_view(&mut self, view: &Arc<View>);
+}
+
+impl Session for DeltaSession {
+    type Req = DeltaDiscoveryRequest;
+    const PROTOCOL: &'static str = "delta";
+
+    fn node(req: &Self::Req) -> Option<&Node> {
+        req.node.as_ref()
+    }
+
+    fn new(
         view: &Arc<View>,
         interner: Arc<Interner>,
         limits: Limits,
@@ -169,13 +200,12 @@ impl DeltaSession {
         }
     }
 
-    pub fn view(&self) -> &Arc<View> {
+    fn view(&self) -> &Arc<View> {
         self.attachment.view()
     }
 
-    /// Moves the stream to another view (its config scope changed). What the client holds
-    /// is kept as explicit versions, so only real differences are sent.
-    pub fn switch_view(&mut self, view: &Arc<View>) {
+    /// What the client holds is kept as explicit versions, so only real differences are sent.
+    fn switch_view(&mut self, view: &Arc<View>) {
         for (ty, state) in ResourceType::ALL.into_iter().zip(self.types.iter_mut()) {
             if let Some(s) = state {
                 s.known = Known::Explicit(Arc::new(s.known.materialize(ty)));
@@ -188,10 +218,7 @@ impl DeltaSession {
     }
 
     /// Takes one request: subscription changes, and the ACK or NACK of an earlier response.
-    pub fn on_request(
-        &mut self,
-        req: DeltaDiscoveryRequest,
-    ) -> Result<Option<Reply>, SessionError> {
+    fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Result<Option<Reply>, SessionError> {
         let ty = ResourceType::from_type_url(&req.type_url)
             .ok_or_else(|| SessionError::UnknownType(req.type_url.clone()))?;
         let first = self.types[ty.index()].is_none();
@@ -258,9 +285,7 @@ impl DeltaSession {
         Ok(reply)
     }
 
-    /// Responses the client needs now, in push order (clusters before their endpoints,
-    /// listeners before their routes).
-    pub fn poll(&mut self) -> Vec<Outgoing> {
+    fn poll(&mut self) -> Vec<Outgoing> {
         let target = self.view().current();
         let mut out = Vec::new();
         let mut resent_clusters: BTreeSet<Arc<str>> = BTreeSet::new();
@@ -279,7 +304,9 @@ impl DeltaSession {
         }
         out
     }
+}
 
+impl DeltaSession {
     fn poll_type(
         &mut self,
         ty: ResourceType,
@@ -415,8 +442,15 @@ pub struct SotwSession {
     status: Arc<StreamStatus>,
 }
 
-impl SotwSession {
-    pub fn new(
+impl Session for SotwSession {
+    type Req = DiscoveryRequest;
+    const PROTOCOL: &'static str = "sotw";
+
+    fn node(req: &Self::Req) -> Option<&Node> {
+        req.node.as_ref()
+    }
+
+    fn new(
         view: &Arc<View>,
         interner: Arc<Interner>,
         limits: Limits,
@@ -433,11 +467,11 @@ impl SotwSession {
         }
     }
 
-    pub fn view(&self) -> &Arc<View> {
+    fn view(&self) -> &Arc<View> {
         self.attachment.view()
     }
 
-    pub fn switch_view(&mut self, view: &Arc<View>) {
+    fn switch_view(&mut self, view: &Arc<View>) {
         for s in self.types.iter_mut().flatten() {
             s.dirty = true;
             s.hold = None;
@@ -446,7 +480,7 @@ impl SotwSession {
         self.attachment = view.attach();
     }
 
-    pub fn on_request(&mut self, req: DiscoveryRequest) -> Result<Option<Reply>, SessionError> {
+    fn on_request(&mut self, req: DiscoveryRequest) -> Result<Option<Reply>, SessionError> {
         let ty = ResourceType::from_type_url(&req.type_url)
             .ok_or_else(|| SessionError::UnknownType(req.type_url.clone()))?;
         let first = self.types[ty.index()].is_none();
@@ -508,7 +542,7 @@ impl SotwSession {
         Ok(reply)
     }
 
-    pub fn poll(&mut self) -> Vec<Outgoing> {
+    fn poll(&mut self) -> Vec<Outgoing> {
         let target = self.view().current();
         let view = self.view().clone();
         let mut out = Vec::new();
