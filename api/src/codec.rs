@@ -1,15 +1,12 @@
-//! tonic codecs for streams whose responses are pre-encoded.
+//! Pre-encoded messages and a pass-through codec.
 //!
-//! The server decodes requests with prost and writes responses from shared bytes
-//! ([`Encoded`]); no per-stream protobuf encoding happens on the push path.
-
-use std::marker::PhantomData;
+//! The server writes responses from shared bytes ([`Encoded`]): no per-stream protobuf
+//! encoding happens on the push path. [`RawCodec`] moves whole messages as bytes (for
+//! forwarding streams and for raw test clients).
 
 use bytes::{Buf, BufMut, Bytes};
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-
-use crate::wire::put_nonce;
 
 /// A pre-encoded message plus an optional nonce field appended at send time.
 #[derive(Debug, Clone)]
@@ -25,62 +22,6 @@ impl Encoded {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// Encodes [`Encoded`] verbatim and decodes requests of type `D` with prost.
-#[derive(Debug)]
-pub struct EncodedCodec<D>(PhantomData<fn() -> D>);
-
-impl<D> Default for EncodedCodec<D> {
-    fn default() -> Self {
-        EncodedCodec(PhantomData)
-    }
-}
-
-impl<D: prost::Message + Default + Send + 'static> Codec for EncodedCodec<D> {
-    type Encode = Encoded;
-    type Decode = D;
-    type Encoder = EncodedEncoder;
-    type Decoder = ProstDecoder<D>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        EncodedEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder(PhantomData)
-    }
-}
-
-#[derive(Debug)]
-pub struct EncodedEncoder;
-
-impl Encoder for EncodedEncoder {
-    type Item = Encoded;
-    type Error = Status;
-
-    fn encode(&mut self, item: Encoded, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.reserve(item.len());
-        dst.put_slice(&item.body);
-        if let Some(nonce) = &item.nonce {
-            put_nonce(nonce, dst);
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-pub struct ProstDecoder<D>(PhantomData<fn() -> D>);
-
-impl<D: prost::Message + Default> Decoder for ProstDecoder<D> {
-    type Item = D;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<D>, Status> {
-        D::decode(src)
-            .map(Some)
-            .map_err(|e| Status::invalid_argument(format!("malformed request: {e}")))
     }
 }
 

@@ -10,17 +10,17 @@ use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
 use parking_lot::Mutex;
-use shoal_api::codec::{Encoded, EncodedCodec};
+use shoal_api::codec::Encoded;
 use shoal_api::pb::envoy::config::core::v3::Node;
-use shoal_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
 use tonic::body::Body;
-use tonic::codegen::{BoxFuture, Service, StdError, http};
+use tonic::codegen::{Service, StdError, http};
 use tonic::server::NamedService;
-use tonic::{Status, Streaming};
 
+use crate::body::FrameBody;
 use crate::metrics_names as m;
+use crate::requests::Requests;
 use crate::session::{DeltaSession, Limits, Reply, Session, SessionError, SotwSession};
 use crate::status::StatusRegistry;
 use crate::subscription::Interner;
@@ -232,11 +232,13 @@ async fn refuse_malformed(tx: &Tx, status: Status) {
     }
 }
 
-async fn drive<T: Session, S: ViewSource>(
-    shared: Arc<Shared<S>>,
-    mut requests: Streaming<T::Req>,
-    tx: Tx,
-) {
+async fn drive<T, S, B>(shared: Arc<Shared<S>>, mut requests: Requests<T::Req, B>, tx: Tx)
+where
+    T: Session,
+    S: ViewSource,
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
     let first = match requests.message().await {
         Ok(Some(r)) => r,
         Ok(None) => return,
@@ -246,7 +248,7 @@ async fn drive<T: Session, S: ViewSource>(
     counter!(m::STREAMS_OPENED, "protocol" => T::PROTOCOL).increment(1);
     let node = T::node(&first).cloned();
     let node_id = node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
-    let resolved = match resolve(&shared, node.clone()).await {
+    let resolved = match Box::pin(resolve(&shared, node.clone())).await {
         Ok(r) => r,
         Err(status) => {
             counter!(m::REJECTED_REQUESTS, "reason" => "node").increment(1);
@@ -300,7 +302,7 @@ async fn drive<T: Session, S: ViewSource>(
             }
         }
         view_rx.mark_unchanged();
-        if !push(&shared, &mut session, &tx).await {
+        if !Box::pin(push(&shared, &mut session, &tx)).await {
             return;
         }
         tokio::select! {
@@ -321,7 +323,7 @@ async fn drive<T: Session, S: ViewSource>(
                 if changed.is_err() {
                     continue;
                 }
-                match resolve(&shared, node.clone()).await {
+                match Box::pin(resolve(&shared, node.clone())).await {
                     Ok(r) if r.view.id != session.view().id => {
                         session.switch_view(&r.view);
                         view_rx = session.view().subscribe();
@@ -335,26 +337,6 @@ async fn drive<T: Session, S: ViewSource>(
             }
             _ = tx.closed() => return,
         }
-    }
-}
-
-struct StreamSvc<T, S> {
-    shared: Arc<Shared<S>>,
-    _t: std::marker::PhantomData<fn() -> T>,
-}
-
-impl<T: Session, S: ViewSource> tonic::server::StreamingService<T::Req> for StreamSvc<T, S> {
-    type Response = Encoded;
-    type ResponseStream = ReceiverStream<Result<Encoded, Status>>;
-    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
-
-    fn call(&mut self, request: tonic::Request<Streaming<T::Req>>) -> Self::Future {
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let (tx, rx) = mpsc::channel(shared.config.stream_buffer.max(1));
-            tokio::spawn(drive::<T, S>(shared, request.into_inner(), tx));
-            Ok(tonic::Response::new(ReceiverStream::new(rx)))
-        })
     }
 }
 
@@ -396,29 +378,36 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let shared = self.shared.clone();
-        let limit = shared.config.max_message_size;
         match req.uri().path() {
-            SOTW_PATH => Box::pin(async move {
-                let svc = StreamSvc::<SotwSession, S> {
-                    shared,
-                    _t: std::marker::PhantomData,
-                };
-                let mut grpc =
-                    tonic::server::Grpc::new(EncodedCodec::<DiscoveryRequest>::default())
-                        .apply_max_message_size_config(Some(limit), Some(usize::MAX));
-                Ok(grpc.streaming(svc, req).await)
-            }),
-            DELTA_PATH => Box::pin(async move {
-                let svc = StreamSvc::<DeltaSession, S> {
-                    shared,
-                    _t: std::marker::PhantomData,
-                };
-                let mut grpc =
-                    tonic::server::Grpc::new(EncodedCodec::<DeltaDiscoveryRequest>::default())
-                        .apply_max_message_size_config(Some(limit), Some(usize::MAX));
-                Ok(grpc.streaming(svc, req).await)
-            }),
+            SOTW_PATH => Box::pin(async move { Ok(open::<SotwSession, S, B>(shared, req)) }),
+            DELTA_PATH => Box::pin(async move { Ok(open::<DeltaSession, S, B>(shared, req)) }),
             _ => Box::pin(async move { Ok(Status::unimplemented("no such method").into_http()) }),
         }
     }
+}
+
+/// Starts a stream: requests are decoded by tonic, responses go out through [`FrameBody`].
+fn open<T, S, B>(shared: Arc<Shared<S>>, req: http::Request<B>) -> http::Response<Body>
+where
+    T: Session,
+    S: ViewSource,
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    if req
+        .headers()
+        .get("grpc-encoding")
+        .is_some_and(|e| e != "identity")
+    {
+        return Status::unimplemented("compressed requests are not supported").into_http();
+    }
+    let requests = Requests::<T::Req, B>::new(req.into_body(), shared.config.max_message_size);
+    let (tx, rx) = mpsc::channel(shared.config.stream_buffer.max(1));
+    tokio::spawn(drive::<T, S, B>(shared, requests, tx));
+    let mut resp = http::Response::new(Body::new(FrameBody::new(rx)));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    resp
 }

@@ -75,7 +75,8 @@ pub struct Outgoing {
 #[derive(Debug)]
 struct Pending {
     nonce: String,
-    names: Vec<Arc<str>>,
+    /// The response (shared with other streams), for what it carried.
+    response: Arc<CachedResponse>,
     before: Known,
     version: u64,
     since: Instant,
@@ -90,6 +91,19 @@ struct DeltaState {
     /// After a NACK: do not resend until the view moves past this version.
     hold: Option<u64>,
     dirty: bool,
+}
+
+/// Identifies a set of names re-sent on purpose (0: none), for sharing responses.
+fn force_hash(force: &BTreeSet<Arc<str>>) -> u64 {
+    if force.is_empty() {
+        return 0;
+    }
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for n in force {
+        h.update(n.as_bytes());
+        h.update(&[0]);
+    }
+    h.digest() | 1
 }
 
 /// Types where a request naming nothing means "everything" (xDS legacy wildcard). Endpoints
@@ -264,7 +278,7 @@ impl Session for DeltaSession {
                     // what the response touched is held at an unknown version (so it is sent
                     // again, or removed again). Wait for a new version before trying.
                     let mut held = p.before.materialize(ty);
-                    for n in &p.names {
+                    for n in p.response.names.iter().chain(&p.response.removed_names) {
                         held.insert(n.clone(), None);
                     }
                     state.known = Known::Explicit(Arc::new(held));
@@ -325,17 +339,21 @@ impl DeltaSession {
             }
             state.hold = None;
         }
-        let cache_key = match &state.known {
-            Known::At { snapshot, sub } if sub == &state.sub && force.is_empty() => {
-                Some(ResponseKey::Delta {
-                    ty,
-                    from: snapshot.version,
-                    to: target.version,
-                    sub: state.sub.clone(),
-                })
-            }
+        // Streams in the same state share one response: moving from a version of the view,
+        // or from nothing (a fresh client), for the same subscription.
+        let from = match &state.known {
+            Known::At { snapshot, sub } if sub == &state.sub => Some(Some(snapshot.version)),
+            Known::Explicit(m) if m.is_empty() => Some(None),
             _ => None,
         };
+        let forced = force_hash(force);
+        let cache_key = from.map(|from| ResponseKey::Delta {
+            ty,
+            from,
+            to: target.version,
+            sub: state.sub.clone(),
+            forced,
+        });
         let cached = cache_key.as_ref().and_then(|k| view.cached(k));
         let response = match cached {
             Some(r) => r,
@@ -387,21 +405,30 @@ impl DeltaSession {
         );
         state.pending = Some(Pending {
             nonce: nonce.clone(),
-            names: response
-                .names
-                .iter()
-                .chain(response.removed_names.iter())
-                .cloned()
-                .collect(),
+            response: response.clone(),
             before,
             version: target.version,
             since: target.trigger.since,
         });
         state.responded = true;
         state.dirty = false;
-        let held = diff::relevant(target, ty, &state.sub).count();
+        let held = if state.sub.wildcard {
+            target.get(ty).wildcard.len()
+        } else {
+            state.sub.names.len()
+        };
         self.status.sent(ty, target.version, None, held);
-        let sent_names: BTreeSet<Arc<str>> = response.names.iter().cloned().collect();
+        // Clusters the client already had and just received again: their endpoints follow.
+        let updated: BTreeSet<Arc<str>> = if ty == ResourceType::Cluster {
+            let had = |n: &Arc<str>| match state.pending.as_ref().map(|p| &p.before) {
+                Some(Known::At { snapshot, .. }) => snapshot.get(ty).get(n).is_some(),
+                Some(Known::Explicit(m)) => m.contains_key(n),
+                None => false,
+            };
+            response.names.iter().filter(|n| had(n)).cloned().collect()
+        } else {
+            BTreeSet::new()
+        };
         Some((
             Outgoing {
                 ty,
@@ -414,7 +441,7 @@ impl DeltaSession {
                 since: target.trigger.since,
                 trigger: target.trigger.reason,
             },
-            sent_names,
+            updated,
         ))
     }
 }

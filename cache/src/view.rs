@@ -22,12 +22,15 @@ const MAX_CACHED: usize = 512;
 /// Identifies a response body that every stream in the same state can share.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum ResponseKey {
-    /// Delta response from one snapshot version to another for a subscription.
+    /// Delta response from one snapshot version (`None`: from nothing, a fresh client) to
+    /// another for a subscription.
     Delta {
         ty: ResourceType,
-        from: u64,
+        from: Option<u64>,
         to: u64,
         sub: Subscription,
+        /// Names re-sent on purpose (endpoints of updated clusters), hashed; 0 for none.
+        forced: u64,
     },
     /// SotW response at a snapshot version for a subscription.
     Sotw {
@@ -54,7 +57,8 @@ pub struct View {
     pub id: Arc<str>,
     tx: watch::Sender<Arc<Snapshot>>,
     history: Mutex<VecDeque<Arc<Snapshot>>>,
-    responses: Mutex<HashMap<ResponseKey, Arc<CachedResponse>>>,
+    /// Shared response bodies with when each was last used.
+    responses: Mutex<HashMap<ResponseKey, (Arc<CachedResponse>, Instant)>>,
     streams: AtomicUsize,
     idle_since: Mutex<Option<Instant>>,
 }
@@ -123,7 +127,19 @@ impl View {
     }
 
     pub(crate) fn cached(&self, key: &ResponseKey) -> Option<Arc<CachedResponse>> {
-        self.responses.lock().get(key).cloned()
+        let mut r = self.responses.lock();
+        let entry = r.get_mut(key)?;
+        entry.1 = Instant::now();
+        Some(entry.0.clone())
+    }
+
+    /// Drops shared responses no stream used for `idle` (they are rebuilt on demand); an
+    /// idle mesh then holds only its snapshots.
+    pub fn trim(&self, idle: Duration) -> usize {
+        let mut r = self.responses.lock();
+        let before = r.len();
+        r.retain(|_, (_, used)| used.elapsed() < idle);
+        before - r.len()
     }
 
     pub(crate) fn cache(&self, key: ResponseKey, value: Arc<CachedResponse>) {
@@ -139,7 +155,7 @@ impl View {
         if r.len() >= MAX_CACHED {
             r.clear();
         }
-        r.insert(key, value);
+        r.insert(key, (value, Instant::now()));
     }
 
     /// Counts a stream on this view (the returned guard uncounts it).

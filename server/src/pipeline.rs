@@ -22,6 +22,10 @@ use tonic::Status;
 
 /// Views no stream has used for this long are dropped.
 const VIEW_IDLE: Duration = Duration::from_secs(60);
+/// Shared response bodies unused for this long are dropped (rebuilt when needed).
+const RESPONSE_IDLE: Duration = Duration::from_secs(5);
+/// How often upkeep runs.
+pub const MAINTENANCE: Duration = Duration::from_secs(2);
 
 /// Proxies that differ only in name and IP resolve to the same view; remember the answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -82,6 +86,20 @@ impl Pipeline {
 
     pub fn view(&self, id: &str) -> Option<Arc<View>> {
         self.registry.get(id)
+    }
+
+    /// Periodic upkeep: drop idle views and the shared responses nobody used lately.
+    pub fn maintain(&self) {
+        for v in self.registry.live() {
+            v.trim(RESPONSE_IDLE);
+        }
+        let removed = self.registry.prune(VIEW_IDLE);
+        if !removed.is_empty() {
+            let mut st = self.state.lock();
+            for id in removed {
+                st.keys.remove(&id);
+            }
+        }
     }
 
     /// Current findings of the config store (rejected objects, warnings).

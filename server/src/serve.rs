@@ -52,6 +52,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .run(rx, 1, args.debounce, args.debounce_max),
     );
 
+    let upkeep = {
+        let pipeline = pipeline.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::pipeline::MAINTENANCE);
+            loop {
+                tick.tick().await;
+                pipeline.maintain();
+            }
+        })
+    };
+
     let ads = AdsServer::new(
         pipeline.clone(),
         AdsConfig {
@@ -108,6 +119,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     source_task.abort();
+    upkeep.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         let _ = xds_task.await;
         let _ = admin_task.await;

@@ -88,16 +88,31 @@ pub fn list_files(root: &Path) -> Result<Vec<PathBuf>, SourceError> {
 
 /// Reads and parses one file; a file that cannot be read yields one rejected document.
 pub fn read_file(path: &Path) -> (u64, Vec<ParsedDoc>) {
+    let (fp, docs) = read_file_if_changed(path, None);
+    (fp, docs.unwrap_or_default())
+}
+
+/// Reads a file and parses it unless its content still has fingerprint `known`.
+fn read_file_if_changed(path: &Path, known: Option<u64>) -> (u64, Option<Vec<ParsedDoc>>) {
     let source = path.display().to_string();
     match std::fs::read(path) {
         Ok(bytes) => {
             let fp = fingerprint(&bytes);
+            if known == Some(fp) {
+                return (fp, None);
+            }
             match String::from_utf8(bytes) {
-                Ok(text) => (fp, parse_yaml(&source, &text)),
-                Err(e) => (fp, vec![unreadable(&source, &format!("not UTF-8: {e}"))]),
+                Ok(text) => (fp, Some(parse_yaml(&source, &text))),
+                Err(e) => (
+                    fp,
+                    Some(vec![unreadable(&source, &format!("not UTF-8: {e}"))]),
+                ),
             }
         }
-        Err(e) => (0, vec![unreadable(&source, &format!("cannot read: {e}"))]),
+        Err(e) => (
+            0,
+            Some(vec![unreadable(&source, &format!("cannot read: {e}"))]),
+        ),
     }
 }
 
@@ -158,6 +173,8 @@ impl FileSource {
             let mut full = false;
             for ev in events {
                 match ev {
+                    // Reads (ours included) change nothing.
+                    Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
                     Ok(ev) if !ev.need_rescan() => {
                         for p in ev.paths {
                             if is_yaml(&p) && !p.is_dir() {
@@ -196,10 +213,8 @@ impl FileSource {
             }
             return Ok(());
         }
-        let (fingerprint, docs) = read_file(path);
-        if known.get(path) == Some(&fingerprint) {
-            return Ok(());
-        }
+        let (fingerprint, docs) = read_file_if_changed(path, known.get(path).copied());
+        let Some(docs) = docs else { return Ok(()) };
         known.insert(path.to_path_buf(), fingerprint);
         tracing::debug!(file = %source, docs = docs.len(), "config file changed");
         tx.send(SourceUpdate::Apply { source, docs })

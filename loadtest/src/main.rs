@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    shoal_loadtest::cli::main()
+}

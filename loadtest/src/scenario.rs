@@ -1,0 +1,693 @@
+//! The scenarios: `connect`, `churn`, `storm` (and `all`), each bounded in count and time
+//! and stopping by itself, with the wire baseline and a correctness check.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use shoal_api::ResourceType;
+
+use crate::baseline;
+use crate::fleet::{Fleet, FleetSpec};
+use crate::mesh::{MeshSpec, write_atomic};
+use crate::proxy::Kind;
+use crate::server::{Server, Usage};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    Connect,
+    Churn,
+    Storm,
+    All,
+}
+
+/// Where the server comes from.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Start `shoal serve` (this binary) on a generated mesh.
+    Spawn { bin: PathBuf, args: Vec<String> },
+    /// A server already running on `config_dir`.
+    Attach {
+        xds: SocketAddr,
+        admin: SocketAddr,
+        pid: Option<u32>,
+        config_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub scenario: Scenario,
+    pub proxies: usize,
+    pub kind: Kind,
+    pub connections: usize,
+    /// Streams started per second (0: all at once).
+    pub ramp: f64,
+    pub mesh: MeshSpec,
+    pub target: Target,
+    pub changes: usize,
+    pub change_interval: Duration,
+    pub timeout: Duration,
+    pub baseline: bool,
+    /// How long the fleet idles after converging before the server's memory is read.
+    pub settle: Duration,
+    /// Check that every proxy holds exactly the server's view.
+    pub verify: bool,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Percentiles {
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Percentiles {
+    pub fn of(mut seconds: Vec<f64>) -> Percentiles {
+        if seconds.is_empty() {
+            return Percentiles::default();
+        }
+        seconds.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            seconds[((seconds.len() as f64 * q).ceil() as usize).clamp(1, seconds.len()) - 1]
+                * 1000.0
+        };
+        Percentiles {
+            count: seconds.len(),
+            p50_ms: at(0.5),
+            p90_ms: at(0.9),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectResult {
+    pub proxies: usize,
+    pub converged: usize,
+    pub seconds: f64,
+    pub convergence: Percentiles,
+    pub bytes: u64,
+    pub messages: u64,
+    pub server_before: Option<Usage>,
+    pub server_after: Option<Usage>,
+    /// (RSS with the fleet − RSS without) / proxies.
+    pub memory_per_proxy_bytes: Option<f64>,
+    pub server_cpu_seconds: Option<f64>,
+    #[serde(skip)]
+    pub cdf: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeResult {
+    pub change: String,
+    pub watched: String,
+    pub receivers: usize,
+    pub expected: usize,
+    pub first_ms: f64,
+    pub last_ms: f64,
+    pub latency: Percentiles,
+    pub bytes: u64,
+    pub messages: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChurnResult {
+    pub changes: Vec<ChangeResult>,
+    /// Every proxy's latency from the file write to its update, over all changes.
+    pub latency: Percentiles,
+    /// Per change, the latency of the last proxy.
+    pub last: Percentiles,
+    pub bytes_per_change: f64,
+    pub messages_per_change: f64,
+    #[serde(skip)]
+    pub cdf: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StormResult {
+    pub resume: bool,
+    pub converged: usize,
+    pub seconds: f64,
+    pub bytes_resent: u64,
+    /// Bytes resent as a share of the full initial push.
+    pub resent_ratio: f64,
+    pub messages: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineResult {
+    pub seconds: f64,
+    pub converged: usize,
+    /// Baseline time / shoal time (1.0: as fast as the wire allows).
+    pub efficiency: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub scenario: Scenario,
+    pub kind: Kind,
+    pub proxies: usize,
+    pub connections: usize,
+    pub mesh: MeshSpec,
+    pub connect: Option<ConnectResult>,
+    pub churn: Option<ChurnResult>,
+    pub storms: Vec<StormResult>,
+    pub baseline: Option<BaselineResult>,
+    /// Proxies that do not hold exactly the server's view (empty when verified and right).
+    pub mismatches: Vec<String>,
+    pub errors: Vec<String>,
+    pub nacks: u64,
+}
+
+fn bar(enabled: bool, len: usize, what: &str) -> Option<ProgressBar> {
+    if !enabled {
+        return None;
+    }
+    let pb = ProgressBar::new(len as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {prefix:>8} [{bar:40}] {pos}/{len} {elapsed} {msg}")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_prefix(what.to_string());
+    Some(pb)
+}
+
+fn fleet_spec(opts: &Options, xds: SocketAddr) -> FleetSpec {
+    let namespaces: Vec<String> = (0..opts.mesh.namespaces.max(1))
+        .map(|n| format!("ns-{n}"))
+        .collect();
+    let grpc_targets = (0..opts.mesh.namespaces.max(1))
+        .map(|n| format!("{}:7070", opts.mesh.host(n)))
+        .collect();
+    FleetSpec {
+        xds,
+        proxies: opts.proxies,
+        kind: opts.kind,
+        connections: opts.connections,
+        namespaces,
+        grpc_targets,
+    }
+}
+
+/// Runs the scenario end to end. The server (when spawned) is stopped on return.
+pub async fn run(opts: &Options) -> anyhow::Result<Results> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let tmp = tempfile::tempdir()?;
+    let server = match &opts.target {
+        Target::Spawn { bin, args } => {
+            let dir = tmp.path().join("mesh");
+            opts.mesh.write(&dir)?;
+            Server::spawn(bin, &dir, &tmp.path().join("shoal.log"), args).await?
+        }
+        Target::Attach {
+            xds,
+            admin,
+            pid,
+            config_dir,
+        } => Server::attach(*xds, *admin, *pid, config_dir.clone()),
+    };
+    let idle = server.settled_usage().await;
+    let fleet = Fleet::new(&fleet_spec(opts, server.xds))?;
+    // One proxy per namespace records what it receives, for the baseline.
+    if opts.baseline {
+        let mut seen = HashSet::new();
+        for p in &fleet.proxies {
+            if seen.insert(p.namespace.clone()) {
+                *p.recording.lock() = Some(Vec::new());
+            }
+        }
+    }
+    let mut results = Results {
+        scenario: opts.scenario,
+        kind: opts.kind,
+        proxies: opts.proxies,
+        connections: if opts.connections == 0 {
+            opts.proxies
+        } else {
+            opts.connections
+        },
+        mesh: opts.mesh.clone(),
+        connect: None,
+        churn: None,
+        storms: Vec::new(),
+        baseline: None,
+        mismatches: Vec::new(),
+        errors: Vec::new(),
+        nacks: 0,
+    };
+
+    let connect = connect(opts, &fleet, &server, idle).await;
+    let all_converged = connect.converged == opts.proxies;
+    results.connect = Some(connect);
+    if all_converged && opts.verify {
+        results.mismatches = verify(&fleet, &server).await?;
+    }
+    if all_converged && matches!(opts.scenario, Scenario::Churn | Scenario::All) {
+        results.churn = Some(churn(opts, &fleet, &server).await?);
+        if opts.verify {
+            results.mismatches.extend(verify(&fleet, &server).await?);
+        }
+    }
+    if all_converged && matches!(opts.scenario, Scenario::Storm | Scenario::All) {
+        let full = results.connect.as_ref().map_or(0, |c| c.bytes);
+        for resume in [true, false] {
+            results.storms.push(storm(opts, &fleet, full, resume).await);
+        }
+        if opts.verify {
+            results.mismatches.extend(verify(&fleet, &server).await?);
+        }
+    }
+    results.errors = fleet
+        .errors()
+        .into_iter()
+        .map(|(id, e)| format!("{id}: {e}"))
+        .take(20)
+        .collect();
+    results.nacks = fleet.ctx.stats.nacks.load(Ordering::Relaxed);
+    fleet.stop().await;
+    if opts.baseline && all_converged {
+        results.baseline = Some(
+            run_baseline(
+                opts,
+                &fleet,
+                results.connect.as_ref().map_or(0.0, |c| c.seconds),
+            )
+            .await?,
+        );
+    }
+    Ok(results)
+}
+
+async fn connect(
+    opts: &Options,
+    fleet: &Fleet,
+    server: &Server,
+    idle: Option<Usage>,
+) -> ConnectResult {
+    let pb = bar(opts.progress, opts.proxies, "connect");
+    let stats = &fleet.ctx.stats;
+    let (b0, m0) = (
+        stats.bytes.load(Ordering::Relaxed),
+        stats.messages.load(Ordering::Relaxed),
+    );
+    fleet.start(false, opts.ramp, pb.as_ref()).await;
+    let outcome = fleet.wait_converged(opts.timeout, pb.as_ref()).await;
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let converged = fleet.converged();
+    // Idle: let the server hand back what pushing took before reading its memory.
+    tokio::time::sleep(opts.settle).await;
+    let after = server.settled_usage().await;
+    let cdf = fleet.convergence_times();
+    ConnectResult {
+        proxies: opts.proxies,
+        converged,
+        seconds: outcome.map_or(f64::NAN, |d| d.as_secs_f64()),
+        convergence: Percentiles::of(cdf.clone()),
+        bytes: stats.bytes.load(Ordering::Relaxed) - b0,
+        messages: stats.messages.load(Ordering::Relaxed) - m0,
+        memory_per_proxy_bytes: match (idle, after) {
+            (Some(i), Some(a)) if opts.proxies > 0 => {
+                Some((a.rss_bytes as f64 - i.rss_bytes as f64) / opts.proxies as f64)
+            }
+            _ => None,
+        },
+        server_cpu_seconds: match (idle, after) {
+            (Some(i), Some(a)) => Some(a.cpu_seconds - i.cpu_seconds),
+            _ => None,
+        },
+        server_before: idle,
+        server_after: after,
+        cdf,
+    }
+}
+
+/// One edit of the churn scenario: what it does and which resource shows it.
+struct Change {
+    label: String,
+    file: PathBuf,
+    text: String,
+    /// The resources that show the change, of type `ty`.
+    watched: Vec<Arc<str>>,
+    ty: ResourceType,
+    /// Proxies expected to receive the update (`None`: everyone who holds a watched name).
+    expected: Option<usize>,
+}
+
+/// What the churn scenario has done to each service so far (endpoints, weights).
+#[derive(Default)]
+struct Edits {
+    endpoints: HashMap<usize, usize>,
+    weights: HashMap<usize, (u32, u32)>,
+}
+
+fn plan_change(
+    opts: &Options,
+    n: usize,
+    fleet: &Fleet,
+    config_dir: &std::path::Path,
+    edits: &mut Edits,
+) -> Change {
+    let mesh = &opts.mesh;
+    let services = mesh.services.max(1);
+    // Changes touch services of the namespaces the fleet lives in, so someone is watching.
+    let grpc = opts.kind == Kind::Grpc;
+    let svc = if grpc {
+        n % mesh.namespaces.max(1)
+    } else {
+        (n * 7 + 3) % services
+    };
+    let port = if grpc { 7070 } else { 80 };
+    // Endpoint assignments an added (or removed) endpoint changes: the service's and its
+    // subset's (the new endpoint's pod is labelled v1 or v2 alternately).
+    let changed_clas = |svc: usize| {
+        let mut v = vec![
+            fleet
+                .ctx
+                .names
+                .get(&format!("outbound|{port}||{}", mesh.host(svc))),
+        ];
+        if mesh.has_dr(svc) {
+            let subset = 1 + mesh.endpoints % 2;
+            v.push(
+                fleet
+                    .ctx
+                    .names
+                    .get(&format!("outbound|{port}|v{subset}|{}", mesh.host(svc))),
+            );
+        }
+        v
+    };
+    let endpoints_of =
+        |edits: &Edits, svc: usize| edits.endpoints.get(&svc).copied().unwrap_or(mesh.endpoints);
+    let weights_of =
+        |edits: &Edits, svc: usize| edits.weights.get(&svc).copied().unwrap_or((90, 10));
+    match if grpc { 0 } else { n % 3 } {
+        // Scale a service's endpoints up by one, or back down.
+        0 => {
+            let endpoints = if endpoints_of(edits, svc) > mesh.endpoints {
+                mesh.endpoints
+            } else {
+                mesh.endpoints + 1
+            };
+            edits.endpoints.insert(svc, endpoints);
+            Change {
+                label: format!("scale {} to {endpoints} endpoints", mesh.host(svc)),
+                file: mesh.path(config_dir, svc),
+                text: mesh.service_yaml(svc, endpoints, weights_of(edits, svc)),
+                watched: changed_clas(svc),
+                ty: ResourceType::Endpoint,
+                expected: None,
+            }
+        }
+        // Shift a VirtualService's weights (route configs change).
+        1 => {
+            let svc = (0..services)
+                .map(|i| (svc + i) % services)
+                .find(|i| mesh.has_vs(*i))
+                .unwrap_or(svc);
+            let w = if weights_of(edits, svc) == (90, 10) {
+                (50, 50)
+            } else {
+                (90, 10)
+            };
+            edits.weights.insert(svc, w);
+            Change {
+                label: format!("weights of {} to {}/{}", mesh.host(svc), w.0, w.1),
+                file: mesh.path(config_dir, svc),
+                text: mesh.service_yaml(svc, endpoints_of(edits, svc), w),
+                watched: vec![fleet.ctx.names.get("80")],
+                ty: ResourceType::Route,
+                expected: None,
+            }
+        }
+        // A new service.
+        _ => {
+            let svc = services + n;
+            Change {
+                label: format!("new service {}", mesh.host(svc)),
+                file: mesh.path(config_dir, svc),
+                text: mesh.service_yaml(svc, mesh.endpoints, (90, 10)),
+                watched: vec![
+                    fleet
+                        .ctx
+                        .names
+                        .get(&format!("outbound|80||{}", mesh.host(svc))),
+                ],
+                ty: ResourceType::Cluster,
+                expected: (mesh.sidecar_fraction == 0.0).then_some(fleet.proxies.len()),
+            }
+        }
+    }
+}
+
+async fn churn(opts: &Options, fleet: &Fleet, server: &Server) -> anyhow::Result<ChurnResult> {
+    let pb = bar(opts.progress, opts.changes, "churn");
+    let stats = &fleet.ctx.stats;
+    let mut changes = Vec::new();
+    let mut all = Vec::new();
+    let mut updates = fleet.updates.lock().await;
+    let mut edits = Edits::default();
+    for n in 0..opts.changes {
+        let change = plan_change(opts, n, fleet, &server.config_dir, &mut edits);
+        let holders = fleet
+            .proxies
+            .iter()
+            .filter(|p| {
+                let held = p.held.lock();
+                change
+                    .watched
+                    .iter()
+                    .any(|w| held.get(change.ty).contains_key(w))
+            })
+            .count();
+        let expected = change.expected.unwrap_or(holders);
+        while updates.try_recv().is_ok() {}
+        *fleet.ctx.watched.write() = change.watched.iter().cloned().collect();
+        let (b0, m0) = (
+            stats.bytes.load(Ordering::Relaxed),
+            stats.messages.load(Ordering::Relaxed),
+        );
+        let t0 = Instant::now();
+        write_atomic(&change.file, &change.text)?;
+        let mut first_at: HashMap<usize, Instant> = HashMap::new();
+        let deadline = t0 + Duration::from_secs(30).min(opts.timeout);
+        let mut quiet_since = Instant::now();
+        loop {
+            let wait = if first_at.len() >= expected && expected > 0 {
+                Duration::from_millis(300)
+            } else {
+                Duration::from_millis(1000)
+            };
+            match tokio::time::timeout(wait, updates.recv()).await {
+                Ok(Some(u)) => {
+                    first_at.entry(u.proxy).or_insert(u.at);
+                    quiet_since = Instant::now();
+                }
+                Ok(None) => break,
+                Err(_)
+                    if first_at.len() >= expected
+                        || (expected == 0 && quiet_since.elapsed() > Duration::from_secs(1)) =>
+                {
+                    break;
+                }
+                Err(_) => {}
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+        }
+        fleet.ctx.watched.write().clear();
+        let lat: Vec<f64> = first_at
+            .values()
+            .map(|at| at.saturating_duration_since(t0).as_secs_f64())
+            .collect();
+        all.extend(lat.iter().copied());
+        let p = Percentiles::of(lat);
+        changes.push(ChangeResult {
+            change: change.label,
+            watched: change
+                .watched
+                .iter()
+                .map(|w| w.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            receivers: first_at.len(),
+            expected,
+            first_ms: first_at.values().min().map_or(f64::NAN, |at| {
+                at.saturating_duration_since(t0).as_secs_f64() * 1000.0
+            }),
+            last_ms: p.max_ms,
+            latency: p,
+            bytes: stats.bytes.load(Ordering::Relaxed) - b0,
+            messages: stats.messages.load(Ordering::Relaxed) - m0,
+        });
+        if let Some(pb) = &pb {
+            pb.inc(1);
+        }
+        let next = t0 + opts.change_interval;
+        tokio::time::sleep_until(next.into()).await;
+    }
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    // Let the last change settle everywhere before anything else looks.
+    let _ = fleet.wait_converged(opts.timeout, None).await;
+    let n = changes.len().max(1) as f64;
+    Ok(ChurnResult {
+        latency: Percentiles::of(all.clone()),
+        last: Percentiles::of(changes.iter().map(|c| c.last_ms / 1000.0).collect()),
+        bytes_per_change: changes.iter().map(|c| c.bytes as f64).sum::<f64>() / n,
+        messages_per_change: changes.iter().map(|c| c.messages as f64).sum::<f64>() / n,
+        changes,
+        cdf: {
+            let mut a = all;
+            a.sort_by(f64::total_cmp);
+            a
+        },
+    })
+}
+
+async fn storm(opts: &Options, fleet: &Fleet, full_bytes: u64, resume: bool) -> StormResult {
+    let stats = &fleet.ctx.stats;
+    fleet.stop().await;
+    let (b0, m0) = (
+        stats.bytes.load(Ordering::Relaxed),
+        stats.messages.load(Ordering::Relaxed),
+    );
+    let pb = bar(
+        opts.progress,
+        opts.proxies,
+        if resume { "resume" } else { "storm" },
+    );
+    fleet.start(resume, 0.0, None).await;
+    let outcome = fleet.wait_converged(opts.timeout, pb.as_ref()).await;
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let bytes = stats.bytes.load(Ordering::Relaxed) - b0;
+    StormResult {
+        resume,
+        converged: fleet.converged(),
+        seconds: outcome.map_or(f64::NAN, |d| d.as_secs_f64()),
+        bytes_resent: bytes,
+        resent_ratio: if full_bytes > 0 {
+            bytes as f64 / full_bytes as f64
+        } else {
+            0.0
+        },
+        messages: stats.messages.load(Ordering::Relaxed) - m0,
+    }
+}
+
+async fn run_baseline(
+    opts: &Options,
+    fleet: &Fleet,
+    shoal_seconds: f64,
+) -> anyhow::Result<BaselineResult> {
+    let mut recordings: HashMap<String, Vec<bytes::Bytes>> = HashMap::new();
+    for p in &fleet.proxies {
+        if let Some(r) = p.recording.lock().take() {
+            recordings.insert(p.namespace.clone(), r);
+        }
+    }
+    let server = baseline::serve(Arc::new(recordings)).await?;
+    let base = Fleet::new(&fleet_spec(opts, server.addr))?;
+    let pb = bar(opts.progress, opts.proxies, "baseline");
+    base.start(false, opts.ramp, pb.as_ref()).await;
+    let outcome = base.wait_converged(opts.timeout, pb.as_ref()).await;
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    base.stop().await;
+    let seconds = outcome.map_or(f64::NAN, |d| d.as_secs_f64());
+    Ok(BaselineResult {
+        seconds,
+        converged: base.converged(),
+        efficiency: seconds / shoal_seconds,
+    })
+}
+
+/// Compares what every proxy holds with the server's view of it (`/debug/config_dump`):
+/// names and versions per type, for the types the proxy subscribed to.
+pub async fn verify(fleet: &Fleet, server: &Server) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for p in &fleet.proxies {
+        let dump: serde_json::Value =
+            match crate::server::get(server.admin, &format!("/debug/config_dump?proxy={}", p.id))
+                .await
+            {
+                Ok(body) => serde_json::from_str(&body)?,
+                Err(e) => {
+                    out.push(format!("{}: no config dump: {e}", p.id));
+                    continue;
+                }
+            };
+        let held = p.held.lock().clone();
+        for ty in [
+            ResourceType::Cluster,
+            ResourceType::Endpoint,
+            ResourceType::Listener,
+            ResourceType::Route,
+        ] {
+            let mine = held.get(ty);
+            let section = &dump["types"][ty.short_name()];
+            let mut server_side: BTreeMap<String, String> = BTreeMap::new();
+            for list in ["resources", "on_demand"] {
+                for r in section[list].as_array().into_iter().flatten() {
+                    let name = r["name"].as_str().unwrap_or_default();
+                    if mine.contains_key(name) || list == "resources" {
+                        server_side.insert(
+                            name.to_string(),
+                            r["version"].as_str().unwrap_or_default().to_string(),
+                        );
+                    }
+                }
+            }
+            let wildcard = matches!(
+                (p.kind, ty),
+                (
+                    Kind::Sidecar | Kind::SidecarSotw,
+                    ResourceType::Cluster | ResourceType::Listener
+                )
+            );
+            let sotw = matches!(p.kind, Kind::SidecarSotw | Kind::Grpc);
+            for (name, version) in mine {
+                match server_side.get(name.as_ref()) {
+                    None => out.push(format!(
+                        "{}: holds {} {name} the server does not have",
+                        p.id,
+                        ty.short_name()
+                    )),
+                    Some(v) if !sotw && v != version.as_ref() => out.push(format!(
+                        "{}: {} {name} at {version}, server at {v}",
+                        p.id,
+                        ty.short_name()
+                    )),
+                    _ => {}
+                }
+            }
+            if wildcard {
+                for name in server_side.keys() {
+                    if !mine.contains_key(name.as_str()) {
+                        out.push(format!("{}: misses {} {name}", p.id, ty.short_name()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
