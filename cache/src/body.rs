@@ -18,13 +18,13 @@ use tonic::Status;
 use tonic::codegen::http::{HeaderMap, HeaderValue};
 
 pub struct FrameBody {
-    rx: mpsc::Receiver<Result<Encoded, Status>>,
+    rx: mpsc::Receiver<Result<Box<Encoded>, Status>>,
     pending: VecDeque<Bytes>,
     done: bool,
 }
 
 impl FrameBody {
-    pub fn new(rx: mpsc::Receiver<Result<Encoded, Status>>) -> Self {
+    pub fn new(rx: mpsc::Receiver<Result<Box<Encoded>, Status>>) -> Self {
         FrameBody {
             rx,
             pending: VecDeque::new(),

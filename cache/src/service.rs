@@ -156,7 +156,8 @@ impl<S: ViewSource> AdsServer<S> {
     }
 }
 
-type Tx = mpsc::Sender<Result<Encoded, Status>>;
+// Boxed: a channel allocates its slots up front, so small slots keep idle streams small.
+type Tx = mpsc::Sender<Result<Box<Encoded>, Status>>;
 
 /// Unregisters a stream's status and connection gauge when the stream ends.
 struct StreamGuard {
@@ -206,7 +207,7 @@ async fn push<T: Session>(shared: &Shared<impl ViewSource>, session: &mut T, tx:
     };
     for o in out {
         let bytes = o.message.len() as u64;
-        if tx.send(Ok(o.message)).await.is_err() {
+        if tx.send(Ok(Box::new(o.message))).await.is_err() {
             return false;
         }
         let ty = o.ty.short_name();

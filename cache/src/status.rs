@@ -10,7 +10,6 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use shoal_api::ResourceType;
 
-use crate::snapshot::TYPES;
 use crate::view::View;
 
 fn now_ms() -> u64 {
@@ -45,7 +44,8 @@ pub struct StreamStatus {
     pub protocol: &'static str,
     pub connected_at_ms: u64,
     view: Mutex<Option<Arc<View>>>,
-    types: Mutex<[TypeStatus; TYPES]>,
+    /// Only the types the stream subscribed to.
+    types: Mutex<Vec<(ResourceType, TypeStatus)>>,
 }
 
 /// What `/debug/syncz` reports per stream.
@@ -78,7 +78,16 @@ impl StreamStatus {
     }
 
     pub fn update(&self, ty: ResourceType, f: impl FnOnce(&mut TypeStatus)) {
-        f(&mut self.types.lock()[ty.index()]);
+        let mut types = self.types.lock();
+        match types.iter_mut().find(|(t, _)| *t == ty) {
+            Some((_, status)) => f(status),
+            None => {
+                let mut status = TypeStatus::default();
+                f(&mut status);
+                types.push((ty, status));
+                types.sort_by_key(|(t, _)| *t);
+            }
+        }
     }
 
     pub fn sent(
@@ -117,9 +126,8 @@ impl StreamStatus {
         let view = self.view.lock().clone();
         let view_version = view.as_ref().map(|v| v.current().version);
         let types = self.types.lock().clone();
-        let types = ResourceType::ALL
+        let types = types
             .into_iter()
-            .zip(types)
             .filter(|(_, t)| t.subscribed)
             .map(|(ty, t)| {
                 let state = if t.last_nack.is_some() {
@@ -167,7 +175,7 @@ impl StatusRegistry {
             protocol,
             connected_at_ms: now_ms(),
             view: Mutex::new(None),
-            types: Mutex::new(Default::default()),
+            types: Mutex::new(Vec::new()),
         });
         self.streams.insert(stream, status.clone());
         status

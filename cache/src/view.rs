@@ -19,6 +19,9 @@ const HISTORY: usize = 32;
 /// Cached response bodies per view before the cache is reset.
 const MAX_CACHED: usize = 512;
 
+/// Names changed per type by one version.
+type Changes = [Arc<BTreeSet<Arc<str>>>; crate::snapshot::TYPES];
+
 /// Identifies a response body that every stream in the same state can share.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum ResponseKey {
@@ -56,7 +59,9 @@ pub(crate) struct CachedResponse {
 pub struct View {
     pub id: Arc<str>,
     tx: watch::Sender<Arc<Snapshot>>,
-    history: Mutex<VecDeque<Arc<Snapshot>>>,
+    /// What changed in each recent version (only names: old snapshots are not kept alive
+    /// here, only by the streams whose clients still hold them).
+    history: Mutex<VecDeque<(u64, Changes)>>,
     /// Shared response bodies with when each was last used.
     responses: Mutex<HashMap<ResponseKey, (Arc<CachedResponse>, Instant)>>,
     streams: AtomicUsize,
@@ -69,7 +74,7 @@ impl View {
         Arc::new(View {
             id: id.into(),
             tx: watch::Sender::new(initial.clone()),
-            history: Mutex::new(VecDeque::from([initial])),
+            history: Mutex::new(VecDeque::from([(initial.version, initial.changed.clone())])),
             responses: Mutex::new(HashMap::new()),
             streams: AtomicUsize::new(0),
             idle_since: Mutex::new(Some(Instant::now())),
@@ -93,7 +98,7 @@ impl View {
         let next = Arc::new(next);
         {
             let mut h = self.history.lock();
-            h.push_back(next.clone());
+            h.push_back((next.version, next.changed.clone()));
             while h.len() > HISTORY {
                 h.pop_front();
             }
@@ -115,13 +120,13 @@ impl View {
             return Some(BTreeSet::new());
         }
         let h = self.history.lock();
-        let oldest = h.front()?.version;
+        let oldest = h.front()?.0;
         if from < oldest {
             return None;
         }
         let mut out = BTreeSet::new();
-        for s in h.iter().filter(|s| s.version > from && s.version <= to) {
-            out.extend(s.changed[ty.index()].iter().cloned());
+        for (_, changed) in h.iter().filter(|(v, _)| *v > from && *v <= to) {
+            out.extend(changed[ty.index()].iter().cloned());
         }
         Some(out)
     }

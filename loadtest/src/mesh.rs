@@ -24,10 +24,17 @@ pub struct MeshSpec {
     /// Fraction of services with a VirtualService (a weighted split, plus a header match).
     #[arg(long, default_value_t = 0.1)]
     pub vs_fraction: f64,
-    /// Fraction of namespaces with a Sidecar limiting egress to their own namespace.
+    /// Fraction of namespaces with a Sidecar limiting egress to their own namespace (and
+    /// `istio-system`).
     #[arg(long, default_value_t = 0.0)]
     pub sidecar_fraction: f64,
+    /// Services in `istio-system`, which every proxy sees (Sidecars included).
+    #[arg(long, default_value_t = 0)]
+    pub global_services: usize,
 }
+
+/// Index of the first global service (in `istio-system`).
+pub const GLOBAL_BASE: usize = 1_000_000;
 
 impl Default for MeshSpec {
     fn default() -> Self {
@@ -38,6 +45,7 @@ impl Default for MeshSpec {
             dr_fraction: 0.1,
             vs_fraction: 0.1,
             sidecar_fraction: 0.0,
+            global_services: 0,
         }
     }
 }
@@ -53,7 +61,28 @@ fn picked(i: usize, fraction: f64) -> bool {
 
 impl MeshSpec {
     pub fn namespace_of(&self, service: usize) -> String {
+        if service >= GLOBAL_BASE {
+            return "istio-system".to_string();
+        }
         format!("ns-{}", service % self.namespaces.max(1))
+    }
+
+    /// Index of global service `g`.
+    pub fn global(&self, g: usize) -> usize {
+        GLOBAL_BASE + g
+    }
+
+    /// Whether namespace `ns-N` has a Sidecar limiting its egress.
+    pub fn has_sidecar(&self, ns: usize) -> bool {
+        picked(ns, self.sidecar_fraction)
+    }
+
+    /// Whether proxies of namespace `ns-N` see a service.
+    pub fn sees(&self, ns: &str, service: usize) -> bool {
+        let index = ns.strip_prefix("ns-").and_then(|n| n.parse().ok());
+        service >= GLOBAL_BASE
+            || !index.is_some_and(|n| self.has_sidecar(n))
+            || self.namespace_of(service) == ns
     }
 
     pub fn host(&self, service: usize) -> String {
@@ -64,11 +93,11 @@ impl MeshSpec {
     }
 
     pub fn has_dr(&self, service: usize) -> bool {
-        picked(service, self.dr_fraction)
+        service < GLOBAL_BASE && picked(service, self.dr_fraction)
     }
 
     pub fn has_vs(&self, service: usize) -> bool {
-        picked(service, self.vs_fraction)
+        service < GLOBAL_BASE && picked(service, self.vs_fraction)
     }
 
     pub fn path(&self, dir: &Path, service: usize) -> PathBuf {
@@ -83,14 +112,14 @@ impl MeshSpec {
         let ns = self.namespace_of(i);
         let name = format!("svc-{i}");
         let ip = |e: usize| {
-            let n = i * 256 + e;
+            let n = (i % 65_536) * 256 + e;
             format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)
         };
         let mut y = String::new();
         let _ = write!(
             y,
             "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  clusterIP: 172.{}.{}.{}\n  selector: {{app: {name}}}\n  ports:\n  - {{name: http, port: 80, targetPort: 8080}}\n  - {{name: grpc, port: 7070, targetPort: 7070}}\n---\n",
-            16 + (i >> 16) % 16,
+            16 + ((i % 65_536) >> 16) % 16 + if i >= GLOBAL_BASE { 8 } else { 0 },
             (i >> 8) & 255,
             i & 255
         );
@@ -158,7 +187,7 @@ impl MeshSpec {
                 )?;
             }
         }
-        for i in 0..self.services {
+        for i in (0..self.services).chain((0..self.global_services).map(|g| self.global(g))) {
             write_atomic(
                 &self.path(dir, i),
                 &self.service_yaml(i, self.endpoints, (90, 10)),

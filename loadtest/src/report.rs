@@ -45,6 +45,12 @@ pub fn table(r: &Results) -> String {
             "connect: received".into(),
             format!("{} in {} messages", mib(c.bytes), c.messages),
         ));
+        if let (Some(b), Some(n)) = (c.server_pushed_bytes, c.server_pushes) {
+            rows.push((
+                "connect: server says sent".into(),
+                format!("{} in {n:.0} messages", mib(b as u64)),
+            ));
+        }
         if let (Some(b), Some(a)) = (c.server_before, c.server_after) {
             rows.push((
                 "server RSS".into(),

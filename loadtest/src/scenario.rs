@@ -104,6 +104,10 @@ pub struct ConnectResult {
     /// (RSS with the fleet − RSS without) / proxies.
     pub memory_per_proxy_bytes: Option<f64>,
     pub server_cpu_seconds: Option<f64>,
+    /// What the server says it sent (its `shoal_xds_pushed_bytes_total` and
+    /// `shoal_xds_pushes_total`), to compare with what the proxies received.
+    pub server_pushed_bytes: Option<f64>,
+    pub server_pushes: Option<f64>,
     #[serde(skip)]
     pub cdf: Vec<f64>,
 }
@@ -201,9 +205,18 @@ fn fleet_spec(opts: &Options, xds: SocketAddr) -> FleetSpec {
     }
 }
 
+/// Lets this process (and the server it starts) hold many sockets: the hard limit is raised
+/// too where allowed (root), else the soft limit goes up to the hard one.
+pub fn raise_nofile_limit() {
+    const WANT: u64 = 1 << 20;
+    if rlimit::setrlimit(rlimit::Resource::NOFILE, WANT, WANT).is_err() {
+        let _ = rlimit::increase_nofile_limit(WANT);
+    }
+}
+
 /// Runs the scenario end to end. The server (when spawned) is stopped on return.
 pub async fn run(opts: &Options) -> anyhow::Result<Results> {
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    raise_nofile_limit();
     let tmp = tempfile::tempdir()?;
     let server = match &opts.target {
         Target::Spawn { bin, args } => {
@@ -302,12 +315,26 @@ async fn connect(
         stats.bytes.load(Ordering::Relaxed),
         stats.messages.load(Ordering::Relaxed),
     );
+    let sent0 = server.metric("shoal_xds_pushed_bytes_total").await.ok();
+    let pushes0 = server.metric("shoal_xds_pushes_total").await.ok();
     fleet.start(false, opts.ramp, pb.as_ref()).await;
     let outcome = fleet.wait_converged(opts.timeout, pb.as_ref()).await;
     if let Some(pb) = &pb {
         pb.finish_and_clear();
     }
     let converged = fleet.converged();
+    let sent = server
+        .metric("shoal_xds_pushed_bytes_total")
+        .await
+        .ok()
+        .zip(sent0)
+        .map(|(a, b)| a - b);
+    let pushes = server
+        .metric("shoal_xds_pushes_total")
+        .await
+        .ok()
+        .zip(pushes0)
+        .map(|(a, b)| a - b);
     // Idle: let the server hand back what pushing took before reading its memory.
     tokio::time::sleep(opts.settle).await;
     let after = server.settled_usage().await;
@@ -331,6 +358,8 @@ async fn connect(
         },
         server_before: idle,
         server_after: after,
+        server_pushed_bytes: sent,
+        server_pushes: pushes,
         cdf,
     }
 }
@@ -396,8 +425,14 @@ fn plan_change(
     let weights_of =
         |edits: &Edits, svc: usize| edits.weights.get(&svc).copied().unwrap_or((90, 10));
     match if grpc { 0 } else { n % 3 } {
-        // Scale a service's endpoints up by one, or back down.
+        // Scale a service's endpoints up by one, or back down (a global one when the mesh has
+        // them: every proxy sees those).
         0 => {
+            let svc = if mesh.global_services > 0 && !grpc {
+                mesh.global((n / 3) % mesh.global_services)
+            } else {
+                svc
+            };
             let endpoints = if endpoints_of(edits, svc) > mesh.endpoints {
                 mesh.endpoints
             } else {
@@ -431,7 +466,13 @@ fn plan_change(
                 text: mesh.service_yaml(svc, endpoints_of(edits, svc), w),
                 watched: vec![fleet.ctx.names.get("80")],
                 ty: ResourceType::Route,
-                expected: None,
+                expected: Some(
+                    fleet
+                        .proxies
+                        .iter()
+                        .filter(|p| mesh.sees(&p.namespace, svc))
+                        .count(),
+                ),
             }
         }
         // A new service.
@@ -448,7 +489,13 @@ fn plan_change(
                         .get(&format!("outbound|80||{}", mesh.host(svc))),
                 ],
                 ty: ResourceType::Cluster,
-                expected: (mesh.sidecar_fraction == 0.0).then_some(fleet.proxies.len()),
+                expected: Some(
+                    fleet
+                        .proxies
+                        .iter()
+                        .filter(|p| mesh.sees(&p.namespace, svc))
+                        .count(),
+                ),
             }
         }
     }

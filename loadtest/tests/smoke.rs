@@ -35,6 +35,7 @@ fn options(scenario: Scenario, kind: Kind) -> Options {
             dr_fraction: 0.2,
             vs_fraction: 0.2,
             sidecar_fraction: 0.0,
+            global_services: 1,
         },
         target: Target::Spawn {
             bin: shoal_bin(),

@@ -21,7 +21,16 @@ async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// Every proxy holds a connection: let the process hold as many sockets as it may.
+fn raise_nofile_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
+    }
+}
+
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    raise_nofile_limit();
     if !args.config_dir.is_dir() {
         anyhow::bail!(
             "--config-dir {} is not a directory",
