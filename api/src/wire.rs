@@ -147,3 +147,103 @@ mod tests {
         assert_eq!(resp.encoded_len(), body.len() + 3);
     }
 }
+
+/// The envelope of a delta response, read without decoding its resources.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeltaEnvelope {
+    pub type_url: String,
+    pub nonce: String,
+    /// (name, version) of every resource carried.
+    pub resources: Vec<(String, String)>,
+    pub removed: Vec<String>,
+}
+
+/// The envelope of a SotW response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SotwEnvelope {
+    pub type_url: String,
+    pub version_info: String,
+    pub nonce: String,
+}
+
+fn utf8(b: Option<&[u8]>) -> String {
+    b.map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Reads a `DeltaDiscoveryResponse`'s type, nonce, resource names and versions, and
+/// removals — never the resources themselves.
+pub fn delta_envelope(bytes: &[u8]) -> Result<DeltaEnvelope, crate::canonical::WireError> {
+    let mut env = DeltaEnvelope::default();
+    for f in crate::canonical::split_fields(bytes)? {
+        match f.number {
+            2 => {
+                let mut name = String::new();
+                let mut version = String::new();
+                for r in crate::canonical::split_fields(f.payload.unwrap_or_default())? {
+                    match r.number {
+                        3 => name = utf8(r.payload),
+                        1 => version = utf8(r.payload),
+                        _ => {}
+                    }
+                }
+                env.resources.push((name, version));
+            }
+            4 => env.type_url = utf8(f.payload),
+            5 => env.nonce = utf8(f.payload),
+            6 => env.removed.push(utf8(f.payload)),
+            _ => {}
+        }
+    }
+    Ok(env)
+}
+
+/// Reads a `DiscoveryResponse`'s type, version and nonce.
+pub fn sotw_envelope(bytes: &[u8]) -> Result<SotwEnvelope, crate::canonical::WireError> {
+    let mut env = SotwEnvelope::default();
+    for f in crate::canonical::split_fields(bytes)? {
+        match f.number {
+            1 => env.version_info = utf8(f.payload),
+            4 => env.type_url = utf8(f.payload),
+            5 => env.nonce = utf8(f.payload),
+            _ => {}
+        }
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod envelope_tests {
+    use super::*;
+    use crate::pb::envoy::config::cluster::v3::Cluster;
+
+    #[test]
+    fn envelopes_read_names_versions_and_nonces() {
+        let rs = [Resource::encode(
+            "a",
+            &Cluster {
+                name: "a".into(),
+                ..Default::default()
+            },
+        )];
+        let mut buf =
+            BytesMut::from(&delta_response(crate::type_url::CLUSTER, "", rs.iter(), ["gone"])[..]);
+        put_nonce("n1", &mut buf);
+        let env = delta_envelope(&buf).unwrap();
+        assert_eq!(env.type_url, crate::type_url::CLUSTER);
+        assert_eq!(env.nonce, "n1");
+        assert_eq!(
+            env.resources,
+            vec![("a".to_string(), rs[0].version.to_string())]
+        );
+        assert_eq!(env.removed, vec!["gone".to_string()]);
+        let mut buf = BytesMut::from(&sotw_response(crate::type_url::CLUSTER, "v9", rs.iter())[..]);
+        put_nonce("n2", &mut buf);
+        let env = sotw_envelope(&buf).unwrap();
+        assert_eq!(
+            (env.version_info.as_str(), env.nonce.as_str()),
+            ("v9", "n2")
+        );
+        assert!(delta_envelope(&[0xff]).is_err());
+    }
+}

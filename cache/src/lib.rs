@@ -13,10 +13,8 @@
 //! - A slow or hostile stream only affects itself: responses are built outside locks and
 //!   sent through the stream's own bounded channel.
 
-mod body;
 pub mod diff;
 mod metrics_names;
-mod requests;
 pub mod service;
 pub mod session;
 pub mod snapshot;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use metrics::{counter, gauge, histogram};
 use parking_lot::Mutex;
 use shoal_api::codec::Encoded;
+use shoal_api::grpc::{Frames, Message, MessageBody};
 use shoal_api::pb::envoy::config::core::v3::Node;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tonic::Status;
@@ -18,9 +19,7 @@ use tonic::body::Body;
 use tonic::codegen::{Service, StdError, http};
 use tonic::server::NamedService;
 
-use crate::body::FrameBody;
 use crate::metrics_names as m;
-use crate::requests::Requests;
 use crate::session::{DeltaSession, Limits, Reply, Session, SessionError, SotwSession};
 use crate::status::StatusRegistry;
 use crate::subscription::Interner;
@@ -157,7 +156,18 @@ impl<S: ViewSource> AdsServer<S> {
 }
 
 // Boxed: a channel allocates its slots up front, so small slots keep idle streams small.
-type Tx = mpsc::Sender<Result<Box<Encoded>, Status>>;
+type Tx = mpsc::Sender<Result<Message, Status>>;
+
+/// A response as chunks: the shared body, then this stream's nonce field.
+fn message(e: Encoded) -> Message {
+    let mut nonce = bytes::BytesMut::new();
+    if let Some(n) = &e.nonce {
+        shoal_api::wire::put_nonce(n, &mut nonce);
+    }
+    Message {
+        chunks: vec![e.body, nonce.freeze()],
+    }
+}
 
 /// Unregisters a stream's status and connection gauge when the stream ends.
 struct StreamGuard {
@@ -207,7 +217,7 @@ async fn push<T: Session>(shared: &Shared<impl ViewSource>, session: &mut T, tx:
     };
     for o in out {
         let bytes = o.message.len() as u64;
-        if tx.send(Ok(Box::new(o.message))).await.is_err() {
+        if tx.send(Ok(message(o.message))).await.is_err() {
             return false;
         }
         let ty = o.ty.short_name();
@@ -233,14 +243,14 @@ async fn refuse_malformed(tx: &Tx, status: Status) {
     }
 }
 
-async fn drive<T, S, B>(shared: Arc<Shared<S>>, mut requests: Requests<T::Req, B>, tx: Tx)
+async fn drive<T, S, B>(shared: Arc<Shared<S>>, mut requests: Frames<B>, tx: Tx)
 where
     T: Session,
     S: ViewSource,
     B: http_body::Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
-    let first = match requests.message().await {
+    let first = match requests.decode::<T::Req>().await {
         Ok(Some(r)) => r,
         Ok(None) => return,
         Err(e) => return refuse_malformed(&tx, e).await,
@@ -307,7 +317,7 @@ where
             return;
         }
         tokio::select! {
-            msg = requests.message() => match msg {
+            msg = requests.decode::<T::Req>() => match msg {
                 Ok(Some(req)) => next = Some(req),
                 Ok(None) => return,
                 Err(e) => {
@@ -387,7 +397,8 @@ where
     }
 }
 
-/// Starts a stream: requests are decoded by tonic, responses go out through [`FrameBody`].
+/// Starts a stream: requests are read with [`Frames`], responses go out through
+/// [`MessageBody`] as shared bytes (gRPC frame header, shared body, this stream's nonce).
 fn open<T, S, B>(shared: Arc<Shared<S>>, req: http::Request<B>) -> http::Response<Body>
 where
     T: Session,
@@ -402,10 +413,10 @@ where
     {
         return Status::unimplemented("compressed requests are not supported").into_http();
     }
-    let requests = Requests::<T::Req, B>::new(req.into_body(), shared.config.max_message_size);
+    let requests = Frames::new(req.into_body(), shared.config.max_message_size);
     let (tx, rx) = mpsc::channel(shared.config.stream_buffer.max(1));
     tokio::spawn(drive::<T, S, B>(shared, requests, tx));
-    let mut resp = http::Response::new(Body::new(FrameBody::new(rx)));
+    let mut resp = http::Response::new(Body::new(MessageBody::new(rx)));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/grpc"),

@@ -67,6 +67,9 @@ pub enum Command {
         /// The shoal binary to start (default: `shoal` next to this binary).
         #[arg(long)]
         server_bin: Option<PathBuf>,
+        /// Replicas to start (a shard group; `failover` needs at least 2).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
         /// Extra arguments for `shoal serve`.
         #[arg(long, allow_hyphen_values = true, num_args = 1..)]
         server_args: Vec<String>,
@@ -146,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ramp,
             mesh,
             server_bin,
+            replicas,
             server_args,
             xds,
             admin,
@@ -181,6 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Target::Spawn {
                         bin,
                         args: server_args,
+                        replicas,
                     }
                 }
             };

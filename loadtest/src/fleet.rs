@@ -17,7 +17,9 @@ use crate::proxy::{Ctx, DecodeCache, Kind, Names, Proxy, Stats, Update};
 /// How a fleet connects.
 #[derive(Debug, Clone)]
 pub struct FleetSpec {
-    pub xds: SocketAddr,
+    /// xDS addresses; proxies spread over them, and move to the next when theirs fails
+    /// (as behind a Kubernetes Service).
+    pub xds: Vec<SocketAddr>,
     pub proxies: usize,
     pub kind: Kind,
     /// HTTP/2 connections the streams share (one per proxy when 0).
@@ -47,10 +49,13 @@ impl Fleet {
             spec.connections.min(spec.proxies)
         }
         .max(1);
-        let loopback = spec.xds.ip().is_loopback() && spec.xds.is_ipv4();
+        anyhow::ensure!(!spec.xds.is_empty(), "no xDS address");
+        let connections = connections.max(spec.xds.len());
         let mut channels = Vec::with_capacity(connections);
         for c in 0..connections {
-            let mut ep = Endpoint::from_shared(format!("http://{}", spec.xds))?
+            let addr = spec.xds[c % spec.xds.len()];
+            let loopback = addr.ip().is_loopback() && addr.is_ipv4();
+            let mut ep = Endpoint::from_shared(format!("http://{addr}"))?
                 .connect_timeout(Duration::from_secs(20))
                 .tcp_nodelay(true)
                 .initial_stream_window_size(1 << 20)

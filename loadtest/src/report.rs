@@ -116,6 +116,15 @@ pub fn table(r: &Results) -> String {
             ),
         ));
     }
+    if let Some(f) = &r.failover {
+        rows.push((
+            format!("failover (killed replica {}{})", f.killed, if f.was_leader { ", the leader" } else { "" }),
+            format!(
+                "{} streams broke; all {} proxies served and converged {:.2} s after the kill; {} resent ({:.1} % of the initial push)",
+                f.disconnected, f.converged, f.seconds, mib(f.bytes_resent), f.resent_ratio * 100.0
+            ),
+        ));
+    }
     if let Some(b) = &r.baseline {
         rows.push((
             "wire baseline".into(),

@@ -24,6 +24,8 @@ pub enum Scenario {
     Connect,
     Churn,
     Storm,
+    /// Replicas only: kill one (SIGKILL) after connecting, measure how its proxies recover.
+    Failover,
     All,
 }
 
@@ -31,7 +33,13 @@ pub enum Scenario {
 #[derive(Debug, Clone)]
 pub enum Target {
     /// Start `shoal serve` (this binary) on a generated mesh.
-    Spawn { bin: PathBuf, args: Vec<String> },
+    /// Start `shoal serve` (this binary) on a generated mesh; with `replicas` > 1, a shard
+    /// group of that many replicas.
+    Spawn {
+        bin: PathBuf,
+        args: Vec<String>,
+        replicas: usize,
+    },
     /// A server already running on `config_dir`.
     Attach {
         xds: SocketAddr,
@@ -150,6 +158,20 @@ pub struct StormResult {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct FailoverResult {
+    /// The replica killed (the Raft leader when it was one).
+    pub killed: usize,
+    pub was_leader: bool,
+    /// Proxies whose stream broke (connected to the killed replica).
+    pub disconnected: usize,
+    /// From the kill until every proxy is served and converged again.
+    pub seconds: f64,
+    pub converged: usize,
+    pub bytes_resent: u64,
+    pub resent_ratio: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct BaselineResult {
     pub seconds: f64,
     pub converged: usize,
@@ -167,6 +189,7 @@ pub struct Results {
     pub connect: Option<ConnectResult>,
     pub churn: Option<ChurnResult>,
     pub storms: Vec<StormResult>,
+    pub failover: Option<FailoverResult>,
     pub baseline: Option<BaselineResult>,
     /// Proxies that do not hold exactly the server's view (empty when verified and right).
     pub mismatches: Vec<String>,
@@ -188,7 +211,7 @@ fn bar(enabled: bool, len: usize, what: &str) -> Option<ProgressBar> {
     Some(pb)
 }
 
-fn fleet_spec(opts: &Options, xds: SocketAddr) -> FleetSpec {
+fn fleet_spec(opts: &Options, xds: Vec<SocketAddr>) -> FleetSpec {
     let namespaces: Vec<String> = (0..opts.mesh.namespaces.max(1))
         .map(|n| format!("ns-{n}"))
         .collect();
@@ -218,21 +241,31 @@ pub fn raise_nofile_limit() {
 pub async fn run(opts: &Options) -> anyhow::Result<Results> {
     raise_nofile_limit();
     let tmp = tempfile::tempdir()?;
-    let server = match &opts.target {
-        Target::Spawn { bin, args } => {
+    let mut servers = match &opts.target {
+        Target::Spawn {
+            bin,
+            args,
+            replicas,
+        } if *replicas > 1 => {
             let dir = tmp.path().join("mesh");
             opts.mesh.write(&dir)?;
-            Server::spawn(bin, &dir, &tmp.path().join("shoal.log"), args).await?
+            Server::spawn_cluster(bin, &dir, tmp.path(), *replicas, args).await?
+        }
+        Target::Spawn { bin, args, .. } => {
+            let dir = tmp.path().join("mesh");
+            opts.mesh.write(&dir)?;
+            vec![Server::spawn(bin, &dir, &tmp.path().join("shoal.log"), args).await?]
         }
         Target::Attach {
             xds,
             admin,
             pid,
             config_dir,
-        } => Server::attach(*xds, *admin, *pid, config_dir.clone()),
+        } => vec![Server::attach(*xds, *admin, *pid, config_dir.clone())],
     };
+    let server = &servers[0];
     let idle = server.settled_usage().await;
-    let fleet = Fleet::new(&fleet_spec(opts, server.xds))?;
+    let fleet = Fleet::new(&fleet_spec(opts, servers.iter().map(|s| s.xds).collect()))?;
     // One proxy per namespace records what it receives, for the baseline.
     if opts.baseline {
         let mut seen = HashSet::new();
@@ -255,22 +288,34 @@ pub async fn run(opts: &Options) -> anyhow::Result<Results> {
         connect: None,
         churn: None,
         storms: Vec::new(),
+        failover: None,
         baseline: None,
         mismatches: Vec::new(),
         errors: Vec::new(),
         nacks: 0,
     };
 
-    let connect = connect(opts, &fleet, &server, idle).await;
+    let connect = connect(opts, &fleet, server, idle).await;
     let all_converged = connect.converged == opts.proxies;
     results.connect = Some(connect);
     if all_converged && opts.verify {
-        results.mismatches = verify(&fleet, &server).await?;
+        results.mismatches = verify(&fleet, &servers).await?;
     }
     if all_converged && matches!(opts.scenario, Scenario::Churn | Scenario::All) {
-        results.churn = Some(churn(opts, &fleet, &server).await?);
+        results.churn = Some(churn(opts, &fleet, server).await?);
         if opts.verify {
-            results.mismatches.extend(verify(&fleet, &server).await?);
+            results.mismatches.extend(verify(&fleet, &servers).await?);
+        }
+    }
+    if all_converged && opts.scenario == Scenario::Failover {
+        anyhow::ensure!(servers.len() > 1, "failover needs replicas (--replicas 3)");
+        let full = results.connect.as_ref().map_or(0, |c| c.bytes);
+        results.failover = Some(failover(opts, &fleet, &mut servers, full).await?);
+        if opts.verify {
+            let alive: Vec<&Server> = servers.iter().filter(|s| s.is_running()).collect();
+            results
+                .mismatches
+                .extend(verify_some(&fleet, &alive).await?);
         }
     }
     if all_converged && matches!(opts.scenario, Scenario::Storm | Scenario::All) {
@@ -279,7 +324,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Results> {
             results.storms.push(storm(opts, &fleet, full, resume).await);
         }
         if opts.verify {
-            results.mismatches.extend(verify(&fleet, &server).await?);
+            results.mismatches.extend(verify(&fleet, &servers).await?);
         }
     }
     results.errors = fleet
@@ -640,6 +685,67 @@ async fn storm(opts: &Options, fleet: &Fleet, full_bytes: u64, resume: bool) -> 
     }
 }
 
+async fn failover(
+    opts: &Options,
+    fleet: &Fleet,
+    servers: &mut [Server],
+    full_bytes: u64,
+) -> anyhow::Result<FailoverResult> {
+    // Kill the leader: the hardest case (an election, then its shards move).
+    let leader = servers[0].leader().await;
+    let victim = leader
+        .and_then(|l| usize::try_from(l).ok())
+        .filter(|l| (1..=servers.len()).contains(l))
+        .unwrap_or(2);
+    let stats = &fleet.ctx.stats;
+    let (b0, e0) = (
+        stats.bytes.load(Ordering::Relaxed),
+        stats.errors.load(Ordering::Relaxed),
+    );
+    let t0 = Instant::now();
+    servers[victim - 1].kill();
+    // Streams break at once for the proxies connected to the victim; forwarded streams
+    // move when the shards do. Wait for the break to be seen, then for recovery.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let disconnected = (stats.errors.load(Ordering::Relaxed) - e0) as usize;
+    let pb = bar(opts.progress, opts.proxies, "failover");
+    *fleet.started.lock() = Some(t0);
+    let outcome = fleet.wait_converged(opts.timeout, pb.as_ref()).await;
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    // Converged proxies may still be on a forwarded stream waiting for the shard to move:
+    // wait until every shard is served again by the survivors.
+    let alive: Vec<&Server> = servers.iter().filter(|s| s.is_running()).collect();
+    let deadline = Instant::now() + opts.timeout;
+    let served_at = loop {
+        let (serving, shards) = crate::server::served(&alive).await;
+        if shards > 0 && serving == shards || Instant::now() > deadline {
+            break Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let converged_at = outcome.map(|d| t0 + d).unwrap_or_else(|_| Instant::now());
+    let _ = fleet.wait_converged(opts.timeout, None).await;
+    let bytes = stats.bytes.load(Ordering::Relaxed) - b0;
+    Ok(FailoverResult {
+        killed: victim,
+        was_leader: leader == Some(victim as u64),
+        disconnected,
+        seconds: converged_at
+            .max(served_at)
+            .saturating_duration_since(t0)
+            .as_secs_f64(),
+        converged: fleet.converged(),
+        bytes_resent: bytes,
+        resent_ratio: if full_bytes > 0 {
+            bytes as f64 / full_bytes as f64
+        } else {
+            0.0
+        },
+    })
+}
+
 async fn run_baseline(
     opts: &Options,
     fleet: &Fleet,
@@ -652,7 +758,7 @@ async fn run_baseline(
         }
     }
     let server = baseline::serve(Arc::new(recordings)).await?;
-    let base = Fleet::new(&fleet_spec(opts, server.addr))?;
+    let base = Fleet::new(&fleet_spec(opts, vec![server.addr]))?;
     let pb = bar(opts.progress, opts.proxies, "baseline");
     base.start(false, opts.ramp, pb.as_ref()).await;
     let outcome = base.wait_converged(opts.timeout, pb.as_ref()).await;
@@ -670,19 +776,38 @@ async fn run_baseline(
 
 /// Compares what every proxy holds with the server's view of it (`/debug/config_dump`):
 /// names and versions per type, for the types the proxy subscribed to.
-pub async fn verify(fleet: &Fleet, server: &Server) -> anyhow::Result<Vec<String>> {
+pub async fn verify(fleet: &Fleet, servers: &[Server]) -> anyhow::Result<Vec<String>> {
+    verify_some(fleet, &servers.iter().collect::<Vec<_>>()).await
+}
+
+/// Fetches a proxy's config dump from whichever replica serves it.
+async fn dump_of(servers: &[&Server], id: &str) -> anyhow::Result<serde_json::Value> {
+    let mut last = anyhow::anyhow!("no server");
+    for s in servers {
+        match crate::server::get(s.admin, &format!("/debug/config_dump?proxy={id}")).await {
+            Ok(body) => return Ok(serde_json::from_str(&body)?),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Proxies checked by [`verify`] at most (spread over the fleet): a config dump per proxy is
+/// a full rendering of its view.
+const VERIFY_SAMPLE: usize = 100;
+
+/// [`verify`] against the replicas given.
+pub async fn verify_some(fleet: &Fleet, servers: &[&Server]) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
-    for p in &fleet.proxies {
-        let dump: serde_json::Value =
-            match crate::server::get(server.admin, &format!("/debug/config_dump?proxy={}", p.id))
-                .await
-            {
-                Ok(body) => serde_json::from_str(&body)?,
-                Err(e) => {
-                    out.push(format!("{}: no config dump: {e}", p.id));
-                    continue;
-                }
-            };
+    let step = fleet.proxies.len().div_ceil(VERIFY_SAMPLE).max(1);
+    for p in fleet.proxies.iter().step_by(step) {
+        let dump = match dump_of(servers, &p.id).await {
+            Ok(d) => d,
+            Err(e) => {
+                out.push(format!("{}: no config dump: {e}", p.id));
+                continue;
+            }
+        };
         let held = p.held.lock().clone();
         for ty in [
             ResourceType::Cluster,

@@ -20,6 +20,7 @@ pub struct Server {
     pub pid: Option<u32>,
     pub config_dir: PathBuf,
     child: Option<Child>,
+    killed: bool,
 }
 
 impl Drop for Server {
@@ -94,6 +95,7 @@ impl Server {
             pid: Some(pid),
             config_dir: config_dir.to_path_buf(),
             child: Some(child),
+            killed: false,
         };
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -110,6 +112,81 @@ impl Server {
         }
     }
 
+    /// Starts `n` replicas forming one shard group on `config_dir` (each with its own data
+    /// directory under `work`), and waits until every shard is served.
+    pub async fn spawn_cluster(
+        bin: &Path,
+        config_dir: &Path,
+        work: &Path,
+        n: usize,
+        extra: &[String],
+    ) -> anyhow::Result<Vec<Server>> {
+        let raft: Vec<u16> = (0..n).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+        let peers: Vec<String> = raft
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+            .collect();
+        let mut pending = Vec::new();
+        for (i, port) in raft.iter().enumerate() {
+            let mut args: Vec<String> = vec![
+                "--id".into(),
+                (i + 1).to_string(),
+                "--raft-addr".into(),
+                format!("127.0.0.1:{port}"),
+                "--peers".into(),
+                peers.join(","),
+                "--data-dir".into(),
+                work.join(format!("replica-{}", i + 1))
+                    .display()
+                    .to_string(),
+            ];
+            args.extend(extra.iter().cloned());
+            let log = work.join(format!("shoal-{}.log", i + 1));
+            let bin = bin.to_path_buf();
+            let dir = config_dir.to_path_buf();
+            pending.push(tokio::spawn(async move {
+                Server::spawn(&bin, &dir, &log, &args).await
+            }));
+        }
+        let mut servers = Vec::with_capacity(n);
+        for p in pending {
+            servers.push(p.await??);
+        }
+        // Every shard served by somebody.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (serving, shards) = served(&servers.iter().collect::<Vec<_>>()).await;
+            if shards > 0 && serving == shards {
+                return Ok(servers);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the shard group did not settle ({serving}/{shards} shards served)"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.killed
+    }
+
+    /// Kills the server outright (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.killed = true;
+    }
+
+    /// The leader's id, as this replica sees it.
+    pub async fn leader(&self) -> Option<u64> {
+        let body = get(self.admin, "/debug/shardz").await.ok()?;
+        serde_json::from_str::<serde_json::Value>(&body).ok()?["leader"].as_u64()
+    }
+
     pub fn attach(
         xds: SocketAddr,
         admin: SocketAddr,
@@ -122,6 +199,7 @@ impl Server {
             pid,
             config_dir,
             child: None,
+            killed: false,
         }
     }
 
@@ -176,4 +254,21 @@ impl Server {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum())
     }
+}
+
+/// (Shards served by these replicas, shards owned in all.)
+pub async fn served(servers: &[&Server]) -> (u64, u64) {
+    let mut serving = 0u64;
+    let mut shards = 0u64;
+    for s in servers {
+        if let Ok(body) = get(s.admin, "/debug/shardz").await
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
+        {
+            serving += v["serving"].as_u64().unwrap_or(0);
+            shards = shards.max(v["owned"].as_object().map_or(0, |o| {
+                o.values().filter_map(serde_json::Value::as_u64).sum()
+            }));
+        }
+    }
+    (serving, shards)
 }

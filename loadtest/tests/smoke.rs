@@ -38,6 +38,7 @@ fn options(scenario: Scenario, kind: Kind) -> Options {
             global_services: 1,
         },
         target: Target::Spawn {
+            replicas: 1,
             bin: shoal_bin(),
             args: vec!["--debounce".into(), "20ms".into()],
         },

@@ -11,6 +11,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use shoal_cache::status::StatusRegistry;
+use shoal_shard::ShardNode;
 
 use crate::pipeline::Pipeline;
 
@@ -19,12 +20,14 @@ struct Admin {
     pipeline: Arc<Pipeline>,
     status: Arc<StatusRegistry>,
     metrics: PrometheusHandle,
+    node: Option<Arc<ShardNode>>,
 }
 
 pub fn router(
     pipeline: Arc<Pipeline>,
     status: Arc<StatusRegistry>,
     metrics: PrometheusHandle,
+    node: Option<Arc<ShardNode>>,
 ) -> Router {
     Router::new()
         .route("/ready", get(ready))
@@ -33,10 +36,12 @@ pub fn router(
         .route("/debug/config_dump", get(config_dump))
         .route("/debug/configz", get(configz))
         .route("/debug/views", get(views))
+        .route("/debug/shardz", get(shardz))
         .with_state(Admin {
             pipeline,
             status,
             metrics,
+            node,
         })
 }
 
@@ -57,8 +62,72 @@ async fn metrics_text(State(a): State<Admin>) -> Response {
         .into_response()
 }
 
-async fn syncz(State(a): State<Admin>) -> Response {
-    Json(a.status.reports()).into_response()
+#[derive(Debug, Deserialize)]
+struct SynczQuery {
+    /// Gather every replica's streams (`?fleet=1`).
+    fleet: Option<String>,
+}
+
+/// This replica's streams, each tagged with the replica that serves it.
+fn local_reports(a: &Admin) -> Vec<serde_json::Value> {
+    let replica = a.node.as_ref().map(|n| n.id());
+    a.status
+        .reports()
+        .into_iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .map(|mut v| {
+            v["replica"] = serde_json::json!(replica);
+            v
+        })
+        .collect()
+}
+
+async fn syncz(State(a): State<Admin>, Query(q): Query<SynczQuery>) -> Response {
+    let mut reports = local_reports(&a);
+    if q.fleet.is_some()
+        && let Some(node) = &a.node
+    {
+        // Each replica reports its own streams; ask the others.
+        let me = node.id();
+        let members: Vec<(u64, String)> = node
+            .current()
+            .state
+            .members
+            .iter()
+            .filter(|(id, m)| **id != me && m.alive)
+            .map(|(id, m)| (*id, m.addrs.admin_addr.clone()))
+            .collect();
+        for (_, addr) in members {
+            let Ok(addr) = addr.parse() else { continue };
+            if let Ok(body) = crate::status::fetch(addr, "/debug/syncz").await
+                && let Ok(serde_json::Value::Array(list)) = serde_json::from_slice(&body)
+            {
+                reports.extend(list);
+            }
+        }
+    }
+    Json(reports).into_response()
+}
+
+async fn shardz(State(a): State<Admin>) -> Response {
+    match &a.node {
+        Some(n) => {
+            let v = n.current();
+            Json(serde_json::json!({
+                "replica": n.id(),
+                "leader": v.leader,
+                "term": v.term,
+                "commit_index": v.commit_index,
+                "lease": v.lease,
+                "serving": v.serving_count(),
+                "owned": v.state.counts(),
+                "migrations": v.state.migrations,
+                "members": v.state.members,
+            }))
+            .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "not a replica of a shard group\n").into_response(),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,6 +26,67 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Show the sync status of every proxy connected to a running server.
     Status(StatusArgs),
+    /// A standalone router tier: accepts proxy streams and forwards each to the replica
+    /// that owns it.
+    Router(RouterArgs),
+}
+
+/// Replica flags: with `--id`, the server joins a Raft group and serves only the proxies
+/// whose shards it owns (forwarding the others to their owners).
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// This replica's id in the shard group (enables replication).
+    #[arg(long, requires = "raft_addr")]
+    pub id: Option<u64>,
+    /// Address of the Raft RPC server.
+    #[arg(long)]
+    pub raft_addr: Option<SocketAddr>,
+    /// The initial voters: `ID=RAFT_ADDR,...` (this replica included). Omit with --join.
+    #[arg(long, value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Join a running group through this member's Raft address (as a learner that still
+    /// owns shards).
+    #[arg(long)]
+    pub join: Option<String>,
+    /// Where the Raft log, snapshots and the ownership log are kept.
+    #[arg(long, default_value = "shoal-data")]
+    pub data_dir: PathBuf,
+    /// Virtual shards proxies are hashed into (fixed for the life of a group).
+    #[arg(long, default_value_t = 1024)]
+    pub shards: u32,
+    /// Shards handed over per second when rebalancing.
+    #[arg(long, default_value_t = 100.0)]
+    pub migration_rate: f64,
+    #[arg(long, default_value = "500ms", value_parser = duration)]
+    pub heartbeat: Duration,
+    /// How long a committed heartbeat lets a replica serve (must be below --down-after).
+    #[arg(long, default_value = "3s", value_parser = duration)]
+    pub lease: Duration,
+    /// Silence after which the leader gives a replica's shards away.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub down_after: Duration,
+    /// Streams of a shard that moves away are closed within this (random) delay.
+    #[arg(long, default_value = "500ms", value_parser = duration)]
+    pub drain: Duration,
+    /// xDS address other replicas use to reach this one (default: --xds-addr).
+    #[arg(long)]
+    pub advertise_xds: Option<String>,
+    /// Admin address other replicas use to reach this one (default: --admin-addr).
+    #[arg(long)]
+    pub advertise_admin: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RouterArgs {
+    /// Address proxies connect to.
+    #[arg(long, default_value = "127.0.0.1:15010")]
+    pub listen: SocketAddr,
+    /// Raft addresses of the replicas (their shard maps are polled).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub peers: Vec<String>,
+    /// Admin server (/ready, /metrics).
+    #[arg(long, default_value = "127.0.0.1:15014")]
+    pub admin_addr: SocketAddr,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -76,6 +137,8 @@ pub struct ServeArgs {
     /// Namespace whose Sidecar and DestinationRules apply mesh-wide.
     #[arg(long, default_value = "istio-system")]
     pub root_namespace: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +173,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => crate::serve::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Validate(args) => crate::validate::run(&args),
         Command::Status(args) => crate::status::run(&args),
+        Command::Router(args) => crate::cluster::run_router(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

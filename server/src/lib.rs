@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod metrics;
 pub mod pipeline;
 pub mod serve;

@@ -86,7 +86,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
 
-    let admin = crate::admin::router(pipeline.clone(), ads.status(), metrics);
+    // With --id: join the shard group before serving anyone.
+    let node = crate::cluster::start_node(&args).await?;
+    let admin = crate::admin::router(pipeline.clone(), ads.status(), metrics, node.clone());
     let admin_task = {
         let addr = args.admin_addr;
         let stop = shutdown_signal(stop_rx.clone());
@@ -114,13 +116,35 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!(addr = %args.xds_addr, "xDS server listening");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let xds = tonic::transport::Server::builder()
+    let builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(args.keepalive_interval))
         .http2_keepalive_timeout(Some(args.keepalive_timeout))
-        .tcp_nodelay(true)
-        .add_service(ads.service())
-        .serve_with_incoming_shutdown(incoming, shutdown_signal(stop_rx.clone()));
-    let xds_task = tokio::spawn(xds);
+        .tcp_nodelay(true);
+    let stop = shutdown_signal(stop_rx.clone());
+    let xds_task = match &node {
+        // A replica: the router serves what this replica owns and forwards the rest.
+        Some(node) => {
+            let router = shoal_router::Router::new(
+                Some(ads.service()),
+                node.ownership(),
+                crate::cluster::router_config(&args, node),
+            );
+            let mut builder = builder;
+            tokio::spawn(
+                builder
+                    .add_service(router)
+                    .serve_with_incoming_shutdown(incoming, stop),
+            )
+        }
+        None => {
+            let mut builder = builder;
+            tokio::spawn(
+                builder
+                    .add_service(ads.service())
+                    .serve_with_incoming_shutdown(incoming, stop),
+            )
+        }
+    };
 
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, shutting down"),

@@ -43,6 +43,7 @@ pub fn table(reports: &[serde_json::Value]) -> String {
     for r in reports {
         rows.push(vec![
             r["node_id"].as_str().unwrap_or_default().to_string(),
+            r["replica"].as_u64().map_or("-".into(), |v| v.to_string()),
             r["protocol"].as_str().unwrap_or_default().to_string(),
             cell(r, "CDS"),
             cell(r, "LDS"),
@@ -74,7 +75,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let body = runtime.block_on(fetch(args.admin_addr, "/debug/syncz"))?;
+    let body = runtime.block_on(fetch(args.admin_addr, "/debug/syncz?fleet=1"))?;
     if args.json {
         println!("{}", String::from_utf8_lossy(&body));
         return Ok(ExitCode::SUCCESS);

@@ -71,19 +71,19 @@ pub fn canonicalize(full_name: &str, bytes: &[u8]) -> Result<Vec<u8>, WireError>
     }
 }
 
-struct RawField<'a> {
-    number: u32,
+pub(crate) struct RawField<'a> {
+    pub(crate) number: u32,
     /// The whole field: key, optional length prefix and payload.
-    whole: &'a [u8],
+    pub(crate) whole: &'a [u8],
     /// The payload of a length-delimited field.
-    payload: Option<&'a [u8]>,
+    pub(crate) payload: Option<&'a [u8]>,
 }
 
 fn read_varint(buf: &mut &[u8]) -> Result<u64, WireError> {
     decode_varint(buf).map_err(|_| WireError::Varint)
 }
 
-fn split_fields(mut buf: &[u8]) -> Result<Vec<RawField<'_>>, WireError> {
+pub(crate) fn split_fields(mut buf: &[u8]) -> Result<Vec<RawField<'_>>, WireError> {
     let mut fields = Vec::new();
     while !buf.is_empty() {
         let start = buf;

@@ -269,17 +269,16 @@ impl Proxy {
     /// already sends the versions held (`initial_resource_versions`, or SotW `version_info`).
     /// Refusals (unimplemented, invalid argument) are final.
     pub async fn run(self: Arc<Self>, ctx: Arc<Ctx>, resume: bool) {
-        let channel = ctx.channels[self.index % ctx.channels.len()].clone();
         let mut resume = resume;
+        let mut attempt = 0usize;
         let mut backoff = std::time::Duration::from_millis(250);
         loop {
+            // A failed stream reconnects through the next connection (the next address).
+            let channel = ctx.channels[(self.index + attempt) % ctx.channels.len()].clone();
+            attempt += 1;
             let result = match self.kind {
-                Kind::Sidecar | Kind::Ztunnel => {
-                    delta::run(&self, &ctx, channel.clone(), resume).await
-                }
-                Kind::SidecarSotw | Kind::Grpc => {
-                    sotw::run(&self, &ctx, channel.clone(), resume).await
-                }
+                Kind::Sidecar | Kind::Ztunnel => delta::run(&self, &ctx, channel, resume).await,
+                Kind::SidecarSotw | Kind::Grpc => sotw::run(&self, &ctx, channel, resume).await,
             };
             let Err(e) = result else { return };
             ctx.stats.errors.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,152 @@
+//! Replication wiring: the shard group member of `shoal serve --id`, and the standalone
+//! `shoal router`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use shoal_router::{Router, RouterConfig};
+use shoal_shard::{Node, ShardConfig, ShardNode};
+
+use crate::cli::{RouterArgs, ServeArgs};
+
+/// Parses `ID=RAFT_ADDR` pairs.
+fn peers(list: &[String]) -> anyhow::Result<BTreeMap<u64, Node>> {
+    let mut out = BTreeMap::new();
+    for p in list {
+        let (id, addr) = p
+            .split_once('=')
+            .with_context(|| format!("--peers entry {p:?} is not ID=RAFT_ADDR"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("--peers entry {p:?}: bad id"))?;
+        out.insert(
+            id,
+            Node {
+                raft_addr: addr.trim().to_string(),
+                ..Node::default()
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Starts this replica's shard node and its Raft RPC server.
+pub async fn start_node(args: &ServeArgs) -> anyhow::Result<Option<Arc<ShardNode>>> {
+    let c = &args.cluster;
+    let (Some(id), Some(raft_addr)) = (c.id, c.raft_addr) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        c.lease < c.down_after,
+        "--lease must be shorter than --down-after"
+    );
+    let addrs = Node {
+        raft_addr: raft_addr.to_string(),
+        xds_addr: c
+            .advertise_xds
+            .clone()
+            .unwrap_or_else(|| args.xds_addr.to_string()),
+        admin_addr: c
+            .advertise_admin
+            .clone()
+            .unwrap_or_else(|| args.admin_addr.to_string()),
+    };
+    let mut peers = peers(&c.peers)?;
+    if let Some(me) = peers.get_mut(&id) {
+        *me = addrs.clone();
+    }
+    anyhow::ensure!(
+        !peers.is_empty() || c.join.is_some(),
+        "give --peers (the initial voters) or --join"
+    );
+    let cfg = ShardConfig {
+        peers,
+        join: c.join.clone(),
+        shard_count: c.shards,
+        heartbeat: c.heartbeat,
+        lease: c.lease,
+        down_after: c.down_after,
+        migration_rate: c.migration_rate,
+        drain: c.drain,
+        ..ShardConfig::defaults(id, c.data_dir.clone(), addrs)
+    };
+    let node = ShardNode::start(cfg).await?;
+    let listener = tokio::net::TcpListener::bind(raft_addr)
+        .await
+        .with_context(|| format!("binding Raft address {raft_addr}"))?;
+    let app = node.router();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "raft server failed");
+        }
+    });
+    tracing::info!(id, %raft_addr, "shard group member started");
+    Ok(Some(node))
+}
+
+pub fn router_config(args: &ServeArgs, node: &ShardNode) -> RouterConfig {
+    RouterConfig {
+        max_message_size: args.max_message_size,
+        drain: args.cluster.drain,
+        wait_for_owner: Duration::from_secs(10),
+        self_addr: Some(
+            node.current()
+                .state
+                .members
+                .get(&node.id())
+                .map_or_else(|| args.xds_addr.to_string(), |m| m.addrs.xds_addr.clone()),
+        )
+        .filter(|s| !s.is_empty())
+        .or_else(|| Some(args.xds_addr.to_string())),
+    }
+}
+
+/// `shoal router`: forwards every stream to its shard's owner.
+pub fn run_router(args: RouterArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let metrics = crate::metrics::install()?;
+        let view =
+            shoal_router::poll::watch_replicas(args.peers.clone(), Duration::from_millis(250));
+        let router: Router<shoal_cache::service::AdsService<crate::pipeline::Pipeline>> =
+            Router::new(
+                None,
+                view.clone(),
+                RouterConfig {
+                    max_message_size: 4 << 20,
+                    drain: Duration::from_millis(500),
+                    wait_for_owner: Duration::from_secs(10),
+                    self_addr: None,
+                },
+            );
+        let admin = axum::Router::new()
+            .route("/ready", axum::routing::get(|| async { "ready\n" }))
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let m = metrics.clone();
+                    async move { m.render() }
+                }),
+            );
+        let admin_listener = tokio::net::TcpListener::bind(args.admin_addr).await?;
+        tokio::spawn(async move { axum::serve(admin_listener, admin).await });
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        tracing::info!(listen = %args.listen, peers = ?args.peers, "router listening");
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(router)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = tokio::signal::ctrl_c().await;
+                },
+            )
+            .await?;
+        Ok(())
+    })
+}
