@@ -859,6 +859,15 @@ pub async fn verify_some(fleet: &Fleet, servers: &[&Server]) -> anyhow::Result<V
                     }
                 }
             }
+            // The endpoints of every EDS cluster it holds, too.
+            if ty == ResourceType::Endpoint && matches!(p.kind, Kind::Sidecar | Kind::SidecarSotw) {
+                let clusters = held.get(ResourceType::Cluster);
+                for name in server_side.keys() {
+                    if clusters.contains_key(name.as_str()) && !mine.contains_key(name.as_str()) {
+                        out.push(format!("{}: misses EDS {name} of a cluster it holds", p.id));
+                    }
+                }
+            }
         }
     }
     Ok(out)

@@ -2,6 +2,7 @@
 //! who they are. Every process a test starts is killed when its handle drops.
 
 pub mod backends;
+pub mod cluster;
 pub mod env;
 pub mod proc;
 pub mod xds;

@@ -18,9 +18,6 @@ use super::{Ctx, Kind, Proxy, nack_detail};
 struct State {
     /// Types subscribed by wildcard, and whether each got its first response.
     wildcard: Vec<(ResourceType, bool)>,
-    /// What each cluster and listener held makes the client ask for (endpoint assignments,
-    /// route configs).
-    refs: HashMap<(ResourceType, Arc<str>), Vec<Arc<str>>>,
     eds: BTreeSet<Arc<str>>,
     rds: BTreeSet<Arc<str>>,
     /// Named resources asked for and not answered yet.
@@ -86,6 +83,7 @@ pub(super) async fn run(
     };
     if !resume {
         *p.held.lock() = super::Held::default();
+        p.refs.lock().clear();
     }
     let wildcard: Vec<ResourceType> = match p.kind {
         Kind::Ztunnel => vec![ResourceType::Address, ResourceType::Authorization],
@@ -219,18 +217,21 @@ async fn handle(
         _ => None,
     };
     if let Some(f) = follow {
-        for (name, d) in decoded {
-            st.refs.insert((ty, name), d.refs);
-        }
-        for n in &removed {
-            st.refs.remove(&(ty, n.clone()));
-        }
-        let want: BTreeSet<Arc<str>> = st
-            .refs
-            .iter()
-            .filter(|((t, _), _)| *t == ty)
-            .flat_map(|(_, r)| r.iter().cloned())
-            .collect();
+        // What each cluster and listener held makes the client ask for; kept by the proxy,
+        // so it carries over a reconnect like Envoy's own clusters do.
+        let want: BTreeSet<Arc<str>> = {
+            let mut refs = p.refs.lock();
+            for (name, d) in decoded {
+                refs.insert((ty, name), d.refs);
+            }
+            for n in &removed {
+                refs.remove(&(ty, n.clone()));
+            }
+            refs.iter()
+                .filter(|((t, _), _)| *t == ty)
+                .flat_map(|(_, r)| r.iter().cloned())
+                .collect()
+        };
         let set = if f == ResourceType::Endpoint {
             &mut st.eds
         } else {

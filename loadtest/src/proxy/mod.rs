@@ -68,6 +68,9 @@ impl Names {
     }
 }
 
+/// Per (type, name) of a held cluster or listener, the names it refers to.
+pub type Refs = HashMap<(ResourceType, Arc<str>), Vec<Arc<str>>>;
+
 /// What one proxy holds: per type, name → version.
 #[derive(Debug, Default, Clone)]
 pub struct Held {
@@ -125,6 +128,8 @@ pub struct Proxy {
     converged: AtomicBool,
     pub converged_at: Mutex<Option<Instant>>,
     pub error: Mutex<Option<String>>,
+    /// What each cluster and listener held refers to (endpoint assignments, route configs).
+    pub refs: Mutex<Refs>,
     /// Every response received, re-encoded, while recording (for the wire baseline).
     pub recording: Mutex<Option<Vec<bytes::Bytes>>>,
 }
@@ -157,6 +162,7 @@ impl Proxy {
             converged: AtomicBool::new(false),
             converged_at: Mutex::new(None),
             error: Mutex::new(None),
+            refs: Mutex::new(HashMap::new()),
             recording: Mutex::new(None),
         }
     }

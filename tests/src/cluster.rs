@@ -1,0 +1,473 @@
+//! Shard groups of real shoal processes: start, kill, restart, and — with network
+//! namespaces — cut a replica off the others.
+//!
+//! With `Net::Namespaces`, each replica runs in its own network namespace, joined to the
+//! test by a veth pair on a bridge (root required: tests skip with a message otherwise).
+//! Everything is removed when the cluster drops.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::proc::{Proc, http_get};
+use crate::{env, eventually, free_port};
+
+/// Where replicas live on the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    Loopback,
+    Namespaces,
+}
+
+pub struct Replica {
+    pub id: u64,
+    pub ip: String,
+    pub raft: SocketAddr,
+    pub xds: SocketAddr,
+    pub admin: SocketAddr,
+    pub data_dir: PathBuf,
+    pub netns: Option<String>,
+    pub proc: Option<Proc>,
+    /// When it was last killed (wall clock ms), for checking the ownership logs.
+    pub killed_at_ms: Option<u64>,
+}
+
+/// Network namespaces, veth pairs and a bridge, removed on drop.
+struct Netns {
+    prefix: String,
+    bridge: String,
+    namespaces: Vec<String>,
+}
+
+fn sh(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("running {}", args[0]))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+impl Netns {
+    fn create(n: usize) -> anyhow::Result<(Netns, Vec<String>)> {
+        let tag = std::process::id() % 10_000;
+        let subnet = format!("10.231.{}", std::process::id() % 250);
+        let prefix = format!("sh{tag}");
+        let bridge = format!("{prefix}br");
+        let mut net = Netns {
+            prefix: prefix.clone(),
+            bridge: bridge.clone(),
+            namespaces: Vec::new(),
+        };
+        sh(&["ip", "link", "add", &bridge, "type", "bridge"])?;
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{subnet}.254/24"),
+            "dev",
+            &bridge,
+        ])?;
+        sh(&["ip", "link", "set", &bridge, "up"])?;
+        let mut ips = Vec::new();
+        for k in 1..=n {
+            let ns = format!("{prefix}n{k}");
+            let host = format!("{prefix}h{k}");
+            let peer = format!("{prefix}p{k}");
+            let ip = format!("{subnet}.{k}");
+            sh(&["ip", "netns", "add", &ns])?;
+            net.namespaces.push(ns.clone());
+            sh(&[
+                "ip", "link", "add", &host, "type", "veth", "peer", "name", &peer,
+            ])?;
+            sh(&["ip", "link", "set", &peer, "netns", &ns])?;
+            sh(&["ip", "link", "set", &host, "master", &bridge])?;
+            sh(&["ip", "link", "set", &host, "up"])?;
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "ip",
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                &peer,
+            ])?;
+            sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", &peer, "up"])?;
+            sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"])?;
+            ips.push(ip);
+        }
+        Ok((net, ips))
+    }
+
+    fn link(&self, k: u64, up: bool) -> anyhow::Result<()> {
+        sh(&[
+            "ip",
+            "link",
+            "set",
+            &format!("{}h{k}", self.prefix),
+            if up { "up" } else { "down" },
+        ])
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let _ = sh(&["ip", "netns", "del", ns]);
+        }
+        for k in 1..=self.namespaces.len() {
+            let _ = sh(&["ip", "link", "del", &format!("{}h{k}", self.prefix)]);
+        }
+        let _ = sh(&["ip", "link", "del", &self.bridge]);
+    }
+}
+
+/// Whether network namespaces can be made here (root with iproute2).
+pub fn namespaces_available() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    root && Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub struct Cluster {
+    pub replicas: Vec<Replica>,
+    pub config_dir: PathBuf,
+    extra: Vec<String>,
+    _work: tempfile::TempDir,
+    net: Option<Netns>,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+impl Cluster {
+    /// `n` replicas serving `config_dir`, started and settled (every shard served).
+    pub async fn start(
+        n: usize,
+        config_dir: &Path,
+        net: Net,
+        extra: &[&str],
+    ) -> anyhow::Result<Cluster> {
+        let work = tempfile::tempdir()?;
+        let (netns, ips) = match net {
+            Net::Loopback => (None, vec!["127.0.0.1".to_string(); n]),
+            Net::Namespaces => {
+                let (ns, ips) = Netns::create(n)?;
+                (Some(ns), ips)
+            }
+        };
+        let mut replicas = Vec::new();
+        for (i, ip) in ips.iter().enumerate() {
+            let port = |ip: &str| -> anyhow::Result<SocketAddr> {
+                // In namespaces every replica has its own address: fixed ports do.
+                let p = if netns.is_some() { 0 } else { free_port(ip) };
+                Ok(format!("{ip}:{p}").parse()?)
+            };
+            let (raft, xds, admin) = if netns.is_some() {
+                (
+                    format!("{ip}:7001").parse()?,
+                    format!("{ip}:7010").parse()?,
+                    format!("{ip}:7014").parse()?,
+                )
+            } else {
+                (port(ip)?, port(ip)?, port(ip)?)
+            };
+            replicas.push(Replica {
+                id: i as u64 + 1,
+                ip: ip.clone(),
+                raft,
+                xds,
+                admin,
+                data_dir: work.path().join(format!("replica-{}", i + 1)),
+                netns: netns.as_ref().map(|n| n.namespaces[i].clone()),
+                proc: None,
+                killed_at_ms: None,
+            });
+        }
+        let mut cluster = Cluster {
+            replicas,
+            config_dir: config_dir.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _work: work,
+            net: netns,
+        };
+        for id in 1..=n as u64 {
+            cluster.spawn(id, None)?;
+        }
+        for id in 1..=n as u64 {
+            cluster.wait_ready(id).await?;
+        }
+        cluster.wait_settled(Duration::from_secs(60)).await?;
+        Ok(cluster)
+    }
+
+    fn peers(&self) -> String {
+        self.replicas
+            .iter()
+            .map(|r| format!("{}={}", r.id, r.raft))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn replica(&self, id: u64) -> &Replica {
+        &self.replicas[(id - 1) as usize]
+    }
+
+    /// Starts (or restarts) a replica's process; `join`: join through that Raft address
+    /// instead of being an initial voter.
+    pub fn spawn(&mut self, id: u64, join: Option<&str>) -> anyhow::Result<()> {
+        let peers = self.peers();
+        let extra = self.extra.clone();
+        let config_dir = self.config_dir.clone();
+        let r = &mut self.replicas[(id - 1) as usize];
+        let bin = env::shoal_bin();
+        let mut cmd = match &r.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        cmd.arg("serve")
+            .arg("--config-dir")
+            .arg(&config_dir)
+            .args([
+                "--xds-addr",
+                &r.xds.to_string(),
+                "--admin-addr",
+                &r.admin.to_string(),
+            ])
+            .args(["--id", &id.to_string(), "--raft-addr", &r.raft.to_string()])
+            .arg("--data-dir")
+            .arg(&r.data_dir)
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("SHOAL_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+            );
+        match join {
+            Some(addr) => cmd.args(["--join", addr]),
+            None => cmd.args(["--peers", &peers]),
+        };
+        r.proc = Some(Proc::spawn(&format!("shoal-{id}"), &mut cmd)?);
+        Ok(())
+    }
+
+    /// Adds a replica to the cluster (not started).
+    pub fn add_replica(&mut self) -> anyhow::Result<u64> {
+        anyhow::ensure!(
+            self.net.is_none(),
+            "adding replicas is only done on loopback"
+        );
+        let id = self.replicas.len() as u64 + 1;
+        let ip = "127.0.0.1";
+        let p = || -> anyhow::Result<SocketAddr> { Ok(format!("{ip}:{}", free_port(ip)).parse()?) };
+        let data_dir = self._work.path().join(format!("replica-{id}"));
+        self.replicas.push(Replica {
+            id,
+            ip: ip.into(),
+            raft: p()?,
+            xds: p()?,
+            admin: p()?,
+            data_dir,
+            netns: None,
+            proc: None,
+            killed_at_ms: None,
+        });
+        Ok(id)
+    }
+
+    pub async fn wait_ready(&self, id: u64) -> anyhow::Result<()> {
+        let admin = self.replica(id).admin;
+        eventually(
+            Duration::from_secs(60),
+            &format!("replica {id} ready"),
+            || async move {
+                http_get(admin, "/ready", &[])
+                    .await
+                    .ok()
+                    .filter(|(s, _)| *s == 200)
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Kills a replica outright (SIGKILL).
+    pub fn kill(&mut self, id: u64) {
+        let r = &mut self.replicas[(id - 1) as usize];
+        if let Some(mut p) = r.proc.take() {
+            p.kill();
+            r.killed_at_ms = Some(now_ms());
+        }
+    }
+
+    /// Stops a replica gracefully (SIGTERM, then waits for it).
+    pub fn stop(&mut self, id: u64) {
+        let r = &mut self.replicas[(id - 1) as usize];
+        if let Some(mut p) = r.proc.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &p.pid().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while p.is_running() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            p.kill();
+            r.killed_at_ms = Some(now_ms());
+        }
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.replicas
+            .iter()
+            .filter(|r| r.proc.is_some())
+            .map(|r| r.id)
+            .collect()
+    }
+
+    pub async fn shardz(&self, id: u64) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = http_get(self.replica(id).admin, "/debug/shardz", &[]).await?;
+        anyhow::ensure!(status == 200, "shardz: {status}");
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// The shard map a replica holds: owner per shard.
+    pub async fn owners(&self, id: u64) -> anyhow::Result<Vec<Option<u64>>> {
+        let (_, body) = http_get(self.replica(id).raft, "/raft/shards", &[]).await?;
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        Ok(v["state"]["shards"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s["owner"].as_u64())
+            .collect())
+    }
+
+    /// The leader as the running replicas agree on it.
+    pub async fn leader(&self) -> Option<u64> {
+        let mut seen = None;
+        for id in self.running() {
+            let l = self.shardz(id).await.ok()?["leader"].as_u64();
+            if seen.is_some() && seen != l {
+                return None;
+            }
+            seen = l;
+        }
+        seen
+    }
+
+    /// Waits until the running replicas serve every shard between them.
+    pub async fn wait_settled(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_settled_among(&self.running(), timeout).await
+    }
+
+    /// Waits until these replicas serve every shard between them.
+    pub async fn wait_settled_among(&self, ids: &[u64], timeout: Duration) -> anyhow::Result<()> {
+        eventually(timeout, "every shard served", || async {
+            let mut serving = 0;
+            let mut total = 0;
+            for id in ids.iter().copied() {
+                let z = self.shardz(id).await.ok()?;
+                serving += z["serving"].as_u64()?;
+                total = z["owned"]
+                    .as_object()?
+                    .values()
+                    .filter_map(serde_json::Value::as_u64)
+                    .sum::<u64>();
+            }
+            (total > 0 && serving == total).then_some(())
+        })
+        .await
+    }
+
+    /// Cuts a replica off the network (namespaces only), or reconnects it.
+    pub fn link(&self, id: u64, up: bool) -> anyhow::Result<()> {
+        self.net
+            .as_ref()
+            .context("partitions need network namespaces")?
+            .link(id, up)
+    }
+
+    /// Every replica's ownership log: (replica, time ms, shard, serving?) in order.
+    pub fn ownership_events(&self) -> Vec<(u64, u64, u32, bool)> {
+        let mut out = Vec::new();
+        for r in &self.replicas {
+            let Ok(text) = std::fs::read_to_string(r.data_dir.join("ownership.log")) else {
+                continue;
+            };
+            for line in text.lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let t = v["t_ms"].as_u64().unwrap_or(0);
+                for (key, serving) in [("stop", false), ("serve", true)] {
+                    for range in v[key].as_array().into_iter().flatten() {
+                        let a = range[0].as_u64().unwrap_or(0) as u32;
+                        let b = range[1].as_u64().unwrap_or(0) as u32;
+                        for s in a..=b {
+                            out.push((r.id, t, s, serving));
+                        }
+                    }
+                }
+            }
+            // A killed replica stopped serving everything when it died.
+            if let Some(t) = r.killed_at_ms {
+                out.push((r.id, t, u32::MAX, false));
+            }
+        }
+        out.sort_by_key(|e| e.1);
+        out
+    }
+
+    /// Checks from the ownership logs that no shard was ever served by two replicas at
+    /// once. Returns the violations.
+    pub fn double_serving(&self) -> Vec<String> {
+        use std::collections::BTreeMap;
+        let mut serving: BTreeMap<u32, BTreeMap<u64, u64>> = BTreeMap::new();
+        let mut out = Vec::new();
+        for (node, t, shard, on) in self.ownership_events() {
+            if shard == u32::MAX {
+                for owners in serving.values_mut() {
+                    owners.remove(&node);
+                }
+                continue;
+            }
+            let owners = serving.entry(shard).or_default();
+            if on {
+                if let Some((other, since)) = owners.iter().find(|(n, _)| **n != node) {
+                    out.push(format!("shard {shard}: replica {node} started at {t} while replica {other} served it since {since}"));
+                }
+                owners.insert(node, t);
+            } else {
+                owners.remove(&node);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,278 @@
+//! Several replicas sharing the fleet: real processes (in their own network namespaces
+//! where links are cut), each test bounded in time and stopping what it started.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use shoal_loadtest::fleet::{Fleet, FleetSpec};
+use shoal_loadtest::mesh::MeshSpec;
+use shoal_loadtest::proxy::Kind;
+use shoal_loadtest::scenario::{Options, Scenario, Target, run, verify};
+use shoal_loadtest::server::Server;
+use shoal_tests::cluster::{Cluster, Net, namespaces_available};
+use shoal_tests::{env, eventually};
+
+fn mesh() -> MeshSpec {
+    MeshSpec {
+        services: 40,
+        endpoints: 2,
+        namespaces: 4,
+        dr_fraction: 0.25,
+        vs_fraction: 0.25,
+        sidecar_fraction: 0.0,
+        global_services: 0,
+    }
+}
+
+fn mesh_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    mesh().write(dir.path()).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_replica_s_proxies_are_served_again() {
+    // 1,000 proxies over 3 replicas; the leader is killed with SIGKILL.
+    let opts = Options {
+        scenario: Scenario::Failover,
+        proxies: 1000,
+        kind: Kind::Sidecar,
+        connections: 0,
+        ramp: 0.0,
+        mesh: mesh(),
+        target: Target::Spawn {
+            bin: env::shoal_bin(),
+            args: vec!["--debounce".into(), "20ms".into()],
+            replicas: 3,
+        },
+        changes: 0,
+        change_interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(90),
+        baseline: false,
+        settle: Duration::ZERO,
+        verify: true,
+        progress: false,
+    };
+    let r = run(&opts).await.unwrap();
+    let table = shoal_loadtest::report::table(&r);
+    eprintln!("{table}");
+    assert_eq!(r.connect.as_ref().unwrap().converged, 1000, "{table}");
+    let f = r.failover.as_ref().expect("failover ran");
+    assert!(f.was_leader, "{table}");
+    assert!(f.disconnected > 0, "{table}");
+    assert_eq!(f.converged, 1000, "{table}");
+    assert!(
+        r.mismatches.is_empty(),
+        "{:#?}",
+        &r.mismatches[..r.mismatches.len().min(5)]
+    );
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.nacks, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_is_replaced_and_no_shard_is_served_twice() {
+    if !namespaces_available() {
+        eprintln!("SKIP: cutting links needs network namespaces (root and iproute2)");
+        return;
+    }
+    let dir = mesh_dir();
+    let c = Cluster::start(3, dir.path(), Net::Namespaces, &[])
+        .await
+        .unwrap();
+    let old = eventually(Duration::from_secs(20), "a leader", || c.leader())
+        .await
+        .unwrap();
+    let others: Vec<u64> = (1..=3).filter(|i| *i != old).collect();
+    c.link(old, false).unwrap();
+    let cut = Instant::now();
+    // The majority elects a new leader and takes over the shards.
+    let new = eventually(Duration::from_secs(20), "a new leader", || async {
+        let l = c.shardz(others[0]).await.ok()?["leader"].as_u64()?;
+        (l != old && others.contains(&l)).then_some(l)
+    })
+    .await
+    .unwrap();
+    c.wait_settled_among(&others, Duration::from_secs(30))
+        .await
+        .unwrap();
+    eprintln!(
+        "leader {old} cut off; replica {new} leads; shards re-owned after {:?}",
+        cut.elapsed()
+    );
+    for id in &others {
+        let owned = c.shardz(*id).await.unwrap()["owned"].clone();
+        assert!(
+            owned.get(old.to_string()).is_none(),
+            "replica {old} still owns shards: {owned}"
+        );
+    }
+    // Healed, the old leader rejoins and gets a share back.
+    c.link(old, true).unwrap();
+    c.wait_settled(Duration::from_secs(60)).await.unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the healed replica to serve again",
+        || async { (c.shardz(old).await.ok()?["serving"].as_u64()? > 0).then_some(()) },
+    )
+    .await
+    .unwrap();
+    c.wait_settled(Duration::from_secs(60)).await.unwrap();
+    let violations = c.double_serving();
+    assert!(
+        violations.is_empty(),
+        "{:#?}",
+        &violations[..violations.len().min(10)]
+    );
+    // The cut-off leader fenced itself: it logged that it stopped serving.
+    let stopped = c
+        .ownership_events()
+        .iter()
+        .any(|(n, _, _, on)| *n == old && !on);
+    assert!(stopped);
+}
+
+async fn fleet_on(c: &Cluster, proxies: usize) -> Fleet {
+    let spec = FleetSpec {
+        xds: c.replicas.iter().map(|r| r.xds).collect(),
+        proxies,
+        kind: Kind::Sidecar,
+        connections: 0,
+        namespaces: (0..4).map(|n| format!("ns-{n}")).collect(),
+        grpc_targets: Vec::new(),
+    };
+    let fleet = Fleet::new(&spec).unwrap();
+    fleet.start(false, 0.0, None).await;
+    fleet
+        .wait_converged(Duration::from_secs(60), None)
+        .await
+        .expect("fleet converged");
+    fleet
+}
+
+fn servers(c: &Cluster) -> Vec<Server> {
+    c.replicas
+        .iter()
+        .map(|r| Server::attach(r.xds, r.admin, None, c.config_dir.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_loses_no_update() {
+    let dir = mesh_dir();
+    let mut c = Cluster::start(3, dir.path(), Net::Loopback, &["--debounce", "20ms"])
+        .await
+        .unwrap();
+    let fleet = fleet_on(&c, 200).await;
+    let spec = mesh();
+    for id in 1..=3u64 {
+        c.stop(id);
+        // A change lands while the replica is down.
+        let svc = id as usize;
+        shoal_loadtest::mesh::write_atomic(
+            &spec.path(dir.path(), svc),
+            &spec.service_yaml(svc, 5, (90, 10)),
+        )
+        .unwrap();
+        c.spawn(id, None).unwrap();
+        c.wait_ready(id).await.unwrap();
+        c.wait_settled(Duration::from_secs(60)).await.unwrap();
+    }
+    fleet
+        .wait_converged(Duration::from_secs(60), None)
+        .await
+        .expect("every proxy converged again");
+    // Config settles everywhere; then every proxy holds exactly what its replica serves.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mismatches = verify(&fleet, &servers(&c)).await.unwrap();
+    assert!(
+        mismatches.is_empty(),
+        "{:#?}",
+        &mismatches[..mismatches.len().min(10)]
+    );
+    // And what they hold includes the last change (service 3 has 5 endpoints now).
+    let held = fleet.proxies[0].held.lock().clone();
+    assert!(
+        held.get(shoal_api::ResourceType::Endpoint)
+            .contains_key(format!("outbound|80||{}", spec.host(3)).as_str())
+    );
+    assert!(c.double_serving().is_empty());
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_replica_takes_its_share_gradually() {
+    let dir = mesh_dir();
+    let mut c = Cluster::start(3, dir.path(), Net::Loopback, &["--migration-rate", "64"])
+        .await
+        .unwrap();
+    let id = c.add_replica().unwrap();
+    let through = c.replicas[0].raft.to_string();
+    c.spawn(id, Some(&through)).unwrap();
+    c.wait_ready(id).await.unwrap();
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    loop {
+        let owned = c.shardz(1).await.unwrap()["owned"][id.to_string()]
+            .as_u64()
+            .unwrap_or(0);
+        samples.push(owned);
+        if owned >= 256 || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = started.elapsed();
+    assert_eq!(samples.last(), Some(&256), "{samples:?}");
+    let steps: BTreeSet<u64> = samples
+        .iter()
+        .copied()
+        .filter(|n| *n > 0 && *n < 256)
+        .collect();
+    assert!(steps.len() >= 3, "moved in big jumps: {samples:?}");
+    let max_step = samples
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        max_step <= 100,
+        "a burst of {max_step} shards at once: {samples:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "256 shards at 64/s took only {took:?}"
+    );
+    c.wait_settled(Duration::from_secs(30)).await.unwrap();
+    assert!(c.double_serving().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_restarts_with_the_same_shard_map() {
+    let dir = mesh_dir();
+    let mut c = Cluster::start(3, dir.path(), Net::Loopback, &[])
+        .await
+        .unwrap();
+    let before = c.owners(1).await.unwrap();
+    assert_eq!(before.len(), 1024);
+    for id in 1..=3 {
+        c.stop(id);
+    }
+    for id in 1..=3 {
+        c.spawn(id, None).unwrap();
+    }
+    for id in 1..=3 {
+        c.wait_ready(id).await.unwrap();
+    }
+    c.wait_settled(Duration::from_secs(60)).await.unwrap();
+    for id in 1..=3 {
+        assert_eq!(
+            c.owners(id).await.unwrap(),
+            before,
+            "replica {id}'s shard map after the restart"
+        );
+    }
+    assert!(c.double_serving().is_empty());
+}
