@@ -150,6 +150,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, shutting down"),
         _ = terminate() => tracing::info!("terminated, shutting down"),
     }
+    // A replica hands its shards over before it goes.
+    if let Some(node) = &node {
+        node.leave().await;
+    }
     let _ = stop_tx.send(true);
     source_task.abort();
     upkeep.abort();

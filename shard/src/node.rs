@@ -148,6 +148,8 @@ pub struct ShardNode {
     /// Shards being drained before their release, with when to release them.
     draining: Mutex<BTreeMap<u32, Instant>>,
     poke: Notify,
+    /// Set when the replica is shutting down: it serves nothing from then on.
+    leaving: std::sync::atomic::AtomicBool,
     log: Mutex<Option<std::fs::File>>,
 }
 
@@ -216,6 +218,7 @@ impl ShardNode {
             lease_until: Mutex::new(None),
             draining: Mutex::new(BTreeMap::new()),
             poke: Notify::new(),
+            leaving: std::sync::atomic::AtomicBool::new(false),
             log: Mutex::new(log),
             cfg,
         });
@@ -274,6 +277,25 @@ impl ShardNode {
         }
     }
 
+    /// Leaves gracefully: stop serving everything at once (streams drain to other
+    /// replicas), then tell the group, so the shards move now instead of after
+    /// `down_after`. The replica gets its share back when it returns.
+    pub async fn leave(&self) {
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.poke.notify_one();
+        tokio::time::sleep(self.cfg.drain).await;
+        match self
+            .write(Command::Down { node: self.cfg.id }, Duration::from_secs(2))
+            .await
+        {
+            Ok(_) => tracing::info!("left the shard group"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not announce leaving; the leader will notice")
+            }
+        }
+    }
+
     fn lease_valid(&self) -> bool {
         self.lease_until.lock().is_some_and(|t| Instant::now() < t)
     }
@@ -289,8 +311,9 @@ impl ShardNode {
             let m = metrics.borrow().clone();
             let draining = self.draining.lock().clone();
             let me = self.cfg.id;
+            let leaving = self.leaving.load(std::sync::atomic::Ordering::Acquire);
             let serving: Vec<bool> = (0..st.shard_count())
-                .map(|s| lease && st.owns(me, s) && !draining.contains_key(&s))
+                .map(|s| !leaving && lease && st.owns(me, s) && !draining.contains_key(&s))
                 .collect();
             let before = self.view.borrow().clone();
             self.record(&before.serving, &serving, &st);
@@ -366,12 +389,31 @@ impl ShardNode {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            // A leaving replica stays down: no heartbeat would bring it back before it goes.
+            if self.leaving.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
             let sent = Instant::now();
             let cmd = Command::Heartbeat {
                 node: self.cfg.id,
                 addrs: self.cfg.addrs.clone(),
             };
-            match self.write(cmd, self.cfg.lease / 2).await {
+            let committed = match self.write(cmd, self.cfg.lease / 2).await {
+                Ok(r) => r.index,
+                Err(e) => {
+                    tracing::debug!(error = %e, "heartbeat not committed");
+                    continue;
+                }
+            };
+            // The lease only counts once this replica's own shard map is as new as the
+            // heartbeat: a replica rejoining after a partition must not serve from the
+            // stale map it had before (the group may have moved its shards meanwhile).
+            let caught_up = self
+                .raft
+                .wait(Some(self.cfg.lease / 2))
+                .applied_index_at_least(Some(committed), "heartbeat applied")
+                .await;
+            match caught_up {
                 Ok(_) => {
                     let mut l = self.lease_until.lock();
                     let until = sent + self.cfg.lease;
@@ -381,7 +423,7 @@ impl ShardNode {
                     drop(l);
                     self.poke.notify_one();
                 }
-                Err(e) => tracing::debug!(error = %e, "heartbeat not committed"),
+                Err(e) => tracing::debug!(error = %e, "heartbeat not applied in time"),
             }
         }
     }

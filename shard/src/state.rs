@@ -116,7 +116,7 @@ impl ShardState {
             }
         }
         self.migrations += u64::from(changed);
-        Response { changed }
+        Response { changed, index: 0 }
     }
 
     /// Whether `node` owns `shard` outright (no handover in progress).

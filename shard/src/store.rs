@@ -541,7 +541,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut responses = Vec::new();
         for entry in entries {
             self.last_applied = Some(entry.log_id);
-            let response = match entry.payload {
+            let mut response = match entry.payload {
                 EntryPayload::Blank => Response::default(),
                 EntryPayload::Normal(cmd) => Arc::make_mut(&mut self.state).apply(&cmd),
                 EntryPayload::Membership(membership) => {
@@ -549,6 +549,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     Response::default()
                 }
             };
+            response.index = entry.log_id.index;
             responses.push(response);
         }
         if !responses.is_empty() {

@@ -48,6 +48,10 @@ pub enum Command {
 pub struct Response {
     /// Shards whose ownership changed.
     pub changed: u32,
+    /// Log index the command was committed at: a replica acts on its own write only
+    /// once its state machine has applied this far.
+    #[serde(default)]
+    pub index: u64,
 }
 
 openraft::declare_raft_types!(

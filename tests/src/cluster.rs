@@ -406,6 +406,27 @@ impl Cluster {
         .await
     }
 
+    /// Waits until the running replicas own an even share each and serve all of it: the
+    /// planner has nothing left to move.
+    pub async fn wait_balanced(&self, timeout: Duration) -> anyhow::Result<()> {
+        let ids = self.running();
+        eventually(timeout, "shards evenly spread and served", || async {
+            let z = self.shardz(*ids.first()?).await.ok()?;
+            let owned = z["owned"].as_object()?;
+            let total: u64 = owned.values().filter_map(serde_json::Value::as_u64).sum();
+            let share = total / ids.len() as u64;
+            let even = ids.iter().all(|id| {
+                owned
+                    .get(&id.to_string())
+                    .and_then(serde_json::Value::as_u64)
+                    .is_some_and(|n| n == share || n == share + 1)
+            });
+            even.then_some(())
+        })
+        .await?;
+        self.wait_settled(timeout).await
+    }
+
     /// Cuts a replica off the network (namespaces only), or reconnects it.
     pub fn link(&self, id: u64, up: bool) -> anyhow::Result<()> {
         self.net
