@@ -278,3 +278,115 @@ async fn the_group_restarts_with_the_same_shard_map() {
     }
     assert!(c.double_serving().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_router_keeps_proxies_connected_through_a_crash() {
+    let dir = mesh_dir();
+    let mut c = Cluster::start(3, dir.path(), Net::Loopback, &["--debounce", "20ms"])
+        .await
+        .unwrap();
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", shoal_tests::free_port("127.0.0.1"))
+        .parse()
+        .unwrap();
+    let admin = format!("127.0.0.1:{}", shoal_tests::free_port("127.0.0.1"));
+    let peers = c
+        .replicas
+        .iter()
+        .map(|r| r.raft.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut cmd = std::process::Command::new(env::shoal_bin());
+    cmd.args([
+        "router",
+        "--listen",
+        &listen.to_string(),
+        "--admin-addr",
+        &admin,
+    ])
+    .args(["--peers", &peers])
+    .env("RUST_LOG", "info");
+    let _router = shoal_tests::proc::Proc::spawn("router", &mut cmd).unwrap();
+    let spec = FleetSpec {
+        xds: vec![listen],
+        proxies: 300,
+        kind: Kind::Sidecar,
+        connections: 0,
+        namespaces: (0..4).map(|n| format!("ns-{n}")).collect(),
+        grpc_targets: Vec::new(),
+    };
+    let fleet = Fleet::new(&spec).unwrap();
+    eventually(Duration::from_secs(20), "the router to listen", || async {
+        tokio::net::TcpStream::connect(listen).await.ok()
+    })
+    .await
+    .unwrap();
+    fleet.start(false, 0.0, None).await;
+    fleet
+        .wait_converged(Duration::from_secs(60), None)
+        .await
+        .expect("fleet converged through the router");
+    let stats = &fleet.ctx.stats;
+    let errors_before = stats.errors.load(std::sync::atomic::Ordering::Relaxed);
+    let bytes_before = stats.bytes.load(std::sync::atomic::Ordering::Relaxed);
+
+    // Every replica serves some of the fleet, all of it through the router.
+    let victim = c.leader().await.unwrap();
+    c.kill(victim);
+    let survivors: Vec<u64> = c.running();
+    c.wait_settled_among(&survivors, Duration::from_secs(60))
+        .await
+        .unwrap();
+    // A change after the crash reaches every proxy: their streams were re-established
+    // to the new owners.
+    let m = mesh();
+    let name = format!("outbound|80||{}", m.host(0));
+    let version = |p: &shoal_loadtest::proxy::Proxy| {
+        p.held
+            .lock()
+            .get(shoal_api::ResourceType::Endpoint)
+            .get(name.as_str())
+            .cloned()
+    };
+    let before = version(&fleet.proxies[0]).expect("endpoints held");
+    shoal_loadtest::mesh::write_atomic(&m.path(dir.path(), 0), &m.service_yaml(0, 4, (90, 10)))
+        .unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "every proxy to hold the change",
+        || async {
+            fleet
+                .proxies
+                .iter()
+                .all(|p| version(p).is_some_and(|v| v != before))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    fleet
+        .wait_converged(Duration::from_secs(60), None)
+        .await
+        .expect("every proxy converged again");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let servers: Vec<Server> = c
+        .replicas
+        .iter()
+        .filter(|r| survivors.contains(&r.id))
+        .map(|r| Server::attach(r.xds, r.admin, None, c.config_dir.clone()))
+        .collect();
+    let mismatches = verify(&fleet, &servers).await.unwrap();
+    assert!(
+        mismatches.is_empty(),
+        "{:#?}",
+        &mismatches[..mismatches.len().min(10)]
+    );
+    // The router hid the crash: no proxy saw its stream break.
+    let broken = stats.errors.load(std::sync::atomic::Ordering::Relaxed) - errors_before;
+    let resent = stats.bytes.load(std::sync::atomic::Ordering::Relaxed) - bytes_before;
+    eprintln!(
+        "replica {victim} killed: {broken} proxy streams broke, {resent} bytes after the crash"
+    );
+    assert_eq!(broken, 0, "{:?}", fleet.errors());
+    assert_eq!(stats.nacks.load(std::sync::atomic::Ordering::Relaxed), 0);
+    fleet.stop().await;
+}
