@@ -88,6 +88,14 @@ pub fn table(r: &Results) -> String {
         }
         rows.push(("churn: write → proxy update".into(), pct(&ch.latency)));
         rows.push(("churn: write → last proxy".into(), pct(&ch.last)));
+        if let (Some(d), Some(f)) = (&ch.direct, &ch.forwarded) {
+            rows.push(("churn: served directly".into(), pct(d)));
+            rows.push(("churn: forwarded to the owner".into(), pct(f)));
+            rows.push((
+                "forwarding overhead (p50, p99)".into(),
+                format!("×{:.2}, ×{:.2}", f.p50_ms / d.p50_ms, f.p99_ms / d.p99_ms),
+            ));
+        }
         rows.push((
             "churn: per change".into(),
             format!(
@@ -120,8 +128,8 @@ pub fn table(r: &Results) -> String {
         rows.push((
             format!("failover (killed replica {}{})", f.killed, if f.was_leader { ", the leader" } else { "" }),
             format!(
-                "{} streams broke; all {} proxies served and converged {:.2} s after the kill; {} resent ({:.1} % of the initial push)",
-                f.disconnected, f.converged, f.seconds, mib(f.bytes_resent), f.resent_ratio * 100.0
+                "{} streams broke; all {} proxies served and converged {:.2} s after the kill (marked down at {:.2} s, every shard served at {:.2} s); {} resent ({:.1} % of the initial push)",
+                f.disconnected, f.converged, f.seconds, f.detected_seconds, f.served_seconds, mib(f.bytes_resent), f.resent_ratio * 100.0
             ),
         ));
     }

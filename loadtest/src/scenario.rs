@@ -142,6 +142,10 @@ pub struct ChurnResult {
     pub last: Percentiles,
     pub bytes_per_change: f64,
     pub messages_per_change: f64,
+    /// With replicas: latency of proxies served by the replica they connected to, and of
+    /// proxies whose stream that replica forwards to the owner.
+    pub direct: Option<Percentiles>,
+    pub forwarded: Option<Percentiles>,
     #[serde(skip)]
     pub cdf: Vec<f64>,
 }
@@ -166,6 +170,10 @@ pub struct FailoverResult {
     pub disconnected: usize,
     /// From the kill until every proxy is served and converged again.
     pub seconds: f64,
+    /// From the kill until the survivors marked the victim down, and until every shard
+    /// was served again.
+    pub detected_seconds: f64,
+    pub served_seconds: f64,
     pub converged: usize,
     pub bytes_resent: u64,
     pub resent_ratio: f64,
@@ -302,7 +310,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Results> {
         results.mismatches = verify(&fleet, &servers).await?;
     }
     if all_converged && matches!(opts.scenario, Scenario::Churn | Scenario::All) {
-        results.churn = Some(churn(opts, &fleet, server).await?);
+        results.churn = Some(churn(opts, &fleet, &servers).await?);
         if opts.verify {
             results.mismatches.extend(verify(&fleet, &servers).await?);
         }
@@ -546,7 +554,37 @@ fn plan_change(
     }
 }
 
-async fn churn(opts: &Options, fleet: &Fleet, server: &Server) -> anyhow::Result<ChurnResult> {
+/// Proxies whose stream is served by the replica they connected to (with one server: all).
+async fn direct_proxies(fleet: &Fleet, servers: &[Server]) -> HashSet<usize> {
+    if servers.len() < 2 {
+        return (0..fleet.proxies.len()).collect();
+    }
+    let mut owner: HashMap<String, usize> = HashMap::new();
+    for (i, s) in servers.iter().enumerate() {
+        let Ok(body) = crate::server::get(s.admin, "/debug/syncz").await else {
+            continue;
+        };
+        if let Ok(serde_json::Value::Array(list)) = serde_json::from_str(&body) {
+            for r in list {
+                if let Some(id) = r["node_id"].as_str() {
+                    owner.insert(id.to_string(), i);
+                }
+            }
+        }
+    }
+    let channels = fleet.ctx.channels.len();
+    fleet
+        .proxies
+        .iter()
+        .filter(|p| owner.get(&p.id) == Some(&((p.index % channels) % servers.len())))
+        .map(|p| p.index)
+        .collect()
+}
+
+async fn churn(opts: &Options, fleet: &Fleet, servers: &[Server]) -> anyhow::Result<ChurnResult> {
+    let server = &servers[0];
+    let direct = direct_proxies(fleet, servers).await;
+    let (mut direct_lat, mut forwarded_lat) = (Vec::new(), Vec::new());
     let pb = bar(opts.progress, opts.changes, "churn");
     let stats = &fleet.ctx.stats;
     let mut changes = Vec::new();
@@ -608,6 +646,14 @@ async fn churn(opts: &Options, fleet: &Fleet, server: &Server) -> anyhow::Result
             .map(|at| at.saturating_duration_since(t0).as_secs_f64())
             .collect();
         all.extend(lat.iter().copied());
+        for (proxy, at) in &first_at {
+            let l = at.saturating_duration_since(t0).as_secs_f64();
+            if direct.contains(proxy) {
+                direct_lat.push(l);
+            } else {
+                forwarded_lat.push(l);
+            }
+        }
         let p = Percentiles::of(lat);
         changes.push(ChangeResult {
             change: change.label,
@@ -644,6 +690,8 @@ async fn churn(opts: &Options, fleet: &Fleet, server: &Server) -> anyhow::Result
         last: Percentiles::of(changes.iter().map(|c| c.last_ms / 1000.0).collect()),
         bytes_per_change: changes.iter().map(|c| c.bytes as f64).sum::<f64>() / n,
         messages_per_change: changes.iter().map(|c| c.messages as f64).sum::<f64>() / n,
+        direct: (servers.len() > 1).then(|| Percentiles::of(direct_lat)),
+        forwarded: (servers.len() > 1).then(|| Percentiles::of(forwarded_lat)),
         changes,
         cdf: {
             let mut a = all;
@@ -710,21 +758,31 @@ async fn failover(
     let disconnected = (stats.errors.load(Ordering::Relaxed) - e0) as usize;
     let pb = bar(opts.progress, opts.proxies, "failover");
     *fleet.started.lock() = Some(t0);
-    let outcome = fleet.wait_converged(opts.timeout, pb.as_ref()).await;
+    // Converged proxies may still be on a forwarded stream waiting for the shard to move:
+    // watch, meanwhile, for the victim marked down and every shard served again.
+    let alive: Vec<&Server> = servers.iter().filter(|s| s.is_running()).collect();
+    let deadline = Instant::now() + opts.timeout;
+    let watch_shards = async {
+        let mut detected_at = None;
+        loop {
+            if detected_at.is_none() && crate::server::marked_down(&alive, victim as u64).await {
+                detected_at = Some(Instant::now());
+            }
+            let (serving, shards) = crate::server::served(&alive).await;
+            if detected_at.is_some() && shards > 0 && serving == shards || Instant::now() > deadline
+            {
+                return (detected_at.unwrap_or_else(Instant::now), Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (outcome, (detected_at, served_at)) = tokio::join!(
+        fleet.wait_converged(opts.timeout, pb.as_ref()),
+        watch_shards
+    );
     if let Some(pb) = &pb {
         pb.finish_and_clear();
     }
-    // Converged proxies may still be on a forwarded stream waiting for the shard to move:
-    // wait until every shard is served again by the survivors.
-    let alive: Vec<&Server> = servers.iter().filter(|s| s.is_running()).collect();
-    let deadline = Instant::now() + opts.timeout;
-    let served_at = loop {
-        let (serving, shards) = crate::server::served(&alive).await;
-        if shards > 0 && serving == shards || Instant::now() > deadline {
-            break Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
     let converged_at = outcome.map(|d| t0 + d).unwrap_or_else(|_| Instant::now());
     let _ = fleet.wait_converged(opts.timeout, None).await;
     let bytes = stats.bytes.load(Ordering::Relaxed) - b0;
@@ -736,6 +794,8 @@ async fn failover(
             .max(served_at)
             .saturating_duration_since(t0)
             .as_secs_f64(),
+        detected_seconds: detected_at.saturating_duration_since(t0).as_secs_f64(),
+        served_seconds: served_at.saturating_duration_since(t0).as_secs_f64(),
         converged: fleet.converged(),
         bytes_resent: bytes,
         resent_ratio: if full_bytes > 0 {

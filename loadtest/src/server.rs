@@ -272,3 +272,16 @@ pub async fn served(servers: &[&Server]) -> (u64, u64) {
     }
     (serving, shards)
 }
+
+/// Whether one of these replicas reports `id` as not alive in its shard map.
+pub async fn marked_down(servers: &[&Server], id: u64) -> bool {
+    for s in servers {
+        if let Ok(body) = get(s.admin, "/debug/shardz").await
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
+            && v["members"][id.to_string()]["alive"] == serde_json::Value::Bool(false)
+        {
+            return true;
+        }
+    }
+    false
+}

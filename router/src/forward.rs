@@ -55,6 +55,37 @@ async fn owner(
     }
 }
 
+/// Sleeps for `backoff`, or less if the shard's owner changes away from `addr` meanwhile
+/// (a dead owner's shards moved: go to the new one at once, not after the backoff).
+async fn back_off(
+    view: &mut watch::Receiver<Arc<Ownership>>,
+    shard: u32,
+    self_addr: Option<&str>,
+    addr: &str,
+    backoff: Duration,
+) {
+    let moved = async {
+        loop {
+            if view.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            let route = view.borrow().route(shard);
+            let now = match route {
+                Route::Peer(_, node) => Some(node.xds_addr),
+                Route::Local => self_addr.map(str::to_string),
+                Route::Unavailable => None,
+            };
+            if now.is_some_and(|a| a != addr) {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(backoff) => {}
+        _ = moved => {}
+    }
+}
+
 pub struct Forward<B> {
     pub path: http::uri::PathAndQuery,
     pub delta: bool,
@@ -150,7 +181,7 @@ where
             let mut downstream = match upstream.await {
                 Ok(r) => r.into_inner(),
                 Err(s) if retryable(&s) => {
-                    tokio::time::sleep(backoff).await;
+                    back_off(&mut view, shard, self_addr.as_deref(), &addr, backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }
@@ -195,7 +226,7 @@ where
                     _ = tx.closed() => return,
                 }
             }
-            tokio::time::sleep(backoff).await;
+            back_off(&mut view, shard, self_addr.as_deref(), &addr, backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }

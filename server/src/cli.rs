@@ -63,7 +63,7 @@ pub struct ClusterArgs {
     #[arg(long, default_value = "3s", value_parser = duration)]
     pub lease: Duration,
     /// Silence after which the leader gives a replica's shards away.
-    #[arg(long, default_value = "5s", value_parser = duration)]
+    #[arg(long, default_value = "4s", value_parser = duration)]
     pub down_after: Duration,
     /// Streams of a shard that moves away are closed within this (random) delay.
     #[arg(long, default_value = "500ms", value_parser = duration)]

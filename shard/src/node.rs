@@ -57,7 +57,7 @@ impl ShardConfig {
             shard_count: 1024,
             heartbeat: Duration::from_millis(500),
             lease: Duration::from_secs(3),
-            down_after: Duration::from_secs(5),
+            down_after: Duration::from_secs(4),
             migration_rate: 100.0,
             drain: Duration::from_millis(500),
         }
