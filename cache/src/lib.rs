@@ -22,6 +22,6 @@ pub mod status;
 pub mod subscription;
 pub mod view;
 
-pub use service::{AdsConfig, AdsServer, Resolved, ViewSource};
+pub use service::{AdsConfig, AdsServer, Resolved, StreamContext, ViewSource};
 pub use snapshot::{Patch, Resources, Snapshot, Trigger};
 pub use view::{Registry, View};

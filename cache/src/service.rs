@@ -29,13 +29,27 @@ use crate::view::View;
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub view: Arc<View>,
+    /// The secrets (SDS) of the identity the stream authenticated as: `Secret` requests are
+    /// answered from this view only, so a proxy never sees another identity's key. `None`:
+    /// the stream gets no secrets.
+    pub secrets: Option<Arc<View>>,
+}
+
+/// What the transport knows about a stream's caller: request headers (an
+/// `authorization` bearer token) and extensions (the TLS peer's certificates, inserted by
+/// the server's acceptor). Opaque to the cache; the [`ViewSource`] authenticates.
+#[derive(Debug, Clone, Default)]
+pub struct StreamContext {
+    pub headers: http::HeaderMap,
+    pub extensions: http::Extensions,
 }
 
 /// Maps proxies to views. Implemented by the server, which owns translation.
 pub trait ViewSource: Send + Sync + 'static {
     /// The view for the proxy a node describes, built if needed. May take a while (a new
-    /// view is translated); it runs on a blocking thread.
-    fn resolve(&self, node: Option<&Node>) -> Result<Resolved, Status>;
+    /// view is translated); it runs on a blocking thread. `caller` is who opened the
+    /// stream; a source may refuse a node that does not match it.
+    fn resolve(&self, node: Option<&Node>, caller: &StreamContext) -> Result<Resolved, Status>;
 
     /// Changes whenever proxies may have to move to another view (config that decides
     /// views changed).
@@ -186,9 +200,10 @@ impl Drop for StreamGuard {
 async fn resolve<S: ViewSource>(
     shared: &Arc<Shared<S>>,
     node: Option<Node>,
+    caller: Arc<StreamContext>,
 ) -> Result<Resolved, Status> {
     let source = shared.source.clone();
-    tokio::task::spawn_blocking(move || source.resolve(node.as_ref()))
+    tokio::task::spawn_blocking(move || source.resolve(node.as_ref(), &caller))
         .await
         .map_err(|e| Status::internal(format!("resolving the proxy's view failed: {e}")))?
 }
@@ -243,8 +258,12 @@ async fn refuse_malformed(tx: &Tx, status: Status) {
     }
 }
 
-async fn drive<T, S, B>(shared: Arc<Shared<S>>, mut requests: Frames<B>, tx: Tx)
-where
+async fn drive<T, S, B>(
+    shared: Arc<Shared<S>>,
+    mut requests: Frames<B>,
+    tx: Tx,
+    caller: Arc<StreamContext>,
+) where
     T: Session,
     S: ViewSource,
     B: http_body::Body + Send + 'static,
@@ -259,7 +278,7 @@ where
     counter!(m::STREAMS_OPENED, "protocol" => T::PROTOCOL).increment(1);
     let node = T::node(&first).cloned();
     let node_id = node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
-    let resolved = match Box::pin(resolve(&shared, node.clone())).await {
+    let resolved = match Box::pin(resolve(&shared, node.clone(), caller.clone())).await {
         Ok(r) => r,
         Err(status) => {
             counter!(m::REJECTED_REQUESTS, "reason" => "node").increment(1);
@@ -275,6 +294,15 @@ where
         id: status.stream,
         protocol: T::PROTOCOL,
     };
+    // The secrets session first: the main one then sets the stream's reported view.
+    let mut secrets = resolved.secrets.as_ref().map(|v| {
+        T::new(
+            v,
+            shared.interner.clone(),
+            shared.config.limits,
+            status.clone(),
+        )
+    });
     let mut session = T::new(
         &resolved.view,
         shared.interner.clone(),
@@ -282,13 +310,19 @@ where
         status,
     );
     let mut view_rx = session.view().subscribe();
+    let mut secrets_rx = secrets.as_ref().map(|s| s.view().subscribe());
     let mut epoch_rx = shared.source.epoch();
     epoch_rx.mark_unchanged();
     let mut invalid = 0u32;
     let mut next = Some(first);
     loop {
         if let Some(req) = next.take() {
-            match session.on_request(req) {
+            // Secret requests go to the identity's own secrets, never to the shared view.
+            let target = match secrets.as_mut() {
+                Some(s) if T::type_url(&req) == shoal_api::type_url::SECRET => s,
+                _ => &mut session,
+            };
+            match target.on_request(req) {
                 Ok(reply) => record_reply(reply, T::PROTOCOL),
                 Err(SessionError::UnknownType(t)) => {
                     counter!(m::REJECTED_REQUESTS, "reason" => "unknown_type").increment(1);
@@ -313,9 +347,23 @@ where
             }
         }
         view_rx.mark_unchanged();
+        if let Some(rx) = secrets_rx.as_mut() {
+            rx.mark_unchanged();
+        }
+        if let Some(s) = secrets.as_mut()
+            && !Box::pin(push(&shared, s, &tx)).await
+        {
+            return;
+        }
         if !Box::pin(push(&shared, &mut session, &tx)).await {
             return;
         }
+        let secrets_changed = async {
+            match secrets_rx.as_mut() {
+                Some(rx) => rx.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             msg = requests.decode::<T::Req>() => match msg {
                 Ok(Some(req)) => next = Some(req),
@@ -330,16 +378,28 @@ where
                     return;
                 }
             }
+            changed = secrets_changed => {
+                if changed.is_err() {
+                    return;
+                }
+            }
             changed = epoch_rx.changed() => {
                 if changed.is_err() {
                     continue;
                 }
-                match Box::pin(resolve(&shared, node.clone())).await {
-                    Ok(r) if r.view.id != session.view().id => {
-                        session.switch_view(&r.view);
-                        view_rx = session.view().subscribe();
+                match Box::pin(resolve(&shared, node.clone(), caller.clone())).await {
+                    Ok(r) => {
+                        if r.view.id != session.view().id {
+                            session.switch_view(&r.view);
+                            view_rx = session.view().subscribe();
+                        }
+                        if let (Some(s), Some(v)) = (secrets.as_mut(), r.secrets.as_ref())
+                            && s.view().id != v.id
+                        {
+                            s.switch_view(v);
+                            secrets_rx = Some(s.view().subscribe());
+                        }
                     }
-                    Ok(_) => {}
                     Err(status) => {
                         let _ = tx.send(Err(status)).await;
                         return;
@@ -413,9 +473,14 @@ where
     {
         return Status::unimplemented("compressed requests are not supported").into_http();
     }
-    let requests = Frames::new(req.into_body(), shared.config.max_message_size);
+    let (parts, body) = req.into_parts();
+    let caller = Arc::new(StreamContext {
+        headers: parts.headers,
+        extensions: parts.extensions,
+    });
+    let requests = Frames::new(body, shared.config.max_message_size);
     let (tx, rx) = mpsc::channel(shared.config.stream_buffer.max(1));
-    tokio::spawn(drive::<T, S, B>(shared, requests, tx));
+    tokio::spawn(drive::<T, S, B>(shared, requests, tx, caller));
     let mut resp = http::Response::new(Body::new(MessageBody::new(rx)));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,

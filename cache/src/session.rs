@@ -173,6 +173,8 @@ pub trait Session: Send + Sized + 'static {
     const PROTOCOL: &'static str;
     /// The node a request carries (the first request of a stream must).
     fn node(req: &Self::Req) -> Option<&Node>;
+    /// The type URL a request is about.
+    fn type_url(req: &Self::Req) -> &str;
     fn new(
         view: &Arc<View>,
         interner: Arc<Interner>,
@@ -195,6 +197,10 @@ impl Session for DeltaSession {
 
     fn node(req: &Self::Req) -> Option<&Node> {
         req.node.as_ref()
+    }
+
+    fn type_url(req: &Self::Req) -> &str {
+        &req.type_url
     }
 
     fn new(
@@ -475,6 +481,10 @@ impl Session for SotwSession {
 
     fn node(req: &Self::Req) -> Option<&Node> {
         req.node.as_ref()
+    }
+
+    fn type_url(req: &Self::Req) -> &str {
+        &req.type_url
     }
 
     fn new(

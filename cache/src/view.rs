@@ -174,6 +174,11 @@ impl View {
         self.streams.load(Ordering::Relaxed)
     }
 
+    /// Whether no stream has used the view for at least `d`.
+    pub fn is_idle_for(&self, d: Duration) -> bool {
+        self.stream_count() == 0 && self.idle_for().is_some_and(|i| i >= d)
+    }
+
     fn idle_for(&self) -> Option<Duration> {
         self.idle_since.lock().map(|t| t.elapsed())
     }

@@ -78,6 +78,11 @@ impl Server {
             .arg(xds.to_string())
             .arg("--admin-addr")
             .arg(admin.to_string())
+            // The TLS port on a port of its own; replicas started together share one CA.
+            .arg("--xds-tls-addr")
+            .arg(format!("127.0.0.1:{}", free_port()?))
+            .arg("--ca-dir")
+            .arg(log.parent().unwrap_or(Path::new(".")).join("ca"))
             .args(extra)
             .env(
                 "RUST_LOG",

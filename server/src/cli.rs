@@ -139,6 +139,41 @@ pub struct ServeArgs {
     pub root_namespace: String,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// Workload identity: the CA, the TLS xDS port, and who may call them.
+#[derive(Debug, Clone, Args)]
+pub struct SecurityArgs {
+    /// The TLS xDS port (ADS and Istio's CSR API), with a certificate from shoal's CA.
+    #[arg(long, default_value = "127.0.0.1:15012", env = "SHOAL_XDS_TLS_ADDR")]
+    pub xds_tls_addr: SocketAddr,
+    /// Run without a CA and without the TLS port (plaintext xDS only, no secrets).
+    #[arg(long)]
+    pub no_ca: bool,
+    /// The CA's directory: Istio's `cacerts` layout (ca-cert.pem, ca-key.pem,
+    /// root-cert.pem, cert-chain.pem) to plug in a CA, else a root shoal generates there on
+    /// first start. Every replica must point at the same CA. Default: DATA_DIR/ca.
+    #[arg(long)]
+    pub ca_dir: Option<PathBuf>,
+    /// Trust domain of workload identities (spiffe://TRUST_DOMAIN/ns/NS/sa/SA).
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// Lifetime of workload certificates pushed over SDS (renewed at half of it).
+    #[arg(long, default_value = "24h", value_parser = duration)]
+    pub workload_cert_ttl: Duration,
+    /// A service-account token issuer: `ISSUER=FILE`, FILE a JWKS document or PEM public
+    /// keys (repeatable). Tokens must carry the audience `istio-ca`.
+    #[arg(long)]
+    pub jwt_issuer: Vec<String>,
+    /// DNS names in the serving certificate of the TLS port.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "localhost,istiod.istio-system.svc,shoal"
+    )]
+    pub tls_names: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,9 @@ use metrics::{counter, gauge, histogram};
 use parking_lot::Mutex;
 use shoal_api::pb::envoy::config::core::v3::Node;
 use shoal_cache::snapshot::Patch;
-use shoal_cache::{Registry, Resolved, Resources, Snapshot, Trigger, View, ViewSource};
+use shoal_cache::{
+    Registry, Resolved, Resources, Snapshot, StreamContext, Trigger, View, ViewSource,
+};
 use shoal_config::source::SourceUpdate;
 use shoal_config::{ChangeSet, ConfigSnapshot, ConfigStore, Issue, Kind, Labels};
 use shoal_translate::{
@@ -51,6 +53,8 @@ pub struct Pipeline {
     ready: AtomicBool,
     issues: Mutex<Vec<Issue>>,
     config: Mutex<ConfigSnapshot>,
+    /// Workload identity (set once at start when the CA is enabled).
+    pub security: std::sync::OnceLock<Arc<crate::security::Security>>,
 }
 
 pub fn resources(out: ViewOutput) -> Resources {
@@ -73,6 +77,7 @@ impl Pipeline {
             ready: AtomicBool::new(false),
             issues: Mutex::new(Vec::new()),
             config: Mutex::new(ConfigSnapshot::default()),
+            security: std::sync::OnceLock::new(),
         })
     }
 
@@ -302,8 +307,23 @@ impl Pipeline {
 }
 
 impl ViewSource for Pipeline {
-    fn resolve(&self, node: Option<&Node>) -> Result<Resolved, Status> {
+    fn resolve(&self, node: Option<&Node>, caller: &StreamContext) -> Result<Resolved, Status> {
         let proxy = Proxy::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // An authenticated proxy sees only its own namespace's view and gets its own
+        // identity's secrets; an anonymous one (plaintext port) gets no secrets.
+        let mut secrets = None;
+        if let Some(security) = self.security.get() {
+            if let Some(c) = security.authenticate(caller)? {
+                if c.identity.namespace != proxy.namespace {
+                    return Err(Status::permission_denied(format!(
+                        "authenticated as {} but the node claims namespace {}",
+                        c.identity.spiffe_uri(),
+                        proxy.namespace
+                    )));
+                }
+                secrets = Some(security.secrets_for(&c.identity)?);
+            }
+        }
         if proxy.proxy_type == ProxyType::Ztunnel {
             return Err(Status::unimplemented(
                 "ztunnel workload discovery (WDS) is not served by this version of shoal",
@@ -340,7 +360,7 @@ impl ViewSource for Pipeline {
         };
         st.keys.insert(view.id.clone(), key);
         gauge!("shoal_views").set(self.registry.len() as f64);
-        Ok(Resolved { view })
+        Ok(Resolved { view, secrets })
     }
 
     fn epoch(&self) -> watch::Receiver<u64> {

@@ -88,6 +88,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // With --id: join the shard group before serving anyone.
     let node = crate::cluster::start_node(&args).await?;
+    let security = if args.security.no_ca {
+        None
+    } else {
+        Some(crate::security::start(&args, pipeline.clone()).await?)
+    };
     let admin = crate::admin::router(pipeline.clone(), ads.status(), metrics, node.clone());
     let admin_task = {
         let addr = args.admin_addr;
@@ -116,34 +121,55 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!(addr = %args.xds_addr, "xDS server listening");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let builder = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(args.keepalive_interval))
-        .http2_keepalive_timeout(Some(args.keepalive_timeout))
-        .tcp_nodelay(true);
+    let builder = || {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(args.keepalive_interval))
+            .http2_keepalive_timeout(Some(args.keepalive_timeout))
+            .tcp_nodelay(true)
+    };
+    // A replica's router serves what this replica owns and forwards the rest.
+    let router = node.as_ref().map(|node| {
+        shoal_router::Router::new(
+            Some(ads.service()),
+            node.ownership(),
+            crate::cluster::router_config(&args, node),
+        )
+    });
     let stop = shutdown_signal(stop_rx.clone());
-    let xds_task = match &node {
-        // A replica: the router serves what this replica owns and forwards the rest.
-        Some(node) => {
-            let router = shoal_router::Router::new(
-                Some(ads.service()),
-                node.ownership(),
-                crate::cluster::router_config(&args, node),
-            );
-            let mut builder = builder;
-            tokio::spawn(
-                builder
-                    .add_service(router)
-                    .serve_with_incoming_shutdown(incoming, stop),
-            )
+    let xds_task = match &router {
+        Some(router) => tokio::spawn(
+            builder()
+                .add_service(router.clone())
+                .serve_with_incoming_shutdown(incoming, stop),
+        ),
+        None => tokio::spawn(
+            builder()
+                .add_service(ads.service())
+                .serve_with_incoming_shutdown(incoming, stop),
+        ),
+    };
+    // The TLS port: the same ADS service (authenticated) and Istio's CSR API.
+    let tls_task = match &security {
+        Some(sec) => {
+            let listener = tokio::net::TcpListener::bind(args.security.xds_tls_addr)
+                .await
+                .with_context(|| {
+                    format!("binding xDS TLS address {}", args.security.xds_tls_addr)
+                })?;
+            tracing::info!(addr = %listener.local_addr()?, "xDS TLS server listening");
+            let incoming = crate::tls::incoming(listener, sec.tls.clone());
+            let stop = shutdown_signal(stop_rx.clone());
+            let mut b = builder();
+            let routes = match &router {
+                Some(router) => b.add_service(router.clone()),
+                None => b.add_service(ads.service()),
+            }
+            .add_service(sec.csr.clone());
+            Some(tokio::spawn(
+                routes.serve_with_incoming_shutdown(incoming, stop),
+            ))
         }
-        None => {
-            let mut builder = builder;
-            tokio::spawn(
-                builder
-                    .add_service(ads.service())
-                    .serve_with_incoming_shutdown(incoming, stop),
-            )
-        }
+        None => None,
     };
 
     tokio::select! {
@@ -159,6 +185,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     upkeep.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         let _ = xds_task.await;
+        if let Some(t) = tls_task {
+            let _ = t.await;
+        }
         let _ = admin_task.await;
     })
     .await;

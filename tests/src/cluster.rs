@@ -29,6 +29,8 @@ pub struct Replica {
     pub xds: SocketAddr,
     pub admin: SocketAddr,
     pub data_dir: PathBuf,
+    /// Port of the TLS xDS listener.
+    pub tls_port: u16,
     pub netns: Option<String>,
     pub proc: Option<Proc>,
     /// When it was last killed (wall clock ms), for checking the ownership logs.
@@ -203,6 +205,7 @@ impl Cluster {
                 xds,
                 admin,
                 data_dir: work.path().join(format!("replica-{}", i + 1)),
+                tls_port: if netns.is_some() { 7012 } else { free_port(ip) },
                 netns: netns.as_ref().map(|n| n.namespaces[i].clone()),
                 proc: None,
                 killed_at_ms: None,
@@ -243,6 +246,7 @@ impl Cluster {
         let peers = self.peers();
         let extra = self.extra.clone();
         let config_dir = self.config_dir.clone();
+        let ca_dir = self._work.path().join("ca");
         let r = &mut self.replicas[(id - 1) as usize];
         let bin = env::shoal_bin();
         let mut cmd = match &r.netns {
@@ -265,6 +269,10 @@ impl Cluster {
             .args(["--id", &id.to_string(), "--raft-addr", &r.raft.to_string()])
             .arg("--data-dir")
             .arg(&r.data_dir)
+            // Every replica signs with the same CA.
+            .arg("--ca-dir")
+            .arg(&ca_dir)
+            .args(["--xds-tls-addr", &format!("{}:{}", r.ip, r.tls_port)])
             .args(extra)
             .env(
                 "RUST_LOG",
@@ -295,6 +303,7 @@ impl Cluster {
             xds: p()?,
             admin: p()?,
             data_dir,
+            tls_port: free_port(ip),
             netns: None,
             proc: None,
             killed_at_ms: None,

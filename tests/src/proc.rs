@@ -97,8 +97,12 @@ pub async fn http_get(
 /// A running `shoal serve`.
 pub struct Shoal {
     pub xds: SocketAddr,
+    /// The TLS xDS port (ADS and the CSR API).
+    pub xds_tls: SocketAddr,
     pub admin: SocketAddr,
     pub proc: Proc,
+    /// Data dir (the CA lives in `ca/`), removed on drop.
+    pub data: tempfile::TempDir,
 }
 
 impl Shoal {
@@ -106,6 +110,8 @@ impl Shoal {
     pub async fn start(config_dir: &Path, extra: &[&str]) -> anyhow::Result<Shoal> {
         let xds: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse()?;
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse()?;
+        let xds_tls: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse()?;
+        let data = tempfile::tempdir()?;
         let mut cmd = Command::new(env::shoal_bin());
         cmd.arg("serve")
             .arg("--config-dir")
@@ -114,6 +120,10 @@ impl Shoal {
             .arg(xds.to_string())
             .arg("--admin-addr")
             .arg(admin.to_string())
+            .arg("--xds-tls-addr")
+            .arg(xds_tls.to_string())
+            .arg("--data-dir")
+            .arg(data.path())
             .args(extra)
             .env(
                 "RUST_LOG",
@@ -121,8 +131,10 @@ impl Shoal {
             );
         let mut shoal = Shoal {
             xds,
+            xds_tls,
             admin,
             proc: Proc::spawn("shoal", &mut cmd)?,
+            data,
         };
         eventually(Duration::from_secs(30), "shoal /ready", || {
             let admin = shoal.admin;
@@ -202,6 +214,23 @@ impl Envoy {
             }] },
             "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin.port() } } }
         });
+        let envoy = Envoy::start_bootstrap(bin, admin, bootstrap).await?;
+        eventually(Duration::from_secs(30), "envoy ready", || async {
+            http_get(admin, "/ready", &[])
+                .await
+                .ok()
+                .filter(|(s, _)| *s == 200)
+        })
+        .await?;
+        Ok(Some(envoy))
+    }
+
+    /// Starts Envoy with a whole bootstrap of the caller's (its admin on `admin`).
+    pub async fn start_bootstrap(
+        bin: std::path::PathBuf,
+        admin: SocketAddr,
+        bootstrap: serde_json::Value,
+    ) -> anyhow::Result<Envoy> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("bootstrap.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&bootstrap)?)?;
@@ -215,15 +244,17 @@ impl Envoy {
             .arg("1");
         let proc = Proc::spawn("envoy", &mut cmd)?;
         let envoy = Envoy { admin, proc };
+        // Up (ready or still initializing: a refused proxy never gets ready).
         eventually(Duration::from_secs(30), "envoy admin", || async {
             http_get(admin, "/ready", &[])
                 .await
                 .ok()
-                .filter(|(s, _)| *s == 200)
+                .filter(|(s, _)| *s == 200 || *s == 503)
         })
-        .await?;
+        .await
+        .with_context(|| envoy.proc.log())?;
         drop(dir);
-        Ok(Some(envoy))
+        Ok(envoy)
     }
 
     pub async fn config_dump(&self) -> anyhow::Result<serde_json::Value> {
