@@ -312,17 +312,17 @@ impl ViewSource for Pipeline {
         // An authenticated proxy sees only its own namespace's view and gets its own
         // identity's secrets; an anonymous one (plaintext port) gets no secrets.
         let mut secrets = None;
-        if let Some(security) = self.security.get() {
-            if let Some(c) = security.authenticate(caller)? {
-                if c.identity.namespace != proxy.namespace {
-                    return Err(Status::permission_denied(format!(
-                        "authenticated as {} but the node claims namespace {}",
-                        c.identity.spiffe_uri(),
-                        proxy.namespace
-                    )));
-                }
-                secrets = Some(security.secrets_for(&c.identity)?);
+        if let Some(security) = self.security.get()
+            && let Some(c) = security.authenticate(caller)?
+        {
+            if c.identity.namespace != proxy.namespace {
+                return Err(Status::permission_denied(format!(
+                    "authenticated as {} but the node claims namespace {}",
+                    c.identity.spiffe_uri(),
+                    proxy.namespace
+                )));
             }
+            secrets = Some(security.secrets_for(&c.identity)?);
         }
         if proxy.proxy_type == ProxyType::Ztunnel {
             return Err(Status::unimplemented(
