@@ -109,6 +109,30 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Issue> {
         }
     }
 
+    // At most one namespace-wide PeerAuthentication per namespace: Istio takes the oldest;
+    // shoal, which has no creation times, the first by name.
+    let mut wide_pa: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (key, e) in snapshot.of_kind(Kind::PeerAuthentication) {
+        if let Object::PeerAuthentication(pa) = e.object.as_ref()
+            && crate::istio::selector_labels(pa.spec.selector.as_ref()).is_none()
+        {
+            wide_pa.entry(&key.namespace).or_default().push(&key.name);
+        }
+    }
+    for (ns, names) in wide_pa {
+        for (key, e) in snapshot.of_kind_in(Kind::PeerAuthentication, ns) {
+            if names.len() > 1 && names[1..].contains(&key.name.as_ref()) {
+                issues.push(
+                    Issue::warning(
+                        "spec.selector",
+                        format!("namespace {ns} already has a PeerAuthentication without selector ({}); this one is ignored", names[0]),
+                    )
+                    .at(Some(&e.origin), Some(key)),
+                );
+            }
+        }
+    }
+
     // EndpointSlices of services that do not exist.
     for (key, e) in snapshot.of_kind(Kind::EndpointSlice) {
         if let Object::EndpointSlice(s) = e.object.as_ref()

@@ -1,7 +1,8 @@
 //! shoal's config model.
 //!
-//! Kubernetes (`Service`, `EndpointSlice`, `Pod`, `Node`) and Istio networking objects
-//! (`ServiceEntry`, `WorkloadEntry`, `VirtualService`, `DestinationRule`, `Sidecar`) are parsed
+//! Kubernetes (`Service`, `EndpointSlice`, `Pod`, `Node`), Istio networking objects
+//! (`ServiceEntry`, `WorkloadEntry`, `VirtualService`, `DestinationRule`, `Sidecar`) and Istio
+//! security objects (`PeerAuthentication`, `AuthorizationPolicy`) are parsed
 //! from YAML or JSON ([`parse`]), validated one by one ([`validate`]) and kept in the
 //! [`store::ConfigStore`], fed by sources ([`source`]).
 //!
@@ -27,6 +28,7 @@ pub mod validate;
 pub use issue::{Issue, Origin, Severity};
 pub use meta::{Kind, Labels, ObjectKey, ObjectMeta, selects};
 pub use object::{
-    DestinationRule, Object, ServiceEntry, SharedObject, Sidecar, VirtualService, WorkloadEntry,
+    AuthorizationPolicy, DestinationRule, Object, PeerAuthentication, ServiceEntry, SharedObject,
+    Sidecar, VirtualService, WorkloadEntry,
 };
 pub use store::{ChangeSet, ConfigSnapshot, ConfigStore, Entry};

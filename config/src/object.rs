@@ -5,8 +5,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::istio::{
-    DestinationRuleSpec, Resource, ServiceEntrySpec, SidecarSpec, VirtualServiceSpec,
-    WorkloadEntrySpec,
+    AuthorizationPolicySpec, DestinationRuleSpec, PeerAuthenticationSpec, Resource,
+    ServiceEntrySpec, SidecarSpec, VirtualServiceSpec, WorkloadEntrySpec,
 };
 use crate::k8s;
 use crate::meta::{Kind, ObjectKey, ObjectMeta};
@@ -16,6 +16,8 @@ pub type WorkloadEntry = Resource<WorkloadEntrySpec>;
 pub type VirtualService = Resource<VirtualServiceSpec>;
 pub type DestinationRule = Resource<DestinationRuleSpec>;
 pub type Sidecar = Resource<SidecarSpec>;
+pub type PeerAuthentication = Resource<PeerAuthenticationSpec>;
+pub type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -29,6 +31,8 @@ pub enum Object {
     VirtualService(VirtualService),
     DestinationRule(DestinationRule),
     Sidecar(Sidecar),
+    PeerAuthentication(PeerAuthentication),
+    AuthorizationPolicy(AuthorizationPolicy),
 }
 
 impl Object {
@@ -43,6 +47,8 @@ impl Object {
             Object::VirtualService(_) => Kind::VirtualService,
             Object::DestinationRule(_) => Kind::DestinationRule,
             Object::Sidecar(_) => Kind::Sidecar,
+            Object::PeerAuthentication(_) => Kind::PeerAuthentication,
+            Object::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
         }
     }
 
@@ -57,6 +63,8 @@ impl Object {
             Object::VirtualService(o) => &o.metadata,
             Object::DestinationRule(o) => &o.metadata,
             Object::Sidecar(o) => &o.metadata,
+            Object::PeerAuthentication(o) => &o.metadata,
+            Object::AuthorizationPolicy(o) => &o.metadata,
         }
     }
 
@@ -71,6 +79,8 @@ impl Object {
             Object::VirtualService(o) => &mut o.metadata,
             Object::DestinationRule(o) => &mut o.metadata,
             Object::Sidecar(o) => &mut o.metadata,
+            Object::PeerAuthentication(o) => &mut o.metadata,
+            Object::AuthorizationPolicy(o) => &mut o.metadata,
         }
     }
 

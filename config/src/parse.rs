@@ -175,6 +175,11 @@ pub fn kind_for(api_version: &str, kind: &str) -> Option<Kind> {
             "Sidecar" => Some(Kind::Sidecar),
             _ => None,
         },
+        ("security.istio.io", k) if matches!(version, "v1" | "v1beta1") => match k {
+            "PeerAuthentication" => Some(Kind::PeerAuthentication),
+            "AuthorizationPolicy" => Some(Kind::AuthorizationPolicy),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -240,6 +245,8 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
         Kind::VirtualService => typed(value, &mut unknown).map(Object::VirtualService),
         Kind::DestinationRule => typed(value, &mut unknown).map(Object::DestinationRule),
         Kind::Sidecar => typed(value, &mut unknown).map(Object::Sidecar),
+        Kind::PeerAuthentication => typed(value, &mut unknown).map(Object::PeerAuthentication),
+        Kind::AuthorizationPolicy => typed(value, &mut unknown).map(Object::AuthorizationPolicy),
     };
     let mut object = match typed {
         Ok(o) => o,
@@ -262,10 +269,19 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
     );
     if istio {
         for path in unknown.into_iter().filter(|p| p.starts_with("spec")) {
-            issues.push(Issue::warning(
-                path,
-                "field is not supported by shoal yet; ignored",
-            ));
+            // An authorization rule that silently lost a condition would match more than
+            // written: a wider ALLOW. Such a policy is rejected instead.
+            if kind == Kind::AuthorizationPolicy && path.starts_with("spec.rules") {
+                issues.push(Issue::error(
+                    path,
+                    "field is not supported by shoal; the policy is rejected rather than enforced without it",
+                ));
+            } else {
+                issues.push(Issue::warning(
+                    path,
+                    "field is not supported by shoal yet; ignored",
+                ));
+            }
         }
     }
     let key = object.key();

@@ -6,6 +6,11 @@
 //! `virtualInbound`, `inbound|PORT||` clusters); proxyless gRPC clients get `HOST:PORT`
 //! api listeners with route configs named `outbound|PORT||HOST`.
 //!
+//! Istio security (module `security`): PeerAuthentication becomes the mTLS filter chains of
+//! `virtualInbound`, AuthorizationPolicy its RBAC filters, and DestinationRule TLS (or auto
+//! mTLS) the transport sockets of outbound clusters. Certificates are SDS secrets served
+//! over the same ADS stream (`default`, `ROOTCA`).
+//!
 //! Invariants:
 //! - No IO, no clocks, no randomness: equal inputs give byte-equal resources.
 //! - A proxy only gets what its namespace may see (`exportTo`) and its `Sidecar` selects.
@@ -16,6 +21,7 @@ mod envoy;
 pub mod model;
 mod proxy;
 mod scope;
+mod security;
 mod view;
 
 pub use model::{Model, ModelDelta};
@@ -30,10 +36,18 @@ use serde::Serialize;
 pub struct MeshOptions {
     /// DNS suffix of Kubernetes services (`cluster.local`).
     pub domain_suffix: String,
-    /// Namespace whose Sidecar/DestinationRule apply mesh-wide (`istio-system`).
+    /// Namespace whose Sidecar, DestinationRule, PeerAuthentication and AuthorizationPolicy
+    /// apply mesh-wide (`istio-system`).
     pub root_namespace: String,
     /// Upstream connect timeout for outbound clusters, in milliseconds.
     pub connect_timeout_ms: u64,
+    /// The mesh's SPIFFE trust domain (`cluster.local`): workload identities are
+    /// `spiffe://TRUST_DOMAIN/ns/NS/sa/SA`, and authorization principals written for
+    /// `cluster.local` mean this trust domain (Istio's alias rule).
+    pub trust_domain: String,
+    /// Istio's `enableAutoMtls`: without DestinationRule TLS settings, clients use mTLS to
+    /// endpoints that run a sidecar and plaintext to the others.
+    pub auto_mtls: bool,
 }
 
 impl Default for MeshOptions {
@@ -42,6 +56,8 @@ impl Default for MeshOptions {
             domain_suffix: shoal_config::host::DEFAULT_DOMAIN_SUFFIX.to_string(),
             root_namespace: "istio-system".to_string(),
             connect_timeout_ms: 10_000,
+            trust_domain: "cluster.local".to_string(),
+            auto_mtls: true,
         }
     }
 }

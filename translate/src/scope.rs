@@ -30,6 +30,18 @@ pub struct ViewKey {
     pub sidecar: Option<(Arc<str>, Arc<str>)>,
     pub interception: Interception,
     pub inbound: Vec<InboundPort>,
+    /// The PeerAuthentications (namespace, name) that decide the workload's inbound mTLS
+    /// modes — mesh-wide, namespace-wide, workload-level — for proxies that receive
+    /// inbound traffic. With `authorization`, this is all of a workload's labels that
+    /// matters: workloads selected by the same policies share a view.
+    pub peer_authentication: Vec<(Arc<str>, Arc<str>)>,
+    /// The AuthorizationPolicies (namespace, name) that apply to the workload, sorted.
+    pub authorization: Vec<(Arc<str>, Arc<str>)>,
+    /// Whether the proxy receives its workload certificate (`default`, `ROOTCA`) over SDS:
+    /// it authenticated as a workload identity. Without one, optional mTLS (PERMISSIVE
+    /// inbound, auto-mTLS outbound) is left out instead of referring to secrets the proxy
+    /// can never get; required mTLS (STRICT, ISTIO_MUTUAL) stays and fails closed.
+    pub workload_certs: bool,
 }
 
 impl ViewKey {
@@ -64,6 +76,15 @@ impl ViewKey {
             inbound.sort();
             inbound.dedup_by_key(|p| p.port);
         }
+        // Only a captured sidecar has `virtualInbound`, where security policies apply.
+        let inbound_listener = !grpc
+            && proxy.proxy_type == ProxyType::Sidecar
+            && proxy.interception != Interception::None;
+        let (peer_authentication, authorization) = if inbound_listener {
+            crate::security::policy_refs(model, &proxy.namespace, &proxy.labels)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         ViewKey {
             proxy_type: proxy.proxy_type,
             generator: proxy.generator,
@@ -75,6 +96,9 @@ impl ViewKey {
                 proxy.interception
             },
             inbound,
+            peer_authentication,
+            authorization,
+            workload_certs: true,
         }
     }
 
@@ -89,8 +113,15 @@ impl ViewKey {
             .iter()
             .map(|p| format!("{}:{}", p.port, p.protocol.as_str()))
             .collect();
+        let policies = |label: &str, list: &[(Arc<str>, Arc<str>)]| {
+            if list.is_empty() {
+                return String::new();
+            }
+            let names: Vec<String> = list.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
+            format!("|{label}={}", names.join(","))
+        };
         format!(
-            "{}|{}|{}|sidecar={}|{}|inbound={}",
+            "{}|{}|{}|sidecar={}|{}|inbound={}{}{}",
             serde_json::to_value(self.proxy_type)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
@@ -105,8 +136,10 @@ impl ViewKey {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
-            inbound.join(",")
-        )
+            inbound.join(","),
+            policies("peerauthn", &self.peer_authentication),
+            policies("authz", &self.authorization),
+        ) + if self.workload_certs { "" } else { "|no-certs" }
     }
 }
 

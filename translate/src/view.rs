@@ -9,6 +9,7 @@ use shoal_config::{ChangeSet, ConfigSnapshot, ObjectKey, host};
 
 use crate::MeshOptions;
 use crate::envoy::cluster::{self, OutboundCluster};
+use crate::envoy::inbound;
 use crate::envoy::listener::{self, PortService};
 use crate::envoy::{endpoint, outbound_cluster_name, route};
 use crate::model::{Model, ModelDelta, Protocol, Service, VirtualServiceRule};
@@ -32,7 +33,7 @@ type DrKey = Option<(Arc<str>, Arc<str>)>;
 #[derive(Debug, Default)]
 pub struct Translator {
     model: Model,
-    clusters: HashMap<(String, Generator, ObjectKey, DrKey), Resource>,
+    clusters: HashMap<(String, Generator, ObjectKey, DrKey, bool), Resource>,
     endpoints: HashMap<(String, ObjectKey, DrKey), (u64, Resource)>,
 }
 
@@ -96,12 +97,27 @@ impl Translator {
         delta
     }
 
-    fn cluster(&mut self, c: &OutboundCluster<'_>, flavor: Generator) -> Resource {
-        let key = (c.name.clone(), flavor, c.service.key.clone(), dr_key(c));
-        let opts = &self.model.options;
+    /// An outbound cluster, memoized. `model` is passed in because the translator's own is
+    /// lent to the view being built.
+    fn cluster(
+        &mut self,
+        model: &Model,
+        c: &OutboundCluster<'_>,
+        flavor: Generator,
+        certs: bool,
+    ) -> Resource {
+        let key = (
+            c.name.clone(),
+            flavor,
+            c.service.key.clone(),
+            dr_key(c),
+            certs,
+        );
         self.clusters
             .entry(key)
-            .or_insert_with(|| Resource::encode(c.name.as_str(), &cluster::build(c, flavor, opts)))
+            .or_insert_with(|| {
+                Resource::encode(c.name.as_str(), &cluster::build(c, flavor, model, certs))
+            })
             .clone()
     }
 
@@ -175,7 +191,9 @@ impl<'m> ViewBuilder<'_, 'm> {
         let flavor = self.flavor();
         for svc in &services {
             for c in cluster::outbound_clusters(&self.scope, svc) {
-                let cr = self.tr.cluster(&c, flavor);
+                let cr =
+                    self.tr
+                        .cluster(self.scope.model, &c, flavor, self.scope.key.workload_certs);
                 self.out.add(ResourceType::Cluster, cr);
                 if c.uses_eds() {
                     let er = self.tr.assignment(&c);
@@ -259,7 +277,8 @@ impl<'m> ViewBuilder<'_, 'm> {
                 ResourceType::Listener,
                 Resource::encode("virtualOutbound", &listener::virtual_outbound()),
             );
-            let inbound = listener::virtual_inbound(&self.scope.key.inbound);
+            let security = crate::security::inbound(self.scope.model, self.scope.key);
+            let inbound = inbound::virtual_inbound(&self.scope.key.inbound, &security);
             self.out.add(
                 ResourceType::Listener,
                 Resource::encode("virtualInbound", &inbound),

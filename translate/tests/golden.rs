@@ -1,7 +1,8 @@
 //! Golden tests: Istio YAML in, Envoy resources out (as Envoy's JSON), one directory per case.
 //!
 //! Each `golden/CASE/` holds `config.yaml` (the mesh), `proxies.yaml` (a map from output name to
-//! node id and metadata) and one `OUTPUT.json` per proxy with every resource of its view.
+//! node id, metadata and optionally `workload_certs: false`), optionally `mesh.yaml` (mesh options) and one `OUTPUT.json` per proxy
+//! with every resource of its view.
 //! Regenerate with `SHOAL_UPDATE_GOLDEN=1 cargo test -p shoal-translate --test golden`, then
 //! review the diff against Istio's documented behaviour.
 
@@ -45,6 +46,26 @@ fn render(out: &ViewOutput) -> Value {
     json!({ "resources": section(&out.resources), "on_demand": section(&out.on_demand) })
 }
 
+/// Mesh options of a case: the defaults, or what its optional `mesh.yaml` sets
+/// (`trust_domain`, `root_namespace`, `auto_mtls`).
+fn mesh_options(dir: &Path) -> MeshOptions {
+    let mut opts = MeshOptions::default();
+    let Ok(text) = std::fs::read_to_string(dir.join("mesh.yaml")) else {
+        return opts;
+    };
+    let v: Value = serde_saphyr::from_str(&text).unwrap();
+    if let Some(td) = v["trust_domain"].as_str() {
+        opts.trust_domain = td.to_string();
+    }
+    if let Some(root) = v["root_namespace"].as_str() {
+        opts.root_namespace = root.to_string();
+    }
+    if let Some(auto) = v["auto_mtls"].as_bool() {
+        opts.auto_mtls = auto;
+    }
+    opts
+}
+
 fn run_case(dir: &Path) -> Vec<String> {
     let mut store = ConfigStore::new();
     let config = std::fs::read_to_string(dir.join("config.yaml")).unwrap();
@@ -60,7 +81,7 @@ fn run_case(dir: &Path) -> Vec<String> {
         "{}: config has errors: {errors:#?}",
         dir.display()
     );
-    let mut tr = Translator::new(store.snapshot(), MeshOptions::default());
+    let mut tr = Translator::new(store.snapshot(), mesh_options(dir));
     let proxies: BTreeMap<String, Value> =
         serde_saphyr::from_str(&std::fs::read_to_string(dir.join("proxies.yaml")).unwrap())
             .unwrap();
@@ -73,7 +94,11 @@ fn run_case(dir: &Path) -> Vec<String> {
             ..Default::default()
         };
         let proxy = Proxy::from_node(Some(&node)).unwrap();
-        let key = ViewKey::for_proxy(tr.model(), &proxy);
+        let mut key = ViewKey::for_proxy(tr.model(), &proxy);
+        // `workload_certs: false`: a proxy that did not authenticate (no SDS secrets).
+        if let Some(certs) = p["workload_certs"].as_bool() {
+            key.workload_certs = certs;
+        }
         let got = render(&tr.build(&key));
         let got = serde_json::to_string_pretty(&json!({ "view": key.id(), "output": got }))
             .unwrap()

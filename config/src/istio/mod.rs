@@ -1,13 +1,16 @@
 //! Istio networking resources (`networking.istio.io` v1, with the v1beta1 and v1alpha3
-//! aliases), field names as in Istio's API. Fields shoal does not act on yet are reported as
-//! warnings by the parser rather than silently ignored.
+//! aliases) and security resources (`security.istio.io` v1 and v1beta1), field names as in
+//! Istio's API. Fields shoal does not act on yet are reported by the parser rather than
+//! silently ignored.
 
 mod destination_rule;
+mod security;
 mod service_entry;
 mod sidecar;
 mod virtual_service;
 
 pub use destination_rule::*;
+pub use security::*;
 pub use service_entry::*;
 pub use sidecar::*;
 pub use virtual_service::*;

@@ -221,6 +221,12 @@ pub(super) fn destination_rule(v: &mut Validator, s: &DestinationRuleSpec) {
                 format!("duplicate subset {:?}", sub.name),
             );
         }
+        if let Some(p) = &sub.traffic_policy {
+            super::security::traffic_policy_tls(v, &format!("{f}.trafficPolicy"), p);
+        }
+    }
+    if let Some(p) = &s.traffic_policy {
+        super::security::traffic_policy_tls(v, "spec.trafficPolicy", p);
     }
     export_to(v, "spec.exportTo", &s.export_to);
 }

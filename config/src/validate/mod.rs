@@ -3,6 +3,7 @@
 
 mod istio;
 mod k8s;
+mod security;
 
 use crate::host;
 use crate::issue::Issue;
@@ -21,6 +22,8 @@ pub fn validate(obj: &Object) -> Vec<Issue> {
         Object::VirtualService(vs) => istio::virtual_service(&mut v, &vs.spec),
         Object::DestinationRule(dr) => istio::destination_rule(&mut v, &dr.spec),
         Object::Sidecar(sc) => istio::sidecar(&mut v, &sc.spec),
+        Object::PeerAuthentication(pa) => security::peer_authentication(&mut v, &pa.spec),
+        Object::AuthorizationPolicy(ap) => security::authorization_policy(&mut v, &ap.spec),
     }
     v.issues
 }
@@ -125,5 +128,7 @@ impl Validator {
     }
 }
 
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;

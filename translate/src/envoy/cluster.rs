@@ -7,7 +7,10 @@ use std::sync::Arc;
 use shoal_api::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster,
     circuit_breakers::Thresholds,
-    cluster::{ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig, LbPolicy},
+    cluster::{
+        ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig, LbPolicy,
+        TransportSocketMatch,
+    },
 };
 use shoal_api::pb::envoy::config::core::v3::{
     BindConfig, Http1ProtocolOptions, Http2ProtocolOptions, Metadata, SocketAddress,
@@ -22,13 +25,18 @@ use shoal_api::pb::envoy::extensions::upstreams::http::v3::{
 };
 use shoal_api::pb::google::protobuf::{ListValue, Struct, Value, value::Kind as VKind};
 use shoal_config::Labels;
-use shoal_config::istio::{SimpleLb, Subset};
+use shoal_config::istio::{
+    ClientTlsMode, ClientTlsSettings, LoadBalancerSettings, PortTrafficPolicy, SimpleLb, Subset,
+    TrafficPolicy,
+};
 
 use super::{ads, duration_ms, endpoint, outbound_cluster_name, u32v};
 use crate::MeshOptions;
-use crate::model::{DestinationRuleRule, PortModel, Protocol, Resolution, Service};
+use crate::model::{DestinationRuleRule, Model, PortModel, Protocol, Resolution, Service};
 use crate::proxy::Generator;
 use crate::scope::Scope;
+use crate::security::tls::SanMatch;
+use crate::security::{self, PeerMode, tls};
 
 /// One outbound cluster to build: a service port, optionally narrowed to a subset.
 #[derive(Debug, Clone)]
@@ -41,19 +49,45 @@ pub(crate) struct OutboundCluster<'a> {
 }
 
 impl OutboundCluster<'_> {
-    /// The load balancer: the subset's policy, else the rule's, else Istio's default.
+    /// The settings that apply to this cluster's port (Istio's `MergeTrafficPolicy`): the
+    /// rule's policy, replaced by its port-level settings for the port; then the subset's
+    /// fields where set, replaced by the subset's port-level settings for the port.
+    /// Port-level settings replace the whole policy (their unset fields do not inherit).
+    fn settings(&self) -> (Option<SimpleLb>, Option<&ClientTlsSettings>) {
+        let port = u32::from(self.port.port);
+        fn at_port(p: &TrafficPolicy, port: u32) -> Option<&PortTrafficPolicy> {
+            p.port_level_settings
+                .iter()
+                .find(|pl| pl.port.is_some_and(|s| s.number == port))
+        }
+        let lb_of = |l: &Option<LoadBalancerSettings>| l.as_ref().and_then(|l| l.simple);
+        let mut out = (None, None);
+        if let Some(top) = self.dr.and_then(|d| d.spec.traffic_policy.as_ref()) {
+            out = match at_port(top, port) {
+                Some(pl) => (lb_of(&pl.load_balancer), pl.tls.as_ref()),
+                None => (lb_of(&top.load_balancer), top.tls.as_ref()),
+            };
+        }
+        if let Some(sub) = self.subset.and_then(|s| s.traffic_policy.as_ref()) {
+            out = match at_port(sub, port) {
+                Some(pl) => (lb_of(&pl.load_balancer), pl.tls.as_ref()),
+                None => (
+                    lb_of(&sub.load_balancer).or(out.0),
+                    sub.tls.as_ref().or(out.1),
+                ),
+            };
+        }
+        out
+    }
+
+    /// The load balancer the DestinationRule asks for, if any.
     pub fn lb(&self) -> Option<SimpleLb> {
-        let sub = self
-            .subset
-            .and_then(|s| s.traffic_policy.as_ref())
-            .and_then(|p| p.load_balancer.as_ref())
-            .and_then(|l| l.simple);
-        let top = self
-            .dr
-            .and_then(|d| d.spec.traffic_policy.as_ref())
-            .and_then(|p| p.load_balancer.as_ref())
-            .and_then(|l| l.simple);
-        sub.or(top)
+        self.settings().0
+    }
+
+    /// The DestinationRule's client TLS settings for this cluster, if any.
+    pub fn tls(&self) -> Option<&ClientTlsSettings> {
+        self.settings().1
     }
 
     pub fn subset_labels(&self) -> Option<&Labels> {
@@ -190,7 +224,14 @@ fn istio_metadata(c: &OutboundCluster<'_>) -> Metadata {
 
 /// Builds an outbound cluster. gRPC clients get the subset of features their xDS client
 /// accepts (EDS or LOGICAL_DNS, round robin).
-pub(crate) fn build(c: &OutboundCluster<'_>, flavor: Generator, opts: &MeshOptions) -> Cluster {
+/// `certs`: the proxy has a workload certificate (else no auto-mTLS).
+pub(crate) fn build(
+    c: &OutboundCluster<'_>,
+    flavor: Generator,
+    model: &Model,
+    certs: bool,
+) -> Cluster {
+    let opts = &model.options;
     let grpc = flavor == Generator::Grpc;
     let mut cluster = Cluster {
         name: c.name.clone(),
@@ -233,7 +274,90 @@ pub(crate) fn build(c: &OutboundCluster<'_>, flavor: Generator, opts: &MeshOptio
         }
     };
     cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(discovery as i32));
+    if !grpc {
+        upstream_tls(&mut cluster, c, discovery, model, certs);
+    }
     cluster
+}
+
+/// Client TLS of an Envoy cluster: the DestinationRule's settings when it has any (DISABLE
+/// means plaintext), else Istio's auto mTLS — mTLS to the endpoints that run a sidecar
+/// (EDS metadata `tlsMode: istio`), plaintext to the others. Auto mTLS is skipped for
+/// services outside the mesh, for original-destination clusters (no endpoint metadata to
+/// tell sidecars apart) and when the destination namespace (or, without a namespace policy,
+/// the mesh) disables mTLS. A workload-level PeerAuthentication of the destination is not
+/// considered: the client cannot know which workload it reaches (as in Istio).
+///
+/// gRPC clients get no TLS here: proxyless gRPC needs certificate providers configured
+/// in its bootstrap, not SDS.
+fn upstream_tls(
+    cluster: &mut Cluster,
+    c: &OutboundCluster<'_>,
+    d: DiscoveryType,
+    model: &Model,
+    certs: bool,
+) {
+    let subset = c.subset.map_or("", |s| s.name.as_str());
+    let mesh_sni = || tls::mesh_sni(c.port.port, subset, &c.service.host);
+    if let Some(settings) = c.tls() {
+        let context = match settings.mode() {
+            ClientTlsMode::Disable => return,
+            ClientTlsMode::IstioMutual => {
+                let sans = if settings.subject_alt_names.is_empty() {
+                    service_identities(c, model)
+                } else {
+                    SanMatch::exact_all(&settings.subject_alt_names)
+                };
+                let sni = settings.sni.clone().unwrap_or_else(mesh_sni);
+                tls::upstream_mesh(sni, &sans)
+            }
+            ClientTlsMode::Simple | ClientTlsMode::Mutual => {
+                match tls::upstream_settings(settings) {
+                    Some(ctx) => ctx,
+                    None => return,
+                }
+            }
+        };
+        cluster.transport_socket = Some(tls::socket(shoal_api::pack(&context)));
+        return;
+    }
+    let auto = certs
+        && model.options.auto_mtls
+        && !c.service.mesh_external
+        && d != DiscoveryType::OriginalDst
+        && security::namespace_mode(model, &c.service.namespace) != Some(PeerMode::Disable);
+    if !auto {
+        return;
+    }
+    let context = tls::upstream_mesh(mesh_sni(), &service_identities(c, model));
+    // Endpoints without the `tlsMode: istio` metadata use the cluster's default transport
+    // socket, plaintext: that is Istio's `tlsMode-disabled` match.
+    cluster.transport_socket_matches = vec![TransportSocketMatch {
+        name: "tlsMode-istio".into(),
+        r#match: Some(Struct {
+            fields: HashMap::from([("tlsMode".to_string(), string_value("istio"))]),
+        }),
+        transport_socket: Some(tls::socket(shoal_api::pack(&context))),
+    }];
+}
+
+/// The identities a client accepts from a service's endpoints: the service's declared
+/// subject alt names (a ServiceEntry's `subjectAltNames`) or, without any, every identity
+/// of the service's namespace (`spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/…`).
+///
+/// Istio pins the exact service accounts of the current endpoints; those change with every
+/// rollout, and putting them in the cluster would turn endpoint-only updates into full
+/// rebuilds. The namespace is fixed for a service (its workloads run there), so the
+/// check costs nothing at runtime and still refuses a peer from another namespace.
+fn service_identities(c: &OutboundCluster<'_>, model: &Model) -> Vec<SanMatch> {
+    let svc = c.service;
+    if !svc.subject_alt_names.is_empty() {
+        return SanMatch::exact_all(&svc.subject_alt_names);
+    }
+    vec![SanMatch::Prefix(format!(
+        "spiffe://{}/ns/{}/sa/",
+        model.options.trust_domain, svc.namespace
+    ))]
 }
 
 /// `inbound|PORT||`: traffic for the workload itself, to the original destination, from

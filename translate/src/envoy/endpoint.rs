@@ -1,28 +1,46 @@
 //! EDS: a cluster's endpoints grouped by locality, each locality weighted (gRPC's xDS client
 //! drops localities without a weight).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use shoal_api::pb::envoy::config::core::v3::{HealthStatus, Locality as EnvoyLocality};
+use shoal_api::pb::envoy::config::core::v3::{HealthStatus, Locality as EnvoyLocality, Metadata};
 use shoal_api::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
     lb_endpoint::HostIdentifier,
 };
+use shoal_api::pb::google::protobuf::{Struct, Value, value::Kind};
 use shoal_config::selects;
 
 use super::cluster::OutboundCluster;
 use super::{is_ip, socket, u32v};
 use crate::model::{Endpoint, Locality};
 
-fn lb_endpoint(address: &str, port: u16, weight: u32) -> LbEndpoint {
+/// An endpoint. One that runs a sidecar carries `tlsMode: istio` under
+/// `envoy.transport_socket_match`, which selects the cluster's `tlsMode-istio` transport
+/// socket (auto mTLS).
+fn lb_endpoint(address: &str, port: u16, weight: u32, istio_tls: bool) -> LbEndpoint {
+    let metadata = istio_tls.then(|| Metadata {
+        filter_metadata: HashMap::from([(
+            "envoy.transport_socket_match".to_string(),
+            Struct {
+                fields: HashMap::from([(
+                    "tlsMode".to_string(),
+                    Value {
+                        kind: Some(Kind::StringValue("istio".into())),
+                    },
+                )]),
+            },
+        )]),
+        ..Default::default()
+    });
     LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(EnvoyEndpoint {
             address: Some(socket(address, port)),
             ..Default::default()
         })),
         health_status: HealthStatus::Healthy as i32,
+        metadata,
         load_balancing_weight: Some(u32v(weight.max(1))),
-        ..Default::default()
     }
 }
 
@@ -64,7 +82,10 @@ fn selected<'a>(c: &'a OutboundCluster<'_>) -> impl Iterator<Item = &'a Endpoint
 pub(crate) fn assignment(c: &OutboundCluster<'_>) -> ClusterLoadAssignment {
     let eps = selected(c).filter(|e| is_ip(&e.address)).filter_map(|e| {
         let port = e.port_for(c.port)?;
-        Some((e.locality.clone(), lb_endpoint(&e.address, port, e.weight)))
+        Some((
+            e.locality.clone(),
+            lb_endpoint(&e.address, port, e.weight, e.istio_tls),
+        ))
     });
     ClusterLoadAssignment {
         cluster_name: c.name.clone(),
@@ -79,7 +100,7 @@ pub(crate) fn dns_assignment(c: &OutboundCluster<'_>) -> ClusterLoadAssignment {
         .filter_map(|e| {
             Some((
                 e.locality.clone(),
-                lb_endpoint(&e.address, e.port_for(c.port)?, e.weight),
+                lb_endpoint(&e.address, e.port_for(c.port)?, e.weight, e.istio_tls),
             ))
         })
         .collect();
@@ -88,7 +109,10 @@ pub(crate) fn dns_assignment(c: &OutboundCluster<'_>) -> ClusterLoadAssignment {
             Some(crate::model::TargetPort::Number(n)) => *n,
             _ => c.port.port,
         };
-        eps.push((Locality::default(), lb_endpoint(&c.service.host, port, 1)));
+        eps.push((
+            Locality::default(),
+            lb_endpoint(&c.service.host, port, 1, false),
+        ));
     }
     ClusterLoadAssignment {
         cluster_name: c.name.clone(),

@@ -1,15 +1,14 @@
 //! LDS: Istio's outbound listeners (per port, behind `virtualOutbound`), listeners bound by
-//! a Sidecar's egress listeners, `virtualInbound`, and gRPC's `HOST:PORT` api listeners.
+//! a Sidecar's egress listeners, and gRPC's `HOST:PORT` api listeners (`virtualInbound` is
+//! in [`super::inbound`]).
 
 use shoal_api::pb::envoy::config::core::v3::{CidrRange, TrafficDirection};
 use shoal_api::pb::envoy::config::listener::v3::{
     ApiListener, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter,
     listener_filter,
 };
-use shoal_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use shoal_api::pb::envoy::extensions::filters::http::router::v3::Router;
 use shoal_api::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
-use shoal_api::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds,
     http_connection_manager::{CodecType, RouteSpecifier, UpgradeConfig},
@@ -17,15 +16,12 @@ use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager:
 };
 use shoal_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 
-use super::{
-    INBOUND_PASSTHROUGH, PASSTHROUGH, ads, boolv, inbound_cluster_name, route, socket, u32v,
-};
+use super::{PASSTHROUGH, ads, boolv, socket, u32v};
 use crate::model::Protocol;
-use crate::scope::InboundPort;
 
-const HTTP_PROTOCOLS: [&str; 2] = ["http/1.1", "h2c"];
+pub(crate) const HTTP_PROTOCOLS: [&str; 2] = ["http/1.1", "h2c"];
 
-fn router() -> HttpFilter {
+pub(crate) fn router() -> HttpFilter {
     HttpFilter {
         name: "envoy.filters.http.router".into(),
         config_type: Some(http_filter::ConfigType::TypedConfig(shoal_api::pack(
@@ -35,7 +31,7 @@ fn router() -> HttpFilter {
     }
 }
 
-fn hcm(stat_prefix: &str, route: RouteSpecifier) -> HttpConnectionManager {
+pub(crate) fn hcm(stat_prefix: &str, route: RouteSpecifier) -> HttpConnectionManager {
     HttpConnectionManager {
         codec_type: CodecType::Auto as i32,
         stat_prefix: stat_prefix.to_string(),
@@ -58,7 +54,7 @@ fn rds(name: &str) -> RouteSpecifier {
     })
 }
 
-fn network_filter(name: &str, any: shoal_api::pb::google::protobuf::Any) -> Filter {
+pub(crate) fn network_filter(name: &str, any: shoal_api::pb::google::protobuf::Any) -> Filter {
     Filter {
         name: name.into(),
         config_type: Some(filter::ConfigType::TypedConfig(any)),
@@ -72,7 +68,7 @@ fn hcm_filter(stat_prefix: &str, route: RouteSpecifier) -> Filter {
     )
 }
 
-fn tcp_proxy_filter(cluster: &str) -> Filter {
+pub(crate) fn tcp_proxy_filter(cluster: &str) -> Filter {
     let tp = TcpProxy {
         stat_prefix: cluster.to_string(),
         cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
@@ -81,7 +77,7 @@ fn tcp_proxy_filter(cluster: &str) -> Filter {
     network_filter("envoy.filters.network.tcp_proxy", shoal_api::pack(&tp))
 }
 
-fn listener_filter<M: prost::Name>(name: &str, config: &M) -> ListenerFilter {
+pub(crate) fn listener_filter<M: prost::Name>(name: &str, config: &M) -> ListenerFilter {
     ListenerFilter {
         name: name.into(),
         config_type: Some(listener_filter::ConfigType::TypedConfig(shoal_api::pack(
@@ -236,84 +232,6 @@ pub(crate) fn virtual_outbound() -> Listener {
             ..Default::default()
         }],
         traffic_direction: TrafficDirection::Outbound as i32,
-        ..Default::default()
-    }
-}
-
-fn inbound_http_chain(port: u16, protocols: Option<Vec<String>>) -> FilterChain {
-    let cluster = inbound_cluster_name(port);
-    let mut used = std::collections::BTreeSet::new();
-    let vh: Option<VirtualHost> = route::virtual_host(
-        format!("inbound|http|{port}"),
-        vec!["*".into()],
-        route::default_routes(&cluster, crate::proxy::Generator::Envoy),
-        &mut used,
-    );
-    let rc = RouteConfiguration {
-        name: cluster.clone(),
-        virtual_hosts: vh.into_iter().collect(),
-        ..Default::default()
-    };
-    FilterChain {
-        name: format!("inbound|http|{port}"),
-        filter_chain_match: Some(FilterChainMatch {
-            destination_port: Some(u32v(u32::from(port))),
-            application_protocols: protocols.unwrap_or_default(),
-            ..Default::default()
-        }),
-        filters: vec![hcm_filter(
-            &format!("inbound_0.0.0.0_{port}"),
-            RouteSpecifier::RouteConfig(rc),
-        )],
-        ..Default::default()
-    }
-}
-
-/// `virtualInbound` (15006): traffic for this workload, by destination port.
-pub(crate) fn virtual_inbound(ports: &[InboundPort]) -> Listener {
-    let mut chains = Vec::new();
-    for p in ports {
-        let cluster = inbound_cluster_name(p.port);
-        if p.protocol.is_http() {
-            chains.push(inbound_http_chain(p.port, None));
-            continue;
-        }
-        if p.protocol == Protocol::Unknown {
-            chains.push(inbound_http_chain(
-                p.port,
-                Some(HTTP_PROTOCOLS.map(String::from).to_vec()),
-            ));
-        }
-        chains.push(FilterChain {
-            name: cluster.clone(),
-            filter_chain_match: Some(FilterChainMatch {
-                destination_port: Some(u32v(u32::from(p.port))),
-                ..Default::default()
-            }),
-            filters: vec![tcp_proxy_filter(&cluster)],
-            ..Default::default()
-        });
-    }
-    chains.push(FilterChain {
-        name: INBOUND_PASSTHROUGH.into(),
-        filters: vec![tcp_proxy_filter(INBOUND_PASSTHROUGH)],
-        ..Default::default()
-    });
-    Listener {
-        name: "virtualInbound".into(),
-        address: Some(socket("0.0.0.0", 15006)),
-        filter_chains: chains,
-        listener_filters: vec![
-            listener_filter(
-                "envoy.filters.listener.original_dst",
-                &OriginalDst::default(),
-            ),
-            listener_filter(
-                "envoy.filters.listener.http_inspector",
-                &HttpInspector::default(),
-            ),
-        ],
-        traffic_direction: TrafficDirection::Inbound as i32,
         ..Default::default()
     }
 }

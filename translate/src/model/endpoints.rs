@@ -51,8 +51,26 @@ pub struct Endpoint {
     pub locality: Locality,
     pub weight: u32,
     pub service_account: Option<String>,
+    /// The workload terminates Istio mTLS (runs a sidecar): the target of auto mTLS.
+    pub istio_tls: bool,
     /// The workload's name (pod or WorkloadEntry) for metadata and debugging.
     pub workload: Option<String>,
+}
+
+/// The label Istio's injector puts on pods with a sidecar (`istio`), also honoured on
+/// WorkloadEntries; `disabled` opts a workload out of auto mTLS.
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+/// The annotation Istio's injector puts on pods it injected.
+const SIDECAR_STATUS_ANNOTATION: &str = "sidecar.istio.io/status";
+
+/// Whether a workload with these labels (and, for pods, annotations) terminates Istio mTLS:
+/// its `security.istio.io/tlsMode` label says so, or, without the label, it is a pod the
+/// injector marked as injected.
+fn istio_tls(labels: &Labels, annotations: Option<&Labels>) -> bool {
+    match labels.get(TLS_MODE_LABEL) {
+        Some(mode) => mode == "istio",
+        None => annotations.is_some_and(|a| a.contains_key(SIDECAR_STATUS_ANNOTATION)),
+    }
 }
 
 impl Endpoint {
@@ -240,6 +258,8 @@ fn from_slice(
                 locality: pod_locality(cfg, pod, ep.node_name.as_deref(), ep.zone.as_deref()),
                 weight: 1,
                 service_account: pod.and_then(|p| p.spec.service_account_name.clone()),
+                istio_tls: pod
+                    .is_some_and(|p| istio_tls(&p.metadata.labels, Some(&p.metadata.annotations))),
                 workload: pod.map(|p| p.metadata.name.clone()),
             });
         }
@@ -268,6 +288,7 @@ fn from_workload_entry(we: &WorkloadEntrySpec, name: Option<&str>) -> Endpoint {
             .filter(|w| *w > 0)
             .unwrap_or(1),
         service_account: we.service_account.clone(),
+        istio_tls: istio_tls(&we.labels, None),
         workload: name.map(str::to_string),
     }
 }
@@ -286,6 +307,7 @@ fn selected_pods(cfg: &ConfigSnapshot, ns: &str, selector: &Labels, out: &mut Ve
                 locality: pod_locality(cfg, Some(p), None, None),
                 weight: 1,
                 service_account: p.spec.service_account_name.clone(),
+                istio_tls: istio_tls(&p.metadata.labels, Some(&p.metadata.annotations)),
                 workload: Some(p.metadata.name.clone()),
             });
         }
@@ -306,6 +328,7 @@ pub fn compute(svc: &Service, cfg: &ConfigSnapshot, index: &EndpointIndex) -> Ve
                     locality: Locality::default(),
                     weight: 1,
                     service_account: None,
+                    istio_tls: false,
                     workload: None,
                 });
             } else {

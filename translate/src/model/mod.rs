@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use shoal_config::{ChangeSet, ConfigSnapshot, Kind, Object};
 
-pub use endpoints::{Endpoint, Locality};
+pub use endpoints::{Endpoint, Locality, TLS_MODE_LABEL};
 pub use protocol::Protocol;
 pub use service::{PortModel, Resolution, Service, ServiceOrigin, TargetPort, Visibility};
 
@@ -28,6 +28,18 @@ pub struct Rule<T> {
     pub hosts: Vec<String>,
     pub visibility: Visibility,
 }
+
+/// A security policy (PeerAuthentication, AuthorizationPolicy): selected by workload labels,
+/// not by host, and visible to every namespace.
+#[derive(Debug, Clone)]
+pub struct Policy<T> {
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+    pub spec: Arc<T>,
+}
+
+pub type PeerAuthenticationPolicy = Policy<shoal_config::istio::PeerAuthenticationSpec>;
+pub type AuthorizationPolicyRule = Policy<shoal_config::istio::AuthorizationPolicySpec>;
 
 pub type VirtualServiceRule = Rule<shoal_config::istio::VirtualServiceSpec>;
 pub type DestinationRuleRule = Rule<shoal_config::istio::DestinationRuleSpec>;
@@ -57,6 +69,10 @@ pub struct Model {
     pub virtual_services: Vec<Arc<VirtualServiceRule>>,
     pub destination_rules: Vec<Arc<DestinationRuleRule>>,
     pub sidecars: BTreeMap<Arc<str>, Vec<Arc<SidecarRule>>>,
+    /// Sorted by namespace and name.
+    pub peer_authentications: Vec<Arc<PeerAuthenticationPolicy>>,
+    /// Sorted by namespace and name.
+    pub authorization_policies: Vec<Arc<AuthorizationPolicyRule>>,
     index: endpoints::EndpointIndex,
     /// Monotonic counter stamped on every service whose endpoints were (re)computed.
     generation: u64,
@@ -165,6 +181,28 @@ impl Model {
             }
         }
         self.sidecars = sidecars;
+        self.peer_authentications = cfg
+            .of_kind(Kind::PeerAuthentication)
+            .filter_map(|(key, e)| match e.object.as_ref() {
+                Object::PeerAuthentication(pa) => Some(Arc::new(Policy {
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                    spec: Arc::new(pa.spec.clone()),
+                })),
+                _ => None,
+            })
+            .collect();
+        self.authorization_policies = cfg
+            .of_kind(Kind::AuthorizationPolicy)
+            .filter_map(|(key, e)| match e.object.as_ref() {
+                Object::AuthorizationPolicy(ap) => Some(Arc::new(Policy {
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                    spec: Arc::new(ap.spec.clone()),
+                })),
+                _ => None,
+            })
+            .collect();
     }
 
     /// Moves the model to a new config snapshot. Endpoint-only changes patch the affected

@@ -102,6 +102,9 @@ pub struct Service {
     pub inline_endpoints: Vec<WorkloadEntrySpec>,
     /// An ExternalName service's target.
     pub external_name: Option<String>,
+    /// Identities a client accepts from the service's endpoints besides their service
+    /// accounts (a ServiceEntry's `subjectAltNames`).
+    pub subject_alt_names: Vec<String>,
     pub endpoints: Arc<Vec<Endpoint>>,
     /// Changes whenever the endpoints are recomputed; keys memoized translations.
     pub generation: u64,
@@ -180,6 +183,7 @@ pub(crate) fn from_kubernetes(svc: &k8s::Service, key: &ObjectKey, suffix: &str)
         selector: svc.spec.selector.clone().filter(|s| !s.is_empty()),
         inline_endpoints: Vec::new(),
         external_name,
+        subject_alt_names: Vec::new(),
         endpoints: Arc::default(),
         generation: 0,
     }
@@ -230,6 +234,7 @@ pub(crate) fn from_service_entry(
             selector: se.workload_selector.as_ref().map(|s| s.labels.clone()),
             inline_endpoints: se.endpoints.clone(),
             external_name: None,
+            subject_alt_names: se.subject_alt_names.clone(),
             endpoints: Arc::default(),
             generation: 0,
         })

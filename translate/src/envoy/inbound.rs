@@ -1,0 +1,234 @@
+//! `virtualInbound` (15006): traffic for the workload itself, by destination port, with the
+//! workload's PeerAuthentication (mTLS) and AuthorizationPolicy (RBAC) applied.
+//!
+//! Each port gets filter chains per transport its mTLS mode admits: STRICT only mTLS
+//! (`transport_protocol: tls`, terminated with the workload certificate), PERMISSIVE mTLS
+//! and plaintext (`raw_buffer`) side by side, DISABLE plaintext without looking at the
+//! transport (TLS from the client then reaches the application untouched). Envoy picks the
+//! most specific destination port first and never falls back to a less specific one, so a
+//! plaintext connection to a STRICT port matches no chain and is closed. Ports the workload
+//! does not declare go through the passthrough chains, with the workload-level mode.
+//!
+//! RBAC filters (AUDIT, DENY, ALLOW) run before the router in HTTP chains and before the TCP
+//! proxy in TCP chains, as in Istio.
+
+use shoal_api::pb::envoy::config::core::v3::TrafficDirection;
+use shoal_api::pb::envoy::config::listener::v3::{Filter, FilterChain, FilterChainMatch, Listener};
+use shoal_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+use shoal_api::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
+use shoal_api::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
+use shoal_api::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use shoal_api::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpFilter,
+    http_connection_manager::{
+        ForwardClientCertDetails, RouteSpecifier, SetCurrentClientCertDetails,
+    },
+    http_filter,
+};
+use shoal_api::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
+
+use super::listener::{HTTP_PROTOCOLS, hcm, listener_filter, network_filter, tcp_proxy_filter};
+use super::{INBOUND_PASSTHROUGH, boolv, inbound_cluster_name, route, socket, u32v};
+use crate::model::Protocol;
+use crate::scope::InboundPort;
+use crate::security::rbac::RbacConfig;
+use crate::security::{InboundSecurity, PeerMode, tls};
+
+/// ALPN values Istio clients use for HTTP over mTLS (detects HTTP on sniffed ports).
+const MESH_HTTP_PROTOCOLS: [&str; 3] = ["istio-http/1.0", "istio-http/1.1", "istio-h2"];
+
+/// The transport a filter chain accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// Whatever arrives (mTLS disabled).
+    Any,
+    /// Plaintext only (mTLS permissive).
+    Plain,
+    /// mTLS, terminated here.
+    Mtls,
+}
+
+impl Transport {
+    fn for_mode(mode: PeerMode) -> &'static [Transport] {
+        match mode {
+            PeerMode::Disable => &[Transport::Any],
+            PeerMode::Permissive => &[Transport::Mtls, Transport::Plain],
+            PeerMode::Strict => &[Transport::Mtls],
+        }
+    }
+
+    fn protocol(self) -> String {
+        match self {
+            Transport::Any => String::new(),
+            Transport::Plain => "raw_buffer".into(),
+            Transport::Mtls => "tls".into(),
+        }
+    }
+
+    /// Chain names stay Istio's for plaintext; mTLS chains get a suffix (names are unique).
+    fn name(self, base: String) -> String {
+        match self {
+            Transport::Mtls => format!("{base}|mtls"),
+            _ => base,
+        }
+    }
+
+    /// ALPN values that mark HTTP on a sniffed port.
+    fn http_protocols(self) -> Vec<String> {
+        match self {
+            Transport::Mtls => MESH_HTTP_PROTOCOLS.map(String::from).to_vec(),
+            _ => HTTP_PROTOCOLS.map(String::from).to_vec(),
+        }
+    }
+
+    fn socket(self) -> Option<shoal_api::pb::envoy::config::core::v3::TransportSocket> {
+        (self == Transport::Mtls).then(|| tls::socket(shoal_api::pack(&tls::downstream_mesh())))
+    }
+}
+
+fn http_rbac_filter(rules: &RbacConfig) -> HttpFilter {
+    HttpFilter {
+        name: "envoy.filters.http.rbac".into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(shoal_api::pack(
+            &HttpRbac {
+                rules: Some(rules.clone()),
+                ..Default::default()
+            },
+        ))),
+        ..Default::default()
+    }
+}
+
+fn network_rbac_filter(rules: &RbacConfig) -> Filter {
+    network_filter(
+        "envoy.filters.network.rbac",
+        shoal_api::pack(&NetworkRbac {
+            rules: Some(rules.clone()),
+            stat_prefix: "tcp.".into(),
+            ..Default::default()
+        }),
+    )
+}
+
+fn chain_match(port: Option<u16>, t: Transport, alpn: Vec<String>) -> FilterChainMatch {
+    FilterChainMatch {
+        destination_port: port.map(|p| u32v(u32::from(p))),
+        transport_protocol: t.protocol(),
+        application_protocols: alpn,
+        ..Default::default()
+    }
+}
+
+fn http_chain(port: u16, t: Transport, alpn: Vec<String>, sec: &InboundSecurity) -> FilterChain {
+    let cluster = inbound_cluster_name(port);
+    let mut used = std::collections::BTreeSet::new();
+    let vh: Option<VirtualHost> = route::virtual_host(
+        format!("inbound|http|{port}"),
+        vec!["*".into()],
+        route::default_routes(&cluster, crate::proxy::Generator::Envoy),
+        &mut used,
+    );
+    let rc = RouteConfiguration {
+        name: cluster.clone(),
+        virtual_hosts: vh.into_iter().collect(),
+        ..Default::default()
+    };
+    let mut manager = hcm(
+        &format!("inbound_0.0.0.0_{port}"),
+        RouteSpecifier::RouteConfig(rc),
+    );
+    let mut filters: Vec<HttpFilter> = sec.http_rbac.iter().map(http_rbac_filter).collect();
+    filters.append(&mut manager.http_filters);
+    manager.http_filters = filters;
+    if t == Transport::Mtls {
+        // The application learns the peer's identity from the client certificate.
+        manager.forward_client_cert_details = ForwardClientCertDetails::AppendForward as i32;
+        manager.set_current_client_cert_details = Some(SetCurrentClientCertDetails {
+            subject: Some(boolv(true)),
+            dns: true,
+            uri: true,
+            ..Default::default()
+        });
+    }
+    FilterChain {
+        name: t.name(format!("inbound|http|{port}")),
+        filter_chain_match: Some(chain_match(Some(port), t, alpn)),
+        filters: vec![network_filter(
+            "envoy.filters.network.http_connection_manager",
+            shoal_api::pack(&manager),
+        )],
+        transport_socket: t.socket(),
+        ..Default::default()
+    }
+}
+
+fn tcp_chain(
+    name: String,
+    port: Option<u16>,
+    cluster: &str,
+    t: Transport,
+    sec: &InboundSecurity,
+) -> FilterChain {
+    let mut filters: Vec<Filter> = sec.tcp_rbac.iter().map(network_rbac_filter).collect();
+    filters.push(tcp_proxy_filter(cluster));
+    FilterChain {
+        name: t.name(name),
+        filter_chain_match: Some(chain_match(port, t, Vec::new())),
+        filters,
+        transport_socket: t.socket(),
+        ..Default::default()
+    }
+}
+
+/// `virtualInbound` (15006): traffic for this workload, by destination port.
+pub(crate) fn virtual_inbound(ports: &[InboundPort], sec: &InboundSecurity) -> Listener {
+    let mut chains = Vec::new();
+    let mut inspect_tls = false;
+    for p in ports {
+        let cluster = inbound_cluster_name(p.port);
+        for &t in Transport::for_mode(sec.modes.port(p.port)) {
+            inspect_tls |= t != Transport::Any;
+            if p.protocol.is_http() {
+                chains.push(http_chain(p.port, t, Vec::new(), sec));
+                continue;
+            }
+            if p.protocol == Protocol::Unknown {
+                chains.push(http_chain(p.port, t, t.http_protocols(), sec));
+            }
+            chains.push(tcp_chain(cluster.clone(), Some(p.port), &cluster, t, sec));
+        }
+    }
+    for &t in Transport::for_mode(sec.modes.workload) {
+        inspect_tls |= t != Transport::Any;
+        chains.push(tcp_chain(
+            INBOUND_PASSTHROUGH.into(),
+            None,
+            INBOUND_PASSTHROUGH,
+            t,
+            sec,
+        ));
+    }
+    let mut listener_filters = vec![listener_filter(
+        "envoy.filters.listener.original_dst",
+        &OriginalDst::default(),
+    )];
+    if inspect_tls {
+        listener_filters.push(listener_filter(
+            "envoy.filters.listener.tls_inspector",
+            &TlsInspector::default(),
+        ));
+    }
+    listener_filters.push(listener_filter(
+        "envoy.filters.listener.http_inspector",
+        &HttpInspector::default(),
+    ));
+    Listener {
+        name: "virtualInbound".into(),
+        address: Some(socket("0.0.0.0", 15006)),
+        filter_chains: chains,
+        listener_filters,
+        traffic_direction: TrafficDirection::Inbound as i32,
+        ..Default::default()
+    }
+}

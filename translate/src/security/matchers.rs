@@ -1,0 +1,322 @@
+//! Istio's authorization values as Envoy matchers. Istio values are exact, prefix (`x*`),
+//! suffix (`*x`) or presence (`*`); each attribute maps to its own Envoy matcher, as
+//! Istio's `pilot/pkg/networking/util/matcher` does.
+
+use std::borrow::Cow;
+
+use shoal_api::pb::envoy::config::core::v3::CidrRange;
+use shoal_api::pb::envoy::config::route::v3::{
+    HeaderMatcher, header_matcher::HeaderMatchSpecifier,
+};
+use shoal_api::pb::envoy::r#type::matcher::v3::{
+    ListMatcher, MetadataMatcher, PathMatcher, RegexMatcher, StringMatcher, ValueMatcher,
+    list_matcher, metadata_matcher::PathSegment, metadata_matcher::path_segment::Segment,
+    path_matcher, string_matcher::MatchPattern, value_matcher,
+};
+
+use crate::envoy::u32v;
+
+/// The filter whose dynamic metadata carries JWT attributes in Istio (`istio_authn`).
+pub(crate) const AUTHN_FILTER: &str = "istio_authn";
+/// The SPIFFE URI scheme of workload identities.
+pub(crate) const SPIFFE: &str = "spiffe://";
+/// Istio's default trust domain; principals naming it mean the mesh's own trust domain.
+const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+
+/// Escapes RE2 metacharacters.
+pub(crate) fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn pattern(p: MatchPattern, ignore_case: bool) -> StringMatcher {
+    StringMatcher {
+        match_pattern: Some(p),
+        ignore_case,
+    }
+}
+
+pub(crate) fn regex(r: String) -> StringMatcher {
+    pattern(
+        MatchPattern::SafeRegex(RegexMatcher {
+            regex: r,
+            ..Default::default()
+        }),
+        false,
+    )
+}
+
+/// Istio's `StringMatcherWithPrefix`: `*` is "any non-empty value", `*x` a suffix, `x*` a
+/// prefix, anything else exact; `prefix` is prepended to what is matched (a regex joins
+/// them when the value is a suffix).
+pub(crate) fn string_match(v: &str, prefix: &str) -> StringMatcher {
+    if v == "*" {
+        return regex(".+".into());
+    }
+    if let Some(suffix) = v.strip_prefix('*') {
+        if prefix.is_empty() {
+            return pattern(MatchPattern::Suffix(suffix.into()), false);
+        }
+        return regex(format!("{}.*{}", quote(prefix), quote(suffix)));
+    }
+    if let Some(p) = v.strip_suffix('*') {
+        return pattern(MatchPattern::Prefix(format!("{prefix}{p}")), false);
+    }
+    pattern(MatchPattern::Exact(format!("{prefix}{v}")), false)
+}
+
+/// Istio's trust-domain alias rule: a principal in the default trust domain
+/// (`cluster.local/ns/…`) means the mesh's own trust domain; a principal starting with `*`
+/// does not name one and is left alone.
+pub(crate) fn with_trust_domain<'a>(principal: &'a str, trust_domain: &str) -> Cow<'a, str> {
+    match principal.split_once('/') {
+        Some((td, rest)) if td == DEFAULT_TRUST_DOMAIN && td != trust_domain => {
+            Cow::Owned(format!("{trust_domain}/{rest}"))
+        }
+        _ => Cow::Borrowed(principal),
+    }
+}
+
+/// A `principals` value as a matcher on the peer certificate's URI SAN.
+pub(crate) fn principal(v: &str, trust_domain: &str) -> StringMatcher {
+    string_match(&with_trust_domain(v, trust_domain), SPIFFE)
+}
+
+/// A `namespaces` value as a matcher on the peer's SPIFFE identity: `…/ns/NS/…` in any
+/// trust domain the mesh CA vouches for (Istio matches it with this regex); `*` in the
+/// value matches any characters.
+pub(crate) fn namespace(v: &str) -> StringMatcher {
+    let ns: Vec<String> = v.split('*').map(quote).collect();
+    regex(format!(".*/ns/{}/.*", ns.join(".*")))
+}
+
+/// A `paths` value as a matcher on the path without its query string.
+pub(crate) fn path(v: &str) -> PathMatcher {
+    PathMatcher {
+        rule: Some(path_matcher::Rule::Path(string_match(v, ""))),
+    }
+}
+
+fn header(name: &str, spec: HeaderMatchSpecifier) -> HeaderMatcher {
+    HeaderMatcher {
+        name: name.into(),
+        header_match_specifier: Some(spec),
+        ..Default::default()
+    }
+}
+
+/// A `hosts` value as a case-insensitive match on `:authority`.
+pub(crate) fn host(v: &str) -> HeaderMatcher {
+    let name = ":authority";
+    if v == "*" {
+        return header(name, HeaderMatchSpecifier::PresentMatch(true));
+    }
+    let p = if let Some(s) = v.strip_prefix('*') {
+        MatchPattern::Suffix(s.into())
+    } else if let Some(p) = v.strip_suffix('*') {
+        MatchPattern::Prefix(p.into())
+    } else {
+        MatchPattern::Exact(v.into())
+    };
+    header(name, HeaderMatchSpecifier::StringMatch(pattern(p, true)))
+}
+
+/// A `methods` value as a match on `:method`.
+pub(crate) fn method(v: &str) -> HeaderMatcher {
+    if v == "*" {
+        return header(":method", HeaderMatchSpecifier::PresentMatch(true));
+    }
+    header(
+        ":method",
+        HeaderMatchSpecifier::StringMatch(string_match(v, "")),
+    )
+}
+
+/// A `request.headers[NAME]` value. Envoy joins repeated headers with commas, so the value
+/// may be any element of that list (Istio's regex).
+pub(crate) fn request_header(name: &str, v: &str) -> HeaderMatcher {
+    if v == "*" {
+        return header(name, HeaderMatchSpecifier::PresentMatch(true));
+    }
+    let r = if let Some(s) = v.strip_prefix('*') {
+        format!(".*{}", quote(s))
+    } else if let Some(p) = v.strip_suffix('*') {
+        format!("{}.*", quote(p))
+    } else {
+        quote(v)
+    };
+    header(
+        name,
+        HeaderMatchSpecifier::StringMatch(regex(format!("^{r}$|^{r},.*|.*,{r},.*|.*,{r}$"))),
+    )
+}
+
+/// A JWT attribute (`request.auth.*`) in `istio_authn`'s dynamic metadata. Claims are
+/// lists: any element may match.
+pub(crate) fn request_auth(path: &[&str], v: &str, list: bool) -> MetadataMatcher {
+    let m = ValueMatcher {
+        match_pattern: Some(value_matcher::MatchPattern::StringMatch(string_match(
+            v, "",
+        ))),
+    };
+    let value = if list {
+        ValueMatcher {
+            match_pattern: Some(value_matcher::MatchPattern::ListMatch(Box::new(
+                ListMatcher {
+                    match_pattern: Some(list_matcher::MatchPattern::OneOf(Box::new(m))),
+                },
+            ))),
+        }
+    } else {
+        m
+    };
+    MetadataMatcher {
+        filter: AUTHN_FILTER.into(),
+        path: path
+            .iter()
+            .map(|k| PathSegment {
+                segment: Some(Segment::Key((*k).to_string())),
+            })
+            .collect(),
+        value: Some(value),
+        invert: false,
+    }
+}
+
+/// An IP address or CIDR block; `None` when it is neither.
+pub(crate) fn cidr(v: &str) -> Option<CidrRange> {
+    let (ip, len) = match v.split_once('/') {
+        Some((ip, len)) => (ip, len.parse::<u32>().ok()?),
+        None => (v, if v.contains(':') { 128 } else { 32 }),
+    };
+    let max = match ip.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(_) => 32,
+        std::net::IpAddr::V6(_) => 128,
+    };
+    (len <= max).then(|| CidrRange {
+        address_prefix: ip.to_string(),
+        prefix_len: Some(u32v(len)),
+    })
+}
+
+/// A port number value.
+pub(crate) fn port(v: &str) -> Option<u32> {
+    v.parse::<u16>().ok().map(u32::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn show(m: &StringMatcher) -> String {
+        match &m.match_pattern {
+            Some(MatchPattern::Exact(s)) => format!("exact:{s}"),
+            Some(MatchPattern::Prefix(s)) => format!("prefix:{s}"),
+            Some(MatchPattern::Suffix(s)) => format!("suffix:{s}"),
+            Some(MatchPattern::SafeRegex(r)) => format!("regex:{}", r.regex),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn principals_carry_the_spiffe_scheme_and_trust_domain() {
+        let td = "cluster.local";
+        assert_eq!(
+            show(&principal("cluster.local/ns/default/sa/sleep", td)),
+            "exact:spiffe://cluster.local/ns/default/sa/sleep"
+        );
+        // The default trust domain stands for the mesh's own.
+        assert_eq!(
+            show(&principal(
+                "cluster.local/ns/default/sa/sleep",
+                "example.org"
+            )),
+            "exact:spiffe://example.org/ns/default/sa/sleep"
+        );
+        // Another trust domain is kept as written.
+        assert_eq!(
+            show(&principal("other.org/ns/a/sa/b", "example.org")),
+            "exact:spiffe://other.org/ns/a/sa/b"
+        );
+        assert_eq!(
+            show(&principal("cluster.local/ns/default/*", "example.org")),
+            "prefix:spiffe://example.org/ns/default/"
+        );
+        assert_eq!(
+            show(&principal("*/sa/sleep", "example.org")),
+            "regex:spiffe://.*/sa/sleep"
+        );
+        assert_eq!(show(&principal("*", td)), "regex:.+");
+        // A suffix with regex metacharacters is matched literally.
+        assert_eq!(show(&principal("*.a+b", td)), r"regex:spiffe://.*\.a\+b");
+    }
+
+    #[test]
+    fn namespaces_match_the_identity_path() {
+        assert_eq!(show(&namespace("default")), "regex:.*/ns/default/.*");
+        assert_eq!(show(&namespace("team-*")), "regex:.*/ns/team-.*/.*");
+        assert_eq!(show(&namespace("*")), "regex:.*/ns/.*/.*");
+    }
+
+    #[test]
+    fn paths_are_exact_prefix_suffix_or_present() {
+        let p = |v: &str| match path(v).rule {
+            Some(path_matcher::Rule::Path(m)) => show(&m),
+            None => "none".into(),
+        };
+        assert_eq!(p("/api"), "exact:/api");
+        assert_eq!(p("/api/*"), "prefix:/api/");
+        assert_eq!(p("*.png"), "suffix:.png");
+        assert_eq!(p("*"), "regex:.+");
+    }
+
+    #[test]
+    fn headers() {
+        let h = host("*.example.com");
+        match h.header_match_specifier {
+            Some(HeaderMatchSpecifier::StringMatch(m)) => {
+                assert!(m.ignore_case);
+                assert_eq!(show(&m), "suffix:.example.com");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            host("*").header_match_specifier,
+            Some(HeaderMatchSpecifier::PresentMatch(true))
+        );
+        match method("GET").header_match_specifier {
+            Some(HeaderMatchSpecifier::StringMatch(m)) => assert_eq!(show(&m), "exact:GET"),
+            other => panic!("{other:?}"),
+        }
+        match request_header("x-user", "j.*").header_match_specifier {
+            Some(HeaderMatchSpecifier::StringMatch(m)) => {
+                assert_eq!(show(&m), r"regex:^j\..*$|^j\..*,.*|.*,j\..*,.*|.*,j\..*$")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cidrs_and_ports() {
+        let c = cidr("10.0.0.0/8").map(|c| (c.address_prefix, c.prefix_len.map(|l| l.value)));
+        assert_eq!(c, Some(("10.0.0.0".into(), Some(8))));
+        assert_eq!(
+            cidr("1.2.3.4").and_then(|c| c.prefix_len).map(|l| l.value),
+            Some(32)
+        );
+        assert_eq!(
+            cidr("::1").and_then(|c| c.prefix_len).map(|l| l.value),
+            Some(128)
+        );
+        assert!(cidr("1.2.3.4/40").is_none());
+        assert!(cidr("nope").is_none());
+        assert_eq!(port("8080"), Some(8080));
+        assert_eq!(port("70000"), None);
+    }
+}

@@ -1,0 +1,363 @@
+//! AuthorizationPolicy → Envoy RBAC, following Istio's authz builder.
+//!
+//! Every rule of a policy becomes one RBAC policy named `ns[NS]-policy[NAME]-rule[I]`:
+//! its permissions are one AND per `to` (operation fields, then `when` conditions on the
+//! destination), its principals one AND per `from` (source fields, then `when` conditions
+//! on the peer); each field is an OR of its values, and its `not` values a NOT of their OR.
+//! An empty side matches anything, so `rules: [{}]` allows everything while a policy
+//! without rules contributes nothing (an ALLOW policy without rules denies everything).
+//!
+//! Filters run in Istio's order: AUDIT (Envoy's LOG action), DENY, ALLOW. On TCP filter
+//! chains, HTTP-only fields cannot be evaluated: an ALLOW rule using one is dropped (it
+//! allows less), a DENY or AUDIT rule ignores it (it denies more). CUSTOM policies, which
+//! need an external authorizer shoal does not configure, deny what their rules match (fail
+//! closed, as Istio does for a CUSTOM policy it cannot build).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use shoal_api::pb::envoy::config::rbac::v3::{
+    Permission, Policy, Principal, Rbac, permission, principal, rbac::Action,
+};
+use shoal_config::istio::{AuthzAction, AuthzRule, ConditionKey, Operation, Source};
+
+use super::matchers;
+use crate::model::AuthorizationPolicyRule;
+
+/// One RBAC filter's rules.
+pub(crate) type RbacConfig = Rbac;
+
+/// An attribute a value is matched against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Attr {
+    Principal,
+    RequestPrincipal,
+    Namespace,
+    RemoteIp,
+    SourceIp,
+    Header(String),
+    RequestAuth(&'static str),
+    Claims(Vec<String>),
+    Host,
+    Method,
+    Path,
+    Port,
+    DestinationIp,
+    Sni,
+}
+
+impl Attr {
+    /// Attributes only an HTTP filter can evaluate.
+    fn http_only(&self) -> bool {
+        matches!(
+            self,
+            Attr::RequestPrincipal
+                | Attr::Header(_)
+                | Attr::RequestAuth(_)
+                | Attr::Claims(_)
+                | Attr::Host
+                | Attr::Method
+                | Attr::Path
+        )
+    }
+}
+
+/// An attribute with the values it must match and those it must not.
+#[derive(Debug, Clone)]
+struct Cond<'a> {
+    attr: Attr,
+    values: &'a [String],
+    not_values: &'a [String],
+}
+
+fn cond<'a>(attr: Attr, values: &'a [String], not_values: &'a [String]) -> Cond<'a> {
+    Cond {
+        attr,
+        values,
+        not_values,
+    }
+}
+
+// JWT attributes use `metadata`, deprecated in favour of `sourced_metadata` (Envoy 1.32+):
+// Istio still emits `metadata`, which every Envoy it supports understands.
+#[allow(deprecated)]
+fn principal_of(attr: &Attr, v: &str, td: &str) -> Option<Principal> {
+    use principal::{Authenticated, Identifier};
+    let id = match attr {
+        Attr::Principal => Identifier::Authenticated(Authenticated {
+            principal_name: Some(matchers::principal(v, td)),
+        }),
+        Attr::Namespace => Identifier::Authenticated(Authenticated {
+            principal_name: Some(matchers::namespace(v)),
+        }),
+        Attr::RequestPrincipal => Identifier::Metadata(matchers::request_auth(
+            &["request.auth.principal"],
+            v,
+            false,
+        )),
+        Attr::RequestAuth(key) => Identifier::Metadata(matchers::request_auth(&[key], v, false)),
+        Attr::Claims(path) => {
+            let mut keys = vec!["request.auth.claims"];
+            keys.extend(path.iter().map(String::as_str));
+            Identifier::Metadata(matchers::request_auth(&keys, v, true))
+        }
+        Attr::RemoteIp => Identifier::RemoteIp(matchers::cidr(v)?),
+        Attr::SourceIp => Identifier::DirectRemoteIp(matchers::cidr(v)?),
+        Attr::Header(name) => Identifier::Header(matchers::request_header(name, v)),
+        _ => return None,
+    };
+    Some(Principal {
+        identifier: Some(id),
+    })
+}
+
+fn permission_of(attr: &Attr, v: &str) -> Option<Permission> {
+    use permission::Rule;
+    let rule = match attr {
+        Attr::Host => Rule::Header(matchers::host(v)),
+        Attr::Method => Rule::Header(matchers::method(v)),
+        Attr::Path => Rule::UrlPath(matchers::path(v)),
+        Attr::Port => Rule::DestinationPort(matchers::port(v)?),
+        Attr::DestinationIp => Rule::DestinationIp(matchers::cidr(v)?),
+        Attr::Sni => Rule::RequestedServerName(matchers::string_match(v, "")),
+        _ => return None,
+    };
+    Some(Permission { rule: Some(rule) })
+}
+
+/// One side of an RBAC policy: principals (the peer) or permissions (the request).
+trait Side: Sized {
+    fn one(attr: &Attr, v: &str, td: &str) -> Option<Self>;
+    fn set(items: Vec<Self>, and: bool) -> Self;
+    fn not(self) -> Self;
+    fn any() -> Self;
+}
+
+impl Side for Principal {
+    fn one(attr: &Attr, v: &str, td: &str) -> Option<Self> {
+        principal_of(attr, v, td)
+    }
+
+    fn set(ids: Vec<Self>, and: bool) -> Self {
+        use principal::{Identifier, Set};
+        let set = Set { ids };
+        Principal {
+            identifier: Some(if and {
+                Identifier::AndIds(set)
+            } else {
+                Identifier::OrIds(set)
+            }),
+        }
+    }
+
+    fn not(self) -> Self {
+        Principal {
+            identifier: Some(principal::Identifier::NotId(Box::new(self))),
+        }
+    }
+
+    fn any() -> Self {
+        Principal {
+            identifier: Some(principal::Identifier::Any(true)),
+        }
+    }
+}
+
+impl Side for Permission {
+    fn one(attr: &Attr, v: &str, _td: &str) -> Option<Self> {
+        permission_of(attr, v)
+    }
+
+    fn set(rules: Vec<Self>, and: bool) -> Self {
+        use permission::{Rule, Set};
+        let set = Set { rules };
+        Permission {
+            rule: Some(if and {
+                Rule::AndRules(set)
+            } else {
+                Rule::OrRules(set)
+            }),
+        }
+    }
+
+    fn not(self) -> Self {
+        Permission {
+            rule: Some(permission::Rule::NotRule(Box::new(self))),
+        }
+    }
+
+    fn any() -> Self {
+        Permission {
+            rule: Some(permission::Rule::Any(true)),
+        }
+    }
+}
+
+/// Builds one side of a policy (an AND of ORs) from its conditions, or `None` when the
+/// rule must be dropped (an HTTP-only attribute on TCP, in an ALLOW rule).
+fn and_of<T: Side>(conds: &[Cond<'_>], for_tcp: bool, allow: bool, td: &str) -> Option<T> {
+    let mut all = Vec::new();
+    for c in conds {
+        if for_tcp && c.attr.http_only() && !(c.values.is_empty() && c.not_values.is_empty()) {
+            if allow {
+                return None;
+            }
+            continue;
+        }
+        let yes: Vec<T> = c
+            .values
+            .iter()
+            .filter_map(|v| T::one(&c.attr, v, td))
+            .collect();
+        if !yes.is_empty() {
+            all.push(T::set(yes, false));
+        }
+        let no: Vec<T> = c
+            .not_values
+            .iter()
+            .filter_map(|v| T::one(&c.attr, v, td))
+            .collect();
+        if !no.is_empty() {
+            all.push(T::set(no, false).not());
+        }
+    }
+    if all.is_empty() {
+        all.push(T::any());
+    }
+    Some(T::set(all, true))
+}
+
+fn source_conds(s: &Source) -> Vec<Cond<'_>> {
+    vec![
+        cond(Attr::Principal, &s.principals, &s.not_principals),
+        cond(
+            Attr::RequestPrincipal,
+            &s.request_principals,
+            &s.not_request_principals,
+        ),
+        cond(Attr::Namespace, &s.namespaces, &s.not_namespaces),
+        cond(Attr::RemoteIp, &s.remote_ip_blocks, &s.not_remote_ip_blocks),
+        cond(Attr::SourceIp, &s.ip_blocks, &s.not_ip_blocks),
+    ]
+}
+
+fn operation_conds(o: &Operation) -> Vec<Cond<'_>> {
+    vec![
+        cond(Attr::Host, &o.hosts, &o.not_hosts),
+        cond(Attr::Method, &o.methods, &o.not_methods),
+        cond(Attr::Path, &o.paths, &o.not_paths),
+        cond(Attr::Port, &o.ports, &o.not_ports),
+    ]
+}
+
+/// The RBAC policy of one rule; `None` when the rule is dropped (see module docs).
+fn rule_policy(rule: &AuthzRule, for_tcp: bool, allow: bool, td: &str) -> Option<Policy> {
+    let mut peer = Vec::new();
+    let mut dest = Vec::new();
+    for c in &rule.when {
+        let (v, n) = (c.values.as_slice(), c.not_values.as_slice());
+        match ConditionKey::parse(&c.key) {
+            Some(ConditionKey::DestinationIp) => dest.push(cond(Attr::DestinationIp, v, n)),
+            Some(ConditionKey::DestinationPort) => dest.push(cond(Attr::Port, v, n)),
+            Some(ConditionKey::ConnectionSni) => dest.push(cond(Attr::Sni, v, n)),
+            Some(ConditionKey::SourceIp) => peer.push(cond(Attr::SourceIp, v, n)),
+            Some(ConditionKey::RemoteIp) => peer.push(cond(Attr::RemoteIp, v, n)),
+            Some(ConditionKey::SourceNamespace) => peer.push(cond(Attr::Namespace, v, n)),
+            Some(ConditionKey::SourcePrincipal) => peer.push(cond(Attr::Principal, v, n)),
+            Some(ConditionKey::RequestAuth(k)) => peer.push(cond(Attr::RequestAuth(k), v, n)),
+            Some(ConditionKey::RequestAuthClaims(p)) => peer.push(cond(Attr::Claims(p), v, n)),
+            Some(ConditionKey::RequestHeader(h)) => peer.push(cond(Attr::Header(h), v, n)),
+            // Rejected by validation; never widen an ALLOW rule over them.
+            Some(ConditionKey::Experimental) | None => {
+                if allow {
+                    return None;
+                }
+            }
+        }
+    }
+    let principals = if rule.from.is_empty() {
+        vec![and_of::<Principal>(&peer, for_tcp, allow, td)?]
+    } else {
+        let mut out = Vec::new();
+        for from in &rule.from {
+            let src = from.source.clone().unwrap_or_default();
+            let mut conds = source_conds(&src);
+            conds.extend(peer.iter().cloned());
+            out.push(and_of::<Principal>(&conds, for_tcp, allow, td)?);
+        }
+        out
+    };
+    let permissions = if rule.to.is_empty() {
+        vec![and_of::<Permission>(&dest, for_tcp, allow, td)?]
+    } else {
+        let mut out = Vec::new();
+        for to in &rule.to {
+            let op = to.operation.clone().unwrap_or_default();
+            let mut conds = operation_conds(&op);
+            conds.extend(dest.iter().cloned());
+            out.push(and_of::<Permission>(&conds, for_tcp, allow, td)?);
+        }
+        out
+    };
+    Some(Policy {
+        permissions,
+        principals,
+        ..Default::default()
+    })
+}
+
+/// The RBAC configurations (in filter order: AUDIT, DENY, ALLOW) of the policies that
+/// apply to a workload, for HTTP or for TCP filter chains. An ALLOW configuration is
+/// present whenever an ALLOW policy applies, even one without rules (then it denies all);
+/// AUDIT and DENY configurations only when they have rules.
+pub(crate) fn build(
+    policies: &[&Arc<AuthorizationPolicyRule>],
+    trust_domain: &str,
+    for_tcp: bool,
+) -> Vec<RbacConfig> {
+    let mut log = HashMap::new();
+    let mut deny = HashMap::new();
+    let mut allow = HashMap::new();
+    let mut any_allow = false;
+    for p in policies {
+        let action = p.spec.action();
+        any_allow |= action == AuthzAction::Allow;
+        for (i, rule) in p.spec.rules.iter().enumerate() {
+            let name = format!("ns[{}]-policy[{}]-rule[{i}]", p.namespace, p.name);
+            let is_allow = action == AuthzAction::Allow;
+            let Some(policy) = rule_policy(rule, for_tcp, is_allow, trust_domain) else {
+                continue;
+            };
+            match action {
+                AuthzAction::Allow => allow.insert(name, policy),
+                AuthzAction::Deny => deny.insert(name, policy),
+                AuthzAction::Audit => log.insert(name, policy),
+                AuthzAction::Custom => deny.insert(
+                    format!("istio-ext-authz-{name}-deny-due-to-bad-CUSTOM-action"),
+                    policy,
+                ),
+            };
+        }
+    }
+    let mut out = Vec::new();
+    for (action, policies) in [(Action::Log, log), (Action::Deny, deny)] {
+        if !policies.is_empty() {
+            out.push(Rbac {
+                action: action as i32,
+                policies,
+                ..Default::default()
+            });
+        }
+    }
+    if any_allow {
+        out.push(Rbac {
+            action: Action::Allow as i32,
+            policies: allow,
+            ..Default::default()
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+//! AuthorizationPolicy → RBAC, field by field.
+
+#![allow(clippy::unwrap_used)]
+
+use shoal_api::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+use shoal_config::istio::AuthorizationPolicySpec;
+
+use super::*;
+use crate::model::Policy;
+
+fn policy(name: &str, yaml: &str) -> Arc<AuthorizationPolicyRule> {
+    let spec: AuthorizationPolicySpec = serde_saphyr::from_str(yaml).unwrap();
+    Arc::new(Policy {
+        namespace: "shop".into(),
+        name: name.into(),
+        spec: Arc::new(spec),
+    })
+}
+
+fn build_for(policies: &[Arc<AuthorizationPolicyRule>], tcp: bool) -> Vec<RbacConfig> {
+    let refs: Vec<&Arc<AuthorizationPolicyRule>> = policies.iter().collect();
+    build(&refs, "cluster.local", tcp)
+}
+
+fn actions(c: &[RbacConfig]) -> Vec<(Action, Vec<String>)> {
+    c.iter()
+        .map(|r| {
+            let mut names: Vec<String> = r.policies.keys().cloned().collect();
+            names.sort();
+            (Action::try_from(r.action).unwrap(), names)
+        })
+        .collect()
+}
+
+fn is_any_permission(p: &Permission) -> bool {
+    match &p.rule {
+        Some(permission::Rule::AndRules(s)) => {
+            s.rules.len() == 1 && s.rules[0].rule == Some(permission::Rule::Any(true))
+        }
+        _ => false,
+    }
+}
+
+fn is_any_principal(p: &Principal) -> bool {
+    match &p.identifier {
+        Some(principal::Identifier::AndIds(s)) => {
+            s.ids.len() == 1 && s.ids[0].identifier == Some(principal::Identifier::Any(true))
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn allow_nothing_and_allow_all() {
+    let nothing = build_for(&[policy("deny-all", "{}")], false);
+    assert_eq!(actions(&nothing), vec![(Action::Allow, vec![])]);
+    let all = build_for(&[policy("allow-all", "rules: [{}]")], false);
+    assert_eq!(
+        actions(&all),
+        vec![(
+            Action::Allow,
+            vec!["ns[shop]-policy[allow-all]-rule[0]".to_string()]
+        )]
+    );
+    let p = &all[0].policies["ns[shop]-policy[allow-all]-rule[0]"];
+    assert!(is_any_permission(&p.permissions[0]));
+    assert!(is_any_principal(&p.principals[0]));
+    // A DENY policy without rules denies nothing: no filter at all.
+    assert!(build_for(&[policy("d", "action: DENY")], false).is_empty());
+    assert!(build_for(&[], false).is_empty());
+}
+
+#[test]
+fn filters_run_audit_then_deny_then_allow() {
+    let c = build_for(
+        &[
+            policy("a", "rules: [{to: [{operation: {methods: [GET]}}]}]"),
+            policy(
+                "d",
+                "action: DENY\nrules: [{to: [{operation: {paths: [/admin/*]}}]}]",
+            ),
+            policy("l", "action: AUDIT\nrules: [{}]"),
+            policy("c", "action: CUSTOM\nprovider: {name: ext}\nrules: [{}]"),
+        ],
+        false,
+    );
+    assert_eq!(
+        actions(&c),
+        vec![
+            (Action::Log, vec!["ns[shop]-policy[l]-rule[0]".to_string()]),
+            (
+                Action::Deny,
+                vec![
+                    "istio-ext-authz-ns[shop]-policy[c]-rule[0]-deny-due-to-bad-CUSTOM-action"
+                        .to_string(),
+                    "ns[shop]-policy[d]-rule[0]".to_string()
+                ]
+            ),
+            (
+                Action::Allow,
+                vec!["ns[shop]-policy[a]-rule[0]".to_string()]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn fields_become_ands_of_ors_with_nots() {
+    let c = build_for(
+        &[policy(
+            "p",
+            r#"
+rules:
+- from:
+  - source: {principals: [cluster.local/ns/default/sa/sleep], notNamespaces: [bad]}
+  - source: {ipBlocks: [10.0.0.0/8]}
+  to:
+  - operation: {methods: [GET, HEAD], paths: [/api/*], ports: ["8080"]}
+  when:
+  - key: request.headers[x-user]
+    values: [jane]
+"#,
+        )],
+        false,
+    );
+    let p = &c[0].policies["ns[shop]-policy[p]-rule[0]"];
+    assert_eq!(p.principals.len(), 2, "one principal per from");
+    assert_eq!(p.permissions.len(), 1, "one permission per to");
+    let Some(principal::Identifier::AndIds(first)) = &p.principals[0].identifier else {
+        panic!("{:?}", p.principals[0]);
+    };
+    // principals, notNamespaces, then the when condition on the header.
+    assert_eq!(first.ids.len(), 3);
+    let Some(principal::Identifier::OrIds(or)) = &first.ids[0].identifier else {
+        panic!("{:?}", first.ids[0]);
+    };
+    let Some(principal::Identifier::Authenticated(a)) = &or.ids[0].identifier else {
+        panic!("{:?}", or.ids[0]);
+    };
+    assert_eq!(
+        a.principal_name
+            .as_ref()
+            .and_then(|m| m.match_pattern.clone()),
+        Some(MatchPattern::Exact(
+            "spiffe://cluster.local/ns/default/sa/sleep".into()
+        ))
+    );
+    assert!(matches!(
+        first.ids[1].identifier,
+        Some(principal::Identifier::NotId(_))
+    ));
+    assert!(matches!(
+        &first.ids[2].identifier,
+        Some(principal::Identifier::OrIds(s)) if matches!(s.ids[0].identifier, Some(principal::Identifier::Header(_)))
+    ));
+    let Some(principal::Identifier::AndIds(second)) = &p.principals[1].identifier else {
+        panic!();
+    };
+    let Some(principal::Identifier::OrIds(or)) = &second.ids[0].identifier else {
+        panic!();
+    };
+    assert!(matches!(
+        or.ids[0].identifier,
+        Some(principal::Identifier::DirectRemoteIp(_))
+    ));
+    let Some(permission::Rule::AndRules(perm)) = &p.permissions[0].rule else {
+        panic!();
+    };
+    // methods (two values in one OR), paths, ports.
+    assert_eq!(perm.rules.len(), 3);
+    let Some(permission::Rule::OrRules(methods)) = &perm.rules[0].rule else {
+        panic!();
+    };
+    assert_eq!(methods.rules.len(), 2);
+    let Some(permission::Rule::OrRules(ports)) = &perm.rules[2].rule else {
+        panic!();
+    };
+    assert_eq!(
+        ports.rules[0].rule,
+        Some(permission::Rule::DestinationPort(8080))
+    );
+}
+
+#[test]
+fn tcp_chains_drop_allow_rules_and_widen_deny_rules_with_http_fields() {
+    let policies = [
+        policy(
+            "a",
+            "rules:\n- to: [{operation: {methods: [GET]}}]\n- from: [{source: {namespaces: [ns1]}}]\n  to: [{operation: {ports: ['80']}}]\n",
+        ),
+        policy(
+            "d",
+            "action: DENY\nrules:\n- to: [{operation: {methods: [GET]}}]\n- from: [{source: {requestPrincipals: ['*'], namespaces: [ns1]}}]\n",
+        ),
+    ];
+    let c = build_for(&policies, true);
+    assert_eq!(
+        actions(&c),
+        vec![
+            (
+                Action::Deny,
+                vec![
+                    "ns[shop]-policy[d]-rule[0]".to_string(),
+                    "ns[shop]-policy[d]-rule[1]".to_string()
+                ]
+            ),
+            (
+                Action::Allow,
+                vec!["ns[shop]-policy[a]-rule[1]".to_string()]
+            ),
+        ]
+    );
+    // The DENY rule on methods denies every TCP connection.
+    let d0 = &c[0].policies["ns[shop]-policy[d]-rule[0]"];
+    assert!(is_any_permission(&d0.permissions[0]));
+    // The request principal is ignored, the namespace kept.
+    let d1 = &c[0].policies["ns[shop]-policy[d]-rule[1]"];
+    let Some(principal::Identifier::AndIds(ids)) = &d1.principals[0].identifier else {
+        panic!();
+    };
+    assert_eq!(ids.ids.len(), 1);
+    // On HTTP chains, every rule is there.
+    let http = build_for(&policies, false);
+    assert_eq!(http[1].policies.len(), 2);
+}
+
+#[test]
+fn trust_domain_rewrites_default_principals() {
+    let p = policy(
+        "p",
+        "rules: [{from: [{source: {principals: [cluster.local/ns/a/sa/b]}}]}]",
+    );
+    let c = build(&[&p], "example.org", false);
+    let text = format!("{:?}", c[0].policies["ns[shop]-policy[p]-rule[0]"]);
+    assert!(text.contains("spiffe://example.org/ns/a/sa/b"), "{text}");
+    assert!(!text.contains("cluster.local"), "{text}");
+}
