@@ -345,6 +345,10 @@ impl ViewSource for Pipeline {
                 k
             }
         };
+        let key = ViewKey {
+            workload_certs: secrets.is_some(),
+            ..key
+        };
         let id = key.id();
         let view = match self.registry.get(&id) {
             Some(v) => v,

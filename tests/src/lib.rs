@@ -4,6 +4,7 @@
 pub mod backends;
 pub mod cluster;
 pub mod env;
+pub mod identity;
 pub mod proc;
 pub mod xds;
 

@@ -110,7 +110,12 @@ impl Shoal {
     pub async fn start(config_dir: &Path, extra: &[&str]) -> anyhow::Result<Shoal> {
         let xds: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse()?;
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse()?;
-        let xds_tls: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse()?;
+        // A test may choose the TLS address (to reach it from a network namespace).
+        let tls_arg = extra.iter().position(|a| *a == "--xds-tls-addr");
+        let xds_tls: SocketAddr = match tls_arg.and_then(|i| extra.get(i + 1)) {
+            Some(a) => a.parse()?,
+            None => format!("127.0.0.1:{}", free_port("127.0.0.1")).parse()?,
+        };
         let data = tempfile::tempdir()?;
         let mut cmd = Command::new(env::shoal_bin());
         cmd.arg("serve")
@@ -120,8 +125,11 @@ impl Shoal {
             .arg(xds.to_string())
             .arg("--admin-addr")
             .arg(admin.to_string())
-            .arg("--xds-tls-addr")
-            .arg(xds_tls.to_string())
+            .args(if tls_arg.is_none() {
+                vec!["--xds-tls-addr".to_string(), xds_tls.to_string()]
+            } else {
+                Vec::new()
+            })
             .arg("--data-dir")
             .arg(data.path())
             .args(extra)
@@ -231,10 +239,27 @@ impl Envoy {
         admin: SocketAddr,
         bootstrap: serde_json::Value,
     ) -> anyhow::Result<Envoy> {
+        Envoy::start_bootstrap_in(None, bin, admin, bootstrap).await
+    }
+
+    /// As [`Envoy::start_bootstrap`], inside network namespace `netns` if given.
+    pub async fn start_bootstrap_in(
+        netns: Option<&str>,
+        bin: std::path::PathBuf,
+        admin: SocketAddr,
+        bootstrap: serde_json::Value,
+    ) -> anyhow::Result<Envoy> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("bootstrap.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&bootstrap)?)?;
-        let mut cmd = Command::new(bin);
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("-c")
             .arg(&path)
             .arg("--disable-hot-restart")

@@ -1,166 +1,352 @@
-//! Workload identity end to end: a real Envoy reaches shoal's TLS xDS port, verifies the
-//! serving certificate from shoal's CA, and authenticates with a service-account token;
-//! forged tokens and tokens of another namespace get nothing.
+//! Workload identity end to end with real Envoys: authentication on shoal's TLS xDS port,
+//! certificates over SDS, mTLS between two sidecars, STRICT PeerAuthentication refusing
+//! plaintext, and an AuthorizationPolicy allowing one path and denying another.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::process::Command;
 use std::time::Duration;
 
-use shoal_tests::proc::{Envoy, Shoal};
+use shoal_tests::cluster::namespaces_available;
+use shoal_tests::identity::{Issuer, envoy_cert_uris, tls_bootstrap};
+use shoal_tests::proc::{Envoy, Proc, Shoal, http_get};
 use shoal_tests::{env, eventually, free_port};
 
-const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
-
-/// A signing key for the test's token issuer, and its public key in a file for shoal.
-fn issuer() -> (rcgen::KeyPair, tempfile::NamedTempFile) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), key.public_key_pem()).unwrap();
-    (key, file)
+fn root_pem(shoal: &Shoal) -> String {
+    std::fs::read_to_string(shoal.data.path().join("ca/shoal-root/root-cert.pem")).unwrap()
 }
 
-fn token(key: &rcgen::KeyPair, ns: &str, sa: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = serde_json::json!({
-        "iss": ISSUER,
-        "aud": ["istio-ca"],
-        "sub": format!("system:serviceaccount:{ns}:{sa}"),
-        "iat": now,
-        "exp": now + 3600,
-        "kubernetes.io": { "namespace": ns, "serviceaccount": { "name": sa } },
-    });
-    let enc = jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
-        &claims,
-        &enc,
-    )
-    .unwrap()
-}
-
-/// Envoy with ADS over TLS to `xds` (trusting `root_pem` and checking the server's name)
-/// and a bearer token. (A static cluster asking for SDS over ADS crashes Envoy 1.40 at
-/// start, so SDS delivery to Envoy waits for translated clusters that reference it.)
-fn bootstrap(
-    xds: SocketAddr,
-    admin: u16,
-    root_pem: &str,
-    token: &str,
-    ns: &str,
-) -> serde_json::Value {
-    serde_json::json!({
-        "node": {
-            "id": format!("sidecar~10.0.0.9~productpage-v1-abc.{ns}~{ns}.svc.cluster.local"),
-            "cluster": "productpage",
-            "metadata": { "NAMESPACE": ns, "SERVICE_ACCOUNT": "bookinfo-productpage" }
-        },
-        "dynamic_resources": {
-            "ads_config": {
-                "api_type": "DELTA_GRPC",
-                "transport_api_version": "V3",
-                "grpc_services": [{
-                    "envoy_grpc": { "cluster_name": "xds" },
-                    "initial_metadata": [{ "key": "authorization", "value": format!("Bearer {token}") }]
-                }]
-            },
-            "cds_config": { "ads": {}, "resource_api_version": "V3" },
-            "lds_config": { "ads": {}, "resource_api_version": "V3" }
-        },
-        "static_resources": { "clusters": [
-            {
-                "name": "xds",
-                "type": "STATIC",
-                "connect_timeout": "1s",
-                "typed_extension_protocol_options": {
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": { "http2_protocol_options": {} }
-                    }
-                },
-                "transport_socket": { "name": "envoy.transport_sockets.tls", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                    "sni": "localhost",
-                    "common_tls_context": {
-                        "alpn_protocols": ["h2"],
-                        "validation_context": {
-                            "trusted_ca": { "inline_string": root_pem },
-                            "match_typed_subject_alt_names": [{ "san_type": "DNS", "matcher": { "exact": "localhost" } }]
-                        }
-                    }
-                } },
-                "load_assignment": { "cluster_name": "xds", "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
-                    "socket_address": { "address": xds.ip().to_string(), "port_value": xds.port() }
-                } } }] }] }
-            }
-        ] },
-        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin } } }
-    })
+fn local(port: u16) -> SocketAddr {
+    format!("127.0.0.1:{port}").parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn envoy_authenticates_with_a_token_on_the_tls_port() {
+async fn tokens_are_checked_on_the_tls_port() {
     let Some(bin) = env::envoy() else {
         eprintln!("SKIP: Envoy not installed (run ./scripts/test)");
         return;
     };
-    let (key, keyfile) = issuer();
-    let issuer_arg = format!("{ISSUER}={}", keyfile.path().display());
+    let issuer = Issuer::new().unwrap();
     let mesh = env::workspace_root().join("examples/mesh");
-    let shoal = Shoal::start(&mesh, &["--jwt-issuer", &issuer_arg])
+    let shoal = Shoal::start(&mesh, &["--jwt-issuer", &issuer.arg()])
         .await
         .unwrap();
-    let root =
-        std::fs::read_to_string(shoal.data.path().join("ca/shoal-root/root-cert.pem")).unwrap();
+    let root = root_pem(&shoal);
+    let node = "sidecar~10.0.0.9~productpage-v1-abc.bookinfo~bookinfo.svc.cluster.local";
+    let meta = serde_json::json!({ "NAMESPACE": "bookinfo" });
+    let start = |token: String| {
+        let (bin, root, meta) = (bin.clone(), root.clone(), meta.clone());
+        let xds = shoal.xds_tls;
+        async move {
+            let admin = local(free_port("127.0.0.1"));
+            Envoy::start_bootstrap(
+                bin,
+                admin,
+                tls_bootstrap(node, meta, xds, admin, &root, &token),
+            )
+            .await
+            .unwrap()
+        }
+    };
 
-    let admin = free_port("127.0.0.1");
-    let tok = token(&key, "bookinfo", "bookinfo-productpage");
-    let envoy = Envoy::start_bootstrap(
-        bin.clone(),
-        format!("127.0.0.1:{admin}").parse().unwrap(),
-        bootstrap(shoal.xds_tls, admin, &root, &tok, "bookinfo"),
-    )
-    .await
-    .unwrap();
-    eventually(
+    let envoy = start(issuer.token("bookinfo", "bookinfo-productpage").unwrap()).await;
+    let uris = eventually(
         Duration::from_secs(20),
-        "Envoy to get listeners over TLS",
-        || async { (!envoy.listeners().await.ok()?.is_empty()).then_some(()) },
+        "Envoy's own certificate",
+        || async {
+            let uris = envoy_cert_uris(envoy.admin).await;
+            (!uris.is_empty() && !envoy.listeners().await.ok()?.is_empty()).then_some(uris)
+        },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n--- envoy ---\n{}", envoy.proc.log()));
+    assert_eq!(
+        uris,
+        vec!["spiffe://cluster.local/ns/bookinfo/sa/bookinfo-productpage".to_string()],
+        "Envoy holds exactly its own identity"
+    );
     drop(envoy);
 
-    // A token for another namespace than the node claims is refused: no config, no secret.
-    let admin2 = free_port("127.0.0.1");
-    let other = token(&key, "default", "sleep");
-    let envoy2 = Envoy::start_bootstrap(
-        bin.clone(),
-        format!("127.0.0.1:{admin2}").parse().unwrap(),
-        bootstrap(shoal.xds_tls, admin2, &root, &other, "bookinfo"),
-    )
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(envoy2.listeners().await.unwrap().is_empty());
-    drop(envoy2);
-
-    // A forged token (signed by another key) is refused as well.
-    let (forger, _f) = issuer();
-    let forged = token(&forger, "bookinfo", "bookinfo-productpage");
-    let admin3 = free_port("127.0.0.1");
-    let envoy3 = Envoy::start_bootstrap(
-        bin,
-        format!("127.0.0.1:{admin3}").parse().unwrap(),
-        bootstrap(shoal.xds_tls, admin3, &root, &forged, "bookinfo"),
-    )
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(envoy3.listeners().await.unwrap().is_empty());
+    // A token of another namespace than the node claims, and a forged token: nothing.
+    let other = issuer.token("default", "sleep").unwrap();
+    let forged = Issuer::new()
+        .unwrap()
+        .token("bookinfo", "bookinfo-productpage")
+        .unwrap();
+    for token in [other, forged] {
+        let envoy = start(token).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(envoy_cert_uris(envoy.admin).await.is_empty());
+        assert!(envoy.listeners().await.unwrap().is_empty());
+    }
     let log = shoal.proc.log();
     assert!(log.contains("refused stream"), "{log}");
+}
+
+/// A network namespace `ns` with a veth to the host: host side `.1`, namespace side `.2`,
+/// removed on drop.
+struct Netns {
+    name: String,
+    host_ip: String,
+    ns_ip: String,
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    fn create() -> Netns {
+        let id = std::process::id() % 250;
+        let name = format!("shoalsec{}", std::process::id());
+        let (host_if, ns_if) = (format!("ss{id}h"), format!("ss{id}n"));
+        let (host_ip, ns_ip) = (format!("10.214.{id}.1"), format!("10.214.{id}.2"));
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
+        sh(&["ip", "netns", "add", &name]);
+        sh(&[
+            "ip", "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ]);
+        sh(&["ip", "link", "set", &ns_if, "netns", &name]);
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{host_ip}/24"),
+            "dev",
+            &host_if,
+        ]);
+        sh(&["ip", "link", "set", &host_if, "up"]);
+        let exec = |args: &[&str]| {
+            let mut all = vec!["ip", "netns", "exec", &name];
+            all.extend_from_slice(args);
+            sh(&all);
+        };
+        exec(&["ip", "addr", "add", &format!("{ns_ip}/24"), "dev", &ns_if]);
+        exec(&["ip", "link", "set", &ns_if, "up"]);
+        exec(&["ip", "link", "set", "lo", "up"]);
+        // What a sidecar injector's init container does: inbound traffic to the app's port
+        // goes to Envoy's virtualInbound (15006).
+        exec(&[
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-p",
+            "tcp",
+            "--dport",
+            "8080",
+            "-j",
+            "REDIRECT",
+            "--to-ports",
+            "15006",
+        ]);
+        Netns {
+            name,
+            host_ip,
+            ns_ip,
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+fn mesh(ns_ip: &str, port: u16) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: backend, namespace: demo}}
+spec:
+  selector: {{app: backend}}
+  ports:
+  - {{name: http, port: {port}, targetPort: 8080}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: backend-0
+  namespace: demo
+  labels: {{app: backend, security.istio.io/tlsMode: istio}}
+spec: {{serviceAccountName: backend}}
+status: {{podIP: {ns_ip}}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: backend-0, namespace: demo, labels: {{kubernetes.io/service-name: backend}}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080}}]
+endpoints:
+- addresses: [{ns_ip}]
+  targetRef: {{kind: Pod, name: backend-0}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: backend, namespace: demo}}
+spec:
+  selector: {{matchLabels: {{app: backend}}}}
+  mtls: {{mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: backend, namespace: demo}}
+spec:
+  selector: {{matchLabels: {{app: backend}}}}
+  action: ALLOW
+  rules:
+  - from: [{{source: {{principals: [cluster.local/ns/client/sa/client]}}}}]
+    to: [{{operation: {{methods: [GET], paths: [/allowed]}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: default, namespace: client}}
+spec:
+  egress:
+  - port: {{number: {port}, protocol: HTTP, name: http}}
+    bind: 127.0.0.1
+    captureMode: NONE
+    hosts: ["demo/*"]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_envoys_talk_mtls_with_certificates_from_sds() {
+    let Some(bin) = env::envoy() else {
+        eprintln!("SKIP: Envoy not installed (run ./scripts/test)");
+        return;
+    };
+    if !namespaces_available() || Command::new("iptables").arg("-V").output().is_err() {
+        eprintln!("SKIP: needs root, iproute2 and iptables (a sidecar's inbound capture)");
+        return;
+    }
+    let net = Netns::create();
+    let port = free_port("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), mesh(&net.ns_ip, port)).unwrap();
+    let issuer = Issuer::new().unwrap();
+    let tls = format!("0.0.0.0:{}", free_port("0.0.0.0"));
+    let shoal = Shoal::start(
+        dir.path(),
+        &["--jwt-issuer", &issuer.arg(), "--xds-tls-addr", &tls],
+    )
+    .await
+    .unwrap();
+    let root = root_pem(&shoal);
+
+    // The backend: a plain HTTP server in its own namespace, behind its sidecar.
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("allowed"), "allowed\n").unwrap();
+    std::fs::write(site.path().join("denied"), "denied\n").unwrap();
+    let _app = Proc::spawn(
+        "backend",
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &net.name,
+                "python3",
+                "-m",
+                "http.server",
+                "8080",
+            ])
+            .arg("--directory")
+            .arg(site.path()),
+    )
+    .unwrap();
+    let xds_from_ns: SocketAddr = format!("{}:{}", net.host_ip, shoal.xds_tls.port())
+        .parse()
+        .unwrap();
+    let server_admin: SocketAddr = format!("{}:15000", net.ns_ip).parse().unwrap();
+    let server = Envoy::start_bootstrap_in(
+        Some(&net.name),
+        bin.clone(),
+        server_admin,
+        tls_bootstrap(
+            &format!(
+                "sidecar~{}~backend-0.demo~demo.svc.cluster.local",
+                net.ns_ip
+            ),
+            serde_json::json!({ "NAMESPACE": "demo", "LABELS": { "app": "backend" } }),
+            xds_from_ns,
+            server_admin,
+            &root,
+            &issuer.token("demo", "backend").unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    let client_admin = local(free_port("127.0.0.1"));
+    let client = Envoy::start_bootstrap(
+        bin,
+        client_admin,
+        tls_bootstrap(
+            "sidecar~127.0.0.1~client-0.client~client.svc.cluster.local",
+            serde_json::json!({ "NAMESPACE": "client", "INTERCEPTION_MODE": "NONE" }),
+            local(shoal.xds_tls.port()),
+            client_admin,
+            &root,
+            &issuer.token("client", "client").unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+
+    // Each sidecar holds exactly its own identity, from SDS.
+    for (envoy, want) in [
+        (&server, "spiffe://cluster.local/ns/demo/sa/backend"),
+        (&client, "spiffe://cluster.local/ns/client/sa/client"),
+    ] {
+        let uris = eventually(
+            Duration::from_secs(30),
+            "a certificate over SDS",
+            || async {
+                let u = envoy_cert_uris(envoy.admin).await;
+                (!u.is_empty()).then_some(u)
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", envoy.proc.log(), shoal.proc.log()));
+        assert_eq!(uris, vec![want.to_string()]);
+    }
+
+    // Client → its sidecar → mTLS → the backend's sidecar (STRICT, RBAC) → the app.
+    let host = [("host", "backend.demo.svc.cluster.local")];
+    let via = local(port);
+    let (status, body) = eventually(Duration::from_secs(30), "a request over mTLS", || async {
+        http_get(via, "/allowed", &host)
+            .await
+            .ok()
+            .filter(|(s, _)| *s == 200)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n--- client ---\n{}\n--- server ---\n{}",
+            client.proc.log(),
+            server.proc.log()
+        )
+    });
+    assert_eq!((status, body.as_str()), (200, "allowed\n"));
+    // The AuthorizationPolicy allows only /allowed for the client's identity.
+    let (status, _) = http_get(via, "/denied", &host).await.unwrap();
+    assert_eq!(status, 403, "a path the policy does not allow");
+    // STRICT: plaintext straight to the workload is refused by its sidecar (under
+    // PERMISSIVE it would reach RBAC and get a 403 instead).
+    let direct: SocketAddr = format!("{}:8080", net.ns_ip).parse().unwrap();
+    let plain = http_get(direct, "/allowed", &[]).await;
+    assert!(plain.is_err(), "plaintext reached the workload: {plain:?}");
 }

@@ -1,0 +1,122 @@
+//! Workload identity for tests: a service-account token issuer shoal is told to trust, and
+//! Envoy bootstraps that reach shoal's TLS xDS port with such a token.
+
+use std::net::SocketAddr;
+
+/// The issuer tests use (the `iss` of Kubernetes service-account tokens).
+pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// A token issuer: an ECDSA key, with its public key in a file for `--jwt-issuer`.
+pub struct Issuer {
+    key: rcgen::KeyPair,
+    file: tempfile::NamedTempFile,
+}
+
+impl Issuer {
+    pub fn new() -> anyhow::Result<Issuer> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let file = tempfile::NamedTempFile::new()?;
+        std::fs::write(file.path(), key.public_key_pem())?;
+        Ok(Issuer { key, file })
+    }
+
+    /// `--jwt-issuer` value for shoal.
+    pub fn arg(&self) -> String {
+        format!("{ISSUER}={}", self.file.path().display())
+    }
+
+    /// A bound service-account token for `ns`/`sa` (audience `istio-ca`, valid an hour).
+    pub fn token(&self, ns: &str, sa: &str) -> anyhow::Result<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let claims = serde_json::json!({
+            "iss": ISSUER,
+            "aud": ["istio-ca"],
+            "sub": format!("system:serviceaccount:{ns}:{sa}"),
+            "iat": now,
+            "exp": now + 3600,
+            "kubernetes.io": { "namespace": ns, "serviceaccount": { "name": sa } },
+        });
+        let enc = jsonwebtoken::EncodingKey::from_ec_pem(self.key.serialize_pem().as_bytes())?;
+        Ok(jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            &claims,
+            &enc,
+        )?)
+    }
+}
+
+/// An Envoy bootstrap with delta ADS over TLS to `xds` (trusting `root_pem`, checking the
+/// server's name) that authenticates with `token`.
+pub fn tls_bootstrap(
+    node_id: &str,
+    metadata: serde_json::Value,
+    xds: SocketAddr,
+    admin: SocketAddr,
+    root_pem: &str,
+    token: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "node": { "id": node_id, "cluster": "test", "metadata": metadata },
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "DELTA_GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{
+                    "envoy_grpc": { "cluster_name": "xds" },
+                    "initial_metadata": [{ "key": "authorization", "value": format!("Bearer {token}") }]
+                }]
+            },
+            "cds_config": { "ads": {}, "resource_api_version": "V3" },
+            "lds_config": { "ads": {}, "resource_api_version": "V3" }
+        },
+        "static_resources": { "clusters": [{
+            "name": "xds",
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": { "http2_protocol_options": {} }
+                }
+            },
+            "transport_socket": { "name": "envoy.transport_sockets.tls", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": "localhost",
+                "common_tls_context": {
+                    "alpn_protocols": ["h2"],
+                    "validation_context": {
+                        "trusted_ca": { "inline_string": root_pem },
+                        "match_typed_subject_alt_names": [{ "san_type": "DNS", "matcher": { "exact": "localhost" } }]
+                    }
+                }
+            } },
+            "load_assignment": { "cluster_name": "xds", "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                "socket_address": { "address": xds.ip().to_string(), "port_value": xds.port() }
+            } } }] }] }
+        }] },
+        "admin": { "address": { "socket_address": { "address": admin.ip().to_string(), "port_value": admin.port() } } }
+    })
+}
+
+/// The URI SANs of the certificates an Envoy holds (its `/certs`).
+pub async fn envoy_cert_uris(admin: SocketAddr) -> Vec<String> {
+    let Ok((_, body)) = crate::proc::http_get(admin, "/certs", &[]).await else {
+        return Vec::new();
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let mut out = Vec::new();
+    for c in v["certificates"].as_array().into_iter().flatten() {
+        for cert in c["cert_chain"].as_array().into_iter().flatten() {
+            for san in cert["subject_alt_names"].as_array().into_iter().flatten() {
+                if let Some(uri) = san["uri"].as_str() {
+                    out.push(uri.to_string());
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
