@@ -29,6 +29,33 @@ pub enum Command {
     /// A standalone router tier: accepts proxy streams and forwards each to the replica
     /// that owns it.
     Router(RouterArgs),
+    /// Root rotation of shoal's CA, one step at a time (replicas sharing the CA directory
+    /// pick each step up within --cert-check-interval).
+    Ca(CaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaArgs {
+    #[command(subcommand)]
+    pub step: CaStep,
+    /// The CA directory the replicas use.
+    #[arg(long, default_value = "shoal-data/ca", global = true)]
+    pub ca_dir: PathBuf,
+    #[arg(long, default_value = "cluster.local", global = true)]
+    pub trust_domain: String,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum CaStep {
+    /// Step 1: make the next root; proxies trust it from now on, signing stays.
+    Rotate,
+    /// Step 2 (once every proxy has the new bundle): sign with the next root; the old one
+    /// stays trusted, and every workload certificate is reissued.
+    Promote,
+    /// Step 3 (once the old root's certificates have expired): stop trusting it.
+    DropPrevious,
+    /// Print the trust bundle.
+    Bundle,
 }
 
 /// Replica flags: with `--id`, the server joins a Raft group and serves only the proxies
@@ -167,6 +194,9 @@ pub struct SecurityArgs {
     /// keys (repeatable). Tokens must carry the audience `istio-ca`.
     #[arg(long)]
     pub jwt_issuer: Vec<String>,
+    /// How often certificates are checked for renewal and the CA directory for a rotation.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub cert_check_interval: Duration,
     /// DNS names in the serving certificate of the TLS port.
     #[arg(
         long,
@@ -209,6 +239,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => crate::validate::run(&args),
         Command::Status(args) => crate::status::run(&args),
         Command::Router(args) => crate::cluster::run_router(args).map(|()| ExitCode::SUCCESS),
+        Command::Ca(args) => crate::security::run_ca(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

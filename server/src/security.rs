@@ -260,10 +260,12 @@ pub async fn start(
         .ca_dir
         .clone()
         .unwrap_or_else(|| args.cluster.data_dir.join("ca"));
-    let td = sa.trust_domain.clone();
+    let mut config = shoal_ca::CaConfig::new(sa.trust_domain.clone());
+    // Workload certificates may be shorter-lived than what CSR callers may ask for.
+    config.min_ttl = config.min_ttl.min(sa.workload_cert_ttl);
     let ca = {
         let d = dir.clone();
-        tokio::task::spawn_blocking(move || CertificateAuthority::load_or_create(&d, &td))
+        tokio::task::spawn_blocking(move || CertificateAuthority::load_or_create_with(&d, config))
             .await?
             .with_context(|| format!("loading the CA in {}", dir.display()))?
     };
@@ -296,10 +298,11 @@ pub async fn start(
         shoal_ca::Authorizer::new(&sa.trust_domain)?,
         Arc::new(PodDirectory(pipeline)),
     );
+    let check = sa.cert_check_interval.max(Duration::from_millis(100));
     {
         let (security, tls) = (security.clone(), tls.clone());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            let mut tick = tokio::time::interval(check);
             loop {
                 tick.tick().await;
                 // Another replica may have rotated the root in the shared CA directory.
@@ -316,4 +319,21 @@ pub async fn start(
         });
     }
     Ok(Running { security, tls, csr })
+}
+
+/// `shoal ca STEP`: one step of a root rotation on a CA directory.
+pub fn run_ca(args: &crate::cli::CaArgs) -> anyhow::Result<()> {
+    use crate::cli::CaStep;
+    use anyhow::Context;
+    let ca = CertificateAuthority::load_or_create(&args.ca_dir, &args.trust_domain)
+        .with_context(|| format!("loading the CA in {}", args.ca_dir.display()))?;
+    match args.step {
+        CaStep::Rotate => ca.rotate_root()?,
+        CaStep::Promote => ca.promote_next_root()?,
+        CaStep::DropPrevious => ca.drop_previous_root()?,
+        CaStep::Bundle => {}
+    }
+    print!("{}", ca.trust_bundle().concat());
+    eprintln!("{} root(s) trusted", ca.trust_bundle().len());
+    Ok(())
 }

@@ -120,3 +120,32 @@ pub async fn envoy_cert_uris(admin: SocketAddr) -> Vec<String> {
     out.dedup();
     out
 }
+
+/// What an Envoy's `/certs` says about its SDS certificates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeldCerts {
+    /// Serial numbers of its own (leaf) certificates.
+    pub leaves: Vec<String>,
+    /// The most CA certificates one validation context trusts.
+    pub roots: usize,
+}
+
+pub async fn envoy_certs(admin: SocketAddr) -> HeldCerts {
+    let Ok((_, body)) = crate::proc::http_get(admin, "/certs", &[]).await else {
+        return HeldCerts::default();
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let mut held = HeldCerts::default();
+    for c in v["certificates"].as_array().into_iter().flatten() {
+        let roots = c["ca_cert"].as_array().map_or(0, Vec::len);
+        held.roots = held.roots.max(roots);
+        for cert in c["cert_chain"].as_array().into_iter().flatten() {
+            if let Some(s) = cert["serial_number"].as_str() {
+                held.leaves.push(s.to_string());
+            }
+        }
+    }
+    held.leaves.sort();
+    held.leaves.dedup();
+    held
+}

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use shoal_tests::cluster::namespaces_available;
-use shoal_tests::identity::{Issuer, envoy_cert_uris, tls_bootstrap};
+use shoal_tests::identity::{Issuer, envoy_cert_uris, envoy_certs, tls_bootstrap};
 use shoal_tests::proc::{Envoy, Proc, Shoal, http_get};
 use shoal_tests::{env, eventually, free_port};
 
@@ -104,8 +104,11 @@ fn sh(args: &[&str]) {
 
 impl Netns {
     fn create() -> Netns {
-        let id = std::process::id() % 250;
-        let name = format!("shoalsec{}", std::process::id());
+        // Unique per test in this process (tests run concurrently) and across processes.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = (std::process::id() * 7 + n) % 250;
+        let name = format!("shoalsec{}-{n}", std::process::id());
         let (host_if, ns_if) = (format!("ss{id}h"), format!("ss{id}n"));
         let (host_ip, ns_ip) = (format!("10.214.{id}.1"), format!("10.214.{id}.2"));
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
@@ -223,15 +226,35 @@ spec:
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_envoys_talk_mtls_with_certificates_from_sds() {
+/// A client sidecar (host, `INTERCEPTION_MODE: NONE`, a bound listener for the backend)
+/// and a backend behind its capturing sidecar in its own network namespace, both
+/// authenticated to shoal's TLS port with tokens.
+struct Pair {
+    shoal: Shoal,
+    client: Envoy,
+    server: Envoy,
+    /// The client sidecar's listener for the backend service.
+    via: SocketAddr,
+    /// The backend workload's address (captured by its sidecar).
+    direct: SocketAddr,
+    _app: Proc,
+    _site: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    _issuer: Issuer,
+    _net: Netns,
+}
+
+const HOST: [(&str, &str); 1] = [("host", "backend.demo.svc.cluster.local")];
+
+/// `None` (after saying why) where Envoy, root, iproute2 or iptables are missing.
+async fn pair(extra: &[&str]) -> Option<Pair> {
     let Some(bin) = env::envoy() else {
         eprintln!("SKIP: Envoy not installed (run ./scripts/test)");
-        return;
+        return None;
     };
     if !namespaces_available() || Command::new("iptables").arg("-V").output().is_err() {
         eprintln!("SKIP: needs root, iproute2 and iptables (a sidecar's inbound capture)");
-        return;
+        return None;
     }
     let net = Netns::create();
     let port = free_port("127.0.0.1");
@@ -239,19 +262,17 @@ async fn two_envoys_talk_mtls_with_certificates_from_sds() {
     std::fs::write(dir.path().join("mesh.yaml"), mesh(&net.ns_ip, port)).unwrap();
     let issuer = Issuer::new().unwrap();
     let tls = format!("0.0.0.0:{}", free_port("0.0.0.0"));
-    let shoal = Shoal::start(
-        dir.path(),
-        &["--jwt-issuer", &issuer.arg(), "--xds-tls-addr", &tls],
-    )
-    .await
-    .unwrap();
+    let issuer_arg = issuer.arg();
+    let mut args = vec!["--jwt-issuer", &issuer_arg, "--xds-tls-addr", &tls];
+    args.extend_from_slice(extra);
+    let shoal = Shoal::start(dir.path(), &args).await.unwrap();
     let root = root_pem(&shoal);
 
     // The backend: a plain HTTP server in its own namespace, behind its sidecar.
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("allowed"), "allowed\n").unwrap();
     std::fs::write(site.path().join("denied"), "denied\n").unwrap();
-    let _app = Proc::spawn(
+    let app = Proc::spawn(
         "backend",
         Command::new("ip")
             .args([
@@ -305,6 +326,24 @@ async fn two_envoys_talk_mtls_with_certificates_from_sds() {
     .await
     .unwrap();
 
+    Some(Pair {
+        shoal,
+        client,
+        server,
+        via: local(port),
+        direct: format!("{}:8080", net.ns_ip).parse().unwrap(),
+        _app: app,
+        _site: site,
+        _dir: dir,
+        _issuer: issuer,
+        _net: net,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_envoys_talk_mtls_with_certificates_from_sds() {
+    let Some(p) = pair(&[]).await else { return };
+    let (shoal, server, client) = (&p.shoal, &p.server, &p.client);
     // Each sidecar holds exactly its own identity, from SDS.
     for (envoy, want) in [
         (&server, "spiffe://cluster.local/ns/demo/sa/backend"),
@@ -324,8 +363,8 @@ async fn two_envoys_talk_mtls_with_certificates_from_sds() {
     }
 
     // Client → its sidecar → mTLS → the backend's sidecar (STRICT, RBAC) → the app.
-    let host = [("host", "backend.demo.svc.cluster.local")];
-    let via = local(port);
+    let host = HOST;
+    let via = p.via;
     let (status, body) = eventually(Duration::from_secs(30), "a request over mTLS", || async {
         http_get(via, "/allowed", &host)
             .await
@@ -346,7 +385,115 @@ async fn two_envoys_talk_mtls_with_certificates_from_sds() {
     assert_eq!(status, 403, "a path the policy does not allow");
     // STRICT: plaintext straight to the workload is refused by its sidecar (under
     // PERMISSIVE it would reach RBAC and get a 403 instead).
-    let direct: SocketAddr = format!("{}:8080", net.ns_ip).parse().unwrap();
-    let plain = http_get(direct, "/allowed", &[]).await;
+    let plain = http_get(p.direct, "/allowed", &[]).await;
     assert!(plain.is_err(), "plaintext reached the workload: {plain:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_and_the_root_rotate_under_traffic() {
+    // Workload certificates live 4 s (renewed at 2 s); the CA directory is checked twice a
+    // second for a root rotation.
+    let Some(p) = pair(&[
+        "--workload-cert-ttl",
+        "4s",
+        "--cert-check-interval",
+        "500ms",
+    ])
+    .await
+    else {
+        return;
+    };
+    let ca_dir = p.shoal.data.path().join("ca");
+    let ca = |step: &str| {
+        let out = Command::new(env::shoal_bin())
+            .args(["ca", step, "--ca-dir"])
+            .arg(&ca_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let first = eventually(Duration::from_secs(30), "traffic over mTLS", || async {
+        http_get(p.via, "/allowed", &HOST)
+            .await
+            .ok()
+            .filter(|(s, _)| *s == 200)
+    })
+    .await;
+    assert!(first.is_ok(), "{}", p.server.proc.log());
+
+    // Traffic flows the whole time; every request must succeed.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (stop, via) = (stop.clone(), p.via);
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0usize, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match http_get(via, "/allowed", &HOST).await {
+                    Ok((200, _)) => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (ok, failed)
+        })
+    };
+    let mut serials = std::collections::BTreeSet::new();
+    let mut watch = |c: &shoal_tests::identity::HeldCerts| serials.extend(c.leaves.clone());
+
+    // Workload certificates renew (several times over 6 s) without a dropped request.
+    let until = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < until {
+        watch(&envoy_certs(p.server.admin).await);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let renewed = serials.len();
+    assert!(
+        renewed >= 3,
+        "the server's certificate was renewed only to {serials:?}"
+    );
+
+    // Root rotation: the new root is trusted everywhere first, then signs.
+    ca("rotate");
+    for envoy in [&p.server, &p.client] {
+        eventually(Duration::from_secs(15), "both roots in ROOTCA", || async {
+            (envoy_certs(envoy.admin).await.roots == 2).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| {
+            let certs = futures::executor::block_on(http_get(envoy.admin, "/certs", &[]));
+            panic!("{e}\n{certs:?}\n{}", p.shoal.proc.log())
+        });
+    }
+    let before: std::collections::BTreeSet<String> = envoy_certs(p.server.admin)
+        .await
+        .leaves
+        .into_iter()
+        .collect();
+    ca("promote");
+    // Certificates from the new root replace the old ones; traffic keeps flowing.
+    eventually(
+        Duration::from_secs(15),
+        "a certificate from the new root",
+        || async {
+            let now = envoy_certs(p.server.admin).await;
+            (now.roots == 2 && now.leaves.iter().all(|s| !before.contains(s))).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = traffic.await.unwrap();
+    assert!(ok > 50, "only {ok} requests went through");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
 }
