@@ -40,11 +40,25 @@ impl DeltaStream {
         addr: SocketAddr,
         first: DeltaDiscoveryRequest,
     ) -> anyhow::Result<DeltaStream> {
+        DeltaStream::open_with_token(addr, first, None).await
+    }
+
+    /// Opens a stream authenticated with a bearer token.
+    pub async fn open_with_token(
+        addr: SocketAddr,
+        first: DeltaDiscoveryRequest,
+        token: Option<&str>,
+    ) -> anyhow::Result<DeltaStream> {
         let (tx, rx) = mpsc::channel(64);
         tx.send(first).await?;
+        let mut req = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(t) = token {
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse()?);
+        }
         let rx = client(addr)
             .await?
-            .delta_aggregated_resources(ReceiverStream::new(rx))
+            .delta_aggregated_resources(req)
             .await?
             .into_inner();
         Ok(DeltaStream { tx, rx })

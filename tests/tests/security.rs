@@ -497,3 +497,112 @@ async fn certificates_and_the_root_rotate_under_traffic() {
         &failed[..failed.len().min(5)]
     );
 }
+
+/// The URI SANs of the first certificate of a PEM chain.
+fn pem_uris(pem: &[u8]) -> Vec<String> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem).unwrap();
+    let cert = p.parse_x509().unwrap();
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_gets_only_its_own_identity_s_secrets() {
+    use shoal_api::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
+    use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+    use shoal_tests::xds::DeltaStream;
+
+    let issuer = Issuer::new().unwrap();
+    let mesh = env::workspace_root().join("examples/mesh");
+    let shoal = Shoal::start(&mesh, &["--jwt-issuer", &issuer.arg()])
+        .await
+        .unwrap();
+    let node = shoal_api::pb::envoy::config::core::v3::Node {
+        id: "sidecar~10.0.0.9~productpage-v1-abc.bookinfo~bookinfo.svc.cluster.local".into(),
+        metadata: Some(shoal_api::pb::google::protobuf::Struct {
+            fields: [(
+                "NAMESPACE".to_string(),
+                shoal_api::pb::google::protobuf::Value {
+                    kind: Some(shoal_api::pb::google::protobuf::value::Kind::StringValue(
+                        "bookinfo".into(),
+                    )),
+                },
+            )]
+            .into(),
+        }),
+        ..Default::default()
+    };
+    // Asks for its own secrets and for other identities' by every name that might work.
+    let wanted = [
+        "default",
+        "ROOTCA",
+        "spiffe://cluster.local/ns/default/sa/sleep",
+        "kubernetes://sleep",
+        "default/sleep",
+    ];
+    let request = || DeltaDiscoveryRequest {
+        node: Some(node.clone()),
+        type_url: shoal_api::type_url::SECRET.into(),
+        resource_names_subscribe: wanted.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let token = issuer.token("bookinfo", "bookinfo-productpage").unwrap();
+    let mut s = DeltaStream::open_with_token(shoal.xds, request(), Some(&token))
+        .await
+        .unwrap();
+    let resp = s
+        .recv(Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("a response");
+    let mut names: Vec<&str> = resp.resources.iter().map(|r| r.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["ROOTCA", "default"]);
+    for r in &resp.resources {
+        let secret: Secret =
+            prost::Message::decode(r.resource.as_ref().unwrap().value.as_slice()).unwrap();
+        if let Some(secret::Type::TlsCertificate(c)) = secret.r#type {
+            let chain = match c.certificate_chain.unwrap().specifier.unwrap() {
+                shoal_api::pb::envoy::config::core::v3::data_source::Specifier::InlineBytes(b) => b,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(
+                pem_uris(&chain),
+                ["spiffe://cluster.local/ns/bookinfo/sa/bookinfo-productpage"]
+            );
+        }
+    }
+    // The other names do not exist for this proxy.
+    let mut removed = resp.removed_resources.clone();
+    removed.sort();
+    let mut others: Vec<&str> = wanted[2..].to_vec();
+    others.sort();
+    assert_eq!(removed, others);
+
+    // Anonymous: config, but no secret at all.
+    let mut anon = DeltaStream::open(shoal.xds, request()).await.unwrap();
+    let resp = anon
+        .recv(Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("a response");
+    assert!(
+        resp.resources.is_empty(),
+        "{:?}",
+        resp.resources.iter().map(|r| &r.name).collect::<Vec<_>>()
+    );
+    // A token for another namespace than the node's is refused outright.
+    let other = issuer.token("default", "sleep").unwrap();
+    let mut s = DeltaStream::open_with_token(shoal.xds, request(), Some(&other))
+        .await
+        .unwrap();
+    let err = s.recv(Duration::from_secs(10)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+}
