@@ -96,6 +96,8 @@ pub struct Forward<B> {
     pub peers: Arc<Peers>,
     /// This replica's own xDS address (to reach itself when it becomes the owner).
     pub self_addr: Option<String>,
+    /// The proxy's credentials (`authorization`), passed on for the owner to verify itself.
+    pub authorization: Option<http::HeaderValue>,
 }
 
 impl<B> Forward<B>
@@ -114,6 +116,7 @@ where
             mut view,
             peers,
             self_addr,
+            authorization,
         } = self;
         let mut tracker = Tracker::new(delta);
         tracker.on_request(&first);
@@ -170,6 +173,12 @@ where
             request
                 .metadata_mut()
                 .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+            if let Some(auth) = authorization
+                .as_ref()
+                .and_then(|v| tonic::metadata::MetadataValue::try_from(v.as_bytes()).ok())
+            {
+                request.metadata_mut().insert("authorization", auth);
+            }
             let mut grpc = tonic::client::Grpc::new(peers.channel(&addr))
                 .max_decoding_message_size(usize::MAX);
             let upstream = async {

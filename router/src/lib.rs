@@ -214,6 +214,7 @@ where
                     view: self.view.clone(),
                     peers: self.peers.clone(),
                     self_addr: self.config.self_addr.clone(),
+                    authorization: parts.headers.get(http::header::AUTHORIZATION).cloned(),
                 };
                 tokio::spawn(async move {
                     metrics::gauge!("shoal_router_forwarded_streams").increment(1.0);

@@ -390,3 +390,40 @@ async fn a_standalone_router_keeps_proxies_connected_through_a_crash() {
     assert_eq!(stats.nacks.load(std::sync::atomic::Ordering::Relaxed), 0);
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_gets_its_secrets_through_any_replica() {
+    use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+    use shoal_tests::xds::DeltaStream;
+    let dir = mesh_dir();
+    let issuer = shoal_tests::identity::Issuer::new().unwrap();
+    let arg = issuer.arg();
+    let c = Cluster::start(3, dir.path(), Net::Loopback, &["--jwt-issuer", &arg])
+        .await
+        .unwrap();
+    let token = issuer.token("ns-1", "web").unwrap();
+    let node = shoal_api::pb::envoy::config::core::v3::Node {
+        id: "sidecar~10.9.0.1~web-0.ns-1~ns-1.svc.cluster.local".into(),
+        ..Default::default()
+    };
+    // Every replica answers: the owner directly, the others by forwarding the stream with
+    // the proxy's token, which the owner verifies itself.
+    for r in &c.replicas {
+        let first = DeltaDiscoveryRequest {
+            node: Some(node.clone()),
+            type_url: shoal_api::type_url::SECRET.into(),
+            ..Default::default()
+        };
+        let mut s = DeltaStream::open_with_token(r.xds, first, Some(&token))
+            .await
+            .unwrap();
+        let resp = s
+            .recv(Duration::from_secs(15))
+            .await
+            .unwrap()
+            .expect("a response");
+        let mut names: Vec<&str> = resp.resources.iter().map(|r| r.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["ROOTCA", "default"], "through replica {}", r.id);
+    }
+}
