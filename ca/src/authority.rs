@@ -132,6 +132,11 @@ impl CertificateAuthority {
         self.state.load().mode
     }
 
+    /// The identity in shoal's own serving certificates (replicas recognise each other by it).
+    pub fn server_identity(&self) -> &Identity {
+        &self.server_identity
+    }
+
     pub fn config(&self) -> &CaConfig {
         &self.config
     }

@@ -37,6 +37,7 @@ fn retryable(s: &Status) -> bool {
 /// Waits until the shard has a serving owner.
 async fn owner(
     view: &mut watch::Receiver<Arc<Ownership>>,
+    peers: &Peers,
     shard: u32,
     self_addr: Option<&str>,
     deadline: Instant,
@@ -44,7 +45,7 @@ async fn owner(
     loop {
         let route = view.borrow().route(shard);
         match route {
-            Route::Peer(_, node) => return Some(node.xds_addr),
+            Route::Peer(_, node) => return Some(peers.url(&node)),
             Route::Local => return self_addr.map(str::to_string),
             Route::Unavailable => {}
         }
@@ -59,6 +60,7 @@ async fn owner(
 /// (a dead owner's shards moved: go to the new one at once, not after the backoff).
 async fn back_off(
     view: &mut watch::Receiver<Arc<Ownership>>,
+    peers: &Peers,
     shard: u32,
     self_addr: Option<&str>,
     addr: &str,
@@ -71,7 +73,7 @@ async fn back_off(
             }
             let route = view.borrow().route(shard);
             let now = match route {
-                Route::Peer(_, node) => Some(node.xds_addr),
+                Route::Peer(_, node) => Some(peers.url(&node)),
                 Route::Local => self_addr.map(str::to_string),
                 Route::Unavailable => None,
             };
@@ -98,6 +100,8 @@ pub struct Forward<B> {
     pub self_addr: Option<String>,
     /// The proxy's credentials (`authorization`), passed on for the owner to verify itself.
     pub authorization: Option<http::HeaderValue>,
+    /// The identity the proxy's client certificate proved to this router ([`crate::CALLER`]).
+    pub caller: Option<http::HeaderValue>,
 }
 
 impl<B> Forward<B>
@@ -117,6 +121,7 @@ where
             peers,
             self_addr,
             authorization,
+            caller,
         } = self;
         let mut tracker = Tracker::new(delta);
         tracker.on_request(&first);
@@ -142,6 +147,7 @@ where
         loop {
             let Some(addr) = owner(
                 &mut view,
+                &peers,
                 shard,
                 self_addr.as_deref(),
                 last_success + GIVE_UP,
@@ -179,6 +185,12 @@ where
             {
                 request.metadata_mut().insert("authorization", auth);
             }
+            if let Some(c) = caller
+                .as_ref()
+                .and_then(|v| tonic::metadata::MetadataValue::try_from(v.as_bytes()).ok())
+            {
+                request.metadata_mut().insert(crate::CALLER, c);
+            }
             let mut grpc = tonic::client::Grpc::new(peers.channel(&addr))
                 .max_decoding_message_size(usize::MAX);
             let upstream = async {
@@ -190,7 +202,15 @@ where
             let mut downstream = match upstream.await {
                 Ok(r) => r.into_inner(),
                 Err(s) if retryable(&s) => {
-                    back_off(&mut view, shard, self_addr.as_deref(), &addr, backoff).await;
+                    back_off(
+                        &mut view,
+                        &peers,
+                        shard,
+                        self_addr.as_deref(),
+                        &addr,
+                        backoff,
+                    )
+                    .await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }
@@ -235,7 +255,15 @@ where
                     _ = tx.closed() => return,
                 }
             }
-            back_off(&mut view, shard, self_addr.as_deref(), &addr, backoff).await;
+            back_off(
+                &mut view,
+                &peers,
+                shard,
+                self_addr.as_deref(),
+                &addr,
+                backoff,
+            )
+            .await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }

@@ -42,15 +42,34 @@ const SOTW_PATH: &str =
 const DELTA_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
-#[derive(Debug, Clone)]
+/// Names the identity a stream authenticated with by its client certificate (the router
+/// has verified it; the owner trusts the claim only from a replica over mTLS).
+pub type CallerFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
+
+/// The header carrying [`CallerFn`]'s answer to the owner.
+pub const CALLER: &str = "x-shoal-caller";
+
+#[derive(Clone)]
 pub struct RouterConfig {
     pub max_message_size: usize,
     /// Streams of a shard that moved away end within this (random) delay.
     pub drain: Duration,
     /// How long a new stream waits for its shard to get a serving owner.
     pub wait_for_owner: Duration,
-    /// This replica's xDS address (absent in a standalone router).
+    /// This replica's xDS URL (`http://…` or `https://…`; absent in a standalone router).
     pub self_addr: Option<String>,
+    /// mTLS to peers (their TLS xDS ports); `None`: plaintext.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub caller: Option<CallerFn>,
+}
+
+impl std::fmt::Debug for RouterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterConfig")
+            .field("self_addr", &self.self_addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Routes ADS streams; `L` serves the ones this replica owns (absent in a standalone
@@ -82,7 +101,7 @@ impl<L> Router<L> {
         Router {
             local,
             view,
-            peers: Arc::new(Peers::default()),
+            peers: Arc::new(Peers::new(config.tls.clone())),
             config: Arc::new(config),
         }
     }
@@ -215,6 +234,12 @@ where
                     peers: self.peers.clone(),
                     self_addr: self.config.self_addr.clone(),
                     authorization: parts.headers.get(http::header::AUTHORIZATION).cloned(),
+                    caller: self
+                        .config
+                        .caller
+                        .as_ref()
+                        .and_then(|f| f(&parts))
+                        .and_then(|c| http::HeaderValue::from_str(&c).ok()),
                 };
                 tokio::spawn(async move {
                     metrics::gauge!("shoal_router_forwarded_streams").increment(1.0);

@@ -1,35 +1,71 @@
-//! One multiplexed HTTP/2 connection per peer replica.
+//! One multiplexed HTTP/2 connection per peer replica, over mTLS when this router has a
+//! replica certificate.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use shoal_shard::Node;
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, Default)]
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Client configuration for replica links (certificate and peer verification).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Peers {
-    /// The channel to a peer's xDS address (created lazily, shared by every stream).
-    pub fn channel(&self, addr: &str) -> Channel {
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        Peers {
+            channels: Mutex::new(HashMap::new()),
+            tls,
+        }
+    }
+
+    /// Where to reach a peer's xDS server: its TLS port when both sides have TLS.
+    pub fn url(&self, node: &Node) -> String {
+        match (&self.tls, node.xds_tls_addr.is_empty()) {
+            (Some(_), false) => format!("https://{}", node.xds_tls_addr),
+            _ => format!("http://{}", node.xds_addr),
+        }
+    }
+
+    /// The channel to a peer's xDS `url` (created lazily, shared by every stream).
+    pub fn channel(&self, url: &str) -> Channel {
         let mut c = self.channels.lock();
-        if let Some(ch) = c.get(addr) {
+        if let Some(ch) = c.get(url) {
             return ch.clone();
         }
-        let ch = match Endpoint::from_shared(format!("http://{addr}")) {
-            Ok(ep) => ep
-                .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(5))
-                .initial_stream_window_size(4 << 20)
-                .initial_connection_window_size(64 << 20)
-                .connect_lazy(),
+        let ch = match Endpoint::from_shared(url.to_string()) {
+            Ok(ep) => {
+                let ep = ep
+                    .connect_timeout(Duration::from_secs(2))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(10))
+                    .keep_alive_timeout(Duration::from_secs(5))
+                    .initial_stream_window_size(4 << 20)
+                    .initial_connection_window_size(64 << 20);
+                match (&self.tls, url.starts_with("https://")) {
+                    (Some(tls), true) => {
+                        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+                        http.enforce_http(false);
+                        http.set_nodelay(true);
+                        http.set_connect_timeout(Some(Duration::from_secs(2)));
+                        let https = hyper_rustls::HttpsConnectorBuilder::new()
+                            .with_tls_config((**tls).clone())
+                            .https_only()
+                            .enable_http2()
+                            .wrap_connector(http);
+                        ep.connect_with_connector_lazy(https)
+                    }
+                    _ => ep.connect_lazy(),
+                }
+            }
             Err(_) => Endpoint::from_static("http://127.0.0.1:9").connect_lazy(),
         };
-        c.insert(addr.to_string(), ch.clone());
+        c.insert(url.to_string(), ch.clone());
         ch
     }
 }

@@ -3,30 +3,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use shoal_shard::network::HttpClient;
 use shoal_shard::{Ownership, ShardState, ShardsReport};
 use tokio::sync::watch;
 
 /// A node id no replica uses: the standalone router owns nothing.
 pub const ROUTER_ID: u64 = u64::MAX;
 
-async fn fetch(addr: &str) -> Option<ShardsReport> {
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let uri: hyper::Uri = format!("http://{addr}/raft/shards").parse().ok()?;
-    let resp = tokio::time::timeout(Duration::from_secs(2), client.get(uri))
+async fn fetch(client: &HttpClient, addr: &str) -> Option<ShardsReport> {
+    shoal_shard::network::get(client, addr, "/raft/shards", Duration::from_secs(2))
         .await
-        .ok()?
-        .ok()?;
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
-    serde_json::from_slice(&body).ok()
+        .ok()
 }
 
-/// Polls the replicas' Raft addresses; publishes the freshest shard map (highest term, then
-/// commit index).
-pub fn watch_replicas(raft_addrs: Vec<String>, every: Duration) -> watch::Receiver<Arc<Ownership>> {
+/// Polls the replicas' Raft addresses (with `client`: mTLS when the replicas require it);
+/// publishes the freshest shard map (highest term, then commit index).
+pub fn watch_replicas(
+    raft_addrs: Vec<String>,
+    every: Duration,
+    client: HttpClient,
+) -> watch::Receiver<Arc<Ownership>> {
     let empty = Arc::new(Ownership {
         me: ROUTER_ID,
         state: Arc::new(ShardState::new(1)),
@@ -41,7 +37,7 @@ pub fn watch_replicas(raft_addrs: Vec<String>, every: Duration) -> watch::Receiv
         loop {
             let mut best: Option<ShardsReport> = None;
             for addr in &raft_addrs {
-                if let Some(r) = fetch(addr).await
+                if let Some(r) = fetch(&client, addr).await
                     && best
                         .as_ref()
                         .is_none_or(|b| (r.term, r.commit_index) > (b.term, b.commit_index))

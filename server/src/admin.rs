@@ -123,6 +123,7 @@ async fn shardz(State(a): State<Admin>) -> Response {
                 "owned": v.state.counts(),
                 "migrations": v.state.migrations,
                 "members": v.state.members,
+                "owners": v.state.shards.iter().map(|e| e.owner).collect::<Vec<_>>(),
             }))
             .into_response()
         }

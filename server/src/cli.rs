@@ -98,6 +98,10 @@ pub struct ClusterArgs {
     /// xDS address other replicas use to reach this one (default: --xds-addr).
     #[arg(long)]
     pub advertise_xds: Option<String>,
+    /// TLS xDS address other replicas forward to (default: --xds-tls-addr unless it is a
+    /// wildcard address).
+    #[arg(long)]
+    pub advertise_xds_tls: Option<String>,
     /// Admin address other replicas use to reach this one (default: --admin-addr).
     #[arg(long)]
     pub advertise_admin: Option<String>,
@@ -114,6 +118,12 @@ pub struct RouterArgs {
     /// Admin server (/ready, /metrics).
     #[arg(long, default_value = "127.0.0.1:15014")]
     pub admin_addr: SocketAddr,
+    /// The replicas' CA directory: the router gets a replica certificate from it and talks
+    /// to the replicas over mTLS (needed when they run with a CA). Without it: plaintext.
+    #[arg(long)]
+    pub ca_dir: Option<PathBuf>,
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

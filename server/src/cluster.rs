@@ -34,7 +34,11 @@ fn peers(list: &[String]) -> anyhow::Result<BTreeMap<u64, Node>> {
 }
 
 /// Starts this replica's shard node and its Raft RPC server.
-pub async fn start_node(args: &ServeArgs) -> anyhow::Result<Option<Arc<ShardNode>>> {
+/// With `security`, Raft links are mTLS between replica certificates.
+pub async fn start_node(
+    args: &ServeArgs,
+    security: Option<&crate::security::Running>,
+) -> anyhow::Result<Option<Arc<ShardNode>>> {
     let c = &args.cluster;
     let (Some(id), Some(raft_addr)) = (c.id, c.raft_addr) else {
         return Ok(None);
@@ -53,6 +57,13 @@ pub async fn start_node(args: &ServeArgs) -> anyhow::Result<Option<Arc<ShardNode
             .advertise_admin
             .clone()
             .unwrap_or_else(|| args.admin_addr.to_string()),
+        xds_tls_addr: match (&c.advertise_xds_tls, security) {
+            (Some(a), Some(_)) => a.clone(),
+            (None, Some(_)) if !args.security.xds_tls_addr.ip().is_unspecified() => {
+                args.security.xds_tls_addr.to_string()
+            }
+            _ => String::new(),
+        },
     };
     let mut peers = peers(&c.peers)?;
     if let Some(me) = peers.get_mut(&id) {
@@ -71,6 +82,10 @@ pub async fn start_node(args: &ServeArgs) -> anyhow::Result<Option<Arc<ShardNode
         down_after: c.down_after,
         migration_rate: c.migration_rate,
         drain: c.drain,
+        tls: match security {
+            Some(s) => Some(s.tls.client_config()?),
+            None => None,
+        },
         ..ShardConfig::defaults(id, c.data_dir.clone(), addrs)
     };
     let node = ShardNode::start(cfg).await?;
@@ -78,30 +93,60 @@ pub async fn start_node(args: &ServeArgs) -> anyhow::Result<Option<Arc<ShardNode
         .await
         .with_context(|| format!("binding Raft address {raft_addr}"))?;
     let app = node.router();
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "raft server failed");
+    match security {
+        Some(s) => {
+            let listener = crate::tls::LinkListener::new(listener, s.tls.clone())?;
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "raft server failed");
+                }
+            });
         }
-    });
+        None => {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "raft server failed");
+                }
+            });
+        }
+    }
     tracing::info!(id, %raft_addr, "shard group member started");
     Ok(Some(node))
 }
 
-pub fn router_config(args: &ServeArgs, node: &ShardNode) -> RouterConfig {
-    RouterConfig {
+pub fn router_config(
+    args: &ServeArgs,
+    node: &ShardNode,
+    security: Option<&crate::security::Running>,
+) -> anyhow::Result<RouterConfig> {
+    let me = node
+        .current()
+        .state
+        .members
+        .get(&node.id())
+        .map(|m| m.addrs.clone());
+    let plain = me
+        .as_ref()
+        .map(|m| m.xds_addr.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| args.xds_addr.to_string());
+    let tls_addr = me.map(|m| m.xds_tls_addr).filter(|s| !s.is_empty());
+    let (self_addr, tls, caller) = match (security, tls_addr) {
+        (Some(s), Some(addr)) => (
+            format!("https://{addr}"),
+            Some(s.tls.client_config()?),
+            Some(crate::security::caller_fn(s.security.clone())),
+        ),
+        _ => (format!("http://{plain}"), None, None),
+    };
+    Ok(RouterConfig {
         max_message_size: args.max_message_size,
         drain: args.cluster.drain,
         wait_for_owner: Duration::from_secs(10),
-        self_addr: Some(
-            node.current()
-                .state
-                .members
-                .get(&node.id())
-                .map_or_else(|| args.xds_addr.to_string(), |m| m.addrs.xds_addr.clone()),
-        )
-        .filter(|s| !s.is_empty())
-        .or_else(|| Some(args.xds_addr.to_string())),
-    }
+        self_addr: Some(self_addr),
+        tls,
+        caller,
+    })
 }
 
 /// `shoal router`: forwards every stream to its shard's owner.
@@ -111,8 +156,34 @@ pub fn run_router(args: RouterArgs) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         let metrics = crate::metrics::install()?;
-        let view =
-            shoal_router::poll::watch_replicas(args.peers.clone(), Duration::from_millis(250));
+        // A replica certificate from the shared CA, for mTLS to the replicas.
+        let tls = match &args.ca_dir {
+            Some(dir) => {
+                let ca = shoal_ca::CertificateAuthority::load_or_create(dir, &args.trust_domain)
+                    .with_context(|| format!("loading the CA in {}", dir.display()))?;
+                let serving = Arc::new(crate::tls::ServingTls::new(
+                    Arc::new(ca),
+                    vec![crate::tls::REPLICA_NAME.to_string()],
+                )?);
+                let s = serving.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(30));
+                    loop {
+                        tick.tick().await;
+                        let s = s.clone();
+                        let _ = tokio::task::spawn_blocking(move || s.maintain()).await;
+                    }
+                });
+                Some(serving.client_config()?)
+            }
+            None => None,
+        };
+        let client = shoal_shard::network::http_client(tls.clone())?;
+        let view = shoal_router::poll::watch_replicas(
+            args.peers.clone(),
+            Duration::from_millis(250),
+            client,
+        );
         let router: Router<shoal_cache::service::AdsService<crate::pipeline::Pipeline>> =
             Router::new(
                 None,
@@ -122,6 +193,8 @@ pub fn run_router(args: RouterArgs) -> anyhow::Result<()> {
                     drain: Duration::from_millis(500),
                     wait_for_owner: Duration::from_secs(10),
                     self_addr: None,
+                    tls,
+                    caller: None,
                 },
             );
         let admin = axum::Router::new()

@@ -68,6 +68,40 @@ impl Security {
         } else {
             Transport::Plaintext
         };
+        let peer = ctx.extensions.get::<PeerCertificates>();
+        // A stream forwarded by a replica (or router) over mTLS: the peer certificate is
+        // the forwarder's, not the proxy's. The forwarder vouches for the client
+        // certificate it verified ([`shoal_router::CALLER`]), passes a token on for us to
+        // verify, or forwards an anonymous stream it accepted on a plaintext port.
+        let from_replica = peer.is_some_and(|PeerCertificates(chain)| {
+            !chain.is_empty()
+                && self
+                    .ca
+                    .authenticate_client_cert(chain)
+                    .is_ok_and(|c| c.identity == *self.ca.server_identity())
+        });
+        if let Some(claim) = ctx.headers.get(shoal_router::CALLER) {
+            if !from_replica {
+                return Err(Status::unauthenticated(format!(
+                    "{} is only accepted from a replica over mTLS",
+                    shoal_router::CALLER
+                )));
+            }
+            let identity = claim
+                .to_str()
+                .ok()
+                .and_then(|c| Identity::parse(c).ok())
+                .ok_or_else(|| Status::unauthenticated("malformed forwarded caller"))?;
+            return Ok(Some(Caller {
+                identity,
+                node: None,
+                pod: None,
+                via: shoal_ca::CallerKind::ClientCert,
+            }));
+        }
+        if from_replica && !ctx.headers.contains_key(http::header::AUTHORIZATION) {
+            return Ok(None);
+        }
         if let Some(value) = ctx.headers.get(http::header::AUTHORIZATION) {
             let token = value
                 .to_str()
@@ -80,7 +114,7 @@ impl Security {
                 .map(Some)
                 .map_err(|e| Status::unauthenticated(e.to_string()));
         }
-        if let Some(PeerCertificates(chain)) = ctx.extensions.get::<PeerCertificates>()
+        if let Some(PeerCertificates(chain)) = peer
             && !chain.is_empty()
         {
             return self
@@ -336,4 +370,17 @@ pub fn run_ca(args: &crate::cli::CaArgs) -> anyhow::Result<()> {
     print!("{}", ca.trust_bundle().concat());
     eprintln!("{} root(s) trusted", ca.trust_bundle().len());
     Ok(())
+}
+
+/// For the router: the identity a stream's client certificate proves (streams with a token
+/// are verified by the owner from the token itself).
+pub fn caller_fn(security: Arc<Security>) -> shoal_router::CallerFn {
+    Arc::new(move |parts: &http::request::Parts| {
+        if parts.headers.contains_key(http::header::AUTHORIZATION) {
+            return None;
+        }
+        let PeerCertificates(chain) = parts.extensions.get::<PeerCertificates>()?;
+        let caller = security.ca.authenticate_client_cert(chain).ok()?;
+        Some(caller.identity.spiffe_uri())
+    })
 }

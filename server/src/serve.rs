@@ -87,13 +87,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
 
-    // With --id: join the shard group before serving anyone.
-    let node = crate::cluster::start_node(&args).await?;
     let security = if args.security.no_ca {
         None
     } else {
         Some(crate::security::start(&args, pipeline.clone()).await?)
     };
+    // With --id: join the shard group before serving anyone (over mTLS with the CA).
+    let node = crate::cluster::start_node(&args, security.as_ref()).await?;
     let admin = crate::admin::router(pipeline.clone(), ads.status(), metrics, node.clone());
     let admin_task = {
         let addr = args.admin_addr;
@@ -129,13 +129,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .tcp_nodelay(true)
     };
     // A replica's router serves what this replica owns and forwards the rest.
-    let router = node.as_ref().map(|node| {
-        shoal_router::Router::new(
+    let router = match &node {
+        Some(node) => Some(shoal_router::Router::new(
             Some(ads.service()),
             node.ownership(),
-            crate::cluster::router_config(&args, node),
-        )
-    });
+            crate::cluster::router_config(&args, node, security.as_ref())?,
+        )),
+        None => None,
+    };
     let stop = shutdown_signal(stop_rx.clone());
     let xds_task = match &router {
         Some(router) => tokio::spawn(

@@ -9,8 +9,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
+use rustls::client::ResolvesClientCert;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::ServerName;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use shoal_ca::CertificateAuthority;
 use shoal_ca::grpc::PeerCertificates;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -35,13 +40,27 @@ pub enum TlsError {
     Pem(String),
 }
 
+/// The DNS name replicas verify each other by (every serving certificate carries it; a
+/// workload certificate never has a DNS name, so no workload can pose as a replica).
+pub const REPLICA_NAME: &str = "shoal";
+
+/// One issuance: everything derived from the current serving certificate and bundle.
+struct Material {
+    /// The xDS port: client certificates optional.
+    xds: Arc<ServerConfig>,
+    /// Replica links: client certificates required.
+    links: Arc<ServerConfig>,
+    key: Arc<CertifiedKey>,
+    verifier: Arc<WebPkiServerVerifier>,
+    renew_at: std::time::SystemTime,
+    bundle: Vec<String>,
+}
+
 /// The current TLS configuration, swapped on renewal or a trust bundle change.
 pub struct ServingTls {
     ca: Arc<CertificateAuthority>,
     names: Vec<String>,
-    config: ArcSwap<ServerConfig>,
-    bundle: parking_lot::Mutex<Vec<String>>,
-    renew_at: parking_lot::Mutex<std::time::SystemTime>,
+    material: ArcSwap<Material>,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -49,33 +68,52 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 impl ServingTls {
-    pub fn new(ca: Arc<CertificateAuthority>, names: Vec<String>) -> Result<Self, TlsError> {
-        let (config, renew_at, bundle) = build(&ca, &names)?;
+    pub fn new(ca: Arc<CertificateAuthority>, mut names: Vec<String>) -> Result<Self, TlsError> {
+        if !names.iter().any(|n| n == REPLICA_NAME) {
+            names.push(REPLICA_NAME.to_string());
+        }
+        let material = build(&ca, &names)?;
         Ok(ServingTls {
             ca,
             names,
-            config: ArcSwap::from_pointee(config),
-            bundle: parking_lot::Mutex::new(bundle),
-            renew_at: parking_lot::Mutex::new(renew_at),
+            material: ArcSwap::from_pointee(material),
         })
     }
 
+    /// The xDS port's configuration (client certificates optional).
     pub fn current(&self) -> Arc<ServerConfig> {
-        self.config.load_full()
+        self.material.load().xds.clone()
+    }
+
+    /// The replica links' server configuration (a client certificate required).
+    pub fn links(&self) -> Arc<ServerConfig> {
+        self.material.load().links.clone()
+    }
+
+    /// A client configuration for replica links: presents the current serving certificate
+    /// and verifies the peer against the current bundle as [`REPLICA_NAME`]; both follow
+    /// renewals and rotations without being rebuilt.
+    pub fn client_config(self: &Arc<Self>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+        // No ALPN here: the HTTP connectors set it for the protocol they speak.
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Current(self.clone())))
+            .with_client_cert_resolver(Arc::new(Current(self.clone())));
+        Ok(Arc::new(config))
     }
 
     /// Renews the serving certificate past half its life, or at once when the trust bundle
     /// changed; new connections use the new configuration, open ones keep theirs.
     pub fn maintain(&self) {
         let bundle = self.ca.trust_bundle();
-        if std::time::SystemTime::now() < *self.renew_at.lock() && *self.bundle.lock() == bundle {
+        let m = self.material.load();
+        if std::time::SystemTime::now() < m.renew_at && m.bundle == bundle {
             return;
         }
         match build(&self.ca, &self.names) {
-            Ok((config, renew_at, bundle)) => {
-                self.config.store(Arc::new(config));
-                *self.renew_at.lock() = renew_at;
-                *self.bundle.lock() = bundle;
+            Ok(material) => {
+                self.material.store(Arc::new(material));
                 tracing::info!("serving certificate renewed");
             }
             Err(e) => tracing::warn!(error = %e, "could not renew the serving certificate"),
@@ -83,10 +121,81 @@ impl ServingTls {
     }
 }
 
-fn build(
-    ca: &CertificateAuthority,
-    names: &[String],
-) -> Result<(ServerConfig, std::time::SystemTime, Vec<String>), TlsError> {
+/// Delegates to whatever [`ServingTls`] holds now.
+#[derive(Debug)]
+struct Current(Arc<ServingTls>);
+
+impl std::fmt::Debug for ServingTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingTls")
+            .field("names", &self.names)
+            .finish()
+    }
+}
+
+impl ResolvesClientCert for Current {
+    fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.material.load().key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+impl ServerCertVerifier for Current {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // Peers are dialled by address; they are verified as replicas by name instead.
+        let name = ServerName::try_from(REPLICA_NAME)
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        self.0.material.load().verifier.verify_server_cert(
+            end_entity,
+            intermediates,
+            &name,
+            ocsp,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0
+            .material
+            .load()
+            .verifier
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0
+            .material
+            .load()
+            .verifier
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.material.load().verifier.supported_verify_schemes()
+    }
+}
+
+fn build(ca: &CertificateAuthority, names: &[String]) -> Result<Material, TlsError> {
     let issued = ca.issue_server_cert(names, SERVING_TTL)?;
     let mut chain = Vec::new();
     for pem in issued
@@ -108,20 +217,43 @@ fn build(
             .add(der)
             .map_err(|e| TlsError::Verifier(e.to_string()))?;
     }
-    // Client certificates are optional here: a proxy may authenticate with a token
-    // instead; whoever presents one must present a valid one.
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+    let roots = Arc::new(roots);
+    let signing = provider().key_provider.load_private_key(key.clone_key())?;
+    let certified = Arc::new(CertifiedKey::new(chain.clone(), signing));
+    // The xDS port: client certificates are optional (a proxy may authenticate with a
+    // token instead); whoever presents one must present a valid one.
+    let optional = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let mut xds = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(optional)
+        .with_single_cert(chain.clone(), key.clone_key())?;
+    xds.alpn_protocols = vec![b"h2".to_vec()];
+    // Replica links: only holders of a certificate from this CA get through the handshake
+    // (the caller then checks it is a replica's).
+    let required = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let mut links = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(required)
         .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    links.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let now = std::time::SystemTime::now();
     let renew_at = now + issued.not_after.duration_since(now).unwrap_or_default() / 2;
-    Ok((config, renew_at, bundle))
+    Ok(Material {
+        xds: Arc::new(xds),
+        links: Arc::new(links),
+        key: certified,
+        verifier,
+        renew_at,
+        bundle,
+    })
 }
 
 /// A TLS connection as tonic serves it, carrying the peer's certificates.
@@ -208,4 +340,87 @@ pub fn incoming(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Accepts replica links (Raft RPCs): mTLS with a client certificate from this CA that
+/// carries shoal's own identity; anything else is dropped after the handshake.
+pub struct LinkListener {
+    rx: mpsc::Receiver<(TlsStream<TcpStream>, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
+}
+
+impl LinkListener {
+    pub fn new(listener: TcpListener, tls: Arc<ServingTls>) -> std::io::Result<LinkListener> {
+        let local = listener.local_addr()?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                let _ = tcp.set_nodelay(true);
+                let (tx, tls) = (tx.clone(), tls.clone());
+                tokio::spawn(async move {
+                    let acceptor = TlsAcceptor::from(tls.links());
+                    let stream = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(tcp),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        _ => {
+                            metrics::counter!("shoal_link_refused_total", "reason" => "handshake")
+                                .increment(1);
+                            tracing::debug!(%peer, "replica link handshake failed");
+                            return;
+                        }
+                    };
+                    let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
+                    if !tls.is_replica(chain) {
+                        metrics::counter!("shoal_link_refused_total", "reason" => "identity")
+                            .increment(1);
+                        tracing::warn!(%peer, "refused a link from a non-replica certificate");
+                        return;
+                    }
+                    let _ = tx.send((stream, peer)).await;
+                });
+            }
+        });
+        Ok(LinkListener { rx, local })
+    }
+}
+
+impl axum::serve::Listener for LinkListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            // The acceptor is gone: nothing will ever come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+impl ServingTls {
+    /// Whether a verified client chain belongs to a replica (shoal's own identity).
+    pub fn is_replica(&self, chain: &[CertificateDer<'_>]) -> bool {
+        self.ca
+            .authenticate_client_cert(chain)
+            .is_ok_and(|c| c.identity == *self.ca.server_identity())
+    }
 }

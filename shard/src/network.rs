@@ -20,15 +20,44 @@ use serde::de::DeserializeOwned;
 
 use crate::types::{Node, NodeId, TypeConfig};
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// HTTP client for Raft RPCs: plain HTTP, or mTLS when the replica has TLS material.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    scheme: &'static str,
+}
 
-pub fn http_client() -> HttpClient {
+/// `tls`: the client configuration replica links use (certificate and peer verification);
+/// `None` for plaintext links.
+pub fn http_client(
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<HttpClient, rustls::Error> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector)
+    connector.enforce_http(false);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let config = match tls {
+        Some(c) => (*c).clone(),
+        // Never used for `http://` URLs; the connector wants a configuration anyway.
+        None => rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth(),
+    };
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Ok(HttpClient {
+        inner: Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(https),
+        scheme,
+    })
 }
 
 /// Failure of one HTTP call.
@@ -49,11 +78,11 @@ pub async fn post<Req: Serialize, Resp: DeserializeOwned>(
     timeout: Duration,
 ) -> Result<Resp, CallError> {
     let bytes = serde_json::to_vec(body).map_err(|e| CallError::Network(e.to_string()))?;
-    let req = hyper::Request::post(format!("http://{addr}{path}"))
+    let req = hyper::Request::post(format!("{}://{addr}{path}", client.scheme))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(bytes)))
         .map_err(|e| CallError::Network(e.to_string()))?;
-    let resp = tokio::time::timeout(timeout, client.request(req))
+    let resp = tokio::time::timeout(timeout, client.inner.request(req))
         .await
         .map_err(|_| CallError::Unreachable(format!("{addr}{path}: timed out")))?
         .map_err(|e| CallError::Unreachable(format!("{addr}{path}: {e}")))?;
@@ -69,6 +98,28 @@ pub async fn post<Req: Serialize, Resp: DeserializeOwned>(
             String::from_utf8_lossy(&body)
         )));
     }
+    serde_json::from_slice(&body).map_err(|e| CallError::Network(format!("{addr}{path}: {e}")))
+}
+
+/// GETs `path` from `addr` and decodes the JSON answer.
+pub async fn get<Resp: DeserializeOwned>(
+    client: &HttpClient,
+    addr: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<Resp, CallError> {
+    let req = hyper::Request::get(format!("{}://{addr}{path}", client.scheme))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| CallError::Network(e.to_string()))?;
+    let resp = tokio::time::timeout(timeout, client.inner.request(req))
+        .await
+        .map_err(|_| CallError::Unreachable(format!("{addr}{path}: timed out")))?
+        .map_err(|e| CallError::Unreachable(format!("{addr}{path}: {e}")))?;
+    let body = tokio::time::timeout(timeout, resp.into_body().collect())
+        .await
+        .map_err(|_| CallError::Network(format!("{addr}{path}: body timed out")))?
+        .map_err(|e| CallError::Network(e.to_string()))?
+        .to_bytes();
     serde_json::from_slice(&body).map_err(|e| CallError::Network(format!("{addr}{path}: {e}")))
 }
 

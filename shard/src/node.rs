@@ -44,6 +44,9 @@ pub struct ShardConfig {
     /// How long a released shard's streams are drained (spread with jitter) before the
     /// new owner takes over.
     pub drain: Duration,
+    /// mTLS for Raft links (the peer's Raft server must require a replica certificate);
+    /// `None`: plaintext.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ShardConfig {
@@ -60,6 +63,7 @@ impl ShardConfig {
             down_after: Duration::from_secs(4),
             migration_rate: 100.0,
             drain: Duration::from_millis(500),
+            tls: None,
         }
     }
 }
@@ -187,7 +191,7 @@ impl ShardNode {
             ..Default::default()
         };
         let config = Arc::new(config.validate()?);
-        let client = http_client();
+        let client = http_client(cfg.tls.clone())?;
         let raft = Raft::new(
             cfg.id,
             config,

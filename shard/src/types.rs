@@ -16,6 +16,9 @@ pub struct Node {
     pub xds_addr: String,
     /// The admin HTTP server.
     pub admin_addr: String,
+    /// The TLS xDS server (empty: none), where routers with replica certificates forward.
+    #[serde(default)]
+    pub xds_tls_addr: String,
 }
 
 impl fmt::Display for Node {

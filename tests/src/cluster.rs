@@ -228,6 +228,11 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The CA directory every replica shares.
+    pub fn ca_dir(&self) -> PathBuf {
+        self._work.path().join("ca")
+    }
+
     fn peers(&self) -> String {
         self.replicas
             .iter()
@@ -368,13 +373,13 @@ impl Cluster {
 
     /// The shard map a replica holds: owner per shard.
     pub async fn owners(&self, id: u64) -> anyhow::Result<Vec<Option<u64>>> {
-        let (_, body) = http_get(self.replica(id).raft, "/raft/shards", &[]).await?;
-        let v: serde_json::Value = serde_json::from_str(&body)?;
-        Ok(v["state"]["shards"]
+        // The Raft port speaks mTLS between replicas only: ask the admin server.
+        let v = self.shardz(id).await?;
+        Ok(v["owners"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|s| s["owner"].as_u64())
+            .map(serde_json::Value::as_u64)
             .collect())
     }
 

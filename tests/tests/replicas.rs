@@ -304,6 +304,8 @@ async fn a_standalone_router_keeps_proxies_connected_through_a_crash() {
         &admin,
     ])
     .args(["--peers", &peers])
+    .arg("--ca-dir")
+    .arg(c.ca_dir())
     .env("RUST_LOG", "info");
     let _router = shoal_tests::proc::Proc::spawn("router", &mut cmd).unwrap();
     let spec = FleetSpec {
@@ -425,5 +427,14 @@ async fn a_proxy_gets_its_secrets_through_any_replica() {
         let mut names: Vec<&str> = resp.resources.iter().map(|r| r.name.as_str()).collect();
         names.sort();
         assert_eq!(names, ["ROOTCA", "default"], "through replica {}", r.id);
+    }
+    // Raft links are mTLS between replicas: a plaintext caller gets nowhere.
+    for r in &c.replicas {
+        let plain = shoal_tests::proc::http_get(r.raft, "/raft/shards", &[]).await;
+        assert!(
+            plain.is_err(),
+            "replica {} answered plaintext: {plain:?}",
+            r.id
+        );
     }
 }
