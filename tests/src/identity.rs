@@ -57,6 +57,44 @@ pub fn tls_bootstrap(
     root_pem: &str,
     token: &str,
 ) -> serde_json::Value {
+    bootstrap_with(node_id, metadata, xds, admin, root_pem, Some(token), None)
+}
+
+/// As [`tls_bootstrap`], authenticating with a client certificate (chain PEM, key PEM)
+/// instead of a token.
+pub fn cert_bootstrap(
+    node_id: &str,
+    metadata: serde_json::Value,
+    xds: SocketAddr,
+    admin: SocketAddr,
+    root_pem: &str,
+    cert: (&str, &str),
+) -> serde_json::Value {
+    bootstrap_with(node_id, metadata, xds, admin, root_pem, None, Some(cert))
+}
+
+fn bootstrap_with(
+    node_id: &str,
+    metadata: serde_json::Value,
+    xds: SocketAddr,
+    admin: SocketAddr,
+    root_pem: &str,
+    token: Option<&str>,
+    cert: Option<(&str, &str)>,
+) -> serde_json::Value {
+    let initial_metadata: Vec<serde_json::Value> = token
+        .map(|t| serde_json::json!({ "key": "authorization", "value": format!("Bearer {t}") }))
+        .into_iter()
+        .collect();
+    let certificates: Vec<serde_json::Value> = cert
+        .map(|(chain, key)| {
+            serde_json::json!({
+                "certificate_chain": { "inline_string": chain },
+                "private_key": { "inline_string": key }
+            })
+        })
+        .into_iter()
+        .collect();
     serde_json::json!({
         "node": { "id": node_id, "cluster": "test", "metadata": metadata },
         "dynamic_resources": {
@@ -65,7 +103,7 @@ pub fn tls_bootstrap(
                 "transport_api_version": "V3",
                 "grpc_services": [{
                     "envoy_grpc": { "cluster_name": "xds" },
-                    "initial_metadata": [{ "key": "authorization", "value": format!("Bearer {token}") }]
+                    "initial_metadata": initial_metadata
                 }]
             },
             "cds_config": { "ads": {}, "resource_api_version": "V3" },
@@ -86,6 +124,7 @@ pub fn tls_bootstrap(
                 "sni": "localhost",
                 "common_tls_context": {
                     "alpn_protocols": ["h2"],
+                    "tls_certificates": certificates,
                     "validation_context": {
                         "trusted_ca": { "inline_string": root_pem },
                         "match_typed_subject_alt_names": [{ "san_type": "DNS", "matcher": { "exact": "localhost" } }]

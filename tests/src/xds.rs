@@ -49,12 +49,29 @@ impl DeltaStream {
         first: DeltaDiscoveryRequest,
         token: Option<&str>,
     ) -> anyhow::Result<DeltaStream> {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let md: Vec<(&str, &str)> = bearer
+            .as_deref()
+            .map(|b| ("authorization", b))
+            .into_iter()
+            .collect();
+        DeltaStream::open_with_metadata(addr, first, &md).await
+    }
+
+    /// Opens a stream with request metadata of the caller's choice.
+    pub async fn open_with_metadata(
+        addr: SocketAddr,
+        first: DeltaDiscoveryRequest,
+        metadata: &[(&str, &str)],
+    ) -> anyhow::Result<DeltaStream> {
         let (tx, rx) = mpsc::channel(64);
         tx.send(first).await?;
         let mut req = tonic::Request::new(ReceiverStream::new(rx));
-        if let Some(t) = token {
-            req.metadata_mut()
-                .insert("authorization", format!("Bearer {t}").parse()?);
+        for (k, v) in metadata {
+            req.metadata_mut().insert(
+                tonic::metadata::MetadataKey::from_bytes(k.as_bytes())?,
+                v.parse()?,
+            );
         }
         let rx = client(addr)
             .await?

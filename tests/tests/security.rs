@@ -606,3 +606,67 @@ async fn a_proxy_gets_only_its_own_identity_s_secrets() {
     let err = s.recv(Duration::from_secs(10)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_certificate_authenticates_on_the_tls_port() {
+    let Some(bin) = env::envoy() else {
+        eprintln!("SKIP: Envoy not installed (run ./scripts/test)");
+        return;
+    };
+    let mesh = env::workspace_root().join("examples/mesh");
+    let shoal = Shoal::start(&mesh, &[]).await.unwrap();
+    let root = root_pem(&shoal);
+    // A still-valid workload certificate from the mesh CA (as a proxy renewing would hold).
+    let ca = shoal_ca::CertificateAuthority::load_or_create(
+        &shoal.data.path().join("ca"),
+        "cluster.local",
+    )
+    .unwrap();
+    let id = shoal_ca::Identity::new("cluster.local", "bookinfo", "bookinfo-productpage").unwrap();
+    let kp = ca.issue_keypair(&id, Duration::from_secs(3600)).unwrap();
+    let chain = kp.cert_chain[..kp.cert_chain.len() - 1].concat();
+    let node = "sidecar~10.0.0.9~productpage-v1-abc.bookinfo~bookinfo.svc.cluster.local";
+    let admin = local(free_port("127.0.0.1"));
+    let envoy = Envoy::start_bootstrap(
+        bin,
+        admin,
+        shoal_tests::identity::cert_bootstrap(
+            node,
+            serde_json::json!({ "NAMESPACE": "bookinfo" }),
+            shoal.xds_tls,
+            admin,
+            &root,
+            (&chain, &kp.key_pem),
+        ),
+    )
+    .await
+    .unwrap();
+    let uris = eventually(
+        Duration::from_secs(20),
+        "its certificate over SDS",
+        || async {
+            let u = envoy_cert_uris(envoy.admin).await;
+            (u.len() == 1).then_some(u)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", shoal.proc.log()));
+    assert_eq!(uris, [id.spiffe_uri()]);
+
+    // Claiming to be a forwarded stream without being a replica gets nothing.
+    use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+    let first = DeltaDiscoveryRequest {
+        node: Some(shoal_tests::xds::node(node)),
+        type_url: shoal_api::type_url::SECRET.into(),
+        ..Default::default()
+    };
+    let mut s = shoal_tests::xds::DeltaStream::open_with_metadata(
+        shoal.xds,
+        first,
+        &[("x-shoal-caller", &id.spiffe_uri())],
+    )
+    .await
+    .unwrap();
+    let err = s.recv(Duration::from_secs(10)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+}
