@@ -135,9 +135,11 @@ pub struct ServeArgs {
     /// Directory of YAML files (watched; nested directories included).
     #[arg(long, env = "SHOAL_CONFIG_DIR")]
     pub config_dir: PathBuf,
-    /// Address of the xDS (ADS) gRPC server.
-    #[arg(long, default_value = "127.0.0.1:15010", env = "SHOAL_XDS_ADDR")]
-    pub xds_addr: SocketAddr,
+    /// A plaintext xDS port (Istio's 15010), only when asked for: proxies there are
+    /// anonymous unless they send a token, and anonymous proxies get config without
+    /// secrets. The TLS port (--xds-tls-addr) is the default way in.
+    #[arg(long, env = "SHOAL_XDS_ADDR")]
+    pub xds_addr: Option<SocketAddr>,
     /// Address of the admin HTTP server (/ready, /metrics, /debug/...).
     #[arg(long, default_value = "127.0.0.1:15014", env = "SHOAL_ADMIN_ADDR")]
     pub admin_addr: SocketAddr,

@@ -52,7 +52,8 @@ pub async fn start_node(
         xds_addr: c
             .advertise_xds
             .clone()
-            .unwrap_or_else(|| args.xds_addr.to_string()),
+            .or_else(|| args.xds_addr.map(|a| a.to_string()))
+            .unwrap_or_default(),
         admin_addr: c
             .advertise_admin
             .clone()
@@ -129,21 +130,21 @@ pub fn router_config(
         .as_ref()
         .map(|m| m.xds_addr.clone())
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| args.xds_addr.to_string());
+        .or_else(|| args.xds_addr.map(|a| a.to_string()));
     let tls_addr = me.map(|m| m.xds_tls_addr).filter(|s| !s.is_empty());
     let (self_addr, tls, caller) = match (security, tls_addr) {
         (Some(s), Some(addr)) => (
-            format!("https://{addr}"),
+            Some(format!("https://{addr}")),
             Some(s.tls.client_config()?),
             Some(crate::security::caller_fn(s.security.clone())),
         ),
-        _ => (format!("http://{plain}"), None, None),
+        _ => (plain.map(|p| format!("http://{p}")), None, None),
     };
     Ok(RouterConfig {
         max_message_size: args.max_message_size,
         drain: args.cluster.drain,
         wait_for_owner: Duration::from_secs(10),
-        self_addr: Some(self_addr),
+        self_addr,
         tls,
         caller,
     })

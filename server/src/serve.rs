@@ -109,19 +109,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
     };
 
+    anyhow::ensure!(
+        args.xds_addr.is_some() || security.is_some(),
+        "nothing to serve: --no-ca turns the TLS port off; give --xds-addr for plaintext"
+    );
     // Bind now (connections wait in the backlog), serve once the initial config is in, so
     // no proxy ever gets an empty config.
-    let listener = tokio::net::TcpListener::bind(args.xds_addr)
-        .await
-        .with_context(|| format!("binding xDS address {}", args.xds_addr))?;
+    let listener = match args.xds_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding xDS address {addr}"))?,
+        ),
+        None => None,
+    };
     while !pipeline.is_ready() {
         if config_loop.is_finished() {
             anyhow::bail!("the config source stopped before the initial load finished");
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    tracing::info!(addr = %args.xds_addr, "xDS server listening");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let builder = || {
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(args.keepalive_interval))
@@ -137,19 +144,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    let stop = shutdown_signal(stop_rx.clone());
-    let xds_task = match &router {
-        Some(router) => tokio::spawn(
-            builder()
-                .add_service(router.clone())
-                .serve_with_incoming_shutdown(incoming, stop),
-        ),
-        None => tokio::spawn(
-            builder()
-                .add_service(ads.service())
-                .serve_with_incoming_shutdown(incoming, stop),
-        ),
-    };
+    let xds_task = listener.map(|listener| {
+        tracing::info!(addr = ?listener.local_addr().ok(), "plaintext xDS server listening");
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let stop = shutdown_signal(stop_rx.clone());
+        match &router {
+            Some(router) => tokio::spawn(
+                builder()
+                    .add_service(router.clone())
+                    .serve_with_incoming_shutdown(incoming, stop),
+            ),
+            None => tokio::spawn(
+                builder()
+                    .add_service(ads.service())
+                    .serve_with_incoming_shutdown(incoming, stop),
+            ),
+        }
+    });
     // The TLS port: the same ADS service (authenticated) and Istio's CSR API.
     let tls_task = match &security {
         Some(sec) => {
@@ -186,7 +197,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     source_task.abort();
     upkeep.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        let _ = xds_task.await;
+        if let Some(t) = xds_task {
+            let _ = t.await;
+        }
         if let Some(t) = tls_task {
             let _ = t.await;
         }
