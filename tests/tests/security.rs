@@ -670,3 +670,121 @@ async fn a_workload_certificate_authenticates_on_the_tls_port() {
     let err = s.recv(Duration::from_secs(10)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
 }
+
+/// A gRPC client of shoal's TLS port that trusts `root_pem` (no client certificate).
+fn tls_channel(port: u16, root_pem: &str) -> tonic::transport::Channel {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(root_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http2()
+        .build();
+    tonic::transport::Endpoint::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .connect_with_connector_lazy(https)
+}
+
+fn csr_for(uri: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
+    params.serialize_request(&key).unwrap().pem().unwrap()
+}
+
+async fn create_certificate(
+    channel: &tonic::transport::Channel,
+    token: &str,
+    csr: String,
+) -> Result<shoal_ca::grpc::IstioCertificateResponse, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let mut req = tonic::Request::new(shoal_ca::grpc::IstioCertificateRequest {
+        csr,
+        validity_duration: 3600,
+        metadata: None,
+    });
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    grpc.unary(
+        req,
+        http::uri::PathAndQuery::from_static(shoal_ca::grpc::CREATE_CERTIFICATE_PATH),
+        tonic_prost::ProstCodec::default(),
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_istio_csr_api_signs_only_the_caller_s_identity() {
+    let issuer = Issuer::new().unwrap();
+    let mesh = env::workspace_root().join("examples/mesh");
+    let shoal = Shoal::start(&mesh, &["--jwt-issuer", &issuer.arg()])
+        .await
+        .unwrap();
+    let root = root_pem(&shoal);
+    let channel = tls_channel(shoal.xds_tls.port(), &root);
+    let token = issuer.token("bookinfo", "bookinfo-reviews").unwrap();
+    let me = "spiffe://cluster.local/ns/bookinfo/sa/bookinfo-reviews";
+
+    let resp = create_certificate(&channel, &token, csr_for(me))
+        .await
+        .unwrap();
+    assert!(resp.cert_chain.len() >= 2, "leaf and root");
+    assert_eq!(pem_uris(resp.cert_chain[0].as_bytes()), [me]);
+    assert_eq!(
+        resp.cert_chain.last().unwrap().trim(),
+        root.trim(),
+        "root last"
+    );
+
+    // Another identity, garbage, an oversized CSR: refused, and no certificate.
+    let other = create_certificate(
+        &channel,
+        &token,
+        csr_for("spiffe://cluster.local/ns/bookinfo/sa/bookinfo-ratings"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(other.code(), tonic::Code::PermissionDenied, "{other:?}");
+    let garbage = create_certificate(
+        &channel,
+        &token,
+        "-----BEGIN CERTIFICATE REQUEST-----\nnope\n-----END CERTIFICATE REQUEST-----\n".into(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(garbage.code(), tonic::Code::InvalidArgument, "{garbage:?}");
+    // Over the CSR size cap (64 KiB), and over the message size limit.
+    let big = create_certificate(&channel, &token, "A".repeat(100 << 10))
+        .await
+        .unwrap_err();
+    assert_eq!(big.code(), tonic::Code::InvalidArgument, "{big:?}");
+    let huge = create_certificate(&channel, &token, "A".repeat(1 << 20))
+        .await
+        .unwrap_err();
+    assert_eq!(huge.code(), tonic::Code::OutOfRange, "{huge:?}");
+    let forged = Issuer::new()
+        .unwrap()
+        .token("bookinfo", "bookinfo-reviews")
+        .unwrap();
+    let forged = create_certificate(&channel, &forged, csr_for(me))
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), tonic::Code::Unauthenticated, "{forged:?}");
+    // The server is still fine.
+    create_certificate(&channel, &token, csr_for(me))
+        .await
+        .unwrap();
+}
