@@ -124,6 +124,17 @@ pub struct RouterArgs {
     pub ca_dir: Option<PathBuf>,
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
+    /// Also accept proxies over TLS here (needs --ca-dir): a client certificate or token
+    /// authenticates them, as on a replica's TLS port.
+    #[arg(long)]
+    pub listen_tls: Option<SocketAddr>,
+    /// DNS names in the router's serving certificate.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "localhost,istiod.istio-system.svc,shoal"
+    )]
+    pub tls_names: Vec<String>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

@@ -136,7 +136,7 @@ pub fn router_config(
         (Some(s), Some(addr)) => (
             Some(format!("https://{addr}")),
             Some(s.tls.client_config()?),
-            Some(crate::security::caller_fn(s.security.clone())),
+            Some(crate::security::caller_fn(s.security.ca.clone())),
         ),
         _ => (plain.map(|p| format!("http://{p}")), None, None),
     };
@@ -158,25 +158,38 @@ pub fn run_router(args: RouterArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let metrics = crate::metrics::install()?;
         // A replica certificate from the shared CA, for mTLS to the replicas.
-        let tls = match &args.ca_dir {
+        let serving = match &args.ca_dir {
             Some(dir) => {
-                let ca = shoal_ca::CertificateAuthority::load_or_create(dir, &args.trust_domain)
-                    .with_context(|| format!("loading the CA in {}", dir.display()))?;
+                let ca = Arc::new(
+                    shoal_ca::CertificateAuthority::load_or_create(dir, &args.trust_domain)
+                        .with_context(|| format!("loading the CA in {}", dir.display()))?,
+                );
                 let serving = Arc::new(crate::tls::ServingTls::new(
-                    Arc::new(ca),
-                    vec![crate::tls::REPLICA_NAME.to_string()],
+                    ca.clone(),
+                    args.tls_names.clone(),
                 )?);
-                let s = serving.clone();
+                let (s, c) = (serving.clone(), ca.clone());
                 tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(Duration::from_secs(30));
+                    let mut tick = tokio::time::interval(Duration::from_secs(10));
                     loop {
                         tick.tick().await;
-                        let s = s.clone();
-                        let _ = tokio::task::spawn_blocking(move || s.maintain()).await;
+                        let (s, c) = (s.clone(), c.clone());
+                        let _ = tokio::task::spawn_blocking(move || {
+                            // A rotation by the replicas shows in the shared directory.
+                            if let Err(e) = c.reload() {
+                                tracing::warn!(error = %e, "reloading the CA failed");
+                            }
+                            s.maintain();
+                        })
+                        .await;
                     }
                 });
-                Some(serving.client_config()?)
+                Some((ca, serving))
             }
+            None => None,
+        };
+        let tls = match &serving {
+            Some((_, s)) => Some(s.client_config()?),
             None => None,
         };
         let client = shoal_shard::network::http_client(tls.clone())?;
@@ -195,7 +208,9 @@ pub fn run_router(args: RouterArgs) -> anyhow::Result<()> {
                     wait_for_owner: Duration::from_secs(10),
                     self_addr: None,
                     tls,
-                    caller: None,
+                    caller: serving
+                        .as_ref()
+                        .map(|(ca, _)| crate::security::caller_fn(ca.clone())),
                 },
             );
         let admin = axum::Router::new()
@@ -209,6 +224,28 @@ pub fn run_router(args: RouterArgs) -> anyhow::Result<()> {
             );
         let admin_listener = tokio::net::TcpListener::bind(args.admin_addr).await?;
         tokio::spawn(async move { axum::serve(admin_listener, admin).await });
+        // Proxies over TLS: the router's certificate, and theirs vouched for to the owner.
+        if let Some(addr) = args.listen_tls {
+            let Some((_, s)) = &serving else {
+                anyhow::bail!("--listen-tls needs --ca-dir");
+            };
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            tracing::info!(%addr, "router listening (TLS)");
+            let incoming = crate::tls::incoming(listener, s.clone());
+            let router = router.clone();
+            tokio::spawn(async move {
+                if let Err(e) = tonic::transport::Server::builder()
+                    .tcp_nodelay(true)
+                    .add_service(router)
+                    .serve_with_incoming(incoming)
+                    .await
+                {
+                    tracing::error!(error = %e, "TLS router listener failed");
+                }
+            });
+        }
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         tracing::info!(listen = %args.listen, peers = ?args.peers, "router listening");
         tonic::transport::Server::builder()

@@ -374,13 +374,13 @@ pub fn run_ca(args: &crate::cli::CaArgs) -> anyhow::Result<()> {
 
 /// For the router: the identity a stream's client certificate proves (streams with a token
 /// are verified by the owner from the token itself).
-pub fn caller_fn(security: Arc<Security>) -> shoal_router::CallerFn {
+pub fn caller_fn(ca: Arc<CertificateAuthority>) -> shoal_router::CallerFn {
     Arc::new(move |parts: &http::request::Parts| {
         if parts.headers.contains_key(http::header::AUTHORIZATION) {
             return None;
         }
         let PeerCertificates(chain) = parts.extensions.get::<PeerCertificates>()?;
-        let caller = security.ca.authenticate_client_cert(chain).ok()?;
+        let caller = ca.authenticate_client_cert(chain).ok()?;
         Some(caller.identity.spiffe_uri())
     })
 }

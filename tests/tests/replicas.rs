@@ -438,3 +438,81 @@ async fn a_proxy_gets_its_secrets_through_any_replica() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_with_a_client_certificate_is_served_through_a_tls_router() {
+    let Some(bin) = env::envoy() else {
+        eprintln!("SKIP: Envoy not installed (run ./scripts/test)");
+        return;
+    };
+    let dir = mesh_dir();
+    let c = Cluster::start(3, dir.path(), Net::Loopback, &[])
+        .await
+        .unwrap();
+    let tls: std::net::SocketAddr = format!("127.0.0.1:{}", shoal_tests::free_port("127.0.0.1"))
+        .parse()
+        .unwrap();
+    let listen = format!("127.0.0.1:{}", shoal_tests::free_port("127.0.0.1"));
+    let admin = format!("127.0.0.1:{}", shoal_tests::free_port("127.0.0.1"));
+    let peers: Vec<String> = c.replicas.iter().map(|r| r.raft.to_string()).collect();
+    let mut cmd = std::process::Command::new(env::shoal_bin());
+    cmd.args(["router", "--listen", &listen, "--admin-addr", &admin])
+        .args([
+            "--listen-tls",
+            &tls.to_string(),
+            "--peers",
+            &peers.join(","),
+        ])
+        .arg("--ca-dir")
+        .arg(c.ca_dir());
+    let router = shoal_tests::proc::Proc::spawn("router", &mut cmd).unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the router's TLS listener",
+        || async { tokio::net::TcpStream::connect(tls).await.ok() },
+    )
+    .await
+    .unwrap();
+    // The proxy holds a workload certificate from the mesh CA and no token: the router
+    // verifies it and vouches for it to the owner, which pushes the proxy's own secrets.
+    let ca = shoal_ca::CertificateAuthority::load_or_create(&c.ca_dir(), "cluster.local").unwrap();
+    let id = shoal_ca::Identity::new("cluster.local", "ns-2", "web").unwrap();
+    let kp = ca.issue_keypair(&id, Duration::from_secs(3600)).unwrap();
+    let chain = kp.cert_chain[..kp.cert_chain.len() - 1].concat();
+    let root = ca.trust_bundle().concat();
+    let envoy_admin: std::net::SocketAddr =
+        format!("127.0.0.1:{}", shoal_tests::free_port("127.0.0.1"))
+            .parse()
+            .unwrap();
+    let envoy = shoal_tests::proc::Envoy::start_bootstrap(
+        bin,
+        envoy_admin,
+        shoal_tests::identity::cert_bootstrap(
+            "sidecar~10.9.0.2~web-0.ns-2~ns-2.svc.cluster.local",
+            serde_json::json!({ "NAMESPACE": "ns-2" }),
+            tls,
+            envoy_admin,
+            &root,
+            (&chain, &kp.key_pem),
+        ),
+    )
+    .await
+    .unwrap();
+    let uris = eventually(
+        Duration::from_secs(30),
+        "the proxy's certificate",
+        || async {
+            let u = shoal_tests::identity::envoy_cert_uris(envoy_admin).await;
+            (!u.is_empty()).then_some(u)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n--- router ---\n{}\n--- envoy ---\n{}",
+            router.log(),
+            envoy.proc.log()
+        )
+    });
+    assert_eq!(uris, [id.spiffe_uri()]);
+}
