@@ -52,6 +52,74 @@ pub async fn http(addr: SocketAddr, name: &str) -> anyhow::Result<Backend> {
     Ok(Backend { addr, task })
 }
 
+/// A request a [`recording`] backend received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Path and query as they reached the backend (after any proxy rewrite).
+    pub path: String,
+    pub headers: http::HeaderMap,
+}
+
+/// The requests a [`recording`] backend received, in order.
+pub type Log = std::sync::Arc<std::sync::Mutex<Vec<Seen>>>;
+
+/// A snapshot of a log (poisoning cannot lose requests, so it is ignored).
+pub fn seen(log: &Log) -> Vec<Seen> {
+    log.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// An HTTP/1.1 and h2c server that records every request and answers `NAME PATH`, so tests
+/// can see what a proxy forwarded (rewritten paths, added headers, mirrored copies). When
+/// `flaky`, every other request (the first, third, …) is answered 503 instead, for retries.
+pub async fn recording(
+    addr: SocketAddr,
+    name: &str,
+    flaky: bool,
+) -> anyhow::Result<(Backend, Log)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let name = name.to_string();
+    let log: Log = Default::default();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let task_log = log.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (name, log, count) = (name.clone(), task_log.clone(), count.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let path = req
+                        .uri()
+                        .path_and_query()
+                        .map(|p| p.as_str().to_string())
+                        .unwrap_or_default();
+                    log.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(Seen {
+                            path: path.clone(),
+                            headers: req.headers().clone(),
+                        });
+                    let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let mut resp =
+                        hyper::Response::new(Full::new(Bytes::from(format!("{name} {path}"))));
+                    if flaky && n % 2 == 0 {
+                        *resp.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    async move { Ok::<_, Infallible>(resp) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok((Backend { addr, task }, log))
+}
+
 #[derive(Clone)]
 struct Who(Bytes);
 

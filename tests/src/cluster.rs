@@ -403,7 +403,7 @@ impl Cluster {
 
     /// Waits until these replicas serve every shard between them.
     pub async fn wait_settled_among(&self, ids: &[u64], timeout: Duration) -> anyhow::Result<()> {
-        eventually(timeout, "every shard served", || async {
+        let settled = eventually(timeout, "every shard served", || async {
             let mut serving = 0;
             let mut total = 0;
             for id in ids.iter().copied() {
@@ -417,7 +417,18 @@ impl Cluster {
             }
             (total > 0 && serving == total).then_some(())
         })
-        .await
+        .await;
+        let Err(e) = settled else { return Ok(()) };
+        // What each replica thought, to tell a slow handover from a lost lease.
+        let mut states = Vec::new();
+        for id in ids {
+            let z = self.shardz(*id).await.unwrap_or_default();
+            states.push(format!(
+                "replica {id}: serving {} lease {} leader {} owned {} members {}",
+                z["serving"], z["lease"], z["leader"], z["owned"], z["members"]
+            ));
+        }
+        Err(e.context(states.join("\n")))
     }
 
     /// Waits until the running replicas own an even share each and serve all of it: the

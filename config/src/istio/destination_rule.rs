@@ -8,8 +8,9 @@ use crate::meta::Labels;
 pub struct DestinationRuleSpec {
     #[serde(default)]
     pub host: String,
+    /// Boxed: a full policy is large, and config objects are held in an enum.
     #[serde(default)]
-    pub traffic_policy: Option<TrafficPolicy>,
+    pub traffic_policy: Option<Box<TrafficPolicy>>,
     #[serde(default)]
     pub subsets: Vec<Subset>,
     #[serde(default)]
@@ -23,6 +24,10 @@ pub struct DestinationRuleSpec {
 pub struct TrafficPolicy {
     #[serde(default)]
     pub load_balancer: Option<LoadBalancerSettings>,
+    #[serde(default)]
+    pub connection_pool: Option<ConnectionPoolSettings>,
+    #[serde(default)]
+    pub outlier_detection: Option<OutlierDetection>,
     #[serde(default)]
     pub tls: Option<ClientTlsSettings>,
     #[serde(default)]
@@ -38,6 +43,10 @@ pub struct PortTrafficPolicy {
     pub port: Option<PortSelector>,
     #[serde(default)]
     pub load_balancer: Option<LoadBalancerSettings>,
+    #[serde(default)]
+    pub connection_pool: Option<ConnectionPoolSettings>,
+    #[serde(default)]
+    pub outlier_detection: Option<OutlierDetection>,
     #[serde(default)]
     pub tls: Option<ClientTlsSettings>,
 }
@@ -85,6 +94,150 @@ pub enum ClientTlsMode {
 pub struct LoadBalancerSettings {
     #[serde(default)]
     pub simple: Option<SimpleLb>,
+    #[serde(default)]
+    pub consistent_hash: Option<ConsistentHashLb>,
+    /// Parsed so that it is reported as not supported yet (it needs each proxy's locality
+    /// in its view), never silently ignored.
+    #[serde(default)]
+    pub locality_lb_setting: Option<serde_json::Value>,
+    #[serde(default)]
+    pub warmup_duration_secs: Option<String>,
+}
+
+/// `LoadBalancerSettings.ConsistentHashLB`: session affinity by a request property.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsistentHashLb {
+    #[serde(default)]
+    pub http_header_name: Option<String>,
+    #[serde(default)]
+    pub http_cookie: Option<HttpCookie>,
+    #[serde(default)]
+    pub use_source_ip: Option<bool>,
+    #[serde(default)]
+    pub http_query_parameter_name: Option<String>,
+    #[serde(default)]
+    pub ring_hash: Option<RingHash>,
+    #[serde(default)]
+    pub maglev: Option<Maglev>,
+    /// Deprecated in Istio for `ringHash.minimumRingSize`; still honoured.
+    #[serde(default)]
+    pub minimum_ring_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpCookie {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub ttl: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RingHash {
+    #[serde(default)]
+    pub minimum_ring_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Maglev {
+    #[serde(default)]
+    pub table_size: Option<u64>,
+}
+
+/// `ConnectionPoolSettings`: limits on connections and requests to each upstream host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionPoolSettings {
+    #[serde(default)]
+    pub tcp: Option<TcpSettings>,
+    #[serde(default)]
+    pub http: Option<HttpSettings>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpSettings {
+    #[serde(default)]
+    pub max_connections: Option<i32>,
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    #[serde(default)]
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    #[serde(default)]
+    pub max_connection_duration: Option<String>,
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpKeepalive {
+    #[serde(default)]
+    pub probes: Option<u32>,
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub interval: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpSettings {
+    #[serde(default)]
+    pub http1_max_pending_requests: Option<i32>,
+    #[serde(default)]
+    pub http2_max_requests: Option<i32>,
+    #[serde(default)]
+    pub max_requests_per_connection: Option<i32>,
+    #[serde(default)]
+    pub max_retries: Option<i32>,
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    #[serde(default)]
+    pub h2_upgrade_policy: Option<H2UpgradePolicy>,
+    #[serde(default)]
+    pub use_client_protocol: Option<bool>,
+    #[serde(default)]
+    pub max_concurrent_streams: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum H2UpgradePolicy {
+    Default,
+    DoNotUpgrade,
+    Upgrade,
+}
+
+/// `OutlierDetection`: eject hosts that keep failing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutlierDetection {
+    /// Deprecated in Istio for `consecutive5xxErrors`.
+    #[serde(default)]
+    pub consecutive_errors: Option<i32>,
+    #[serde(default, rename = "consecutive5xxErrors")]
+    pub consecutive_5xx_errors: Option<u32>,
+    #[serde(default)]
+    pub consecutive_gateway_errors: Option<u32>,
+    #[serde(default)]
+    pub consecutive_local_origin_failures: Option<u32>,
+    #[serde(default)]
+    pub split_external_local_origin_errors: Option<bool>,
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub base_ejection_time: Option<String>,
+    #[serde(default)]
+    pub max_ejection_percent: Option<i32>,
+    #[serde(default)]
+    pub min_health_percent: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

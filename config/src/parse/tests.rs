@@ -22,7 +22,7 @@ spec:
   http:
   - route:
     - destination: {host: reviews, subset: v1}
-    fault: {abort: {httpStatus: 500}}
+    mirrorPercent: 50
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -58,7 +58,7 @@ fn each_document_has_its_own_outcome() {
     match &docs[1].outcome {
         Outcome::Accepted { warnings, .. } => {
             assert_eq!(warnings.len(), 1);
-            assert_eq!(warnings[0].field, "spec.http[0].fault");
+            assert_eq!(warnings[0].field, "spec.http[0].mirrorPercent");
             assert!(
                 warnings[0].to_string().contains("mesh.yaml:"),
                 "{}",

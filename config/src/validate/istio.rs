@@ -107,37 +107,11 @@ fn http_route(v: &mut Validator, f: &str, r: &HttpRoute) {
     for (j, m) in r.matches.iter().enumerate() {
         http_match(v, &format!("{f}.match[{j}]"), m);
     }
-    if r.route.is_empty() {
-        v.error(
-            format!("{f}.route"),
-            "HTTP route, redirect or direct_response is required",
-        );
-    }
+    super::virtual_service::http_route_features(v, f, r);
     let mut total: i64 = 0;
     for (k, d) in r.route.iter().enumerate() {
         let df = format!("{f}.route[{k}]");
-        let dest = &d.destination;
-        if dest.host.is_empty() {
-            v.error(format!("{df}.destination.host"), "required");
-        } else if dest.host.contains('*') {
-            v.error(
-                format!("{df}.destination.host"),
-                "a destination host cannot be a wildcard",
-            );
-        } else {
-            v.host(format!("{df}.destination.host"), &dest.host);
-        }
-        if let Some(s) = &dest.subset
-            && !host::is_dns_label(s)
-        {
-            v.error(
-                format!("{df}.destination.subset"),
-                format!("{s:?} is not a valid subset name"),
-            );
-        }
-        if let Some(p) = &dest.port {
-            v.port(format!("{df}.destination.port.number"), i64::from(p.number));
-        }
+        super::virtual_service::destination(v, &format!("{df}.destination"), &d.destination);
         match d.weight {
             Some(w) if !(0..=i64::from(u32::MAX)).contains(&w) => v.error(
                 format!("{df}.weight"),
@@ -165,6 +139,9 @@ fn http_route(v: &mut Validator, f: &str, r: &HttpRoute) {
         }
         if let Some(on) = &retries.retry_on {
             retry_on(v, &format!("{f}.retries.retryOn"), on);
+        }
+        if let Some(b) = &retries.backoff {
+            v.duration(format!("{f}.retries.backoff"), b, MIN_TIMEOUT);
         }
     }
 }
@@ -223,10 +200,12 @@ pub(super) fn destination_rule(v: &mut Validator, s: &DestinationRuleSpec) {
         }
         if let Some(p) = &sub.traffic_policy {
             super::security::traffic_policy_tls(v, &format!("{f}.trafficPolicy"), p);
+            super::traffic_policy::traffic_policy(v, &format!("{f}.trafficPolicy"), p);
         }
     }
     if let Some(p) = &s.traffic_policy {
         super::security::traffic_policy_tls(v, "spec.trafficPolicy", p);
+        super::traffic_policy::traffic_policy(v, "spec.trafficPolicy", p);
     }
     export_to(v, "spec.exportTo", &s.export_to);
 }

@@ -4,6 +4,8 @@
 mod istio;
 mod k8s;
 mod security;
+mod traffic_policy;
+mod virtual_service;
 
 use crate::host;
 use crate::issue::Issue;
@@ -131,4 +133,10 @@ impl Validator {
 #[cfg(test)]
 mod security_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod traffic_policy_tests;
+#[cfg(test)]
+mod virtual_service_tests;

@@ -1,23 +1,8 @@
 //! Validation of PeerAuthentication, AuthorizationPolicy and DestinationRule TLS settings:
 //! every finding names its field.
 
-use crate::parse::{Outcome, parse_yaml};
-
-/// Every finding of one document as `severity field: message`.
-fn findings(yaml: &str) -> Vec<String> {
-    parse_yaml("t.yaml", yaml)
-        .into_iter()
-        .flat_map(|d| match d.outcome {
-            Outcome::Rejected { issues, .. } => issues,
-            Outcome::Accepted { warnings, .. } => warnings,
-            Outcome::Skipped { .. } => panic!("skipped"),
-        })
-        .map(|i| {
-            let sev = if i.is_error() { "error" } else { "warning" };
-            format!("{sev} {}: {}", i.field, i.message)
-        })
-        .collect()
-}
+use super::test_support::{findings, has};
+use crate::parse::parse_yaml;
 
 fn pa(version: &str, spec: &str) -> String {
     format!(
@@ -35,10 +20,6 @@ fn dr_tls(tls: &str) -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: d, namespace: ns}}\nspec:\n  host: a\n  trafficPolicy:\n    tls: {tls}\n"
     )
-}
-
-fn has(f: &[String], prefix: &str) -> bool {
-    f.iter().any(|m| m.starts_with(prefix))
 }
 
 #[test]

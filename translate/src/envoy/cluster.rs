@@ -25,11 +25,9 @@ use shoal_api::pb::envoy::extensions::upstreams::http::v3::{
 };
 use shoal_api::pb::google::protobuf::{ListValue, Struct, Value, value::Kind as VKind};
 use shoal_config::Labels;
-use shoal_config::istio::{
-    ClientTlsMode, ClientTlsSettings, LoadBalancerSettings, PortTrafficPolicy, SimpleLb, Subset,
-    TrafficPolicy,
-};
+use shoal_config::istio::{ClientTlsMode, ClientTlsSettings, SimpleLb, Subset};
 
+use super::traffic_policy::{self, Settings};
 use super::{ads, duration_ms, endpoint, outbound_cluster_name, u32v};
 use crate::MeshOptions;
 use crate::model::{DestinationRuleRule, Model, PortModel, Protocol, Resolution, Service};
@@ -49,45 +47,24 @@ pub(crate) struct OutboundCluster<'a> {
 }
 
 impl OutboundCluster<'_> {
-    /// The settings that apply to this cluster's port (Istio's `MergeTrafficPolicy`): the
-    /// rule's policy, replaced by its port-level settings for the port; then the subset's
-    /// fields where set, replaced by the subset's port-level settings for the port.
-    /// Port-level settings replace the whole policy (their unset fields do not inherit).
-    fn settings(&self) -> (Option<SimpleLb>, Option<&ClientTlsSettings>) {
-        let port = u32::from(self.port.port);
-        fn at_port(p: &TrafficPolicy, port: u32) -> Option<&PortTrafficPolicy> {
-            p.port_level_settings
-                .iter()
-                .find(|pl| pl.port.is_some_and(|s| s.number == port))
-        }
-        let lb_of = |l: &Option<LoadBalancerSettings>| l.as_ref().and_then(|l| l.simple);
-        let mut out = (None, None);
-        if let Some(top) = self.dr.and_then(|d| d.spec.traffic_policy.as_ref()) {
-            out = match at_port(top, port) {
-                Some(pl) => (lb_of(&pl.load_balancer), pl.tls.as_ref()),
-                None => (lb_of(&top.load_balancer), top.tls.as_ref()),
-            };
-        }
-        if let Some(sub) = self.subset.and_then(|s| s.traffic_policy.as_ref()) {
-            out = match at_port(sub, port) {
-                Some(pl) => (lb_of(&pl.load_balancer), pl.tls.as_ref()),
-                None => (
-                    lb_of(&sub.load_balancer).or(out.0),
-                    sub.tls.as_ref().or(out.1),
-                ),
-            };
-        }
-        out
+    /// The DestinationRule settings that apply to this cluster's port (Istio's
+    /// `MergeTrafficPolicy`; see [`Settings::merged`]).
+    pub fn settings(&self) -> Settings<'_> {
+        Settings::merged(
+            self.dr.and_then(|d| d.spec.traffic_policy.as_deref()),
+            self.subset.and_then(|s| s.traffic_policy.as_ref()),
+            u32::from(self.port.port),
+        )
     }
 
     /// The load balancer the DestinationRule asks for, if any.
     pub fn lb(&self) -> Option<SimpleLb> {
-        self.settings().0
+        self.settings().lb.and_then(|l| l.simple)
     }
 
     /// The DestinationRule's client TLS settings for this cluster, if any.
     pub fn tls(&self) -> Option<&ClientTlsSettings> {
-        self.settings().1
+        self.settings().tls
     }
 
     pub fn subset_labels(&self) -> Option<&Labels> {
@@ -247,8 +224,19 @@ pub(crate) fn build(
         (Some(SimpleLb::Passthrough), _) => LbPolicy::ClusterProvided,
         _ => LbPolicy::LeastRequest,
     } as i32;
+    let settings = c.settings();
     if !grpc {
-        cluster.typed_extension_protocol_options = protocol_options(c.port.protocol);
+        cluster.typed_extension_protocol_options =
+            traffic_policy::http_protocol_options(c.port.protocol, settings.pool);
+        if let Some(ch) = settings.consistent_hash() {
+            traffic_policy::apply_consistent_hash(&mut cluster, ch);
+        }
+        if let Some(pool) = settings.pool {
+            traffic_policy::apply_connection_pool(&mut cluster, pool);
+        }
+        if let Some(o) = settings.outlier {
+            traffic_policy::apply_outlier_detection(&mut cluster, o);
+        }
     }
     let discovery = if c.uses_eds() {
         cluster.eds_cluster_config = Some(EdsClusterConfig {

@@ -7,6 +7,8 @@ use shoal_api::pb::envoy::config::listener::v3::{
     ApiListener, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter,
     listener_filter,
 };
+use shoal_api::pb::envoy::extensions::filters::http::cors::v3::Cors;
+use shoal_api::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use shoal_api::pb::envoy::extensions::filters::http::router::v3::Router;
 use shoal_api::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
 use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -20,6 +22,22 @@ use super::{PASSTHROUGH, ads, boolv, socket, u32v};
 use crate::model::Protocol;
 
 pub(crate) const HTTP_PROTOCOLS: [&str; 2] = ["http/1.1", "h2c"];
+
+/// The fault injection filter; routes configure it (`typed_per_filter_config`), so it does
+/// nothing on routes without a VirtualService `fault`.
+pub(crate) const FAULT_FILTER: &str = "envoy.filters.http.fault";
+/// The CORS filter; like the fault filter, inert unless a route carries a policy.
+pub(crate) const CORS_FILTER: &str = "envoy.filters.http.cors";
+
+fn http_filter<M: prost::Name>(name: &str, config: &M) -> HttpFilter {
+    HttpFilter {
+        name: name.into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(shoal_api::pack(
+            config,
+        ))),
+        ..Default::default()
+    }
+}
 
 pub(crate) fn router() -> HttpFilter {
     HttpFilter {
@@ -36,7 +54,12 @@ pub(crate) fn hcm(stat_prefix: &str, route: RouteSpecifier) -> HttpConnectionMan
         codec_type: CodecType::Auto as i32,
         stat_prefix: stat_prefix.to_string(),
         route_specifier: Some(route),
-        http_filters: vec![router()],
+        // As in Istio's sidecars: CORS, then fault injection, then the router.
+        http_filters: vec![
+            http_filter(CORS_FILTER, &Cors::default()),
+            http_filter(FAULT_FILTER, &HttpFault::default()),
+            router(),
+        ],
         use_remote_address: Some(boolv(false)),
         normalize_path: Some(boolv(true)),
         upgrade_configs: vec![UpgradeConfig {
@@ -241,7 +264,8 @@ pub(crate) fn api_listener(host: &str, port: u16, address: &str, route_config: &
     let manager = HttpConnectionManager {
         stat_prefix: format!("{host}:{port}"),
         route_specifier: Some(rds(route_config)),
-        http_filters: vec![router()],
+        // Istio gives proxyless gRPC the fault filter (gRPC supports it) but no CORS.
+        http_filters: vec![http_filter(FAULT_FILTER, &HttpFault::default()), router()],
         ..Default::default()
     };
     Listener {

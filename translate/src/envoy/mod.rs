@@ -5,6 +5,7 @@ pub(crate) mod endpoint;
 pub(crate) mod inbound;
 pub(crate) mod listener;
 pub(crate) mod route;
+pub(crate) mod traffic_policy;
 
 use shoal_api::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress, address,

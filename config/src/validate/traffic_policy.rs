@@ -1,0 +1,217 @@
+//! DestinationRule traffic policies beyond TLS: load balancing, connection pools and
+//! outlier detection, checked as Istio's validation does.
+
+use std::time::Duration;
+
+use super::Validator;
+use crate::istio::{
+    ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection, PortTrafficPolicy,
+    TrafficPolicy,
+};
+
+/// A traffic policy at `f` (top level or a subset's), with its port-level settings.
+pub(super) fn traffic_policy(v: &mut Validator, f: &str, p: &TrafficPolicy) {
+    settings(
+        v,
+        f,
+        p.load_balancer.as_ref(),
+        p.connection_pool.as_ref(),
+        p.outlier_detection.as_ref(),
+    );
+    for (i, pl) in p.port_level_settings.iter().enumerate() {
+        port_level(v, &format!("{f}.portLevelSettings[{i}]"), pl);
+    }
+}
+
+/// Port selectors are checked with the TLS settings (`security.rs`).
+fn port_level(v: &mut Validator, f: &str, p: &PortTrafficPolicy) {
+    settings(
+        v,
+        f,
+        p.load_balancer.as_ref(),
+        p.connection_pool.as_ref(),
+        p.outlier_detection.as_ref(),
+    );
+}
+
+fn settings(
+    v: &mut Validator,
+    f: &str,
+    lb: Option<&LoadBalancerSettings>,
+    pool: Option<&ConnectionPoolSettings>,
+    outlier: Option<&OutlierDetection>,
+) {
+    if let Some(lb) = lb {
+        load_balancer(v, &format!("{f}.loadBalancer"), lb);
+    }
+    if let Some(pool) = pool {
+        connection_pool(v, &format!("{f}.connectionPool"), pool);
+    }
+    if let Some(o) = outlier {
+        outlier_detection(v, &format!("{f}.outlierDetection"), o);
+    }
+}
+
+fn load_balancer(v: &mut Validator, f: &str, lb: &LoadBalancerSettings) {
+    if lb.simple.is_some() && lb.consistent_hash.is_some() {
+        v.error(f, "only one of simple and consistentHash may be set");
+    }
+    if lb.locality_lb_setting.is_some() {
+        v.warning(
+            format!("{f}.localityLbSetting"),
+            "not supported yet: ignored (endpoints are not prioritized by locality)",
+        );
+    }
+    if lb.warmup_duration_secs.is_some() {
+        v.warning(
+            format!("{f}.warmupDurationSecs"),
+            "not supported yet: ignored",
+        );
+    }
+    let Some(ch) = &lb.consistent_hash else {
+        return;
+    };
+    let f = format!("{f}.consistentHash");
+    let keys = [
+        ch.http_header_name.is_some(),
+        ch.http_cookie.is_some(),
+        ch.use_source_ip.unwrap_or(false),
+        ch.http_query_parameter_name.is_some(),
+    ]
+    .iter()
+    .filter(|k| **k)
+    .count();
+    if keys != 1 {
+        v.error(
+            &f,
+            "exactly one of httpHeaderName, httpCookie, useSourceIp and httpQueryParameterName must be set",
+        );
+    }
+    if ch.http_header_name.as_deref() == Some("") {
+        v.error(format!("{f}.httpHeaderName"), "must not be empty");
+    }
+    if ch.http_query_parameter_name.as_deref() == Some("") {
+        v.error(format!("{f}.httpQueryParameterName"), "must not be empty");
+    }
+    if let Some(c) = &ch.http_cookie {
+        if c.name.is_empty() {
+            v.error(format!("{f}.httpCookie.name"), "required");
+        }
+        if let Some(ttl) = &c.ttl {
+            v.duration(format!("{f}.httpCookie.ttl"), ttl, Duration::ZERO);
+        }
+    }
+    if ch.ring_hash.is_some() && ch.maglev.is_some() {
+        v.error(&f, "only one of ringHash and maglev may be set");
+    }
+    if ch.minimum_ring_size.is_some() {
+        v.warning(
+            format!("{f}.minimumRingSize"),
+            "deprecated: use ringHash.minimumRingSize",
+        );
+    }
+    if ch.maglev.as_ref().and_then(|m| m.table_size) == Some(0) {
+        v.error(format!("{f}.maglev.tableSize"), "must be positive");
+    }
+}
+
+fn non_negative(v: &mut Validator, f: String, n: Option<i32>) {
+    if let Some(n) = n
+        && n < 0
+    {
+        v.error(f, format!("{n} must not be negative"));
+    }
+}
+
+fn connection_pool(v: &mut Validator, f: &str, p: &ConnectionPoolSettings) {
+    if let Some(t) = &p.tcp {
+        non_negative(v, format!("{f}.tcp.maxConnections"), t.max_connections);
+        if let Some(d) = &t.connect_timeout {
+            v.duration(
+                format!("{f}.tcp.connectTimeout"),
+                d,
+                Duration::from_millis(1),
+            );
+        }
+        if let Some(d) = &t.max_connection_duration {
+            v.duration(
+                format!("{f}.tcp.maxConnectionDuration"),
+                d,
+                Duration::from_millis(1),
+            );
+        }
+        if t.idle_timeout.is_some() {
+            v.warning(
+                format!("{f}.tcp.idleTimeout"),
+                "not supported yet: ignored (TCP proxies keep Envoy's default of one hour)",
+            );
+        }
+        if let Some(k) = &t.tcp_keepalive {
+            for (name, d) in [("time", &k.time), ("interval", &k.interval)] {
+                if let Some(d) = d {
+                    v.duration(
+                        format!("{f}.tcp.tcpKeepalive.{name}"),
+                        d,
+                        Duration::from_secs(1),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(h) = &p.http {
+        non_negative(
+            v,
+            format!("{f}.http.http1MaxPendingRequests"),
+            h.http1_max_pending_requests,
+        );
+        non_negative(
+            v,
+            format!("{f}.http.http2MaxRequests"),
+            h.http2_max_requests,
+        );
+        non_negative(
+            v,
+            format!("{f}.http.maxRequestsPerConnection"),
+            h.max_requests_per_connection,
+        );
+        non_negative(v, format!("{f}.http.maxRetries"), h.max_retries);
+        non_negative(
+            v,
+            format!("{f}.http.maxConcurrentStreams"),
+            h.max_concurrent_streams,
+        );
+        if let Some(d) = &h.idle_timeout {
+            v.duration(format!("{f}.http.idleTimeout"), d, Duration::from_millis(1));
+        }
+    }
+}
+
+fn outlier_detection(v: &mut Validator, f: &str, o: &OutlierDetection) {
+    if o.consecutive_errors.is_some() {
+        v.warning(
+            format!("{f}.consecutiveErrors"),
+            "deprecated: use consecutive5xxErrors",
+        );
+    }
+    for (name, d) in [
+        ("interval", &o.interval),
+        ("baseEjectionTime", &o.base_ejection_time),
+    ] {
+        if let Some(d) = d {
+            v.duration(format!("{f}.{name}"), d, Duration::from_millis(1));
+        }
+    }
+    for (name, pct) in [
+        ("maxEjectionPercent", o.max_ejection_percent),
+        ("minHealthPercent", o.min_health_percent),
+    ] {
+        if let Some(p) = pct
+            && !(0..=100).contains(&p)
+        {
+            v.error(
+                format!("{f}.{name}"),
+                format!("{p} is not a percentage (0-100)"),
+            );
+        }
+    }
+}

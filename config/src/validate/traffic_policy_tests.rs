@@ -1,0 +1,142 @@
+//! Validation of DestinationRule load balancing, connection pools and outlier detection.
+
+use super::test_support::{findings, has};
+
+fn dr(policy: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: d, namespace: ns}}\nspec:\n  host: a\n  trafficPolicy:\n{policy}"
+    )
+}
+
+#[test]
+fn a_full_policy_is_accepted_without_findings() {
+    let f = findings(&dr(
+        "    loadBalancer:\n      consistentHash:\n        httpCookie: {name: s, ttl: 10s}\n        maglev: {tableSize: 65537}\n    connectionPool:\n      tcp: {maxConnections: 10, connectTimeout: 2s, tcpKeepalive: {probes: 3, time: 60s, interval: 10s}}\n      http: {http1MaxPendingRequests: 1, http2MaxRequests: 2, maxRetries: 3, idleTimeout: 5s, h2UpgradePolicy: UPGRADE}\n    outlierDetection: {consecutive5xxErrors: 3, interval: 5s, baseEjectionTime: 30s, maxEjectionPercent: 100, minHealthPercent: 0}\n",
+    ));
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn consistent_hash_needs_exactly_one_key() {
+    let none = findings(&dr(
+        "    loadBalancer:\n      consistentHash: {minimumRingSize: 10}\n",
+    ));
+    assert!(
+        has(
+            &none,
+            "error spec.trafficPolicy.loadBalancer.consistentHash: exactly one"
+        ),
+        "{none:#?}"
+    );
+    assert!(
+        has(
+            &none,
+            "warning spec.trafficPolicy.loadBalancer.consistentHash.minimumRingSize: deprecated"
+        ),
+        "{none:#?}"
+    );
+    let two = findings(&dr(
+        "    loadBalancer:\n      consistentHash: {httpHeaderName: x, useSourceIp: true}\n",
+    ));
+    assert!(
+        has(
+            &two,
+            "error spec.trafficPolicy.loadBalancer.consistentHash: exactly one"
+        ),
+        "{two:#?}"
+    );
+    let both = findings(&dr(
+        "    loadBalancer:\n      simple: RANDOM\n      consistentHash: {httpHeaderName: x}\n",
+    ));
+    assert!(
+        has(
+            &both,
+            "error spec.trafficPolicy.loadBalancer: only one of simple"
+        ),
+        "{both:#?}"
+    );
+    let cookie = findings(&dr(
+        "    loadBalancer:\n      consistentHash: {httpCookie: {ttl: soon}}\n",
+    ));
+    assert!(
+        has(
+            &cookie,
+            "error spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name: required"
+        ),
+        "{cookie:#?}"
+    );
+    assert!(
+        has(
+            &cookie,
+            "error spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl"
+        ),
+        "{cookie:#?}"
+    );
+}
+
+#[test]
+fn what_is_not_translated_yet_is_reported() {
+    let f = findings(&dr(
+        "    loadBalancer:\n      simple: ROUND_ROBIN\n      localityLbSetting: {enabled: true}\n      warmupDurationSecs: 10s\n    connectionPool:\n      tcp: {idleTimeout: 1h}\n",
+    ));
+    assert!(
+        has(
+            &f,
+            "warning spec.trafficPolicy.loadBalancer.localityLbSetting: not supported"
+        ),
+        "{f:#?}"
+    );
+    assert!(
+        has(
+            &f,
+            "warning spec.trafficPolicy.loadBalancer.warmupDurationSecs: not supported"
+        ),
+        "{f:#?}"
+    );
+    assert!(
+        has(
+            &f,
+            "warning spec.trafficPolicy.connectionPool.tcp.idleTimeout: not supported"
+        ),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn limits_and_durations_are_checked_at_every_level() {
+    let f = findings(&dr(
+        "    connectionPool:\n      tcp: {maxConnections: -1, connectTimeout: 0s}\n    outlierDetection: {maxEjectionPercent: 101, interval: forever}\n    portLevelSettings:\n    - port: {number: 80}\n      outlierDetection: {minHealthPercent: -5}\n",
+    ));
+    assert!(
+        has(
+            &f,
+            "error spec.trafficPolicy.connectionPool.tcp.maxConnections"
+        ),
+        "{f:#?}"
+    );
+    assert!(
+        has(
+            &f,
+            "error spec.trafficPolicy.connectionPool.tcp.connectTimeout"
+        ),
+        "{f:#?}"
+    );
+    assert!(
+        has(
+            &f,
+            "error spec.trafficPolicy.outlierDetection.maxEjectionPercent"
+        ),
+        "{f:#?}"
+    );
+    assert!(
+        has(&f, "error spec.trafficPolicy.outlierDetection.interval"),
+        "{f:#?}"
+    );
+    assert!(
+        has(
+            &f,
+            "error spec.trafficPolicy.portLevelSettings[0].outlierDetection.minHealthPercent"
+        ),
+        "{f:#?}"
+    );
+}

@@ -1,0 +1,105 @@
+//! DestinationRule load balancing through a real Envoy: consistent hashing keeps a header
+//! value on one backend.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shoal_tests::backends::{self, tally};
+use shoal_tests::proc::{Envoy, Shoal, http_get};
+use shoal_tests::{eventually, free_port, free_port_on};
+
+const HOST: &str = "echo.app.svc.cluster.local";
+
+fn mesh(port: u16, backend: u16) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: echo, namespace: app}}
+spec:
+  ports:
+  - {{name: http, port: {port}, targetPort: {backend}}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: echo, namespace: app, labels: {{kubernetes.io/service-name: echo}}}}
+addressType: IPv4
+ports: [{{name: http, port: {backend}}}]
+endpoints:
+- addresses: [127.0.0.2]
+- addresses: [127.0.0.3]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: echo, namespace: app}}
+spec:
+  host: echo
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {{httpHeaderName: x-user}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: default, namespace: app}}
+spec:
+  egress:
+  - port: {{number: {port}, protocol: HTTP, name: http}}
+    bind: 127.0.0.1
+    captureMode: NONE
+    hosts: ["./*"]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hashing_keeps_a_user_on_one_backend() {
+    let port = free_port("127.0.0.1");
+    let backend = free_port_on(&["127.0.0.2", "127.0.0.3"]);
+    let _a = backends::http(format!("127.0.0.2:{backend}").parse().unwrap(), "a")
+        .await
+        .unwrap();
+    let _b = backends::http(format!("127.0.0.3:{backend}").parse().unwrap(), "b")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), mesh(port, backend)).unwrap();
+    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let node = "sidecar~127.0.0.1~client-0.app~app.svc.cluster.local";
+    let meta = serde_json::json!({ "INTERCEPTION_MODE": "NONE", "NAMESPACE": "app" });
+    let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {
+        return;
+    };
+    let via: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the route through Envoy",
+        || async {
+            http_get(via, "/", &[("host", HOST)])
+                .await
+                .ok()
+                .filter(|(s, _)| *s == 200)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", envoy.proc.log()));
+
+    let mut chosen = Vec::new();
+    for user in 0..24 {
+        let u = format!("user-{user}");
+        let mut names = Vec::new();
+        for _ in 0..8 {
+            let (status, body) = http_get(via, "/", &[("host", HOST), ("x-user", &u)])
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{body}");
+            names.push(body);
+        }
+        let t = tally(names);
+        assert_eq!(t.len(), 1, "user {u} was spread over {t:?}");
+        chosen.extend(t.into_keys());
+    }
+    // Different users land on different backends (24 users all on one: p = 2^-23).
+    let spread = tally(chosen);
+    assert_eq!(spread.len(), 2, "{spread:?}");
+}
