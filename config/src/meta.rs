@@ -20,10 +20,11 @@ pub enum Kind {
     Sidecar,
     PeerAuthentication,
     AuthorizationPolicy,
+    Gateway,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -35,6 +36,7 @@ impl Kind {
         Kind::Sidecar,
         Kind::PeerAuthentication,
         Kind::AuthorizationPolicy,
+        Kind::Gateway,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +52,7 @@ impl Kind {
             Kind::Sidecar => "Sidecar",
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::Gateway => "Gateway",
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::istio::{
-    AuthorizationPolicySpec, DestinationRuleSpec, PeerAuthenticationSpec, Resource,
+    AuthorizationPolicySpec, DestinationRuleSpec, GatewaySpec, PeerAuthenticationSpec, Resource,
     ServiceEntrySpec, SidecarSpec, VirtualServiceSpec, WorkloadEntrySpec,
 };
 use crate::k8s;
@@ -18,6 +18,7 @@ pub type DestinationRule = Resource<DestinationRuleSpec>;
 pub type Sidecar = Resource<SidecarSpec>;
 pub type PeerAuthentication = Resource<PeerAuthenticationSpec>;
 pub type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
+pub type Gateway = Resource<GatewaySpec>;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -33,6 +34,7 @@ pub enum Object {
     Sidecar(Sidecar),
     PeerAuthentication(PeerAuthentication),
     AuthorizationPolicy(AuthorizationPolicy),
+    Gateway(Gateway),
 }
 
 impl Object {
@@ -49,6 +51,7 @@ impl Object {
             Object::Sidecar(_) => Kind::Sidecar,
             Object::PeerAuthentication(_) => Kind::PeerAuthentication,
             Object::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
+            Object::Gateway(_) => Kind::Gateway,
         }
     }
 
@@ -65,6 +68,7 @@ impl Object {
             Object::Sidecar(o) => &o.metadata,
             Object::PeerAuthentication(o) => &o.metadata,
             Object::AuthorizationPolicy(o) => &o.metadata,
+            Object::Gateway(o) => &o.metadata,
         }
     }
 
@@ -81,6 +85,7 @@ impl Object {
             Object::Sidecar(o) => &mut o.metadata,
             Object::PeerAuthentication(o) => &mut o.metadata,
             Object::AuthorizationPolicy(o) => &mut o.metadata,
+            Object::Gateway(o) => &mut o.metadata,
         }
     }
 

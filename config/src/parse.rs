@@ -173,6 +173,7 @@ pub fn kind_for(api_version: &str, kind: &str) -> Option<Kind> {
             "VirtualService" => Some(Kind::VirtualService),
             "DestinationRule" => Some(Kind::DestinationRule),
             "Sidecar" => Some(Kind::Sidecar),
+            "Gateway" => Some(Kind::Gateway),
             _ => None,
         },
         ("security.istio.io", k) if matches!(version, "v1" | "v1beta1") => match k {
@@ -247,6 +248,7 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
         Kind::Sidecar => typed(value, &mut unknown).map(Object::Sidecar),
         Kind::PeerAuthentication => typed(value, &mut unknown).map(Object::PeerAuthentication),
         Kind::AuthorizationPolicy => typed(value, &mut unknown).map(Object::AuthorizationPolicy),
+        Kind::Gateway => typed(value, &mut unknown).map(Object::Gateway),
     };
     let mut object = match typed {
         Ok(o) => o,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use shoal_config::istio::{CaptureMode, IstioEgressListener};
-use shoal_config::{host, selects};
+use shoal_config::{Kind, Object, host, selects};
 
 use crate::model::TargetPort;
 use crate::model::{
@@ -42,13 +42,26 @@ pub struct ViewKey {
     /// inbound, auto-mTLS outbound) is left out instead of referring to secrets the proxy
     /// can never get; required mTLS (STRICT, ISTIO_MUTUAL) stays and fails closed.
     pub workload_certs: bool,
+    /// For gateway proxies (`router~…`): the Gateways (namespace, name) whose `selector`
+    /// matches the proxy's labels, sorted. Like the policies above, this is all that the
+    /// labels of a gateway decide: gateways selected by the same Gateways share a view.
+    pub gateways: Vec<(Arc<str>, Arc<str>)>,
 }
 
 impl ViewKey {
     /// Derives the view of a proxy from the current model.
     pub fn for_proxy(model: &Model, proxy: &Proxy) -> ViewKey {
+        let router = proxy.proxy_type == ProxyType::Router;
+        // Istio applies `Sidecar` resources to sidecars only; a gateway sees every service
+        // its namespace may see.
         let sidecar = select_sidecar(model, &proxy.namespace, &proxy.labels)
+            .filter(|_| !router)
             .map(|s| (s.namespace.clone(), s.name.clone()));
+        let gateways = if router && !grpc_generator(proxy) {
+            select_gateways(model, &proxy.labels)
+        } else {
+            Vec::new()
+        };
         let grpc = proxy.generator == Generator::Grpc;
         let mut inbound = Vec::new();
         if !grpc && proxy.proxy_type == ProxyType::Sidecar {
@@ -99,6 +112,7 @@ impl ViewKey {
             peer_authentication,
             authorization,
             workload_certs: true,
+            gateways,
         }
     }
 
@@ -139,7 +153,60 @@ impl ViewKey {
             inbound.join(","),
             policies("peerauthn", &self.peer_authentication),
             policies("authz", &self.authorization),
-        ) + if self.workload_certs { "" } else { "|no-certs" }
+        ) + policies("gateways", &self.gateways).as_str()
+            + if self.workload_certs { "" } else { "|no-certs" }
+    }
+}
+
+fn grpc_generator(proxy: &Proxy) -> bool {
+    proxy.generator == Generator::Grpc
+}
+
+/// The Gateways that configure a gateway proxy: those whose `selector` matches its labels
+/// (an empty selector matches every gateway proxy), in any namespace. This is Istio's
+/// default (`PILOT_SCOPE_GATEWAY_TO_NAMESPACE=false`); scoping Gateways to the proxy's own
+/// namespace is not offered.
+fn select_gateways(model: &Model, labels: &shoal_config::Labels) -> Vec<(Arc<str>, Arc<str>)> {
+    model
+        .config
+        .of_kind(Kind::Gateway)
+        .filter_map(|(key, e)| match e.object.as_ref() {
+            Object::Gateway(gw) if selects(&gw.spec.selector, labels) => {
+                Some((key.namespace.clone(), key.name.clone()))
+            }
+            _ => None,
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Whether an `HTTPMatchRequest` with `gateways` applies where routes are being built: on a
+/// sidecar (`gateway` is `None`) when it names none or `mesh`; on a gateway when it names
+/// none or that gateway (`NS/NAME`, or `NAME` in the VirtualService's namespace).
+pub(crate) fn match_applies(
+    gateway: Option<&str>,
+    vs_namespace: &str,
+    gateways: &[String],
+) -> bool {
+    if gateways.is_empty() {
+        return true;
+    }
+    match gateway {
+        None => gateways.iter().any(|g| g == "mesh"),
+        Some(gw) => gateways
+            .iter()
+            .any(|g| qualify_gateway(g, vs_namespace).as_deref() == Some(gw)),
+    }
+}
+
+/// `NS/NAME` of a gateway reference written in a VirtualService of `vs_namespace`; `None`
+/// for `mesh`.
+pub(crate) fn qualify_gateway(reference: &str, vs_namespace: &str) -> Option<String> {
+    match reference {
+        "mesh" => None,
+        r if r.contains('/') => Some(r.to_string()),
+        r => Some(format!("{vs_namespace}/{r}")),
     }
 }
 
@@ -234,6 +301,9 @@ pub(crate) struct Scope<'a> {
     pub model: &'a Model,
     pub key: &'a ViewKey,
     pub egress: Vec<Egress>,
+    /// The Gateway (`NS/NAME`) routes are being built for, on a gateway proxy: decides
+    /// which `match.gateways` apply. `None` on sidecars (the `mesh` gateway).
+    pub gateway: Option<String>,
 }
 
 impl<'a> Scope<'a> {
@@ -252,7 +322,12 @@ impl<'a> Scope<'a> {
             }
             _ => vec![Egress::catch_all()],
         };
-        Scope { model, key, egress }
+        Scope {
+            model,
+            key,
+            egress,
+            gateway: None,
+        }
     }
 
     pub fn namespace(&self) -> &str {
@@ -358,5 +433,26 @@ impl<'a> Scope<'a> {
                     .copied()
                     .find(|vs| vs.hosts.iter().any(|p| host::matches(p, h)))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn match_gateways_apply_where_their_gateway_is_served() {
+        let gws = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Sidecars: no gateways, or `mesh`.
+        assert!(match_applies(None, "app", &[]));
+        assert!(match_applies(None, "app", &gws(&["mesh", "gw"])));
+        assert!(!match_applies(None, "app", &gws(&["gw"])));
+        // Gateways: by `NS/NAME`, or `NAME` in the VirtualService's namespace.
+        let gw = Some("app/gw");
+        assert!(match_applies(gw, "app", &[]));
+        assert!(match_applies(gw, "app", &gws(&["gw"])));
+        assert!(match_applies(gw, "other", &gws(&["app/gw"])));
+        assert!(!match_applies(gw, "other", &gws(&["gw", "mesh"])));
+        assert_eq!(qualify_gateway("mesh", "app"), None);
     }
 }

@@ -208,10 +208,29 @@ impl<'m> ViewBuilder<'_, 'm> {
                 self.sidecar_listeners(&vss);
                 self.grpc_listeners(&services, &vss, true);
             }
-            // Gateways and ztunnels are served by later additions; they get clusters only.
-            (Generator::Envoy, _) => {}
+            (Generator::Envoy, ProxyType::Router) => self.gateway_listeners(),
+            // Ztunnels are served by later additions; they get clusters only.
+            (Generator::Envoy, ProxyType::Ztunnel) => {}
         }
         self.out.finish()
+    }
+
+    /// A gateway proxy: the listeners and route configs of its Gateways (clusters are
+    /// every service in scope, as above), and the blackhole cluster.
+    fn gateway_listeners(&mut self) {
+        self.out.add(
+            ResourceType::Cluster,
+            Resource::encode(crate::envoy::BLACKHOLE, &cluster::blackhole(self.opts())),
+        );
+        let gw = crate::envoy::gateway::build(&self.scope);
+        for l in gw.listeners {
+            self.out
+                .add(ResourceType::Listener, Resource::encode(l.name.clone(), &l));
+        }
+        for rc in gw.routes {
+            self.out
+                .add(ResourceType::Route, Resource::encode(rc.name.clone(), &rc));
+        }
     }
 
     fn special_clusters(&mut self, capture: bool) {

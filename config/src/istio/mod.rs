@@ -4,12 +4,14 @@
 //! silently ignored.
 
 mod destination_rule;
+mod gateway;
 mod security;
 mod service_entry;
 mod sidecar;
 mod virtual_service;
 
 pub use destination_rule::*;
+pub use gateway::*;
 pub use security::*;
 pub use service_entry::*;
 pub use sidecar::*;

@@ -1,6 +1,7 @@
 //! Per-object validation. Errors reject the object (its last good version stays in force);
 //! warnings are reported and the object is accepted.
 
+mod gateway;
 mod istio;
 mod k8s;
 mod security;
@@ -26,6 +27,7 @@ pub fn validate(obj: &Object) -> Vec<Issue> {
         Object::Sidecar(sc) => istio::sidecar(&mut v, &sc.spec),
         Object::PeerAuthentication(pa) => security::peer_authentication(&mut v, &pa.spec),
         Object::AuthorizationPolicy(ap) => security::authorization_policy(&mut v, &ap.spec),
+        Object::Gateway(gw) => gateway::gateway(&mut v, &gw.spec),
     }
     v.issues
 }
@@ -130,6 +132,8 @@ impl Validator {
     }
 }
 
+#[cfg(test)]
+mod gateway_tests;
 #[cfg(test)]
 mod security_tests;
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 pub(crate) mod cluster;
 pub(crate) mod endpoint;
+pub(crate) mod gateway;
 pub(crate) mod inbound;
 pub(crate) mod listener;
 pub(crate) mod route;

@@ -63,10 +63,6 @@ fn route_match(m: &HttpMatchRequest, port: u16, flavor: Generator) -> Option<Rou
     if m.port.is_some_and(|p| p != u32::from(port)) {
         return None;
     }
-    // A match bound to gateways applies to sidecars only when it names `mesh`.
-    if !m.gateways.is_empty() && !m.gateways.iter().any(|g| g == "mesh") {
-        return None;
-    }
     let path = match m.uri.as_ref().and_then(StringMatch::kind) {
         Some(StringMatchKind::Exact(p)) => PathSpecifier::Path(p.to_string()),
         Some(StringMatchKind::Prefix(p)) => PathSpecifier::Prefix(p.to_string()),
@@ -367,6 +363,15 @@ fn http_route(
                     Some(n) if !n.is_empty() => format!("{name}.{n}"),
                     _ => name.clone(),
                 };
+                // A match bound to gateways applies only where one of them is served
+                // (`mesh` for sidecars).
+                if !crate::scope::match_applies(
+                    scope.gateway.as_deref(),
+                    &vs.namespace,
+                    &m.gateways,
+                ) {
+                    return None;
+                }
                 Some((route_name, route_match(m, port, flavor)?))
             })
             .collect()

@@ -1,0 +1,504 @@
+//! Gateway proxies (`router~…` nodes): listeners and route configs from the Istio
+//! `Gateway`s that select the proxy, with routes from the VirtualServices bound to them.
+//!
+//! As Istio builds them:
+//! - one listener per (bind, port) of the servers, named `BIND_PORT` (`0.0.0.0_PORT` when
+//!   the server does not set `bind`), listening on `port.number` itself (Istio maps it to
+//!   the gateway Service's target port when one exists; shoal has no gateway Service
+//!   lookup, so gateway ports are container ports);
+//! - plain HTTP servers share one filter chain and the route config `http.PORT`
+//!   (`http.PORT.BIND` with a bind), with a virtual host per VirtualService host that
+//!   intersects a server's hosts; `tls.httpsRedirect` makes those virtual hosts require TLS
+//!   (a 301 to `https://`);
+//! - HTTPS `SIMPLE` servers each get a filter chain matching their hosts by SNI, a
+//!   `DownstreamTlsContext` with the certificate from files (`filename` data sources Envoy
+//!   reads itself) or from SDS `kubernetes://CREDENTIAL_NAME` (a secret shoal does not
+//!   serve yet: such a listener stays warming until something provides it), and the route
+//!   config `https.PORT.PORT_NAME.GATEWAY.NAMESPACE`;
+//! - a route config without virtual hosts answers 404 (`blackhole:PORT`).
+//!
+//! Not served yet (validation warns): TCP and TLS servers, `PASSTHROUGH`,
+//! `AUTO_PASSTHROUGH`, `MUTUAL`, `OPTIONAL_MUTUAL`, `ISTIO_MUTUAL`. A port whose servers
+//! mix plain HTTP and HTTPS (a conflict Istio also reports) keeps the kind of its first
+//! server.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use shoal_api::pb::envoy::config::core::v3::{DataSource, TrafficDirection, data_source};
+use shoal_api::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch, Listener};
+use shoal_api::pb::envoy::config::route::v3::{
+    DirectResponseAction, Route, RouteConfiguration, RouteMatch, VirtualHost, route::Action,
+    route_match::PathSpecifier, virtual_host::TlsRequirementType,
+};
+use shoal_api::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    Rds, http_connection_manager::RouteSpecifier,
+};
+use shoal_api::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CommonTlsContext, DownstreamTlsContext, TlsCertificate, TlsParameters,
+    tls_parameters::TlsProtocol,
+};
+use shoal_config::istio::{
+    GatewaySpec, Server, ServerTlsMode, ServerTlsSettings, TlsProtocolVersion,
+};
+use shoal_config::{Kind, Object, ObjectKey, host};
+
+use super::{ads, boolv, listener, route, socket};
+use crate::model::VirtualServiceRule;
+use crate::proxy::Generator;
+use crate::scope::{Scope, qualify_gateway};
+use crate::security::tls;
+
+/// What a gateway proxy's view gets besides its clusters.
+#[derive(Debug, Default)]
+pub(crate) struct GatewayResources {
+    pub listeners: Vec<Listener>,
+    pub routes: Vec<RouteConfiguration>,
+}
+
+/// How a server is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode<'a> {
+    /// Plain HTTP; `redirect` for `tls.httpsRedirect`.
+    Http { redirect: bool },
+    /// TLS terminated with a certificate, then HTTP.
+    Https(&'a ServerTlsSettings),
+}
+
+/// One server of one Gateway, with what identifies it.
+#[derive(Debug, Clone)]
+struct GwServer<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    server: &'a Server,
+    mode: Mode<'a>,
+}
+
+impl GwServer<'_> {
+    fn gateway(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+fn mode_of(server: &Server) -> Option<Mode<'_>> {
+    let protocol = server.port.as_ref()?.protocol.to_ascii_uppercase();
+    match protocol.as_str() {
+        "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" => Some(Mode::Http {
+            redirect: server.tls.as_ref().is_some_and(|t| t.https_redirect),
+        }),
+        "HTTPS" => match &server.tls {
+            Some(t) if t.mode() == ServerTlsMode::Simple => Some(Mode::Https(t)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The Gateways of the view, in key order.
+fn gateways<'m>(scope: &Scope<'m>) -> Vec<(&'m str, &'m str, &'m GatewaySpec)> {
+    let key = scope.key;
+    let model = scope.model;
+    key.gateways
+        .iter()
+        .filter_map(|(ns, name)| {
+            let e = model.config.get(&ObjectKey::new(Kind::Gateway, ns, name))?;
+            match e.object.as_ref() {
+                Object::Gateway(gw) => Some((ns.as_ref(), name.as_ref(), &gw.spec)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Listeners and route configs of a gateway proxy.
+pub(crate) fn build(scope: &Scope<'_>) -> GatewayResources {
+    let mut by_listener: BTreeMap<(String, u16), Vec<GwServer<'_>>> = BTreeMap::new();
+    for (namespace, name, spec) in gateways(scope) {
+        for server in &spec.servers {
+            let Some(mode) = mode_of(server) else {
+                continue;
+            };
+            let Some(port) = server
+                .port
+                .as_ref()
+                .and_then(|p| u16::try_from(p.number).ok())
+                .filter(|p| *p != 0)
+            else {
+                continue;
+            };
+            let bind = server.bind.clone().unwrap_or_else(|| "0.0.0.0".into());
+            by_listener.entry((bind, port)).or_default().push(GwServer {
+                namespace,
+                name,
+                server,
+                mode,
+            });
+        }
+    }
+    let mut out = GatewayResources::default();
+    for ((bind, port), servers) in by_listener {
+        let tls_port = matches!(servers.first().map(|s| s.mode), Some(Mode::Https(_)));
+        if tls_port {
+            https_listener(scope, &bind, port, &servers, &mut out);
+        } else {
+            http_listener(scope, &bind, port, &servers, &mut out);
+        }
+    }
+    out
+}
+
+fn hcm_chain(
+    stat_prefix: &str,
+    rds_name: &str,
+) -> shoal_api::pb::envoy::config::listener::v3::Filter {
+    let mut hcm = listener::hcm(
+        stat_prefix,
+        RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: rds_name.to_string(),
+        }),
+    );
+    // A gateway is the edge: the client's address is the connection's peer.
+    hcm.use_remote_address = Some(boolv(true));
+    listener::network_filter(
+        "envoy.filters.network.http_connection_manager",
+        shoal_api::pack(&hcm),
+    )
+}
+
+fn listener_of(bind: &str, port: u16, filter_chains: Vec<FilterChain>, tls: bool) -> Listener {
+    Listener {
+        name: format!("{bind}_{port}"),
+        address: Some(socket(bind, port)),
+        filter_chains,
+        listener_filters: if tls {
+            vec![listener::listener_filter(
+                "envoy.filters.listener.tls_inspector",
+                &TlsInspector::default(),
+            )]
+        } else {
+            Vec::new()
+        },
+        traffic_direction: TrafficDirection::Outbound as i32,
+        ..Default::default()
+    }
+}
+
+/// Plain HTTP servers of one listener: one chain, one route config for all of them.
+fn http_listener(
+    scope: &Scope<'_>,
+    bind: &str,
+    port: u16,
+    servers: &[GwServer<'_>],
+    out: &mut GatewayResources,
+) {
+    let rds_name = if bind == "0.0.0.0" {
+        format!("http.{port}")
+    } else {
+        format!("http.{port}.{bind}")
+    };
+    let servers: Vec<&GwServer<'_>> = servers
+        .iter()
+        .filter(|s| matches!(s.mode, Mode::Http { .. }))
+        .collect();
+    let chain = FilterChain {
+        filters: vec![hcm_chain(&format!("outbound_{bind}_{port}"), &rds_name)],
+        ..Default::default()
+    };
+    out.listeners
+        .push(listener_of(bind, port, vec![chain], false));
+    out.routes
+        .push(route_config(scope, &rds_name, port, &servers));
+}
+
+/// HTTPS servers of one listener: a chain per server, selected by SNI.
+fn https_listener(
+    scope: &Scope<'_>,
+    bind: &str,
+    port: u16,
+    servers: &[GwServer<'_>],
+    out: &mut GatewayResources,
+) {
+    let mut chains = Vec::new();
+    let mut claimed: BTreeSet<Vec<String>> = BTreeSet::new();
+    for s in servers {
+        let Mode::Https(t) = s.mode else { continue };
+        let server_names = sni_names(s.server);
+        // Envoy rejects two chains with the same match; the first server keeps it.
+        if !claimed.insert(server_names.clone()) {
+            continue;
+        }
+        let port_name = s.server.port.as_ref().map_or("", |p| p.name.as_str());
+        let rds_name = format!("https.{port}.{port_name}.{}.{}", s.name, s.namespace);
+        chains.push(FilterChain {
+            name: rds_name.clone(),
+            filter_chain_match: Some(FilterChainMatch {
+                server_names,
+                ..Default::default()
+            }),
+            filters: vec![hcm_chain(&format!("outbound_{bind}_{port}"), &rds_name)],
+            transport_socket: Some(tls::socket(shoal_api::pack(&downstream_tls(t)))),
+            ..Default::default()
+        });
+        out.routes.push(route_config(scope, &rds_name, port, &[s]));
+    }
+    if !chains.is_empty() {
+        out.listeners.push(listener_of(bind, port, chains, true));
+    }
+}
+
+/// SNI names of a server: its hosts without namespaces; none (any SNI) if one is `*`.
+fn sni_names(server: &Server) -> Vec<String> {
+    let mut names: Vec<String> = server
+        .hosts
+        .iter()
+        .map(|h| split_host(h).1.to_ascii_lowercase())
+        .collect();
+    if names.iter().any(|n| n == "*") {
+        return Vec::new();
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn file(path: &str) -> DataSource {
+    DataSource {
+        specifier: Some(data_source::Specifier::Filename(path.to_string())),
+        ..Default::default()
+    }
+}
+
+fn tls_version(v: Option<TlsProtocolVersion>, default: TlsProtocol) -> i32 {
+    (match v {
+        None => default,
+        Some(TlsProtocolVersion::Auto) => TlsProtocol::TlsAuto,
+        Some(TlsProtocolVersion::V1_0) => TlsProtocol::TlSv10,
+        Some(TlsProtocolVersion::V1_1) => TlsProtocol::TlSv11,
+        Some(TlsProtocolVersion::V1_2) => TlsProtocol::TlSv12,
+        Some(TlsProtocolVersion::V1_3) => TlsProtocol::TlSv13,
+    }) as i32
+}
+
+/// The server side of a SIMPLE server: its certificate, TLS versions (Istio's gateway
+/// default minimum is TLS 1.2) and cipher suites; ALPN offers HTTP/2 and HTTP/1.1.
+fn downstream_tls(t: &ServerTlsSettings) -> DownstreamTlsContext {
+    let mut common = CommonTlsContext {
+        tls_params: Some(TlsParameters {
+            tls_minimum_protocol_version: tls_version(t.min_protocol_version, TlsProtocol::TlSv12),
+            tls_maximum_protocol_version: tls_version(t.max_protocol_version, TlsProtocol::TlsAuto),
+            cipher_suites: t.cipher_suites.clone(),
+            ..Default::default()
+        }),
+        alpn_protocols: vec!["h2".into(), "http/1.1".into()],
+        ..Default::default()
+    };
+    match t.credential_name.as_deref().filter(|c| !c.is_empty()) {
+        Some(name) => common
+            .tls_certificate_sds_secret_configs
+            .push(tls::sds(&format!("kubernetes://{name}"))),
+        None => common.tls_certificates.push(TlsCertificate {
+            certificate_chain: t.server_certificate.as_deref().map(file),
+            private_key: t.private_key.as_deref().map(file),
+            ..Default::default()
+        }),
+    }
+    DownstreamTlsContext {
+        common_tls_context: Some(common),
+        ..Default::default()
+    }
+}
+
+/// `[NS/]HOST` → (NS, HOST); no namespace means any (`*`).
+fn split_host(h: &str) -> (&str, &str) {
+    h.split_once('/').unwrap_or(("*", h))
+}
+
+/// The host a server entry and a VirtualService host have in common (the more specific of
+/// the two), if the entry admits VirtualServices of `vs_ns`.
+fn intersect(entry: &str, gw_ns: &str, vs_ns: &str, vs_host: &str) -> Option<String> {
+    let (ns, h) = split_host(entry);
+    let ns_ok = match ns {
+        "*" => true,
+        "." => vs_ns == gw_ns,
+        other => other == vs_ns,
+    };
+    if !ns_ok {
+        return None;
+    }
+    let h = h.to_ascii_lowercase();
+    if host::matches(&h, vs_host) {
+        Some(vs_host.to_string())
+    } else if host::matches(vs_host, &h) {
+        Some(h)
+    } else {
+        None
+    }
+}
+
+/// VirtualServices bound to a Gateway and visible to the proxy, by namespace and name.
+fn bound_virtual_services<'m>(
+    scope: &Scope<'m>,
+    gateway: &str,
+) -> Vec<&'m Arc<VirtualServiceRule>> {
+    let mut list: Vec<&Arc<VirtualServiceRule>> = scope
+        .model
+        .virtual_services
+        .iter()
+        .filter(|vs| vs.visibility.visible_from(scope.namespace()))
+        .filter(|vs| {
+            vs.spec
+                .gateways
+                .iter()
+                .any(|g| qualify_gateway(g, &vs.namespace).as_deref() == Some(gateway))
+        })
+        .collect();
+    list.sort_by_key(|vs| (vs.namespace.clone(), vs.name.clone()));
+    list
+}
+
+/// A route config of the servers of one listener (or one HTTPS server).
+fn route_config(
+    scope: &Scope<'_>,
+    name: &str,
+    port: u16,
+    servers: &[&GwServer<'_>],
+) -> RouteConfiguration {
+    let mut used = BTreeSet::new();
+    let mut vhosts = Vec::new();
+    for s in servers {
+        let gateway = s.gateway();
+        // Routes of this Gateway: `match.gateways` naming another one do not apply.
+        let gscope = Scope {
+            gateway: Some(gateway.clone()),
+            ..Scope::new(scope.model, scope.key)
+        };
+        let redirect = matches!(s.mode, Mode::Http { redirect: true });
+        for vs in bound_virtual_services(scope, &gateway) {
+            for vs_host in &vs.hosts {
+                let Some(h) = s
+                    .server
+                    .hosts
+                    .iter()
+                    .find_map(|e| intersect(e, s.namespace, &vs.namespace, vs_host))
+                else {
+                    continue;
+                };
+                let routes = route::vs_routes(&gscope, vs, port, Generator::Envoy);
+                let domains = if h == "*" {
+                    vec![h.clone()]
+                } else {
+                    vec![h.clone(), format!("{h}:*")]
+                };
+                if let Some(mut vh) =
+                    route::virtual_host(format!("{h}:{port}"), domains, routes, &mut used)
+                {
+                    if redirect {
+                        vh.require_tls = TlsRequirementType::All as i32;
+                    }
+                    vhosts.push(vh);
+                }
+            }
+        }
+    }
+    if vhosts.is_empty() {
+        vhosts.push(blackhole(port));
+    }
+    RouteConfiguration {
+        name: name.to_string(),
+        virtual_hosts: vhosts,
+        validate_clusters: Some(boolv(false)),
+        ..Default::default()
+    }
+}
+
+/// Istio's answer for a gateway port nothing is bound to: 404 for every request.
+fn blackhole(port: u16) -> VirtualHost {
+    VirtualHost {
+        name: format!("blackhole:{port}"),
+        domains: vec!["*".into()],
+        routes: vec![Route {
+            name: "default".into(),
+            r#match: Some(RouteMatch {
+                path_specifier: Some(PathSpecifier::Prefix("/".into())),
+                ..Default::default()
+            }),
+            action: Some(Action::DirectResponse(DirectResponseAction {
+                status: 404,
+                ..Default::default()
+            })),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_hosts_intersect_virtual_service_hosts_by_namespace() {
+        // (server entry, gateway ns, VirtualService ns, VirtualService host) → common host.
+        let cases = [
+            (
+                "*/a.example.com",
+                "gw",
+                "app",
+                "a.example.com",
+                Some("a.example.com"),
+            ),
+            (
+                "a.example.com",
+                "gw",
+                "app",
+                "a.example.com",
+                Some("a.example.com"),
+            ),
+            (
+                "app/*.example.com",
+                "gw",
+                "app",
+                "b.example.com",
+                Some("b.example.com"),
+            ),
+            (
+                "app/b.example.com",
+                "gw",
+                "app",
+                "*.example.com",
+                Some("b.example.com"),
+            ),
+            ("other/*.example.com", "gw", "app", "b.example.com", None),
+            ("./*", "app", "app", "c.example.com", Some("c.example.com")),
+            ("./*", "gw", "app", "c.example.com", None),
+            ("*/a.example.com", "gw", "app", "b.example.com", None),
+            ("*/*", "gw", "app", "*", Some("*")),
+        ];
+        for (entry, gw_ns, vs_ns, h, want) in cases {
+            assert_eq!(
+                intersect(entry, gw_ns, vs_ns, h).as_deref(),
+                want,
+                "{entry} {gw_ns} {vs_ns} {h}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_wildcard_server_host_matches_any_sni() {
+        let server = |hosts: &[&str]| Server {
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            ..Server::default()
+        };
+        assert_eq!(
+            sni_names(&server(&[
+                "ns/B.example.com",
+                "*/a.example.com",
+                "b.example.com"
+            ])),
+            vec!["a.example.com", "b.example.com"]
+        );
+        assert!(sni_names(&server(&["a.example.com", "*/*"])).is_empty());
+    }
+}
