@@ -215,3 +215,27 @@ pub fn tally(names: impl IntoIterator<Item = String>) -> std::collections::BTree
     }
     m
 }
+
+/// A TCP server that greets every connection with `name` and a newline, then echoes what
+/// it receives: enough to tell which backend an opaque TCP route picked.
+pub async fn tcp_echo(addr: SocketAddr, name: &str) -> anyhow::Result<Backend> {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let greeting = format!("{name}\n");
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let greeting = greeting.clone();
+            tokio::spawn(async move {
+                if stream.write_all(greeting.as_bytes()).await.is_ok() {
+                    let (mut r, mut w) = stream.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+        }
+    });
+    Ok(Backend { addr, task })
+}

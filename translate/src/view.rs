@@ -326,7 +326,8 @@ impl<'m> ViewBuilder<'_, 'm> {
         if port_services.is_empty() {
             return;
         }
-        let l = listener::outbound_port(port, &port_services);
+        let mut l = listener::outbound_port(port, &port_services);
+        crate::envoy::tcp_route::apply_sidecar(&self.scope, vss, services, port, &mut l);
         self.out
             .add(ResourceType::Listener, Resource::encode(l.name.clone(), &l));
         if port_services
@@ -359,7 +360,16 @@ impl<'m> ViewBuilder<'_, 'm> {
         let tcp_cluster = services
             .first()
             .map(|s| outbound_cluster_name(port, "", &s.host));
-        let l = listener::bound(&bind, port, http, tcp_cluster.as_deref());
+        let mut l = listener::bound(&bind, port, http, tcp_cluster.as_deref());
+        if !http {
+            crate::envoy::tcp_route::apply_sidecar(
+                &self.scope,
+                vss,
+                &services[..1.min(services.len())],
+                port,
+                &mut l,
+            );
+        }
         self.out
             .add(ResourceType::Listener, Resource::encode(l.name.clone(), &l));
         if http {

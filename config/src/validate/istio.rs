@@ -173,6 +173,7 @@ pub(super) fn virtual_service(v: &mut Validator, s: &VirtualServiceSpec) {
     for (i, r) in s.http.iter().enumerate() {
         http_route(v, &format!("spec.http[{i}]"), r);
     }
+    super::virtual_service::l4_routes(v, s);
     export_to(v, "spec.exportTo", &s.export_to);
 }
 

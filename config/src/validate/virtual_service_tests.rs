@@ -367,3 +367,71 @@ fn unsupported_fields_are_warned_about() {
         "{f:?}"
     );
 }
+
+/// A VirtualService for hosts `[a.example.com]` with the given `tcp`/`tls` section.
+fn l4(section: &str) -> Vec<String> {
+    findings(&format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs, namespace: ns}}\nspec:\n  hosts: [a.example.com]\n{section}"
+    ))
+}
+
+#[test]
+fn tcp_and_tls_routes_are_accepted_cleanly() {
+    let ok = l4(
+        "  tcp:\n  - match: [{port: 9000, destinationSubnets: [10.0.0.0/8, 10.1.2.3], gateways: [mesh]}]\n    route: [{destination: {host: b, subset: v1, port: {number: 9000}}, weight: 80}, {destination: {host: c}, weight: 20}]\n  tls:\n  - match: [{sniHosts: [a.example.com], port: 443}]\n    route: [{destination: {host: b}}]\n",
+    );
+    assert!(ok.is_empty(), "{ok:?}");
+}
+
+#[test]
+fn tcp_route_issues_name_their_field() {
+    let f = l4(
+        "  tcp:\n  - match: [{port: 70000, destinationSubnets: [nope], gateways: ['bad name']}]\n  - route: [{destination: {host: ''}, weight: -1}, {destination: {host: b}, weight: 0}]\n",
+    );
+    for prefix in [
+        "error spec.tcp[0].match[0].port: port 70000",
+        "error spec.tcp[0].match[0].destinationSubnets[0]:",
+        "error spec.tcp[0].match[0].gateways[0]:",
+        "error spec.tcp[0].route: TCP route is required",
+        "error spec.tcp[1].route[0].destination.host: required",
+        "error spec.tcp[1].route[0].weight:",
+        "error spec.tcp[1].route: destination weights sum to 0",
+    ] {
+        assert!(has(&f, prefix), "{prefix} not in {f:?}");
+    }
+}
+
+#[test]
+fn tls_routes_need_sni_hosts_within_the_virtual_service_hosts() {
+    let f = l4(
+        "  tls:\n  - route: [{destination: {host: b}}]\n  - match: [{port: 443}, {sniHosts: [b.example.com, 'x..y']}]\n",
+    );
+    for prefix in [
+        "error spec.tls[0].match: TLS route must have at least one match",
+        "error spec.tls[1].match[0].sniHosts: TLS match must have at least one SNI host",
+        "error spec.tls[1].match[1].sniHosts[0]: SNI host \"b.example.com\" is not a compatible subset",
+        "error spec.tls[1].match[1].sniHosts[1]:",
+        "error spec.tls[1].route: TLS route is required",
+    ] {
+        assert!(has(&f, prefix), "{prefix} not in {f:?}");
+    }
+}
+
+#[test]
+fn source_matches_are_warned_about_as_unsupported() {
+    let f = l4(
+        "  tcp:\n  - match: [{sourceLabels: {app: x}, sourceNamespace: other}]\n    route: [{destination: {host: b}}]\n  tls:\n  - match: [{sniHosts: ['*.example.com'], sourceNamespace: Bad_NS}]\n    route: [{destination: {host: b}}]\n",
+    );
+    assert!(has(
+        &f,
+        "warning spec.tcp[0].match[0].sourceLabels: not supported yet"
+    ));
+    assert!(has(
+        &f,
+        "warning spec.tcp[0].match[0].sourceNamespace: not supported yet"
+    ));
+    assert!(
+        has(&f, "error spec.tls[0].match[0].sourceNamespace:"),
+        "{f:?}"
+    );
+}

@@ -110,7 +110,7 @@ pub(crate) fn listener_filter<M: prost::Name>(name: &str, config: &M) -> Listene
     }
 }
 
-fn cidr(address: &str) -> Option<CidrRange> {
+pub(crate) fn cidr(address: &str) -> Option<CidrRange> {
     let (ip, len) = match address.split_once('/') {
         Some((ip, len)) => (ip, len.parse::<u32>().ok()?),
         None => (address, if address.contains(':') { 128 } else { 32 }),

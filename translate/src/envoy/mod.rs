@@ -6,6 +6,7 @@ pub(crate) mod gateway;
 pub(crate) mod inbound;
 pub(crate) mod listener;
 pub(crate) mod route;
+pub(crate) mod tcp_route;
 pub(crate) mod traffic_policy;
 
 use shoal_api::pb::envoy::config::core::v3::{

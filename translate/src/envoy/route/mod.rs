@@ -148,8 +148,9 @@ fn hash_policy(
         .unwrap_or_default()
 }
 
-/// Where a destination's traffic goes: its cluster name.
-fn destination_cluster(
+/// Where a destination's traffic goes: its cluster (the destination's port, else the
+/// service's only port, else the listener's port). Shared by HTTP and TCP/TLS routes.
+pub(crate) fn destination_cluster(
     scope: &Scope<'_>,
     vs_ns: &str,
     dest: &shoal_config::istio::Destination,

@@ -1,0 +1,66 @@
+//! Real Envoy applying a VirtualService `tcp` route: a connection to a Sidecar's bound TCP
+//! listener for one service reaches the backend the route picks instead.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use shoal_tests::backends;
+use shoal_tests::proc::{Envoy, Shoal};
+use shoal_tests::{eventually, free_port};
+use tokio::io::AsyncReadExt;
+
+/// A TCP Service with one endpoint.
+fn service(name: &str, port: u16, ip: &str, target: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: app}}\nspec:\n  ports:\n  - {{name: tcp, port: {port}, targetPort: {target}}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-1, namespace: app, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: tcp, port: {target}}}]\nendpoints:\n- addresses: [{ip}]\n---\n"
+    )
+}
+
+/// What the backend behind `127.0.0.1:port` greets a new connection with.
+async fn greeting(port: u16) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let mut buf = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+}
+
+#[tokio::test]
+async fn tcp_route_picks_the_backend() {
+    let port = free_port("127.0.0.1");
+    let (a_port, b_port) = (free_port("127.0.0.2"), free_port("127.0.0.3"));
+    let _a = backends::tcp_echo(format!("127.0.0.2:{a_port}").parse().unwrap(), "db")
+        .await
+        .unwrap();
+    let _b = backends::tcp_echo(format!("127.0.0.3:{b_port}").parse().unwrap(), "db-v2")
+        .await
+        .unwrap();
+    let mut mesh = service("db", port, "127.0.0.2", a_port);
+    mesh += &service("db-v2", port, "127.0.0.3", b_port);
+    mesh += &format!(
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: app}}\nspec:\n  egress:\n  - port: {{number: {port}, protocol: TCP, name: tcp}}\n    captureMode: NONE\n    hosts: [\"./db.app.svc.cluster.local\"]\n  - hosts: [\"./*\"]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: db, namespace: app}}\nspec:\n  hosts: [db]\n  tcp:\n  - match: [{{port: {port}}}]\n    route: [{{destination: {{host: db-v2}}}}]\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), mesh).unwrap();
+    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let node = "sidecar~127.0.0.1~client-0.app~app.svc.cluster.local";
+    let meta = serde_json::json!({ "INTERCEPTION_MODE": "NONE", "NAMESPACE": "app", "LABELS": { "app": "client" } });
+    let Some(_envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {
+        return;
+    };
+    // Without the route the listener would reach `db`; the route sends every connection to
+    // `db-v2`.
+    eventually(Duration::from_secs(20), "tcp route in envoy", || async {
+        (greeting(port).await? == "db-v2").then_some(())
+    })
+    .await
+    .unwrap();
+    for _ in 0..5 {
+        assert_eq!(greeting(port).await.as_deref(), Some("db-v2"));
+    }
+}
