@@ -64,3 +64,42 @@ async fn tcp_route_picks_the_backend() {
         assert_eq!(greeting(port).await.as_deref(), Some("db-v2"));
     }
 }
+
+#[tokio::test]
+async fn a_gateway_tcp_server_follows_the_bound_tcp_route() {
+    // The gateway listens on `port` (a Gateway TCP server) and sends connections where the
+    // VirtualService bound to that Gateway says: `db-v2`, never `db`.
+    let port = free_port("127.0.0.1");
+    let svc_port = free_port("127.0.0.1");
+    let (a_port, b_port) = (free_port("127.0.0.2"), free_port("127.0.0.3"));
+    let _a = backends::tcp_echo(format!("127.0.0.2:{a_port}").parse().unwrap(), "db")
+        .await
+        .unwrap();
+    let _b = backends::tcp_echo(format!("127.0.0.3:{b_port}").parse().unwrap(), "db-v2")
+        .await
+        .unwrap();
+    let mut mesh = service("db", svc_port, "127.0.0.2", a_port);
+    mesh += &service("db-v2", svc_port, "127.0.0.3", b_port);
+    mesh += &format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: tcp, namespace: app}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {port}, name: tcp, protocol: TCP}}\n    bind: 127.0.0.1\n    hosts: [\"*\"]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: db, namespace: app}}\nspec:\n  hosts: [\"*\"]\n  gateways: [tcp]\n  tcp:\n  - route: [{{destination: {{host: db-v2}}}}]\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), mesh).unwrap();
+    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let node = "router~127.0.0.1~ingress-0.istio-system~istio-system.svc.cluster.local";
+    let meta =
+        serde_json::json!({ "NAMESPACE": "istio-system", "LABELS": { "istio": "ingressgateway" } });
+    let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {
+        return;
+    };
+    eventually(
+        Duration::from_secs(20),
+        "the gateway's tcp route",
+        || async { (greeting(port).await? == "db-v2").then_some(()) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", envoy.proc.log()));
+    for _ in 0..5 {
+        assert_eq!(greeting(port).await.as_deref(), Some("db-v2"));
+    }
+}

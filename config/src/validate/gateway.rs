@@ -116,7 +116,8 @@ fn server(v: &mut Validator, f: &str, s: &Server) {
         }
         Some(t) => tls(v, &format!("{f}.tls"), t, &protocol),
     }
-    if !is_tls && !GATEWAY_HTTP_PROTOCOLS.contains(&protocol.as_str()) {
+    let l4 = ["TCP", "MONGO", "MYSQL", "REDIS"].contains(&protocol.as_str());
+    if !is_tls && !l4 && !GATEWAY_HTTP_PROTOCOLS.contains(&protocol.as_str()) {
         v.warning(
             format!("{f}.port.protocol"),
             format!("{protocol} servers are not served by shoal yet; the server is left out"),
@@ -219,10 +220,8 @@ fn tls(v: &mut Validator, f: &str, t: &ServerTlsSettings, protocol: &str) {
     // What the translation does not serve (yet): said, not silently dropped.
     let unsupported = match mode {
         ServerTlsMode::Simple => None,
-        ServerTlsMode::Passthrough => Some(
-            "PASSTHROUGH needs VirtualService tls routes, which shoal does not serve yet; \
-             the server is left out",
-        ),
+        // Routed by the bound VirtualServices' `tls` routes (SNI), not terminated.
+        ServerTlsMode::Passthrough => None,
         ServerTlsMode::AutoPassthrough => {
             Some("AUTO_PASSTHROUGH is not supported by shoal; the server is left out")
         }
@@ -237,7 +236,7 @@ fn tls(v: &mut Validator, f: &str, t: &ServerTlsSettings, protocol: &str) {
     };
     if let Some(msg) = unsupported {
         v.warning(mode_field, msg);
-    } else if protocol == "TLS" {
+    } else if protocol == "TLS" && mode == ServerTlsMode::Simple {
         v.warning(
             mode_field,
             "TLS servers terminating TLS need VirtualService tcp routes, which shoal does not \

@@ -17,8 +17,11 @@
 //!   config `https.PORT.PORT_NAME.GATEWAY.NAMESPACE`;
 //! - a route config without virtual hosts answers 404 (`blackhole:PORT`).
 //!
-//! Not served yet (validation warns): TCP and TLS servers, `PASSTHROUGH`,
-//! `AUTO_PASSTHROUGH`, `MUTUAL`, `OPTIONAL_MUTUAL`, `ISTIO_MUTUAL`. A port whose servers
+//! - TLS `PASSTHROUGH` and TCP servers: filter chains from the bound VirtualServices'
+//!   `tls` routes (by SNI, `tls_inspector`) or `tcp` routes, `tcp_proxy` to their clusters.
+//!
+//! Not served yet (validation warns): TLS servers terminating TLS, `AUTO_PASSTHROUGH`,
+//! `MUTUAL`, `OPTIONAL_MUTUAL`, `ISTIO_MUTUAL`. A port whose servers
 //! mix plain HTTP and HTTPS (a conflict Istio also reports) keeps the kind of its first
 //! server.
 
@@ -44,6 +47,7 @@ use shoal_config::istio::{
 };
 use shoal_config::{Kind, Object, ObjectKey, host};
 
+use super::tcp_route;
 use super::{ads, boolv, listener, route, socket};
 use crate::model::VirtualServiceRule;
 use crate::proxy::Generator;
@@ -64,6 +68,9 @@ enum Mode<'a> {
     Http { redirect: bool },
     /// TLS terminated with a certificate, then HTTP.
     Https(&'a ServerTlsSettings),
+    /// Connections routed by the bound VirtualServices' `tls` routes (TLS PASSTHROUGH: by
+    /// SNI, not terminated) or `tcp` routes (TCP).
+    L4 { passthrough: bool },
 }
 
 /// One server of one Gateway, with what identifies it.
@@ -87,10 +94,16 @@ fn mode_of(server: &Server) -> Option<Mode<'_>> {
         "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" => Some(Mode::Http {
             redirect: server.tls.as_ref().is_some_and(|t| t.https_redirect),
         }),
-        "HTTPS" => match &server.tls {
-            Some(t) if t.mode() == ServerTlsMode::Simple => Some(Mode::Https(t)),
+        "HTTPS" | "TLS" => match &server.tls {
+            Some(t) if t.mode() == ServerTlsMode::Simple && protocol == "HTTPS" => {
+                Some(Mode::Https(t))
+            }
+            Some(t) if t.mode() == ServerTlsMode::Passthrough => {
+                Some(Mode::L4 { passthrough: true })
+            }
             _ => None,
         },
+        "TCP" | "MONGO" | "MYSQL" | "REDIS" => Some(Mode::L4 { passthrough: false }),
         _ => None,
     }
 }
@@ -138,11 +151,10 @@ pub(crate) fn build(scope: &Scope<'_>) -> GatewayResources {
     }
     let mut out = GatewayResources::default();
     for ((bind, port), servers) in by_listener {
-        let tls_port = matches!(servers.first().map(|s| s.mode), Some(Mode::Https(_)));
-        if tls_port {
-            https_listener(scope, &bind, port, &servers, &mut out);
-        } else {
-            http_listener(scope, &bind, port, &servers, &mut out);
+        match servers.first().map(|s| s.mode) {
+            Some(Mode::Https(_)) => https_listener(scope, &bind, port, &servers, &mut out),
+            Some(Mode::L4 { .. }) => l4_listener(scope, &bind, port, &servers, &mut out),
+            _ => http_listener(scope, &bind, port, &servers, &mut out),
         }
     }
     out
@@ -246,6 +258,54 @@ fn https_listener(
     if !chains.is_empty() {
         out.listeners.push(listener_of(bind, port, chains, true));
     }
+}
+
+/// TLS PASSTHROUGH and TCP servers of one listener: filter chains from the `tls` (by SNI)
+/// or `tcp` routes of the VirtualServices bound to each server's Gateway whose hosts the
+/// server admits, to the routes' clusters. A port with no applicable route gets no
+/// listener (Istio's gateway drops it as well).
+fn l4_listener(
+    scope: &Scope<'_>,
+    bind: &str,
+    port: u16,
+    servers: &[GwServer<'_>],
+    out: &mut GatewayResources,
+) {
+    let name = format!("{bind}_{port}");
+    let mut chains = Vec::new();
+    for s in servers {
+        let Mode::L4 { passthrough } = s.mode else {
+            continue;
+        };
+        let gateway = s.gateway();
+        let gscope = Scope {
+            gateway: Some(gateway.clone()),
+            ..Scope::new(scope.model, scope.key)
+        };
+        for vs in bound_virtual_services(scope, &gateway) {
+            let admitted = vs.hosts.iter().any(|vs_host| {
+                s.server
+                    .hosts
+                    .iter()
+                    .any(|entry| intersect(entry, s.namespace, &vs.namespace, vs_host).is_some())
+            });
+            if !admitted {
+                continue;
+            }
+            let rules = if passthrough {
+                tcp_route::tls_rules(&gscope, vs, port)
+            } else {
+                tcp_route::tcp_rules(&gscope, vs, port)
+            };
+            chains.extend(tcp_route::chains(&gscope, vs, &rules, port, &[], &name));
+        }
+    }
+    if chains.is_empty() {
+        return;
+    }
+    let mut l = listener_of(bind, port, chains, false);
+    tcp_route::finish(&mut l);
+    out.listeners.push(l);
 }
 
 /// SNI names of a server: its hosts without namespaces; none (any SNI) if one is `*`.
