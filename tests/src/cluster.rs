@@ -330,6 +330,15 @@ impl Cluster {
         )
         .await
         .map(|_| ())
+        .map_err(|e| {
+            let log = |r: &Replica| r.proc.as_ref().map(|p| p.log()).unwrap_or_default();
+            let logs: String = self
+                .replicas
+                .iter()
+                .map(|r| format!("\n--- replica {} ---\n{}", r.id, tail(&log(r), 60)))
+                .collect();
+            anyhow::anyhow!("{e}{logs}")
+        })
     }
 
     /// Kills a replica outright (SIGKILL).
@@ -516,4 +525,10 @@ impl Cluster {
         }
         out
     }
+}
+
+/// The last `n` lines of a log.
+fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -28,12 +28,39 @@ where
     }
 }
 
-/// A free TCP port on an address (bound and released; good enough on loopback).
+/// A free TCP port on an address, for a process the test is about to start.
+///
+/// Ports come from below the kernel's ephemeral range, so the outgoing connections of tests
+/// running alongside (thousands of simulated proxies) can never take one between this check
+/// and the process binding it; a per-process counter keeps concurrent tests apart.
 pub fn free_port(ip: &str) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port on {ip}: {e}"))
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    let high = ephemeral_start().clamp(LOW + 1_000, 32_768);
+    let span = high - LOW;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Test binaries run one after another, but start each at its own place anyway.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % span) as u16;
+        if std::net::TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on {ip} in {LOW}..{high}")
+}
+
+/// The first port the kernel hands out for outgoing connections.
+fn ephemeral_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A port free on every given loopback address (backends bind the same port on several
