@@ -37,6 +37,7 @@ struct ProxyClass {
     interception: Interception,
     namespace: String,
     labels: Labels,
+    locality: shoal_translate::model::Locality,
 }
 
 struct BuildState {
@@ -335,6 +336,7 @@ impl ViewSource for Pipeline {
             interception: proxy.interception,
             namespace: proxy.namespace.clone(),
             labels: proxy.labels.clone(),
+            locality: proxy.locality.clone(),
         };
         let mut st = self.state.lock();
         let key = match st.classes.get(&class) {

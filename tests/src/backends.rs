@@ -52,6 +52,44 @@ pub async fn http(addr: SocketAddr, name: &str) -> anyhow::Result<Backend> {
     Ok(Backend { addr, task })
 }
 
+/// An HTTP server answering with `name` while `healthy` holds, and with 503 otherwise
+/// (a backend that goes bad without closing its connections).
+pub async fn switchable(
+    addr: SocketAddr,
+    name: &str,
+) -> anyhow::Result<(Backend, std::sync::Arc<std::sync::atomic::AtomicBool>)> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let healthy = std::sync::Arc::new(AtomicBool::new(true));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let name = Bytes::from(name.to_string());
+    let flag = healthy.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (name, flag) = (name.clone(), flag.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
+                    let (name, up) = (name.clone(), flag.load(Ordering::SeqCst));
+                    async move {
+                        let mut resp = hyper::Response::new(Full::new(name));
+                        if !up {
+                            *resp.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok((Backend { addr, task }, healthy))
+}
+
 /// A request a [`recording`] backend received.
 #[derive(Debug, Clone)]
 pub struct Seen {

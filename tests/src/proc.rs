@@ -191,12 +191,22 @@ impl Envoy {
         metadata: serde_json::Value,
         delta: bool,
     ) -> anyhow::Result<Option<Envoy>> {
+        let node = serde_json::json!({ "id": node_id, "cluster": "test", "metadata": metadata });
+        Envoy::start_node(xds, node, delta).await
+    }
+
+    /// As [`Envoy::start`], with the whole bootstrap `node` (e.g. with a `locality`).
+    pub async fn start_node(
+        xds: SocketAddr,
+        node: serde_json::Value,
+        delta: bool,
+    ) -> anyhow::Result<Option<Envoy>> {
         let Some(bin) = env::envoy() else {
             return Ok(None);
         };
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse()?;
         let bootstrap = serde_json::json!({
-            "node": { "id": node_id, "cluster": "test", "metadata": metadata },
+            "node": node,
             "dynamic_resources": {
                 "ads_config": {
                     "api_type": if delta { "DELTA_GRPC" } else { "GRPC" },

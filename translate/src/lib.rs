@@ -18,12 +18,14 @@
 //!   a domain another virtual host already claimed) is left out, never an error.
 
 mod envoy;
+mod locality;
 pub mod model;
 mod proxy;
 mod scope;
 mod security;
 mod view;
 
+pub use locality::ClientLocality;
 pub use model::{Model, ModelDelta};
 pub use proxy::{Generator, Interception, Proxy, ProxyError, ProxyType};
 pub use scope::ViewKey;

@@ -11,6 +11,8 @@ use shoal_api::pb::google::protobuf::{Struct, Value, value::Kind as ValueKind};
 use shoal_config::Labels;
 use thiserror::Error;
 
+use crate::model::Locality;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyType {
@@ -47,6 +49,9 @@ pub struct Proxy {
     pub interception: Interception,
     pub cluster_id: Option<String>,
     pub istio_version: Option<String>,
+    /// Where the proxy runs: the node's `locality` (Istio's agent fills it from the pod's
+    /// topology), else the `istio-locality` label.
+    pub locality: Locality,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -91,6 +96,21 @@ fn labels_field(s: &Struct) -> Result<Labels, ProxyError> {
             "LABELS",
             "not a map of strings".into(),
         )),
+    }
+}
+
+fn node_locality(node: &Node, labels: &Labels) -> Locality {
+    let from_node = node.locality.as_ref().map(|l| Locality {
+        region: l.region.clone(),
+        zone: l.zone.clone(),
+        subzone: l.sub_zone.clone(),
+    });
+    match from_node {
+        Some(l) if !l.is_empty() => l,
+        _ => labels
+            .get(shoal_config::k8s::topology::ISTIO_LOCALITY)
+            .map(|l| Locality::parse(l))
+            .unwrap_or_default(),
     }
 }
 
@@ -150,6 +170,7 @@ impl Proxy {
                 ));
             }
         };
+        let labels = labels_field(meta)?;
         let generator = match string_field(meta, "GENERATOR") {
             Some("grpc") => Generator::Grpc,
             _ => Generator::Envoy,
@@ -159,11 +180,12 @@ impl Proxy {
             ips,
             workload: parts[2].to_string(),
             namespace,
-            labels: labels_field(meta)?,
             generator,
             interception,
             cluster_id: string_field(meta, "CLUSTER_ID").map(str::to_string),
             istio_version: string_field(meta, "ISTIO_VERSION").map(str::to_string),
+            locality: node_locality(node, &labels),
+            labels,
             id,
         })
     }
@@ -214,6 +236,38 @@ mod tests {
         assert_eq!(p.generator, Generator::Grpc);
         assert_eq!(p.interception, Interception::None);
         assert_eq!(p.namespace, "y");
+    }
+
+    #[test]
+    fn locality_from_the_node_else_the_label() {
+        let mut n = node("sidecar~1~a.b~b.svc", &[]);
+        n.locality = Some(shoal_api::pb::envoy::config::core::v3::Locality {
+            region: "us-west".into(),
+            zone: "zone-a".into(),
+            sub_zone: String::new(),
+        });
+        let p = Proxy::from_node(Some(&n)).unwrap();
+        assert_eq!(p.locality, Locality::parse("us-west/zone-a"));
+        let mut labels = Struct::default();
+        labels.fields.insert(
+            "istio-locality".into(),
+            Value {
+                kind: Some(ValueKind::StringValue("eu.zone-b.rack-1".into())),
+            },
+        );
+        let mut n = node("sidecar~1~a.b~b.svc", &[]);
+        if let Some(m) = n.metadata.as_mut() {
+            m.fields.insert(
+                "LABELS".into(),
+                Value {
+                    kind: Some(ValueKind::StructValue(labels)),
+                },
+            );
+        }
+        let p = Proxy::from_node(Some(&n)).unwrap();
+        assert_eq!(p.locality, Locality::parse("eu/zone-b/rack-1"));
+        let p = Proxy::from_node(Some(&node("sidecar~1~a.b~b.svc", &[]))).unwrap();
+        assert!(p.locality.is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde::Serialize;
 use shoal_config::istio::{CaptureMode, IstioEgressListener};
 use shoal_config::{Kind, Object, host, selects};
 
+use crate::locality::ClientLocality;
 use crate::model::TargetPort;
 use crate::model::{
     DestinationRuleRule, Model, Protocol, Service, SidecarRule, VirtualServiceRule,
@@ -46,6 +47,9 @@ pub struct ViewKey {
     /// matches the proxy's labels, sorted. Like the policies above, this is all that the
     /// labels of a gateway decide: gateways selected by the same Gateways share a view.
     pub gateways: Vec<(Arc<str>, Arc<str>)>,
+    /// The proxy's locality (and the labels `failoverPriority` compares), only while some
+    /// DestinationRule balances by locality: otherwise proxies anywhere share views.
+    pub locality: Option<ClientLocality>,
 }
 
 impl ViewKey {
@@ -113,6 +117,7 @@ impl ViewKey {
             authorization,
             workload_certs: true,
             gateways,
+            locality: client_locality(model, proxy),
         }
     }
 
@@ -155,11 +160,38 @@ impl ViewKey {
             policies("authz", &self.authorization),
         ) + policies("gateways", &self.gateways).as_str()
             + if self.workload_certs { "" } else { "|no-certs" }
+            + &self.locality.as_ref().map(locality_id).unwrap_or_default()
     }
+}
+
+fn client_locality(model: &Model, proxy: &Proxy) -> Option<ClientLocality> {
+    if proxy.proxy_type == ProxyType::Ztunnel {
+        return None;
+    }
+    let keys = model.locality_labels.as_ref()?;
+    Some(ClientLocality {
+        locality: proxy.locality.clone(),
+        labels: keys
+            .iter()
+            .filter_map(|k| Some((k.as_str().into(), proxy.labels.get(k)?.as_str().into())))
+            .collect(),
+    })
 }
 
 fn grpc_generator(proxy: &Proxy) -> bool {
     proxy.generator == Generator::Grpc
+}
+
+fn locality_id(c: &ClientLocality) -> String {
+    let l = &c.locality;
+    let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!(",{k}={v}")).collect();
+    format!(
+        "|locality={}/{}/{}{}",
+        l.region,
+        l.zone,
+        l.subzone,
+        labels.concat()
+    )
 }
 
 /// The Gateways that configure a gateway proxy: those whose `selector` matches its labels

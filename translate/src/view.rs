@@ -12,6 +12,7 @@ use crate::envoy::cluster::{self, OutboundCluster};
 use crate::envoy::inbound;
 use crate::envoy::listener::{self, PortService};
 use crate::envoy::{endpoint, outbound_cluster_name, route};
+use crate::locality::ClientLocality;
 use crate::model::{Model, ModelDelta, Protocol, Service, VirtualServiceRule};
 use crate::proxy::{Generator, Interception, ProxyType};
 use crate::scope::{Egress, Scope, ViewKey};
@@ -28,13 +29,15 @@ pub struct ViewOutput {
 }
 
 type DrKey = Option<(Arc<str>, Arc<str>)>;
+/// Cluster name, service, DestinationRule, and the client locality when it matters.
+type AssignmentKey = (String, ObjectKey, DrKey, Option<ClientLocality>);
 
 /// Translates views of one model; keeps translations that views share.
 #[derive(Debug, Default)]
 pub struct Translator {
     model: Model,
     clusters: HashMap<(String, Generator, ObjectKey, DrKey, bool), Resource>,
-    endpoints: HashMap<(String, ObjectKey, DrKey), (u64, Resource)>,
+    endpoints: HashMap<AssignmentKey, (u64, Resource)>,
 }
 
 fn dr_key(c: &OutboundCluster<'_>) -> DrKey {
@@ -121,12 +124,20 @@ impl Translator {
             .clone()
     }
 
-    fn assignment(&mut self, c: &OutboundCluster<'_>) -> Resource {
-        let key = (c.name.clone(), c.service.key.clone(), dr_key(c));
+    /// An endpoint assignment, memoized: one per cluster, or per cluster and client
+    /// locality when the cluster balances by locality.
+    fn assignment(&mut self, c: &OutboundCluster<'_>, client: Option<&ClientLocality>) -> Resource {
+        let client = client.filter(|_| c.locality_policy().is_some());
+        let key = (
+            c.name.clone(),
+            c.service.key.clone(),
+            dr_key(c),
+            client.cloned(),
+        );
         match self.endpoints.get(&key) {
             Some((generation, r)) if *generation == c.service.generation => r.clone(),
             _ => {
-                let r = Resource::encode(c.name.as_str(), &endpoint::assignment(c));
+                let r = Resource::encode(c.name.as_str(), &endpoint::assignment(c, client));
                 self.endpoints
                     .insert(key, (c.service.generation, r.clone()));
                 r
@@ -162,7 +173,7 @@ impl Translator {
             }
             for c in cluster::outbound_clusters(&scope, svc) {
                 if c.uses_eds() {
-                    out.push(self.assignment(&c));
+                    out.push(self.assignment(&c, key.locality.as_ref()));
                 }
             }
         }
@@ -196,7 +207,7 @@ impl<'m> ViewBuilder<'_, 'm> {
                         .cluster(self.scope.model, &c, flavor, self.scope.key.workload_certs);
                 self.out.add(ResourceType::Cluster, cr);
                 if c.uses_eds() {
-                    let er = self.tr.assignment(&c);
+                    let er = self.tr.assignment(&c, self.scope.key.locality.as_ref());
                     self.out.add(ResourceType::Endpoint, er);
                 }
             }

@@ -1,7 +1,7 @@
 //! Golden tests: Istio YAML in, Envoy resources out (as Envoy's JSON), one directory per case.
 //!
 //! Each `golden/CASE/` holds `config.yaml` (the mesh), `proxies.yaml` (a map from output name to
-//! node id, metadata and optionally `workload_certs: false`), optionally `mesh.yaml` (mesh options) and one `OUTPUT.json` per proxy
+//! node id, metadata, optionally `locality: REGION/ZONE/SUBZONE` and `workload_certs: false`), optionally `mesh.yaml` (mesh options) and one `OUTPUT.json` per proxy
 //! with every resource of its view.
 //! Regenerate with `SHOAL_UPDATE_GOLDEN=1 cargo test -p shoal-translate --test golden`, then
 //! review the diff against Istio's documented behaviour.
@@ -91,6 +91,14 @@ fn run_case(dir: &Path) -> Vec<String> {
         let node = Node {
             id: p["id"].as_str().unwrap().to_string(),
             metadata: Some(to_struct(&p["metadata"])),
+            locality: p["locality"].as_str().map(|l| {
+                let mut parts = l.split('/').map(str::to_string);
+                shoal_api::pb::envoy::config::core::v3::Locality {
+                    region: parts.next().unwrap_or_default(),
+                    zone: parts.next().unwrap_or_default(),
+                    sub_zone: parts.next().unwrap_or_default(),
+                }
+            }),
             ..Default::default()
         };
         let proxy = Proxy::from_node(Some(&node)).unwrap();

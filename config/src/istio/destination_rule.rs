@@ -96,12 +96,56 @@ pub struct LoadBalancerSettings {
     pub simple: Option<SimpleLb>,
     #[serde(default)]
     pub consistent_hash: Option<ConsistentHashLb>,
-    /// Parsed so that it is reported as not supported yet (it needs each proxy's locality
-    /// in its view), never silently ignored.
     #[serde(default)]
-    pub locality_lb_setting: Option<serde_json::Value>,
+    pub locality_lb_setting: Option<LocalityLbSetting>,
     #[serde(default)]
     pub warmup_duration_secs: Option<String>,
+}
+
+/// `LocalityLoadBalancerSetting`: how a client spreads requests over the localities of a
+/// destination's endpoints, relative to its own locality.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalityLbSetting {
+    /// Explicit weights per destination locality, by the client's locality.
+    #[serde(default)]
+    pub distribute: Vec<LocalityDistribute>,
+    /// Which region to fail over to when a region has no healthy endpoints.
+    #[serde(default)]
+    pub failover: Vec<LocalityFailover>,
+    /// Labels (`key` or `key=value`) whose match with the client's ranks endpoints.
+    #[serde(default)]
+    pub failover_priority: Vec<String>,
+    /// Locality load balancing is on unless this says `false` (Istio's mesh default).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+impl LocalityLbSetting {
+    pub fn enabled(&self) -> bool {
+        self.enabled != Some(false)
+    }
+}
+
+/// `from` a locality pattern (`region/zone/subzone`, `*` matching the rest), `to` weights
+/// per locality pattern, summing to 100.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalityDistribute {
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: std::collections::BTreeMap<String, u32>,
+}
+
+/// Region `from` fails over to region `to`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalityFailover {
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
 }
 
 /// `LoadBalancerSettings.ConsistentHashLB`: session affinity by a request property.

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::Validator;
 use crate::istio::{
-    ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection, PortTrafficPolicy,
-    TrafficPolicy,
+    ConnectionPoolSettings, LoadBalancerSettings, LocalityLbSetting, OutlierDetection,
+    PortTrafficPolicy, TrafficPolicy,
 };
 
 /// A traffic policy at `f` (top level or a subset's), with its port-level settings.
@@ -43,6 +43,20 @@ fn settings(
 ) {
     if let Some(lb) = lb {
         load_balancer(v, &format!("{f}.loadBalancer"), lb);
+        if let Some(l) = &lb.locality_lb_setting {
+            let f = format!("{f}.loadBalancer.localityLbSetting");
+            locality_lb(v, &f, l);
+            let fails_over = l.distribute.is_empty() && l.enabled();
+            if fails_over
+                && outlier.is_none()
+                && !(l.failover.is_empty() && l.failover_priority.is_empty())
+            {
+                v.warning(
+                    f,
+                    "failover has no effect without outlierDetection (unhealthy endpoints are never ejected)",
+                );
+            }
+        }
     }
     if let Some(pool) = pool {
         connection_pool(v, &format!("{f}.connectionPool"), pool);
@@ -55,12 +69,6 @@ fn settings(
 fn load_balancer(v: &mut Validator, f: &str, lb: &LoadBalancerSettings) {
     if lb.simple.is_some() && lb.consistent_hash.is_some() {
         v.error(f, "only one of simple and consistentHash may be set");
-    }
-    if lb.locality_lb_setting.is_some() {
-        v.warning(
-            format!("{f}.localityLbSetting"),
-            "not supported yet: ignored (endpoints are not prioritized by locality)",
-        );
     }
     if lb.warmup_duration_secs.is_some() {
         v.warning(
@@ -211,6 +219,89 @@ fn outlier_detection(v: &mut Validator, f: &str, o: &OutlierDetection) {
             v.error(
                 format!("{f}.{name}"),
                 format!("{p} is not a percentage (0-100)"),
+            );
+        }
+    }
+}
+
+/// A locality pattern: `region[/zone[/subzone]]`, where `*` may only stand for a whole
+/// trailing part.
+fn locality_pattern(v: &mut Validator, f: String, p: &str) {
+    let parts: Vec<&str> = p.split('/').collect();
+    if p.is_empty() || parts.len() > 3 || parts.iter().any(|s| s.is_empty()) {
+        v.error(f, format!("{p:?} is not a locality (region/zone/subzone)"));
+        return;
+    }
+    if let Some(i) = parts.iter().position(|s| s.contains('*'))
+        && (parts[i] != "*" || i + 1 != parts.len())
+    {
+        v.error(
+            f,
+            format!("{p:?}: a wildcard must be a whole part and the last one"),
+        );
+    }
+}
+
+/// Istio's `validateLocalityLbSetting`.
+fn locality_lb(v: &mut Validator, f: &str, l: &LocalityLbSetting) {
+    let failover_rules = !l.failover.is_empty() || !l.failover_priority.is_empty();
+    if !l.distribute.is_empty() && failover_rules {
+        v.error(
+            f,
+            "distribute cannot be combined with failover or failoverPriority",
+        );
+    }
+    let mut froms = std::collections::BTreeSet::new();
+    for (i, d) in l.distribute.iter().enumerate() {
+        let f = format!("{f}.distribute[{i}]");
+        locality_pattern(v, format!("{f}.from"), &d.from);
+        if !froms.insert(d.from.as_str()) {
+            v.error(format!("{f}.from"), format!("{:?} appears twice", d.from));
+        }
+        if d.to.is_empty() {
+            v.error(format!("{f}.to"), "required");
+            continue;
+        }
+        for to in d.to.keys() {
+            locality_pattern(v, format!("{f}.to[{to}]"), to);
+        }
+        let total: u64 = d.to.values().map(|w| u64::from(*w)).sum();
+        if total != 100 {
+            v.error(
+                format!("{f}.to"),
+                format!("weights add up to {total}, not 100"),
+            );
+        }
+    }
+    let mut regions = std::collections::BTreeSet::new();
+    for (i, fo) in l.failover.iter().enumerate() {
+        let f = format!("{f}.failover[{i}]");
+        if fo.from.is_empty() || fo.to.is_empty() {
+            v.error(&f, "from and to are required");
+            continue;
+        }
+        if fo.from.contains('/') || fo.to.contains('/') {
+            v.error(&f, "from and to are regions, without zones");
+        }
+        if fo.from == fo.to {
+            v.error(
+                &f,
+                format!("region {:?} cannot fail over to itself", fo.from),
+            );
+        }
+        if !regions.insert(fo.from.as_str()) {
+            v.error(
+                format!("{f}.from"),
+                format!("region {:?} has more than one failover", fo.from),
+            );
+        }
+    }
+    for (i, label) in l.failover_priority.iter().enumerate() {
+        let key = label.split_once('=').map_or(label.as_str(), |(k, _)| k);
+        if key.is_empty() {
+            v.error(
+                format!("{f}.failoverPriority[{i}]"),
+                format!("{label:?} names no label"),
             );
         }
     }

@@ -79,13 +79,7 @@ fn what_is_not_translated_yet_is_reported() {
     let f = findings(&dr(
         "    loadBalancer:\n      simple: ROUND_ROBIN\n      localityLbSetting: {enabled: true}\n      warmupDurationSecs: 10s\n    connectionPool:\n      tcp: {idleTimeout: 1h}\n",
     ));
-    assert!(
-        has(
-            &f,
-            "warning spec.trafficPolicy.loadBalancer.localityLbSetting: not supported"
-        ),
-        "{f:#?}"
-    );
+    assert!(!f.iter().any(|l| l.contains("localityLbSetting")), "{f:#?}");
     assert!(
         has(
             &f,
@@ -139,4 +133,37 @@ fn limits_and_durations_are_checked_at_every_level() {
         ),
         "{f:#?}"
     );
+}
+
+#[test]
+fn locality_settings_are_checked_as_istio_does() {
+    let f = findings(&dr(
+        "    loadBalancer:\n      localityLbSetting:\n        distribute:\n        - from: us-west/*\n          to: {us-west/z1/*: 60, us-east/*: 30}\n        - from: us-west/*\n          to: {\"*/z2\": 100}\n        failover:\n        - {from: us-west, to: us-west}\n        - {from: us-west, to: eu/z1}\n",
+    ));
+    for want in [
+        "error spec.trafficPolicy.loadBalancer.localityLbSetting: distribute cannot be combined",
+        "error spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to: weights add up to 90",
+        "error spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[1].from: \"us-west/*\" appears twice",
+        "error spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[1].to[*/z2]",
+        "error spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]: region \"us-west\" cannot fail over to itself",
+        "error spec.trafficPolicy.loadBalancer.localityLbSetting.failover[1]: from and to are regions",
+        "error spec.trafficPolicy.loadBalancer.localityLbSetting.failover[1].from: region \"us-west\" has more than one failover",
+    ] {
+        assert!(has(&f, want), "{want}\n{f:#?}");
+    }
+    assert_eq!(f.len(), 7, "{f:#?}");
+    let w = findings(&dr(
+        "    loadBalancer:\n      localityLbSetting:\n        failover: [{from: us-west, to: us-east}]\n",
+    ));
+    assert!(
+        has(
+            &w,
+            "warning spec.trafficPolicy.loadBalancer.localityLbSetting: failover has no effect without outlierDetection"
+        ),
+        "{w:#?}"
+    );
+    let ok = findings(&dr(
+        "    loadBalancer:\n      localityLbSetting:\n        failover: [{from: us-west, to: us-east}]\n        failoverPriority: [topology.kubernetes.io/region, \"custom=a\"]\n    outlierDetection: {consecutive5xxErrors: 1}\n",
+    ));
+    assert!(ok.is_empty(), "{ok:#?}");
 }

@@ -71,6 +71,12 @@ impl OutboundCluster<'_> {
         self.subset.map(|s| &s.labels)
     }
 
+    /// How the cluster spreads requests over localities, if it does.
+    pub fn locality_policy(&self) -> Option<crate::locality::Policy<'_>> {
+        let s = self.settings();
+        crate::locality::Policy::of(s.lb.and_then(|l| l.locality_lb_setting.as_ref()), s.outlier)
+    }
+
     /// Endpoints come over EDS (rather than DNS or the original destination).
     pub fn uses_eds(&self) -> bool {
         self.service.resolution == Resolution::ClientSideLb
@@ -237,6 +243,9 @@ pub(crate) fn build(
         if let Some(o) = settings.outlier {
             traffic_policy::apply_outlier_detection(&mut cluster, o);
         }
+    }
+    if c.uses_eds() && c.locality_policy().is_some_and(|p| p.weighs_localities()) {
+        traffic_policy::weigh_localities(&mut cluster);
     }
     let discovery = if c.uses_eds() {
         cluster.eds_cluster_config = Some(EdsClusterConfig {

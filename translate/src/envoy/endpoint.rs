@@ -1,7 +1,8 @@
 //! EDS: a cluster's endpoints grouped by locality, each locality weighted (gRPC's xDS client
-//! drops localities without a weight).
+//! drops localities without a weight), prioritized for the client's locality when the
+//! cluster balances by locality.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use shoal_api::pb::envoy::config::core::v3::{HealthStatus, Locality as EnvoyLocality, Metadata};
 use shoal_api::pb::envoy::config::endpoint::v3::{
@@ -9,10 +10,11 @@ use shoal_api::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier,
 };
 use shoal_api::pb::google::protobuf::{Struct, Value, value::Kind};
-use shoal_config::selects;
+use shoal_config::{Labels, selects};
 
 use super::cluster::OutboundCluster;
 use super::{is_ip, socket, u32v};
+use crate::locality::{ClientLocality, Group, Placed, place};
 use crate::model::{Endpoint, Locality};
 
 /// An endpoint. One that runs a sidecar carries `tlsMode: istio` under
@@ -44,28 +46,19 @@ fn lb_endpoint(address: &str, port: u16, weight: u32, istio_tls: bool) -> LbEndp
     }
 }
 
-fn group(endpoints: impl Iterator<Item = (Locality, LbEndpoint)>) -> Vec<LocalityLbEndpoints> {
-    let mut by_locality: BTreeMap<Locality, Vec<LbEndpoint>> = BTreeMap::new();
-    for (locality, ep) in endpoints {
-        by_locality.entry(locality).or_default().push(ep);
-    }
-    by_locality
+fn locality_endpoints(groups: Vec<Group<LbEndpoint>>) -> Vec<LocalityLbEndpoints> {
+    groups
         .into_iter()
-        .map(|(l, eps)| {
-            let weight: u32 = eps
-                .iter()
-                .map(|e| e.load_balancing_weight.as_ref().map_or(1, |w| w.value))
-                .fold(0u32, u32::saturating_add);
-            LocalityLbEndpoints {
-                locality: Some(EnvoyLocality {
-                    region: l.region,
-                    zone: l.zone,
-                    sub_zone: l.subzone,
-                }),
-                lb_endpoints: eps,
-                load_balancing_weight: Some(u32v(weight.max(1))),
-                ..Default::default()
-            }
+        .map(|g| LocalityLbEndpoints {
+            locality: Some(EnvoyLocality {
+                region: g.locality.region,
+                zone: g.locality.zone,
+                sub_zone: g.locality.subzone,
+            }),
+            lb_endpoints: g.endpoints,
+            load_balancing_weight: Some(u32v(g.weight.max(1))),
+            priority: g.priority,
+            ..Default::default()
         })
         .collect()
 }
@@ -77,46 +70,62 @@ fn selected<'a>(c: &'a OutboundCluster<'_>) -> impl Iterator<Item = &'a Endpoint
     })
 }
 
-/// The ClusterLoadAssignment of an EDS cluster. Endpoints without an IP address (EDS
-/// cannot resolve names) or without the port are left out.
-pub(crate) fn assignment(c: &OutboundCluster<'_>) -> ClusterLoadAssignment {
-    let eps = selected(c).filter(|e| is_ip(&e.address)).filter_map(|e| {
-        let port = e.port_for(c.port)?;
-        Some((
-            e.locality.clone(),
-            lb_endpoint(&e.address, port, e.weight, e.istio_tls),
-        ))
-    });
+/// The ClusterLoadAssignment of an EDS cluster, for a client at `client` (which matters
+/// only when the cluster balances by locality: see [`OutboundCluster::locality_policy`]).
+/// Endpoints without an IP address (EDS cannot resolve names) or without the port are left
+/// out.
+pub(crate) fn assignment(
+    c: &OutboundCluster<'_>,
+    client: Option<&ClientLocality>,
+) -> ClusterLoadAssignment {
+    let items = selected(c)
+        .filter(|e| is_ip(&e.address))
+        .filter_map(|e| {
+            let port = e.port_for(c.port)?;
+            Some(Placed {
+                locality: &e.locality,
+                labels: &e.labels,
+                weight: e.weight,
+                endpoint: lb_endpoint(&e.address, port, e.weight, e.istio_tls),
+            })
+        })
+        .collect();
     ClusterLoadAssignment {
         cluster_name: c.name.clone(),
-        endpoints: group(eps),
+        endpoints: locality_endpoints(place(items, client, c.locality_policy())),
         ..Default::default()
     }
 }
 
 /// The inline assignment of a DNS cluster: the endpoints' names, or the host itself.
+/// (Clusters are shared by every locality, so locality balancing is not applied here.)
 pub(crate) fn dns_assignment(c: &OutboundCluster<'_>) -> ClusterLoadAssignment {
-    let mut eps: Vec<(Locality, LbEndpoint)> = selected(c)
+    let mut items: Vec<Placed<'_, LbEndpoint>> = selected(c)
         .filter_map(|e| {
-            Some((
-                e.locality.clone(),
-                lb_endpoint(&e.address, e.port_for(c.port)?, e.weight, e.istio_tls),
-            ))
+            Some(Placed {
+                locality: &e.locality,
+                labels: &e.labels,
+                weight: e.weight,
+                endpoint: lb_endpoint(&e.address, e.port_for(c.port)?, e.weight, e.istio_tls),
+            })
         })
         .collect();
-    if eps.is_empty() && c.service.endpoints.is_empty() && !c.service.host.starts_with('*') {
+    let (nowhere, no_labels) = (Locality::default(), Labels::new());
+    if items.is_empty() && c.service.endpoints.is_empty() && !c.service.host.starts_with('*') {
         let port = match &c.port.target_port {
             Some(crate::model::TargetPort::Number(n)) => *n,
             _ => c.port.port,
         };
-        eps.push((
-            Locality::default(),
-            lb_endpoint(&c.service.host, port, 1, false),
-        ));
+        items.push(Placed {
+            locality: &nowhere,
+            labels: &no_labels,
+            weight: 1,
+            endpoint: lb_endpoint(&c.service.host, port, 1, false),
+        });
     }
     ClusterLoadAssignment {
         cluster_name: c.name.clone(),
-        endpoints: group(eps.into_iter()),
+        endpoints: locality_endpoints(place(items, None, None)),
         ..Default::default()
     }
 }

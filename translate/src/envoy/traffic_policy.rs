@@ -208,7 +208,7 @@ pub(crate) fn apply_connection_pool(cluster: &mut Cluster, pool: &ConnectionPool
 }
 
 /// Outlier detection as Istio configures it: only the detectors the rule sets are enforced
-/// (success-rate ejection off), and `minHealthPercent` as the panic threshold.
+/// (success-rate ejection off), and `minHealthPercent` (default 0) as the panic threshold.
 pub(crate) fn apply_outlier_detection(cluster: &mut Cluster, o: &OutlierDetection) {
     let mut out = EnvoyOutlier {
         enforcing_success_rate: Some(u32v(0)),
@@ -238,15 +238,30 @@ pub(crate) fn apply_outlier_detection(cluster: &mut Cluster, o: &OutlierDetectio
     if let Some(p) = o.max_ejection_percent {
         out.max_ejection_percent = Some(u32v(p.clamp(0, 100) as u32));
     }
-    if let Some(p) = o.min_health_percent {
-        let common = cluster
-            .common_lb_config
-            .get_or_insert_with(CommonLbConfig::default);
-        common.healthy_panic_threshold = Some(Percent {
-            value: f64::from(p.clamp(0, 100)),
-        });
-    }
+    // Istio always sets the panic threshold with outlier detection (0 unless
+    // `minHealthPercent` says otherwise): with few endpoints per service, Envoy's default
+    // of 50 % would send traffic to ejected hosts, and never fail over to other localities.
+    let common = cluster
+        .common_lb_config
+        .get_or_insert_with(CommonLbConfig::default);
+    common.healthy_panic_threshold = Some(Percent {
+        value: f64::from(o.min_health_percent.unwrap_or(0).clamp(0, 100)),
+    });
     cluster.outlier_detection = Some(out);
+}
+
+/// Envoy honours the weights of localities (set by `distribute`, or the priorities of
+/// failover rules) only with `locality_weighted_lb_config`.
+pub(crate) fn weigh_localities(cluster: &mut Cluster) {
+    use shoal_api::pb::envoy::config::cluster::v3::cluster::common_lb_config::{
+        LocalityConfigSpecifier, LocalityWeightedLbConfig,
+    };
+    cluster
+        .common_lb_config
+        .get_or_insert_with(CommonLbConfig::default)
+        .locality_config_specifier = Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
+        LocalityWeightedLbConfig::default(),
+    ));
 }
 
 /// Upstream HTTP protocol options: the protocol to speak (HTTP/2 for gRPC and HTTP/2

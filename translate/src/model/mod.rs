@@ -68,6 +68,10 @@ pub struct Model {
     pub services: BTreeMap<Arc<str>, Vec<Arc<Service>>>,
     pub virtual_services: Vec<Arc<VirtualServiceRule>>,
     pub destination_rules: Vec<Arc<DestinationRuleRule>>,
+    /// `Some` when a DestinationRule balances by locality (outlier detection, which turns
+    /// on Istio's default locality failover, or `distribute`): clients' localities then
+    /// shape their endpoints. Holds the label keys `failoverPriority` compares, sorted.
+    pub locality_labels: Option<Vec<String>>,
     pub sidecars: BTreeMap<Arc<str>, Vec<Arc<SidecarRule>>>,
     /// Sorted by namespace and name.
     pub peer_authentications: Vec<Arc<PeerAuthenticationPolicy>>,
@@ -164,6 +168,7 @@ impl Model {
                 _ => None,
             })
             .collect();
+        self.locality_labels = locality_labels(&self.destination_rules);
         let mut sidecars: BTreeMap<Arc<str>, Vec<Arc<SidecarRule>>> = BTreeMap::new();
         for (key, e) in cfg.of_kind(Kind::Sidecar) {
             if let Object::Sidecar(sc) = e.object.as_ref() {
@@ -270,3 +275,39 @@ impl Model {
 
 #[cfg(test)]
 mod tests;
+
+/// See [`Model::locality_labels`].
+fn locality_labels(rules: &[Arc<DestinationRuleRule>]) -> Option<Vec<String>> {
+    use shoal_config::istio::{LoadBalancerSettings, OutlierDetection, TrafficPolicy};
+    let mut aware = false;
+    let mut keys = BTreeSet::new();
+    let mut visit = |lb: Option<&LoadBalancerSettings>, outlier: Option<&OutlierDetection>| {
+        let setting = lb.and_then(|l| l.locality_lb_setting.as_ref());
+        if setting.is_some_and(|s| !s.enabled()) {
+            return;
+        }
+        if outlier.is_some() || setting.is_some_and(|s| !s.distribute.is_empty()) {
+            aware = true;
+        }
+        for k in setting.iter().flat_map(|s| &s.failover_priority) {
+            keys.insert(k.split_once('=').map_or(k.as_str(), |(k, _)| k).to_string());
+        }
+    };
+    let mut policy = |p: &TrafficPolicy| {
+        visit(p.load_balancer.as_ref(), p.outlier_detection.as_ref());
+        for pl in &p.port_level_settings {
+            visit(pl.load_balancer.as_ref(), pl.outlier_detection.as_ref());
+        }
+    };
+    for r in rules {
+        if let Some(p) = &r.spec.traffic_policy {
+            policy(p);
+        }
+        for s in &r.spec.subsets {
+            if let Some(p) = &s.traffic_policy {
+                policy(p);
+            }
+        }
+    }
+    aware.then(|| keys.into_iter().collect())
+}
