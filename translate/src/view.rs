@@ -329,6 +329,7 @@ impl<'m> ViewBuilder<'_, 'm> {
                 let p = s.port(port)?;
                 Some(PortService {
                     cluster: outbound_cluster_name(port, "", &s.host),
+                    tcp: crate::envoy::traffic_policy::TcpTimeouts::for_host(&self.scope, &s.host),
                     protocol: p.protocol,
                     addresses: s.addresses.clone(),
                 })
@@ -368,10 +369,18 @@ impl<'m> ViewBuilder<'_, 'm> {
                     .is_some_and(|p| p.protocol.is_http() || p.protocol == Protocol::Unknown)
             }),
         };
-        let tcp_cluster = services
-            .first()
-            .map(|s| outbound_cluster_name(port, "", &s.host));
-        let mut l = listener::bound(&bind, port, http, tcp_cluster.as_deref());
+        let tcp_cluster = services.first().map(|s| {
+            (
+                outbound_cluster_name(port, "", &s.host),
+                crate::envoy::traffic_policy::TcpTimeouts::for_host(&self.scope, &s.host),
+            )
+        });
+        let mut l = listener::bound(
+            &bind,
+            port,
+            http,
+            tcp_cluster.as_ref().map(|(c, t)| (c.as_str(), t)),
+        );
         if !http {
             crate::envoy::tcp_route::apply_sidecar(
                 &self.scope,

@@ -98,8 +98,25 @@ pub struct LoadBalancerSettings {
     pub consistent_hash: Option<ConsistentHashLb>,
     #[serde(default)]
     pub locality_lb_setting: Option<LocalityLbSetting>,
+    /// Slow start for new endpoints (a duration); `warmup` supersedes it.
     #[serde(default)]
     pub warmup_duration_secs: Option<String>,
+    #[serde(default)]
+    pub warmup: Option<WarmupConfiguration>,
+}
+
+/// `WarmupConfiguration`: new endpoints' share of traffic ramps up over `duration`,
+/// starting at `minimumPercent` (default 10) along a curve of `aggression` (default 1,
+/// linear).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WarmupConfiguration {
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub minimum_percent: Option<serde_json::Number>,
+    #[serde(default)]
+    pub aggression: Option<serde_json::Number>,
 }
 
 /// `LocalityLoadBalancerSetting`: how a client spreads requests over the localities of a

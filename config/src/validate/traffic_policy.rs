@@ -70,12 +70,7 @@ fn load_balancer(v: &mut Validator, f: &str, lb: &LoadBalancerSettings) {
     if lb.simple.is_some() && lb.consistent_hash.is_some() {
         v.error(f, "only one of simple and consistentHash may be set");
     }
-    if lb.warmup_duration_secs.is_some() {
-        v.warning(
-            format!("{f}.warmupDurationSecs"),
-            "not supported yet: ignored",
-        );
-    }
+    warmup(v, f, lb);
     let Some(ch) = &lb.consistent_hash else {
         return;
     };
@@ -148,11 +143,9 @@ fn connection_pool(v: &mut Validator, f: &str, p: &ConnectionPoolSettings) {
                 Duration::from_millis(1),
             );
         }
-        if t.idle_timeout.is_some() {
-            v.warning(
-                format!("{f}.tcp.idleTimeout"),
-                "not supported yet: ignored (TCP proxies keep Envoy's default of one hour)",
-            );
+        if let Some(d) = &t.idle_timeout {
+            // `0s` disables the timeout.
+            v.duration(format!("{f}.tcp.idleTimeout"), d, Duration::ZERO);
         }
         if let Some(k) = &t.tcp_keepalive {
             for (name, d) in [("time", &k.time), ("interval", &k.interval)] {
@@ -304,5 +297,62 @@ fn locality_lb(v: &mut Validator, f: &str, l: &LocalityLbSetting) {
                 format!("{label:?} names no label"),
             );
         }
+    }
+}
+
+/// Slow start: Envoy has it for round robin and least request (the default) only.
+fn warmup(v: &mut Validator, f: &str, lb: &LoadBalancerSettings) {
+    use crate::istio::SimpleLb;
+    if let Some(d) = &lb.warmup_duration_secs {
+        v.duration(
+            format!("{f}.warmupDurationSecs"),
+            d,
+            Duration::from_millis(1),
+        );
+    }
+    if let Some(w) = &lb.warmup {
+        match &w.duration {
+            Some(d) => v.duration(format!("{f}.warmup.duration"), d, Duration::from_millis(1)),
+            None => v.error(format!("{f}.warmup.duration"), "required"),
+        }
+        if let Some(p) = w.minimum_percent.as_ref().and_then(|n| n.as_f64())
+            && !(0.0..=100.0).contains(&p)
+        {
+            v.error(
+                format!("{f}.warmup.minimumPercent"),
+                format!("{p} is not a percentage (0-100)"),
+            );
+        }
+        if let Some(a) = w.aggression.as_ref().and_then(|n| n.as_f64())
+            && a < 1.0
+        {
+            v.error(
+                format!("{f}.warmup.aggression"),
+                format!("{a} is less than 1"),
+            );
+        }
+        if lb.warmup_duration_secs.is_some() {
+            v.warning(
+                format!("{f}.warmupDurationSecs"),
+                "ignored: warmup is set as well and takes precedence",
+            );
+        }
+    }
+    let slow_start = lb.warmup.is_some() || lb.warmup_duration_secs.is_some();
+    let supported = lb.consistent_hash.is_none()
+        && matches!(
+            lb.simple,
+            None | Some(
+                SimpleLb::RoundRobin
+                    | SimpleLb::LeastRequest
+                    | SimpleLb::LeastConn
+                    | SimpleLb::Unspecified
+            )
+        );
+    if slow_start && !supported {
+        v.warning(
+            format!("{f}.warmup"),
+            "has no effect: slow start applies to ROUND_ROBIN and LEAST_REQUEST only",
+        );
     }
 }

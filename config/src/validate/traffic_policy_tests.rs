@@ -75,25 +75,28 @@ fn consistent_hash_needs_exactly_one_key() {
 }
 
 #[test]
-fn what_is_not_translated_yet_is_reported() {
+fn locality_slow_start_and_tcp_idle_timeout_are_translated() {
     let f = findings(&dr(
         "    loadBalancer:\n      simple: ROUND_ROBIN\n      localityLbSetting: {enabled: true}\n      warmupDurationSecs: 10s\n    connectionPool:\n      tcp: {idleTimeout: 1h}\n",
     ));
-    assert!(!f.iter().any(|l| l.contains("localityLbSetting")), "{f:#?}");
-    assert!(
-        has(
-            &f,
-            "warning spec.trafficPolicy.loadBalancer.warmupDurationSecs: not supported"
-        ),
-        "{f:#?}"
-    );
-    assert!(
-        has(
-            &f,
-            "warning spec.trafficPolicy.connectionPool.tcp.idleTimeout: not supported"
-        ),
-        "{f:#?}"
-    );
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn slow_start_is_checked() {
+    let f = findings(&dr(
+        "    loadBalancer:\n      simple: RANDOM\n      warmupDurationSecs: soon\n      warmup: {minimumPercent: 120, aggression: 0.5}\n",
+    ));
+    for want in [
+        "error spec.trafficPolicy.loadBalancer.warmupDurationSecs",
+        "error spec.trafficPolicy.loadBalancer.warmup.duration: required",
+        "error spec.trafficPolicy.loadBalancer.warmup.minimumPercent: 120 is not a percentage",
+        "error spec.trafficPolicy.loadBalancer.warmup.aggression: 0.5 is less than 1",
+        "warning spec.trafficPolicy.loadBalancer.warmupDurationSecs: ignored: warmup is set",
+        "warning spec.trafficPolicy.loadBalancer.warmup: has no effect",
+    ] {
+        assert!(has(&f, want), "{want}\n{f:#?}");
+    }
 }
 
 #[test]

@@ -234,6 +234,9 @@ pub(crate) fn build(
     if !grpc {
         cluster.typed_extension_protocol_options =
             traffic_policy::http_protocol_options(c.port.protocol, settings.pool);
+        if let Some(lb) = settings.lb {
+            traffic_policy::apply_slow_start(&mut cluster, lb);
+        }
         if let Some(ch) = settings.consistent_hash() {
             traffic_policy::apply_consistent_hash(&mut cluster, ch);
         }

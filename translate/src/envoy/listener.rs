@@ -18,6 +18,7 @@ use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager:
 };
 use shoal_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 
+use super::traffic_policy::TcpTimeouts;
 use super::{PASSTHROUGH, ads, boolv, socket, u32v};
 use crate::model::Protocol;
 
@@ -92,9 +93,16 @@ fn hcm_filter(stat_prefix: &str, route: RouteSpecifier) -> Filter {
 }
 
 pub(crate) fn tcp_proxy_filter(cluster: &str) -> Filter {
+    tcp_proxy_filter_timed(cluster, &TcpTimeouts::default())
+}
+
+/// `tcp_proxy` to one cluster with the destination's DestinationRule timeouts.
+pub(crate) fn tcp_proxy_filter_timed(cluster: &str, t: &TcpTimeouts) -> Filter {
     let tp = TcpProxy {
         stat_prefix: cluster.to_string(),
         cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
+        idle_timeout: t.idle,
+        max_downstream_connection_duration: t.max_duration,
         ..Default::default()
     };
     network_filter("envoy.filters.network.tcp_proxy", shoal_api::pack(&tp))
@@ -126,6 +134,8 @@ pub(crate) fn cidr(address: &str) -> Option<CidrRange> {
 #[derive(Debug, Clone)]
 pub(crate) struct PortService {
     pub cluster: String,
+    /// The TCP timeouts of the service's DestinationRule.
+    pub tcp: TcpTimeouts,
     pub protocol: Protocol,
     pub addresses: Vec<String>,
 }
@@ -164,7 +174,7 @@ fn capture_chains(
                 prefix_ranges: ranges,
                 ..Default::default()
             }),
-            filters: vec![tcp_proxy_filter(&s.cluster)],
+            filters: vec![tcp_proxy_filter_timed(&s.cluster, &s.tcp)],
             ..Default::default()
         });
     }
@@ -223,12 +233,17 @@ pub(crate) fn outbound_port(port: u16, services: &[PortService]) -> Listener {
 
 /// A listener a Sidecar egress listener binds (`BIND_PORT`): HTTP on its route config
 /// (named like the listener), or TCP to the one service it serves.
-pub(crate) fn bound(bind: &str, port: u16, http: bool, tcp_cluster: Option<&str>) -> Listener {
+pub(crate) fn bound(
+    bind: &str,
+    port: u16,
+    http: bool,
+    tcp_cluster: Option<(&str, &TcpTimeouts)>,
+) -> Listener {
     let name = format!("{bind}_{port}");
-    let filter = if http {
-        hcm_filter(&format!("outbound_{name}"), rds(&name))
-    } else {
-        tcp_proxy_filter(tcp_cluster.unwrap_or(super::BLACKHOLE))
+    let filter = match (http, tcp_cluster) {
+        (true, _) => hcm_filter(&format!("outbound_{name}"), rds(&name)),
+        (false, Some((cluster, t))) => tcp_proxy_filter_timed(cluster, t),
+        (false, None) => tcp_proxy_filter(super::BLACKHOLE),
     };
     Listener {
         name,

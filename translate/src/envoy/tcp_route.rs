@@ -22,8 +22,10 @@ use shoal_config::istio::RouteDestination;
 
 use super::listener::{self, cidr, network_filter};
 use super::outbound_cluster_name;
+use super::traffic_policy::TcpTimeouts;
 use crate::model::{Protocol, Service, VirtualServiceRule};
 use crate::scope::{Scope, match_applies};
+use shoal_config::host;
 
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 
@@ -118,6 +120,18 @@ fn route_filter(
             )
         })
         .collect();
+    // A single destination gets its DestinationRule's TCP timeouts (as in Istio).
+    let timeouts = match route {
+        [d] => TcpTimeouts::for_host(
+            scope,
+            &host::resolve(
+                &d.destination.host,
+                vs_ns,
+                &scope.model.options.domain_suffix,
+            ),
+        ),
+        _ => TcpTimeouts::default(),
+    };
     let specifier = match weighted.as_slice() {
         [] => return None,
         [(c, _)] => tcp_proxy::ClusterSpecifier::Cluster(c.clone()),
@@ -139,6 +153,8 @@ fn route_filter(
     let tp = TcpProxy {
         stat_prefix: stat.to_string(),
         cluster_specifier: Some(specifier),
+        idle_timeout: timeouts.idle,
+        max_downstream_connection_duration: timeouts.max_duration,
         ..Default::default()
     };
     Some(network_filter(

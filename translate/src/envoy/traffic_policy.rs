@@ -106,6 +106,85 @@ fn parse_duration(d: &str) -> Option<Duration> {
     shoal_config::duration::parse(d).ok().map(duration)
 }
 
+/// A `tcp_proxy`'s timeouts from a DestinationRule's top-level TCP pool settings (Istio
+/// reads neither port-level nor subset settings here): `idleTimeout` (Envoy's default is an
+/// hour; `0s` disables it) and `maxConnectionDuration`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct TcpTimeouts {
+    pub idle: Option<Duration>,
+    pub max_duration: Option<Duration>,
+}
+
+impl TcpTimeouts {
+    /// The timeouts for traffic to `h` as the proxy of `scope` sees its DestinationRule.
+    pub fn for_host(scope: &crate::scope::Scope<'_>, h: &str) -> TcpTimeouts {
+        let service_ns = scope
+            .model
+            .service_for(h, scope.namespace())
+            .map(|s| s.namespace.clone());
+        let dr = scope.destination_rule(h, service_ns.as_deref().unwrap_or(scope.namespace()));
+        let tcp = dr
+            .and_then(|d| d.spec.traffic_policy.as_deref())
+            .and_then(|p| p.connection_pool.as_ref())
+            .and_then(|p| p.tcp.as_ref());
+        TcpTimeouts {
+            idle: tcp
+                .and_then(|t| t.idle_timeout.as_deref())
+                .and_then(parse_duration),
+            max_duration: tcp
+                .and_then(|t| t.max_connection_duration.as_deref())
+                .and_then(parse_duration),
+        }
+    }
+}
+
+/// Slow start (`warmup`, else `warmupDurationSecs`) for round robin and least request
+/// clusters: new endpoints' share ramps up over the window, as Istio configures it.
+pub(crate) fn apply_slow_start(cluster: &mut Cluster, lb: &LoadBalancerSettings) {
+    use shoal_api::pb::envoy::config::cluster::v3::cluster::{
+        LeastRequestLbConfig, RoundRobinLbConfig, SlowStartConfig,
+    };
+    use shoal_api::pb::envoy::config::core::v3::RuntimeDouble;
+    let config = match (&lb.warmup, &lb.warmup_duration_secs) {
+        (Some(w), _) => SlowStartConfig {
+            slow_start_window: w.duration.as_deref().and_then(parse_duration),
+            aggression: w
+                .aggression
+                .as_ref()
+                .and_then(|a| a.as_f64())
+                .map(|a| RuntimeDouble {
+                    default_value: a,
+                    runtime_key: "upstream.slow_start.aggression".into(),
+                }),
+            min_weight_percent: w
+                .minimum_percent
+                .as_ref()
+                .and_then(|p| p.as_f64())
+                .map(|value| Percent { value }),
+        },
+        (None, Some(d)) => SlowStartConfig {
+            slow_start_window: parse_duration(d),
+            ..Default::default()
+        },
+        (None, None) => return,
+    };
+    if config.slow_start_window.is_none() {
+        return;
+    }
+    cluster.lb_config = if cluster.lb_policy == LbPolicy::RoundRobin as i32 {
+        Some(LbConfig::RoundRobinLbConfig(RoundRobinLbConfig {
+            slow_start_config: Some(config),
+        }))
+    } else if cluster.lb_policy == LbPolicy::LeastRequest as i32 {
+        Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
+            slow_start_config: Some(config),
+            ..Default::default()
+        }))
+    } else {
+        return;
+    };
+}
+
 /// Ring hash (default) or Maglev for a consistent-hash DestinationRule.
 pub(crate) fn apply_consistent_hash(cluster: &mut Cluster, ch: &ConsistentHashLb) {
     if let Some(m) = &ch.maglev {
