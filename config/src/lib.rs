@@ -1,6 +1,7 @@
 //! shoal's config model.
 //!
-//! Kubernetes (`Service`, `EndpointSlice`, `Pod`, `Node`), Istio networking objects
+//! Kubernetes (`Service`, `EndpointSlice`, `Pod`, `Node`, and `Secret` for gateway
+//! credentials), Istio networking objects
 //! (`ServiceEntry`, `WorkloadEntry`, `VirtualService`, `DestinationRule`, `Sidecar`) and Istio
 //! security objects (`PeerAuthentication`, `AuthorizationPolicy`) are parsed
 //! from YAML or JSON ([`parse`]), validated one by one ([`validate`]) and kept in the

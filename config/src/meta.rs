@@ -21,10 +21,11 @@ pub enum Kind {
     PeerAuthentication,
     AuthorizationPolicy,
     Gateway,
+    Secret,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -37,6 +38,7 @@ impl Kind {
         Kind::PeerAuthentication,
         Kind::AuthorizationPolicy,
         Kind::Gateway,
+        Kind::Secret,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +55,7 @@ impl Kind {
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::Gateway => "Gateway",
+            Kind::Secret => "Secret",
         }
     }
 

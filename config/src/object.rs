@@ -35,6 +35,7 @@ pub enum Object {
     PeerAuthentication(PeerAuthentication),
     AuthorizationPolicy(AuthorizationPolicy),
     Gateway(Gateway),
+    Secret(k8s::Secret),
 }
 
 impl Object {
@@ -52,6 +53,7 @@ impl Object {
             Object::PeerAuthentication(_) => Kind::PeerAuthentication,
             Object::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
             Object::Gateway(_) => Kind::Gateway,
+            Object::Secret(_) => Kind::Secret,
         }
     }
 
@@ -69,6 +71,7 @@ impl Object {
             Object::PeerAuthentication(o) => &o.metadata,
             Object::AuthorizationPolicy(o) => &o.metadata,
             Object::Gateway(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
         }
     }
 
@@ -86,6 +89,7 @@ impl Object {
             Object::PeerAuthentication(o) => &mut o.metadata,
             Object::AuthorizationPolicy(o) => &mut o.metadata,
             Object::Gateway(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
         }
     }
 

@@ -164,6 +164,7 @@ pub fn kind_for(api_version: &str, kind: &str) -> Option<Kind> {
         ("", "Service") if version == "v1" => Some(Kind::Service),
         ("", "Pod") if version == "v1" => Some(Kind::Pod),
         ("", "Node") if version == "v1" => Some(Kind::Node),
+        ("", "Secret") if version == "v1" => Some(Kind::Secret),
         ("discovery.k8s.io", "EndpointSlice") if matches!(version, "v1" | "v1beta1") => {
             Some(Kind::EndpointSlice)
         }
@@ -249,6 +250,9 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
         Kind::PeerAuthentication => typed(value, &mut unknown).map(Object::PeerAuthentication),
         Kind::AuthorizationPolicy => typed(value, &mut unknown).map(Object::AuthorizationPolicy),
         Kind::Gateway => typed(value, &mut unknown).map(Object::Gateway),
+        Kind::Secret => typed(value, &mut unknown)
+            .map(Object::Secret)
+            .map_err(|issue| redact(&issue)),
     };
     let mut object = match typed {
         Ok(o) => o,
@@ -267,7 +271,7 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
     // silently dropped. Kubernetes objects carry many fields a control plane never reads.
     let istio = !matches!(
         kind,
-        Kind::Service | Kind::EndpointSlice | Kind::Pod | Kind::Node
+        Kind::Service | Kind::EndpointSlice | Kind::Pod | Kind::Node | Kind::Secret
     );
     if istio {
         for path in unknown.into_iter().filter(|p| p.starts_with("spec")) {
@@ -317,6 +321,17 @@ fn typed<T: DeserializeOwned>(value: Value, unknown: &mut Vec<String>) -> Result
         let field = if field == "." { String::new() } else { field };
         Box::new(Issue::error(field, e.inner().to_string()))
     })
+}
+
+/// A Secret's parse error without what serde quotes of the input (an invalid type's value
+/// could be key material): the field and what was expected only.
+fn redact(issue: &Issue) -> Box<Issue> {
+    let message = if issue.message.contains("not valid base64") {
+        "not valid base64 (the value is not shown)"
+    } else {
+        "invalid: data values must be base64 strings and stringData values strings (the value is not shown)"
+    };
+    Box::new(Issue::error(issue.field.clone(), message))
 }
 
 fn path_string(path: &serde_ignored::Path<'_>) -> String {

@@ -117,11 +117,39 @@ impl Pipeline {
         self.config.lock().clone()
     }
 
+    /// Hands the config's TLS Secrets to the gateway secrets views (once the CA is set up;
+    /// `build` keeps them current afterwards). Serialized with `build` by the state lock, so
+    /// the latest config always wins.
+    pub fn refresh_credentials(&self) {
+        let _st = self.state.lock();
+        if let Some(security) = self.security.get() {
+            security.set_credentials(&self.config.lock());
+        }
+    }
+
     /// Applies a batch of config changes to every live view. Runs on a blocking thread.
     pub fn build(&self, config: ConfigSnapshot, changes: &ChangeSet, since: Instant) {
         let started = Instant::now();
         let mut st = self.state.lock();
-        let delta = st.translator.update(config.clone(), changes);
+        // Secrets are served by the secrets views only (never translated into a config
+        // view), so their changes rebuild no view.
+        let secrets_changed = changes.keys.iter().any(|k| k.kind == Kind::Secret);
+        let translated = if secrets_changed {
+            std::borrow::Cow::Owned(ChangeSet {
+                keys: changes
+                    .keys
+                    .iter()
+                    .filter(|k| k.kind != Kind::Secret)
+                    .cloned()
+                    .collect(),
+            })
+        } else {
+            std::borrow::Cow::Borrowed(changes)
+        };
+        let delta = st.translator.update(config.clone(), &translated);
+        if secrets_changed && let Some(security) = self.security.get() {
+            security.set_credentials(&config);
+        }
         *self.config.lock() = config;
         if delta.is_empty() {
             return;
@@ -323,7 +351,9 @@ impl ViewSource for Pipeline {
                     proxy.namespace
                 )));
             }
-            secrets = Some(security.secrets_for(&c.identity)?);
+            // Only a gateway's view may hold its namespace's credentials.
+            let gateway = proxy.proxy_type == ProxyType::Router;
+            secrets = Some(security.secrets_for(&c.identity, gateway)?);
         }
         if proxy.proxy_type == ProxyType::Ztunnel {
             return Err(Status::unimplemented(

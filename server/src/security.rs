@@ -2,11 +2,23 @@
 //! service-account token), and the SDS secrets of that identity — `default` (the proxy's own
 //! key and certificate) and `ROOTCA` (the trust bundle) — each identity in its own view, so a
 //! proxy can only ever be sent its own key.
+//!
+//! Gateway credentials (`credentialName`): an authenticated *gateway* proxy (`router~…`)
+//! gets a secrets view of its own (one per identity, apart from the sidecar view of the same
+//! identity) that also serves, by name only, the TLS Secrets of its namespace as
+//! `kubernetes://NAME` (certificate and key) and `kubernetes://NAME-cacert` (CA bundle).
+//! This is Istio's rule — a proxy reads credentials of its own verified namespace only —
+//! with the proxy type in place of Istio's `SubjectAccessReview` (shoal has no Kubernetes
+//! RBAC to ask): sidecars and anonymous streams never get a view holding credentials, and
+//! the identity's namespace, which the node must claim (`pipeline.rs`), is the only one
+//! whose Secrets the view holds. The views are republished when the config's Secrets change.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
+use parking_lot::RwLock;
 use shoal_api::pb::envoy::config::core::v3::{DataSource, data_source};
 use shoal_api::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, Secret, TlsCertificate, secret,
@@ -15,6 +27,7 @@ use shoal_api::{Resource, ResourceType};
 use shoal_ca::grpc::PeerCertificates;
 use shoal_ca::{Caller, CertificateAuthority, Identity, JwtAuthenticator};
 use shoal_cache::{Resources, Snapshot, StreamContext, Trigger, View};
+use shoal_config::{ConfigSnapshot, Kind, Object};
 use tonic::Status;
 
 /// Name of the SDS secret holding a proxy's own certificate and key (Istio's).
@@ -35,14 +48,42 @@ struct Issued {
     view: Arc<View>,
     renew_at: SystemTime,
     bundle: Vec<String>,
+    /// The identity's own secrets (`default`, `ROOTCA`).
+    own: Vec<Resource>,
+    /// For a gateway proxy: the namespace whose credentials the view serves too.
+    credentials_of: Option<String>,
 }
+
+/// Encoded credentials (`kubernetes://…` secrets) by namespace.
+type Credentials = BTreeMap<String, Arc<Vec<Resource>>>;
 
 /// The CA, the token verifier and the per-identity secret views.
 pub struct Security {
     pub ca: Arc<CertificateAuthority>,
     pub jwt: Arc<JwtAuthenticator>,
     workload_ttl: Duration,
+    /// Keyed by [`view_key`].
     secrets: DashMap<String, Issued>,
+    credentials: RwLock<Credentials>,
+}
+
+/// The secrets view of an identity, for a sidecar or for a gateway: never the same view.
+fn view_key(uri: &str, gateway: bool) -> String {
+    if gateway {
+        format!("gateway-secrets:{uri}")
+    } else {
+        format!("secrets:{uri}")
+    }
+}
+
+/// A view's resources: its own secrets for any subscription, the credentials by name only.
+fn view_resources(own: &[Resource], credentials: Option<&[Resource]>) -> Resources {
+    Resources {
+        wildcard: vec![(ResourceType::Secret, own.to_vec())],
+        on_demand: credentials
+            .map(|c| vec![(ResourceType::Secret, c.to_vec())])
+            .unwrap_or_default(),
+    }
 }
 
 impl Security {
@@ -56,6 +97,7 @@ impl Security {
             jwt,
             workload_ttl,
             secrets: DashMap::new(),
+            credentials: RwLock::new(Credentials::new()),
         }
     }
 
@@ -131,31 +173,88 @@ impl Security {
         }
     }
 
-    /// The secrets view of an identity, issuing its certificate on first use.
-    pub fn secrets_for(&self, identity: &Identity) -> Result<Arc<View>, Status> {
+    /// The secrets view of an identity, issuing its certificate on first use. A gateway
+    /// proxy's view also serves its namespace's credentials (the identity's namespace,
+    /// which the caller has checked the node claims); a sidecar's never does.
+    pub fn secrets_for(&self, identity: &Identity, gateway: bool) -> Result<Arc<View>, Status> {
         let uri = identity.spiffe_uri();
-        if let Some(e) = self.secrets.get(&uri) {
+        let key = view_key(&uri, gateway);
+        if let Some(e) = self.secrets.get(&key) {
             return Ok(e.view.clone());
         }
-        let (resources, renew_at, bundle) = self.issue(identity)?;
-        let entry = self.secrets.entry(uri.clone()).or_insert_with(|| Issued {
-            view: View::new(
-                format!("secrets:{uri}"),
-                Snapshot::initial(
-                    &resources,
-                    Trigger {
-                        since: Instant::now(),
-                        reason: "new-identity",
-                    },
+        let (own, renew_at, bundle) = self.issue(identity)?;
+        let credentials_of = gateway.then(|| identity.namespace.clone());
+        // Read the credentials while holding the entry: `set_credentials` swaps the map
+        // before visiting entries, so a view created concurrently is never left stale.
+        let entry = self.secrets.entry(key.clone()).or_insert_with(|| {
+            let credentials = credentials_of
+                .as_ref()
+                .and_then(|ns| self.credentials.read().get(ns).cloned());
+            let resources = view_resources(&own, credentials.as_deref().map(Vec::as_slice));
+            Issued {
+                view: View::new(
+                    key,
+                    Snapshot::initial(
+                        &resources,
+                        Trigger {
+                            since: Instant::now(),
+                            reason: "new-identity",
+                        },
+                    ),
                 ),
-            ),
-            renew_at,
-            bundle,
+                renew_at,
+                bundle,
+                own,
+                credentials_of,
+            }
         });
         Ok(entry.view.clone())
     }
 
-    fn issue(&self, identity: &Identity) -> Result<(Resources, SystemTime, Vec<String>), Status> {
+    /// Takes the TLS Secrets of a config snapshot and republishes the gateway views of
+    /// every namespace whose credentials changed.
+    pub fn set_credentials(&self, config: &ConfigSnapshot) {
+        let next = credentials(config);
+        let changed: BTreeSet<String> = {
+            let mut current = self.credentials.write();
+            let changed = next
+                .keys()
+                .chain(current.keys())
+                .filter(|ns| current.get(*ns) != next.get(*ns))
+                .cloned()
+                .collect();
+            *current = next.clone();
+            changed
+        };
+        if changed.is_empty() {
+            return;
+        }
+        let secrets: usize = next.values().map(|c| c.len()).sum();
+        tracing::info!(
+            namespaces = changed.len(),
+            secrets,
+            "gateway credentials changed"
+        );
+        for e in self.secrets.iter() {
+            let Some(ns) = e.credentials_of.as_ref().filter(|ns| changed.contains(*ns)) else {
+                continue;
+            };
+            let resources = view_resources(&e.own, next.get(ns).map(|c| c.as_slice()));
+            let snapshot = e.view.current().replaced(
+                &resources,
+                Trigger {
+                    since: Instant::now(),
+                    reason: "credentials",
+                },
+            );
+            e.view.publish(snapshot);
+        }
+    }
+
+    fn issue(
+        &self,
+        identity: &Identity,
+    ) -> Result<(Vec<Resource>, SystemTime, Vec<String>), Status> {
         let issued = self
             .ca
             .issue_keypair(identity, self.workload_ttl)
@@ -189,17 +288,11 @@ impl Security {
                 },
             )),
         };
-        let resources = Resources {
-            wildcard: vec![(
-                ResourceType::Secret,
-                vec![
-                    Resource::encode(DEFAULT_SECRET, &default),
-                    Resource::encode(ROOT_SECRET, &root),
-                ],
-            )],
-            on_demand: Vec::new(),
-        };
-        Ok((resources, renew_at, bundle))
+        let own = vec![
+            Resource::encode(DEFAULT_SECRET, &default),
+            Resource::encode(ROOT_SECRET, &root),
+        ];
+        Ok((own, renew_at, bundle))
     }
 
     /// Renews certificates past half their life and republishes every identity's secrets
@@ -216,11 +309,17 @@ impl Security {
             if now < e.renew_at && e.bundle == bundle {
                 continue;
             }
-            let Ok(identity) = Identity::parse(e.key()) else {
+            let uri = e.key().split_once(':').map_or("", |(_, uri)| uri);
+            let Ok(identity) = Identity::parse(uri) else {
                 continue;
             };
             match self.issue(&identity) {
-                Ok((resources, renew_at, bundle)) => {
+                Ok((own, renew_at, bundle)) => {
+                    let credentials = e
+                        .credentials_of
+                        .as_ref()
+                        .and_then(|ns| self.credentials.read().get(ns).cloned());
+                    let resources = view_resources(&own, credentials.as_deref().map(Vec::as_slice));
                     let next = e.view.current().replaced(
                         &resources,
                         Trigger {
@@ -231,6 +330,7 @@ impl Security {
                     e.view.publish(next);
                     e.renew_at = renew_at;
                     e.bundle = bundle;
+                    e.own = own;
                     metrics::counter!("shoal_sds_renewals_total").increment(1);
                 }
                 Err(err) => {
@@ -243,6 +343,74 @@ impl Security {
         }
         metrics::gauge!("shoal_sds_identities").set(self.secrets.len() as f64);
     }
+}
+
+/// SDS name of a credential's certificate and key (Istio's).
+pub const CREDENTIAL_PREFIX: &str = "kubernetes://";
+/// Suffix of the SDS name of a credential's CA bundle (Istio's).
+pub const CA_SUFFIX: &str = "-cacert";
+
+/// The credentials of every namespace, as Istio's SDS serves them: `kubernetes://NAME` is
+/// the certificate and key of the Secret `NAME` (keys `cert`/`key`, else
+/// `tls.crt`/`tls.key`); `kubernetes://NAME-cacert` is the CA bundle (`cacert`, else
+/// `ca.crt`) of the Secret `NAME-cacert` if there is one, else of the Secret `NAME`. A
+/// name ending in `-cacert` is always a CA bundle. Secrets without such keys serve nothing.
+pub fn credentials(config: &ConfigSnapshot) -> Credentials {
+    let mut by_ns: BTreeMap<String, BTreeMap<String, Resource>> = BTreeMap::new();
+    let names: BTreeSet<(&str, &str)> = config
+        .of_kind(Kind::Secret)
+        .map(|(k, _)| (k.namespace.as_ref(), k.name.as_ref()))
+        .collect();
+    for (key, entry) in config.of_kind(Kind::Secret) {
+        let Object::Secret(secret) = entry.object.as_ref() else {
+            continue;
+        };
+        let out = by_ns.entry(key.namespace.to_string()).or_default();
+        let name = key.name.as_ref();
+        if name.ends_with(CA_SUFFIX) {
+            if let Some(ca) = secret.ca_certificate() {
+                let sds = format!("{CREDENTIAL_PREFIX}{name}");
+                out.insert(sds.clone(), ca_secret(sds, ca));
+            }
+        } else if let Some((cert, key)) = secret.certificate_and_key() {
+            let sds = format!("{CREDENTIAL_PREFIX}{name}");
+            let tls = Secret {
+                name: sds.clone(),
+                r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
+                    certificate_chain: Some(inline(cert.to_vec())),
+                    private_key: Some(inline(key.to_vec())),
+                    ..Default::default()
+                })),
+            };
+            out.insert(sds.clone(), Resource::encode(sds, &tls));
+        }
+        let alias = format!("{name}{CA_SUFFIX}");
+        if !name.ends_with(CA_SUFFIX)
+            && !names.contains(&(key.namespace.as_ref(), alias.as_str()))
+            && let Some(ca) = secret.ca_certificate()
+        {
+            let sds = format!("{CREDENTIAL_PREFIX}{alias}");
+            out.insert(sds.clone(), ca_secret(sds, ca));
+        }
+    }
+    by_ns
+        .into_iter()
+        .filter(|(_, m)| !m.is_empty())
+        .map(|(ns, m)| (ns, Arc::new(m.into_values().collect())))
+        .collect()
+}
+
+fn ca_secret(name: String, ca: &[u8]) -> Resource {
+    let secret = Secret {
+        name: name.clone(),
+        r#type: Some(secret::Type::ValidationContext(
+            CertificateValidationContext {
+                trusted_ca: Some(inline(ca.to_vec())),
+                ..Default::default()
+            },
+        )),
+    };
+    Resource::encode(name, &secret)
 }
 
 fn inline(bytes: Vec<u8>) -> DataSource {
@@ -322,6 +490,7 @@ pub async fn start(
     let jwt = Arc::new(JwtAuthenticator::new(&sa.trust_domain, issuers)?);
     let security = Arc::new(Security::new(ca.clone(), jwt.clone(), sa.workload_cert_ttl));
     let _ = pipeline.security.set(security.clone());
+    pipeline.refresh_credentials();
     let tls = Arc::new(crate::tls::ServingTls::new(
         ca.clone(),
         sa.tls_names.clone(),
@@ -383,4 +552,143 @@ pub fn caller_fn(ca: Arc<CertificateAuthority>) -> shoal_router::CallerFn {
         let caller = ca.authenticate_client_cert(chain).ok()?;
         Some(caller.identity.spiffe_uri())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use shoal_config::ConfigStore;
+    use shoal_config::parse::parse_yaml;
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nAwQF\n-----END PRIVATE KEY-----\n";
+
+    fn secret(ns: &str, name: &str, keys: &[&str]) -> String {
+        let data: Vec<String> = keys
+            .iter()
+            .map(|k| {
+                let v = if k.ends_with("key") { KEY } else { CERT };
+                format!("  {k}: {v:?}")
+            })
+            .collect();
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\nstringData:\n{}\n---\n",
+            data.join("\n")
+        )
+    }
+
+    fn config(yaml: &str) -> ConfigSnapshot {
+        let mut store = ConfigStore::new();
+        store.apply("c.yaml", parse_yaml("c.yaml", yaml));
+        assert!(store.issues().is_empty(), "{:?}", store.issues());
+        store.snapshot()
+    }
+
+    fn names(c: &Credentials, ns: &str) -> Vec<String> {
+        c.get(ns)
+            .map(|l| l.iter().map(|r| r.name.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    fn decode(r: &Resource) -> Secret {
+        prost::Message::decode(r.body.as_ref()).unwrap()
+    }
+
+    #[test]
+    fn credentials_follow_istio_names_per_namespace() {
+        let c = credentials(&config(
+            &[
+                secret("gw", "web", &["tls.crt", "tls.key", "ca.crt"]),
+                secret("gw", "api", &["cert", "key"]),
+                // `api`'s CA is a Secret of its own, `NAME-cacert`.
+                secret("gw", "api-cacert", &["cacert"]),
+                secret("gw", "token", &["token"]),
+                secret("other", "web", &["tls.crt", "tls.key"]),
+            ]
+            .concat(),
+        ));
+        assert_eq!(
+            names(&c, "gw"),
+            [
+                "kubernetes://api",
+                "kubernetes://api-cacert",
+                "kubernetes://web",
+                "kubernetes://web-cacert"
+            ]
+        );
+        assert_eq!(names(&c, "other"), ["kubernetes://web"]);
+        let gw = c.get("gw").unwrap();
+        assert!(matches!(
+            decode(&gw[0]).r#type,
+            Some(secret::Type::TlsCertificate(_))
+        ));
+        assert!(matches!(
+            decode(&gw[1]).r#type,
+            Some(secret::Type::ValidationContext(_))
+        ));
+    }
+
+    fn security(dir: &std::path::Path) -> Security {
+        let ca = Arc::new(CertificateAuthority::load_or_create(dir, "cluster.local").unwrap());
+        let jwt = Arc::new(JwtAuthenticator::new("cluster.local", Vec::new()).unwrap());
+        Security::new(ca, jwt, Duration::from_secs(3600))
+    }
+
+    fn held(view: &View) -> (Vec<String>, Vec<String>) {
+        let snap = view.current();
+        let t = snap.get(ResourceType::Secret);
+        let list = |m: &shoal_cache::snapshot::TypeMap| {
+            m.values().map(|r| r.name.to_string()).collect::<Vec<_>>()
+        };
+        (list(&t.wildcard), list(&t.on_demand))
+    }
+
+    #[test]
+    fn only_gateways_get_their_own_namespace_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let sec = security(dir.path());
+        sec.set_credentials(&config(
+            &[
+                secret("gw", "web", &["tls.crt", "tls.key"]),
+                secret("other", "db", &["tls.crt", "tls.key"]),
+            ]
+            .concat(),
+        ));
+        let id = Identity::new("cluster.local", "gw", "ingress").unwrap();
+        let gateway = sec.secrets_for(&id, true).unwrap();
+        let sidecar = sec.secrets_for(&id, false).unwrap();
+        assert_ne!(gateway.id, sidecar.id);
+        let own = vec!["ROOTCA".to_string(), "default".to_string()];
+        assert_eq!(
+            held(&gateway),
+            (own.clone(), vec!["kubernetes://web".into()])
+        );
+        // The same identity as a sidecar: its own secrets, no credential.
+        assert_eq!(held(&sidecar), (own.clone(), Vec::new()));
+        // A gateway of a namespace without Secrets holds none of another namespace's.
+        let elsewhere = Identity::new("cluster.local", "empty", "ingress").unwrap();
+        assert_eq!(
+            held(&sec.secrets_for(&elsewhere, true).unwrap()),
+            (own.clone(), Vec::new())
+        );
+
+        // A new Secret in the gateway's namespace is published to its view; a Secret
+        // removed is withdrawn.
+        sec.set_credentials(&config(
+            &[
+                secret("gw", "web", &["tls.crt", "tls.key", "ca.crt"]),
+                secret("other", "db", &["tls.crt", "tls.key"]),
+            ]
+            .concat(),
+        ));
+        assert_eq!(
+            held(&gateway).1,
+            ["kubernetes://web", "kubernetes://web-cacert"]
+        );
+        sec.set_credentials(&config(&secret("other", "db", &["tls.crt", "tls.key"])));
+        assert_eq!(held(&gateway), (own.clone(), Vec::new()));
+        assert_eq!(held(&sidecar), (own, Vec::new()));
+    }
 }

@@ -66,8 +66,17 @@ pub struct ServerTlsSettings {
     pub ca_certificates: Option<String>,
     #[serde(default)]
     pub credential_name: Option<String>,
+    /// A CRL file (MUTUAL/OPTIONAL_MUTUAL with certificate files).
+    #[serde(default)]
+    pub ca_crl: Option<String>,
     #[serde(default)]
     pub subject_alt_names: Vec<String>,
+    /// Base64 SHA-256 hashes of client certificates' SPKI, any of which must match.
+    #[serde(default)]
+    pub verify_certificate_spki: Vec<String>,
+    /// Hex SHA-256 hashes of client certificates, any of which must match.
+    #[serde(default)]
+    pub verify_certificate_hash: Vec<String>,
     #[serde(default)]
     pub min_protocol_version: Option<TlsProtocolVersion>,
     #[serde(default)]

@@ -1,10 +1,14 @@
 //! The Kubernetes kinds shoal reads, reduced to the fields it uses. Other fields of these
 //! objects are accepted and ignored silently: Kubernetes objects carry much that a control
-//! plane has no use for.
+//! plane has no use for. A `Secret` is read for gateway credentials only (`secret.rs`).
 
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{Labels, ObjectMeta};
+
+mod secret;
+pub(crate) use secret::validate as validate_secret;
+pub use secret::{Secret, SecretBytes};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -176,3 +176,97 @@ fn yaml_1_1_booleans_stay_strings() {
         "{docs:?}"
     );
 }
+
+/// A self-signed certificate and its key, PEM-shaped (the checks read PEM framing only).
+const SECRET_CERT: &str = "-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n";
+const SECRET_KEY: &str = "-----BEGIN EC PRIVATE KEY-----\nAwQF\n-----END EC PRIVATE KEY-----\n";
+
+fn secret_doc(body: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: web-cert, namespace: istio-system}}\n{body}"
+    )
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// Every message of a document's outcome, and whether it was accepted.
+fn secret_outcome(yaml: &str) -> (bool, Vec<String>) {
+    let docs = parse_yaml("s.yaml", yaml);
+    assert_eq!(docs.len(), 1);
+    match &docs[0].outcome {
+        Outcome::Accepted { warnings, .. } => {
+            (true, warnings.iter().map(ToString::to_string).collect())
+        }
+        Outcome::Rejected { issues, .. } => {
+            (false, issues.iter().map(ToString::to_string).collect())
+        }
+        Outcome::Skipped { .. } => panic!("a Secret is read"),
+    }
+}
+
+#[test]
+fn tls_secrets_are_read_from_data_and_string_data() {
+    let yaml = secret_doc(&format!(
+        "type: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\nstringData:\n  ca.crt: {:?}\n",
+        b64(SECRET_CERT),
+        b64(SECRET_KEY),
+        SECRET_CERT
+    ));
+    let docs = parse_yaml("s.yaml", &yaml);
+    let Outcome::Accepted { object, warnings } = &docs[0].outcome else {
+        panic!("{docs:?}");
+    };
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(object.key().to_string(), "Secret istio-system/web-cert");
+    let Object::Secret(s) = object.as_ref() else {
+        panic!("{object:?}")
+    };
+    assert_eq!(
+        s.certificate_and_key(),
+        Some((SECRET_CERT.as_bytes(), SECRET_KEY.as_bytes()))
+    );
+    assert_eq!(s.ca_certificate(), Some(SECRET_CERT.as_bytes()));
+    // Nothing of the key in what a log line of the document could show.
+    assert!(!format!("{docs:?}").contains("AwQF"));
+}
+
+#[test]
+fn malformed_secrets_are_rejected_without_showing_values() {
+    // Wrong shapes: serde would quote the value; the issue must not.
+    for body in [
+        "data: SECRETVALUE\n".to_string(),
+        "data: {tls.key: [SECRETVALUE]}\n".to_string(),
+        "data: {tls.key: 'SECRET*VALUE'}\n".to_string(),
+        "stringData: {tls.key: {nested: SECRETVALUE}}\n".to_string(),
+    ] {
+        let (accepted, messages) = secret_outcome(&secret_doc(&body));
+        assert!(!accepted, "{body}");
+        let text = messages.join("\n");
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.contains("Secret istio-system/web-cert"), "{text}");
+    }
+    // A TLS Secret without its key, and a pair that is not PEM.
+    let (accepted, messages) = secret_outcome(&secret_doc(&format!(
+        "type: kubernetes.io/tls\ndata: {{tls.crt: {}}}\n",
+        b64(SECRET_CERT)
+    )));
+    assert!(!accepted);
+    assert!(messages.join("\n").contains("data.tls.key"), "{messages:?}");
+    let (accepted, messages) = secret_outcome(&secret_doc(
+        "stringData: {cert: SECRET-NOT-PEM, key: SECRET-NOT-PEM-EITHER, cacert: SECRET-NOR-THIS}\n",
+    ));
+    assert!(!accepted);
+    let text = messages.join("\n");
+    for field in ["data.cert", "data.key", "data.cacert"] {
+        assert!(text.contains(field), "{text}");
+    }
+    assert!(!text.contains("SECRET"), "{text}");
+    // Other Secrets (a lone `key`, a token) are accepted and left alone.
+    let (accepted, messages) = secret_outcome(&secret_doc(
+        "type: Opaque\nstringData: {key: an-api-key, token: abc}\n",
+    ));
+    assert!(accepted && messages.is_empty(), "{messages:?}");
+}

@@ -1,7 +1,9 @@
 //! Validation of `Gateway` as Istio's `ValidateGateway` does it: every server needs a port
 //! with a known protocol and at least one `[NAMESPACE/]HOST`, port names are unique, TLS
 //! protocols need TLS settings and SIMPLE/MUTUAL need a certificate (files or a
-//! `credentialName`). What shoal does not serve yet is a warning naming the field.
+//! `credentialName`), MUTUAL also a CA (`caCertificates` or a `credentialName`, whose
+//! Secret holds it), ISTIO_MUTUAL nothing of its own. What shoal does not serve yet
+//! (`AUTO_PASSTHROUGH`) is a warning naming the field.
 
 use std::collections::BTreeSet;
 
@@ -114,7 +116,7 @@ fn server(v: &mut Validator, f: &str, s: &Server) {
                 );
             }
         }
-        Some(t) => tls(v, &format!("{f}.tls"), t, &protocol),
+        Some(t) => tls(v, &format!("{f}.tls"), t),
     }
     let l4 = ["TCP", "MONGO", "MYSQL", "REDIS"].contains(&protocol.as_str());
     if !is_tls && !l4 && !GATEWAY_HTTP_PROTOCOLS.contains(&protocol.as_str()) {
@@ -142,7 +144,7 @@ fn server_host(v: &mut Validator, f: &str, h: &str) {
     v.host(f, name);
 }
 
-fn tls(v: &mut Validator, f: &str, t: &ServerTlsSettings, protocol: &str) {
+fn tls(v: &mut Validator, f: &str, t: &ServerTlsSettings) {
     if t.https_redirect {
         v.warning(
             format!("{f}.httpsRedirect"),
@@ -172,7 +174,11 @@ fn tls(v: &mut Validator, f: &str, t: &ServerTlsSettings, protocol: &str) {
         ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual
             if !credential =>
         {
-            let label = format!("{mode:?}").to_ascii_uppercase();
+            let label = match mode {
+                ServerTlsMode::Simple => "SIMPLE",
+                ServerTlsMode::Mutual => "MUTUAL",
+                _ => "OPTIONAL_MUTUAL",
+            };
             if !has(&t.server_certificate) {
                 v.error(
                     format!("{f}.serverCertificate"),
@@ -218,42 +224,64 @@ fn tls(v: &mut Validator, f: &str, t: &ServerTlsSettings, protocol: &str) {
         }
     }
     // What the translation does not serve (yet): said, not silently dropped.
-    let unsupported = match mode {
-        ServerTlsMode::Simple => None,
-        // Routed by the bound VirtualServices' `tls` routes (SNI), not terminated.
-        ServerTlsMode::Passthrough => None,
-        ServerTlsMode::AutoPassthrough => {
-            Some("AUTO_PASSTHROUGH is not supported by shoal; the server is left out")
-        }
-        ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual => Some(
-            "client certificate verification on gateways is not supported by shoal yet; \
-             the server is left out",
-        ),
-        ServerTlsMode::IstioMutual => Some(
-            "ISTIO_MUTUAL needs a workload identity for the gateway, which shoal does not \
-             give gateways yet; the server is left out",
-        ),
-    };
-    if let Some(msg) = unsupported {
-        v.warning(mode_field, msg);
-    } else if protocol == "TLS" && mode == ServerTlsMode::Simple {
+    if mode == ServerTlsMode::AutoPassthrough {
         v.warning(
             mode_field,
-            "TLS servers terminating TLS need VirtualService tcp routes, which shoal does not \
-             serve yet; the server is left out",
+            "AUTO_PASSTHROUGH is not supported by shoal; the server is left out",
         );
     }
-    if credential {
+    let verifies_clients = matches!(
+        mode,
+        ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual | ServerTlsMode::IstioMutual
+    );
+    if !verifies_clients {
+        for (name, set) in [
+            ("subjectAltNames", !t.subject_alt_names.is_empty()),
+            (
+                "verifyCertificateSpki",
+                !t.verify_certificate_spki.is_empty(),
+            ),
+            (
+                "verifyCertificateHash",
+                !t.verify_certificate_hash.is_empty(),
+            ),
+            ("caCertificates", has(&t.ca_certificates)),
+            ("caCrl", has(&t.ca_crl)),
+        ] {
+            if set {
+                v.warning(
+                    format!("{f}.{name}"),
+                    "applies to MUTUAL and OPTIONAL_MUTUAL TLS only; ignored",
+                );
+            }
+        }
+    }
+    if credential && has(&t.ca_crl) {
         v.warning(
-            format!("{f}.credentialName"),
-            "shoal does not serve credentialName secrets yet: Envoy is pointed at SDS secret \
-             kubernetes://NAME and the server stays warming until a secret source provides it",
+            format!("{f}.caCrl"),
+            "with credentialName, the CA comes from the Secret; caCrl is ignored",
         );
     }
-    if !t.subject_alt_names.is_empty() && mode == ServerTlsMode::Simple {
-        v.warning(
-            format!("{f}.subjectAltNames"),
-            "applies to MUTUAL TLS only; ignored",
-        );
+    for (i, h) in t.verify_certificate_hash.iter().enumerate() {
+        let hex: String = h.chars().filter(|c| *c != ':').collect();
+        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            v.error(
+                format!("{f}.verifyCertificateHash[{i}]"),
+                format!("{h:?} is not a hex SHA-256 hash"),
+            );
+        }
+    }
+    for (i, h) in t.verify_certificate_spki.iter().enumerate() {
+        let ok = h.len() == 44
+            && h.ends_with('=')
+            && h[..43]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/');
+        if !ok {
+            v.error(
+                format!("{f}.verifyCertificateSpki[{i}]"),
+                format!("{h:?} is not a base64 SHA-256 hash"),
+            );
+        }
     }
 }

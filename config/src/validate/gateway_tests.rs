@@ -15,6 +15,12 @@ fn valid_gateways_are_accepted_cleanly() {
         "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ['*/a.example.com', './b.example.com', 'c.example.com', '*']\n",
         "  - port: {number: 80, name: http, protocol: http}\n    hosts: ['*.example.com']\n    tls: {httpsRedirect: true}\n",
         "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [ns/a.example.com]\n    bind: 127.0.0.1\n    tls: {mode: SIMPLE, serverCertificate: /c.pem, privateKey: /k.pem, minProtocolVersion: TLSV1_2, maxProtocolVersion: TLSV1_3, cipherSuites: [ECDHE-RSA-AES128-GCM-SHA256]}\n",
+        // Every terminating mode, on HTTPS and on TLS (then routed by tcp routes).
+        "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [a.com]\n    tls: {mode: MUTUAL, credentialName: web, subjectAltNames: [client.example.com]}\n",
+        "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [a.com]\n    tls: {mode: OPTIONAL_MUTUAL, serverCertificate: /c, privateKey: /k, caCertificates: /ca, caCrl: /crl, verifyCertificateHash: ['df:6f:f7:2f:e9:11:65:21:26:8f:6f:2d:d4:96:6f:51:df:47:98:83:fe:71:4d:d6:1f:b0:1c:f2:2f:db:aa:34'], verifyCertificateSpki: [AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=]}\n",
+        "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [a.com]\n    tls: {mode: ISTIO_MUTUAL}\n",
+        "  - port: {number: 9443, name: tls, protocol: TLS}\n    hosts: [a.com]\n    tls: {mode: SIMPLE, credentialName: db}\n",
+        "  - port: {number: 9443, name: tls, protocol: TLS}\n    hosts: [a.com]\n    tls: {mode: ISTIO_MUTUAL, subjectAltNames: ['spiffe://cluster.local/ns/a/sa/b']}\n",
     ] {
         assert_eq!(gw(servers), Vec::<String>::new(), "{servers}");
     }
@@ -112,13 +118,6 @@ fn tls_settings_are_checked() {
         ),
         "{f:?}"
     );
-    assert!(
-        has(
-            &f,
-            "warning spec.servers[0].tls.mode: client certificate verification"
-        ),
-        "{f:?}"
-    );
     let f = gw(
         "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [a.com]\n    tls: {mode: ISTIO_MUTUAL, credentialName: x}\n",
     );
@@ -140,11 +139,9 @@ fn tls_settings_are_checked() {
         ),
         "{f:?}"
     );
+    // credentialName secrets are served (to gateways of the Secret's namespace).
     assert!(
-        has(
-            &f,
-            "warning spec.servers[0].tls.credentialName: shoal does not serve"
-        ),
+        !has(&f, "warning spec.servers[0].tls.credentialName"),
         "{f:?}"
     );
     let f = gw(
@@ -170,13 +167,6 @@ fn unsupported_bits_are_warnings_naming_the_field() {
         "{f:?}"
     );
     let f = gw(
-        "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [a.com]\n    tls: {mode: ISTIO_MUTUAL}\n",
-    );
-    assert!(
-        has(&f, "warning spec.servers[0].tls.mode: ISTIO_MUTUAL"),
-        "{f:?}"
-    );
-    let f = gw(
         "  - port: {number: 31400, name: tcp, protocol: TCP, targetPort: 8080}\n    hosts: [a.com]\n    defaultEndpoint: 127.0.0.1:80\n",
     );
     assert!(has(&f, "warning spec.servers[0].port.targetPort:"), "{f:?}");
@@ -194,6 +184,51 @@ fn unsupported_bits_are_warnings_naming_the_field() {
         has(
             &f,
             "warning spec.servers[0].tls: TLS settings on a plain text port"
+        ),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn client_verification_settings_are_checked() {
+    // Client checks outside the modes that ask for a client certificate do nothing.
+    let f = gw(
+        "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [a.com]\n    tls: {mode: SIMPLE, credentialName: c, subjectAltNames: [x.com], caCertificates: /ca}\n",
+    );
+    assert!(
+        has(
+            &f,
+            "warning spec.servers[0].tls.subjectAltNames: applies to MUTUAL"
+        ),
+        "{f:?}"
+    );
+    assert!(
+        has(
+            &f,
+            "warning spec.servers[0].tls.caCertificates: applies to MUTUAL"
+        ),
+        "{f:?}"
+    );
+    // Pins that Envoy would reject are errors.
+    let f = gw(
+        "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [a.com]\n    tls: {mode: MUTUAL, credentialName: c, verifyCertificateHash: [abc], verifyCertificateSpki: [not-base64]}\n",
+    );
+    assert!(
+        has(&f, "error spec.servers[0].tls.verifyCertificateHash[0]:"),
+        "{f:?}"
+    );
+    assert!(
+        has(&f, "error spec.servers[0].tls.verifyCertificateSpki[0]:"),
+        "{f:?}"
+    );
+    // OPTIONAL_MUTUAL from files needs a CA as MUTUAL does.
+    let f = gw(
+        "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [a.com]\n    tls: {mode: OPTIONAL_MUTUAL, serverCertificate: /c, privateKey: /k}\n",
+    );
+    assert!(
+        has(
+            &f,
+            "error spec.servers[0].tls.caCertificates: OPTIONAL_MUTUAL TLS requires"
         ),
         "{f:?}"
     );

@@ -28,6 +28,7 @@ pub fn validate(obj: &Object) -> Vec<Issue> {
         Object::PeerAuthentication(pa) => security::peer_authentication(&mut v, &pa.spec),
         Object::AuthorizationPolicy(ap) => security::authorization_policy(&mut v, &ap.spec),
         Object::Gateway(gw) => gateway::gateway(&mut v, &gw.spec),
+        Object::Secret(s) => crate::k8s::validate_secret(&mut v, s),
     }
     v.issues
 }

@@ -127,6 +127,17 @@ fn mesh_validation(sans: &[SanMatch]) -> ValidationContextType {
     })
 }
 
+/// The mesh trust bundle (SDS `ROOTCA`) as a validation context, with the SANs a peer must
+/// present (if any): for contexts built elsewhere (a gateway's ISTIO_MUTUAL server).
+pub(crate) fn mesh_peer_validation(sans: &[SanMatch]) -> ValidationContextType {
+    mesh_validation(sans)
+}
+
+/// Exact SAN matchers typed by each name's form (URI, IP address or DNS name).
+pub(crate) fn typed_san_matchers(sans: &[String]) -> Vec<SubjectAltNameMatcher> {
+    san_matchers(&SanMatch::exact_all(sans))
+}
+
 /// Inbound mTLS on a sidecar: the workload certificate, a client certificate from the mesh
 /// CA required.
 pub(crate) fn downstream_mesh() -> DownstreamTlsContext {

@@ -10,25 +10,32 @@
 //!   (`http.PORT.BIND` with a bind), with a virtual host per VirtualService host that
 //!   intersects a server's hosts; `tls.httpsRedirect` makes those virtual hosts require TLS
 //!   (a 301 to `https://`);
-//! - HTTPS `SIMPLE` servers each get a filter chain matching their hosts by SNI, a
-//!   `DownstreamTlsContext` with the certificate from files (`filename` data sources Envoy
-//!   reads itself) or from SDS `kubernetes://CREDENTIAL_NAME` (a secret shoal does not
-//!   serve yet: such a listener stays warming until something provides it), and the route
-//!   config `https.PORT.PORT_NAME.GATEWAY.NAMESPACE`;
+//! - TLS-terminating servers (`tls.mode` SIMPLE, MUTUAL, OPTIONAL_MUTUAL, ISTIO_MUTUAL; see
+//!   `tls.rs` for their `DownstreamTlsContext`s) each get a filter chain matching their
+//!   hosts by SNI: HTTPS servers with the route config
+//!   `https.PORT.PORT_NAME.GATEWAY.NAMESPACE`, TLS servers with `tcp_proxy` to the first
+//!   applicable `tcp` route of the bound VirtualServices (Istio's
+//!   `buildGatewayNetworkFiltersFromTCPRoutes`); certificates come from files (`filename`
+//!   data sources Envoy reads itself) or over SDS from `kubernetes://CREDENTIAL_NAME`, which
+//!   shoal serves to authenticated gateway proxies from their own namespace's Secrets
+//!   (`server/src/security.rs`);
+//! - TLS `PASSTHROUGH` and TCP servers: filter chains from the bound VirtualServices'
+//!   `tls` routes (by SNI, `tls_inspector`) or `tcp` routes, `tcp_proxy` to their clusters;
+//! - servers sharing a port that is not plain HTTP share one listener, their chains in
+//!   server order (the first of two chains with the same match wins);
 //! - a route config without virtual hosts answers 404 (`blackhole:PORT`).
 //!
-//! - TLS `PASSTHROUGH` and TCP servers: filter chains from the bound VirtualServices'
-//!   `tls` routes (by SNI, `tls_inspector`) or `tcp` routes, `tcp_proxy` to their clusters.
-//!
-//! Not served yet (validation warns): TLS servers terminating TLS, `AUTO_PASSTHROUGH`,
-//! `MUTUAL`, `OPTIONAL_MUTUAL`, `ISTIO_MUTUAL`. A port whose servers
-//! mix plain HTTP and HTTPS (a conflict Istio also reports) keeps the kind of its first
-//! server.
+//! Not served yet (validation warns): `AUTO_PASSTHROUGH`, which needs Istio's SNI-DNAT
+//! clusters (`outbound_.PORT_.SUBSET_.HOST`, without TLS origination) in the gateway's
+//! cluster set. A port whose servers mix plain HTTP and TLS/TCP (a conflict Istio also
+//! reports) keeps the kind of its first server.
+
+pub(crate) mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use shoal_api::pb::envoy::config::core::v3::{DataSource, TrafficDirection, data_source};
+use shoal_api::pb::envoy::config::core::v3::TrafficDirection;
 use shoal_api::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch, Listener};
 use shoal_api::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteConfiguration, RouteMatch, VirtualHost, route::Action,
@@ -38,13 +45,7 @@ use shoal_api::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsI
 use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     Rds, http_connection_manager::RouteSpecifier,
 };
-use shoal_api::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CommonTlsContext, DownstreamTlsContext, TlsCertificate, TlsParameters,
-    tls_parameters::TlsProtocol,
-};
-use shoal_config::istio::{
-    GatewaySpec, Server, ServerTlsMode, ServerTlsSettings, TlsProtocolVersion,
-};
+use shoal_config::istio::{GatewaySpec, Server, ServerTlsMode, ServerTlsSettings};
 use shoal_config::{Kind, Object, ObjectKey, host};
 
 use super::tcp_route;
@@ -52,7 +53,7 @@ use super::{ads, boolv, listener, route, socket};
 use crate::model::VirtualServiceRule;
 use crate::proxy::Generator;
 use crate::scope::{Scope, qualify_gateway};
-use crate::security::tls;
+use crate::security::tls as mesh_tls;
 
 /// What a gateway proxy's view gets besides its clusters.
 #[derive(Debug, Default)]
@@ -66,8 +67,11 @@ pub(crate) struct GatewayResources {
 enum Mode<'a> {
     /// Plain HTTP; `redirect` for `tls.httpsRedirect`.
     Http { redirect: bool },
-    /// TLS terminated with a certificate, then HTTP.
+    /// TLS terminated, then HTTP (protocol HTTPS).
     Https(&'a ServerTlsSettings),
+    /// TLS terminated, then the bound VirtualServices' first applicable `tcp` route
+    /// (protocol TLS).
+    TlsTerminated(&'a ServerTlsSettings),
     /// Connections routed by the bound VirtualServices' `tls` routes (TLS PASSTHROUGH: by
     /// SNI, not terminated) or `tcp` routes (TCP).
     L4 { passthrough: bool },
@@ -86,6 +90,10 @@ impl GwServer<'_> {
     fn gateway(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
+
+    fn port_name(&self) -> &str {
+        self.server.port.as_ref().map_or("", |p| p.name.as_str())
+    }
 }
 
 fn mode_of(server: &Server) -> Option<Mode<'_>> {
@@ -94,15 +102,22 @@ fn mode_of(server: &Server) -> Option<Mode<'_>> {
         "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" => Some(Mode::Http {
             redirect: server.tls.as_ref().is_some_and(|t| t.https_redirect),
         }),
-        "HTTPS" | "TLS" => match &server.tls {
-            Some(t) if t.mode() == ServerTlsMode::Simple && protocol == "HTTPS" => {
-                Some(Mode::Https(t))
+        "HTTPS" | "TLS" => {
+            let t = server.tls.as_ref()?;
+            match t.mode() {
+                ServerTlsMode::Passthrough => Some(Mode::L4 { passthrough: true }),
+                // Needs SNI-DNAT clusters the gateway's view does not have (validation warns).
+                ServerTlsMode::AutoPassthrough => None,
+                ServerTlsMode::Simple
+                | ServerTlsMode::Mutual
+                | ServerTlsMode::OptionalMutual
+                | ServerTlsMode::IstioMutual => Some(if protocol == "HTTPS" {
+                    Mode::Https(t)
+                } else {
+                    Mode::TlsTerminated(t)
+                }),
             }
-            Some(t) if t.mode() == ServerTlsMode::Passthrough => {
-                Some(Mode::L4 { passthrough: true })
-            }
-            _ => None,
-        },
+        }
         "TCP" | "MONGO" | "MYSQL" | "REDIS" => Some(Mode::L4 { passthrough: false }),
         _ => None,
     }
@@ -152,9 +167,8 @@ pub(crate) fn build(scope: &Scope<'_>) -> GatewayResources {
     let mut out = GatewayResources::default();
     for ((bind, port), servers) in by_listener {
         match servers.first().map(|s| s.mode) {
-            Some(Mode::Https(_)) => https_listener(scope, &bind, port, &servers, &mut out),
-            Some(Mode::L4 { .. }) => l4_listener(scope, &bind, port, &servers, &mut out),
-            _ => http_listener(scope, &bind, port, &servers, &mut out),
+            Some(Mode::Http { .. }) => http_listener(scope, &bind, port, &servers, &mut out),
+            _ => tls_tcp_listener(scope, &bind, port, &servers, &mut out),
         }
     }
     out
@@ -224,47 +238,11 @@ fn http_listener(
         .push(route_config(scope, &rds_name, port, &servers));
 }
 
-/// HTTPS servers of one listener: a chain per server, selected by SNI.
-fn https_listener(
-    scope: &Scope<'_>,
-    bind: &str,
-    port: u16,
-    servers: &[GwServer<'_>],
-    out: &mut GatewayResources,
-) {
-    let mut chains = Vec::new();
-    let mut claimed: BTreeSet<Vec<String>> = BTreeSet::new();
-    for s in servers {
-        let Mode::Https(t) = s.mode else { continue };
-        let server_names = sni_names(s.server);
-        // Envoy rejects two chains with the same match; the first server keeps it.
-        if !claimed.insert(server_names.clone()) {
-            continue;
-        }
-        let port_name = s.server.port.as_ref().map_or("", |p| p.name.as_str());
-        let rds_name = format!("https.{port}.{port_name}.{}.{}", s.name, s.namespace);
-        chains.push(FilterChain {
-            name: rds_name.clone(),
-            filter_chain_match: Some(FilterChainMatch {
-                server_names,
-                ..Default::default()
-            }),
-            filters: vec![hcm_chain(&format!("outbound_{bind}_{port}"), &rds_name)],
-            transport_socket: Some(tls::socket(shoal_api::pack(&downstream_tls(t)))),
-            ..Default::default()
-        });
-        out.routes.push(route_config(scope, &rds_name, port, &[s]));
-    }
-    if !chains.is_empty() {
-        out.listeners.push(listener_of(bind, port, chains, true));
-    }
-}
-
-/// TLS PASSTHROUGH and TCP servers of one listener: filter chains from the `tls` (by SNI)
-/// or `tcp` routes of the VirtualServices bound to each server's Gateway whose hosts the
-/// server admits, to the routes' clusters. A port with no applicable route gets no
-/// listener (Istio's gateway drops it as well).
-fn l4_listener(
+/// The servers of a port that is not plain HTTP, in order: a TLS-terminating chain per
+/// HTTPS or TLS server (selected by SNI), and the chains of the `tls` (PASSTHROUGH) or
+/// `tcp` (TCP) routes of the VirtualServices bound to each L4 server. A port with no chain
+/// gets no listener (Istio's gateway drops it as well).
+fn tls_tcp_listener(
     scope: &Scope<'_>,
     bind: &str,
     port: u16,
@@ -273,39 +251,133 @@ fn l4_listener(
 ) {
     let name = format!("{bind}_{port}");
     let mut chains = Vec::new();
+    let mut terminating = false;
+    // Envoy rejects two chains with the same match; the first terminating server keeps it.
+    let mut claimed: BTreeSet<Vec<String>> = BTreeSet::new();
     for s in servers {
-        let Mode::L4 { passthrough } = s.mode else {
-            continue;
-        };
-        let gateway = s.gateway();
-        let gscope = Scope {
-            gateway: Some(gateway.clone()),
-            ..Scope::new(scope.model, scope.key)
-        };
-        for vs in bound_virtual_services(scope, &gateway) {
-            let admitted = vs.hosts.iter().any(|vs_host| {
-                s.server
-                    .hosts
-                    .iter()
-                    .any(|entry| intersect(entry, s.namespace, &vs.namespace, vs_host).is_some())
-            });
-            if !admitted {
-                continue;
+        match s.mode {
+            Mode::Http { .. } => {}
+            Mode::Https(t) | Mode::TlsTerminated(t) => {
+                let server_names = sni_names(s.server);
+                if claimed.contains(&server_names) {
+                    continue;
+                }
+                let Some(context) = tls::downstream(t) else {
+                    continue;
+                };
+                let chain = if matches!(s.mode, Mode::Https(_)) {
+                    let rds_name =
+                        format!("https.{port}.{}.{}.{}", s.port_name(), s.name, s.namespace);
+                    out.routes.push(route_config(scope, &rds_name, port, &[s]));
+                    FilterChain {
+                        name: rds_name.clone(),
+                        filters: vec![hcm_chain(&format!("outbound_{bind}_{port}"), &rds_name)],
+                        ..Default::default()
+                    }
+                } else {
+                    let Some(chain) = terminated_tcp_chain(scope, s, port, &name) else {
+                        continue;
+                    };
+                    chain
+                };
+                claimed.insert(server_names.clone());
+                terminating = true;
+                chains.push(FilterChain {
+                    filter_chain_match: Some(FilterChainMatch {
+                        server_names,
+                        ..Default::default()
+                    }),
+                    transport_socket: Some(mesh_tls::socket(shoal_api::pack(&context))),
+                    ..chain
+                });
             }
-            let rules = if passthrough {
-                tcp_route::tls_rules(&gscope, vs, port)
-            } else {
-                tcp_route::tcp_rules(&gscope, vs, port)
-            };
-            chains.extend(tcp_route::chains(&gscope, vs, &rules, port, &[], &name));
+            Mode::L4 { passthrough } => {
+                chains.extend(l4_chains(scope, s, passthrough, port, &name))
+            }
         }
     }
     if chains.is_empty() {
         return;
     }
-    let mut l = listener_of(bind, port, chains, false);
+    let mut l = listener_of(bind, port, chains, terminating);
     tcp_route::finish(&mut l);
     out.listeners.push(l);
+}
+
+/// Whether a VirtualService has a host the server admits.
+fn admitted(s: &GwServer<'_>, vs: &VirtualServiceRule) -> bool {
+    vs.hosts.iter().any(|vs_host| {
+        s.server
+            .hosts
+            .iter()
+            .any(|entry| intersect(entry, s.namespace, &vs.namespace, vs_host).is_some())
+    })
+}
+
+/// A scope that applies only routes meant for this server's Gateway.
+fn gateway_scope<'m>(scope: &Scope<'m>, s: &GwServer<'_>) -> Scope<'m> {
+    Scope {
+        gateway: Some(s.gateway()),
+        ..Scope::new(scope.model, scope.key)
+    }
+}
+
+/// The chains of a PASSTHROUGH (`tls` routes, by SNI) or TCP (`tcp` routes) server.
+fn l4_chains(
+    scope: &Scope<'_>,
+    s: &GwServer<'_>,
+    passthrough: bool,
+    port: u16,
+    name: &str,
+) -> Vec<FilterChain> {
+    let gscope = gateway_scope(scope, s);
+    let mut chains = Vec::new();
+    for vs in bound_virtual_services(scope, &s.gateway()) {
+        if !admitted(s, vs) {
+            continue;
+        }
+        let rules = if passthrough {
+            tcp_route::tls_rules(&gscope, vs, port)
+        } else {
+            tcp_route::tcp_rules(&gscope, vs, port)
+        };
+        chains.extend(tcp_route::chains(&gscope, vs, &rules, port, &[], name));
+    }
+    chains
+}
+
+/// The chain of a TLS server that terminates TLS: `tcp_proxy` as the first applicable `tcp`
+/// route of the bound VirtualServices (whose hosts the server admits) says, as Istio does.
+/// `None` when no route applies: the server is left out. The caller sets the SNI match and
+/// the TLS context.
+fn terminated_tcp_chain(
+    scope: &Scope<'_>,
+    s: &GwServer<'_>,
+    port: u16,
+    name: &str,
+) -> Option<FilterChain> {
+    let gscope = gateway_scope(scope, s);
+    bound_virtual_services(scope, &s.gateway())
+        .into_iter()
+        .filter(|vs| admitted(s, vs))
+        .find_map(|vs| {
+            let rules = tcp_route::tcp_rules(&gscope, vs, port);
+            let first = rules.into_iter().next()?;
+            let chain = tcp_route::chains(&gscope, vs, &[first], port, &[], name)
+                .into_iter()
+                .next()?;
+            Some(FilterChain {
+                name: format!(
+                    "tls.{port}.{}.{}.{}|{}.{}",
+                    s.port_name(),
+                    s.name,
+                    s.namespace,
+                    vs.name,
+                    vs.namespace
+                ),
+                ..chain
+            })
+        })
 }
 
 /// SNI names of a server: its hosts without namespaces; none (any SNI) if one is `*`.
@@ -321,53 +393,6 @@ fn sni_names(server: &Server) -> Vec<String> {
     names.sort();
     names.dedup();
     names
-}
-
-fn file(path: &str) -> DataSource {
-    DataSource {
-        specifier: Some(data_source::Specifier::Filename(path.to_string())),
-        ..Default::default()
-    }
-}
-
-fn tls_version(v: Option<TlsProtocolVersion>, default: TlsProtocol) -> i32 {
-    (match v {
-        None => default,
-        Some(TlsProtocolVersion::Auto) => TlsProtocol::TlsAuto,
-        Some(TlsProtocolVersion::V1_0) => TlsProtocol::TlSv10,
-        Some(TlsProtocolVersion::V1_1) => TlsProtocol::TlSv11,
-        Some(TlsProtocolVersion::V1_2) => TlsProtocol::TlSv12,
-        Some(TlsProtocolVersion::V1_3) => TlsProtocol::TlSv13,
-    }) as i32
-}
-
-/// The server side of a SIMPLE server: its certificate, TLS versions (Istio's gateway
-/// default minimum is TLS 1.2) and cipher suites; ALPN offers HTTP/2 and HTTP/1.1.
-fn downstream_tls(t: &ServerTlsSettings) -> DownstreamTlsContext {
-    let mut common = CommonTlsContext {
-        tls_params: Some(TlsParameters {
-            tls_minimum_protocol_version: tls_version(t.min_protocol_version, TlsProtocol::TlSv12),
-            tls_maximum_protocol_version: tls_version(t.max_protocol_version, TlsProtocol::TlsAuto),
-            cipher_suites: t.cipher_suites.clone(),
-            ..Default::default()
-        }),
-        alpn_protocols: vec!["h2".into(), "http/1.1".into()],
-        ..Default::default()
-    };
-    match t.credential_name.as_deref().filter(|c| !c.is_empty()) {
-        Some(name) => common
-            .tls_certificate_sds_secret_configs
-            .push(tls::sds(&format!("kubernetes://{name}"))),
-        None => common.tls_certificates.push(TlsCertificate {
-            certificate_chain: t.server_certificate.as_deref().map(file),
-            private_key: t.private_key.as_deref().map(file),
-            ..Default::default()
-        }),
-    }
-    DownstreamTlsContext {
-        common_tls_context: Some(common),
-        ..Default::default()
-    }
 }
 
 /// `[NS/]HOST` → (NS, HOST); no namespace means any (`*`).
