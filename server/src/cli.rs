@@ -187,6 +187,10 @@ pub struct ServeArgs {
     /// Namespace whose Sidecar and DestinationRules apply mesh-wide.
     #[arg(long, default_value = "istio-system")]
     pub root_namespace: String,
+    /// Mesh-wide `outboundTrafficPolicy`: `allow-any` passes traffic to unknown hosts
+    /// through, `registry-only` drops it (a Sidecar's own policy takes precedence).
+    #[arg(long, value_enum, default_value = "allow-any")]
+    pub outbound_traffic_policy: OutboundPolicyArg,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]
@@ -269,6 +273,22 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("shoal: {e:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Values of `--outbound-traffic-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutboundPolicyArg {
+    AllowAny,
+    RegistryOnly,
+}
+
+impl From<OutboundPolicyArg> for shoal_config::istio::OutboundMode {
+    fn from(a: OutboundPolicyArg) -> Self {
+        match a {
+            OutboundPolicyArg::AllowAny => shoal_config::istio::OutboundMode::AllowAny,
+            OutboundPolicyArg::RegistryOnly => shoal_config::istio::OutboundMode::RegistryOnly,
         }
     }
 }

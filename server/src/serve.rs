@@ -41,6 +41,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = MeshOptions {
         domain_suffix: args.domain_suffix.clone(),
         root_namespace: args.root_namespace.clone(),
+        outbound_traffic_policy: args.outbound_traffic_policy.into(),
         trust_domain: args.security.trust_domain.clone(),
         ..MeshOptions::default()
     };

@@ -195,17 +195,14 @@ impl Envoy {
         Envoy::start_node(xds, node, delta).await
     }
 
-    /// As [`Envoy::start`], with the whole bootstrap `node` (e.g. with a `locality`).
-    pub async fn start_node(
+    /// A bootstrap with ADS to `xds` for `node`, its admin on `admin`.
+    pub fn ads_bootstrap(
         xds: SocketAddr,
         node: serde_json::Value,
         delta: bool,
-    ) -> anyhow::Result<Option<Envoy>> {
-        let Some(bin) = env::envoy() else {
-            return Ok(None);
-        };
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse()?;
-        let bootstrap = serde_json::json!({
+        admin: SocketAddr,
+    ) -> serde_json::Value {
+        serde_json::json!({
             "node": node,
             "dynamic_resources": {
                 "ads_config": {
@@ -231,7 +228,20 @@ impl Envoy {
                 } } }] }] }
             }] },
             "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin.port() } } }
-        });
+        })
+    }
+
+    /// As [`Envoy::start`], with the whole bootstrap `node` (e.g. with a `locality`).
+    pub async fn start_node(
+        xds: SocketAddr,
+        node: serde_json::Value,
+        delta: bool,
+    ) -> anyhow::Result<Option<Envoy>> {
+        let Some(bin) = env::envoy() else {
+            return Ok(None);
+        };
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse()?;
+        let bootstrap = Envoy::ads_bootstrap(xds, node, delta, admin);
         let envoy = Envoy::start_bootstrap(bin, admin, bootstrap).await?;
         eventually(Duration::from_secs(30), "envoy ready", || async {
             http_get(admin, "/ready", &[])

@@ -50,6 +50,8 @@ pub struct MeshOptions {
     /// Istio's `enableAutoMtls`: without DestinationRule TLS settings, clients use mTLS to
     /// endpoints that run a sidecar and plaintext to the others.
     pub auto_mtls: bool,
+    /// MeshConfig `outboundTrafficPolicy.mode` (a Sidecar's own policy takes precedence).
+    pub outbound_traffic_policy: shoal_config::istio::OutboundMode,
 }
 
 impl Default for MeshOptions {
@@ -60,6 +62,7 @@ impl Default for MeshOptions {
             connect_timeout_ms: 10_000,
             trust_domain: "cluster.local".to_string(),
             auto_mtls: true,
+            outbound_traffic_policy: shoal_config::istio::OutboundMode::AllowAny,
         }
     }
 }

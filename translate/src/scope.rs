@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use shoal_config::istio::{CaptureMode, IstioEgressListener};
+use shoal_config::istio::{CaptureMode, IstioEgressListener, IstioIngressListener};
 use shoal_config::{Kind, Object, host, selects};
 
 use crate::locality::ClientLocality;
@@ -50,6 +50,10 @@ pub struct ViewKey {
     /// The proxy's locality (and the labels `failoverPriority` compares), only while some
     /// DestinationRule balances by locality: otherwise proxies anywhere share views.
     pub locality: Option<ClientLocality>,
+    /// The proxy's labels (key, value) among those some VirtualService match compares in
+    /// `sourceLabels`, sorted by key: empty while no VirtualService uses `sourceLabels`, so
+    /// that proxies with different labels still share views.
+    pub source_labels: Vec<(Arc<str>, Arc<str>)>,
 }
 
 impl ViewKey {
@@ -58,9 +62,9 @@ impl ViewKey {
         let router = proxy.proxy_type == ProxyType::Router;
         // Istio applies `Sidecar` resources to sidecars only; a gateway sees every service
         // its namespace may see.
-        let sidecar = select_sidecar(model, &proxy.namespace, &proxy.labels)
-            .filter(|_| !router)
-            .map(|s| (s.namespace.clone(), s.name.clone()));
+        let sidecar_rule =
+            select_sidecar(model, &proxy.namespace, &proxy.labels).filter(|_| !router);
+        let sidecar = sidecar_rule.map(|s| (s.namespace.clone(), s.name.clone()));
         let gateways = if router && !grpc_generator(proxy) {
             select_gateways(model, &proxy.labels)
         } else {
@@ -68,7 +72,13 @@ impl ViewKey {
         };
         let grpc = proxy.generator == Generator::Grpc;
         let mut inbound = Vec::new();
-        if !grpc && proxy.proxy_type == ProxyType::Sidecar {
+        // A Sidecar's ingress listeners replace the ports derived from services.
+        let ingress = sidecar_rule
+            .map(|s| s.spec.ingress.as_slice())
+            .unwrap_or_default();
+        if !grpc && proxy.proxy_type == ProxyType::Sidecar && !ingress.is_empty() {
+            inbound = ingress_ports(ingress);
+        } else if !grpc && proxy.proxy_type == ProxyType::Sidecar {
             for svc in model.services.values().flatten() {
                 let selected = svc.namespace.as_ref() == proxy.namespace
                     && svc
@@ -93,10 +103,11 @@ impl ViewKey {
             inbound.sort();
             inbound.dedup_by_key(|p| p.port);
         }
-        // Only a captured sidecar has `virtualInbound`, where security policies apply.
+        // Security policies apply where inbound traffic arrives: `virtualInbound` of a
+        // captured sidecar, or the listeners of its Sidecar's ingress.
         let inbound_listener = !grpc
             && proxy.proxy_type == ProxyType::Sidecar
-            && proxy.interception != Interception::None;
+            && (proxy.interception != Interception::None || !ingress.is_empty());
         let (peer_authentication, authorization) = if inbound_listener {
             crate::security::policy_refs(model, &proxy.namespace, &proxy.labels)
         } else {
@@ -118,6 +129,7 @@ impl ViewKey {
             workload_certs: true,
             gateways,
             locality: client_locality(model, proxy),
+            source_labels: source_labels(model, proxy),
         }
     }
 
@@ -161,7 +173,50 @@ impl ViewKey {
         ) + policies("gateways", &self.gateways).as_str()
             + if self.workload_certs { "" } else { "|no-certs" }
             + &self.locality.as_ref().map(locality_id).unwrap_or_default()
+            + &source_labels_id(&self.source_labels)
     }
+}
+
+/// The ports of a Sidecar's ingress listeners, with their protocol (declared, else from
+/// the port name).
+fn ingress_ports(ingress: &[IstioIngressListener]) -> Vec<InboundPort> {
+    let mut out: Vec<InboundPort> = ingress
+        .iter()
+        .filter_map(|l| {
+            let p = l.port.as_ref()?;
+            Some(InboundPort {
+                port: u16::try_from(p.number).ok().filter(|n| *n != 0)?,
+                protocol: match p.protocol.as_deref() {
+                    Some(proto) => Protocol::parse(proto),
+                    None => Protocol::select(None, None, p.name.as_deref().unwrap_or_default()),
+                },
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup_by_key(|p| p.port);
+    out
+}
+
+/// See [`ViewKey::source_labels`].
+fn source_labels(model: &Model, proxy: &Proxy) -> Vec<(Arc<str>, Arc<str>)> {
+    if proxy.proxy_type == ProxyType::Ztunnel {
+        return Vec::new();
+    }
+    let Some(keys) = model.source_label_keys.as_ref() else {
+        return Vec::new();
+    };
+    keys.iter()
+        .filter_map(|k| Some((k.as_str().into(), proxy.labels.get(k)?.as_str().into())))
+        .collect()
+}
+
+fn source_labels_id(labels: &[(Arc<str>, Arc<str>)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("|source={}", pairs.join(","))
 }
 
 fn client_locality(model: &Model, proxy: &Proxy) -> Option<ClientLocality> {
@@ -366,6 +421,23 @@ impl<'a> Scope<'a> {
         &self.key.namespace
     }
 
+    /// Whether a match's `sourceLabels` and `sourceNamespace` select this view's client
+    /// workloads: all the labels carried with equal values, and the namespace equal. The
+    /// key holds the proxy's values of every label key some match compares.
+    pub fn source_applies(
+        &self,
+        labels: &std::collections::BTreeMap<String, String>,
+        namespace: Option<&str>,
+    ) -> bool {
+        namespace.is_none_or(|ns| ns == self.namespace())
+            && labels.iter().all(|(k, v)| {
+                self.key
+                    .source_labels
+                    .iter()
+                    .any(|(pk, pv)| pk.as_ref() == k && pv.as_ref() == v)
+            })
+    }
+
     /// Whether a service is in scope (visible and selected by some egress listener).
     pub fn sees(&self, svc: &Service) -> bool {
         svc.visibility.visible_from(self.namespace())
@@ -486,5 +558,75 @@ mod tests {
         assert!(match_applies(gw, "other", &gws(&["app/gw"])));
         assert!(!match_applies(gw, "other", &gws(&["gw", "mesh"])));
         assert_eq!(qualify_gateway("mesh", "app"), None);
+    }
+
+    fn model(yaml: &str) -> Model {
+        let mut store = shoal_config::ConfigStore::new();
+        store.apply("t.yaml", shoal_config::parse::parse_yaml("t.yaml", yaml));
+        Model::build(store.snapshot(), crate::MeshOptions::default())
+    }
+
+    fn proxy(labels: &[(&str, &str)]) -> Proxy {
+        use shoal_api::pb::google::protobuf::{Struct, Value, value::Kind};
+        let string = |v: &str| Value {
+            kind: Some(Kind::StringValue(v.to_string())),
+        };
+        let labels = Struct {
+            fields: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), string(v)))
+                .collect(),
+        };
+        let meta = Struct {
+            fields: [(
+                "LABELS".to_string(),
+                Value {
+                    kind: Some(Kind::StructValue(labels)),
+                },
+            )]
+            .into(),
+        };
+        let node = shoal_api::pb::envoy::config::core::v3::Node {
+            id: "sidecar~10.0.0.1~c.app~app.svc.cluster.local".into(),
+            metadata: Some(meta),
+            ..Default::default()
+        };
+        Proxy::from_node(Some(&node)).expect("valid node")
+    }
+
+    #[test]
+    fn source_labels_split_views_only_while_a_virtual_service_compares_them() {
+        let a = proxy(&[("app", "a"), ("version", "v1")]);
+        let b = proxy(&[("app", "b"), ("version", "v1")]);
+        let plain = model(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: app}\nspec:\n  hosts: [r]\n  http:\n  - route: [{destination: {host: r}}]\n",
+        );
+        assert_eq!(plain.source_label_keys, None);
+        assert_eq!(
+            ViewKey::for_proxy(&plain, &a),
+            ViewKey::for_proxy(&plain, &b)
+        );
+        let by_app = model(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: app}\nspec:\n  hosts: [r]\n  http:\n  - match: [{sourceLabels: {app: a}}]\n    route: [{destination: {host: r}}]\n",
+        );
+        let (ka, kb) = (
+            ViewKey::for_proxy(&by_app, &a),
+            ViewKey::for_proxy(&by_app, &b),
+        );
+        assert_ne!(ka, kb);
+        assert!(ka.id().ends_with("|source=app=a"), "{}", ka.id());
+        // Only the compared keys: `version` does not split views.
+        let a2 = proxy(&[("app", "a"), ("version", "v2")]);
+        assert_eq!(ka, ViewKey::for_proxy(&by_app, &a2));
+        let scope = Scope::new(&by_app, &ka);
+        let labels = |l: &[(&str, &str)]| {
+            l.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        assert!(scope.source_applies(&labels(&[("app", "a")]), None));
+        assert!(scope.source_applies(&labels(&[]), Some("app")));
+        assert!(!scope.source_applies(&labels(&[("app", "b")]), None));
+        assert!(!scope.source_applies(&labels(&[("app", "a")]), Some("other")));
     }
 }

@@ -9,9 +9,10 @@ use shoal_config::{ChangeSet, ConfigSnapshot, ObjectKey, host};
 
 use crate::MeshOptions;
 use crate::envoy::cluster::{self, OutboundCluster};
-use crate::envoy::inbound;
 use crate::envoy::listener::{self, PortService};
+use crate::envoy::outbound_policy::Unknown;
 use crate::envoy::{endpoint, outbound_cluster_name, route};
+use crate::envoy::{inbound, ingress};
 use crate::locality::ClientLocality;
 use crate::model::{Model, ModelDelta, Protocol, Service, VirtualServiceRule};
 use crate::proxy::{Generator, Interception, ProxyType};
@@ -265,8 +266,17 @@ impl<'m> ViewBuilder<'_, 'm> {
                     &cluster::passthrough(true, opts),
                 ),
             );
+        }
+        let ingress = ingress::listeners(&self.scope);
+        if capture || !ingress.is_empty() {
             for p in &self.scope.key.inbound {
-                let c = cluster::inbound(p.port, p.protocol, opts);
+                let mut c = cluster::inbound(p.port, p.protocol, opts);
+                if let Some(pool) = ingress::inbound_pool(&self.scope) {
+                    crate::envoy::traffic_policy::apply_connection_pool(&mut c, pool);
+                }
+                if let Some(l) = ingress.get(&p.port) {
+                    c = ingress::cluster(c, l);
+                }
                 self.out
                     .add(ResourceType::Cluster, Resource::encode(c.name.clone(), &c));
             }
@@ -305,10 +315,45 @@ impl<'m> ViewBuilder<'_, 'm> {
             }
             self.out.add(
                 ResourceType::Listener,
-                Resource::encode("virtualOutbound", &listener::virtual_outbound()),
+                Resource::encode(
+                    "virtualOutbound",
+                    &listener::virtual_outbound(&Unknown::of(&self.scope)),
+                ),
             );
-            let security = crate::security::inbound(self.scope.model, self.scope.key);
-            let inbound = inbound::virtual_inbound(&self.scope.key.inbound, &security);
+        }
+        self.inbound_listeners(capture);
+    }
+
+    /// `virtualInbound` for a captured sidecar, and a bound listener per Sidecar ingress
+    /// port that is not captured.
+    fn inbound_listeners(&mut self, capture: bool) {
+        let ingress = ingress::listeners(&self.scope);
+        if !capture && ingress.is_empty() {
+            return;
+        }
+        let security = crate::security::inbound(self.scope.model, self.scope.key);
+        let (mut captured, mut tls) = (Vec::new(), BTreeMap::new());
+        for p in &self.scope.key.inbound {
+            let Some(l) = ingress.get(&p.port) else {
+                captured.push(*p);
+                continue;
+            };
+            let ctx = ingress::tls(l);
+            if ingress::bound(l, capture) {
+                let listener = inbound::bound_inbound(ingress::bind(l), p, &security, ctx.as_ref());
+                self.out.add(
+                    ResourceType::Listener,
+                    Resource::encode(listener.name.clone(), &listener),
+                );
+                continue;
+            }
+            if let Some(ctx) = ctx {
+                tls.insert(p.port, ctx);
+            }
+            captured.push(*p);
+        }
+        if capture {
+            let inbound = inbound::virtual_inbound(&captured, &security, &tls);
             self.out.add(
                 ResourceType::Listener,
                 Resource::encode("virtualInbound", &inbound),
@@ -338,7 +383,7 @@ impl<'m> ViewBuilder<'_, 'm> {
         if port_services.is_empty() {
             return;
         }
-        let mut l = listener::outbound_port(port, &port_services);
+        let mut l = listener::outbound_port(port, &port_services, &Unknown::of(&self.scope));
         crate::envoy::tcp_route::apply_sidecar(&self.scope, vss, services, port, &mut l);
         self.out
             .add(ResourceType::Listener, Resource::encode(l.name.clone(), &l));
@@ -400,7 +445,8 @@ impl<'m> ViewBuilder<'_, 'm> {
     }
 
     /// A route config for a port: a virtual host per HTTP service, per VirtualService host
-    /// that names no service, and (with traffic capture) `allow_any`.
+    /// that names no service, and (with traffic capture) the catch-all of the outbound
+    /// traffic policy (`allow_any` or `block_all`).
     fn route_config(
         &mut self,
         name: &str,
@@ -450,7 +496,7 @@ impl<'m> ViewBuilder<'_, 'm> {
             }
         }
         if allow_any {
-            vhosts.extend(route::allow_any(&mut used));
+            vhosts.extend(Unknown::of(&self.scope).virtual_host(&mut used));
         }
         RouteConfiguration {
             name: name.to_string(),

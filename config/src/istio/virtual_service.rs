@@ -58,6 +58,21 @@ pub struct HttpRoute {
     pub cors_policy: Option<CorsPolicy>,
     #[serde(default)]
     pub headers: Option<Headers>,
+    /// Hands this route over to a delegate VirtualService (one without `hosts`), whose
+    /// routes replace it, merged with its matches and settings. Exclusive with `route`,
+    /// `redirect` and `directResponse`.
+    #[serde(default)]
+    pub delegate: Option<Delegate>,
+}
+
+/// `Delegate`: the VirtualService an `HTTPRoute` hands its traffic over to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delegate {
+    #[serde(default)]
+    pub name: String,
+    /// Defaults to the namespace of the delegating VirtualService.
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +98,13 @@ pub struct HttpMatchRequest {
     pub ignore_uri_case: bool,
     #[serde(default)]
     pub gateways: Vec<String>,
+    /// Applies only to client workloads carrying all these labels (decided by the control
+    /// plane per client proxy, not by Envoy).
+    #[serde(default)]
+    pub source_labels: BTreeMap<String, String>,
+    /// Applies only to client workloads in this namespace.
+    #[serde(default)]
+    pub source_namespace: Option<String>,
 }
 
 /// `TCPRoute`: the first rule whose match applies decides where a connection goes.

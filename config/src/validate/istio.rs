@@ -147,9 +147,8 @@ fn http_route(v: &mut Validator, f: &str, r: &HttpRoute) {
 }
 
 pub(super) fn virtual_service(v: &mut Validator, s: &VirtualServiceSpec) {
-    if s.hosts.is_empty() {
-        v.error("spec.hosts", "at least one host is required");
-    }
+    // No hosts: a delegate VirtualService, or an error.
+    super::virtual_service::hosts_or_delegate(v, s);
     let bound_to_mesh = s.gateways.is_empty() || s.gateways.iter().any(|g| g == "mesh");
     for (i, h) in s.hosts.iter().enumerate() {
         if h == "*" && bound_to_mesh {
@@ -337,6 +336,11 @@ pub(super) fn workload_entry(v: &mut Validator, f: &str, s: &WorkloadEntrySpec) 
 }
 
 pub(super) fn sidecar(v: &mut Validator, s: &SidecarSpec) {
+    super::sidecar::outbound_traffic_policy(v, s.outbound_traffic_policy.as_ref());
+    super::sidecar::ingress(v, &s.ingress);
+    if let Some(p) = &s.inbound_connection_pool {
+        super::traffic_policy::connection_pool(v, "spec.inboundConnectionPool", p);
+    }
     if s.egress.is_empty() {
         v.error("spec.egress", "at least one egress listener is required");
     }

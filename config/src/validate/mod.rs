@@ -5,6 +5,7 @@ mod gateway;
 mod istio;
 mod k8s;
 mod security;
+mod sidecar;
 mod traffic_policy;
 mod virtual_service;
 

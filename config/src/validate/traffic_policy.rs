@@ -126,7 +126,7 @@ fn non_negative(v: &mut Validator, f: String, n: Option<i32>) {
     }
 }
 
-fn connection_pool(v: &mut Validator, f: &str, p: &ConnectionPoolSettings) {
+pub(super) fn connection_pool(v: &mut Validator, f: &str, p: &ConnectionPoolSettings) {
     if let Some(t) = &p.tcp {
         non_negative(v, format!("{f}.tcp.maxConnections"), t.max_connections);
         if let Some(d) = &t.connect_timeout {

@@ -9,9 +9,9 @@ use std::time::Duration;
 use super::Validator;
 use crate::host;
 use crate::istio::{
-    CorsPolicy, Destination, FaultAbort, FaultDelay, HeaderOperations, Headers, HttpDirectResponse,
-    HttpFaultInjection, HttpRedirect, HttpRewrite, HttpRoute, Percent, RouteDestination,
-    VirtualServiceSpec, grpc_status_code,
+    CorsPolicy, Delegate, Destination, FaultAbort, FaultDelay, HeaderOperations, Headers,
+    HttpDirectResponse, HttpFaultInjection, HttpRedirect, HttpRewrite, HttpRoute, Percent,
+    RouteDestination, VirtualServiceSpec, grpc_status_code,
 };
 
 /// Istio's limit on direct response bodies: larger ones bloat every proxy's routes.
@@ -25,10 +25,35 @@ const HTTP_METHODS: &[&str] = &[
 /// Redirect codes Envoy's `RedirectAction` can express.
 pub(crate) const REDIRECT_CODES: &[u32] = &[301, 302, 303, 307, 308];
 
-/// Everything about an `HTTPRoute` other than its matches and weighted destinations.
+/// Everything about an `HTTPRoute` other than its weighted destinations and the request
+/// attributes of its matches: the matches' source conditions, delegation, and features.
 pub(super) fn http_route_features(v: &mut Validator, f: &str, r: &HttpRoute) {
-    // What an HTTPRoute does: forward, redirect or answer — exactly one.
-    if r.redirect.is_some() {
+    for (j, m) in r.matches.iter().enumerate() {
+        let mf = format!("{f}.match[{j}]");
+        source_match(v, &mf, &m.source_labels, m.source_namespace.as_deref());
+        if !m.gateways.is_empty() && (!m.source_labels.is_empty() || m.source_namespace.is_some()) {
+            v.warning(
+                &mf,
+                "sourceLabels and sourceNamespace are ignored when the match names gateways (as in Istio)",
+            );
+        }
+    }
+    if let Some(d) = &r.delegate {
+        // A root route only hands its traffic over: the delegate's routes say what to do.
+        for (set, field) in [
+            (!r.route.is_empty(), "route"),
+            (r.redirect.is_some(), "redirect"),
+            (r.direct_response.is_some(), "directResponse"),
+        ] {
+            if set {
+                v.error(
+                    format!("{f}.{field}"),
+                    format!("a root HTTP route that delegates must not specify {field}"),
+                );
+            }
+        }
+        delegate_ref(v, &format!("{f}.delegate"), d);
+    } else if r.redirect.is_some() {
         if !r.route.is_empty() {
             v.error(
                 format!("{f}.redirect"),
@@ -53,7 +78,7 @@ pub(super) fn http_route_features(v: &mut Validator, f: &str, r: &HttpRoute) {
             "HTTP route, redirect or direct_response is required",
         );
     }
-    if r.direct_response.is_some() {
+    if r.direct_response.is_some() && r.delegate.is_none() {
         let df = format!("{f}.directResponse");
         if !r.route.is_empty() {
             v.error(
@@ -450,7 +475,7 @@ pub(super) fn l4_routes(v: &mut Validator, s: &VirtualServiceSpec) {
         for (j, m) in r.matches.iter().enumerate() {
             let mf = format!("{f}.match[{j}]");
             l4_match(v, &mf, &m.destination_subnets, m.port, &m.gateways);
-            source_unsupported(v, &mf, !m.source_labels.is_empty(), &m.source_namespace);
+            source_match(v, &mf, &m.source_labels, m.source_namespace.as_deref());
         }
         if r.route.is_empty() {
             v.error(format!("{f}.route"), "TCP route is required");
@@ -487,7 +512,7 @@ pub(super) fn l4_routes(v: &mut Validator, s: &VirtualServiceSpec) {
                 }
             }
             l4_match(v, &mf, &m.destination_subnets, m.port, &m.gateways);
-            source_unsupported(v, &mf, !m.source_labels.is_empty(), &m.source_namespace);
+            source_match(v, &mf, &m.source_labels, m.source_namespace.as_deref());
         }
         if r.route.is_empty() {
             v.error(format!("{f}.route"), "TLS route is required");
@@ -515,20 +540,119 @@ fn l4_match(v: &mut Validator, f: &str, subnets: &[String], port: Option<u32>, g
     }
 }
 
-/// Source-based matching needs the client workload's labels and namespace, which shoal's
-/// views do not key on yet: accepted, but the match would apply to every client.
-fn source_unsupported(v: &mut Validator, f: &str, labels: bool, ns: &Option<String>) {
-    if labels {
-        v.warning(format!("{f}.sourceLabels"), "not supported yet: ignored");
+/// `sourceLabels` (Kubernetes label keys and values) and `sourceNamespace` (a namespace
+/// name) of a match.
+fn source_match(v: &mut Validator, f: &str, labels: &BTreeMap<String, String>, ns: Option<&str>) {
+    for (k, val) in labels {
+        let lf = format!("{f}.sourceLabels.{k}");
+        if !is_label_key(k) {
+            v.error(&lf, format!("{k:?} is not a valid label key"));
+        }
+        if !is_label_value(val) {
+            v.error(&lf, format!("{val:?} is not a valid label value"));
+        }
     }
-    if let Some(ns) = ns {
-        if !host::is_dns_label(ns) {
+    if let Some(ns) = ns
+        && !is_namespace(ns)
+    {
+        v.error(
+            format!("{f}.sourceNamespace"),
+            format!("{ns:?} is not a valid namespace name"),
+        );
+    }
+}
+
+/// A namespace name: a lowercase DNS label.
+fn is_namespace(ns: &str) -> bool {
+    host::is_dns_label(ns) && !ns.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+/// A label name: at most 63 alphanumerics, `-`, `_` and `.`, starting and ending with an
+/// alphanumeric.
+fn is_label_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(u8::is_ascii_alphanumeric)
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// A Kubernetes label key: a name, optionally prefixed by a DNS subdomain and `/`.
+fn is_label_key(k: &str) -> bool {
+    match k.split_once('/') {
+        Some((prefix, name)) => {
+            prefix.len() <= 253 && host::is_dns1123_subdomain(prefix) && is_label_name(name)
+        }
+        None => is_label_name(k),
+    }
+}
+
+/// A Kubernetes label value: empty, or a label name.
+fn is_label_value(v: &str) -> bool {
+    v.is_empty() || is_label_name(v)
+}
+
+/// The `delegate` of a root route: the name (and namespace) of a VirtualService. Whether it
+/// exists, has no hosts and is exported to the root's namespace is only known with every
+/// object: translation skips the route otherwise (see `shoal_translate`'s delegate merge).
+fn delegate_ref(v: &mut Validator, f: &str, d: &Delegate) {
+    if d.name.is_empty() {
+        v.error(format!("{f}.name"), "required");
+    } else if !host::is_dns1123_subdomain(&d.name) {
+        v.error(
+            format!("{f}.name"),
+            format!("{:?} is not a valid VirtualService name", d.name),
+        );
+    }
+    if let Some(ns) = &d.namespace
+        && !is_namespace(ns)
+    {
+        v.error(
+            format!("{f}.namespace"),
+            format!("{ns:?} is not a valid namespace name"),
+        );
+    }
+}
+
+/// A VirtualService without `hosts` is a delegate (Istio's delegation): only reachable
+/// through a root VirtualService's `http[].delegate`, so it may have HTTP routes only, bound
+/// to no gateway (the root's decide), and may not delegate again (one level only). One
+/// with neither hosts nor HTTP routes is no use at all.
+pub(super) fn hosts_or_delegate(v: &mut Validator, s: &VirtualServiceSpec) {
+    if !s.hosts.is_empty() {
+        return;
+    }
+    if s.http.is_empty() && s.tcp.is_empty() && s.tls.is_empty() {
+        v.error("spec.hosts", "at least one host is required");
+        return;
+    }
+    if !s.gateways.is_empty() {
+        v.error(
+            "spec.gateways",
+            "a delegate VirtualService (without hosts) must have no gateways",
+        );
+    }
+    if !s.tcp.is_empty() {
+        v.error(
+            "spec.tcp",
+            "a delegate VirtualService (without hosts) must have no tcp routes",
+        );
+    }
+    if !s.tls.is_empty() {
+        v.error(
+            "spec.tls",
+            "a delegate VirtualService (without hosts) must have no tls routes",
+        );
+    }
+    for (i, r) in s.http.iter().enumerate() {
+        if r.delegate.is_some() {
             v.error(
-                format!("{f}.sourceNamespace"),
-                format!("{ns:?} is not a valid namespace name"),
+                format!("spec.http[{i}].delegate"),
+                "a delegate VirtualService (without hosts) cannot delegate again: only a VirtualService with hosts may delegate",
             );
         }
-        v.warning(format!("{f}.sourceNamespace"), "not supported yet: ignored");
     }
 }
 

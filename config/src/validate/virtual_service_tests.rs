@@ -340,13 +340,7 @@ fn cors_and_headers_are_checked() {
 
 #[test]
 fn unsupported_fields_are_warned_about() {
-    let f = one(&format!(
-        "delegate: {{name: d}}\n    mirrorPercent: 5\n    {DEST}"
-    ));
-    assert!(
-        has(&f, "warning spec.http[0].delegate: field is not supported"),
-        "{f:?}"
-    );
+    let f = one(&format!("mirrorPercent: 5\n    {DEST}"));
     assert!(
         has(
             &f,
@@ -418,20 +412,102 @@ fn tls_routes_need_sni_hosts_within_the_virtual_service_hosts() {
 }
 
 #[test]
-fn source_matches_are_warned_about_as_unsupported() {
+fn tcp_and_tls_source_matches_are_checked() {
     let f = l4(
         "  tcp:\n  - match: [{sourceLabels: {app: x}, sourceNamespace: other}]\n    route: [{destination: {host: b}}]\n  tls:\n  - match: [{sniHosts: ['*.example.com'], sourceNamespace: Bad_NS}]\n    route: [{destination: {host: b}}]\n",
     );
-    assert!(has(
-        &f,
-        "warning spec.tcp[0].match[0].sourceLabels: not supported yet"
-    ));
-    assert!(has(
-        &f,
-        "warning spec.tcp[0].match[0].sourceNamespace: not supported yet"
-    ));
+    assert!(!f.iter().any(|l| l.starts_with("warning")), "{f:?}");
     assert!(
         has(&f, "error spec.tls[0].match[0].sourceNamespace:"),
         "{f:?}"
+    );
+}
+
+#[test]
+fn http_source_matches_are_accepted_and_checked() {
+    let ok = one(&format!(
+        "match: [{{sourceLabels: {{app: client, example.com/tier: front-1}}, sourceNamespace: app}}]\n    {DEST}"
+    ));
+    assert_eq!(ok, Vec::<String>::new());
+    let f = one(&format!(
+        "match: [{{sourceLabels: {{'-bad': x, ok: 'not ok'}}, sourceNamespace: Bad_NS}}]\n    {DEST}"
+    ));
+    for prefix in [
+        "error spec.http[0].match[0].sourceLabels.-bad: \"-bad\" is not a valid label key",
+        "error spec.http[0].match[0].sourceLabels.ok: \"not ok\" is not a valid label value",
+        "error spec.http[0].match[0].sourceNamespace: \"Bad_NS\" is not a valid namespace",
+    ] {
+        assert!(has(&f, prefix), "{prefix} not in {f:?}");
+    }
+    // As in Istio, a match naming gateways ignores its source conditions.
+    let f = one(&format!(
+        "match: [{{gateways: [mesh], sourceNamespace: app}}]\n    {DEST}"
+    ));
+    assert!(
+        has(
+            &f,
+            "warning spec.http[0].match[0]: sourceLabels and sourceNamespace are ignored"
+        ),
+        "{f:?}"
+    );
+}
+
+/// A VirtualService with the given spec lines (indented YAML).
+fn spec(lines: &str) -> Vec<String> {
+    findings(&format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs, namespace: ns}}\nspec:\n{lines}"
+    ))
+}
+
+#[test]
+fn roots_and_delegates_are_accepted_cleanly() {
+    let root = spec(
+        "  hosts: [a]\n  http:\n  - match: [{uri: {prefix: /api}}]\n    timeout: 5s\n    headers: {request: {set: {x-a: '1'}}}\n    delegate: {name: api, namespace: team}\n  - route: [{destination: {host: a}}]\n",
+    );
+    assert_eq!(root, Vec::<String>::new());
+    let delegate = spec(
+        "  exportTo: [front]\n  http:\n  - match: [{uri: {prefix: /api/v1}}]\n    route: [{destination: {host: v1}}]\n  - redirect: {uri: /api/v1}\n",
+    );
+    assert_eq!(delegate, Vec::<String>::new());
+}
+
+#[test]
+fn a_delegating_route_only_delegates() {
+    let f = one(&format!(
+        "delegate: {{name: d}}\n    redirect: {{uri: /x}}\n    directResponse: {{status: 200}}\n    {DEST}"
+    ));
+    for prefix in [
+        "error spec.http[0].route: a root HTTP route that delegates must not specify route",
+        "error spec.http[0].redirect: a root HTTP route that delegates must not specify redirect",
+        "error spec.http[0].directResponse: a root HTTP route that delegates must not specify directResponse",
+    ] {
+        assert!(has(&f, prefix), "{prefix} not in {f:?}");
+    }
+    let f = one("delegate: {name: 'Not_A_Name', namespace: 'Bad NS'}");
+    assert!(has(&f, "error spec.http[0].delegate.name:"), "{f:?}");
+    assert!(has(&f, "error spec.http[0].delegate.namespace:"), "{f:?}");
+    let f = one("delegate: {namespace: team}");
+    assert!(
+        has(&f, "error spec.http[0].delegate.name: required"),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn delegates_have_http_routes_only_and_do_not_delegate_again() {
+    let f = spec(
+        "  gateways: [gw]\n  http:\n  - delegate: {name: other}\n  tcp:\n  - route: [{destination: {host: b}}]\n",
+    );
+    for prefix in [
+        "error spec.gateways: a delegate VirtualService (without hosts) must have no gateways",
+        "error spec.tcp: a delegate VirtualService (without hosts) must have no tcp routes",
+        "error spec.http[0].delegate: a delegate VirtualService (without hosts) cannot delegate again",
+    ] {
+        assert!(has(&f, prefix), "{prefix} not in {f:?}");
+    }
+    // Neither hosts nor routes: not a delegate either.
+    assert_eq!(
+        spec("  exportTo: ['*']\n"),
+        vec!["error spec.hosts: at least one host is required"]
     );
 }

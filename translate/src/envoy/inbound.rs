@@ -13,7 +13,11 @@
 //! proxy in TCP chains, as in Istio.
 
 use shoal_api::pb::envoy::config::core::v3::TrafficDirection;
-use shoal_api::pb::envoy::config::listener::v3::{Filter, FilterChain, FilterChainMatch, Listener};
+use std::collections::BTreeMap;
+
+use shoal_api::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
+};
 use shoal_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use shoal_api::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
 use shoal_api::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
@@ -27,6 +31,7 @@ use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager:
     http_filter,
 };
 use shoal_api::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
+use shoal_api::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 
 use super::listener::{HTTP_PROTOCOLS, hcm, listener_filter, network_filter, tcp_proxy_filter};
 use super::{INBOUND_PASSTHROUGH, boolv, inbound_cluster_name, route, socket, u32v};
@@ -181,23 +186,98 @@ fn tcp_chain(
     }
 }
 
-/// `virtualInbound` (15006): traffic for this workload, by destination port.
-pub(crate) fn virtual_inbound(ports: &[InboundPort], sec: &InboundSecurity) -> Listener {
+/// The filter chains of one inbound port: one per transport its mTLS mode admits, or a
+/// single chain terminating `tls` (a Sidecar ingress port's own TLS, which replaces mesh
+/// mTLS there). Also says whether the TLS inspector is needed.
+fn port_chains(
+    p: &InboundPort,
+    sec: &InboundSecurity,
+    tls: Option<&DownstreamTlsContext>,
+) -> (Vec<FilterChain>, bool) {
+    let cluster = inbound_cluster_name(p.port);
+    let mut chains = Vec::new();
+    if let Some(ctx) = tls {
+        // The chain shape of an mTLS one, with the listener's own certificate and checks.
+        // Once the sidecar terminated TLS, an HTTPS port carries HTTP.
+        let mut c = if p.protocol.is_http() || p.protocol == Protocol::Https {
+            http_chain(p.port, Transport::Mtls, Vec::new(), sec)
+        } else {
+            tcp_chain(
+                cluster.clone(),
+                Some(p.port),
+                &cluster,
+                Transport::Mtls,
+                sec,
+            )
+        };
+        c.name = c.name.replace("|mtls", "|tls");
+        c.transport_socket = Some(tls::socket(shoal_api::pack(ctx)));
+        chains.push(c);
+        return (chains, true);
+    }
+    let mut inspect_tls = false;
+    for &t in Transport::for_mode(sec.modes.port(p.port)) {
+        inspect_tls |= t != Transport::Any;
+        if p.protocol.is_http() {
+            chains.push(http_chain(p.port, t, Vec::new(), sec));
+            continue;
+        }
+        if p.protocol == Protocol::Unknown {
+            chains.push(http_chain(p.port, t, t.http_protocols(), sec));
+        }
+        chains.push(tcp_chain(cluster.clone(), Some(p.port), &cluster, t, sec));
+    }
+    (chains, inspect_tls)
+}
+
+/// TLS and HTTP inspection for chains that match on them.
+fn inspectors(inspect_tls: bool) -> Vec<ListenerFilter> {
+    let mut filters = Vec::new();
+    if inspect_tls {
+        filters.push(listener_filter(
+            "envoy.filters.listener.tls_inspector",
+            &TlsInspector::default(),
+        ));
+    }
+    filters.push(listener_filter(
+        "envoy.filters.listener.http_inspector",
+        &HttpInspector::default(),
+    ));
+    filters
+}
+
+/// A listener bound to `bind:PORT` for one inbound port (a Sidecar ingress listener that
+/// is not captured), with the same chains `virtualInbound` would have for it.
+pub(crate) fn bound_inbound(
+    bind: &str,
+    p: &InboundPort,
+    sec: &InboundSecurity,
+    tls: Option<&DownstreamTlsContext>,
+) -> Listener {
+    let (filter_chains, inspect_tls) = port_chains(p, sec, tls);
+    Listener {
+        name: format!("{bind}_{}", p.port),
+        address: Some(socket(bind, p.port)),
+        filter_chains,
+        listener_filters: inspectors(inspect_tls),
+        traffic_direction: TrafficDirection::Inbound as i32,
+        ..Default::default()
+    }
+}
+
+/// `virtualInbound` (15006): traffic for this workload, by destination port (`tls`: ports
+/// whose Sidecar ingress listener terminates TLS itself).
+pub(crate) fn virtual_inbound(
+    ports: &[InboundPort],
+    sec: &InboundSecurity,
+    tls: &BTreeMap<u16, DownstreamTlsContext>,
+) -> Listener {
     let mut chains = Vec::new();
     let mut inspect_tls = false;
     for p in ports {
-        let cluster = inbound_cluster_name(p.port);
-        for &t in Transport::for_mode(sec.modes.port(p.port)) {
-            inspect_tls |= t != Transport::Any;
-            if p.protocol.is_http() {
-                chains.push(http_chain(p.port, t, Vec::new(), sec));
-                continue;
-            }
-            if p.protocol == Protocol::Unknown {
-                chains.push(http_chain(p.port, t, t.http_protocols(), sec));
-            }
-            chains.push(tcp_chain(cluster.clone(), Some(p.port), &cluster, t, sec));
-        }
+        let (mut c, inspect) = port_chains(p, sec, tls.get(&p.port));
+        chains.append(&mut c);
+        inspect_tls |= inspect;
     }
     for &t in Transport::for_mode(sec.modes.workload) {
         inspect_tls |= t != Transport::Any;
@@ -213,16 +293,7 @@ pub(crate) fn virtual_inbound(ports: &[InboundPort], sec: &InboundSecurity) -> L
         "envoy.filters.listener.original_dst",
         &OriginalDst::default(),
     )];
-    if inspect_tls {
-        listener_filters.push(listener_filter(
-            "envoy.filters.listener.tls_inspector",
-            &TlsInspector::default(),
-        ));
-    }
-    listener_filters.push(listener_filter(
-        "envoy.filters.listener.http_inspector",
-        &HttpInspector::default(),
-    ));
+    listener_filters.append(&mut inspectors(inspect_tls));
     Listener {
         name: "virtualInbound".into(),
         address: Some(socket("0.0.0.0", 15006)),

@@ -18,8 +18,9 @@ use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager:
 };
 use shoal_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 
+use super::outbound_policy::Unknown;
 use super::traffic_policy::TcpTimeouts;
-use super::{PASSTHROUGH, ads, boolv, socket, u32v};
+use super::{ads, boolv, socket, u32v};
 use crate::model::Protocol;
 
 pub(crate) const HTTP_PROTOCOLS: [&str; 2] = ["http/1.1", "h2c"];
@@ -147,6 +148,7 @@ fn capture_chains(
     services: &[PortService],
     rds_name: &str,
     stat: &str,
+    unknown: &Unknown,
 ) -> (Vec<FilterChain>, bool) {
     let mut chains = Vec::new();
     let mut sniff = false;
@@ -200,8 +202,8 @@ fn capture_chains(
             });
         }
         chains.push(FilterChain {
-            name: PASSTHROUGH.into(),
-            filters: vec![tcp_proxy_filter(PASSTHROUGH)],
+            name: unknown.chain_name().into(),
+            filters: vec![tcp_proxy_filter(unknown.cluster())],
             ..Default::default()
         });
     }
@@ -209,10 +211,14 @@ fn capture_chains(
 }
 
 /// `0.0.0.0_PORT`: reached through `virtualOutbound` by original destination, not bound.
-pub(crate) fn outbound_port(port: u16, services: &[PortService]) -> Listener {
+pub(crate) fn outbound_port(port: u16, services: &[PortService], unknown: &Unknown) -> Listener {
     let name = format!("0.0.0.0_{port}");
-    let (filter_chains, sniff) =
-        capture_chains(services, &port.to_string(), &format!("outbound_{name}"));
+    let (filter_chains, sniff) = capture_chains(
+        services,
+        &port.to_string(),
+        &format!("outbound_{name}"),
+        unknown,
+    );
     Listener {
         name,
         address: Some(socket("0.0.0.0", port)),
@@ -258,15 +264,15 @@ pub(crate) fn bound(
 }
 
 /// `virtualOutbound` (15001): every captured outbound connection lands here and is handed to
-/// the listener of its original destination; the rest passes through.
-pub(crate) fn virtual_outbound() -> Listener {
+/// the listener of its original destination; the rest follows the outbound traffic policy.
+pub(crate) fn virtual_outbound(unknown: &Unknown) -> Listener {
     Listener {
         name: "virtualOutbound".into(),
         address: Some(socket("0.0.0.0", 15001)),
         use_original_dst: Some(boolv(true)),
         filter_chains: vec![FilterChain {
-            name: "PassthroughFilterChain".into(),
-            filters: vec![tcp_proxy_filter(PASSTHROUGH)],
+            name: unknown.chain_name().into(),
+            filters: vec![tcp_proxy_filter(unknown.cluster())],
             ..Default::default()
         }],
         traffic_direction: TrafficDirection::Outbound as i32,

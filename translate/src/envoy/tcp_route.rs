@@ -37,16 +37,26 @@ pub(crate) struct L4Rule<'a> {
     pub route: &'a [RouteDestination],
 }
 
-/// Whether a match's `port` and `gateways` let it apply to this listener port.
+/// The conditions of an L4 match decided here rather than by Envoy.
+struct Conditions<'a> {
+    port: Option<u32>,
+    gateways: &'a [String],
+    source_labels: &'a std::collections::BTreeMap<String, String>,
+    source_namespace: Option<&'a str>,
+}
+
+/// Whether a match applies to this proxy and listener port: its `port`, `gateways`,
+/// `sourceLabels` and `sourceNamespace` all hold (Istio's `matchTCP`: for L4 routes the
+/// source conditions count even when gateways are named).
 fn applies(
     scope: &Scope<'_>,
     vs: &VirtualServiceRule,
-    port: Option<u32>,
-    gws: &[String],
+    c: Conditions<'_>,
     listener_port: u16,
 ) -> bool {
-    port.is_none_or(|p| p == u32::from(listener_port))
-        && match_applies(scope.gateway.as_deref(), &vs.namespace, gws)
+    c.port.is_none_or(|p| p == u32::from(listener_port))
+        && match_applies(scope.gateway.as_deref(), &vs.namespace, c.gateways)
+        && scope.source_applies(c.source_labels, c.source_namespace)
 }
 
 /// The `tcp` rules of a VirtualService for a port, in order, up to the first that matches
@@ -67,7 +77,13 @@ pub(crate) fn tcp_rules<'a>(
             return out;
         }
         for m in &r.matches {
-            if applies(scope, vs, m.port, &m.gateways, port) {
+            let c = Conditions {
+                port: m.port,
+                gateways: &m.gateways,
+                source_labels: &m.source_labels,
+                source_namespace: m.source_namespace.as_deref(),
+            };
+            if applies(scope, vs, c, port) {
                 out.push(L4Rule {
                     subnets: &m.destination_subnets,
                     sni_hosts: &[],
@@ -92,7 +108,15 @@ pub(crate) fn tls_rules<'a>(
         .tls
         .iter()
         .flat_map(|r| r.matches.iter().map(move |m| (r, m)))
-        .filter(|(_, m)| !m.sni_hosts.is_empty() && applies(scope, vs, m.port, &m.gateways, port))
+        .filter(|(_, m)| {
+            let c = Conditions {
+                port: m.port,
+                gateways: &m.gateways,
+                source_labels: &m.source_labels,
+                source_namespace: m.source_namespace.as_deref(),
+            };
+            !m.sni_hosts.is_empty() && applies(scope, vs, c, port)
+        })
         .map(|(r, m)| L4Rule {
             subnets: &m.destination_subnets,
             sni_hosts: &m.sni_hosts,

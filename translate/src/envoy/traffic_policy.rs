@@ -403,9 +403,22 @@ pub(crate) fn http_protocol_options(
     if config.is_none() && !set {
         return HashMap::new();
     }
+    // Envoy requires the upstream protocol whenever these options are present. A TCP port
+    // has no HTTP connection to tune (its connection limits live on the tcp_proxy).
+    let config = match config {
+        Some(c) => c,
+        None if protocol.is_http() => {
+            UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::HttpProtocolOptions(
+                    Http1ProtocolOptions::default(),
+                )),
+            })
+        }
+        None => return HashMap::new(),
+    };
     let opts = HttpProtocolOptions {
         common_http_protocol_options: set.then_some(common),
-        upstream_protocol_options: config,
+        upstream_protocol_options: Some(config),
         ..Default::default()
     };
     HashMap::from([(

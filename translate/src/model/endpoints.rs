@@ -293,6 +293,21 @@ fn from_workload_entry(we: &WorkloadEntrySpec, name: Option<&str>) -> Endpoint {
     }
 }
 
+fn selected_workload_entries(
+    cfg: &ConfigSnapshot,
+    ns: &str,
+    selector: &Labels,
+    out: &mut Vec<Endpoint>,
+) {
+    for (key, e) in cfg.of_kind_in(Kind::WorkloadEntry, ns) {
+        if let Object::WorkloadEntry(we) = e.object.as_ref()
+            && selects(selector, &we.spec.labels)
+        {
+            out.push(from_workload_entry(&we.spec, Some(&key.name)));
+        }
+    }
+}
+
 fn selected_pods(cfg: &ConfigSnapshot, ns: &str, selector: &Labels, out: &mut Vec<Endpoint>) {
     for (_, e) in cfg.of_kind_in(Kind::Pod, ns) {
         if let Object::Pod(p) = e.object.as_ref()
@@ -345,6 +360,11 @@ pub fn compute(svc: &Service, cfg: &ConfigSnapshot, index: &EndpointIndex) -> Ve
                 if !any_slice && let Some(sel) = &svc.selector {
                     selected_pods(cfg, &svc.namespace, sel, &mut out);
                 }
+                // WorkloadEntries (VMs) a Service's selector matches are its endpoints too,
+                // as in Istio: a service can span pods and VMs.
+                if let Some(sel) = &svc.selector {
+                    selected_workload_entries(cfg, &svc.namespace, sel, &mut out);
+                }
             }
         }
         ServiceOrigin::ServiceEntry => {
@@ -355,13 +375,7 @@ pub fn compute(svc: &Service, cfg: &ConfigSnapshot, index: &EndpointIndex) -> Ve
                         .map(|we| from_workload_entry(we, None)),
                 );
             } else if let Some(sel) = &svc.selector {
-                for (key, e) in cfg.of_kind_in(Kind::WorkloadEntry, &svc.namespace) {
-                    if let Object::WorkloadEntry(we) = e.object.as_ref()
-                        && selects(sel, &we.spec.labels)
-                    {
-                        out.push(from_workload_entry(&we.spec, Some(&key.name)));
-                    }
-                }
+                selected_workload_entries(cfg, &svc.namespace, sel, &mut out);
                 selected_pods(cfg, &svc.namespace, sel, &mut out);
             }
         }

@@ -3,6 +3,7 @@
 //! [`ConfigSnapshot`]; rebuilt in full when services or rules change, and patched in place
 //! when only endpoints move (EndpointSlices, Pods, Nodes, WorkloadEntries).
 
+mod delegate;
 mod endpoints;
 mod protocol;
 mod service;
@@ -72,6 +73,9 @@ pub struct Model {
     /// on Istio's default locality failover, or `distribute`): clients' localities then
     /// shape their endpoints. Holds the label keys `failoverPriority` compares, sorted.
     pub locality_labels: Option<Vec<String>>,
+    /// `Some` when a VirtualService match has `sourceLabels`: the label keys they compare,
+    /// sorted. Client proxies' values for these keys then shape their routes.
+    pub source_label_keys: Option<Vec<String>>,
     pub sidecars: BTreeMap<Arc<str>, Vec<Arc<SidecarRule>>>,
     /// Sorted by namespace and name.
     pub peer_authentications: Vec<Arc<PeerAuthenticationPolicy>>,
@@ -147,6 +151,9 @@ impl Model {
                 _ => None,
             })
             .collect();
+        self.source_label_keys = source_label_keys(&self.virtual_services);
+        self.virtual_services =
+            delegate::merge(std::mem::take(&mut self.virtual_services), &suffix);
         self.destination_rules = cfg
             .of_kind(Kind::DestinationRule)
             .filter_map(|(key, e)| match e.object.as_ref() {
@@ -310,4 +317,18 @@ fn locality_labels(rules: &[Arc<DestinationRuleRule>]) -> Option<Vec<String>> {
         }
     }
     aware.then(|| keys.into_iter().collect())
+}
+
+/// See [`Model::source_label_keys`]. Delegates count too: their matches end up in roots.
+fn source_label_keys(vss: &[Arc<VirtualServiceRule>]) -> Option<Vec<String>> {
+    let mut keys = BTreeSet::new();
+    for vs in vss {
+        let http = vs.spec.http.iter().flat_map(|r| &r.matches);
+        let tcp = vs.spec.tcp.iter().flat_map(|r| &r.matches);
+        let tls = vs.spec.tls.iter().flat_map(|r| &r.matches);
+        keys.extend(http.flat_map(|m| m.source_labels.keys()));
+        keys.extend(tcp.flat_map(|m| m.source_labels.keys()));
+        keys.extend(tls.flat_map(|m| m.source_labels.keys()));
+    }
+    (!keys.is_empty()).then(|| keys.into_iter().cloned().collect())
 }

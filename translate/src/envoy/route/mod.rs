@@ -21,7 +21,7 @@ use shoal_api::pb::envoy::r#type::matcher::v3::{
 use shoal_config::istio::{HttpMatchRequest, HttpRoute, StringMatch, StringMatchKind};
 use shoal_config::{duration, host};
 
-use super::{PASSTHROUGH, boolv, duration, outbound_cluster_name, u32v};
+use super::{boolv, duration, outbound_cluster_name, u32v};
 use crate::model::{Service, VirtualServiceRule};
 use crate::proxy::Generator;
 use crate::scope::Scope;
@@ -325,7 +325,20 @@ fn forward(
     Some(out)
 }
 
-/// Routes of one `HTTPRoute` on a port (one Envoy route per match).
+/// Whether a match applies to the client proxies of this view, decided here rather than by
+/// Envoy, as Istio does (`sourceMatchHTTP`): a match bound to gateways applies only where
+/// one of them is served (`mesh` for sidecars), whatever its source conditions; any other
+/// only to workloads with all of its `sourceLabels` and in its `sourceNamespace`.
+fn client_applies(scope: &Scope<'_>, vs: &VirtualServiceRule, m: &HttpMatchRequest) -> bool {
+    if m.gateways.is_empty() {
+        scope.source_applies(&m.source_labels, m.source_namespace.as_deref())
+    } else {
+        crate::scope::match_applies(scope.gateway.as_deref(), &vs.namespace, &m.gateways)
+    }
+}
+
+/// Routes of one `HTTPRoute` on a port (one Envoy route per match); none when no match
+/// applies to this view's clients.
 fn http_route(
     scope: &Scope<'_>,
     vs: &VirtualServiceRule,
@@ -364,13 +377,7 @@ fn http_route(
                     Some(n) if !n.is_empty() => format!("{name}.{n}"),
                     _ => name.clone(),
                 };
-                // A match bound to gateways applies only where one of them is served
-                // (`mesh` for sidecars).
-                if !crate::scope::match_applies(
-                    scope.gateway.as_deref(),
-                    &vs.namespace,
-                    &m.gateways,
-                ) {
+                if !client_applies(scope, vs, m) {
                     return None;
                 }
                 Some((route_name, route_match(m, port, flavor)?))
@@ -491,15 +498,4 @@ pub(crate) fn virtual_host(
         routes,
         ..Default::default()
     })
-}
-
-/// Istio's `allow_any` virtual host: unknown hosts pass through to their original
-/// destination.
-pub(crate) fn allow_any(used: &mut BTreeSet<String>) -> Option<VirtualHost> {
-    virtual_host(
-        "allow_any".into(),
-        vec!["*".into()],
-        default_routes(PASSTHROUGH, Generator::Envoy),
-        used,
-    )
 }

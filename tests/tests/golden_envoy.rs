@@ -1,0 +1,181 @@
+//! Every golden case, served to a real Envoy: each proxy of `translate/tests/golden/CASE/`
+//! connects to shoal running on the case's `config.yaml`, and every resource type it
+//! subscribes to must be accepted (ACKed), never NACKed. The golden files pin what shoal
+//! generates; this pins that Envoy takes it.
+//!
+//! One proxy at a time (sidecars bind 15001/15006, gateways their server ports), over
+//! plaintext xDS: proxies get no workload certificate, so resources waiting for SDS
+//! secrets stay warming, which is not a rejection. Certificate files a case names under
+//! `/etc/certs/` are generated into a temporary directory the config is pointed at.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shoal_tests::eventually;
+use shoal_tests::proc::{Envoy, Shoal};
+
+fn golden_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../translate/tests/golden")
+}
+
+/// The bootstrap `node` of a golden proxy entry.
+fn node(p: &Value) -> Value {
+    let mut node = json!({
+        "id": p["id"],
+        "cluster": "golden",
+        "metadata": p.get("metadata").cloned().unwrap_or(json!({})),
+    });
+    if let Some(l) = p["locality"].as_str() {
+        let mut parts = l.split('/');
+        node["locality"] = json!({
+            "region": parts.next().unwrap_or_default(),
+            "zone": parts.next().unwrap_or_default(),
+            "sub_zone": parts.next().unwrap_or_default(),
+        });
+    }
+    node
+}
+
+/// The stream of `id` in `/debug/syncz`, once every type it subscribed to was answered.
+async fn settled(shoal: &Shoal, id: &str) -> anyhow::Result<Value> {
+    eventually(Duration::from_secs(30), "every type answered", || async {
+        let syncz = shoal.json("/debug/syncz").await.ok()?;
+        let stream = syncz
+            .as_array()?
+            .iter()
+            .find(|s| s["node_id"] == id)?
+            .clone();
+        let types = stream["types"].as_array()?;
+        let has = |t: &str| types.iter().any(|x| x["type"] == t);
+        let answered = types
+            .iter()
+            .all(|t| t["state"] == "SYNCED" || t["state"] == "ERROR" || t["state"] == "NOT SENT");
+        (has("CDS") && has("LDS") && answered).then_some(stream)
+    })
+    .await
+}
+
+const CERTS: &str = "/etc/certs/";
+
+/// Writes every `/etc/certs/NAME.pem` the config names into `dir`: `NAME.pem` with a
+/// `NAME-key.pem` is a certificate and its key, any other a CA certificate. Returns the
+/// config pointed at `dir`.
+fn with_certs(config: &str, dir: &Path) -> String {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = config;
+    while let Some(i) = rest.find(CERTS) {
+        let tail = &rest[i + CERTS.len()..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    for name in &names {
+        if name.ends_with("-key.pem") {
+            continue;
+        }
+        let stem = name.trim_end_matches(".pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![format!("{stem}.test")]).unwrap();
+        let key_name = format!("{stem}-key.pem");
+        if !names.contains(&key_name) {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join(name), cert.pem()).unwrap();
+        if names.contains(&key_name) {
+            std::fs::write(dir.join(&key_name), key.serialize_pem()).unwrap();
+        }
+    }
+    config.replace(CERTS, &format!("{}/", dir.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_accepts_every_golden_view() {
+    let Some(bin) = shoal_tests::env::envoy() else {
+        eprintln!("SKIP: Envoy not installed (run ./scripts/test)");
+        return;
+    };
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(golden_root())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("config.yaml").exists())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 10, "{cases:?}");
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let certs = tempfile::tempdir().unwrap();
+        let config = std::fs::read_to_string(case.join("config.yaml")).unwrap();
+        std::fs::write(
+            dir.path().join("mesh.yaml"),
+            with_certs(&config, certs.path()),
+        )
+        .unwrap();
+        let mut extra = Vec::new();
+        if let Ok(mesh) = std::fs::read_to_string(case.join("mesh.yaml")) {
+            let mesh: Value = serde_saphyr::from_str(&mesh).unwrap();
+            if let Some(td) = mesh["trust_domain"].as_str() {
+                extra.extend(["--trust-domain".to_string(), td.to_string()]);
+            }
+            if let Some(root) = mesh["root_namespace"].as_str() {
+                extra.extend(["--root-namespace".to_string(), root.to_string()]);
+            }
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let shoal = Shoal::start(dir.path(), &extra).await.unwrap();
+        let proxies: BTreeMap<String, Value> =
+            serde_saphyr::from_str(&std::fs::read_to_string(case.join("proxies.yaml")).unwrap())
+                .unwrap();
+        for (proxy, p) in proxies {
+            let id = p["id"].as_str().unwrap().to_string();
+            if id.starts_with("ztunnel~") {
+                continue;
+            }
+            // Not waiting for Envoy to be ready: resources waiting for secrets keep it
+            // initializing, and shoal's view of the stream is what is checked.
+            let admin: std::net::SocketAddr =
+                format!("127.0.0.1:{}", shoal_tests::free_port("127.0.0.1"))
+                    .parse()
+                    .unwrap();
+            let bootstrap = Envoy::ads_bootstrap(shoal.xds, node(&p), true, admin);
+            let envoy = match Envoy::start_bootstrap(bin.clone(), admin, bootstrap).await {
+                Ok(e) => e,
+                Err(e) => {
+                    failures.push(format!("{name}/{proxy}: Envoy did not start: {e}"));
+                    continue;
+                }
+            };
+            match settled(&shoal, &id).await {
+                Ok(stream) => {
+                    for t in stream["types"].as_array().into_iter().flatten() {
+                        let nack = t["last_nack"].as_str().unwrap_or_default();
+                        if t["state"] == "ERROR" {
+                            failures
+                                .push(format!("{name}/{proxy}: {} rejected: {nack}", t["type"]));
+                        }
+                    }
+                }
+                Err(e) => failures.push(format!(
+                    "{name}/{proxy}: {e}\n{}\n{}",
+                    shoal.get("/debug/syncz").await.unwrap_or_default(),
+                    envoy.proc.log()
+                )),
+            }
+            checked += 1;
+            drop(envoy);
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    eprintln!("{checked} proxies of {} cases accepted", cases.len());
+    assert!(checked >= 10, "only {checked} proxies checked");
+}
