@@ -22,10 +22,11 @@ pub enum Kind {
     AuthorizationPolicy,
     Gateway,
     Secret,
+    ProxyConfig,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -39,6 +40,7 @@ impl Kind {
         Kind::AuthorizationPolicy,
         Kind::Gateway,
         Kind::Secret,
+        Kind::ProxyConfig,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,12 +58,20 @@ impl Kind {
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::Gateway => "Gateway",
             Kind::Secret => "Secret",
+            Kind::ProxyConfig => "ProxyConfig",
         }
     }
 
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
         !matches!(self, Kind::Node)
+    }
+
+    /// Whether objects of this kind shape translated config. Secrets are served as they are
+    /// (gateway credentials); ProxyConfigs are read by the injector and agent at workload
+    /// start. Their changes rebuild no view.
+    pub fn translated(self) -> bool {
+        !matches!(self, Kind::Secret | Kind::ProxyConfig)
     }
 
     /// Kinds whose changes only move endpoints (never listeners, routes or clusters of

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::istio::{
-    AuthorizationPolicySpec, DestinationRuleSpec, GatewaySpec, PeerAuthenticationSpec, Resource,
-    ServiceEntrySpec, SidecarSpec, VirtualServiceSpec, WorkloadEntrySpec,
+    AuthorizationPolicySpec, DestinationRuleSpec, GatewaySpec, PeerAuthenticationSpec,
+    ProxyConfigSpec, Resource, ServiceEntrySpec, SidecarSpec, VirtualServiceSpec,
+    WorkloadEntrySpec,
 };
 use crate::k8s;
 use crate::meta::{Kind, ObjectKey, ObjectMeta};
@@ -19,6 +20,7 @@ pub type Sidecar = Resource<SidecarSpec>;
 pub type PeerAuthentication = Resource<PeerAuthenticationSpec>;
 pub type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
 pub type Gateway = Resource<GatewaySpec>;
+pub type ProxyConfig = Resource<ProxyConfigSpec>;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -36,6 +38,7 @@ pub enum Object {
     AuthorizationPolicy(AuthorizationPolicy),
     Gateway(Gateway),
     Secret(k8s::Secret),
+    ProxyConfig(ProxyConfig),
 }
 
 impl Object {
@@ -54,6 +57,7 @@ impl Object {
             Object::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
             Object::Gateway(_) => Kind::Gateway,
             Object::Secret(_) => Kind::Secret,
+            Object::ProxyConfig(_) => Kind::ProxyConfig,
         }
     }
 
@@ -72,6 +76,7 @@ impl Object {
             Object::AuthorizationPolicy(o) => &o.metadata,
             Object::Gateway(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
+            Object::ProxyConfig(o) => &o.metadata,
         }
     }
 
@@ -90,6 +95,7 @@ impl Object {
             Object::AuthorizationPolicy(o) => &mut o.metadata,
             Object::Gateway(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
+            Object::ProxyConfig(o) => &mut o.metadata,
         }
     }
 

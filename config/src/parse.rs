@@ -175,6 +175,7 @@ pub fn kind_for(api_version: &str, kind: &str) -> Option<Kind> {
             "DestinationRule" => Some(Kind::DestinationRule),
             "Sidecar" => Some(Kind::Sidecar),
             "Gateway" => Some(Kind::Gateway),
+            "ProxyConfig" => Some(Kind::ProxyConfig),
             _ => None,
         },
         ("security.istio.io", k) if matches!(version, "v1" | "v1beta1") => match k {
@@ -250,6 +251,7 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
         Kind::PeerAuthentication => typed(value, &mut unknown).map(Object::PeerAuthentication),
         Kind::AuthorizationPolicy => typed(value, &mut unknown).map(Object::AuthorizationPolicy),
         Kind::Gateway => typed(value, &mut unknown).map(Object::Gateway),
+        Kind::ProxyConfig => typed(value, &mut unknown).map(Object::ProxyConfig),
         Kind::Secret => typed(value, &mut unknown)
             .map(Object::Secret)
             .map_err(|issue| redact(&issue)),

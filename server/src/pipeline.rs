@@ -131,15 +131,16 @@ impl Pipeline {
     pub fn build(&self, config: ConfigSnapshot, changes: &ChangeSet, since: Instant) {
         let started = Instant::now();
         let mut st = self.state.lock();
-        // Secrets are served by the secrets views only (never translated into a config
-        // view), so their changes rebuild no view.
+        // Secrets are served by the secrets views only and ProxyConfigs by no view (the
+        // injector and agent read them at workload start): their changes rebuild no view.
         let secrets_changed = changes.keys.iter().any(|k| k.kind == Kind::Secret);
-        let translated = if secrets_changed {
+        let untranslated = changes.keys.iter().any(|k| !k.kind.translated());
+        let translated = if untranslated {
             std::borrow::Cow::Owned(ChangeSet {
                 keys: changes
                     .keys
                     .iter()
-                    .filter(|k| k.kind != Kind::Secret)
+                    .filter(|k| k.kind.translated())
                     .cloned()
                     .collect(),
             })

@@ -5,6 +5,7 @@
 
 mod destination_rule;
 mod gateway;
+mod proxy_config;
 mod security;
 mod service_entry;
 mod sidecar;
@@ -12,6 +13,7 @@ mod virtual_service;
 
 pub use destination_rule::*;
 pub use gateway::*;
+pub use proxy_config::*;
 pub use security::*;
 pub use service_entry::*;
 pub use sidecar::*;

@@ -4,6 +4,7 @@
 mod gateway;
 mod istio;
 mod k8s;
+mod proxy_config;
 mod security;
 mod sidecar;
 mod traffic_policy;
@@ -30,6 +31,7 @@ pub fn validate(obj: &Object) -> Vec<Issue> {
         Object::AuthorizationPolicy(ap) => security::authorization_policy(&mut v, &ap.spec),
         Object::Gateway(gw) => gateway::gateway(&mut v, &gw.spec),
         Object::Secret(s) => crate::k8s::validate_secret(&mut v, s),
+        Object::ProxyConfig(pc) => proxy_config::proxy_config(&mut v, &pc.spec),
     }
     v.issues
 }
@@ -40,6 +42,24 @@ pub(crate) struct Validator {
 }
 
 impl Validator {
+    /// Kubernetes label keys and values.
+    pub fn labels(&mut self, field: &str, labels: &crate::meta::Labels) {
+        for (k, val) in labels {
+            if !virtual_service::is_label_key(k) {
+                self.error(
+                    format!("{field}.{k}"),
+                    format!("{k:?} is not a valid label key"),
+                );
+            }
+            if !virtual_service::is_label_value(val) {
+                self.error(
+                    format!("{field}.{k}"),
+                    format!("{val:?} is not a valid label value"),
+                );
+            }
+        }
+    }
+
     pub fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.issues.push(Issue::error(field, message));
     }

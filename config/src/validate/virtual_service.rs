@@ -580,7 +580,7 @@ fn is_label_name(s: &str) -> bool {
 }
 
 /// A Kubernetes label key: a name, optionally prefixed by a DNS subdomain and `/`.
-fn is_label_key(k: &str) -> bool {
+pub(super) fn is_label_key(k: &str) -> bool {
     match k.split_once('/') {
         Some((prefix, name)) => {
             prefix.len() <= 253 && host::is_dns1123_subdomain(prefix) && is_label_name(name)
@@ -590,7 +590,7 @@ fn is_label_key(k: &str) -> bool {
 }
 
 /// A Kubernetes label value: empty, or a label name.
-fn is_label_value(v: &str) -> bool {
+pub(super) fn is_label_value(v: &str) -> bool {
     v.is_empty() || is_label_name(v)
 }
 
