@@ -235,6 +235,9 @@ impl<'m> ViewBuilder<'_, 'm> {
             Resource::encode(crate::envoy::BLACKHOLE, &cluster::blackhole(self.opts())),
         );
         let gw = crate::envoy::gateway::build(&self.scope);
+        if !gw.sni_dnat.is_empty() {
+            self.sni_dnat_clusters(&gw.sni_dnat);
+        }
         for l in gw.listeners {
             self.out
                 .add(ResourceType::Listener, Resource::encode(l.name.clone(), &l));
@@ -242,6 +245,27 @@ impl<'m> ViewBuilder<'_, 'm> {
         for rc in gw.routes {
             self.out
                 .add(ResourceType::Route, Resource::encode(rc.name.clone(), &rc));
+        }
+    }
+
+    /// The SNI-DNAT twins of the outbound clusters AUTO_PASSTHROUGH servers expose.
+    fn sni_dnat_clusters(&mut self, exposed: &BTreeSet<String>) {
+        use crate::envoy::gateway::sni_dnat;
+        let flavor = self.flavor();
+        for svc in self.scope.services() {
+            for c in cluster::outbound_clusters(&self.scope, svc) {
+                if !exposed.contains(&c.name) {
+                    continue;
+                }
+                let built =
+                    cluster::build(&c, flavor, self.scope.model, self.scope.key.workload_certs);
+                if let Some(dnat) = sni_dnat::cluster(&c, built) {
+                    self.out.add(
+                        ResourceType::Cluster,
+                        Resource::encode(dnat.name.clone(), &dnat),
+                    );
+                }
+            }
         }
     }
 

@@ -2,8 +2,7 @@
 //! with a known protocol and at least one `[NAMESPACE/]HOST`, port names are unique, TLS
 //! protocols need TLS settings and SIMPLE/MUTUAL need a certificate (files or a
 //! `credentialName`), MUTUAL also a CA (`caCertificates` or a `credentialName`, whose
-//! Secret holds it), ISTIO_MUTUAL nothing of its own. What shoal does not serve yet
-//! (`AUTO_PASSTHROUGH`) is a warning naming the field.
+//! Secret holds it), ISTIO_MUTUAL nothing of its own.
 
 use std::collections::BTreeSet;
 
@@ -154,7 +153,6 @@ fn tls(v: &mut Validator, f: &str, t: &ServerTlsSettings) {
     let has = |o: &Option<String>| o.as_deref().is_some_and(|s| !s.is_empty());
     let credential = has(&t.credential_name);
     let mode = t.mode();
-    let mode_field = format!("{f}.mode");
     match mode {
         ServerTlsMode::IstioMutual => {
             for (name, set) in [
@@ -222,13 +220,6 @@ fn tls(v: &mut Validator, f: &str, t: &ServerTlsSettings) {
                 format!("duplicate cipher suite {c:?}"),
             );
         }
-    }
-    // What the translation does not serve (yet): said, not silently dropped.
-    if mode == ServerTlsMode::AutoPassthrough {
-        v.warning(
-            mode_field,
-            "AUTO_PASSTHROUGH is not supported by shoal; the server is left out",
-        );
     }
     let verifies_clients = matches!(
         mode,

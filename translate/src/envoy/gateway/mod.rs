@@ -25,11 +25,14 @@
 //!   server order (the first of two chains with the same match wins);
 //! - a route config without virtual hosts answers 404 (`blackhole:PORT`).
 //!
-//! Not served yet (validation warns): `AUTO_PASSTHROUGH`, which needs Istio's SNI-DNAT
-//! clusters (`outbound_.PORT_.SUBSET_.HOST`, without TLS origination) in the gateway's
-//! cluster set. A port whose servers mix plain HTTP and TLS/TCP (a conflict Istio also
-//! reports) keeps the kind of its first server.
+//! - `AUTO_PASSTHROUGH` servers: a chain per exposed service port and subset, matching
+//!   Istio's SNI `outbound_.PORT_.SUBSET_.HOST` and passing the connection to the SNI-DNAT
+//!   cluster of that name (`sni_dnat.rs`).
+//!
+//! A port whose servers mix plain HTTP and TLS/TCP (a conflict Istio also reports) keeps
+//! the kind of its first server.
 
+pub(crate) mod sni_dnat;
 pub(crate) mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,6 +63,9 @@ use crate::security::tls as mesh_tls;
 pub(crate) struct GatewayResources {
     pub listeners: Vec<Listener>,
     pub routes: Vec<RouteConfiguration>,
+    /// Outbound clusters (`outbound|…`) AUTO_PASSTHROUGH servers expose: the view adds
+    /// their SNI-DNAT twins (`sni_dnat.rs`).
+    pub sni_dnat: BTreeSet<String>,
 }
 
 /// How a server is served.
@@ -75,6 +81,8 @@ enum Mode<'a> {
     /// Connections routed by the bound VirtualServices' `tls` routes (TLS PASSTHROUGH: by
     /// SNI, not terminated) or `tcp` routes (TCP).
     L4 { passthrough: bool },
+    /// TLS passed through to the cluster its SNI names (`outbound_.PORT_.SUBSET_.HOST`).
+    AutoPassthrough,
 }
 
 /// One server of one Gateway, with what identifies it.
@@ -106,8 +114,7 @@ fn mode_of(server: &Server) -> Option<Mode<'_>> {
             let t = server.tls.as_ref()?;
             match t.mode() {
                 ServerTlsMode::Passthrough => Some(Mode::L4 { passthrough: true }),
-                // Needs SNI-DNAT clusters the gateway's view does not have (validation warns).
-                ServerTlsMode::AutoPassthrough => None,
+                ServerTlsMode::AutoPassthrough => Some(Mode::AutoPassthrough),
                 ServerTlsMode::Simple
                 | ServerTlsMode::Mutual
                 | ServerTlsMode::OptionalMutual
@@ -293,6 +300,11 @@ fn tls_tcp_listener(
             }
             Mode::L4 { passthrough } => {
                 chains.extend(l4_chains(scope, s, passthrough, port, &name))
+            }
+            Mode::AutoPassthrough => {
+                let exposed = sni_dnat::exposed(scope, &s.server.hosts, s.namespace);
+                chains.extend(sni_dnat::chains(&exposed));
+                out.sni_dnat.extend(exposed);
             }
         }
     }
