@@ -54,6 +54,10 @@ pub struct ViewKey {
     /// `sourceLabels`, sorted by key: empty while no VirtualService uses `sourceLabels`, so
     /// that proxies with different labels still share views.
     pub source_labels: Vec<(Arc<str>, Arc<str>)>,
+    /// For gateway proxies: service port → target port of the Services of its namespace
+    /// that select it, where they differ. A Gateway server on such a port listens on the
+    /// target port (the container port), as Istio maps it.
+    pub gateway_ports: Vec<(u16, u16)>,
 }
 
 impl ViewKey {
@@ -65,7 +69,8 @@ impl ViewKey {
         let sidecar_rule =
             select_sidecar(model, &proxy.namespace, &proxy.labels).filter(|_| !router);
         let sidecar = sidecar_rule.map(|s| (s.namespace.clone(), s.name.clone()));
-        let gateways = if router && !grpc_generator(proxy) {
+        let gateways_apply = router && !grpc_generator(proxy);
+        let gateways = if gateways_apply {
             select_gateways(model, &proxy.labels)
         } else {
             Vec::new()
@@ -130,6 +135,11 @@ impl ViewKey {
             gateways,
             locality: client_locality(model, proxy),
             source_labels: source_labels(model, proxy),
+            gateway_ports: if gateways_apply {
+                gateway_ports(model, proxy)
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -174,6 +184,7 @@ impl ViewKey {
             + if self.workload_certs { "" } else { "|no-certs" }
             + &self.locality.as_ref().map(locality_id).unwrap_or_default()
             + &source_labels_id(&self.source_labels)
+            + &gateway_ports_id(&self.gateway_ports)
     }
 }
 
@@ -196,6 +207,37 @@ fn ingress_ports(ingress: &[IstioIngressListener]) -> Vec<InboundPort> {
     out.sort();
     out.dedup_by_key(|p| p.port);
     out
+}
+
+/// See [`ViewKey::gateway_ports`].
+fn gateway_ports(model: &Model, proxy: &Proxy) -> Vec<(u16, u16)> {
+    let mut out = std::collections::BTreeMap::new();
+    for svc in model.services.values().flatten() {
+        let selected = svc.namespace.as_ref() == proxy.namespace
+            && svc
+                .selector
+                .as_ref()
+                .is_some_and(|sel| !sel.is_empty() && selects(sel, &proxy.labels));
+        if !selected {
+            continue;
+        }
+        for p in &svc.ports {
+            if let Some(TargetPort::Number(t)) = p.target_port
+                && t != p.port
+            {
+                out.entry(p.port).or_insert(t);
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn gateway_ports_id(ports: &[(u16, u16)]) -> String {
+    if ports.is_empty() {
+        return String::new();
+    }
+    let pairs: Vec<String> = ports.iter().map(|(p, t)| format!("{p}>{t}")).collect();
+    format!("|ports={}", pairs.join(","))
 }
 
 /// See [`ViewKey::source_labels`].

@@ -90,7 +90,8 @@ fn server(v: &mut Validator, f: &str, s: &Server) {
     if port.target_port.is_some() {
         v.warning(
             format!("{f}.port.targetPort"),
-            "applies to ServiceEntries only; a gateway listens on port.number",
+            "ignored: a gateway listens on port.number, or on the targetPort of the Service \
+             selecting the gateway proxy",
         );
     }
     let is_tls = protocol == "HTTPS" || protocol == "TLS";

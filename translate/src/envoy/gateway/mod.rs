@@ -3,9 +3,8 @@
 //!
 //! As Istio builds them:
 //! - one listener per (bind, port) of the servers, named `BIND_PORT` (`0.0.0.0_PORT` when
-//!   the server does not set `bind`), listening on `port.number` itself (Istio maps it to
-//!   the gateway Service's target port when one exists; shoal has no gateway Service
-//!   lookup, so gateway ports are container ports);
+//!   the server does not set `bind`), listening on `port.number`, or on the target port a
+//!   Service selecting the gateway maps it to (`80` → `8080`);
 //! - plain HTTP servers share one filter chain and the route config `http.PORT`
 //!   (`http.PORT.BIND` with a bind), with a virtual host per VirtualService host that
 //!   intersects a server's hosts; `tls.httpsRedirect` makes those virtual hosts require TLS
@@ -178,7 +177,29 @@ pub(crate) fn build(scope: &Scope<'_>) -> GatewayResources {
             _ => tls_tcp_listener(scope, &bind, port, &servers, &mut out),
         }
     }
+    listen_on_target_ports(&mut out.listeners, &scope.key.gateway_ports);
     out
+}
+
+/// A server whose port the gateway's Service maps to another target port listens on the
+/// target port (route config names keep the server port, as in Istio).
+fn listen_on_target_ports(listeners: &mut [Listener], ports: &[(u16, u16)]) {
+    use shoal_api::pb::envoy::config::core::v3::{address, socket_address::PortSpecifier};
+    for l in listeners {
+        let Some(address::Address::SocketAddress(sa)) =
+            l.address.as_mut().and_then(|a| a.address.as_mut())
+        else {
+            continue;
+        };
+        let Some(PortSpecifier::PortValue(port)) = sa.port_specifier else {
+            continue;
+        };
+        let Some((_, target)) = ports.iter().find(|(p, _)| u32::from(*p) == port) else {
+            continue;
+        };
+        sa.port_specifier = Some(PortSpecifier::PortValue(u32::from(*target)));
+        l.name = format!("{}_{target}", sa.address);
+    }
 }
 
 fn hcm_chain(
