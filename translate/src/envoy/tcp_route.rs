@@ -258,7 +258,9 @@ pub(crate) fn apply_sidecar(
 ) {
     for svc in services {
         let Some(p) = svc.port(port) else { continue };
-        if p.protocol.is_http() || p.protocol == Protocol::Unknown || p.protocol == Protocol::Udp {
+        // Sniffed ports (protocol unknown) take `tcp` routes for what is not HTTP: their
+        // HTTP chain (matched by ALPN) keeps the http routes.
+        if p.protocol.is_http() || p.protocol == Protocol::Udp {
             continue;
         }
         let Some(vs) = scope.virtual_service_for(vss, &svc.host) else {
