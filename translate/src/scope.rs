@@ -506,7 +506,10 @@ impl<'a> Scope<'a> {
     }
 
     /// The DestinationRule for a host: the proxy's namespace first, then the service's, then
-    /// the root namespace; the most specific host wins within a namespace.
+    /// the root namespace; the most specific host wins within a namespace. A rule with a
+    /// `workloadSelector` applies only in the proxy's own namespace and to the workloads it
+    /// selects, and goes before a rule without one for the same host (Istio: selectors
+    /// never cross namespaces).
     pub fn destination_rule(
         &self,
         h: &str,
@@ -517,7 +520,8 @@ impl<'a> Scope<'a> {
             service_ns,
             self.model.options.root_namespace.as_str(),
         ];
-        for ns in ns_order {
+        for (i, ns) in ns_order.into_iter().enumerate() {
+            let own = i == 0;
             let best = self
                 .model
                 .destination_rules
@@ -525,10 +529,18 @@ impl<'a> Scope<'a> {
                 .filter(|dr| {
                     dr.namespace.as_ref() == ns && dr.visibility.visible_from(self.namespace())
                 })
+                .filter(|dr| match &dr.spec.workload_selector {
+                    None => true,
+                    Some(sel) => own && self.source_applies(&sel.labels, None),
+                })
                 .filter(|dr| dr.hosts.iter().any(|p| host::matches(p, h)))
                 .max_by_key(|dr| {
                     let p = &dr.hosts[0];
-                    (!p.starts_with('*'), p.len())
+                    (
+                        !p.starts_with('*'),
+                        p.len(),
+                        dr.spec.workload_selector.is_some(),
+                    )
                 });
             if best.is_some() {
                 return best;

@@ -73,8 +73,9 @@ pub struct Model {
     /// on Istio's default locality failover, or `distribute`): clients' localities then
     /// shape their endpoints. Holds the label keys `failoverPriority` compares, sorted.
     pub locality_labels: Option<Vec<String>>,
-    /// `Some` when a VirtualService match has `sourceLabels`: the label keys they compare,
-    /// sorted. Client proxies' values for these keys then shape their routes.
+    /// `Some` when a VirtualService match has `sourceLabels` or a DestinationRule a
+    /// `workloadSelector`: the label keys they compare, sorted. Client proxies' values for
+    /// these keys then shape their routes and clusters.
     pub source_label_keys: Option<Vec<String>>,
     pub sidecars: BTreeMap<Arc<str>, Vec<Arc<SidecarRule>>>,
     /// Sorted by namespace and name.
@@ -176,6 +177,23 @@ impl Model {
             })
             .collect();
         self.locality_labels = locality_labels(&self.destination_rules);
+        // DestinationRules with a workloadSelector apply to the workloads they select.
+        let selector_keys: BTreeSet<String> = self
+            .destination_rules
+            .iter()
+            .filter_map(|dr| dr.spec.workload_selector.as_ref())
+            .flat_map(|s| s.labels.keys().cloned())
+            .collect();
+        if !selector_keys.is_empty() {
+            let mut keys: BTreeSet<String> = self
+                .source_label_keys
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            keys.extend(selector_keys);
+            self.source_label_keys = Some(keys.into_iter().collect());
+        }
         let mut sidecars: BTreeMap<Arc<str>, Vec<Arc<SidecarRule>>> = BTreeMap::new();
         for (key, e) in cfg.of_kind(Kind::Sidecar) {
             if let Object::Sidecar(sc) = e.object.as_ref() {
