@@ -320,6 +320,13 @@ pub(super) fn workload_entry(v: &mut Validator, f: &str, s: &WorkloadEntrySpec) 
     for (name, port) in &s.ports {
         v.port(format!("{f}.ports.{name}"), *port);
     }
+    if s.network.as_deref().is_some_and(|n| !n.is_empty()) {
+        v.warning(
+            format!("{f}.network"),
+            "not supported yet: the endpoint is reached directly (no multi-network \
+             gateway), as if it were on the client's network",
+        );
+    }
     if let Some(w) = s.weight
         && !(0..=i64::from(u32::MAX)).contains(&w)
     {
