@@ -28,6 +28,34 @@ where
     }
 }
 
+/// A `Sidecar` giving the proxies of namespace `ns` one HTTP listener bound to
+/// `127.0.0.1:port` (no traffic capture) for `hosts`: the client side of most tests. A
+/// YAML document of its own (it starts with `---`), to append to a mesh.
+pub fn bound_http_sidecar(ns: &str, port: u16, hosts: &[&str]) -> String {
+    let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: {ns}}}\nspec:\n  egress:\n  - port: {{number: {port}, protocol: HTTP, name: http}}\n    bind: 127.0.0.1\n    captureMode: NONE\n    hosts: [{}]\n",
+        hosts.join(", ")
+    )
+}
+
+/// Polls `host` through the listener at `via` until it answers 200; the panic message
+/// carries `log` (the proxy's) when it never does.
+pub async fn until_routed(via: std::net::SocketAddr, host: &str, log: impl Fn() -> String) {
+    eventually(
+        Duration::from_secs(20),
+        "the route through Envoy",
+        || async {
+            proc::http_get(via, "/", &[("host", host)])
+                .await
+                .ok()
+                .filter(|(s, _)| *s == 200)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", log()));
+}
+
 /// A free TCP port on an address, for a process the test is about to start.
 ///
 /// Ports come from below the kernel's ephemeral range, so the outgoing connections of tests

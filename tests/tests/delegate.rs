@@ -39,44 +39,32 @@ fn mesh(port: u16, backend: u16) -> String {
     let mut m = service("api", "app", port, "127.0.0.2", backend);
     m += &service("api-v1", "team", 8001, "127.0.0.3", backend);
     m += &service("api-v2", "team", 8002, "127.0.0.4", backend);
-    m += &format!(
-        r#"apiVersion: networking.istio.io/v1
+    m += r#"apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {{name: api, namespace: app}}
+metadata: {name: api, namespace: app}
 spec:
   hosts: [api]
   http:
   - name: api
-    match: [{{uri: {{prefix: /api}}}}]
-    delegate: {{name: api-routes, namespace: team}}
+    match: [{uri: {prefix: /api}}]
+    delegate: {name: api-routes, namespace: team}
   - name: default
-    route: [{{destination: {{host: api}}}}]
+    route: [{destination: {host: api}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {{name: api-routes, namespace: team}}
+metadata: {name: api-routes, namespace: team}
 spec:
   exportTo: [app]
   http:
   - name: v1
-    match: [{{uri: {{prefix: /api/v1}}}}]
-    route: [{{destination: {{host: api-v1}}}}]
+    match: [{uri: {prefix: /api/v1}}]
+    route: [{destination: {host: api-v1}}]
   - name: v2
-    match: [{{uri: {{prefix: /api/v2}}}}]
-    route: [{{destination: {{host: api-v2}}}}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: default, namespace: app}}
-spec:
-  egress:
-  - port: {{number: {port}, protocol: HTTP, name: http}}
-    bind: 127.0.0.1
-    captureMode: NONE
-    hosts: ["./*", "team/*"]
-"#
-    );
-    m
+    match: [{uri: {prefix: /api/v2}}]
+    route: [{destination: {host: api-v2}}]
+"#;
+    m + &shoal_tests::bound_http_sidecar("app", port, &["./*", "team/*"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

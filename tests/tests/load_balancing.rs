@@ -39,18 +39,8 @@ spec:
   trafficPolicy:
     loadBalancer:
       consistentHash: {{httpHeaderName: x-user}}
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: default, namespace: app}}
-spec:
-  egress:
-  - port: {{number: {port}, protocol: HTTP, name: http}}
-    bind: 127.0.0.1
-    captureMode: NONE
-    hosts: ["./*"]
 "#
-    )
+    ) + &shoal_tests::bound_http_sidecar("app", port, &["./*"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,18 +62,7 @@ async fn consistent_hashing_keeps_a_user_on_one_backend() {
         return;
     };
     let via: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    eventually(
-        Duration::from_secs(20),
-        "the route through Envoy",
-        || async {
-            http_get(via, "/", &[("host", HOST)])
-                .await
-                .ok()
-                .filter(|(s, _)| *s == 200)
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", envoy.proc.log()));
+    shoal_tests::until_routed(via, HOST, || envoy.proc.log()).await;
 
     let mut chosen = Vec::new();
     for user in 0..24 {
@@ -144,18 +123,8 @@ spec:
       interval: 1s
       baseEjectionTime: 5m
       maxEjectionPercent: 100
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: default, namespace: app}}
-spec:
-  egress:
-  - port: {{number: {port}, protocol: HTTP, name: http}}
-    bind: 127.0.0.1
-    captureMode: NONE
-    hosts: ["./*"]
 "#
-    )
+    ) + &shoal_tests::bound_http_sidecar("app", port, &["./*"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,18 +151,7 @@ async fn locality_failover_leaves_the_zone_only_when_its_endpoints_fail() {
         return;
     };
     let via: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    eventually(
-        Duration::from_secs(20),
-        "the route through Envoy",
-        || async {
-            http_get(via, "/", &[("host", HOST)])
-                .await
-                .ok()
-                .filter(|(s, _)| *s == 200)
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", envoy.proc.log()));
+    shoal_tests::until_routed(via, HOST, || envoy.proc.log()).await;
 
     // Healthy: everything stays in the zone (without locality priorities, round robin
     // would send half of it to the other region).

@@ -41,64 +41,52 @@ fn mesh(port: u16, echo: u16, shadow: u16, flaky: u16) -> String {
     let mut m = service("echo", port, "127.0.0.2", echo);
     m += &service("shadow", port, "127.0.0.3", shadow);
     m += &service("flaky", port, "127.0.0.4", flaky);
-    m += &format!(
-        r#"apiVersion: networking.istio.io/v1
+    m += r#"apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {{name: echo, namespace: app}}
+metadata: {name: echo, namespace: app}
 spec:
   hosts: [echo]
   http:
-  - match: [{{headers: {{x-fault: {{exact: abort}}}}}}]
-    fault: {{abort: {{httpStatus: 418, percentage: {{value: 100}}}}}}
-    route: [{{destination: {{host: echo}}}}]
-  - match: [{{headers: {{x-fault: {{exact: delay}}}}}}]
-    fault: {{delay: {{fixedDelay: 1s, percentage: {{value: 100}}}}}}
-    route: [{{destination: {{host: echo}}}}]
-  - match: [{{uri: {{prefix: /old/}}}}]
-    redirect: {{uri: /new, authority: moved.example}}
-  - match: [{{uri: {{prefix: /api/}}}}]
-    rewrite: {{uri: /v2/}}
-    route: [{{destination: {{host: echo}}}}]
-  - match: [{{uri: {{exact: /mirror}}}}]
-    mirror: {{host: shadow}}
-    route: [{{destination: {{host: echo}}}}]
-  - match: [{{uri: {{exact: /direct}}}}]
-    directResponse: {{status: 202, body: {{string: done}}}}
-  - match: [{{uri: {{exact: /headers}}}}]
+  - match: [{headers: {x-fault: {exact: abort}}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: echo}}]
+  - match: [{headers: {x-fault: {exact: delay}}}]
+    fault: {delay: {fixedDelay: 1s, percentage: {value: 100}}}
+    route: [{destination: {host: echo}}]
+  - match: [{uri: {prefix: /old/}}]
+    redirect: {uri: /new, authority: moved.example}
+  - match: [{uri: {prefix: /api/}}]
+    rewrite: {uri: /v2/}
+    route: [{destination: {host: echo}}]
+  - match: [{uri: {exact: /mirror}}]
+    mirror: {host: shadow}
+    route: [{destination: {host: echo}}]
+  - match: [{uri: {exact: /direct}}]
+    directResponse: {status: 202, body: {string: done}}
+  - match: [{uri: {exact: /headers}}]
     headers:
-      request: {{set: {{x-set: one}}, remove: [x-drop]}}
-      response: {{set: {{x-shoal: "yes"}}}}
+      request: {set: {x-set: one}, remove: [x-drop]}
+      response: {set: {x-shoal: "yes"}}
     corsPolicy:
-      allowOrigins: [{{exact: "https://ok.example"}}]
+      allowOrigins: [{exact: "https://ok.example"}]
       allowMethods: [GET, PUT]
       maxAge: 60s
-    route: [{{destination: {{host: echo}}}}]
-  - route: [{{destination: {{host: echo}}}}]
+    route: [{destination: {host: echo}}]
+  - route: [{destination: {host: echo}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {{name: flaky, namespace: app}}
+metadata: {name: flaky, namespace: app}
 spec:
   hosts: [flaky]
   http:
-  - match: [{{headers: {{x-retry: {{exact: "off"}}}}}}]
-    retries: {{attempts: 0}}
-    route: [{{destination: {{host: flaky}}}}]
-  - retries: {{attempts: 2, retryOn: "503"}}
-    route: [{{destination: {{host: flaky}}}}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: default, namespace: app}}
-spec:
-  egress:
-  - port: {{number: {port}, protocol: HTTP, name: http}}
-    bind: 127.0.0.1
-    captureMode: NONE
-    hosts: ["./*"]
-"#
-    );
-    m
+  - match: [{headers: {x-retry: {exact: "off"}}}]
+    retries: {attempts: 0}
+    route: [{destination: {host: flaky}}]
+  - retries: {attempts: 2, retryOn: "503"}
+    route: [{destination: {host: flaky}}]
+"#;
+    m + &shoal_tests::bound_http_sidecar("app", port, &["./*"])
 }
 
 /// A raw HTTP/1.1 exchange (the shared client hides redirects' headers): status, headers

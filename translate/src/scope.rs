@@ -463,6 +463,18 @@ impl<'a> Scope<'a> {
         &self.key.namespace
     }
 
+    /// The Sidecar resource that applies to the proxy, if any.
+    pub fn sidecar(&self) -> Option<&'a shoal_config::istio::SidecarSpec> {
+        let (ns, name) = self.key.sidecar.as_ref()?;
+        let rule = self
+            .model
+            .sidecars
+            .get(ns)?
+            .iter()
+            .find(|s| &s.name == name)?;
+        Some(&rule.spec)
+    }
+
     /// Whether a match's `sourceLabels` and `sourceNamespace` select this view's client
     /// workloads: all the labels carried with equal values, and the namespace equal. The
     /// key holds the proxy's values of every label key some match compares.

@@ -15,7 +15,7 @@ use shoal_api::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
 };
 use shoal_api::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
-use shoal_config::istio::{CaptureMode, ConnectionPoolSettings, IstioIngressListener, SidecarSpec};
+use shoal_config::istio::{CaptureMode, ConnectionPoolSettings, IstioIngressListener};
 
 use super::{socket, u32v};
 use crate::scope::Scope;
@@ -52,26 +52,14 @@ fn target(l: &IstioIngressListener) -> Target {
     }
 }
 
-/// The Sidecar that applies to the proxy.
-fn sidecar<'m>(scope: &Scope<'m>) -> Option<&'m SidecarSpec> {
-    let (ns, name) = scope.key.sidecar.as_ref()?;
-    let rule = scope
-        .model
-        .sidecars
-        .get(ns)?
-        .iter()
-        .find(|s| &s.name == name)?;
-    Some(&rule.spec)
-}
-
 /// The Sidecar's `inboundConnectionPool`: limits for every inbound cluster.
 pub(crate) fn inbound_pool<'m>(scope: &Scope<'m>) -> Option<&'m ConnectionPoolSettings> {
-    sidecar(scope)?.inbound_connection_pool.as_ref()
+    scope.sidecar()?.inbound_connection_pool.as_ref()
 }
 
 /// The ingress listeners of the proxy's Sidecar, by port.
 pub(crate) fn listeners<'m>(scope: &Scope<'m>) -> BTreeMap<u16, &'m IstioIngressListener> {
-    let Some(spec) = sidecar(scope) else {
+    let Some(spec) = scope.sidecar() else {
         return BTreeMap::new();
     };
     spec.ingress

@@ -27,15 +27,9 @@ pub(crate) enum Unknown {
 impl Unknown {
     /// The policy of the proxy's Sidecar, else the mesh's.
     pub fn of(scope: &Scope<'_>) -> Unknown {
-        let policy = scope.key.sidecar.as_ref().and_then(|(ns, name)| {
-            let rule = scope
-                .model
-                .sidecars
-                .get(ns)?
-                .iter()
-                .find(|s| &s.name == name)?;
-            rule.spec.outbound_traffic_policy.clone()
-        });
+        let policy = scope
+            .sidecar()
+            .and_then(|s| s.outbound_traffic_policy.clone());
         let mode = policy
             .as_ref()
             .and_then(|p| p.mode)
