@@ -224,6 +224,12 @@ pub struct SecurityArgs {
     /// How often certificates are checked for renewal and the CA directory for a rotation.
     #[arg(long, default_value = "10s", value_parser = duration)]
     pub cert_check_interval: Duration,
+    /// Identities (`NAMESPACE/SERVICE_ACCOUNT`, `*` for any part) that may read their
+    /// namespace's gateway credentials (`credentialName`) besides the gateway workloads the
+    /// registry shows (Pods an Istio Gateway selects or that carry a Gateway API
+    /// gateway-name label).
+    #[arg(long, value_delimiter = ',')]
+    pub credential_readers: Vec<String>,
     /// DNS names in the serving certificate of the TLS port.
     #[arg(
         long,

@@ -352,8 +352,17 @@ impl ViewSource for Pipeline {
                     proxy.namespace
                 )));
             }
-            // Only a gateway's view may hold its namespace's credentials.
-            let gateway = proxy.proxy_type == ProxyType::Router;
+            // Only a gateway's view may hold its namespace's credentials, and only for an
+            // identity that runs a gateway (or that the operator named): the proxy type is
+            // the proxy's own claim.
+            let gateway = proxy.proxy_type == ProxyType::Router
+                && security.readers.allows(&c.identity, &self.config.lock());
+            if proxy.proxy_type == ProxyType::Router && !gateway {
+                tracing::info!(
+                    identity = %c.identity.spiffe_uri(),
+                    "a gateway proxy whose identity runs no gateway workload: no credentials"
+                );
+            }
             secrets = Some(security.secrets_for(&c.identity, gateway)?);
         }
         if proxy.proxy_type == ProxyType::Ztunnel {

@@ -65,6 +65,8 @@ pub struct Security {
     /// Keyed by [`view_key`].
     secrets: DashMap<String, Issued>,
     credentials: RwLock<Credentials>,
+    /// Who may read its namespace's credentials besides the registry's gateways.
+    pub readers: crate::credential_readers::CredentialReaders,
 }
 
 /// The secrets view of an identity, for a sidecar or for a gateway: never the same view.
@@ -98,7 +100,13 @@ impl Security {
             workload_ttl,
             secrets: DashMap::new(),
             credentials: RwLock::new(Credentials::new()),
+            readers: Default::default(),
         }
+    }
+
+    /// With the operator's `--credential-readers`.
+    pub fn with_readers(self, readers: crate::credential_readers::CredentialReaders) -> Self {
+        Security { readers, ..self }
     }
 
     /// Who opened a stream: a bearer token first, else a verified client certificate.
@@ -488,7 +496,10 @@ pub async fn start(
         issuers.push(shoal_ca::auth::TrustedIssuer::new(iss, keys));
     }
     let jwt = Arc::new(JwtAuthenticator::new(&sa.trust_domain, issuers)?);
-    let security = Arc::new(Security::new(ca.clone(), jwt.clone(), sa.workload_cert_ttl));
+    let readers = crate::credential_readers::CredentialReaders::parse(&sa.credential_readers)?;
+    let security = Arc::new(
+        Security::new(ca.clone(), jwt.clone(), sa.workload_cert_ttl).with_readers(readers),
+    );
     let _ = pipeline.security.set(security.clone());
     pipeline.refresh_credentials();
     let tls = Arc::new(crate::tls::ServingTls::new(

@@ -265,7 +265,13 @@ fn credential_mesh(
     let [simple, mutual, tls] = ports;
     let (_, cert, key) = server;
     format!(
-        r#"apiVersion: v1
+        r#"# The ingress gateway's pod: what lets its service account read the credentials.
+apiVersion: v1
+kind: Pod
+metadata: {{name: ingress-0, namespace: istio-system, labels: {{istio: ingressgateway}}}}
+spec: {{serviceAccountName: ingress}}
+---
+apiVersion: v1
 kind: Service
 metadata: {{name: web, namespace: app}}
 spec:
@@ -555,9 +561,18 @@ async fn credentials_are_only_for_gateways_of_their_namespace() {
         credential_mesh([18443, 18444, 18445], 8000, 5432, &server, &client_ca),
     )
     .unwrap();
-    let shoal = Shoal::start(dir.path(), &["--jwt-issuer", &issuer.arg()])
-        .await
-        .unwrap();
+    // app's gateway has no pod in the registry: the operator names its identity.
+    let shoal = Shoal::start(
+        dir.path(),
+        &[
+            "--jwt-issuer",
+            &issuer.arg(),
+            "--credential-readers",
+            "app/ingress",
+        ],
+    )
+    .await
+    .unwrap();
     let wanted = [
         "kubernetes://web-cert",
         "kubernetes://web-mtls-cacert",
@@ -576,7 +591,9 @@ async fn credentials_are_only_for_gateways_of_their_namespace() {
     .unwrap();
     assert_eq!(
         got,
-        ["kubernetes://web-cert", "kubernetes://web-mtls-cacert"]
+        ["kubernetes://web-cert", "kubernetes://web-mtls-cacert"],
+        "{}",
+        shoal.proc.log()
     );
 
     // A sidecar with the very same identity: nothing of them.
@@ -589,6 +606,18 @@ async fn credentials_are_only_for_gateways_of_their_namespace() {
     .await
     .unwrap();
     assert!(got.is_empty(), "a sidecar got {got:?}");
+
+    // A workload of istio-system that claims to be a gateway but runs none: nothing.
+    let intruder = issuer.token("istio-system", "intruder").unwrap();
+    let got = secrets_received(
+        shoal.xds,
+        raw_node("router", "istio-system"),
+        Some(&intruder),
+        &wanted,
+    )
+    .await
+    .unwrap();
+    assert!(got.is_empty(), "a self-declared gateway got {got:?}");
 
     // An anonymous gateway (plaintext, no token): no secret at all.
     let got = secrets_received(shoal.xds, raw_node("router", "istio-system"), None, &wanted)

@@ -1,0 +1,126 @@
+//! Who may read its namespace's gateway credentials (`credentialName` Secrets over SDS).
+//!
+//! Istio lets a gateway read the Secrets of its namespace when Kubernetes RBAC allows its
+//! service account to (a SubjectAccessReview). shoal has no RBAC to ask, and a proxy's type
+//! (`router~…`) is only what it says it is, so it asks the registry instead: an identity
+//! reads credentials when a Pod of its namespace runs with its service account and is a
+//! gateway (an Istio Gateway selects its labels, or it carries a Gateway API gateway-name
+//! label), or when the operator names it in `--credential-readers NS/SA` (`*` for any
+//! part). Every other identity — any workload that merely claims to be a gateway — gets
+//! its own secrets only.
+
+use shoal_ca::Identity;
+use shoal_config::{ConfigSnapshot, Kind, Object, selects};
+
+/// Labels the Gateway API (and Istio's deployment of it) puts on gateway pods.
+const GATEWAY_NAME_LABELS: [&str; 2] = [
+    "gateway.networking.k8s.io/gateway-name",
+    "istio.io/gateway-name",
+];
+
+/// The operator's explicit readers, `(namespace, service account)` with `*` wildcards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialReaders {
+    explicit: Vec<(String, String)>,
+}
+
+impl CredentialReaders {
+    /// Parses `NS/SA` entries.
+    pub fn parse(entries: &[String]) -> anyhow::Result<Self> {
+        let explicit = entries
+            .iter()
+            .map(|e| {
+                let (ns, sa) = e
+                    .split_once('/')
+                    .filter(|(ns, sa)| !ns.is_empty() && !sa.is_empty())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--credential-readers {e:?} is not NAMESPACE/SERVICE_ACCOUNT"
+                        )
+                    })?;
+                Ok((ns.to_string(), sa.to_string()))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(CredentialReaders { explicit })
+    }
+
+    /// Whether `identity` may read the credentials of its namespace.
+    pub fn allows(&self, identity: &Identity, config: &ConfigSnapshot) -> bool {
+        let part = |want: &str, have: &str| want == "*" || want == have;
+        self.explicit
+            .iter()
+            .any(|(ns, sa)| part(ns, &identity.namespace) && part(sa, &identity.service_account))
+            || runs_a_gateway(identity, config)
+    }
+}
+
+/// A Pod of the identity's namespace and service account that is a gateway.
+fn runs_a_gateway(identity: &Identity, config: &ConfigSnapshot) -> bool {
+    let selectors: Vec<&shoal_config::Labels> = config
+        .of_kind(Kind::Gateway)
+        .filter_map(|(_, e)| match e.object.as_ref() {
+            Object::Gateway(gw) if !gw.spec.selector.is_empty() => Some(&gw.spec.selector),
+            _ => None,
+        })
+        .collect();
+    config
+        .of_kind_in(Kind::Pod, &identity.namespace)
+        .any(|(_, e)| match e.object.as_ref() {
+            Object::Pod(pod) => {
+                let sa = pod
+                    .spec
+                    .service_account_name
+                    .as_deref()
+                    .unwrap_or("default");
+                let labels = &pod.metadata.labels;
+                sa == identity.service_account
+                    && (selectors.iter().any(|s| selects(s, labels))
+                        || GATEWAY_NAME_LABELS.iter().any(|l| labels.contains_key(*l)))
+            }
+            _ => false,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> ConfigSnapshot {
+        let mut store = shoal_config::ConfigStore::new();
+        store.apply("t.yaml", shoal_config::parse::parse_yaml("t.yaml", yaml));
+        store.snapshot()
+    }
+
+    fn id(ns: &str, sa: &str) -> Identity {
+        Identity::new("cluster.local", ns, sa).unwrap()
+    }
+
+    const MESH: &str = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: istio-system}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ['*']\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: ingress-0, namespace: istio-system, labels: {istio: ingressgateway}}\nspec: {serviceAccountName: ingress}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web-0, namespace: istio-system, labels: {app: web}}\nspec: {serviceAccountName: web}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: api-gw-0, namespace: app, labels: {gateway.networking.k8s.io/gateway-name: api}}\nspec: {serviceAccountName: api-gw}\n";
+
+    #[test]
+    fn gateway_workloads_of_the_registry_read_credentials() {
+        let cfg = config(MESH);
+        let none = CredentialReaders::default();
+        assert!(none.allows(&id("istio-system", "ingress"), &cfg));
+        assert!(none.allows(&id("app", "api-gw"), &cfg));
+        // A workload that is no gateway, or a gateway's account in another namespace.
+        assert!(!none.allows(&id("istio-system", "web"), &cfg));
+        assert!(!none.allows(&id("app", "ingress"), &cfg));
+        assert!(!none.allows(&id("istio-system", "nobody"), &cfg));
+    }
+
+    #[test]
+    fn the_operator_names_readers() {
+        let cfg = config("");
+        let r = CredentialReaders::parse(&["edge/*".into(), "*/ingress".into()]).unwrap();
+        assert!(r.allows(&id("edge", "anything"), &cfg));
+        assert!(r.allows(&id("app", "ingress"), &cfg));
+        assert!(!r.allows(&id("app", "web"), &cfg));
+        for bad in ["edge", "/sa", "ns/", ""] {
+            assert!(
+                CredentialReaders::parse(&[bad.to_string()]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
