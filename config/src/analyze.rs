@@ -80,6 +80,8 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Issue> {
         }
     }
 
+    delegates(snapshot, &mut issues);
+
     // At most one namespace-wide Sidecar per namespace.
     let mut wide: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (key, e) in snapshot.of_kind(Kind::Sidecar) {
@@ -151,4 +153,86 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Issue> {
         }
     }
     issues
+}
+
+/// Whether a VirtualService's `exportTo` lets namespace `ns` see it (empty: everyone).
+fn exported_to(export_to: &[String], own: &str, ns: &str) -> bool {
+    export_to.is_empty()
+        || export_to
+            .iter()
+            .any(|e| e == "*" || e == ns || (e == "." && own == ns))
+}
+
+/// Delegating routes whose delegate is missing, has hosts of its own, or is not exported
+/// to the root's namespace: translation skips those routes.
+fn delegates(snapshot: &ConfigSnapshot, issues: &mut Vec<Issue>) {
+    for (key, e) in snapshot.of_kind(Kind::VirtualService) {
+        let Object::VirtualService(vs) = e.object.as_ref() else {
+            continue;
+        };
+        for (i, r) in vs.spec.http.iter().enumerate() {
+            let Some(d) = &r.delegate else { continue };
+            let ns = d.namespace.as_deref().unwrap_or(&key.namespace);
+            let target = crate::ObjectKey::new(Kind::VirtualService, ns, &d.name);
+            let problem = match snapshot.get(&target).map(|t| t.object.as_ref()) {
+                Some(Object::VirtualService(dvs)) if !dvs.spec.hosts.is_empty() => Some(format!(
+                    "VirtualService {ns}/{} has hosts: it is no delegate",
+                    d.name
+                )),
+                Some(Object::VirtualService(dvs))
+                    if !exported_to(&dvs.spec.export_to, ns, &key.namespace) =>
+                {
+                    Some(format!(
+                        "VirtualService {ns}/{} is not exported to namespace {}",
+                        d.name, key.namespace
+                    ))
+                }
+                Some(_) => None,
+                None => Some(format!("VirtualService {ns}/{} does not exist", d.name)),
+            };
+            if let Some(p) = problem {
+                issues.push(
+                    Issue::warning(
+                        format!("spec.http[{i}].delegate"),
+                        format!("{p}; the route is left out"),
+                    )
+                    .at(Some(&e.origin), Some(key)),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod delegate_tests {
+    use crate::parse::parse_yaml;
+    use crate::store::ConfigStore;
+
+    #[test]
+    fn broken_delegations_are_reported() {
+        let mut store = ConfigStore::new();
+        store.apply(
+            "t.yaml",
+            parse_yaml(
+                "t.yaml",
+                "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: root, namespace: app}\nspec:\n  hosts: [api]\n  http:\n  - delegate: {name: missing}\n  - delegate: {name: hosted}\n  - delegate: {name: private, namespace: team}\n  - delegate: {name: fine, namespace: team}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hosted, namespace: app}\nspec:\n  hosts: [x]\n  http: [{route: [{destination: {host: x}}]}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: private, namespace: team}\nspec:\n  exportTo: [.]\n  http: [{route: [{destination: {host: x}}]}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: fine, namespace: team}\nspec:\n  exportTo: [app]\n  http: [{route: [{destination: {host: x}}]}]\n",
+            ),
+        );
+        let found: Vec<String> = super::analyze(&store.snapshot())
+            .iter()
+            .map(|i| format!("{}: {}", i.field, i.message))
+            .filter(|l| l.contains("delegate"))
+            .collect();
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(
+            found[0]
+                .starts_with("spec.http[0].delegate: VirtualService app/missing does not exist"),
+            "{found:#?}"
+        );
+        assert!(found[1].contains("app/hosted has hosts"), "{found:#?}");
+        assert!(
+            found[2].contains("team/private is not exported to namespace app"),
+            "{found:#?}"
+        );
+    }
 }
