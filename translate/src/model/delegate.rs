@@ -8,8 +8,9 @@
 //!
 //! This runs once per model build, so every route builder (sidecars, gateways, proxyless
 //! gRPC) sees merged roots and never a delegate. Whether a delegate exists and is exported
-//! to its root's namespace needs every object, which per-object validation cannot see: a
-//! route naming a missing or hidden delegate is skipped here (as in Istio) and logged.
+//! to its root's namespace needs every object: a route naming a missing or hidden delegate
+//! is skipped here (as in Istio), and the cross-object analysis (`shoal_config::analyze`,
+//! `shoal validate`, the server's config findings) reports it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,7 +45,7 @@ pub(super) fn merge(
                 };
                 let ns = d.namespace.as_deref().unwrap_or(&vs.namespace);
                 let Some(delegate) = delegates.get(&(ns, d.name.as_str())) else {
-                    tracing::warn!(
+                    tracing::debug!(
                         root = %format!("{}/{}", vs.namespace, vs.name),
                         delegate = %format!("{ns}/{}", d.name),
                         "delegate VirtualService not found (or it has hosts): route skipped"
@@ -52,7 +53,7 @@ pub(super) fn merge(
                     continue;
                 };
                 if !delegate.visibility.visible_from(&vs.namespace) {
-                    tracing::warn!(
+                    tracing::debug!(
                         root = %format!("{}/{}", vs.namespace, vs.name),
                         delegate = %format!("{ns}/{}", d.name),
                         "delegate VirtualService is not exported to its root's namespace: route skipped"
