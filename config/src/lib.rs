@@ -3,7 +3,8 @@
 //! Kubernetes (`Service`, `EndpointSlice`, `Pod`, `Node`, and `Secret` for gateway
 //! credentials), Istio networking objects
 //! (`ServiceEntry`, `WorkloadEntry`, `VirtualService`, `DestinationRule`, `Sidecar`) and Istio
-//! security objects (`PeerAuthentication`, `AuthorizationPolicy`) are parsed
+//! security objects (`PeerAuthentication`, `AuthorizationPolicy`) and the Kubernetes Gateway
+//! API (`Gateway`, `HTTPRoute`; [`gateway_api`]) are parsed
 //! from YAML or JSON ([`parse`]), validated one by one ([`validate`]) and kept in the
 //! [`store::ConfigStore`], fed by sources ([`source`]).
 //!
@@ -15,6 +16,7 @@
 
 pub mod analyze;
 pub mod duration;
+pub mod gateway_api;
 pub mod host;
 mod issue;
 pub mod istio;
@@ -29,7 +31,7 @@ pub mod validate;
 pub use issue::{Issue, Origin, Severity};
 pub use meta::{Kind, Labels, ObjectKey, ObjectMeta, selects};
 pub use object::{
-    AuthorizationPolicy, DestinationRule, Object, PeerAuthentication, ServiceEntry, SharedObject,
-    Sidecar, VirtualService, WorkloadEntry,
+    AuthorizationPolicy, DestinationRule, HttpRoute, KubeGateway, Object, PeerAuthentication,
+    ServiceEntry, SharedObject, Sidecar, VirtualService, WorkloadEntry,
 };
 pub use store::{ChangeSet, ConfigSnapshot, ConfigStore, Entry};

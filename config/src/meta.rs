@@ -23,10 +23,14 @@ pub enum Kind {
     Gateway,
     Secret,
     ProxyConfig,
+    /// `gateway.networking.k8s.io` `Gateway` (distinct from Istio's [`Kind::Gateway`]).
+    KubeGateway,
+    /// `gateway.networking.k8s.io` `HTTPRoute`.
+    HttpRoute,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -41,6 +45,8 @@ impl Kind {
         Kind::Gateway,
         Kind::Secret,
         Kind::ProxyConfig,
+        Kind::KubeGateway,
+        Kind::HttpRoute,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +65,10 @@ impl Kind {
             Kind::Gateway => "Gateway",
             Kind::Secret => "Secret",
             Kind::ProxyConfig => "ProxyConfig",
+            // Qualified with its group (as kubectl names it): Istio's Gateway is "Gateway", and
+            // both appear in issues and in the per-kind object count metric.
+            Kind::KubeGateway => "Gateway.gateway.networking.k8s.io",
+            Kind::HttpRoute => "HTTPRoute",
         }
     }
 

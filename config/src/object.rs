@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::gateway_api::{HttpRouteSpec, KubeGatewaySpec};
 use crate::istio::{
     AuthorizationPolicySpec, DestinationRuleSpec, GatewaySpec, PeerAuthenticationSpec,
     ProxyConfigSpec, Resource, ServiceEntrySpec, SidecarSpec, VirtualServiceSpec,
@@ -21,6 +22,9 @@ pub type PeerAuthentication = Resource<PeerAuthenticationSpec>;
 pub type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
 pub type Gateway = Resource<GatewaySpec>;
 pub type ProxyConfig = Resource<ProxyConfigSpec>;
+/// A Kubernetes Gateway API `Gateway`.
+pub type KubeGateway = Resource<KubeGatewaySpec>;
+pub type HttpRoute = Resource<HttpRouteSpec>;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -39,6 +43,8 @@ pub enum Object {
     Gateway(Gateway),
     Secret(k8s::Secret),
     ProxyConfig(ProxyConfig),
+    KubeGateway(KubeGateway),
+    HttpRoute(HttpRoute),
 }
 
 impl Object {
@@ -58,6 +64,8 @@ impl Object {
             Object::Gateway(_) => Kind::Gateway,
             Object::Secret(_) => Kind::Secret,
             Object::ProxyConfig(_) => Kind::ProxyConfig,
+            Object::KubeGateway(_) => Kind::KubeGateway,
+            Object::HttpRoute(_) => Kind::HttpRoute,
         }
     }
 
@@ -77,6 +85,8 @@ impl Object {
             Object::Gateway(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
             Object::ProxyConfig(o) => &o.metadata,
+            Object::KubeGateway(o) => &o.metadata,
+            Object::HttpRoute(o) => &o.metadata,
         }
     }
 
@@ -96,6 +106,8 @@ impl Object {
             Object::Gateway(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
             Object::ProxyConfig(o) => &mut o.metadata,
+            Object::KubeGateway(o) => &mut o.metadata,
+            Object::HttpRoute(o) => &mut o.metadata,
         }
     }
 

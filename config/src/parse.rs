@@ -178,6 +178,11 @@ pub fn kind_for(api_version: &str, kind: &str) -> Option<Kind> {
             "ProxyConfig" => Some(Kind::ProxyConfig),
             _ => None,
         },
+        ("gateway.networking.k8s.io", k) if matches!(version, "v1" | "v1beta1") => match k {
+            "Gateway" => Some(Kind::KubeGateway),
+            "HTTPRoute" => Some(Kind::HttpRoute),
+            _ => None,
+        },
         ("security.istio.io", k) if matches!(version, "v1" | "v1beta1") => match k {
             "PeerAuthentication" => Some(Kind::PeerAuthentication),
             "AuthorizationPolicy" => Some(Kind::AuthorizationPolicy),
@@ -252,6 +257,8 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
         Kind::AuthorizationPolicy => typed(value, &mut unknown).map(Object::AuthorizationPolicy),
         Kind::Gateway => typed(value, &mut unknown).map(Object::Gateway),
         Kind::ProxyConfig => typed(value, &mut unknown).map(Object::ProxyConfig),
+        Kind::KubeGateway => typed(value, &mut unknown).map(Object::KubeGateway),
+        Kind::HttpRoute => typed(value, &mut unknown).map(Object::HttpRoute),
         Kind::Secret => typed(value, &mut unknown)
             .map(Object::Secret)
             .map_err(|issue| redact(&issue)),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use shoal_config::istio::{CaptureMode, IstioEgressListener, IstioIngressListener};
-use shoal_config::{Kind, Object, host, selects};
+use shoal_config::{host, selects};
 
 use crate::locality::ClientLocality;
 use crate::model::TargetPort;
@@ -71,7 +71,7 @@ impl ViewKey {
         let sidecar = sidecar_rule.map(|s| (s.namespace.clone(), s.name.clone()));
         let gateways_apply = router && !grpc_generator(proxy);
         let gateways = if gateways_apply {
-            select_gateways(model, &proxy.labels)
+            select_gateways(model, &proxy.namespace, &proxy.labels)
         } else {
             Vec::new()
         };
@@ -291,22 +291,21 @@ fn locality_id(c: &ClientLocality) -> String {
     )
 }
 
-/// The Gateways that configure a gateway proxy: those whose `selector` matches its labels
-/// (an empty selector matches every gateway proxy), in any namespace. This is Istio's
-/// default (`PILOT_SCOPE_GATEWAY_TO_NAMESPACE=false`); scoping Gateways to the proxy's own
-/// namespace is not offered.
-fn select_gateways(model: &Model, labels: &shoal_config::Labels) -> Vec<(Arc<str>, Arc<str>)> {
+/// The Gateways that configure a gateway proxy: Istio Gateways whose `selector` matches its
+/// labels (an empty selector matches every gateway proxy), in any namespace, which is
+/// Istio's default (`PILOT_SCOPE_GATEWAY_TO_NAMESPACE=false`; scoping them to the proxy's
+/// own namespace is not offered), and the listeners of the Kubernetes Gateway whose
+/// deployment the proxy belongs to (see [`crate::model::GatewayRule::selects`]).
+fn select_gateways(
+    model: &Model,
+    namespace: &str,
+    labels: &shoal_config::Labels,
+) -> Vec<(Arc<str>, Arc<str>)> {
     model
-        .config
-        .of_kind(Kind::Gateway)
-        .filter_map(|(key, e)| match e.object.as_ref() {
-            Object::Gateway(gw) if selects(&gw.spec.selector, labels) => {
-                Some((key.namespace.clone(), key.name.clone()))
-            }
-            _ => None,
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
+        .gateways
+        .iter()
+        .filter(|(_, gw)| gw.selects(namespace, labels))
+        .map(|(key, _)| key.clone())
         .collect()
 }
 

@@ -270,3 +270,34 @@ fn malformed_secrets_are_rejected_without_showing_values() {
     ));
     assert!(accepted && messages.is_empty(), "{messages:?}");
 }
+
+#[test]
+fn gateway_api_kinds_do_not_collide_with_istio_gateways() {
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: ns}\nspec:\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: ns}\nspec:\n  gatewayClassName: istio\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{name: gw, namespace: ns}]\n---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: GRPCRoute\nmetadata: {name: g}\n";
+    let docs = parse_yaml("gw.yaml", yaml);
+    let keys: Vec<ObjectKey> = docs
+        .iter()
+        .filter_map(|d| match &d.outcome {
+            Outcome::Accepted { object, warnings } => {
+                assert!(warnings.is_empty(), "{warnings:?}");
+                Some(object.key())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ObjectKey::new(Kind::Gateway, "ns", "gw"),
+            ObjectKey::new(Kind::KubeGateway, "ns", "gw"),
+            ObjectKey::new(Kind::HttpRoute, "default", "r"),
+        ]
+    );
+    assert_eq!(keys[0].to_string(), "Gateway ns/gw");
+    assert_eq!(
+        keys[1].to_string(),
+        "Gateway.gateway.networking.k8s.io ns/gw"
+    );
+    assert_eq!(keys[2].to_string(), "HTTPRoute default/r");
+    assert!(matches!(&docs[3].outcome, Outcome::Skipped { kind, .. } if kind == "GRPCRoute"));
+}

@@ -2,6 +2,7 @@
 //! warnings are reported and the object is accepted.
 
 mod gateway;
+mod gateway_api;
 mod istio;
 mod k8s;
 mod proxy_config;
@@ -32,6 +33,8 @@ pub fn validate(obj: &Object) -> Vec<Issue> {
         Object::Gateway(gw) => gateway::gateway(&mut v, &gw.spec),
         Object::Secret(s) => crate::k8s::validate_secret(&mut v, s),
         Object::ProxyConfig(pc) => proxy_config::proxy_config(&mut v, &pc.spec),
+        Object::KubeGateway(gw) => gateway_api::gateway(&mut v, &gw.spec),
+        Object::HttpRoute(r) => gateway_api::http_route(&mut v, &r.spec),
     }
     v.issues
 }

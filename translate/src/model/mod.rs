@@ -5,6 +5,7 @@
 
 mod delegate;
 mod endpoints;
+mod gateway_api;
 mod protocol;
 mod service;
 
@@ -14,6 +15,10 @@ use std::sync::Arc;
 use shoal_config::{ChangeSet, ConfigSnapshot, Kind, Object};
 
 pub use endpoints::{Endpoint, Locality, TLS_MODE_LABEL};
+pub use gateway_api::{
+    GATEWAY_CLASS, GATEWAY_NAME_LABEL, GatewayRule, GatewaySelection, Gateways,
+    ISTIO_GATEWAY_NAME_LABEL,
+};
 pub use protocol::Protocol;
 pub use service::{PortModel, Resolution, Service, ServiceOrigin, TargetPort, Visibility};
 
@@ -82,6 +87,9 @@ pub struct Model {
     pub peer_authentications: Vec<Arc<PeerAuthenticationPolicy>>,
     /// Sorted by namespace and name.
     pub authorization_policies: Vec<Arc<AuthorizationPolicyRule>>,
+    /// Istio Gateways and the Gateways converted from Kubernetes Gateway API listeners, by
+    /// (namespace, name): what gateway proxies are selected by and built from.
+    pub gateways: Gateways,
     index: endpoints::EndpointIndex,
     /// Monotonic counter stamped on every service whose endpoints were (re)computed.
     generation: u64,
@@ -155,6 +163,10 @@ impl Model {
         self.source_label_keys = source_label_keys(&self.virtual_services);
         self.virtual_services =
             delegate::merge(std::mem::take(&mut self.virtual_services), &suffix);
+        // Kubernetes Gateway API objects join as Istio Gateways and VirtualServices.
+        let (gateways, converted) = gateway_api::build(cfg, &suffix);
+        self.gateways = gateways;
+        self.virtual_services.extend(converted);
         self.destination_rules = cfg
             .of_kind(Kind::DestinationRule)
             .filter_map(|(key, e)| match e.object.as_ref() {

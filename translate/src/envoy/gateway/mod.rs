@@ -47,8 +47,8 @@ use shoal_api::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsI
 use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     Rds, http_connection_manager::RouteSpecifier,
 };
+use shoal_config::host;
 use shoal_config::istio::{GatewaySpec, Server, ServerTlsMode, ServerTlsSettings};
-use shoal_config::{Kind, Object, ObjectKey, host};
 
 use super::tcp_route;
 use super::{ads, boolv, listener, route, socket};
@@ -130,17 +130,16 @@ fn mode_of(server: &Server) -> Option<Mode<'_>> {
 }
 
 /// The Gateways of the view, in key order.
+/// Istio Gateways and converted Kubernetes Gateway listeners alike (`Model::gateways`).
 fn gateways<'m>(scope: &Scope<'m>) -> Vec<(&'m str, &'m str, &'m GatewaySpec)> {
-    let key = scope.key;
     let model = scope.model;
-    key.gateways
+    scope
+        .key
+        .gateways
         .iter()
-        .filter_map(|(ns, name)| {
-            let e = model.config.get(&ObjectKey::new(Kind::Gateway, ns, name))?;
-            match e.object.as_ref() {
-                Object::Gateway(gw) => Some((ns.as_ref(), name.as_ref(), &gw.spec)),
-                _ => None,
-            }
+        .filter_map(|key| {
+            let gw = model.gateways.get(key)?;
+            Some((gw.namespace.as_ref(), gw.name.as_ref(), gw.spec.as_ref()))
         })
         .collect()
 }

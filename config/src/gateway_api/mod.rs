@@ -1,0 +1,434 @@
+//! Kubernetes Gateway API (`gateway.networking.k8s.io` v1, with the v1beta1 alias):
+//! `Gateway` and `HTTPRoute`, field names as in the API. Istio converts them into its own
+//! Gateway and VirtualService model; so does shoal (`translate/src/model/gateway_api.rs`).
+//! Fields shoal does not act on are reported by the parser rather than silently ignored.
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::Labels;
+
+/// The group of both kinds.
+pub const GROUP: &str = "gateway.networking.k8s.io";
+
+/// `GatewaySpec`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeGatewaySpec {
+    #[serde(default)]
+    pub gateway_class_name: String,
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+    /// Addresses requested for the gateway; shoal binds every address (`0.0.0.0`), so
+    /// these are accepted and not acted on.
+    #[serde(default)]
+    pub addresses: Vec<GatewayAddress>,
+}
+
+/// `Listener`: one port, protocol and (optional) hostname routes attach to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listener {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub port: i64,
+    /// `HTTP`, `HTTPS`, `TLS`, `TCP` or `UDP`.
+    #[serde(default)]
+    pub protocol: String,
+    #[serde(default)]
+    pub tls: Option<GatewayTlsConfig>,
+    #[serde(default)]
+    pub allowed_routes: Option<AllowedRoutes>,
+}
+
+/// `GatewayTLSConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTlsConfig {
+    #[serde(default)]
+    pub mode: Option<TlsMode>,
+    #[serde(default)]
+    pub certificate_refs: Vec<SecretObjectReference>,
+}
+
+impl GatewayTlsConfig {
+    /// The mode, with the API's default (`Terminate`).
+    pub fn mode(&self) -> TlsMode {
+        self.mode.unwrap_or(TlsMode::Terminate)
+    }
+}
+
+/// `TLSModeType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TlsMode {
+    Terminate,
+    Passthrough,
+}
+
+/// `SecretObjectReference` (a `Secret` in the core group unless said otherwise).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretObjectReference {
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+/// `AllowedRoutes`: which routes may attach to a listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedRoutes {
+    #[serde(default)]
+    pub namespaces: Option<RouteNamespaces>,
+    #[serde(default)]
+    pub kinds: Vec<RouteGroupKind>,
+}
+
+/// `RouteNamespaces`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteNamespaces {
+    #[serde(default)]
+    pub from: Option<FromNamespaces>,
+    #[serde(default)]
+    pub selector: Option<LabelSelector>,
+}
+
+/// `FromNamespaces` (default `Same`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromNamespaces {
+    All,
+    #[default]
+    Same,
+    Selector,
+}
+
+/// A Kubernetes `LabelSelector` (`matchLabels` only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    #[serde(default)]
+    pub match_labels: Labels,
+}
+
+/// `RouteGroupKind`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteGroupKind {
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub kind: String,
+}
+
+/// `GatewayAddress`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayAddress {
+    #[serde(default, rename = "type")]
+    pub address_type: Option<String>,
+    #[serde(default)]
+    pub value: String,
+}
+
+/// `HTTPRouteSpec`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteSpec {
+    #[serde(default)]
+    pub parent_refs: Vec<ParentReference>,
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<HttpRouteRule>,
+}
+
+/// `ParentReference`: a Gateway (default) or, for mesh routing (GAMMA), a Service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentReference {
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub section_name: Option<String>,
+    #[serde(default)]
+    pub port: Option<i64>,
+}
+
+impl ParentReference {
+    /// Whether it names a Gateway (group and kind defaulted as the API says).
+    pub fn is_gateway(&self) -> bool {
+        self.group.as_deref().unwrap_or(GROUP) == GROUP
+            && self.kind.as_deref().unwrap_or("Gateway") == "Gateway"
+    }
+
+    /// Whether it names a core `Service` (mesh routing, GAMMA).
+    pub fn is_service(&self) -> bool {
+        self.group.as_deref().unwrap_or("").is_empty() && self.kind.as_deref() == Some("Service")
+    }
+}
+
+/// `HTTPRouteRule`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteRule {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub matches: Vec<HttpRouteMatch>,
+    #[serde(default)]
+    pub filters: Vec<HttpRouteFilter>,
+    #[serde(default)]
+    pub backend_refs: Vec<HttpBackendRef>,
+    #[serde(default)]
+    pub timeouts: Option<HttpRouteTimeouts>,
+}
+
+/// `HTTPRouteMatch`: every condition must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteMatch {
+    #[serde(default)]
+    pub path: Option<HttpPathMatch>,
+    #[serde(default)]
+    pub headers: Vec<HttpHeaderMatch>,
+    #[serde(default)]
+    pub query_params: Vec<HttpHeaderMatch>,
+    #[serde(default)]
+    pub method: Option<String>,
+}
+
+/// `HTTPPathMatch` (default: `PathPrefix` `/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpPathMatch {
+    #[serde(default, rename = "type")]
+    pub match_type: Option<PathMatchType>,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+impl HttpPathMatch {
+    pub fn match_type(&self) -> PathMatchType {
+        self.match_type.unwrap_or(PathMatchType::PathPrefix)
+    }
+
+    pub fn value(&self) -> &str {
+        self.value.as_deref().unwrap_or("/")
+    }
+}
+
+/// `PathMatchType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathMatchType {
+    Exact,
+    PathPrefix,
+    RegularExpression,
+}
+
+/// `HTTPHeaderMatch` and `HTTPQueryParamMatch` (same shape).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpHeaderMatch {
+    #[serde(default, rename = "type")]
+    pub match_type: Option<ValueMatchType>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+/// `HeaderMatchType` / `QueryParamMatchType` (default `Exact`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ValueMatchType {
+    #[default]
+    Exact,
+    RegularExpression,
+}
+
+/// `HTTPRouteFilter`: `type` names the one field that applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteFilter {
+    #[serde(rename = "type")]
+    pub filter_type: FilterType,
+    #[serde(default)]
+    pub request_header_modifier: Option<HeaderModifier>,
+    #[serde(default)]
+    pub response_header_modifier: Option<HeaderModifier>,
+    #[serde(default)]
+    pub request_redirect: Option<RequestRedirect>,
+    #[serde(default, rename = "urlRewrite")]
+    pub url_rewrite: Option<UrlRewrite>,
+    #[serde(default)]
+    pub request_mirror: Option<RequestMirror>,
+}
+
+/// `HTTPRouteFilterType`. `ExtensionRef` (implementation-specific) is not supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FilterType {
+    RequestHeaderModifier,
+    ResponseHeaderModifier,
+    RequestRedirect,
+    #[serde(rename = "URLRewrite")]
+    UrlRewrite,
+    RequestMirror,
+    ExtensionRef,
+}
+
+/// `HTTPHeaderFilter`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderModifier {
+    #[serde(default)]
+    pub set: Vec<HttpHeader>,
+    #[serde(default)]
+    pub add: Vec<HttpHeader>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// `HTTPHeader`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpHeader {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+/// `HTTPRequestRedirectFilter`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRedirect {
+    #[serde(default)]
+    pub scheme: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub path: Option<HttpPathModifier>,
+    #[serde(default)]
+    pub port: Option<i64>,
+    /// 301 or 302 (default 302).
+    #[serde(default)]
+    pub status_code: Option<i64>,
+}
+
+/// `HTTPURLRewriteFilter`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UrlRewrite {
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub path: Option<HttpPathModifier>,
+}
+
+/// `HTTPPathModifier`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpPathModifier {
+    #[serde(rename = "type")]
+    pub modifier_type: PathModifierType,
+    #[serde(default)]
+    pub replace_full_path: Option<String>,
+    #[serde(default)]
+    pub replace_prefix_match: Option<String>,
+}
+
+/// `HTTPPathModifierType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathModifierType {
+    ReplaceFullPath,
+    ReplacePrefixMatch,
+}
+
+/// `HTTPRequestMirrorFilter`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestMirror {
+    #[serde(default)]
+    pub backend_ref: BackendRef,
+    /// Percent of requests mirrored (default all).
+    #[serde(default)]
+    pub percent: Option<i64>,
+}
+
+/// `BackendObjectReference` (a core `Service` unless said otherwise).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendRef {
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub port: Option<i64>,
+}
+
+impl BackendRef {
+    /// Whether it names a core `Service`, the only backend kind shoal routes to.
+    pub fn is_service(&self) -> bool {
+        self.group.as_deref().unwrap_or("").is_empty()
+            && self.kind.as_deref().unwrap_or("Service") == "Service"
+    }
+}
+
+/// `HTTPBackendRef`: a backend and its weight (default 1). Per-backend `filters` are not
+/// supported (reported as an unknown field).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpBackendRef {
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub port: Option<i64>,
+    #[serde(default)]
+    pub weight: Option<i64>,
+}
+
+impl HttpBackendRef {
+    /// The referenced backend, without the weight.
+    pub fn backend(&self) -> BackendRef {
+        BackendRef {
+            group: self.group.clone(),
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            port: self.port,
+        }
+    }
+}
+
+/// `HTTPRouteTimeouts` (Gateway API durations, a subset of Go's syntax).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteTimeouts {
+    #[serde(default)]
+    pub request: Option<String>,
+    #[serde(default)]
+    pub backend_request: Option<String>,
+}

@@ -1,0 +1,140 @@
+//! A real Envoy as the gateway proxy of a Kubernetes Gateway API `Gateway` (`router~…` node
+//! labelled `gateway.networking.k8s.io/gateway-name`, Istio's deployment label): an
+//! `HTTPRoute` sends `/a` to one backend with a request header set and `/b` to another, over
+//! plain HTTP; a host the route does not name gets Istio's 404.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shoal_tests::backends;
+use shoal_tests::proc::{Envoy, Shoal, http_get};
+use shoal_tests::{eventually, free_port};
+
+const HOST: &str = "web.example.com";
+
+fn mesh(listen: u16, a: u16, b: u16) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: a, namespace: web}}
+spec:
+  ports:
+  - {{name: http, port: 8000, targetPort: {a}}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: a-1, namespace: web, labels: {{kubernetes.io/service-name: a}}}}
+addressType: IPv4
+ports: [{{name: http, port: {a}}}]
+endpoints:
+- addresses: [127.0.0.2]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: b, namespace: web}}
+spec:
+  ports:
+  - {{name: http, port: 8001, targetPort: {b}}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: b-1, namespace: web, labels: {{kubernetes.io/service-name: b}}}}
+addressType: IPv4
+ports: [{{name: http, port: {b}}}]
+endpoints:
+- addresses: [127.0.0.2]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: web}}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {{name: http, port: {listen}, protocol: HTTP}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: web}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [{HOST}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /a}}}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {{set: [{{name: x-route, value: to-a}}]}}
+    backendRefs: [{{name: a, port: 8000}}]
+  - matches: [{{path: {{type: PathPrefix, value: /b}}}}]
+    backendRefs: [{{name: b, port: 8001}}]
+"#
+    )
+}
+
+async fn gateway_api_traffic(delta: bool) {
+    let (a_port, b_port) = (free_port("127.0.0.2"), free_port("127.0.0.2"));
+    let (_a, a_log) =
+        backends::recording(format!("127.0.0.2:{a_port}").parse().unwrap(), "a", false)
+            .await
+            .unwrap();
+    let (_b, b_log) =
+        backends::recording(format!("127.0.0.2:{b_port}").parse().unwrap(), "b", false)
+            .await
+            .unwrap();
+    let listen = free_port("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), mesh(listen, a_port, b_port)).unwrap();
+    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let node = "router~127.0.0.1~gw-istio-0.web~web.svc.cluster.local";
+    let meta = serde_json::json!({ "LABELS": { "gateway.networking.k8s.io/gateway-name": "gw" } });
+    let Some(envoy) = Envoy::start(shoal.xds, node, meta, delta).await.unwrap() else {
+        return;
+    };
+
+    let addr: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
+    eventually(Duration::from_secs(20), "HTTPRoute /a", || async {
+        let (status, body) = http_get(addr, "/a/x", &[("host", HOST)]).await.ok()?;
+        (status == 200 && body == "a /a/x").then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {}", envoy.proc.log()));
+    assert_eq!(
+        envoy.listeners().await.unwrap(),
+        vec![format!("0.0.0.0_{listen}")],
+        "a listener per Gateway listener, named as Istio does"
+    );
+    let (status, body) = http_get(addr, "/b/y", &[("host", HOST)]).await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "b /b/y"));
+
+    // The RequestHeaderModifier of the `/a` rule applies to `/a` only.
+    let seen_a = backends::seen(&a_log);
+    assert!(!seen_a.is_empty());
+    assert!(
+        seen_a
+            .iter()
+            .all(|s| s.headers.get("x-route").is_some_and(|v| v == "to-a")),
+        "x-route set on every request to a"
+    );
+    let seen_b = backends::seen(&b_log);
+    assert_eq!(seen_b.len(), 1);
+    assert!(seen_b[0].headers.get("x-route").is_none());
+
+    // Neither path matches: no route; another host: Istio's 404 as well.
+    let (status, _) = http_get(addr, "/c", &[("host", HOST)]).await.unwrap();
+    assert_eq!(status, 404);
+    let (status, _) = http_get(addr, "/a", &[("host", "other.example.com")])
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_api_http_route_delta() {
+    gateway_api_traffic(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_api_http_route_sotw() {
+    gateway_api_traffic(false).await;
+}
