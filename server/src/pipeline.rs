@@ -38,6 +38,7 @@ struct ProxyClass {
     namespace: String,
     labels: Labels,
     locality: shoal_translate::model::Locality,
+    gateway_topology: Option<shoal_translate::GatewayTopology>,
 }
 
 struct BuildState {
@@ -377,6 +378,7 @@ impl ViewSource for Pipeline {
             namespace: proxy.namespace.clone(),
             labels: proxy.labels.clone(),
             locality: proxy.locality.clone(),
+            gateway_topology: proxy.gateway_topology,
         };
         let mut st = self.state.lock();
         let key = match st.classes.get(&class) {

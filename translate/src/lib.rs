@@ -27,7 +27,9 @@ mod view;
 
 pub use locality::ClientLocality;
 pub use model::{Model, ModelDelta};
-pub use proxy::{Generator, Interception, Proxy, ProxyError, ProxyType};
+pub use proxy::{
+    ClientCertForwarding, GatewayTopology, Generator, Interception, Proxy, ProxyError, ProxyType,
+};
 pub use scope::ViewKey;
 pub use view::{Translator, ViewOutput};
 

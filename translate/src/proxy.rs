@@ -52,6 +52,79 @@ pub struct Proxy {
     /// Where the proxy runs: the node's `locality` (Istio's agent fills it from the pod's
     /// topology), else the `istio-locality` label.
     pub locality: Locality,
+    /// `PROXY_CONFIG.gatewayTopology` (mesh default, or the pod's `proxy.istio.io/config`):
+    /// what a gateway trusts of the hops in front of it.
+    pub gateway_topology: Option<GatewayTopology>,
+}
+
+/// ProxyConfig `gatewayTopology`: the trusted proxies in front of a gateway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct GatewayTopology {
+    /// `numTrustedProxies`: X-Forwarded-For hops to trust (Envoy's `xff_num_trusted_hops`).
+    pub num_trusted_proxies: u32,
+    /// `forwardClientCertDetails`; `None` (UNDEFINED) means Istio's gateway default.
+    pub forward_client_cert: Option<ClientCertForwarding>,
+    /// `proxyProtocol`: connections start with a PROXY protocol header.
+    pub proxy_protocol: bool,
+}
+
+/// How a gateway handles `x-forwarded-client-cert` (Istio's `ForwardClientCertDetails`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ClientCertForwarding {
+    Sanitize,
+    ForwardOnly,
+    AppendForward,
+    SanitizeSet,
+    AlwaysForwardOnly,
+}
+
+fn gateway_topology(meta: &Struct) -> Result<Option<GatewayTopology>, ProxyError> {
+    let Some(ValueKind::StructValue(pc)) = meta
+        .fields
+        .get("PROXY_CONFIG")
+        .and_then(|v| v.kind.as_ref())
+    else {
+        return Ok(None);
+    };
+    let Some(ValueKind::StructValue(gt)) = pc
+        .fields
+        .get("gatewayTopology")
+        .and_then(|v| v.kind.as_ref())
+    else {
+        return Ok(None);
+    };
+    let bad = |m: String| ProxyError::BadMetadata("PROXY_CONFIG.gatewayTopology", m);
+    let num_trusted_proxies = match gt
+        .fields
+        .get("numTrustedProxies")
+        .and_then(|v| v.kind.as_ref())
+    {
+        None => 0,
+        Some(ValueKind::NumberValue(n))
+            if *n >= 0.0 && *n <= f64::from(u32::MAX) && n.fract() == 0.0 =>
+        {
+            *n as u32
+        }
+        Some(ValueKind::StringValue(s)) => s
+            .parse()
+            .map_err(|_| bad(format!("numTrustedProxies {s:?} is not a count")))?,
+        Some(other) => return Err(bad(format!("numTrustedProxies {other:?} is not a count"))),
+    };
+    let forward_client_cert = match string_field(gt, "forwardClientCertDetails") {
+        None | Some("UNDEFINED") => None,
+        Some("SANITIZE") => Some(ClientCertForwarding::Sanitize),
+        Some("FORWARD_ONLY") => Some(ClientCertForwarding::ForwardOnly),
+        Some("APPEND_FORWARD") => Some(ClientCertForwarding::AppendForward),
+        Some("SANITIZE_SET") => Some(ClientCertForwarding::SanitizeSet),
+        Some("ALWAYS_FORWARD_ONLY") => Some(ClientCertForwarding::AlwaysForwardOnly),
+        Some(other) => return Err(bad(format!("unknown forwardClientCertDetails {other:?}"))),
+    };
+    Ok(Some(GatewayTopology {
+        num_trusted_proxies,
+        forward_client_cert,
+        proxy_protocol: gt.fields.contains_key("proxyProtocol"),
+    }))
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -185,6 +258,7 @@ impl Proxy {
             cluster_id: string_field(meta, "CLUSTER_ID").map(str::to_string),
             istio_version: string_field(meta, "ISTIO_VERSION").map(str::to_string),
             locality: node_locality(node, &labels),
+            gateway_topology: gateway_topology(meta)?,
             labels,
             id,
         })
@@ -268,6 +342,63 @@ mod tests {
         assert_eq!(p.locality, Locality::parse("eu/zone-b/rack-1"));
         let p = Proxy::from_node(Some(&node("sidecar~1~a.b~b.svc", &[]))).unwrap();
         assert!(p.locality.is_empty());
+    }
+
+    #[test]
+    fn gateway_topology_from_proxy_config() {
+        let st = |fields: Vec<(&str, ValueKind)>| Struct {
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Value { kind: Some(v) }))
+                .collect(),
+        };
+        let with = |gt: Struct| {
+            let mut n = node("router~1~gw.ns~ns.svc", &[]);
+            let pc = st(vec![("gatewayTopology", ValueKind::StructValue(gt))]);
+            if let Some(m) = n.metadata.as_mut() {
+                m.fields.insert(
+                    "PROXY_CONFIG".into(),
+                    Value {
+                        kind: Some(ValueKind::StructValue(pc)),
+                    },
+                );
+            }
+            Proxy::from_node(Some(&n))
+        };
+        let p = with(st(vec![
+            ("numTrustedProxies", ValueKind::NumberValue(2.0)),
+            (
+                "forwardClientCertDetails",
+                ValueKind::StringValue("APPEND_FORWARD".into()),
+            ),
+            ("proxyProtocol", ValueKind::StructValue(Struct::default())),
+        ]))
+        .unwrap();
+        assert_eq!(
+            p.gateway_topology,
+            Some(GatewayTopology {
+                num_trusted_proxies: 2,
+                forward_client_cert: Some(ClientCertForwarding::AppendForward),
+                proxy_protocol: true,
+            })
+        );
+        assert!(
+            with(st(vec![(
+                "numTrustedProxies",
+                ValueKind::NumberValue(-1.0)
+            )]))
+            .is_err()
+        );
+        assert!(with(st(vec![("numTrustedProxies", ValueKind::NumberValue(1.5))])).is_err());
+        assert!(
+            with(st(vec![(
+                "forwardClientCertDetails",
+                ValueKind::StringValue("SOMETIMES".into())
+            )]))
+            .is_err()
+        );
+        let none = Proxy::from_node(Some(&node("router~1~gw.ns~ns.svc", &[]))).unwrap();
+        assert_eq!(none.gateway_topology, None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::model::TargetPort;
 use crate::model::{
     DestinationRuleRule, Model, Protocol, Service, SidecarRule, VirtualServiceRule,
 };
-use crate::proxy::{Generator, Interception, Proxy, ProxyType};
+use crate::proxy::{GatewayTopology, Generator, Interception, Proxy, ProxyType};
 
 /// A port a workload receives traffic on (the service's target port).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -58,6 +58,9 @@ pub struct ViewKey {
     /// that select it, where they differ. A Gateway server on such a port listens on the
     /// target port (the container port), as Istio maps it.
     pub gateway_ports: Vec<(u16, u16)>,
+    /// For gateway proxies: their `gatewayTopology` (trusted hops, client cert forwarding,
+    /// PROXY protocol).
+    pub gateway_topology: Option<GatewayTopology>,
 }
 
 impl ViewKey {
@@ -135,6 +138,7 @@ impl ViewKey {
             gateways,
             locality: client_locality(model, proxy),
             source_labels: source_labels(model, proxy),
+            gateway_topology: proxy.gateway_topology.filter(|_| gateways_apply),
             gateway_ports: if gateways_apply {
                 gateway_ports(model, proxy)
             } else {
@@ -185,6 +189,24 @@ impl ViewKey {
             + &self.locality.as_ref().map(locality_id).unwrap_or_default()
             + &source_labels_id(&self.source_labels)
             + &gateway_ports_id(&self.gateway_ports)
+            + &self
+                .gateway_topology
+                .map(|t| {
+                    format!(
+                        "|topology={},{},{}",
+                        t.num_trusted_proxies,
+                        t.forward_client_cert
+                            .and_then(|f| serde_json::to_value(f).ok())
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_else(|| "UNDEFINED".into()),
+                        if t.proxy_protocol {
+                            "proxy-protocol"
+                        } else {
+                            "-"
+                        }
+                    )
+                })
+                .unwrap_or_default()
     }
 }
 

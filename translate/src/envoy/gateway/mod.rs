@@ -45,7 +45,10 @@ use shoal_api::pb::envoy::config::route::v3::{
 };
 use shoal_api::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    Rds, http_connection_manager::RouteSpecifier,
+    Rds,
+    http_connection_manager::{
+        ForwardClientCertDetails, RouteSpecifier, SetCurrentClientCertDetails,
+    },
 };
 use shoal_config::host;
 use shoal_config::istio::{GatewaySpec, Server, ServerTlsMode, ServerTlsSettings};
@@ -53,7 +56,7 @@ use shoal_config::istio::{GatewaySpec, Server, ServerTlsMode, ServerTlsSettings}
 use super::tcp_route;
 use super::{ads, boolv, listener, route, socket};
 use crate::model::VirtualServiceRule;
-use crate::proxy::Generator;
+use crate::proxy::{ClientCertForwarding, GatewayTopology, Generator};
 use crate::scope::{Scope, qualify_gateway};
 use crate::security::tls as mesh_tls;
 
@@ -177,6 +180,9 @@ pub(crate) fn build(scope: &Scope<'_>) -> GatewayResources {
         }
     }
     listen_on_target_ports(&mut out.listeners, &scope.key.gateway_ports);
+    if scope.key.gateway_topology.is_some_and(|t| t.proxy_protocol) {
+        expect_proxy_protocol(&mut out.listeners);
+    }
     out
 }
 
@@ -204,6 +210,7 @@ fn listen_on_target_ports(listeners: &mut [Listener], ports: &[(u16, u16)]) {
 fn hcm_chain(
     stat_prefix: &str,
     rds_name: &str,
+    topology: Option<GatewayTopology>,
 ) -> shoal_api::pb::envoy::config::listener::v3::Filter {
     let mut hcm = listener::hcm(
         stat_prefix,
@@ -212,12 +219,52 @@ fn hcm_chain(
             route_config_name: rds_name.to_string(),
         }),
     );
-    // A gateway is the edge: the client's address is the connection's peer.
+    // A gateway is the edge: the client's address is the connection's peer, or as many
+    // hops back in X-Forwarded-For as the gateway's topology trusts. Client certificate
+    // details are set for the backends (Istio's gateway default: SANITIZE_SET).
     hcm.use_remote_address = Some(boolv(true));
+    let topology = topology.unwrap_or_default();
+    hcm.xff_num_trusted_hops = topology.num_trusted_proxies;
+    hcm.forward_client_cert_details = forwarding(
+        topology
+            .forward_client_cert
+            .unwrap_or(ClientCertForwarding::SanitizeSet),
+    ) as i32;
+    hcm.set_current_client_cert_details = Some(SetCurrentClientCertDetails {
+        subject: Some(boolv(true)),
+        cert: true,
+        dns: true,
+        uri: true,
+        ..Default::default()
+    });
     listener::network_filter(
         "envoy.filters.network.http_connection_manager",
         shoal_api::pack(&hcm),
     )
+}
+
+fn forwarding(f: ClientCertForwarding) -> ForwardClientCertDetails {
+    match f {
+        ClientCertForwarding::Sanitize => ForwardClientCertDetails::Sanitize,
+        ClientCertForwarding::ForwardOnly => ForwardClientCertDetails::ForwardOnly,
+        ClientCertForwarding::AppendForward => ForwardClientCertDetails::AppendForward,
+        ClientCertForwarding::SanitizeSet => ForwardClientCertDetails::SanitizeSet,
+        ClientCertForwarding::AlwaysForwardOnly => ForwardClientCertDetails::AlwaysForwardOnly,
+    }
+}
+
+/// `gatewayTopology.proxyProtocol`: every listener reads the PROXY protocol header first.
+fn expect_proxy_protocol(listeners: &mut [Listener]) {
+    use shoal_api::pb::envoy::extensions::filters::listener::proxy_protocol::v3::ProxyProtocol;
+    for l in listeners {
+        l.listener_filters.insert(
+            0,
+            listener::listener_filter(
+                "envoy.filters.listener.proxy_protocol",
+                &ProxyProtocol::default(),
+            ),
+        );
+    }
 }
 
 fn listener_of(bind: &str, port: u16, filter_chains: Vec<FilterChain>, tls: bool) -> Listener {
@@ -256,7 +303,11 @@ fn http_listener(
         .filter(|s| matches!(s.mode, Mode::Http { .. }))
         .collect();
     let chain = FilterChain {
-        filters: vec![hcm_chain(&format!("outbound_{bind}_{port}"), &rds_name)],
+        filters: vec![hcm_chain(
+            &format!("outbound_{bind}_{port}"),
+            &rds_name,
+            scope.key.gateway_topology,
+        )],
         ..Default::default()
     };
     out.listeners
@@ -298,7 +349,11 @@ fn tls_tcp_listener(
                     out.routes.push(route_config(scope, &rds_name, port, &[s]));
                     FilterChain {
                         name: rds_name.clone(),
-                        filters: vec![hcm_chain(&format!("outbound_{bind}_{port}"), &rds_name)],
+                        filters: vec![hcm_chain(
+                            &format!("outbound_{bind}_{port}"),
+                            &rds_name,
+                            scope.key.gateway_topology,
+                        )],
                         ..Default::default()
                     }
                 } else {
