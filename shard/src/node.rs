@@ -480,6 +480,7 @@ impl ShardNode {
         let mut seen: HashMap<NodeId, (u64, Instant)> = HashMap::new();
         let mut led_term = None;
         let mut led_since = Instant::now();
+        let mut caught_up = false;
         let mut tokens = 0f64;
         let mut last = Instant::now();
         loop {
@@ -489,26 +490,38 @@ impl ShardNode {
             tokens = (tokens + now.duration_since(last).as_secs_f64() * self.cfg.migration_rate)
                 .min(self.cfg.migration_rate.max(1.0));
             last = now;
-            if m.current_leader != Some(self.cfg.id) {
-                led_term = None;
-                continue;
-            }
+            // Every replica notes when its state machine showed each member's latest
+            // heartbeat (at or after its commit), leader or not: a new leader can then
+            // count a dead member's silence from its last heartbeat, not from the election.
             let st = self.state.borrow().clone();
-            if led_term != Some(m.current_term) {
-                // A new leader gives everyone a full grace period.
-                led_term = Some(m.current_term);
-                led_since = now;
-                seen = st
-                    .members
-                    .iter()
-                    .map(|(id, mb)| (*id, (mb.heartbeats, now)))
-                    .collect();
-            }
             for (id, mb) in &st.members {
                 let entry = seen.entry(*id).or_insert((mb.heartbeats, now));
                 if entry.0 != mb.heartbeats {
                     *entry = (mb.heartbeats, now);
                 }
+            }
+            if m.current_leader != Some(self.cfg.id) {
+                led_term = None;
+                continue;
+            }
+            if led_term != Some(m.current_term) {
+                led_term = Some(m.current_term);
+                led_since = now;
+                caught_up = false;
+            }
+            // Until this leader's state machine has applied its whole log, a heartbeat
+            // committed earlier may not be noted yet: nothing is declared down before.
+            // (Safe afterwards: a member's lease runs from before its heartbeat was sent,
+            // which is before it was noted here, and `down_after` exceeds `lease`.)
+            if !caught_up {
+                let applied = m.last_applied.map(|l| l.index);
+                caught_up = applied.is_some() && applied >= m.last_log_index;
+                if !caught_up {
+                    continue;
+                }
+            }
+            for (id, mb) in &st.members {
+                let Some(entry) = seen.get(id) else { continue };
                 if mb.alive && now.duration_since(entry.1) > self.cfg.down_after {
                     tracing::warn!(node = id, "no heartbeat: marking the replica down");
                     let _ = self
