@@ -27,10 +27,16 @@ pub enum Kind {
     KubeGateway,
     /// `gateway.networking.k8s.io` `HTTPRoute`.
     HttpRoute,
+    /// `gateway.networking.k8s.io` `ReferenceGrant`.
+    ReferenceGrant,
+    /// `gateway.networking.k8s.io` `TLSRoute`.
+    TlsRoute,
+    /// `gateway.networking.k8s.io` `TCPRoute`.
+    TcpRoute,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -47,6 +53,9 @@ impl Kind {
         Kind::ProxyConfig,
         Kind::KubeGateway,
         Kind::HttpRoute,
+        Kind::ReferenceGrant,
+        Kind::TlsRoute,
+        Kind::TcpRoute,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +78,9 @@ impl Kind {
             // both appear in issues and in the per-kind object count metric.
             Kind::KubeGateway => "Gateway.gateway.networking.k8s.io",
             Kind::HttpRoute => "HTTPRoute",
+            Kind::ReferenceGrant => "ReferenceGrant",
+            Kind::TlsRoute => "TLSRoute",
+            Kind::TcpRoute => "TCPRoute",
         }
     }
 

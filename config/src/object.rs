@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::gateway_api::{HttpRouteSpec, KubeGatewaySpec};
+use crate::gateway_api::{HttpRouteSpec, KubeGatewaySpec, L4RouteSpec, ReferenceGrantSpec};
 use crate::istio::{
     AuthorizationPolicySpec, DestinationRuleSpec, GatewaySpec, PeerAuthenticationSpec,
     ProxyConfigSpec, Resource, ServiceEntrySpec, SidecarSpec, VirtualServiceSpec,
@@ -25,6 +25,9 @@ pub type ProxyConfig = Resource<ProxyConfigSpec>;
 /// A Kubernetes Gateway API `Gateway`.
 pub type KubeGateway = Resource<KubeGatewaySpec>;
 pub type HttpRoute = Resource<HttpRouteSpec>;
+pub type ReferenceGrant = Resource<ReferenceGrantSpec>;
+pub type TlsRoute = Resource<L4RouteSpec>;
+pub type TcpRoute = Resource<L4RouteSpec>;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -45,6 +48,9 @@ pub enum Object {
     ProxyConfig(ProxyConfig),
     KubeGateway(KubeGateway),
     HttpRoute(HttpRoute),
+    ReferenceGrant(ReferenceGrant),
+    TlsRoute(TlsRoute),
+    TcpRoute(TcpRoute),
 }
 
 impl Object {
@@ -66,6 +72,9 @@ impl Object {
             Object::ProxyConfig(_) => Kind::ProxyConfig,
             Object::KubeGateway(_) => Kind::KubeGateway,
             Object::HttpRoute(_) => Kind::HttpRoute,
+            Object::ReferenceGrant(_) => Kind::ReferenceGrant,
+            Object::TlsRoute(_) => Kind::TlsRoute,
+            Object::TcpRoute(_) => Kind::TcpRoute,
         }
     }
 
@@ -87,6 +96,9 @@ impl Object {
             Object::ProxyConfig(o) => &o.metadata,
             Object::KubeGateway(o) => &o.metadata,
             Object::HttpRoute(o) => &o.metadata,
+            Object::ReferenceGrant(o) => &o.metadata,
+            Object::TlsRoute(o) => &o.metadata,
+            Object::TcpRoute(o) => &o.metadata,
         }
     }
 
@@ -108,6 +120,9 @@ impl Object {
             Object::ProxyConfig(o) => &mut o.metadata,
             Object::KubeGateway(o) => &mut o.metadata,
             Object::HttpRoute(o) => &mut o.metadata,
+            Object::ReferenceGrant(o) => &mut o.metadata,
+            Object::TlsRoute(o) => &mut o.metadata,
+            Object::TcpRoute(o) => &mut o.metadata,
         }
     }
 

@@ -178,9 +178,12 @@ pub fn kind_for(api_version: &str, kind: &str) -> Option<Kind> {
             "ProxyConfig" => Some(Kind::ProxyConfig),
             _ => None,
         },
-        ("gateway.networking.k8s.io", k) if matches!(version, "v1" | "v1beta1") => match k {
-            "Gateway" => Some(Kind::KubeGateway),
-            "HTTPRoute" => Some(Kind::HttpRoute),
+        ("gateway.networking.k8s.io", k) => match (k, version) {
+            ("Gateway", "v1" | "v1beta1") => Some(Kind::KubeGateway),
+            ("HTTPRoute", "v1" | "v1beta1") => Some(Kind::HttpRoute),
+            ("ReferenceGrant", "v1" | "v1beta1" | "v1alpha2") => Some(Kind::ReferenceGrant),
+            ("TLSRoute", "v1alpha2") => Some(Kind::TlsRoute),
+            ("TCPRoute", "v1alpha2") => Some(Kind::TcpRoute),
             _ => None,
         },
         ("security.istio.io", k) if matches!(version, "v1" | "v1beta1") => match k {
@@ -259,6 +262,9 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
         Kind::ProxyConfig => typed(value, &mut unknown).map(Object::ProxyConfig),
         Kind::KubeGateway => typed(value, &mut unknown).map(Object::KubeGateway),
         Kind::HttpRoute => typed(value, &mut unknown).map(Object::HttpRoute),
+        Kind::ReferenceGrant => typed(value, &mut unknown).map(Object::ReferenceGrant),
+        Kind::TlsRoute => typed(value, &mut unknown).map(Object::TlsRoute),
+        Kind::TcpRoute => typed(value, &mut unknown).map(Object::TcpRoute),
         Kind::Secret => typed(value, &mut unknown)
             .map(Object::Secret)
             .map_err(|issue| redact(&issue)),

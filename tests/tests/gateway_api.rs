@@ -1,7 +1,9 @@
 //! A real Envoy as the gateway proxy of a Kubernetes Gateway API `Gateway` (`router~…` node
 //! labelled `gateway.networking.k8s.io/gateway-name`, Istio's deployment label): an
 //! `HTTPRoute` sends `/a` to one backend with a request header set and `/b` to another, over
-//! plain HTTP; a host the route does not name gets Istio's 404.
+//! plain HTTP; a host the route does not name gets Istio's 404. A `TCPRoute` on a TCP
+//! listener reaches a TCP backend of another namespace that a `ReferenceGrant` there opens
+//! to it; a route of a namespace the grant does not name gets no listener.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,6 +13,7 @@ use std::time::Duration;
 use shoal_tests::backends;
 use shoal_tests::proc::{Envoy, Shoal, http_get};
 use shoal_tests::{eventually, free_port};
+use tokio::io::AsyncReadExt;
 
 const HOST: &str = "web.example.com";
 
@@ -137,4 +140,101 @@ async fn gateway_api_http_route_delta() {
 #[tokio::test(flavor = "multi_thread")]
 async fn gateway_api_http_route_sotw() {
     gateway_api_traffic(false).await;
+}
+
+fn tcp_mesh(listen: u16, denied: u16, db: u16) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: db, namespace: data}}
+spec:
+  ports:
+  - {{name: tcp, port: 5432, targetPort: {db}}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: db-1, namespace: data, labels: {{kubernetes.io/service-name: db}}}}
+addressType: IPv4
+ports: [{{name: tcp, port: {db}}}]
+endpoints:
+- addresses: [127.0.0.2]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: edge}}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {{name: tcp, port: {listen}, protocol: TCP}}
+  - {{name: denied, port: {denied}, protocol: TCP, allowedRoutes: {{namespaces: {{from: All}}}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {{name: db, namespace: edge}}
+spec:
+  parentRefs: [{{name: gw, sectionName: tcp}}]
+  rules:
+  - backendRefs: [{{name: db, namespace: data, port: 5432}}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {{name: denied, namespace: other}}
+spec:
+  parentRefs: [{{name: gw, namespace: edge, sectionName: denied}}]
+  rules:
+  - backendRefs: [{{name: db, namespace: data, port: 5432}}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: edge-db, namespace: data}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: TCPRoute, namespace: edge}}]
+  to: [{{group: "", kind: Service, name: db}}]
+"#
+    )
+}
+
+/// What the backend behind `127.0.0.1:port` greets a new connection with.
+async fn greeting(port: u16) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let mut buf = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_api_tcp_route_with_reference_grant() {
+    let db_port = free_port("127.0.0.2");
+    let _db = backends::tcp_echo(format!("127.0.0.2:{db_port}").parse().unwrap(), "db")
+        .await
+        .unwrap();
+    let (listen, denied) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        tcp_mesh(listen, denied, db_port),
+    )
+    .unwrap();
+    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let node = "router~127.0.0.1~gw-istio-0.edge~edge.svc.cluster.local";
+    let meta = serde_json::json!({ "LABELS": { "gateway.networking.k8s.io/gateway-name": "gw" } });
+    let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {
+        return;
+    };
+    eventually(Duration::from_secs(20), "TCPRoute to db", || async {
+        (greeting(listen).await? == "db").then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {}", envoy.proc.log()));
+    // The route of a namespace the grant does not name has no valid backend: no chain, so
+    // no listener.
+    assert_eq!(
+        envoy.listeners().await.unwrap(),
+        vec![format!("0.0.0.0_{listen}")]
+    );
 }

@@ -1,5 +1,6 @@
 //! Kubernetes Gateway API (`gateway.networking.k8s.io` v1, with the v1beta1 alias):
-//! `Gateway` and `HTTPRoute`, field names as in the API. Istio converts them into its own
+//! `Gateway` and `HTTPRoute`, `ReferenceGrant` (v1beta1), `TLSRoute` and `TCPRoute`
+//! (v1alpha2), field names as in the API. Istio converts them into its own
 //! Gateway and VirtualService model; so does shoal (`translate/src/model/gateway_api.rs`).
 //! Fields shoal does not act on are reported by the parser rather than silently ignored.
 
@@ -431,4 +432,82 @@ pub struct HttpRouteTimeouts {
     pub request: Option<String>,
     #[serde(default)]
     pub backend_request: Option<String>,
+}
+
+/// `ReferenceGrantSpec`: which objects of other namespaces may refer to objects of the
+/// grant's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferenceGrantSpec {
+    #[serde(default)]
+    pub from: Vec<ReferenceGrantFrom>,
+    #[serde(default)]
+    pub to: Vec<ReferenceGrantTo>,
+}
+
+/// `ReferenceGrantFrom`: a kind of object (group `""` is core) in a namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferenceGrantFrom {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub namespace: String,
+}
+
+/// `ReferenceGrantTo`: a kind of object of the grant's namespace, all of them or the one
+/// named.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferenceGrantTo {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl ReferenceGrantSpec {
+    /// Whether it lets a `from_kind` of `from_ns` refer to the `to_kind` named `to_name`
+    /// (of the grant's namespace).
+    pub fn allows(
+        &self,
+        (from_group, from_kind, from_ns): (&str, &str, &str),
+        (to_group, to_kind, to_name): (&str, &str, &str),
+    ) -> bool {
+        self.from
+            .iter()
+            .any(|f| f.group == from_group && f.kind == from_kind && f.namespace == from_ns)
+            && self.to.iter().any(|t| {
+                t.group == to_group
+                    && t.kind == to_kind
+                    && t.name.as_deref().is_none_or(|n| n == to_name)
+            })
+    }
+}
+
+/// `TLSRouteSpec` and `TCPRouteSpec` (a TCPRoute has no hostnames): connections routed by
+/// SNI (TLS, not terminated) or by port alone (TCP).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L4RouteSpec {
+    #[serde(default)]
+    pub parent_refs: Vec<ParentReference>,
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<L4RouteRule>,
+}
+
+/// `TLSRouteRule` / `TCPRouteRule`: weighted backends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L4RouteRule {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub backend_refs: Vec<HttpBackendRef>,
 }

@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 
 use super::Validator;
 use crate::gateway_api::{
-    FilterType, FromNamespaces, HttpPathModifier, HttpRouteFilter, HttpRouteMatch, HttpRouteRule,
-    HttpRouteSpec, KubeGatewaySpec, Listener, PathMatchType, PathModifierType, TlsMode,
-    ValueMatchType,
+    FilterType, FromNamespaces, HttpBackendRef, HttpPathModifier, HttpRouteFilter, HttpRouteMatch,
+    HttpRouteRule, HttpRouteSpec, KubeGatewaySpec, L4RouteSpec, Listener, ParentReference,
+    PathMatchType, PathModifierType, ReferenceGrantSpec, TlsMode, ValueMatchType,
 };
 use crate::host;
 
@@ -115,7 +115,7 @@ fn listener(v: &mut Validator, f: &str, l: &Listener) {
             if r.namespace.is_some() {
                 v.warning(
                     format!("{cf}.namespace"),
-                    "references to other namespaces need a ReferenceGrant, which shoal does not support; only the Gateway's namespace is used",
+                    "gateways are served Secrets of their own namespace only (even with a ReferenceGrant): a certificate of another namespace is not used",
                 );
             }
         }
@@ -149,7 +149,17 @@ fn hostname(v: &mut Validator, f: &str, h: &str) {
 }
 
 pub(super) fn http_route(v: &mut Validator, spec: &HttpRouteSpec) {
-    for (i, p) in spec.parent_refs.iter().enumerate() {
+    parent_refs(v, &spec.parent_refs);
+    for (i, h) in spec.hostnames.iter().enumerate() {
+        hostname(v, &format!("spec.hostnames[{i}]"), h);
+    }
+    for (i, r) in spec.rules.iter().enumerate() {
+        rule(v, &format!("spec.rules[{i}]"), r);
+    }
+}
+
+fn parent_refs(v: &mut Validator, refs: &[ParentReference]) {
+    for (i, p) in refs.iter().enumerate() {
         let f = format!("spec.parentRefs[{i}]");
         if p.name.is_empty() {
             v.error(format!("{f}.name"), "required");
@@ -164,11 +174,65 @@ pub(super) fn http_route(v: &mut Validator, spec: &HttpRouteSpec) {
             );
         }
     }
-    for (i, h) in spec.hostnames.iter().enumerate() {
-        hostname(v, &format!("spec.hostnames[{i}]"), h);
+}
+
+/// A `TLSRoute` (`tls`) or `TCPRoute`: Gateway parents only, hostnames for TLS only, one
+/// to sixteen rules with backends.
+pub(super) fn l4_route(v: &mut Validator, spec: &L4RouteSpec, tls: bool) {
+    parent_refs(v, &spec.parent_refs);
+    for (i, p) in spec.parent_refs.iter().enumerate() {
+        if p.is_service() {
+            v.warning(
+                format!("spec.parentRefs[{i}]"),
+                "mesh (Service) parents are supported for HTTPRoutes only: ignored",
+            );
+        }
+    }
+    if tls {
+        for (i, h) in spec.hostnames.iter().enumerate() {
+            hostname(v, &format!("spec.hostnames[{i}]"), h);
+        }
+    } else if !spec.hostnames.is_empty() {
+        v.error("spec.hostnames", "a TCPRoute has no hostnames");
+    }
+    if spec.rules.is_empty() || spec.rules.len() > 16 {
+        v.error("spec.rules", "a route has 1 to 16 rules");
     }
     for (i, r) in spec.rules.iter().enumerate() {
-        rule(v, &format!("spec.rules[{i}]"), r);
+        let f = format!("spec.rules[{i}]");
+        if r.backend_refs.is_empty() {
+            v.error(
+                format!("{f}.backendRefs"),
+                "at least one backend is required",
+            );
+        }
+        backend_refs(v, &f, &r.backend_refs);
+    }
+}
+
+/// A `ReferenceGrant`: every `from` and `to` names a kind, `from` a namespace.
+pub(super) fn reference_grant(v: &mut Validator, spec: &ReferenceGrantSpec) {
+    if spec.from.is_empty() {
+        v.error("spec.from", "at least one entry is required");
+    }
+    if spec.to.is_empty() {
+        v.error("spec.to", "at least one entry is required");
+    }
+    for (i, f) in spec.from.iter().enumerate() {
+        if f.kind.is_empty() {
+            v.error(format!("spec.from[{i}].kind"), "required");
+        }
+        if f.namespace.is_empty() {
+            v.error(format!("spec.from[{i}].namespace"), "required");
+        }
+    }
+    for (i, t) in spec.to.iter().enumerate() {
+        if t.kind.is_empty() {
+            v.error(format!("spec.to[{i}].kind"), "required");
+        }
+        if t.name.as_deref() == Some("") {
+            v.error(format!("spec.to[{i}].name"), "must not be empty when set");
+        }
     }
 }
 
@@ -222,7 +286,24 @@ fn rule(v: &mut Validator, f: &str, r: &HttpRouteRule) {
             "a rule with a RequestRedirect must not have backendRefs",
         );
     }
-    for (i, b) in r.backend_refs.iter().enumerate() {
+    backend_refs(v, f, &r.backend_refs);
+    if let Some(t) = &r.timeouts {
+        let zero = std::time::Duration::ZERO;
+        if let Some(d) = &t.request {
+            v.duration(format!("{f}.timeouts.request"), d, zero);
+        }
+        if let Some(d) = &t.backend_request {
+            v.duration(format!("{f}.timeouts.backendRequest"), d, zero);
+            v.warning(
+                format!("{f}.timeouts.backendRequest"),
+                "not supported yet; ignored",
+            );
+        }
+    }
+}
+
+fn backend_refs(v: &mut Validator, f: &str, refs: &[HttpBackendRef]) {
+    for (i, b) in refs.iter().enumerate() {
         let bf = format!("{f}.backendRefs[{i}]");
         if b.name.is_empty() {
             v.error(format!("{bf}.name"), "required");
@@ -236,19 +317,6 @@ fn rule(v: &mut Validator, f: &str, r: &HttpRouteRule) {
             );
         }
         backend_port(v, &bf, b.backend().is_service(), b.port);
-    }
-    if let Some(t) = &r.timeouts {
-        let zero = std::time::Duration::ZERO;
-        if let Some(d) = &t.request {
-            v.duration(format!("{f}.timeouts.request"), d, zero);
-        }
-        if let Some(d) = &t.backend_request {
-            v.duration(format!("{f}.timeouts.backendRequest"), d, zero);
-            v.warning(
-                format!("{f}.timeouts.backendRequest"),
-                "not supported yet; ignored",
-            );
-        }
     }
 }
 
@@ -523,5 +591,76 @@ mod tests {
             ),
             "{f:?}"
         );
+    }
+    #[test]
+    fn l4_routes_and_reference_grants_are_validated() {
+        let ok = findings(
+            "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {name: t, namespace: ns}\nspec:\n  parentRefs: [{name: gw, sectionName: tls}]\n  hostnames: [a.example.com]\n  rules:\n  - backendRefs: [{name: a, port: 443, weight: 2}]\n---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: t, namespace: ns}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n  - backendRefs: [{name: db, namespace: data, port: 5432}]\n---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: data}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: TCPRoute, namespace: ns}]\n  to: [{group: '', kind: Service, name: db}]\n",
+        );
+        assert_eq!(ok, Vec::<String>::new());
+        let f = findings(
+            "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: t, namespace: ns}\nspec:\n  parentRefs: [{name: gw}, {kind: Service, group: '', name: s}]\n  hostnames: [a.example.com]\n  rules:\n  - backendRefs: [{name: db}]\n  - backendRefs: []\n---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {name: t, namespace: ns}\nspec:\n  parentRefs: [{name: gw}]\n  hostnames: ['*']\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: data}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: ''}]\n  to: [{group: '', kind: Service, name: ''}]\n",
+        );
+        for expected in [
+            "warning spec.parentRefs[1]: mesh (Service) parents",
+            "error spec.hostnames: a TCPRoute has no hostnames",
+            "error spec.rules[0].backendRefs[0].port: required",
+            "error spec.rules[1].backendRefs: at least one backend",
+            "error spec.hostnames[0]: \"*\": a hostname must be a DNS name",
+            "error spec.rules: a route has 1 to 16 rules",
+            "error spec.from[0].kind: required",
+            "error spec.from[0].namespace: required",
+            "error spec.to[0].name: must not be empty",
+        ] {
+            assert!(has(&f, expected), "{expected}: {f:?}");
+        }
+    }
+
+    #[test]
+    fn reference_grants_allow_only_what_they_name() {
+        use crate::gateway_api::{ReferenceGrantFrom, ReferenceGrantSpec, ReferenceGrantTo};
+        let g = ReferenceGrantSpec {
+            from: vec![ReferenceGrantFrom {
+                group: crate::gateway_api::GROUP.into(),
+                kind: "HTTPRoute".into(),
+                namespace: "web".into(),
+            }],
+            to: vec![ReferenceGrantTo {
+                group: String::new(),
+                kind: "Service".into(),
+                name: Some("db".into()),
+            }],
+        };
+        let from = (crate::gateway_api::GROUP, "HTTPRoute", "web");
+        assert!(g.allows(from, ("", "Service", "db")));
+        assert!(!g.allows(from, ("", "Service", "other")));
+        assert!(!g.allows(from, ("", "Secret", "db")));
+        assert!(!g.allows(
+            (crate::gateway_api::GROUP, "TCPRoute", "web"),
+            ("", "Service", "db")
+        ));
+        assert!(!g.allows(
+            (crate::gateway_api::GROUP, "HTTPRoute", "x"),
+            ("", "Service", "db")
+        ));
+    }
+
+    #[test]
+    fn gateway_api_kinds_by_version() {
+        use crate::Kind;
+        use crate::parse::kind_for;
+        let g = |v: &str| format!("gateway.networking.k8s.io/{v}");
+        assert_eq!(
+            kind_for(&g("v1beta1"), "ReferenceGrant"),
+            Some(Kind::ReferenceGrant)
+        );
+        assert_eq!(
+            kind_for(&g("v1"), "ReferenceGrant"),
+            Some(Kind::ReferenceGrant)
+        );
+        assert_eq!(kind_for(&g("v1alpha2"), "TLSRoute"), Some(Kind::TlsRoute));
+        assert_eq!(kind_for(&g("v1alpha2"), "TCPRoute"), Some(Kind::TcpRoute));
+        assert_eq!(kind_for(&g("v1alpha2"), "HTTPRoute"), None);
+        assert_eq!(kind_for(&g("v1"), "TCPRoute"), None);
     }
 }

@@ -35,6 +35,9 @@ pub fn validate(obj: &Object) -> Vec<Issue> {
         Object::ProxyConfig(pc) => proxy_config::proxy_config(&mut v, &pc.spec),
         Object::KubeGateway(gw) => gateway_api::gateway(&mut v, &gw.spec),
         Object::HttpRoute(r) => gateway_api::http_route(&mut v, &r.spec),
+        Object::ReferenceGrant(g) => gateway_api::reference_grant(&mut v, &g.spec),
+        Object::TlsRoute(r) => gateway_api::l4_route(&mut v, &r.spec, true),
+        Object::TcpRoute(r) => gateway_api::l4_route(&mut v, &r.spec, false),
     }
     v.issues
 }

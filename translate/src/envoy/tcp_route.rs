@@ -211,7 +211,8 @@ pub(crate) fn chains(
                 name: format!("{name}|{kind}|{}.{}|{i}", vs.name, vs.namespace),
                 filter_chain_match: Some(FilterChainMatch {
                     prefix_ranges,
-                    server_names: r.sni_hosts.to_vec(),
+                    // `*` matches any SNI: no server name at all, as in Istio.
+                    server_names: r.sni_hosts.iter().filter(|h| *h != "*").cloned().collect(),
                     ..Default::default()
                 }),
                 filters: vec![filter],

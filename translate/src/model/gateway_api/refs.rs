@@ -1,0 +1,119 @@
+//! References across namespaces: a route's backend in another namespace is used only when a
+//! `ReferenceGrant` of that namespace allows routes of the kind and namespace to refer to
+//! it (all its Services, or the one named), as the Gateway API says. Without one it is an
+//! invalid backend, as a backend of another kind or without a port is.
+
+use shoal_config::gateway_api::{BackendRef, GROUP};
+use shoal_config::istio::{Destination, PortSelector};
+use shoal_config::{ConfigSnapshot, Kind, Object};
+
+use super::RouteKind;
+
+/// Resolves the backends of one route.
+pub(super) struct Backends<'a> {
+    pub cfg: &'a ConfigSnapshot,
+    pub route_ns: &'a str,
+    pub kind: RouteKind,
+    pub suffix: &'a str,
+}
+
+impl Backends<'_> {
+    /// The destination of a backend: a Service with a port, of the route's namespace or of
+    /// one whose ReferenceGrant allows it. `None` for an invalid backend.
+    pub fn destination(&self, b: &BackendRef) -> Option<Destination> {
+        if !b.is_service() {
+            return None;
+        }
+        let ns = b.namespace.as_deref().unwrap_or(self.route_ns);
+        if ns != self.route_ns
+            && !granted(
+                self.cfg,
+                (GROUP, self.kind.name(), self.route_ns),
+                ns,
+                ("", "Service", &b.name),
+            )
+        {
+            return None;
+        }
+        let port = u32::try_from(b.port?).ok()?;
+        Some(Destination {
+            host: format!("{}.{ns}.svc.{}", b.name, self.suffix),
+            subset: None,
+            port: Some(PortSelector { number: port }),
+        })
+    }
+}
+
+/// Whether a ReferenceGrant of `to_ns` lets `from` (group, kind, namespace) refer to `to`
+/// (group, kind, name).
+pub(super) fn granted(
+    cfg: &ConfigSnapshot,
+    from: (&str, &str, &str),
+    to_ns: &str,
+    to: (&str, &str, &str),
+) -> bool {
+    cfg.of_kind_in(Kind::ReferenceGrant, to_ns)
+        .any(|(_, e)| match e.object.as_ref() {
+            Object::ReferenceGrant(g) => g.spec.allows(from, to),
+            _ => false,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_config::ConfigStore;
+    use shoal_config::gateway_api::BackendRef;
+    use shoal_config::parse::parse_yaml;
+
+    use super::*;
+
+    const GRANT: &str = "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: data}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: TCPRoute, namespace: edge}]\n  to: [{group: '', kind: Service, name: db}]\n";
+
+    fn backend(name: &str, ns: Option<&str>) -> BackendRef {
+        BackendRef {
+            name: name.into(),
+            namespace: ns.map(Into::into),
+            port: Some(5432),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn other_namespaces_need_a_grant_there() {
+        let mut store = ConfigStore::new();
+        store.apply("g.yaml", parse_yaml("g.yaml", GRANT));
+        let cfg = store.snapshot();
+        let resolve = |kind, route_ns, b: &BackendRef| {
+            Backends {
+                cfg: &cfg,
+                route_ns,
+                kind,
+                suffix: "cluster.local",
+            }
+            .destination(b)
+            .map(|d| d.host)
+        };
+        let granted = backend("db", Some("data"));
+        assert_eq!(
+            resolve(RouteKind::Tcp, "edge", &granted).as_deref(),
+            Some("db.data.svc.cluster.local")
+        );
+        // Another kind, namespace or Service: not granted.
+        assert_eq!(resolve(RouteKind::Http, "edge", &granted), None);
+        assert_eq!(resolve(RouteKind::Tcp, "web", &granted), None);
+        assert_eq!(
+            resolve(RouteKind::Tcp, "edge", &backend("x", Some("data"))),
+            None
+        );
+        // The route's own namespace needs no grant; a backend without a port is invalid.
+        assert_eq!(
+            resolve(RouteKind::Http, "web", &backend("a", None)).as_deref(),
+            Some("a.web.svc.cluster.local")
+        );
+        let no_port = BackendRef {
+            port: None,
+            ..backend("a", None)
+        };
+        assert_eq!(resolve(RouteKind::Http, "web", &no_port), None);
+    }
+}
