@@ -28,6 +28,21 @@ where
     }
 }
 
+/// A Service `name` of namespace `ns` with one port (`port_name`: `port` → `target`) and one
+/// endpoint at `ip`, as YAML documents followed by `---`.
+pub fn service_with_endpoint(
+    name: &str,
+    ns: &str,
+    port_name: &str,
+    port: u16,
+    ip: &str,
+    target: u16,
+) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  ports:\n  - {{name: {port_name}, port: {port}, targetPort: {target}}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-1, namespace: {ns}, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: {port_name}, port: {target}}}]\nendpoints:\n- addresses: [{ip}]\n---\n"
+    )
+}
+
 /// A `Sidecar` giving the proxies of namespace `ns` one HTTP listener bound to
 /// `127.0.0.1:port` (no traffic capture) for `hosts`: the client side of most tests. A
 /// YAML document of its own (it starts with `---`), to append to a mesh.

@@ -15,24 +15,7 @@ const API: &str = "api.app.svc.cluster.local";
 
 /// A Service with one endpoint at `ip:target`.
 fn service(name: &str, ns: &str, port: u16, ip: &str, target: u16) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  ports:
-  - {{name: http, port: {port}, targetPort: {target}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: {name}-1, namespace: {ns}, labels: {{kubernetes.io/service-name: {name}}}}}
-addressType: IPv4
-ports: [{{name: http, port: {target}}}]
-endpoints:
-- addresses: [{ip}]
----
-"#
-    )
+    shoal_tests::service_with_endpoint(name, ns, "http", port, ip, target)
 }
 
 fn mesh(port: u16, backend: u16) -> String {

@@ -15,23 +15,7 @@ use shoal_tests::{eventually, free_port, free_port_on};
 
 fn mesh(gateway: u16, backend: u16) -> String {
     let service = |name: &str, ip: &str| {
-        format!(
-            r#"apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: app}}
-spec:
-  ports: [{{name: tls, port: {backend}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: {name}, namespace: app, labels: {{kubernetes.io/service-name: {name}}}}}
-addressType: IPv4
-ports: [{{name: tls, port: {backend}}}]
-endpoints:
-- addresses: [{ip}]
----
-"#
-        )
+        shoal_tests::service_with_endpoint(name, "app", "tls", backend, ip, backend)
     };
     service("alpha", "127.0.0.2")
         + &service("beta", "127.0.0.3")

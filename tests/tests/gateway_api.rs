@@ -18,38 +18,10 @@ use tokio::io::AsyncReadExt;
 const HOST: &str = "web.example.com";
 
 fn mesh(listen: u16, a: u16, b: u16) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: a, namespace: web}}
-spec:
-  ports:
-  - {{name: http, port: 8000, targetPort: {a}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: a-1, namespace: web, labels: {{kubernetes.io/service-name: a}}}}
-addressType: IPv4
-ports: [{{name: http, port: {a}}}]
-endpoints:
-- addresses: [127.0.0.2]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: b, namespace: web}}
-spec:
-  ports:
-  - {{name: http, port: 8001, targetPort: {b}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: b-1, namespace: web, labels: {{kubernetes.io/service-name: b}}}}
-addressType: IPv4
-ports: [{{name: http, port: {b}}}]
-endpoints:
-- addresses: [127.0.0.2]
----
-apiVersion: gateway.networking.k8s.io/v1
+    shoal_tests::service_with_endpoint("a", "web", "http", 8000, "127.0.0.2", a)
+        + &shoal_tests::service_with_endpoint("b", "web", "http", 8001, "127.0.0.2", b)
+        + &format!(
+            r#"apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {{name: gw, namespace: web}}
 spec:
@@ -72,7 +44,7 @@ spec:
   - matches: [{{path: {{type: PathPrefix, value: /b}}}}]
     backendRefs: [{{name: b, port: 8001}}]
 "#
-    )
+        )
 }
 
 async fn gateway_api_traffic(delta: bool) {

@@ -12,9 +12,7 @@ use tokio::io::AsyncReadExt;
 
 /// A TCP Service with one endpoint.
 fn service(name: &str, port: u16, ip: &str, target: u16) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: app}}\nspec:\n  ports:\n  - {{name: tcp, port: {port}, targetPort: {target}}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-1, namespace: app, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: tcp, port: {target}}}]\nendpoints:\n- addresses: [{ip}]\n---\n"
-    )
+    shoal_tests::service_with_endpoint(name, "app", "tcp", port, ip, target)
 }
 
 /// What the backend behind `127.0.0.1:port` greets a new connection with.
