@@ -3,7 +3,7 @@
 //! Kubernetes (`Service`, `EndpointSlice`, `Pod`, `Node`, and `Secret` for gateway
 //! credentials), Istio networking objects
 //! (`ServiceEntry`, `WorkloadEntry`, `VirtualService`, `DestinationRule`, `Sidecar`) and Istio
-//! security objects (`PeerAuthentication`, `AuthorizationPolicy`) and the Kubernetes Gateway
+//! security objects (`PeerAuthentication`, `AuthorizationPolicy`, `RequestAuthentication`) and the Kubernetes Gateway
 //! API (`Gateway`, `HTTPRoute`; [`gateway_api`]) are parsed
 //! from YAML or JSON ([`parse`]), validated one by one ([`validate`]) and kept in the
 //! [`store::ConfigStore`], fed by sources ([`source`]).
@@ -32,6 +32,6 @@ pub use issue::{Issue, Origin, Severity};
 pub use meta::{Kind, Labels, ObjectKey, ObjectMeta, selects};
 pub use object::{
     AuthorizationPolicy, DestinationRule, HttpRoute, KubeGateway, Object, PeerAuthentication,
-    ServiceEntry, SharedObject, Sidecar, VirtualService, WorkloadEntry,
+    RequestAuthentication, ServiceEntry, SharedObject, Sidecar, VirtualService, WorkloadEntry,
 };
 pub use store::{ChangeSet, ConfigSnapshot, ConfigStore, Entry};

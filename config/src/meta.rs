@@ -20,6 +20,7 @@ pub enum Kind {
     Sidecar,
     PeerAuthentication,
     AuthorizationPolicy,
+    RequestAuthentication,
     Gateway,
     Secret,
     ProxyConfig,
@@ -36,7 +37,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -48,6 +49,7 @@ impl Kind {
         Kind::Sidecar,
         Kind::PeerAuthentication,
         Kind::AuthorizationPolicy,
+        Kind::RequestAuthentication,
         Kind::Gateway,
         Kind::Secret,
         Kind::ProxyConfig,
@@ -71,6 +73,7 @@ impl Kind {
             Kind::Sidecar => "Sidecar",
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::RequestAuthentication => "RequestAuthentication",
             Kind::Gateway => "Gateway",
             Kind::Secret => "Secret",
             Kind::ProxyConfig => "ProxyConfig",

@@ -7,8 +7,8 @@ use serde::Serialize;
 use crate::gateway_api::{HttpRouteSpec, KubeGatewaySpec, L4RouteSpec, ReferenceGrantSpec};
 use crate::istio::{
     AuthorizationPolicySpec, DestinationRuleSpec, GatewaySpec, PeerAuthenticationSpec,
-    ProxyConfigSpec, Resource, ServiceEntrySpec, SidecarSpec, VirtualServiceSpec,
-    WorkloadEntrySpec,
+    ProxyConfigSpec, RequestAuthenticationSpec, Resource, ServiceEntrySpec, SidecarSpec,
+    VirtualServiceSpec, WorkloadEntrySpec,
 };
 use crate::k8s;
 use crate::meta::{Kind, ObjectKey, ObjectMeta};
@@ -20,6 +20,7 @@ pub type DestinationRule = Resource<DestinationRuleSpec>;
 pub type Sidecar = Resource<SidecarSpec>;
 pub type PeerAuthentication = Resource<PeerAuthenticationSpec>;
 pub type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
+pub type RequestAuthentication = Resource<RequestAuthenticationSpec>;
 pub type Gateway = Resource<GatewaySpec>;
 pub type ProxyConfig = Resource<ProxyConfigSpec>;
 /// A Kubernetes Gateway API `Gateway`.
@@ -43,6 +44,7 @@ pub enum Object {
     Sidecar(Sidecar),
     PeerAuthentication(PeerAuthentication),
     AuthorizationPolicy(AuthorizationPolicy),
+    RequestAuthentication(RequestAuthentication),
     Gateway(Gateway),
     Secret(k8s::Secret),
     ProxyConfig(ProxyConfig),
@@ -67,6 +69,7 @@ impl Object {
             Object::Sidecar(_) => Kind::Sidecar,
             Object::PeerAuthentication(_) => Kind::PeerAuthentication,
             Object::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
+            Object::RequestAuthentication(_) => Kind::RequestAuthentication,
             Object::Gateway(_) => Kind::Gateway,
             Object::Secret(_) => Kind::Secret,
             Object::ProxyConfig(_) => Kind::ProxyConfig,
@@ -91,6 +94,7 @@ impl Object {
             Object::Sidecar(o) => &o.metadata,
             Object::PeerAuthentication(o) => &o.metadata,
             Object::AuthorizationPolicy(o) => &o.metadata,
+            Object::RequestAuthentication(o) => &o.metadata,
             Object::Gateway(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
             Object::ProxyConfig(o) => &o.metadata,
@@ -115,6 +119,7 @@ impl Object {
             Object::Sidecar(o) => &mut o.metadata,
             Object::PeerAuthentication(o) => &mut o.metadata,
             Object::AuthorizationPolicy(o) => &mut o.metadata,
+            Object::RequestAuthentication(o) => &mut o.metadata,
             Object::Gateway(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
             Object::ProxyConfig(o) => &mut o.metadata,

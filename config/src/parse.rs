@@ -189,6 +189,7 @@ pub fn kind_for(api_version: &str, kind: &str) -> Option<Kind> {
         ("security.istio.io", k) if matches!(version, "v1" | "v1beta1") => match k {
             "PeerAuthentication" => Some(Kind::PeerAuthentication),
             "AuthorizationPolicy" => Some(Kind::AuthorizationPolicy),
+            "RequestAuthentication" => Some(Kind::RequestAuthentication),
             _ => None,
         },
         _ => None,
@@ -258,6 +259,9 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
         Kind::Sidecar => typed(value, &mut unknown).map(Object::Sidecar),
         Kind::PeerAuthentication => typed(value, &mut unknown).map(Object::PeerAuthentication),
         Kind::AuthorizationPolicy => typed(value, &mut unknown).map(Object::AuthorizationPolicy),
+        Kind::RequestAuthentication => {
+            typed(value, &mut unknown).map(Object::RequestAuthentication)
+        }
         Kind::Gateway => typed(value, &mut unknown).map(Object::Gateway),
         Kind::ProxyConfig => typed(value, &mut unknown).map(Object::ProxyConfig),
         Kind::KubeGateway => typed(value, &mut unknown).map(Object::KubeGateway),

@@ -7,7 +7,8 @@
 //! api listeners with route configs named `outbound|PORT||HOST`.
 //!
 //! Istio security (module `security`): PeerAuthentication becomes the mTLS filter chains of
-//! `virtualInbound`, AuthorizationPolicy its RBAC filters, and DestinationRule TLS (or auto
+//! `virtualInbound`, RequestAuthentication their `jwt_authn` filter, AuthorizationPolicy
+//! their RBAC filters, and DestinationRule TLS (or auto
 //! mTLS) the transport sockets of outbound clusters. Certificates are SDS secrets served
 //! over the same ADS stream (`default`, `ROOTCA`).
 //!

@@ -38,6 +38,8 @@ pub struct ViewKey {
     pub peer_authentication: Vec<(Arc<str>, Arc<str>)>,
     /// The AuthorizationPolicies (namespace, name) that apply to the workload, sorted.
     pub authorization: Vec<(Arc<str>, Arc<str>)>,
+    /// The RequestAuthentications (namespace, name) that apply to the workload, sorted.
+    pub request_authentication: Vec<(Arc<str>, Arc<str>)>,
     /// Whether the proxy receives its workload certificate (`default`, `ROOTCA`) over SDS:
     /// it authenticated as a workload identity. Without one, optional mTLS (PERMISSIVE
     /// inbound, auto-mTLS outbound) is left out instead of referring to secrets the proxy
@@ -116,10 +118,10 @@ impl ViewKey {
         let inbound_listener = !grpc
             && proxy.proxy_type == ProxyType::Sidecar
             && (proxy.interception != Interception::None || !ingress.is_empty());
-        let (peer_authentication, authorization) = if inbound_listener {
+        let refs = if inbound_listener {
             crate::security::policy_refs(model, &proxy.namespace, &proxy.labels)
         } else {
-            (Vec::new(), Vec::new())
+            crate::security::PolicyRefs::default()
         };
         ViewKey {
             proxy_type: proxy.proxy_type,
@@ -132,8 +134,9 @@ impl ViewKey {
                 proxy.interception
             },
             inbound,
-            peer_authentication,
-            authorization,
+            peer_authentication: refs.peer,
+            authorization: refs.authorization,
+            request_authentication: refs.request_authentication,
             workload_certs: true,
             gateways,
             locality: client_locality(model, proxy),
@@ -184,7 +187,8 @@ impl ViewKey {
             inbound.join(","),
             policies("peerauthn", &self.peer_authentication),
             policies("authz", &self.authorization),
-        ) + policies("gateways", &self.gateways).as_str()
+        ) + policies("reqauthn", &self.request_authentication).as_str()
+            + policies("gateways", &self.gateways).as_str()
             + if self.workload_certs { "" } else { "|no-certs" }
             + &self.locality.as_ref().map(locality_id).unwrap_or_default()
             + &source_labels_id(&self.source_labels)

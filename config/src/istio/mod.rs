@@ -6,6 +6,7 @@
 mod destination_rule;
 mod gateway;
 mod proxy_config;
+mod request_authentication;
 mod security;
 mod service_entry;
 mod sidecar;
@@ -14,6 +15,7 @@ mod virtual_service;
 pub use destination_rule::*;
 pub use gateway::*;
 pub use proxy_config::*;
+pub use request_authentication::*;
 pub use security::*;
 pub use service_entry::*;
 pub use sidecar::*;

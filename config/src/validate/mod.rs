@@ -6,6 +6,7 @@ mod gateway_api;
 mod istio;
 mod k8s;
 mod proxy_config;
+mod request_authentication;
 mod security;
 mod sidecar;
 mod traffic_policy;
@@ -30,6 +31,9 @@ pub fn validate(obj: &Object) -> Vec<Issue> {
         Object::Sidecar(sc) => istio::sidecar(&mut v, &sc.spec),
         Object::PeerAuthentication(pa) => security::peer_authentication(&mut v, &pa.spec),
         Object::AuthorizationPolicy(ap) => security::authorization_policy(&mut v, &ap.spec),
+        Object::RequestAuthentication(ra) => {
+            request_authentication::request_authentication(&mut v, &ra.spec)
+        }
         Object::Gateway(gw) => gateway::gateway(&mut v, &gw.spec),
         Object::Secret(s) => crate::k8s::validate_secret(&mut v, s),
         Object::ProxyConfig(pc) => proxy_config::proxy_config(&mut v, &pc.spec),

@@ -83,10 +83,6 @@ fn path_list(v: &mut Validator, f: &str, values: &[String]) {
     }
 }
 
-/// JWT attributes: shoal serves no RequestAuthentication, so no request carries them.
-const NO_JWT: &str = "shoal does not serve RequestAuthentication: no request carries a JWT \
-                      principal or claims, so this only ever matches their absence";
-
 fn source(v: &mut Validator, f: &str, s: &Source) {
     if s.is_empty() {
         v.error(f, "a source must set at least one field");
@@ -101,12 +97,6 @@ fn source(v: &mut Validator, f: &str, s: &Source) {
         &format!("{f}.notRequestPrincipals"),
         &s.not_request_principals,
     );
-    if !s.request_principals.is_empty() {
-        v.warning(format!("{f}.requestPrincipals"), NO_JWT);
-    }
-    if !s.not_request_principals.is_empty() {
-        v.warning(format!("{f}.notRequestPrincipals"), NO_JWT);
-    }
     ip_list(v, &format!("{f}.ipBlocks"), &s.ip_blocks);
     ip_list(v, &format!("{f}.notIpBlocks"), &s.not_ip_blocks);
     ip_list(v, &format!("{f}.remoteIpBlocks"), &s.remote_ip_blocks);
@@ -207,9 +197,6 @@ pub(super) fn authorization_policy(v: &mut Validator, s: &AuthorizationPolicySpe
                         c.key
                     ),
                 ),
-                ConditionKey::RequestAuth(_) | ConditionKey::RequestAuthClaims(_) => {
-                    v.warning(format!("{f}.key"), NO_JWT)
-                }
                 ConditionKey::RequestHeader(h) if h.bytes().any(|b| b.is_ascii_uppercase()) => {
                     // Envoy matches header names in lowercase; Istio accepts any case.
                     v.warning(

@@ -419,7 +419,7 @@ pub(crate) fn is_authority(name: &str) -> bool {
 }
 
 /// An RFC 7230 token, as Envoy requires of header names.
-fn header_name(v: &mut Validator, f: &str, name: &str) {
+pub(super) fn header_name(v: &mut Validator, f: &str, name: &str) {
     if name.is_empty() {
         v.error(f, "header name cannot be empty");
     } else if !name

@@ -37,6 +37,7 @@ use super::listener::{HTTP_PROTOCOLS, hcm, listener_filter, network_filter, tcp_
 use super::{INBOUND_PASSTHROUGH, boolv, inbound_cluster_name, route, socket, u32v};
 use crate::model::Protocol;
 use crate::scope::InboundPort;
+use crate::security::jwt::{JWT_FILTER, JwtConfig};
 use crate::security::rbac::RbacConfig;
 use crate::security::{InboundSecurity, PeerMode, tls};
 
@@ -105,6 +106,16 @@ fn http_rbac_filter(rules: &RbacConfig) -> HttpFilter {
     }
 }
 
+fn jwt_filter(jwt: &JwtConfig) -> HttpFilter {
+    HttpFilter {
+        name: JWT_FILTER.into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(shoal_api::pack(
+            &jwt.filter,
+        ))),
+        ..Default::default()
+    }
+}
+
 fn network_rbac_filter(rules: &RbacConfig) -> Filter {
     network_filter(
         "envoy.filters.network.rbac",
@@ -143,7 +154,9 @@ fn http_chain(port: u16, t: Transport, alpn: Vec<String>, sec: &InboundSecurity)
         &format!("inbound_0.0.0.0_{port}"),
         RouteSpecifier::RouteConfig(rc),
     );
-    let mut filters: Vec<HttpFilter> = sec.http_rbac.iter().map(http_rbac_filter).collect();
+    // JWTs are verified before RBAC reads their claims.
+    let mut filters: Vec<HttpFilter> = sec.jwt.iter().map(jwt_filter).collect();
+    filters.extend(sec.http_rbac.iter().map(http_rbac_filter));
     filters.append(&mut manager.http_filters);
     manager.http_filters = filters;
     if t == Transport::Mtls {

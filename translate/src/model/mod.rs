@@ -46,6 +46,7 @@ pub struct Policy<T> {
 
 pub type PeerAuthenticationPolicy = Policy<shoal_config::istio::PeerAuthenticationSpec>;
 pub type AuthorizationPolicyRule = Policy<shoal_config::istio::AuthorizationPolicySpec>;
+pub type RequestAuthenticationPolicy = Policy<shoal_config::istio::RequestAuthenticationSpec>;
 
 pub type VirtualServiceRule = Rule<shoal_config::istio::VirtualServiceSpec>;
 pub type DestinationRuleRule = Rule<shoal_config::istio::DestinationRuleSpec>;
@@ -87,6 +88,8 @@ pub struct Model {
     pub peer_authentications: Vec<Arc<PeerAuthenticationPolicy>>,
     /// Sorted by namespace and name.
     pub authorization_policies: Vec<Arc<AuthorizationPolicyRule>>,
+    /// Sorted by namespace and name.
+    pub request_authentications: Vec<Arc<RequestAuthenticationPolicy>>,
     /// Istio Gateways and the Gateways converted from Kubernetes Gateway API listeners, by
     /// (namespace, name): what gateway proxies are selected by and built from.
     pub gateways: Gateways,
@@ -241,6 +244,17 @@ impl Model {
                     namespace: key.namespace.clone(),
                     name: key.name.clone(),
                     spec: Arc::new(ap.spec.clone()),
+                })),
+                _ => None,
+            })
+            .collect();
+        self.request_authentications = cfg
+            .of_kind(Kind::RequestAuthentication)
+            .filter_map(|(key, e)| match e.object.as_ref() {
+                Object::RequestAuthentication(ra) => Some(Arc::new(Policy {
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                    spec: Arc::new(ra.spec.clone()),
                 })),
                 _ => None,
             })

@@ -9,15 +9,15 @@ use shoal_api::pb::envoy::config::route::v3::{
     HeaderMatcher, header_matcher::HeaderMatchSpecifier,
 };
 use shoal_api::pb::envoy::r#type::matcher::v3::{
-    ListMatcher, MetadataMatcher, PathMatcher, RegexMatcher, StringMatcher, ValueMatcher,
-    list_matcher, metadata_matcher::PathSegment, metadata_matcher::path_segment::Segment,
-    path_matcher, string_matcher::MatchPattern, value_matcher,
+    ListMatcher, MetadataMatcher, OrMatcher, PathMatcher, RegexMatcher, StringMatcher,
+    ValueMatcher, list_matcher, metadata_matcher::PathSegment,
+    metadata_matcher::path_segment::Segment, path_matcher, string_matcher::MatchPattern,
+    value_matcher,
 };
 
+use super::jwt::{JWT_FILTER, PAYLOAD_KEY};
 use crate::envoy::u32v;
 
-/// The filter whose dynamic metadata carries JWT attributes in Istio (`istio_authn`).
-pub(crate) const AUTHN_FILTER: &str = "istio_authn";
 /// The SPIFFE URI scheme of workload identities.
 pub(crate) const SPIFFE: &str = "spiffe://";
 /// Istio's default trust domain; principals naming it mean the mesh's own trust domain.
@@ -157,36 +157,100 @@ pub(crate) fn request_header(name: &str, v: &str) -> HeaderMatcher {
     )
 }
 
-/// A JWT attribute (`request.auth.*`) in `istio_authn`'s dynamic metadata. Claims are
-/// lists: any element may match.
-pub(crate) fn request_auth(path: &[&str], v: &str, list: bool) -> MetadataMatcher {
-    let m = ValueMatcher {
-        match_pattern: Some(value_matcher::MatchPattern::StringMatch(string_match(
-            v, "",
-        ))),
-    };
-    let value = if list {
-        ValueMatcher {
-            match_pattern: Some(value_matcher::MatchPattern::ListMatch(Box::new(
-                ListMatcher {
-                    match_pattern: Some(list_matcher::MatchPattern::OneOf(Box::new(m))),
-                },
-            ))),
-        }
-    } else {
-        m
-    };
+fn string_value(m: StringMatcher) -> ValueMatcher {
+    ValueMatcher {
+        match_pattern: Some(value_matcher::MatchPattern::StringMatch(m)),
+    }
+}
+
+/// A claim of the verified JWT payload (`jwt_authn`'s dynamic metadata) at `path`.
+fn payload_claim(path: &[&str], value: ValueMatcher) -> MetadataMatcher {
     MetadataMatcher {
-        filter: AUTHN_FILTER.into(),
-        path: path
-            .iter()
+        filter: JWT_FILTER.into(),
+        path: std::iter::once(PAYLOAD_KEY)
+            .chain(path.iter().copied())
             .map(|k| PathSegment {
-                segment: Some(Segment::Key((*k).to_string())),
+                segment: Some(Segment::Key(k.to_string())),
             })
             .collect(),
         value: Some(value),
         invert: false,
     }
+}
+
+/// A claim matched by a `request.auth.*` value: a string claim, or any element of a list
+/// claim (`aud`, `groups`, … may be either).
+pub(crate) fn claim(path: &[&str], v: &str) -> MetadataMatcher {
+    let list = ValueMatcher {
+        match_pattern: Some(value_matcher::MatchPattern::ListMatch(Box::new(
+            ListMatcher {
+                match_pattern: Some(list_matcher::MatchPattern::OneOf(Box::new(string_value(
+                    string_match(v, ""),
+                )))),
+            },
+        ))),
+    };
+    let or = ValueMatcher {
+        match_pattern: Some(value_matcher::MatchPattern::OrMatch(OrMatcher {
+            value_matchers: vec![string_value(string_match(v, "")), list],
+        })),
+    };
+    payload_claim(path, or)
+}
+
+/// A string claim matched by an Envoy string matcher.
+fn string_claim(name: &str, m: StringMatcher) -> MetadataMatcher {
+    payload_claim(&[name], string_value(m))
+}
+
+/// A request principal (`ISS/SUB`, or `*`, `x*`, `*x`) as alternatives, each an AND of
+/// matchers on the `iss` and `sub` claims. Issuers may contain `/`, so the value is split
+/// at each issuer the workload verifies (`issuers`); an empty result matches nothing.
+pub(crate) fn request_principal(v: &str, issuers: &[String]) -> Vec<Vec<MetadataMatcher>> {
+    let exact = |s: &str| pattern(MatchPattern::Exact(s.into()), false);
+    let iss = |i: &str| string_claim("iss", exact(i));
+    let mut out = Vec::new();
+    if v == "*" {
+        out.push(vec![string_claim("iss", string_match("*", ""))]);
+        return out;
+    }
+    if let Some(suffix) = v.strip_prefix('*') {
+        // The subject ends with the suffix, or the suffix reaches into the issuer.
+        out.push(vec![
+            string_claim("iss", string_match("*", "")),
+            string_claim("sub", pattern(MatchPattern::Suffix(suffix.into()), false)),
+        ]);
+        for i in issuers {
+            let full = format!("{i}/");
+            for (k, _) in suffix.char_indices().skip(1) {
+                let (head, sub) = suffix.split_at(k);
+                if full.ends_with(head) && !sub.is_empty() {
+                    out.push(vec![iss(i), string_claim("sub", exact(sub))]);
+                }
+            }
+        }
+        return out;
+    }
+    if let Some(prefix) = v.strip_suffix('*') {
+        for i in issuers {
+            let full = format!("{i}/");
+            if full.starts_with(prefix) {
+                out.push(vec![iss(i)]);
+            } else if let Some(sub) = prefix.strip_prefix(full.as_str()) {
+                out.push(vec![
+                    iss(i),
+                    string_claim("sub", pattern(MatchPattern::Prefix(sub.into()), false)),
+                ]);
+            }
+        }
+        return out;
+    }
+    for i in issuers {
+        if let Some(sub) = v.strip_prefix(i.as_str()).and_then(|r| r.strip_prefix('/')) {
+            out.push(vec![iss(i), string_claim("sub", exact(sub))]);
+        }
+    }
+    out
 }
 
 /// An IP address or CIDR block; `None` when it is neither.
@@ -318,5 +382,68 @@ mod tests {
         assert!(cidr("nope").is_none());
         assert_eq!(port("8080"), Some(8080));
         assert_eq!(port("70000"), None);
+    }
+
+    /// A request principal's alternatives as `claim=matcher` ANDs.
+    fn principal_alts(v: &str, issuers: &[&str]) -> Vec<String> {
+        let issuers: Vec<String> = issuers.iter().map(|s| s.to_string()).collect();
+        request_principal(v, &issuers)
+            .iter()
+            .map(|all| {
+                all.iter()
+                    .map(|m| {
+                        let claim = match m.path.last().and_then(|p| p.segment.as_ref()) {
+                            Some(Segment::Key(k)) => k.clone(),
+                            None => String::new(),
+                        };
+                        assert_eq!(m.filter, JWT_FILTER);
+                        let value = match m.value.as_ref().and_then(|v| v.match_pattern.as_ref()) {
+                            Some(value_matcher::MatchPattern::StringMatch(s)) => show(s),
+                            other => format!("{other:?}"),
+                        };
+                        format!("{claim}={value}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("&")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn request_principals_split_at_known_issuers() {
+        let iss = ["https://idp.example", "other"];
+        assert_eq!(
+            principal_alts("https://idp.example/alice", &iss),
+            ["iss=exact:https://idp.example&sub=exact:alice"]
+        );
+        assert!(principal_alts("unknown/alice", &iss).is_empty());
+        assert_eq!(principal_alts("*", &iss), ["iss=regex:.+"]);
+        assert_eq!(
+            principal_alts("https://idp.example/*", &iss),
+            ["iss=exact:https://idp.example"]
+        );
+        assert_eq!(
+            principal_alts("https://idp.example/adm*", &iss),
+            ["iss=exact:https://idp.example&sub=prefix:adm"]
+        );
+        assert_eq!(
+            principal_alts("https://*", &iss),
+            ["iss=exact:https://idp.example"]
+        );
+        assert_eq!(
+            principal_alts("*/alice", &iss),
+            [
+                "iss=regex:.+&sub=suffix:/alice",
+                "iss=exact:https://idp.example&sub=exact:alice",
+                "iss=exact:other&sub=exact:alice",
+            ]
+        );
+        assert_eq!(
+            principal_alts("*ample/bob", &iss),
+            [
+                "iss=regex:.+&sub=suffix:ample/bob",
+                "iss=exact:https://idp.example&sub=exact:bob",
+            ]
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! namespace). Where Istio picks the *oldest* of several candidates, shoal — which has no
 //! creation times — picks the first by namespace and name, so every replica agrees.
 
+pub(crate) mod jwt;
 pub(crate) mod matchers;
 pub(crate) mod rbac;
 pub(crate) mod tls;
@@ -18,7 +19,9 @@ use serde::Serialize;
 use shoal_config::istio::{MtlsMode, selector_labels};
 use shoal_config::{Labels, selects};
 
-use crate::model::{AuthorizationPolicyRule, Model, PeerAuthenticationPolicy, Policy};
+use crate::model::{
+    AuthorizationPolicyRule, Model, PeerAuthenticationPolicy, Policy, RequestAuthenticationPolicy,
+};
 use crate::scope::ViewKey;
 
 /// A policy's identity in a [`ViewKey`]: (namespace, name).
@@ -193,16 +196,41 @@ fn refs<T>(list: &[&Arc<Policy<T>>]) -> Vec<PolicyRef> {
         .collect()
 }
 
-/// What of a workload's labels matters to its view: the names of the policies that apply.
-pub(crate) fn policy_refs(
-    model: &Model,
+/// The RequestAuthentications that apply to a workload, selected like
+/// AuthorizationPolicies: its namespace's and the root namespace's, with an absent or
+/// matching selector; those attached by `targetRef(s)` apply to no sidecar.
+pub(crate) fn request_authentications_for<'a>(
+    model: &'a Model,
     namespace: &str,
     labels: &Labels,
-) -> (Vec<PolicyRef>, Vec<PolicyRef>) {
-    (
-        refs(&peer_policies_for(model, namespace, labels)),
-        refs(&authorization_policies_for(model, namespace, labels)),
-    )
+) -> Vec<&'a Arc<RequestAuthenticationPolicy>> {
+    let root = model.options.root_namespace.as_str();
+    model
+        .request_authentications
+        .iter()
+        .filter(|p| p.namespace.as_ref() == namespace || p.namespace.as_ref() == root)
+        .filter(|p| !p.spec.has_target_refs())
+        .filter(|p| {
+            selector_labels(p.spec.selector.as_ref()).is_none_or(|sel| selects(sel, labels))
+        })
+        .collect()
+}
+
+/// The security policies of a workload, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PolicyRefs {
+    pub peer: Vec<PolicyRef>,
+    pub authorization: Vec<PolicyRef>,
+    pub request_authentication: Vec<PolicyRef>,
+}
+
+/// What of a workload's labels matters to its view: the names of the policies that apply.
+pub(crate) fn policy_refs(model: &Model, namespace: &str, labels: &Labels) -> PolicyRefs {
+    PolicyRefs {
+        peer: refs(&peer_policies_for(model, namespace, labels)),
+        authorization: refs(&authorization_policies_for(model, namespace, labels)),
+        request_authentication: refs(&request_authentications_for(model, namespace, labels)),
+    }
 }
 
 fn resolve<'a, T>(list: &'a [Arc<Policy<T>>], names: &[PolicyRef]) -> Vec<&'a Arc<Policy<T>>> {
@@ -219,6 +247,8 @@ pub(crate) struct InboundSecurity {
     pub modes: PeerModes,
     pub http_rbac: Vec<rbac::RbacConfig>,
     pub tcp_rbac: Vec<rbac::RbacConfig>,
+    /// The `jwt_authn` filter of HTTP chains, when RequestAuthentications apply.
+    pub jwt: Option<jwt::JwtConfig>,
 }
 
 /// The inbound security of a view, from the policies its key names.
@@ -226,6 +256,9 @@ pub(crate) fn inbound(model: &Model, key: &ViewKey) -> InboundSecurity {
     let root = model.options.root_namespace.as_str();
     let peer = resolve(&model.peer_authentications, &key.peer_authentication);
     let authz = resolve(&model.authorization_policies, &key.authorization);
+    let request_auth = resolve(&model.request_authentications, &key.request_authentication);
+    let jwt = jwt::build(model, &request_auth);
+    let issuers = jwt.as_ref().map(|j| j.issuers.clone()).unwrap_or_default();
     let td = model.options.trust_domain.as_str();
     let mut modes = compose(&peer, root);
     if !key.workload_certs {
@@ -244,8 +277,9 @@ pub(crate) fn inbound(model: &Model, key: &ViewKey) -> InboundSecurity {
     }
     InboundSecurity {
         modes,
-        http_rbac: rbac::build(&authz, td, false),
-        tcp_rbac: rbac::build(&authz, td, true),
+        http_rbac: rbac::build(&authz, td, &issuers, false),
+        tcp_rbac: rbac::build(&authz, td, &issuers, true),
+        jwt,
     }
 }
 

@@ -36,7 +36,7 @@ enum Attr {
     RemoteIp,
     SourceIp,
     Header(String),
-    RequestAuth(&'static str),
+    /// A claim of the verified JWT payload, by path.
     Claims(Vec<String>),
     Host,
     Method,
@@ -53,7 +53,6 @@ impl Attr {
             self,
             Attr::RequestPrincipal
                 | Attr::Header(_)
-                | Attr::RequestAuth(_)
                 | Attr::Claims(_)
                 | Attr::Host
                 | Attr::Method
@@ -78,28 +77,53 @@ fn cond<'a>(attr: Attr, values: &'a [String], not_values: &'a [String]) -> Cond<
     }
 }
 
+/// What translating a value needs besides the value: the mesh's trust domain and the
+/// issuers the workload's `jwt_authn` filter verifies.
+#[derive(Debug, Clone, Copy)]
+struct Cx<'a> {
+    td: &'a str,
+    issuers: &'a [String],
+}
+
+fn never() -> Principal {
+    Principal {
+        identifier: Some(principal::Identifier::NotId(Box::new(Principal::any()))),
+    }
+}
+
 // JWT attributes use `metadata`, deprecated in favour of `sourced_metadata` (Envoy 1.32+):
 // Istio still emits `metadata`, which every Envoy it supports understands.
 #[allow(deprecated)]
-fn principal_of(attr: &Attr, v: &str, td: &str) -> Option<Principal> {
+fn metadata(m: shoal_api::pb::envoy::r#type::matcher::v3::MetadataMatcher) -> Principal {
+    Principal {
+        identifier: Some(principal::Identifier::Metadata(m)),
+    }
+}
+
+fn principal_of(attr: &Attr, v: &str, cx: Cx<'_>) -> Option<Principal> {
     use principal::{Authenticated, Identifier};
     let id = match attr {
         Attr::Principal => Identifier::Authenticated(Authenticated {
-            principal_name: Some(matchers::principal(v, td)),
+            principal_name: Some(matchers::principal(v, cx.td)),
         }),
         Attr::Namespace => Identifier::Authenticated(Authenticated {
             principal_name: Some(matchers::namespace(v)),
         }),
-        Attr::RequestPrincipal => Identifier::Metadata(matchers::request_auth(
-            &["request.auth.principal"],
-            v,
-            false,
-        )),
-        Attr::RequestAuth(key) => Identifier::Metadata(matchers::request_auth(&[key], v, false)),
+        Attr::RequestPrincipal => {
+            let alternatives: Vec<Principal> = matchers::request_principal(v, cx.issuers)
+                .into_iter()
+                .map(|all| Principal::set(all.into_iter().map(metadata).collect(), true))
+                .collect();
+            // A principal of an issuer the workload does not verify never appears.
+            return Some(if alternatives.is_empty() {
+                never()
+            } else {
+                Principal::set(alternatives, false)
+            });
+        }
         Attr::Claims(path) => {
-            let mut keys = vec!["request.auth.claims"];
-            keys.extend(path.iter().map(String::as_str));
-            Identifier::Metadata(matchers::request_auth(&keys, v, true))
+            let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+            return Some(metadata(matchers::claim(&keys, v)));
         }
         Attr::RemoteIp => Identifier::RemoteIp(matchers::cidr(v)?),
         Attr::SourceIp => Identifier::DirectRemoteIp(matchers::cidr(v)?),
@@ -127,15 +151,15 @@ fn permission_of(attr: &Attr, v: &str) -> Option<Permission> {
 
 /// One side of an RBAC policy: principals (the peer) or permissions (the request).
 trait Side: Sized {
-    fn one(attr: &Attr, v: &str, td: &str) -> Option<Self>;
+    fn one(attr: &Attr, v: &str, cx: Cx<'_>) -> Option<Self>;
     fn set(items: Vec<Self>, and: bool) -> Self;
     fn not(self) -> Self;
     fn any() -> Self;
 }
 
 impl Side for Principal {
-    fn one(attr: &Attr, v: &str, td: &str) -> Option<Self> {
-        principal_of(attr, v, td)
+    fn one(attr: &Attr, v: &str, cx: Cx<'_>) -> Option<Self> {
+        principal_of(attr, v, cx)
     }
 
     fn set(ids: Vec<Self>, and: bool) -> Self {
@@ -164,7 +188,7 @@ impl Side for Principal {
 }
 
 impl Side for Permission {
-    fn one(attr: &Attr, v: &str, _td: &str) -> Option<Self> {
+    fn one(attr: &Attr, v: &str, _cx: Cx<'_>) -> Option<Self> {
         permission_of(attr, v)
     }
 
@@ -195,7 +219,7 @@ impl Side for Permission {
 
 /// Builds one side of a policy (an AND of ORs) from its conditions, or `None` when the
 /// rule must be dropped (an HTTP-only attribute on TCP, in an ALLOW rule).
-fn and_of<T: Side>(conds: &[Cond<'_>], for_tcp: bool, allow: bool, td: &str) -> Option<T> {
+fn and_of<T: Side>(conds: &[Cond<'_>], for_tcp: bool, allow: bool, cx: Cx<'_>) -> Option<T> {
     let mut all = Vec::new();
     for c in conds {
         if for_tcp && c.attr.http_only() && !(c.values.is_empty() && c.not_values.is_empty()) {
@@ -207,7 +231,7 @@ fn and_of<T: Side>(conds: &[Cond<'_>], for_tcp: bool, allow: bool, td: &str) -> 
         let yes: Vec<T> = c
             .values
             .iter()
-            .filter_map(|v| T::one(&c.attr, v, td))
+            .filter_map(|v| T::one(&c.attr, v, cx))
             .collect();
         if !yes.is_empty() {
             all.push(T::set(yes, false));
@@ -215,7 +239,7 @@ fn and_of<T: Side>(conds: &[Cond<'_>], for_tcp: bool, allow: bool, td: &str) -> 
         let no: Vec<T> = c
             .not_values
             .iter()
-            .filter_map(|v| T::one(&c.attr, v, td))
+            .filter_map(|v| T::one(&c.attr, v, cx))
             .collect();
         if !no.is_empty() {
             all.push(T::set(no, false).not());
@@ -251,7 +275,7 @@ fn operation_conds(o: &Operation) -> Vec<Cond<'_>> {
 }
 
 /// The RBAC policy of one rule; `None` when the rule is dropped (see module docs).
-fn rule_policy(rule: &AuthzRule, for_tcp: bool, allow: bool, td: &str) -> Option<Policy> {
+fn rule_policy(rule: &AuthzRule, for_tcp: bool, allow: bool, cx: Cx<'_>) -> Option<Policy> {
     let mut peer = Vec::new();
     let mut dest = Vec::new();
     for c in &rule.when {
@@ -264,7 +288,15 @@ fn rule_policy(rule: &AuthzRule, for_tcp: bool, allow: bool, td: &str) -> Option
             Some(ConditionKey::RemoteIp) => peer.push(cond(Attr::RemoteIp, v, n)),
             Some(ConditionKey::SourceNamespace) => peer.push(cond(Attr::Namespace, v, n)),
             Some(ConditionKey::SourcePrincipal) => peer.push(cond(Attr::Principal, v, n)),
-            Some(ConditionKey::RequestAuth(k)) => peer.push(cond(Attr::RequestAuth(k), v, n)),
+            Some(ConditionKey::RequestAuth("request.auth.principal")) => {
+                peer.push(cond(Attr::RequestPrincipal, v, n))
+            }
+            Some(ConditionKey::RequestAuth("request.auth.audiences")) => {
+                peer.push(cond(Attr::Claims(vec!["aud".into()]), v, n))
+            }
+            Some(ConditionKey::RequestAuth(_)) => {
+                peer.push(cond(Attr::Claims(vec!["azp".into()]), v, n))
+            }
             Some(ConditionKey::RequestAuthClaims(p)) => peer.push(cond(Attr::Claims(p), v, n)),
             Some(ConditionKey::RequestHeader(h)) => peer.push(cond(Attr::Header(h), v, n)),
             // Rejected by validation; never widen an ALLOW rule over them.
@@ -276,26 +308,26 @@ fn rule_policy(rule: &AuthzRule, for_tcp: bool, allow: bool, td: &str) -> Option
         }
     }
     let principals = if rule.from.is_empty() {
-        vec![and_of::<Principal>(&peer, for_tcp, allow, td)?]
+        vec![and_of::<Principal>(&peer, for_tcp, allow, cx)?]
     } else {
         let mut out = Vec::new();
         for from in &rule.from {
             let src = from.source.clone().unwrap_or_default();
             let mut conds = source_conds(&src);
             conds.extend(peer.iter().cloned());
-            out.push(and_of::<Principal>(&conds, for_tcp, allow, td)?);
+            out.push(and_of::<Principal>(&conds, for_tcp, allow, cx)?);
         }
         out
     };
     let permissions = if rule.to.is_empty() {
-        vec![and_of::<Permission>(&dest, for_tcp, allow, td)?]
+        vec![and_of::<Permission>(&dest, for_tcp, allow, cx)?]
     } else {
         let mut out = Vec::new();
         for to in &rule.to {
             let op = to.operation.clone().unwrap_or_default();
             let mut conds = operation_conds(&op);
             conds.extend(dest.iter().cloned());
-            out.push(and_of::<Permission>(&conds, for_tcp, allow, td)?);
+            out.push(and_of::<Permission>(&conds, for_tcp, allow, cx)?);
         }
         out
     };
@@ -313,8 +345,13 @@ fn rule_policy(rule: &AuthzRule, for_tcp: bool, allow: bool, td: &str) -> Option
 pub(crate) fn build(
     policies: &[&Arc<AuthorizationPolicyRule>],
     trust_domain: &str,
+    issuers: &[String],
     for_tcp: bool,
 ) -> Vec<RbacConfig> {
+    let cx = Cx {
+        td: trust_domain,
+        issuers,
+    };
     let mut log = HashMap::new();
     let mut deny = HashMap::new();
     let mut allow = HashMap::new();
@@ -325,7 +362,7 @@ pub(crate) fn build(
         for (i, rule) in p.spec.rules.iter().enumerate() {
             let name = format!("ns[{}]-policy[{}]-rule[{i}]", p.namespace, p.name);
             let is_allow = action == AuthzAction::Allow;
-            let Some(policy) = rule_policy(rule, for_tcp, is_allow, trust_domain) else {
+            let Some(policy) = rule_policy(rule, for_tcp, is_allow, cx) else {
                 continue;
             };
             match action {

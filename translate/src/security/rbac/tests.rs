@@ -19,7 +19,7 @@ fn policy(name: &str, yaml: &str) -> Arc<AuthorizationPolicyRule> {
 
 fn build_for(policies: &[Arc<AuthorizationPolicyRule>], tcp: bool) -> Vec<RbacConfig> {
     let refs: Vec<&Arc<AuthorizationPolicyRule>> = policies.iter().collect();
-    build(&refs, "cluster.local", tcp)
+    build(&refs, "cluster.local", &[], tcp)
 }
 
 fn actions(c: &[RbacConfig]) -> Vec<(Action, Vec<String>)> {
@@ -230,8 +230,57 @@ fn trust_domain_rewrites_default_principals() {
         "p",
         "rules: [{from: [{source: {principals: [cluster.local/ns/a/sa/b]}}]}]",
     );
-    let c = build(&[&p], "example.org", false);
+    let c = build(&[&p], "example.org", &[], false);
     let text = format!("{:?}", c[0].policies["ns[shop]-policy[p]-rule[0]"]);
     assert!(text.contains("spiffe://example.org/ns/a/sa/b"), "{text}");
     assert!(!text.contains("cluster.local"), "{text}");
+}
+
+#[test]
+fn jwt_attributes_read_the_verified_payload() {
+    let p = policy(
+        "p",
+        "rules:\n- from: [{source: {requestPrincipals: ['https://idp/alice'], notRequestPrincipals: ['nobody/x']}}]\n  when:\n  - {key: 'request.auth.claims[groups]', values: [admin]}\n  - {key: request.auth.audiences, values: [shop]}\n  - {key: request.auth.presenter, values: [web]}\n  - {key: request.auth.principal, values: ['https://idp/*']}\n",
+    );
+    let issuers = ["https://idp".to_string()];
+    let c = build(&[&p], "cluster.local", &issuers, false);
+    let text = format!("{:?}", c[0].policies["ns[shop]-policy[p]-rule[0]"]);
+    for needle in [
+        "envoy.filters.http.jwt_authn",
+        r#"Key("payload")"#,
+        r#"Key("iss")"#,
+        r#"Exact("https://idp")"#,
+        r#"Key("sub")"#,
+        r#"Exact("alice")"#,
+        r#"Key("groups")"#,
+        r#"Key("aud")"#,
+        r#"Key("azp")"#,
+        "OrMatch",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    assert!(!text.contains("istio_authn"), "{text}");
+    // `nobody/x` names an issuer the workload does not verify: NOT(never) matches all.
+    let Some(principal::Identifier::AndIds(ids)) =
+        &c[0].policies["ns[shop]-policy[p]-rule[0]"].principals[0].identifier
+    else {
+        panic!();
+    };
+    let nots: Vec<&Principal> = ids
+        .ids
+        .iter()
+        .filter(|p| matches!(p.identifier, Some(principal::Identifier::NotId(_))))
+        .collect();
+    assert_eq!(nots.len(), 1);
+    // Without a verifying issuer, a required principal matches nothing.
+    let c = build(&[&p], "cluster.local", &[], false);
+    let text = format!("{:?}", c[0].policies["ns[shop]-policy[p]-rule[0]"]);
+    assert!(
+        text.contains("NotId(Principal { identifier: Some(Any(true)) })"),
+        "{text}"
+    );
+    // On TCP chains the ALLOW rule cannot be evaluated: dropped (ALLOW without rules).
+    let tcp = build(&[&p], "cluster.local", &issuers, true);
+    assert_eq!(tcp.len(), 1);
+    assert!(tcp[0].policies.is_empty());
 }

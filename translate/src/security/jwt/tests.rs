@@ -1,0 +1,160 @@
+//! RequestAuthentication selection and its `jwt_authn` configuration.
+
+#![allow(clippy::unwrap_used)]
+
+use shoal_config::parse::parse_yaml;
+use shoal_config::{ConfigStore, Labels};
+
+use super::*;
+use crate::MeshOptions;
+use crate::security::{policy_refs, request_authentications_for};
+
+fn model(yaml: &str) -> Model {
+    let mut store = ConfigStore::new();
+    store.apply("t.yaml", parse_yaml("t.yaml", yaml));
+    let errors: Vec<String> = store
+        .issues()
+        .iter()
+        .filter(|i| i.is_error())
+        .map(ToString::to_string)
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    Model::build(store.snapshot(), MeshOptions::default())
+}
+
+fn ra(ns: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1beta1\nkind: RequestAuthentication\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}---\n"
+    )
+}
+
+const KEYS: &str = r#"'{"keys": []}'"#;
+
+fn app(v: &str) -> Labels {
+    [("app".to_string(), v.to_string())].into_iter().collect()
+}
+
+#[test]
+fn selection_is_mesh_namespace_and_selector() {
+    let rule = format!("  jwtRules: [{{issuer: i, jwks: {KEYS}}}]\n");
+    let m = model(
+        &(ra("istio-system", "mesh", &rule)
+            + &ra("shop", "ns", &rule)
+            + &ra(
+                "shop",
+                "a-only",
+                &format!("  selector: {{matchLabels: {{app: a}}}}\n{rule}"),
+            )
+            + &ra(
+                "shop",
+                "gw",
+                &format!("  targetRefs: [{{kind: Gateway, name: g}}]\n{rule}"),
+            )
+            + &ra("other", "elsewhere", &rule)),
+    );
+    let names = |labels: &Labels| -> Vec<String> {
+        request_authentications_for(&m, "shop", labels)
+            .iter()
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect()
+    };
+    assert_eq!(
+        names(&app("a")),
+        ["istio-system/mesh", "shop/a-only", "shop/ns"]
+    );
+    assert_eq!(names(&app("b")), ["istio-system/mesh", "shop/ns"]);
+    // The view key names them, so workloads selected differently get different views.
+    assert_ne!(
+        policy_refs(&m, "shop", &app("a")).request_authentication,
+        policy_refs(&m, "shop", &app("b")).request_authentication
+    );
+}
+
+fn config_of(yaml: &str) -> Option<JwtConfig> {
+    let m = model(yaml);
+    let list = request_authentications_for(&m, "shop", &app("a"));
+    build(&m, &list)
+}
+
+#[test]
+fn providers_follow_jwt_rules() {
+    let se = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: idp, namespace: shop}\nspec:\n  hosts: [idp.example.com]\n  location: MESH_EXTERNAL\n  resolution: DNS\n  ports: [{number: 443, name: https, protocol: TLS}]\n---\n";
+    let spec = format!(
+        "  jwtRules:\n  - issuer: https://inline.example\n    audiences: [shop]\n    jwks: {KEYS}\n    fromHeaders: [{{name: x-token, prefix: 'Bearer '}}]\n    fromParams: [t]\n    fromCookies: [c]\n    outputPayloadToHeader: x-payload\n    forwardOriginalToken: true\n    outputClaimToHeaders: [{{header: x-sub, claim: sub}}]\n  - issuer: https://idp.example.com\n    jwksUri: https://idp.example.com/keys\n    timeout: 2s\n  - issuer: https://unknown.example\n    jwksUri: https://unknown.example/keys\n"
+    );
+    let c = config_of(&(se.to_string() + &ra("shop", "jwt", &spec))).unwrap();
+    assert_eq!(
+        c.issuers,
+        ["https://inline.example", "https://idp.example.com"]
+    );
+    let mut names: Vec<&String> = c.filter.providers.keys().collect();
+    names.sort();
+    // The rule whose keys Envoy cannot fetch (no cluster for its host) is left out.
+    assert_eq!(names, ["shop/jwt[0]", "shop/jwt[1]"]);
+
+    let inline = &c.filter.providers["shop/jwt[0]"];
+    assert_eq!(inline.audiences, ["shop"]);
+    assert!(inline.forward);
+    assert_eq!(inline.from_headers[0].name, "x-token");
+    assert_eq!(inline.from_headers[0].value_prefix, "Bearer ");
+    assert_eq!(inline.from_params, ["t"]);
+    assert_eq!(inline.from_cookies, ["c"]);
+    assert_eq!(inline.forward_payload_header, "x-payload");
+    assert_eq!(inline.claim_to_headers[0].header_name, "x-sub");
+    assert_eq!(inline.claim_to_headers[0].claim_name, "sub");
+    assert_eq!(inline.payload_in_metadata, PAYLOAD_KEY);
+    assert!(matches!(
+        &inline.jwks_source_specifier,
+        Some(JwksSourceSpecifier::LocalJwks(d))
+            if d.specifier == Some(Specifier::InlineString(r#"{"keys": []}"#.into()))
+    ));
+
+    let remote = &c.filter.providers["shop/jwt[1]"];
+    assert!(remote.from_headers.is_empty(), "Envoy's default locations");
+    match &remote.jwks_source_specifier {
+        Some(JwksSourceSpecifier::RemoteJwks(r)) => {
+            let uri = r.http_uri.as_ref().unwrap();
+            assert_eq!(uri.uri, "https://idp.example.com/keys");
+            assert_eq!(
+                uri.http_upstream_type,
+                Some(HttpUpstreamType::Cluster(
+                    "outbound|443||idp.example.com".into()
+                ))
+            );
+            assert_eq!(uri.timeout.as_ref().map(|t| t.seconds), Some(2));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A missing token passes, an invalid one fails: any provider, or allow_missing.
+    let rule = &c.filter.rules[0];
+    let Some(RequirementType::Requires(req)) = &rule.requirement_type else {
+        panic!("{rule:?}");
+    };
+    let Some(RequiresType::RequiresAny(any)) = &req.requires_type else {
+        panic!("{req:?}");
+    };
+    let kinds: Vec<String> = any
+        .requirements
+        .iter()
+        .map(|r| match &r.requires_type {
+            Some(RequiresType::ProviderName(n)) => n.clone(),
+            Some(RequiresType::AllowMissing(_)) => "allow_missing".into(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["shop/jwt[0]", "shop/jwt[1]", "allow_missing"]);
+}
+
+#[test]
+fn no_servable_rule_means_no_filter() {
+    assert!(
+        config_of(&ra(
+            "shop",
+            "jwt",
+            "  jwtRules: [{issuer: i, jwksUri: https://x/k}]\n"
+        ))
+        .is_none()
+    );
+    assert!(config_of(&ra("shop", "empty", "  {}\n")).is_none());
+}
