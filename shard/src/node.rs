@@ -481,6 +481,7 @@ impl ShardNode {
         let mut led_term = None;
         let mut led_since = Instant::now();
         let mut caught_up = false;
+        let mut leader_known = false;
         let mut tokens = 0f64;
         let mut last = Instant::now();
         loop {
@@ -493,8 +494,11 @@ impl ShardNode {
             // Every replica notes when its state machine showed each member's latest
             // heartbeat (at or after its commit), leader or not: a new leader can then
             // count a dead member's silence from its last heartbeat, not from the election.
+            // Heartbeats replayed from the log at start-up are history, not liveness: after
+            // a whole group restarts, nothing is noted until a leader is known again.
             let st = self.state.borrow().clone();
-            for (id, mb) in &st.members {
+            leader_known |= m.current_leader.is_some();
+            for (id, mb) in st.members.iter().filter(|_| leader_known) {
                 let entry = seen.entry(*id).or_insert((mb.heartbeats, now));
                 if entry.0 != mb.heartbeats {
                     *entry = (mb.heartbeats, now);
