@@ -2,6 +2,10 @@
 //! listener (a bound listener with the inbound security chains, no capture needed) verifies
 //! JWTs against an inline JWKS; a valid token of the required principal passes, a missing
 //! one is denied by RBAC (403) and an invalid one rejected by `jwt_authn` (401).
+//!
+//! The same at the edge: an ingress gateway enforces the RequestAuthentication and
+//! AuthorizationPolicies that select it, and a `remoteIpBlocks` DENY judges the client
+//! address its `numTrustedProxies` trusts in X-Forwarded-For.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -135,4 +139,134 @@ async fn tokens_are_verified_and_principals_required() {
     let forged = Signer::new().token("alice");
     assert_eq!(get(Some(forged)).await.unwrap().0, 401);
     assert_eq!(get(Some("not-a-jwt".into())).await.unwrap().0, 401);
+}
+
+fn gateway_mesh(http_port: u16, backend: u16, jwks: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: app}}
+spec:
+  ports:
+  - {{name: http, port: 8000, targetPort: {backend}}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: web-1, namespace: app, labels: {{kubernetes.io/service-name: web}}}}
+addressType: IPv4
+ports: [{{name: http, port: {backend}}}]
+endpoints:
+- addresses: [127.0.0.2]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: ingress, namespace: istio-system}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {http_port}, name: http, protocol: HTTP}}
+    hosts: ["app/web.example.com"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: web, namespace: app}}
+spec:
+  hosts: [web.example.com]
+  gateways: [istio-system/ingress]
+  http:
+  - route:
+    - destination: {{host: web.app.svc.cluster.local, port: {{number: 8000}}}}
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: edge, namespace: istio-system}}
+spec:
+  selector: {{matchLabels: {{istio: ingressgateway}}}}
+  jwtRules:
+  - issuer: {ISSUER}
+    jwks: '{jwks}'
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: edge, namespace: istio-system}}
+spec:
+  selector: {{matchLabels: {{istio: ingressgateway}}}}
+  rules:
+  - from: [{{source: {{requestPrincipals: ["{ISSUER}/alice"]}}}}]
+    to: [{{operation: {{paths: ["/api/*"]}}}}]
+  - to: [{{operation: {{notPaths: ["/api/*"]}}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: blocklist, namespace: istio-system}}
+spec:
+  action: DENY
+  rules:
+  - from: [{{source: {{remoteIpBlocks: [203.0.113.0/24]}}}}]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_enforces_the_policies_that_select_it() {
+    let (http_port, backend) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
+    let _web = backends::http(format!("127.0.0.2:{backend}").parse().unwrap(), "web")
+        .await
+        .unwrap();
+    let signer = Signer::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        gateway_mesh(http_port, backend, &signer.jwks),
+    )
+    .unwrap();
+    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let node = "router~127.0.0.1~ingress-0.istio-system~istio-system.svc.cluster.local";
+    let meta = serde_json::json!({
+        "LABELS": { "istio": "ingressgateway" },
+        "PROXY_CONFIG": { "gatewayTopology": { "numTrustedProxies": 1 } },
+    });
+    let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {
+        return;
+    };
+    let via: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
+    let get = |path: &'static str, token: Option<String>, xff: Option<&'static str>| async move {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("host", "web.example.com")];
+        if let Some(a) = &auth {
+            headers.push(("authorization", a.as_str()));
+        }
+        if let Some(x) = xff {
+            headers.push(("x-forwarded-for", x));
+        }
+        http_get(via, path, &headers).await.map(|(s, _)| s).ok()
+    };
+
+    eventually(Duration::from_secs(20), "the gateway route", || async {
+        (get("/", None, None).await == Some(200)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", envoy.proc.log(), shoal.proc.log()));
+
+    let alice = signer.token("alice");
+    assert_eq!(
+        get("/api/orders", Some(alice.clone()), None).await,
+        Some(200)
+    );
+    // No token, or another principal: the ALLOW policy does not match /api/*.
+    assert_eq!(get("/api/orders", None, None).await, Some(403));
+    assert_eq!(
+        get("/api/orders", Some(signer.token("bob")), None).await,
+        Some(403)
+    );
+    // A token from another key: rejected by jwt_authn before RBAC.
+    let forged = Signer::new().token("alice");
+    assert_eq!(get("/", Some(forged), None).await, Some(401));
+    // The client X-Forwarded-For names (one trusted hop) is blocked; another is not.
+    assert_eq!(get("/", None, Some("203.0.113.7")).await, Some(403));
+    assert_eq!(get("/", None, Some("198.51.100.7")).await, Some(200));
+    assert_eq!(
+        get("/api/orders", Some(alice), Some("203.0.113.7")).await,
+        Some(403)
+    );
 }

@@ -118,8 +118,16 @@ impl ViewKey {
         let inbound_listener = !grpc
             && proxy.proxy_type == ProxyType::Sidecar
             && (proxy.interception != Interception::None || !ingress.is_empty());
+        // A gateway is where traffic enters the mesh: it enforces the AuthorizationPolicies
+        // and RequestAuthentications that select it (PeerAuthentication does not apply to
+        // gateways, whose listeners say their own TLS modes).
         let refs = if inbound_listener {
             crate::security::policy_refs(model, &proxy.namespace, &proxy.labels)
+        } else if proxy.proxy_type == ProxyType::Router && !grpc {
+            crate::security::PolicyRefs {
+                peer: Vec::new(),
+                ..crate::security::policy_refs(model, &proxy.namespace, &proxy.labels)
+            }
         } else {
             crate::security::PolicyRefs::default()
         };

@@ -127,6 +127,20 @@ fn network_rbac_filter(rules: &RbacConfig) -> Filter {
     )
 }
 
+/// The HTTP filters that enforce a workload's (or gateway's) security ahead of routing:
+/// JWTs are verified before RBAC reads their claims.
+pub(crate) fn http_guards(sec: &InboundSecurity) -> Vec<HttpFilter> {
+    let mut filters: Vec<HttpFilter> = sec.jwt.iter().map(jwt_filter).collect();
+    filters.extend(sec.http_rbac.iter().map(http_rbac_filter));
+    filters
+}
+
+/// The network filters that enforce AuthorizationPolicies on a TCP chain, ahead of its
+/// `tcp_proxy`.
+pub(crate) fn tcp_guards(sec: &InboundSecurity) -> Vec<Filter> {
+    sec.tcp_rbac.iter().map(network_rbac_filter).collect()
+}
+
 fn chain_match(port: Option<u16>, t: Transport, alpn: Vec<String>) -> FilterChainMatch {
     FilterChainMatch {
         destination_port: port.map(|p| u32v(u32::from(p))),
@@ -154,9 +168,7 @@ fn http_chain(port: u16, t: Transport, alpn: Vec<String>, sec: &InboundSecurity)
         &format!("inbound_0.0.0.0_{port}"),
         RouteSpecifier::RouteConfig(rc),
     );
-    // JWTs are verified before RBAC reads their claims.
-    let mut filters: Vec<HttpFilter> = sec.jwt.iter().map(jwt_filter).collect();
-    filters.extend(sec.http_rbac.iter().map(http_rbac_filter));
+    let mut filters = http_guards(sec);
     filters.append(&mut manager.http_filters);
     manager.http_filters = filters;
     if t == Transport::Mtls {
@@ -188,7 +200,7 @@ fn tcp_chain(
     t: Transport,
     sec: &InboundSecurity,
 ) -> FilterChain {
-    let mut filters: Vec<Filter> = sec.tcp_rbac.iter().map(network_rbac_filter).collect();
+    let mut filters = tcp_guards(sec);
     filters.push(tcp_proxy_filter(cluster));
     FilterChain {
         name: t.name(name),

@@ -30,6 +30,13 @@
 //!
 //! A port whose servers mix plain HTTP and TLS/TCP (a conflict Istio also reports) keeps
 //! the kind of its first server.
+//!
+//! The AuthorizationPolicies and RequestAuthentications selecting the gateway guard its
+//! chains as they guard a sidecar's inbound ones: `jwt_authn` and HTTP RBAC ahead of the
+//! router on HTTP(S) chains, network RBAC ahead of `tcp_proxy` on TCP, PASSTHROUGH and
+//! TLS-terminated TCP chains (`remoteIpBlocks` see the client as `numTrustedProxies`
+//! says). AUTO_PASSTHROUGH chains are left unguarded: their mTLS runs end to end, so
+//! the destination's own sidecar enforces its policies.
 
 pub(crate) mod sni_dnat;
 pub(crate) mod tls;
@@ -54,10 +61,11 @@ use shoal_config::host;
 use shoal_config::istio::{GatewaySpec, Server, ServerTlsMode, ServerTlsSettings};
 
 use super::tcp_route;
-use super::{ads, boolv, listener, route, socket};
+use super::{ads, boolv, inbound, listener, route, socket};
 use crate::model::VirtualServiceRule;
 use crate::proxy::{ClientCertForwarding, GatewayTopology, Generator};
 use crate::scope::{Scope, qualify_gateway};
+use crate::security::InboundSecurity;
 use crate::security::tls as mesh_tls;
 
 /// What a gateway proxy's view gets besides its clusters.
@@ -173,10 +181,11 @@ pub(crate) fn build(scope: &Scope<'_>) -> GatewayResources {
         }
     }
     let mut out = GatewayResources::default();
+    let sec = crate::security::inbound(scope.model, scope.key);
     for ((bind, port), servers) in by_listener {
         match servers.first().map(|s| s.mode) {
-            Some(Mode::Http { .. }) => http_listener(scope, &bind, port, &servers, &mut out),
-            _ => tls_tcp_listener(scope, &bind, port, &servers, &mut out),
+            Some(Mode::Http { .. }) => http_listener(scope, &sec, &bind, port, &servers, &mut out),
+            _ => tls_tcp_listener(scope, &sec, &bind, port, &servers, &mut out),
         }
     }
     listen_on_target_ports(&mut out.listeners, &scope.key.gateway_ports);
@@ -211,6 +220,7 @@ fn hcm_chain(
     stat_prefix: &str,
     rds_name: &str,
     topology: Option<GatewayTopology>,
+    sec: &InboundSecurity,
 ) -> shoal_api::pb::envoy::config::listener::v3::Filter {
     let mut hcm = listener::hcm(
         stat_prefix,
@@ -219,6 +229,9 @@ fn hcm_chain(
             route_config_name: rds_name.to_string(),
         }),
     );
+    let mut filters = inbound::http_guards(sec);
+    filters.append(&mut hcm.http_filters);
+    hcm.http_filters = filters;
     // A gateway is the edge: the client's address is the connection's peer, or as many
     // hops back in X-Forwarded-For as the gateway's topology trusts. Client certificate
     // details are set for the backends (Istio's gateway default: SANITIZE_SET).
@@ -288,6 +301,7 @@ fn listener_of(bind: &str, port: u16, filter_chains: Vec<FilterChain>, tls: bool
 /// Plain HTTP servers of one listener: one chain, one route config for all of them.
 fn http_listener(
     scope: &Scope<'_>,
+    sec: &InboundSecurity,
     bind: &str,
     port: u16,
     servers: &[GwServer<'_>],
@@ -307,6 +321,7 @@ fn http_listener(
             &format!("outbound_{bind}_{port}"),
             &rds_name,
             scope.key.gateway_topology,
+            sec,
         )],
         ..Default::default()
     };
@@ -322,6 +337,7 @@ fn http_listener(
 /// gets no listener (Istio's gateway drops it as well).
 fn tls_tcp_listener(
     scope: &Scope<'_>,
+    sec: &InboundSecurity,
     bind: &str,
     port: u16,
     servers: &[GwServer<'_>],
@@ -353,6 +369,7 @@ fn tls_tcp_listener(
                             &format!("outbound_{bind}_{port}"),
                             &rds_name,
                             scope.key.gateway_topology,
+                            sec,
                         )],
                         ..Default::default()
                     }
@@ -360,7 +377,7 @@ fn tls_tcp_listener(
                     let Some(chain) = terminated_tcp_chain(scope, s, port, &name) else {
                         continue;
                     };
-                    chain
+                    guard_tcp(chain, sec)
                 };
                 claimed.insert(server_names.clone());
                 terminating = true;
@@ -373,9 +390,11 @@ fn tls_tcp_listener(
                     ..chain
                 });
             }
-            Mode::L4 { passthrough } => {
-                chains.extend(l4_chains(scope, s, passthrough, port, &name))
-            }
+            Mode::L4 { passthrough } => chains.extend(
+                l4_chains(scope, s, passthrough, port, &name)
+                    .into_iter()
+                    .map(|c| guard_tcp(c, sec)),
+            ),
             Mode::AutoPassthrough => {
                 let exposed = sni_dnat::exposed(scope, &s.server.hosts, s.namespace);
                 chains.extend(sni_dnat::chains(&exposed));
@@ -389,6 +408,14 @@ fn tls_tcp_listener(
     let mut l = listener_of(bind, port, chains, terminating);
     tcp_route::finish(&mut l);
     out.listeners.push(l);
+}
+
+/// A TCP chain with the gateway's network RBAC ahead of its `tcp_proxy`.
+fn guard_tcp(mut chain: FilterChain, sec: &InboundSecurity) -> FilterChain {
+    let mut filters = inbound::tcp_guards(sec);
+    filters.append(&mut chain.filters);
+    chain.filters = filters;
+    chain
 }
 
 /// Whether a VirtualService has a host the server admits.
