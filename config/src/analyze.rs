@@ -135,35 +135,6 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Issue> {
         }
     }
 
-    // JWKS URIs Envoy cannot fetch: it needs the outbound cluster of the URI's host.
-    for (key, e) in snapshot.of_kind(Kind::RequestAuthentication) {
-        let Object::RequestAuthentication(ra) = e.object.as_ref() else {
-            continue;
-        };
-        for (i, rule) in ra.spec.jwt_rules.iter().enumerate() {
-            let Some((h, port, _)) = rule
-                .jwks_uri
-                .as_deref()
-                .and_then(crate::istio::jwks_uri_parts)
-            else {
-                continue;
-            };
-            if rule.jwks.is_none() && !known_hosts.contains(&h) {
-                issues.push(
-                    Issue::warning(
-                        format!("spec.jwtRules[{i}].jwksUri"),
-                        format!(
-                            "host {h} is not in the service registry (add a ServiceEntry with \
-                             port {port}): Envoy cannot fetch its keys, so this rule is left \
-                             out and its tokens are rejected"
-                        ),
-                    )
-                    .at(Some(&e.origin), Some(key)),
-                );
-            }
-        }
-    }
-
     // EndpointSlices of services that do not exist.
     for (key, e) in snapshot.of_kind(Kind::EndpointSlice) {
         if let Object::EndpointSlice(s) = e.object.as_ref()
@@ -261,27 +232,6 @@ mod delegate_tests {
         assert!(found[1].contains("app/hosted has hosts"), "{found:#?}");
         assert!(
             found[2].contains("team/private is not exported to namespace app"),
-            "{found:#?}"
-        );
-    }
-
-    #[test]
-    fn jwks_uri_hosts_must_be_in_the_registry() {
-        let mut store = ConfigStore::new();
-        store.apply(
-            "t.yaml",
-            parse_yaml(
-                "t.yaml",
-            "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: ra, namespace: app}\nspec:\n  jwtRules:\n  - {issuer: a, jwksUri: 'https://idp.example.com/keys'}\n  - {issuer: b, jwksUri: 'https://nowhere.example/keys'}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: idp, namespace: app}\nspec:\n  hosts: [idp.example.com]\n  ports: [{number: 443, name: tls, protocol: TLS}]\n  resolution: DNS\n",
-            ),
-        );
-        let found: Vec<String> = super::analyze(&store.snapshot())
-            .iter()
-            .map(|i| format!("{}: {}", i.field, i.message))
-            .collect();
-        assert_eq!(found.len(), 1, "{found:#?}");
-        assert!(
-            found[0].contains("spec.jwtRules[1].jwksUri: host nowhere.example"),
             "{found:#?}"
         );
     }

@@ -191,6 +191,22 @@ pub struct ServeArgs {
     /// through, `registry-only` drops it (a Sidecar's own policy takes precedence).
     #[arg(long, value_enum, default_value = "allow-any")]
     pub outbound_traffic_policy: OutboundPolicyArg,
+    /// Who fetches the keys of RequestAuthentication `jwksUri`s (Istio's
+    /// PILOT_JWT_ENABLE_REMOTE_JWKS): `shoal` fetches them (or discovers them from the
+    /// issuer) and inlines them; `envoy` has proxies fetch them through the outbound
+    /// cluster of the URI's host; `hybrid` does that for hosts of the registry only.
+    #[arg(long, value_enum, default_value = "shoal")]
+    pub jwks_fetch: JwksFetchArg,
+    /// How often fetched JWKS are refreshed.
+    #[arg(long, default_value = "20m", value_parser = duration)]
+    pub jwks_refresh: Duration,
+    /// Timeout of one JWKS (or OpenID configuration) request.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub jwks_timeout: Duration,
+    /// PEM file of CAs trusted for https JWKS servers besides the system's roots
+    /// (repeatable).
+    #[arg(long)]
+    pub jwks_ca: Vec<PathBuf>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]
@@ -279,6 +295,25 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("shoal: {e:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Values of `--jwks-fetch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JwksFetchArg {
+    Shoal,
+    Envoy,
+    Hybrid,
+}
+
+impl From<JwksFetchArg> for shoal_translate::model::JwksFetch {
+    fn from(a: JwksFetchArg) -> Self {
+        use shoal_translate::model::JwksFetch;
+        match a {
+            JwksFetchArg::Shoal => JwksFetch::Shoal,
+            JwksFetchArg::Envoy => JwksFetch::Envoy,
+            JwksFetchArg::Hybrid => JwksFetch::Hybrid,
         }
     }
 }

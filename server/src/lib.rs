@@ -5,6 +5,7 @@ pub mod admin;
 pub mod cli;
 pub mod cluster;
 pub mod credential_readers;
+pub mod jwks;
 pub mod metrics;
 pub mod pipeline;
 pub mod security;

@@ -16,8 +16,10 @@ use shoal_cache::{
 };
 use shoal_config::source::SourceUpdate;
 use shoal_config::{ChangeSet, ConfigSnapshot, ConfigStore, Issue, Kind, Labels};
+use shoal_translate::model::{FetchedJwks, JwksRef};
 use shoal_translate::{
-    Generator, Interception, MeshOptions, Proxy, ProxyType, Translator, ViewKey, ViewOutput,
+    Generator, Interception, MeshOptions, ModelDelta, Proxy, ProxyType, Translator, ViewKey,
+    ViewOutput,
 };
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
@@ -57,6 +59,8 @@ pub struct Pipeline {
     config: Mutex<ConfigSnapshot>,
     /// Workload identity (set once at start when the CA is enabled).
     pub security: std::sync::OnceLock<Arc<crate::security::Security>>,
+    /// The JSON Web Key Sets the config needs fetched (`jwks.rs` fetches them).
+    jwks_wanted: watch::Sender<std::collections::BTreeSet<JwksRef>>,
 }
 
 pub fn resources(out: ViewOutput) -> Resources {
@@ -80,6 +84,7 @@ impl Pipeline {
             issues: Mutex::new(Vec::new()),
             config: Mutex::new(ConfigSnapshot::default()),
             security: std::sync::OnceLock::new(),
+            jwks_wanted: watch::Sender::new(Default::default()),
         })
     }
 
@@ -128,6 +133,23 @@ impl Pipeline {
         }
     }
 
+    /// The key sets the current config needs fetched, kept current by `build`.
+    pub fn jwks_wanted(&self) -> watch::Receiver<std::collections::BTreeSet<JwksRef>> {
+        self.jwks_wanted.subscribe()
+    }
+
+    /// Moves every view to newly fetched JSON Web Key Sets. Runs on a blocking thread.
+    pub fn set_jwks(&self, jwks: FetchedJwks) {
+        let started = Instant::now();
+        let mut st = self.state.lock();
+        let delta = st.translator.set_jwks(jwks);
+        let trigger = Trigger {
+            since: started,
+            reason: "jwks",
+        };
+        self.publish(&mut st, &delta, trigger, started);
+    }
+
     /// Applies a batch of config changes to every live view. Runs on a blocking thread.
     pub fn build(&self, config: ConfigSnapshot, changes: &ChangeSet, since: Instant) {
         let started = Instant::now();
@@ -153,12 +175,25 @@ impl Pipeline {
             security.set_credentials(&config);
         }
         *self.config.lock() = config;
+        if delta.full {
+            let wanted = st.translator.model().jwks_refs();
+            self.jwks_wanted.send_if_modified(|w| {
+                let changed = *w != wanted;
+                *w = wanted;
+                changed
+            });
+        }
+        let reason = if delta.full { "config" } else { "endpoints" };
+        self.publish(&mut st, &delta, Trigger { since, reason }, started);
+    }
+
+    /// Publishes what a model change means for every live view.
+    fn publish(&self, st: &mut BuildState, delta: &ModelDelta, trigger: Trigger, started: Instant) {
         if delta.is_empty() {
             return;
         }
         let views = self.registry.live();
-        let reason = if delta.full { "config" } else { "endpoints" };
-        let trigger = Trigger { since, reason };
+        let reason = trigger.reason;
         let mut published = 0;
         for view in &views {
             let Some(key) = st.keys.get(&view.id).cloned() else {

@@ -42,6 +42,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         domain_suffix: args.domain_suffix.clone(),
         root_namespace: args.root_namespace.clone(),
         outbound_traffic_policy: args.outbound_traffic_policy.into(),
+        jwks_fetch: args.jwks_fetch.into(),
         trust_domain: args.security.trust_domain.clone(),
         ..MeshOptions::default()
     };
@@ -63,6 +64,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .run(rx, 1, args.debounce, args.debounce_max),
     );
 
+    let jwks = tokio::spawn(crate::jwks::run(
+        pipeline.clone(),
+        pipeline.jwks_wanted(),
+        crate::jwks::JwksConfig {
+            refresh: args.jwks_refresh,
+            timeout: args.jwks_timeout,
+            extra_roots: args.jwks_ca.clone(),
+        },
+    ));
     let upkeep = {
         let pipeline = pipeline.clone();
         tokio::spawn(async move {
@@ -197,6 +207,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     source_task.abort();
     upkeep.abort();
+    jwks.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         if let Some(t) = xds_task {
             let _ = t.await;

@@ -52,6 +52,48 @@ pub async fn http(addr: SocketAddr, name: &str) -> anyhow::Result<Backend> {
     Ok(Backend { addr, task })
 }
 
+/// Documents an HTTP server serves by path (200 with the body; 404 for other paths),
+/// changeable while it runs.
+pub type Documents = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>;
+
+/// An HTTP/1.1 server of [`Documents`] (an identity provider's JWKS, say).
+pub async fn documents(addr: SocketAddr) -> anyhow::Result<(Backend, Documents)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let docs = Documents::default();
+    let served = docs.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let docs = served.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let doc = docs
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get(req.uri().path())
+                        .cloned();
+                    async move {
+                        let mut resp = hyper::Response::new(Full::new(Bytes::from(
+                            doc.clone().unwrap_or_default(),
+                        )));
+                        if doc.is_none() {
+                            *resp.status_mut() = hyper::StatusCode::NOT_FOUND;
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok((Backend { addr, task }, docs))
+}
+
 /// An HTTP server answering with `name` while `healthy` holds, and with 503 otherwise
 /// (a backend that goes bad without closing its connections).
 pub async fn switchable(

@@ -3,6 +3,10 @@
 //! JWTs against an inline JWKS; a valid token of the required principal passes, a missing
 //! one is denied by RBAC (403) and an invalid one rejected by `jwt_authn` (401).
 //!
+//! Keys shoal fetches itself (Istio's default): from a `jwksUri` and from an issuer's
+//! OpenID configuration, served by a local identity provider, refreshed when it rotates
+//! them and kept while it is down.
+//!
 //! The same at the edge: an ingress gateway enforces the RequestAuthentication and
 //! AuthorizationPolicies that select it, and a `remoteIpBlocks` DENY judges the client
 //! address its `numTrustedProxies` trusts in X-Forwarded-For.
@@ -35,12 +39,16 @@ impl Signer {
     }
 
     fn token(&self, sub: &str) -> String {
+        self.token_of(ISSUER, sub)
+    }
+
+    fn token_of(&self, issuer: &str, sub: &str) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
         let claims = serde_json::json!({
-            "iss": ISSUER, "sub": sub, "aud": "api", "iat": now, "exp": now + 3600,
+            "iss": issuer, "sub": sub, "aud": "api", "iat": now, "exp": now + 3600,
         });
         jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &self.key).unwrap()
     }
@@ -268,5 +276,142 @@ async fn a_gateway_enforces_the_policies_that_select_it() {
     assert_eq!(
         get("/api/orders", Some(alice), Some("203.0.113.7")).await,
         Some(403)
+    );
+}
+
+fn fetched_keys_mesh(ingress: u16, app: u16, idp: SocketAddr) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: api, namespace: app}}
+spec:
+  selector: {{app: api}}
+  ports: [{{name: http, port: 80, targetPort: {app}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: api, namespace: app}}
+spec:
+  workloadSelector: {{labels: {{app: api}}}}
+  ingress:
+  - port: {{number: {ingress}, protocol: HTTP, name: http}}
+    bind: 127.0.0.1
+    captureMode: NONE
+    defaultEndpoint: 127.0.0.1:{app}
+  egress:
+  - hosts: ["./*"]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: api, namespace: app}}
+spec:
+  selector: {{matchLabels: {{app: api}}}}
+  jwtRules:
+  - issuer: {ISSUER}
+    jwksUri: http://{idp}/keys
+  - issuer: http://{idp}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: api, namespace: app}}
+spec:
+  selector: {{matchLabels: {{app: api}}}}
+  rules:
+  - from: [{{source: {{requestPrincipals: ["*"]}}}}]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shoal_fetches_keys_and_follows_their_rotation() {
+    let (ingress, app) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+    let _app = backends::http(format!("127.0.0.1:{app}").parse().unwrap(), "api")
+        .await
+        .unwrap();
+    let idp_addr: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .unwrap();
+    let (_idp, docs) = backends::documents(idp_addr).await.unwrap();
+    let (first, discovered, rotated) = (Signer::new(), Signer::new(), Signer::new());
+    let set = |path: &str, body: Option<String>| {
+        let mut d = docs.lock().unwrap();
+        match body {
+            Some(b) => d.insert(path.to_string(), b),
+            None => d.remove(path),
+        };
+    };
+    set("/keys", Some(first.jwks.clone()));
+    set(
+        "/.well-known/openid-configuration",
+        Some(
+            serde_json::json!({ "jwks_uri": format!("http://{idp_addr}/discovered") }).to_string(),
+        ),
+    );
+    set("/discovered", Some(discovered.jwks.clone()));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        fetched_keys_mesh(ingress, app, idp_addr),
+    )
+    .unwrap();
+    let shoal = Shoal::start(dir.path(), &["--jwks-refresh", "500ms"])
+        .await
+        .unwrap();
+    let node = "sidecar~127.0.0.1~api-0.app~app.svc.cluster.local";
+    let meta = serde_json::json!({
+        "INTERCEPTION_MODE": "NONE",
+        "NAMESPACE": "app",
+        "LABELS": { "app": "api" },
+    });
+    let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {
+        return;
+    };
+    let via: SocketAddr = format!("127.0.0.1:{ingress}").parse().unwrap();
+    let status = |token: String| async move {
+        let auth = format!("Bearer {token}");
+        http_get(via, "/", &[("host", "api.app"), ("authorization", &auth)])
+            .await
+            .map(|(s, _)| s)
+            .ok()
+    };
+    let until = |what: &'static str, token: String, want: u16| {
+        let envoy_log = envoy.proc.log();
+        let shoal_log = shoal.proc.log();
+        async move {
+            eventually(Duration::from_secs(20), what, || {
+                let t = token.clone();
+                async move { (status(t).await == Some(want)).then_some(()) }
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{envoy_log}\n{shoal_log}"));
+        }
+    };
+
+    until("keys from jwksUri", first.token("alice"), 200).await;
+    let idp_issuer = format!("http://{idp_addr}");
+    until(
+        "keys discovered from the issuer",
+        discovered.token_of(&idp_issuer, "bob"),
+        200,
+    )
+    .await;
+    // Neither key set verifies a token of the other issuer, nor a forged one.
+    assert_eq!(status(discovered.token("alice")).await, Some(401));
+    assert_eq!(status(Signer::new().token("alice")).await, Some(401));
+
+    // The provider rotates its keys: shoal's next refresh moves Envoy to the new set.
+    set("/keys", Some(rotated.jwks.clone()));
+    until("rotated keys", rotated.token("alice"), 200).await;
+    assert_eq!(status(first.token("alice")).await, Some(401));
+
+    // The provider goes away: the last keys fetched stay in force.
+    set("/keys", None);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(status(rotated.token("alice")).await, Some(200));
+    assert!(
+        shoal.proc.log().contains("JWKS fetch failed"),
+        "{}",
+        shoal.proc.log()
     );
 }

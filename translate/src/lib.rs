@@ -55,6 +55,9 @@ pub struct MeshOptions {
     pub auto_mtls: bool,
     /// MeshConfig `outboundTrafficPolicy.mode` (a Sidecar's own policy takes precedence).
     pub outbound_traffic_policy: shoal_config::istio::OutboundMode,
+    /// Who fetches the keys of RequestAuthentication `jwksUri`s (Istio's
+    /// `PILOT_JWT_ENABLE_REMOTE_JWKS`).
+    pub jwks_fetch: model::JwksFetch,
 }
 
 impl Default for MeshOptions {
@@ -66,6 +69,7 @@ impl Default for MeshOptions {
             trust_domain: "cluster.local".to_string(),
             auto_mtls: true,
             outbound_traffic_policy: shoal_config::istio::OutboundMode::AllowAny,
+            jwks_fetch: model::JwksFetch::Shoal,
         }
     }
 }

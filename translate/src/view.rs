@@ -101,6 +101,19 @@ impl Translator {
         delta
     }
 
+    /// Moves to newly fetched JWKS: a full change when they differ from the current ones
+    /// (they are inlined into the `jwt_authn` filters of any view).
+    pub fn set_jwks(&mut self, jwks: crate::model::FetchedJwks) -> ModelDelta {
+        if *self.model.jwks == jwks {
+            return ModelDelta::default();
+        }
+        self.model.jwks = Arc::new(jwks);
+        ModelDelta {
+            full: true,
+            endpoint_hosts: Default::default(),
+        }
+    }
+
     /// An outbound cluster, memoized. `model` is passed in because the translator's own is
     /// lent to the view being built.
     fn cluster(

@@ -16,6 +16,7 @@ use shoal_api::pb::envoy::config::core::v3::Node;
 use shoal_api::pb::google::protobuf::{Struct, Value as PValue, value::Kind};
 use shoal_config::ConfigStore;
 use shoal_config::parse::parse_yaml;
+use shoal_translate::model::{FetchedJwks, JwksRef};
 use shoal_translate::{MeshOptions, Proxy, Translator, ViewKey, ViewOutput};
 
 fn to_struct(v: &Value) -> Struct {
@@ -47,13 +48,13 @@ fn render(out: &ViewOutput) -> Value {
 }
 
 /// Mesh options of a case: the defaults, or what its optional `mesh.yaml` sets
-/// (`trust_domain`, `root_namespace`, `auto_mtls`).
+/// (`trust_domain`, `root_namespace`, `auto_mtls`, `jwks_fetch`).
 fn mesh_options(dir: &Path) -> MeshOptions {
     let mut opts = MeshOptions::default();
-    let Ok(text) = std::fs::read_to_string(dir.join("mesh.yaml")) else {
-        return opts;
-    };
-    let v: Value = serde_saphyr::from_str(&text).unwrap();
+    let v = mesh_yaml(dir);
+    if let Some(mode) = v.get("jwks_fetch") {
+        opts.jwks_fetch = serde_json::from_value(mode.clone()).unwrap();
+    }
     if let Some(td) = v["trust_domain"].as_str() {
         opts.trust_domain = td.to_string();
     }
@@ -64,6 +65,30 @@ fn mesh_options(dir: &Path) -> MeshOptions {
         opts.auto_mtls = auto;
     }
     opts
+}
+
+fn mesh_yaml(dir: &Path) -> Value {
+    std::fs::read_to_string(dir.join("mesh.yaml"))
+        .map(|text| serde_saphyr::from_str(&text).unwrap())
+        .unwrap_or_default()
+}
+
+/// Key sets "the control plane fetched", from `mesh.yaml`: `jwks: {URI: KEYS}` (a URI) or
+/// `{"openid:ISSUER": KEYS}` (discovered from the issuer).
+fn fetched_jwks(dir: &Path) -> FetchedJwks {
+    let v = mesh_yaml(dir);
+    let Some(map) = v["jwks"].as_object() else {
+        return FetchedJwks::new();
+    };
+    map.iter()
+        .map(|(k, keys)| {
+            let r = match k.strip_prefix("openid:") {
+                Some(issuer) => JwksRef::Discover(issuer.to_string()),
+                None => JwksRef::Uri(k.clone()),
+            };
+            (r, keys.as_str().unwrap().into())
+        })
+        .collect()
 }
 
 fn run_case(dir: &Path) -> Vec<String> {
@@ -82,6 +107,7 @@ fn run_case(dir: &Path) -> Vec<String> {
         dir.display()
     );
     let mut tr = Translator::new(store.snapshot(), mesh_options(dir));
+    tr.set_jwks(fetched_jwks(dir));
     let proxies: BTreeMap<String, Value> =
         serde_saphyr::from_str(&std::fs::read_to_string(dir.join("proxies.yaml")).unwrap())
             .unwrap();

@@ -71,12 +71,20 @@ fn jwt_rule(v: &mut Validator, f: &str, r: &JwtRule) {
                 );
             }
         }
-        (None, None) => v.warning(
-            f,
-            "neither jwks nor jwksUri is set: shoal does not discover keys from the \
-             issuer (OpenID discovery), so this rule is left out and its tokens are not \
-             accepted",
-        ),
+        // Keys discovered from the issuer's OpenID configuration.
+        (None, None) => {
+            if !r.issuer.is_empty() && jwks_uri_parts(&r.issuer).is_none() {
+                v.warning(
+                    format!("{f}.issuer"),
+                    format!(
+                        "without jwks or jwksUri, keys are discovered from the issuer's \
+                         OpenID configuration, but {:?} is not an http(s) URL: every token \
+                         of this rule is rejected",
+                        r.issuer
+                    ),
+                );
+            }
+        }
     }
     for (i, h) in r.from_headers.iter().enumerate() {
         header_name(v, &format!("{f}.fromHeaders[{i}].name"), &h.name);
@@ -162,7 +170,10 @@ mod tests {
             "  jwtRules:\n  - issuer: a\n    fromHeaders: [{name: 'bad header'}]\n    outputPayloadToHeader: 'x y'\n    outputClaimToHeaders: [{header: x-a}]\n    timeout: nope\n",
         ));
         assert!(
-            has(&f, "warning spec.jwtRules[0]: neither jwks nor jwksUri"),
+            has(
+                &f,
+                "warning spec.jwtRules[0].issuer: without jwks or jwksUri"
+            ),
             "{f:?}"
         );
         assert!(

@@ -6,6 +6,7 @@
 mod delegate;
 mod endpoints;
 mod gateway_api;
+mod jwks;
 mod protocol;
 mod service;
 
@@ -19,6 +20,8 @@ pub use gateway_api::{
     GATEWAY_CLASS, GATEWAY_NAME_LABEL, GatewayRule, GatewaySelection, Gateways,
     ISTIO_GATEWAY_NAME_LABEL,
 };
+pub(crate) use jwks::KeySource;
+pub use jwks::{FetchedJwks, JwksFetch, JwksRef, UNUSABLE_JWKS};
 pub use protocol::Protocol;
 pub use service::{PortModel, Resolution, Service, ServiceOrigin, TargetPort, Visibility};
 
@@ -93,6 +96,8 @@ pub struct Model {
     /// Istio Gateways and the Gateways converted from Kubernetes Gateway API listeners, by
     /// (namespace, name): what gateway proxies are selected by and built from.
     pub gateways: Gateways,
+    /// Key sets the control plane fetched for RequestAuthentications (`jwks.rs`).
+    pub jwks: Arc<FetchedJwks>,
     index: endpoints::EndpointIndex,
     /// Monotonic counter stamped on every service whose endpoints were (re)computed.
     generation: u64,

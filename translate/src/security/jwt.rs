@@ -7,10 +7,11 @@
 //! matchers read the verified payload from the filter's dynamic metadata
 //! ([`JWT_FILTER`] / [`PAYLOAD_KEY`]).
 //!
-//! Keys come from the inline `jwks`, or are fetched by Envoy from `jwksUri` through the
-//! outbound cluster of the URI's host and port, which must be a service of the registry (a
-//! ServiceEntry for an external issuer); a rule whose keys Envoy cannot get is left out, so
-//! its tokens are rejected like any other unknown token.
+//! Keys come from the inline `jwks`, from the control plane, which fetches `jwksUri` (or
+//! discovers it from the issuer) and inlines the keys, or — under the `envoy`/`hybrid`
+//! [`crate::model::JwksFetch`] modes — are fetched by Envoy through the outbound cluster of
+//! a registry host. Keys that cannot be had become a key set that verifies nothing: the
+//! rule's tokens are rejected, never let through unverified.
 
 use std::sync::Arc;
 
@@ -24,10 +25,10 @@ use shoal_api::pb::envoy::extensions::filters::http::jwt_authn::v3::{
     jwt_requirement::RequiresType, requirement_rule::RequirementType,
 };
 use shoal_api::pb::google::protobuf::Empty;
-use shoal_config::istio::{JwtRule, jwks_uri_parts};
+use shoal_config::istio::JwtRule;
 
 use crate::envoy::{duration, outbound_cluster_name};
-use crate::model::{Model, RequestAuthenticationPolicy};
+use crate::model::{KeySource, Model, RequestAuthenticationPolicy};
 
 /// The HTTP filter's name, also the namespace of its dynamic metadata.
 pub(crate) const JWT_FILTER: &str = "envoy.filters.http.jwt_authn";
@@ -44,39 +45,36 @@ pub(crate) struct JwtConfig {
     pub issuers: Vec<String>,
 }
 
-/// Where Envoy gets a rule's keys; `None` when it cannot (see module docs).
-fn jwks_source(model: &Model, rule: &JwtRule) -> Option<JwksSourceSpecifier> {
-    if let Some(jwks) = &rule.jwks {
-        return Some(JwksSourceSpecifier::LocalJwks(DataSource {
-            specifier: Some(Specifier::InlineString(jwks.clone())),
+/// Where Envoy gets a rule's keys (see [`crate::model::KeySource`]).
+fn jwks_source(model: &Model, rule: &JwtRule) -> JwksSourceSpecifier {
+    let inline = |keys: &str| {
+        JwksSourceSpecifier::LocalJwks(DataSource {
+            specifier: Some(Specifier::InlineString(keys.to_string())),
             ..Default::default()
-        }));
+        })
+    };
+    match model.key_source(rule) {
+        KeySource::Inline(keys) => inline(keys),
+        KeySource::Fetched(r) => inline(model.fetched_jwks(&r)),
+        KeySource::Remote { uri, host, port } => {
+            let timeout = rule
+                .timeout
+                .as_deref()
+                .and_then(|t| shoal_config::duration::parse(t).ok())
+                .filter(|t| !t.is_zero())
+                .unwrap_or(DEFAULT_FETCH_TIMEOUT);
+            JwksSourceSpecifier::RemoteJwks(RemoteJwks {
+                http_uri: Some(HttpUri {
+                    uri: uri.to_string(),
+                    timeout: Some(duration(timeout)),
+                    http_upstream_type: Some(HttpUpstreamType::Cluster(outbound_cluster_name(
+                        port, "", &host,
+                    ))),
+                }),
+                ..Default::default()
+            })
+        }
     }
-    let uri = rule.jwks_uri.as_deref()?;
-    let (host, port, _) = jwks_uri_parts(uri)?;
-    let known = model
-        .services
-        .get(host.as_str())
-        .is_some_and(|svcs| svcs.iter().any(|s| s.ports.iter().any(|p| p.port == port)));
-    if !known {
-        return None;
-    }
-    let timeout = rule
-        .timeout
-        .as_deref()
-        .and_then(|t| shoal_config::duration::parse(t).ok())
-        .filter(|t| !t.is_zero())
-        .unwrap_or(DEFAULT_FETCH_TIMEOUT);
-    Some(JwksSourceSpecifier::RemoteJwks(RemoteJwks {
-        http_uri: Some(HttpUri {
-            uri: uri.to_string(),
-            timeout: Some(duration(timeout)),
-            http_upstream_type: Some(HttpUpstreamType::Cluster(outbound_cluster_name(
-                port, "", &host,
-            ))),
-        }),
-        ..Default::default()
-    }))
 }
 
 fn provider(rule: &JwtRule, jwks: JwksSourceSpecifier) -> JwtProvider {
@@ -125,9 +123,7 @@ pub(crate) fn build(
             if rule.issuer.is_empty() {
                 continue;
             }
-            let Some(jwks) = jwks_source(model, rule) else {
-                continue;
-            };
+            let jwks = jwks_source(model, rule);
             let name = format!("{}/{}[{i}]", p.namespace, p.name);
             filter.providers.insert(name.clone(), provider(rule, jwks));
             requirements.push(JwtRequirement {

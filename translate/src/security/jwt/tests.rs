@@ -7,9 +7,14 @@ use shoal_config::{ConfigStore, Labels};
 
 use super::*;
 use crate::MeshOptions;
+use crate::model::JwksRef;
 use crate::security::{policy_refs, request_authentications_for};
 
 fn model(yaml: &str) -> Model {
+    model_with(yaml, MeshOptions::default())
+}
+
+fn model_with(yaml: &str, options: MeshOptions) -> Model {
     let mut store = ConfigStore::new();
     store.apply("t.yaml", parse_yaml("t.yaml", yaml));
     let errors: Vec<String> = store
@@ -19,7 +24,7 @@ fn model(yaml: &str) -> Model {
         .map(ToString::to_string)
         .collect();
     assert!(errors.is_empty(), "{errors:#?}");
-    Model::build(store.snapshot(), MeshOptions::default())
+    Model::build(store.snapshot(), options)
 }
 
 fn ra(ns: &str, name: &str, spec: &str) -> String {
@@ -71,9 +76,22 @@ fn selection_is_mesh_namespace_and_selector() {
 }
 
 fn config_of(yaml: &str) -> Option<JwtConfig> {
-    let m = model(yaml);
-    let list = request_authentications_for(&m, "shop", &app("a"));
-    build(&m, &list)
+    config_in(&model(yaml))
+}
+
+fn config_in(m: &Model) -> Option<JwtConfig> {
+    let list = request_authentications_for(m, "shop", &app("a"));
+    build(m, &list)
+}
+
+fn inline_keys(p: &JwtProvider) -> Option<&str> {
+    match &p.jwks_source_specifier {
+        Some(JwksSourceSpecifier::LocalJwks(DataSource {
+            specifier: Some(Specifier::InlineString(s)),
+            ..
+        })) => Some(s),
+        _ => None,
+    }
 }
 
 #[test]
@@ -82,15 +100,32 @@ fn providers_follow_jwt_rules() {
     let spec = format!(
         "  jwtRules:\n  - issuer: https://inline.example\n    audiences: [shop]\n    jwks: {KEYS}\n    fromHeaders: [{{name: x-token, prefix: 'Bearer '}}]\n    fromParams: [t]\n    fromCookies: [c]\n    outputPayloadToHeader: x-payload\n    forwardOriginalToken: true\n    outputClaimToHeaders: [{{header: x-sub, claim: sub}}]\n  - issuer: https://idp.example.com\n    jwksUri: https://idp.example.com/keys\n    timeout: 2s\n  - issuer: https://unknown.example\n    jwksUri: https://unknown.example/keys\n"
     );
-    let c = config_of(&(se.to_string() + &ra("shop", "jwt", &spec))).unwrap();
+    // Envoy fetches keys of registry hosts, shoal the others (Istio's "hybrid").
+    let options = MeshOptions {
+        jwks_fetch: crate::model::JwksFetch::Hybrid,
+        ..MeshOptions::default()
+    };
+    let c = config_in(&model_with(
+        &(se.to_string() + &ra("shop", "jwt", &spec)),
+        options,
+    ))
+    .unwrap();
     assert_eq!(
         c.issuers,
-        ["https://inline.example", "https://idp.example.com"]
+        [
+            "https://inline.example",
+            "https://idp.example.com",
+            "https://unknown.example"
+        ]
     );
     let mut names: Vec<&String> = c.filter.providers.keys().collect();
     names.sort();
-    // The rule whose keys Envoy cannot fetch (no cluster for its host) is left out.
-    assert_eq!(names, ["shop/jwt[0]", "shop/jwt[1]"]);
+    assert_eq!(names, ["shop/jwt[0]", "shop/jwt[1]", "shop/jwt[2]"]);
+    // Not fetched (yet): keys that verify nothing, never a rule left out.
+    assert_eq!(
+        inline_keys(&c.filter.providers["shop/jwt[2]"]),
+        Some(crate::model::UNUSABLE_JWKS)
+    );
 
     let inline = &c.filter.providers["shop/jwt[0]"];
     assert_eq!(inline.audiences, ["shop"]);
@@ -143,18 +178,60 @@ fn providers_follow_jwt_rules() {
             other => format!("{other:?}"),
         })
         .collect();
-    assert_eq!(kinds, ["shop/jwt[0]", "shop/jwt[1]", "allow_missing"]);
+    assert_eq!(
+        kinds,
+        ["shop/jwt[0]", "shop/jwt[1]", "shop/jwt[2]", "allow_missing"]
+    );
 }
 
 #[test]
-fn no_servable_rule_means_no_filter() {
-    assert!(
-        config_of(&ra(
-            "shop",
-            "jwt",
-            "  jwtRules: [{issuer: i, jwksUri: https://x/k}]\n"
-        ))
-        .is_none()
+fn fetched_keys_are_inlined_and_missing_ones_verify_nothing() {
+    let yaml = ra(
+        "shop",
+        "jwt",
+        "  jwtRules:\n  - {issuer: https://a.example, jwksUri: 'https://a.example/k'}\n  - {issuer: https://b.example}\n",
+    );
+    let mut m = model(&yaml);
+    let refs: Vec<JwksRef> = m.jwks_refs().into_iter().collect();
+    assert_eq!(
+        refs,
+        [
+            JwksRef::Uri("https://a.example/k".into()),
+            JwksRef::Discover("https://b.example".into()),
+        ]
+    );
+    let c = config_in(&m).unwrap();
+    for p in c.filter.providers.values() {
+        assert_eq!(inline_keys(p), Some(crate::model::UNUSABLE_JWKS));
+    }
+    m.jwks = std::sync::Arc::new(
+        [
+            (refs[0].clone(), r#"{"keys":["a"]}"#.into()),
+            (refs[1].clone(), r#"{"keys":["b"]}"#.into()),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let c = config_in(&m).unwrap();
+    assert_eq!(
+        inline_keys(&c.filter.providers["shop/jwt[0]"]),
+        Some(r#"{"keys":["a"]}"#)
+    );
+    assert_eq!(
+        inline_keys(&c.filter.providers["shop/jwt[1]"]),
+        Some(r#"{"keys":["b"]}"#)
+    );
+    // Envoy mode: a registry-less URI cannot be fetched by anyone.
+    let m = model_with(
+        &yaml,
+        MeshOptions {
+            jwks_fetch: crate::model::JwksFetch::Envoy,
+            ..MeshOptions::default()
+        },
+    );
+    assert_eq!(
+        m.jwks_refs().into_iter().collect::<Vec<_>>(),
+        [JwksRef::Discover("https://b.example".into())]
     );
     assert!(config_of(&ra("shop", "empty", "  {}\n")).is_none());
 }

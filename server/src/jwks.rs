@@ -1,0 +1,369 @@
+//! Fetches the JSON Web Key Sets of RequestAuthentication rules, as istiod does by default:
+//! the keys of a `jwksUri` (or of the `jwks_uri` an issuer's OpenID configuration names)
+//! are fetched here and inlined into the proxies' `jwt_authn` filters, so proxies need no
+//! route to the identity provider.
+//!
+//! The pipeline says which key sets its config needs (`Pipeline::jwks_wanted`); this task
+//! fetches each new one at once, refreshes it every `refresh`, retries failures with a
+//! backoff (keeping the last good keys meanwhile), and hands every change to the pipeline,
+//! which rebuilds the views. A key set never fetched is served as one that verifies no
+//! token (`shoal_translate::model::UNUSABLE_JWKS`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use metrics::counter;
+use rustls::pki_types::{CertificateDer, pem::PemObject};
+use shoal_translate::model::{FetchedJwks, JwksRef};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::pipeline::Pipeline;
+
+/// A document larger than this is refused (key sets are a few KiB).
+const MAX_BODY: usize = 1 << 20;
+/// Redirects followed per fetch.
+const MAX_REDIRECTS: usize = 3;
+
+/// How key sets are fetched.
+#[derive(Debug, Clone)]
+pub struct JwksConfig {
+    /// Time between refreshes of a fetched key set (Istio: 20 minutes).
+    pub refresh: Duration,
+    /// Timeout of one HTTP request.
+    pub timeout: Duration,
+    /// PEM files of CAs trusted for `https` besides the system's roots.
+    pub extra_roots: Vec<std::path::PathBuf>,
+}
+
+/// Why a key set could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0} is not an http(s) URL")]
+    BadUri(String),
+    #[error("GET {uri}: {reason}")]
+    Http { uri: String, reason: String },
+    #[error("GET {uri}: HTTP {status}")]
+    Status { uri: String, status: u16 },
+    #[error("{uri}: {reason}")]
+    Document { uri: String, reason: String },
+    #[error("TLS roots: {0}")]
+    Roots(String),
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// An HTTP(S) client trusting the system's roots and `extra_roots`.
+fn client(extra_roots: &[std::path::PathBuf]) -> Result<HttpsClient, FetchError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::debug!(error = %e, "skipping a system root certificate");
+    }
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    for path in extra_roots {
+        let pem = std::fs::read(path)
+            .map_err(|e| FetchError::Roots(format!("{}: {e}", path.display())))?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| FetchError::Roots(format!("{}: {e}", path.display())))?;
+        roots.add_parsable_certificates(certs);
+    }
+    if roots.is_empty() {
+        tracing::warn!("no TLS roots to verify https JWKS servers with");
+    }
+    tracing::debug!(system = added, total = roots.len(), "JWKS TLS roots");
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| FetchError::Roots(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
+/// GETs a document, following a few redirects; at most [`MAX_BODY`] bytes.
+async fn get(client: &HttpsClient, uri: &str, timeout: Duration) -> Result<Bytes, FetchError> {
+    let mut uri = uri.to_string();
+    for _ in 0..=MAX_REDIRECTS {
+        let parsed: http::Uri = uri.parse().map_err(|_| FetchError::BadUri(uri.clone()))?;
+        if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none() {
+            return Err(FetchError::BadUri(uri));
+        }
+        let req = http::Request::get(parsed.clone())
+            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::USER_AGENT, "shoal")
+            .body(Empty::new())
+            .map_err(|e| FetchError::Http {
+                uri: uri.clone(),
+                reason: e.to_string(),
+            })?;
+        let http_err = |reason: String| FetchError::Http {
+            uri: uri.clone(),
+            reason,
+        };
+        let resp = tokio::time::timeout(timeout, client.request(req))
+            .await
+            .map_err(|_| http_err(format!("no answer within {timeout:?}")))?
+            .map_err(|e| http_err(format!("{e}")))?;
+        let status = resp.status();
+        if status.is_redirection() {
+            let next = resp
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .ok_or_else(|| http_err(format!("HTTP {status} without a Location")))?;
+            uri = resolve_location(&parsed, next);
+            continue;
+        }
+        if !status.is_success() {
+            return Err(FetchError::Status {
+                uri,
+                status: status.as_u16(),
+            });
+        }
+        let body =
+            tokio::time::timeout(timeout, Limited::new(resp.into_body(), MAX_BODY).collect())
+                .await
+                .map_err(|_| http_err(format!("body not read within {timeout:?}")))?
+                .map_err(|e| http_err(format!("reading the body: {e}")))?;
+        return Ok(body.to_bytes());
+    }
+    Err(FetchError::Http {
+        uri,
+        reason: format!("more than {MAX_REDIRECTS} redirects"),
+    })
+}
+
+/// A `Location` header, absolute or relative to the request's URI.
+fn resolve_location(base: &http::Uri, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let scheme = base.scheme_str().unwrap_or("https");
+    let authority = base.authority().map_or("", |a| a.as_str());
+    if location.starts_with('/') {
+        format!("{scheme}://{authority}{location}")
+    } else {
+        let path = base.path();
+        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+        format!("{scheme}://{authority}{dir}{location}")
+    }
+}
+
+/// A JSON Web Key Set as served, checked to be one (a JSON object with a non-empty `keys`
+/// array of objects).
+fn key_set(uri: &str, body: &[u8]) -> Result<Arc<str>, FetchError> {
+    let bad = |reason: &str| FetchError::Document {
+        uri: uri.to_string(),
+        reason: reason.to_string(),
+    };
+    let text = std::str::from_utf8(body).map_err(|_| bad("not UTF-8"))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(&format!("not JSON: {e}")))?;
+    let keys = doc
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| bad("not a JSON Web Key Set (no `keys` array)"))?;
+    if keys.is_empty() || !keys.iter().all(serde_json::Value::is_object) {
+        return Err(bad("a JSON Web Key Set needs at least one key object"));
+    }
+    Ok(text.trim().into())
+}
+
+/// The `jwks_uri` of an issuer's OpenID configuration.
+async fn discover(
+    client: &HttpsClient,
+    issuer: &str,
+    timeout: Duration,
+) -> Result<String, FetchError> {
+    let uri = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let body = get(client, &uri, timeout).await?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| FetchError::Document {
+            uri: uri.clone(),
+            reason: format!("not JSON: {e}"),
+        })?;
+    doc.get("jwks_uri")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .ok_or(FetchError::Document {
+            uri,
+            reason: "no `jwks_uri`".into(),
+        })
+}
+
+/// Fetches one key set.
+pub async fn fetch(
+    client: &HttpsClient,
+    r: &JwksRef,
+    timeout: Duration,
+) -> Result<Arc<str>, FetchError> {
+    let uri = match r {
+        JwksRef::Uri(uri) => uri.clone(),
+        JwksRef::Discover(issuer) => discover(client, issuer, timeout).await?,
+    };
+    let body = get(client, &uri, timeout).await?;
+    key_set(&uri, &body)
+}
+
+/// One wanted key set: what is known of it and when to fetch it next.
+struct Entry {
+    keys: Option<Arc<str>>,
+    due: Instant,
+    failures: u32,
+}
+
+/// The delay before retrying after `failures` failures in a row: 1 s doubling, at most a
+/// minute (and never past the next refresh).
+fn backoff(failures: u32, refresh: Duration) -> Duration {
+    let secs = 1u64 << failures.saturating_sub(1).min(6);
+    Duration::from_secs(secs)
+        .min(Duration::from_secs(60))
+        .min(refresh)
+}
+
+/// Keeps the pipeline's key sets fetched until `wanted`'s sender is gone.
+pub async fn run(
+    pipeline: Arc<Pipeline>,
+    mut wanted: watch::Receiver<BTreeSet<JwksRef>>,
+    cfg: JwksConfig,
+) {
+    let client = match client(&cfg.extra_roots) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot fetch JWKS: every jwksUri's tokens are rejected");
+            return;
+        }
+    };
+    let mut entries: BTreeMap<JwksRef, Entry> = BTreeMap::new();
+    let mut published = FetchedJwks::new();
+    loop {
+        let want = wanted.borrow_and_update().clone();
+        let now = Instant::now();
+        entries.retain(|r, _| want.contains(r));
+        for r in want {
+            entries.entry(r).or_insert(Entry {
+                keys: None,
+                due: now,
+                failures: 0,
+            });
+        }
+        let due: Vec<JwksRef> = entries
+            .iter()
+            .filter(|(_, e)| e.due <= now)
+            .map(|(r, _)| r.clone())
+            .collect();
+        let mut fetches = tokio::task::JoinSet::new();
+        for r in due {
+            let client = client.clone();
+            let timeout = cfg.timeout;
+            fetches.spawn(async move {
+                let result = fetch(&client, &r, timeout).await;
+                (r, result)
+            });
+        }
+        while let Some(done) = fetches.join_next().await {
+            let Ok((r, result)) = done else { continue };
+            let Some(e) = entries.get_mut(&r) else {
+                continue;
+            };
+            match result {
+                Ok(keys) => {
+                    counter!("shoal_jwks_fetches_total", "result" => "ok").increment(1);
+                    if e.keys.as_ref() != Some(&keys) {
+                        tracing::info!(jwks = ?r, "fetched JSON Web Key Set");
+                    }
+                    e.keys = Some(keys);
+                    e.failures = 0;
+                    e.due = Instant::now() + cfg.refresh;
+                }
+                Err(err) => {
+                    counter!("shoal_jwks_fetches_total", "result" => "error").increment(1);
+                    e.failures += 1;
+                    let retry = backoff(e.failures, cfg.refresh);
+                    tracing::warn!(
+                        jwks = ?r, error = %err, retry_in = ?retry, kept = e.keys.is_some(),
+                        "JWKS fetch failed"
+                    );
+                    e.due = Instant::now() + retry;
+                }
+            }
+        }
+        let current: FetchedJwks = entries
+            .iter()
+            .filter_map(|(r, e)| Some((r.clone(), e.keys.clone()?)))
+            .collect();
+        if current != published {
+            published = current.clone();
+            let pipeline = pipeline.clone();
+            let _ = tokio::task::spawn_blocking(move || pipeline.set_jwks(current)).await;
+        }
+        let next = entries.values().map(|e| e.due).min();
+        tokio::select! {
+            changed = wanted.changed() => if changed.is_err() { return },
+            _ = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_sets_are_checked() {
+        assert!(key_set("u", br#"{"keys":[{"kty":"EC"}]}"#).is_ok());
+        for bad in [
+            &b"\xff"[..],
+            b"<html>",
+            br#"{"keys":[]}"#,
+            br#"{"keys":"x"}"#,
+            br#"{"keys":[1]}"#,
+            br#"[]"#,
+        ] {
+            assert!(key_set("u", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn redirects_resolve_against_the_request() {
+        let base: http::Uri = "https://idp.example/a/b/keys".parse().unwrap_or_default();
+        assert_eq!(
+            resolve_location(&base, "https://cdn.example/k"),
+            "https://cdn.example/k"
+        );
+        assert_eq!(resolve_location(&base, "/k"), "https://idp.example/k");
+        assert_eq!(resolve_location(&base, "k2"), "https://idp.example/a/b/k2");
+    }
+
+    #[test]
+    fn backoff_grows_to_a_minute() {
+        let day = Duration::from_secs(86_400);
+        let steps: Vec<u64> = (1..=9).map(|n| backoff(n, day).as_secs()).collect();
+        assert_eq!(steps, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(backoff(9, Duration::from_secs(5)), Duration::from_secs(5));
+    }
+}
