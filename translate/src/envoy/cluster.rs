@@ -274,10 +274,31 @@ pub(crate) fn build(
         }
     };
     cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(discovery as i32));
-    if !grpc {
+    if grpc {
+        grpc_upstream_tls(&mut cluster, c, model);
+    } else {
         upstream_tls(&mut cluster, c, discovery, model, certs);
     }
     cluster
+}
+
+/// Client TLS of a proxyless gRPC cluster: mTLS when a DestinationRule says ISTIO_MUTUAL,
+/// with the certificates of the client's bootstrap certificate provider (see
+/// [`tls::upstream_grpc_mesh`]). As in Istio, auto mTLS does not apply (gRPC cannot choose
+/// TLS per endpoint: it has no transport socket matches), and SIMPLE/MUTUAL with files are
+/// not expressible (gRPC reads certificates only through its bootstrap's providers).
+fn grpc_upstream_tls(cluster: &mut Cluster, c: &OutboundCluster<'_>, model: &Model) {
+    let Some(settings) = c.tls() else { return };
+    if settings.mode() != ClientTlsMode::IstioMutual {
+        return;
+    }
+    let sans = if settings.subject_alt_names.is_empty() {
+        service_identities(c, model)
+    } else {
+        SanMatch::exact_all(&settings.subject_alt_names)
+    };
+    let context = tls::upstream_grpc_mesh(&sans);
+    cluster.transport_socket = Some(tls::socket(shoal_api::pack(&context)));
 }
 
 /// Client TLS of an Envoy cluster: the DestinationRule's settings when it has any (DISABLE
@@ -287,9 +308,6 @@ pub(crate) fn build(
 /// tell sidecars apart) and when the destination namespace (or, without a namespace policy,
 /// the mesh) disables mTLS. A workload-level PeerAuthentication of the destination is not
 /// considered: the client cannot know which workload it reaches (as in Istio).
-///
-/// gRPC clients get no TLS here: proxyless gRPC needs certificate providers configured
-/// in its bootstrap, not SDS.
 fn upstream_tls(
     cluster: &mut Cluster,
     c: &OutboundCluster<'_>,

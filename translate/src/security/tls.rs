@@ -13,8 +13,9 @@ use shoal_api::pb::envoy::config::core::v3::{
     DataSource, TransportSocket, data_source::Specifier, transport_socket::ConfigType,
 };
 use shoal_api::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig,
-    SubjectAltNameMatcher, TlsCertificate, TlsParameters, UpstreamTlsContext,
+    CertificateProviderPluginInstance, CertificateValidationContext, CommonTlsContext,
+    DownstreamTlsContext, SdsSecretConfig, SubjectAltNameMatcher, TlsCertificate, TlsParameters,
+    UpstreamTlsContext,
     common_tls_context::{CombinedCertificateValidationContext, ValidationContextType},
     subject_alt_name_matcher::SanType,
     tls_parameters::TlsProtocol,
@@ -171,6 +172,49 @@ pub(crate) fn upstream_mesh(sni: String, sans: &[SanMatch]) -> UpstreamTlsContex
             ..Default::default()
         }),
         sni,
+        ..Default::default()
+    }
+}
+
+/// The certificate-provider instance a proxyless gRPC client's bootstrap defines for its
+/// workload certificate and trust bundle (Istio's agent writes a `file_watcher` instance of
+/// this name).
+pub(crate) const GRPC_CERT_PROVIDER: &str = "default";
+
+/// Outbound mTLS from a proxyless gRPC client (gRFC A29): gRPC takes no SDS; its
+/// certificate and trust bundle come from the bootstrap's certificate-provider instance,
+/// named here, and it checks SANs with the untyped `match_subject_alt_names` (gRPC matches
+/// them against the URI and DNS SANs).
+// `match_subject_alt_names` is deprecated in Envoy for the typed matchers, which gRPC's
+// xDS clients do not read (gRFC A29 specifies the untyped field).
+#[allow(deprecated)]
+pub(crate) fn upstream_grpc_mesh(sans: &[SanMatch]) -> UpstreamTlsContext {
+    let instance = |certificate_name: &str| CertificateProviderPluginInstance {
+        instance_name: GRPC_CERT_PROVIDER.into(),
+        certificate_name: certificate_name.into(),
+    };
+    let match_subject_alt_names = sans
+        .iter()
+        .map(|san| StringMatcher {
+            match_pattern: Some(match san {
+                SanMatch::Exact(s) => MatchPattern::Exact(s.clone()),
+                SanMatch::Prefix(s) => MatchPattern::Prefix(s.clone()),
+            }),
+            ignore_case: false,
+        })
+        .collect();
+    UpstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_certificate_provider_instance: Some(instance(WORKLOAD_CERT)),
+            validation_context_type: Some(ValidationContextType::ValidationContext(
+                CertificateValidationContext {
+                    ca_certificate_provider_instance: Some(instance(ROOT_CA)),
+                    match_subject_alt_names,
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
