@@ -14,51 +14,33 @@ use shoal_tests::identity::{Issuer, tls_bootstrap};
 use shoal_tests::proc::{Envoy, Shoal, http_get, run_python};
 use shoal_tests::{backends, env, eventually, free_port};
 
-fn mesh(ingress: u16, app: u16) -> String {
+/// The endpoint of `api`: the sidecar's ingress listener.
+fn endpoint_slice(ingress: u16) -> String {
     format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: api, namespace: app}}
-spec:
-  selector: {{app: api}}
-  ports: [{{name: grpc, port: 7070, targetPort: {ingress}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: api-1, namespace: app, labels: {{kubernetes.io/service-name: api}}}}
-addressType: IPv4
-ports: [{{name: grpc, port: {ingress}}}]
-endpoints:
-- addresses: [127.0.0.1]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: api, namespace: app}}
-spec:
-  workloadSelector: {{labels: {{app: api}}}}
-  ingress:
-  - port: {{number: {ingress}, protocol: GRPC, name: grpc}}
-    bind: 127.0.0.1
-    captureMode: NONE
-    defaultEndpoint: 127.0.0.1:{app}
-  egress:
-  - hosts: ["./*"]
----
-apiVersion: security.istio.io/v1
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: api-1, namespace: app, labels: {{kubernetes.io/service-name: api}}}}\naddressType: IPv4\nports: [{{name: grpc, port: {ingress}}}]\nendpoints:\n- addresses: [127.0.0.1]\n---\n"
+    )
+}
+
+/// STRICT mTLS for the namespace, ISTIO_MUTUAL for clients of `api`.
+const POLICIES: &str = r#"apiVersion: security.istio.io/v1
 kind: PeerAuthentication
-metadata: {{name: strict, namespace: app}}
+metadata: {name: strict, namespace: app}
 spec:
-  mtls: {{mode: STRICT}}
+  mtls: {mode: STRICT}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
-metadata: {{name: api, namespace: app}}
+metadata: {name: api, namespace: app}
 spec:
   host: api.app.svc.cluster.local
   trafficPolicy:
-    tls: {{mode: ISTIO_MUTUAL}}
-"#
-    )
+    tls: {mode: ISTIO_MUTUAL}
+"#;
+
+fn mesh(ingress: u16, app: u16) -> String {
+    shoal_tests::ingress_workload("GRPC", 7070, ingress, ingress, app)
+        + &endpoint_slice(ingress)
+        + POLICIES
 }
 
 /// A certificate for `spiffe://cluster.local/ns/NS/sa/SA` from the mesh CA in `ca_dir`

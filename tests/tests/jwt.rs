@@ -55,28 +55,9 @@ impl Signer {
 }
 
 fn mesh(ingress: u16, app: u16, jwks: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: api, namespace: app}}
-spec:
-  selector: {{app: api}}
-  ports: [{{name: http, port: 80, targetPort: {app}}}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: api, namespace: app}}
-spec:
-  workloadSelector: {{labels: {{app: api}}}}
-  ingress:
-  - port: {{number: {ingress}, protocol: HTTP, name: http}}
-    bind: 127.0.0.1
-    captureMode: NONE
-    defaultEndpoint: 127.0.0.1:{app}
-  egress:
-  - hosts: ["./*"]
----
-apiVersion: security.istio.io/v1
+    shoal_tests::ingress_workload("HTTP", 80, app, ingress, app)
+        + &format!(
+            r#"apiVersion: security.istio.io/v1
 kind: RequestAuthentication
 metadata: {{name: api, namespace: app}}
 spec:
@@ -94,7 +75,7 @@ spec:
   rules:
   - from: [{{source: {{requestPrincipals: ["{ISSUER}/alice"]}}}}]
 "#
-    )
+        )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,28 +261,9 @@ async fn a_gateway_enforces_the_policies_that_select_it() {
 }
 
 fn fetched_keys_mesh(ingress: u16, app: u16, idp: SocketAddr) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: api, namespace: app}}
-spec:
-  selector: {{app: api}}
-  ports: [{{name: http, port: 80, targetPort: {app}}}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: api, namespace: app}}
-spec:
-  workloadSelector: {{labels: {{app: api}}}}
-  ingress:
-  - port: {{number: {ingress}, protocol: HTTP, name: http}}
-    bind: 127.0.0.1
-    captureMode: NONE
-    defaultEndpoint: 127.0.0.1:{app}
-  egress:
-  - hosts: ["./*"]
----
-apiVersion: security.istio.io/v1
+    shoal_tests::ingress_workload("HTTP", 80, app, ingress, app)
+        + &format!(
+            r#"apiVersion: security.istio.io/v1
 kind: RequestAuthentication
 metadata: {{name: api, namespace: app}}
 spec:
@@ -319,7 +281,7 @@ spec:
   rules:
   - from: [{{source: {{requestPrincipals: ["*"]}}}}]
 "#
-    )
+        )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,28 +11,7 @@ use shoal_tests::proc::{Envoy, Shoal, http_get};
 use shoal_tests::{eventually, free_port};
 
 fn mesh(ingress: u16, app: u16) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: api, namespace: app}}
-spec:
-  selector: {{app: api}}
-  ports: [{{name: http, port: 80, targetPort: {app}}}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: api, namespace: app}}
-spec:
-  workloadSelector: {{labels: {{app: api}}}}
-  ingress:
-  - port: {{number: {ingress}, protocol: HTTP, name: http}}
-    bind: 127.0.0.1
-    captureMode: NONE
-    defaultEndpoint: 127.0.0.1:{app}
-  egress:
-  - hosts: ["./*"]
-"#
-    )
+    shoal_tests::ingress_workload("HTTP", 80, app, ingress, app)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
