@@ -131,23 +131,9 @@ async fn tokens_are_verified_and_principals_required() {
 }
 
 fn gateway_mesh(http_port: u16, backend: u16, jwks: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: app}}
-spec:
-  ports:
-  - {{name: http, port: 8000, targetPort: {backend}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: web-1, namespace: app, labels: {{kubernetes.io/service-name: web}}}}
-addressType: IPv4
-ports: [{{name: http, port: {backend}}}]
-endpoints:
-- addresses: [127.0.0.2]
----
-apiVersion: networking.istio.io/v1
+    shoal_tests::service_with_endpoint("web", "app", "http", 8000, "127.0.0.2", backend)
+        + &format!(
+            r#"apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {{name: ingress, namespace: istio-system}}
 spec:
@@ -193,7 +179,7 @@ spec:
   rules:
   - from: [{{source: {{remoteIpBlocks: [203.0.113.0/24]}}}}]
 "#
-    )
+        )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
