@@ -21,6 +21,7 @@ pub mod host;
 mod issue;
 pub mod istio;
 pub mod k8s;
+pub mod mesh_config;
 mod meta;
 mod object;
 pub mod parse;

@@ -146,6 +146,16 @@ pub struct ServeArgs {
     /// Directory of YAML files (watched; nested directories included).
     #[arg(long, env = "SHOAL_CONFIG_DIR")]
     pub config_dir: PathBuf,
+    /// Istio's MeshConfig (the `mesh` key of the `istio` ConfigMap, or that ConfigMap):
+    /// trustDomain, rootNamespace, enableAutoMtls, connectTimeout, outboundTrafficPolicy
+    /// and localityLbSetting are honoured, other fields reported. Flags given explicitly
+    /// take precedence. Read at start.
+    #[arg(long, env = "SHOAL_MESH_CONFIG")]
+    pub mesh_config: Option<PathBuf>,
+    /// The ids of the flags given on the command line or in the environment (set by
+    /// [`main`], for the precedence over --mesh-config).
+    #[arg(skip)]
+    pub explicit: Vec<String>,
     /// A plaintext xDS port (Istio's 15010), only when asked for: proxies there are
     /// anonymous unless they send a token, and anonymous proxies get config without
     /// secrets. The TLS port (--xds-tls-addr) is the default way in.
@@ -262,6 +272,9 @@ pub struct ValidateArgs {
     /// Print warnings too (errors are always printed).
     #[arg(long)]
     pub warnings: bool,
+    /// Check an Istio MeshConfig file too (as `serve --mesh-config` reads it).
+    #[arg(long)]
+    pub mesh_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -274,8 +287,39 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// The flags `--mesh-config` also sets: an explicit one wins over the file.
+pub const MESH_CONFIG_FLAGS: [&str; 3] =
+    ["trust_domain", "root_namespace", "outbound_traffic_policy"];
+
+/// Parses a command line, noting which of [`MESH_CONFIG_FLAGS`] `serve` got explicitly.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let (Command::Serve(args), Some(("serve", sub))) = (&mut cli.command, matches.subcommand()) {
+        args.explicit = MESH_CONFIG_FLAGS
+            .iter()
+            .filter(|id| {
+                matches!(
+                    sub.value_source(id),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+            })
+            .map(|id| id.to_string())
+            .collect();
+    }
+    Ok(cli)
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_from(std::env::args_os()) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

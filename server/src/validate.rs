@@ -26,6 +26,9 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     }
     let mut issues = store.issues();
     issues.extend(shoal_config::analyze::analyze(&store.snapshot()));
+    if let Some(path) = &args.mesh_config {
+        issues.extend(mesh_config_issues(path)?);
+    }
     let errors = issues
         .iter()
         .filter(|i| i.severity == Severity::Error)
@@ -55,4 +58,28 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The findings about a MeshConfig file, each naming the file.
+fn mesh_config_issues(path: &std::path::Path) -> anyhow::Result<Vec<shoal_config::Issue>> {
+    use shoal_config::mesh_config::{MeshConfigError, parse};
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("--mesh-config {}: {e}", path.display()))?;
+    let origin = shoal_config::Origin {
+        source: path.display().to_string().into(),
+        doc: 1,
+        line: 1,
+        item: None,
+    };
+    let issues = match parse(&text) {
+        Ok((_, warnings)) => warnings,
+        Err(MeshConfigError::Invalid { field, message }) => {
+            vec![shoal_config::Issue::error(field, message)]
+        }
+        Err(e) => vec![shoal_config::Issue::error("", e.to_string())],
+    };
+    Ok(issues
+        .into_iter()
+        .map(|i| i.at(Some(&origin), None))
+        .collect())
 }

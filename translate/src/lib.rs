@@ -58,6 +58,33 @@ pub struct MeshOptions {
     /// Who fetches the keys of RequestAuthentication `jwksUri`s (Istio's
     /// `PILOT_JWT_ENABLE_REMOTE_JWKS`).
     pub jwks_fetch: model::JwksFetch,
+    /// MeshConfig `localityLbSetting`: the locality load balancing of every cluster whose
+    /// DestinationRule sets none (`None`: Istio's default, enabled without rules).
+    pub locality_lb_setting: Option<shoal_config::istio::LocalityLbSetting>,
+}
+
+impl MeshOptions {
+    /// Takes what an Istio MeshConfig sets (fields it leaves out keep their values).
+    pub fn apply_mesh_config(&mut self, mesh: &shoal_config::mesh_config::MeshConfig) {
+        if let Some(td) = &mesh.trust_domain {
+            self.trust_domain = td.clone();
+        }
+        if let Some(root) = &mesh.root_namespace {
+            self.root_namespace = root.clone();
+        }
+        if let Some(auto) = mesh.enable_auto_mtls {
+            self.auto_mtls = auto;
+        }
+        if let Some(t) = mesh.connect_timeout() {
+            self.connect_timeout_ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+        }
+        if let Some(mode) = mesh.outbound_mode() {
+            self.outbound_traffic_policy = mode;
+        }
+        if let Some(l) = &mesh.locality_lb_setting {
+            self.locality_lb_setting = Some(l.clone());
+        }
+    }
 }
 
 impl Default for MeshOptions {
@@ -70,6 +97,7 @@ impl Default for MeshOptions {
             auto_mtls: true,
             outbound_traffic_policy: shoal_config::istio::OutboundMode::AllowAny,
             jwks_fetch: model::JwksFetch::Shoal,
+            locality_lb_setting: None,
         }
     }
 }

@@ -48,9 +48,15 @@ fn render(out: &ViewOutput) -> Value {
 }
 
 /// Mesh options of a case: the defaults, or what its optional `mesh.yaml` sets
-/// (`trust_domain`, `root_namespace`, `auto_mtls`, `jwks_fetch`).
+/// (`trust_domain`, `root_namespace`, `auto_mtls`, `jwks_fetch`), after what its optional
+/// `meshconfig.yaml` (an Istio MeshConfig) sets.
 fn mesh_options(dir: &Path) -> MeshOptions {
     let mut opts = MeshOptions::default();
+    // An Istio MeshConfig, through the parser `serve --mesh-config` uses.
+    if let Ok(text) = std::fs::read_to_string(dir.join("meshconfig.yaml")) {
+        let (mesh, _) = shoal_config::mesh_config::parse(&text).unwrap();
+        opts.apply_mesh_config(&mesh);
+    }
     let v = mesh_yaml(dir);
     if let Some(mode) = v.get("jwks_fetch") {
         opts.jwks_fetch = serde_json::from_value(mode.clone()).unwrap();

@@ -12,6 +12,8 @@ mod sidecar;
 mod traffic_policy;
 mod virtual_service;
 
+pub(crate) use traffic_policy::locality_lb as locality_lb_setting;
+
 use crate::host;
 use crate::issue::Issue;
 use crate::object::Object;

@@ -236,7 +236,7 @@ fn locality_pattern(v: &mut Validator, f: String, p: &str) {
 }
 
 /// Istio's `validateLocalityLbSetting`.
-fn locality_lb(v: &mut Validator, f: &str, l: &LocalityLbSetting) {
+pub(crate) fn locality_lb(v: &mut Validator, f: &str, l: &LocalityLbSetting) {
     let failover_rules = !l.failover.is_empty() || !l.failover_priority.is_empty();
     if !l.distribute.is_empty() && failover_rules {
         v.error(

@@ -25,7 +25,7 @@ use shoal_api::pb::envoy::extensions::upstreams::http::v3::{
 };
 use shoal_api::pb::google::protobuf::{ListValue, Struct, Value, value::Kind as VKind};
 use shoal_config::Labels;
-use shoal_config::istio::{ClientTlsMode, ClientTlsSettings, SimpleLb, Subset};
+use shoal_config::istio::{ClientTlsMode, ClientTlsSettings, LocalityLbSetting, SimpleLb, Subset};
 
 use super::traffic_policy::{self, Settings};
 use super::{ads, duration_ms, endpoint, outbound_cluster_name, u32v};
@@ -44,6 +44,8 @@ pub(crate) struct OutboundCluster<'a> {
     pub port: &'a PortModel,
     pub subset: Option<&'a Subset>,
     pub dr: Option<&'a Arc<DestinationRuleRule>>,
+    /// MeshConfig `localityLbSetting`, for a DestinationRule that sets none.
+    pub mesh_locality: Option<&'a LocalityLbSetting>,
 }
 
 impl OutboundCluster<'_> {
@@ -74,7 +76,8 @@ impl OutboundCluster<'_> {
     /// How the cluster spreads requests over localities, if it does.
     pub fn locality_policy(&self) -> Option<crate::locality::Policy<'_>> {
         let s = self.settings();
-        crate::locality::Policy::of(s.lb.and_then(|l| l.locality_lb_setting.as_ref()), s.outlier)
+        let setting = s.lb.and_then(|l| l.locality_lb_setting.as_ref());
+        crate::locality::Policy::of(setting.or(self.mesh_locality), s.outlier)
     }
 
     /// Endpoints come over EDS (rather than DNS or the original destination).
@@ -91,6 +94,7 @@ pub(crate) fn outbound_clusters<'a>(
     svc: &'a Arc<Service>,
 ) -> Vec<OutboundCluster<'a>> {
     let dr = scope.destination_rule(&svc.host, &svc.namespace);
+    let mesh_locality = scope.model.options.locality_lb_setting.as_ref();
     let mut out = Vec::new();
     for port in svc.ports.iter().filter(|p| p.protocol != Protocol::Udp) {
         out.push(OutboundCluster {
@@ -99,6 +103,7 @@ pub(crate) fn outbound_clusters<'a>(
             port,
             subset: None,
             dr,
+            mesh_locality,
         });
         for subset in dr.map(|d| d.spec.subsets.as_slice()).unwrap_or_default() {
             out.push(OutboundCluster {
@@ -107,6 +112,7 @@ pub(crate) fn outbound_clusters<'a>(
                 port,
                 subset: Some(subset),
                 dr,
+                mesh_locality,
             });
         }
     }

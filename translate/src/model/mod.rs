@@ -196,7 +196,10 @@ impl Model {
                 _ => None,
             })
             .collect();
-        self.locality_labels = locality_labels(&self.destination_rules);
+        self.locality_labels = locality_labels(
+            &self.destination_rules,
+            self.options.locality_lb_setting.as_ref(),
+        );
         // DestinationRules with a workloadSelector apply to the workloads they select.
         let selector_keys: BTreeSet<String> = self
             .destination_rules
@@ -333,12 +336,17 @@ impl Model {
 mod tests;
 
 /// See [`Model::locality_labels`].
-fn locality_labels(rules: &[Arc<DestinationRuleRule>]) -> Option<Vec<String>> {
+/// `mesh`: MeshConfig's `localityLbSetting`, which applies where a rule sets none — to
+/// services without a DestinationRule as well.
+fn locality_labels(
+    rules: &[Arc<DestinationRuleRule>],
+    mesh: Option<&shoal_config::istio::LocalityLbSetting>,
+) -> Option<Vec<String>> {
     use shoal_config::istio::{LoadBalancerSettings, OutlierDetection, TrafficPolicy};
     let mut aware = false;
     let mut keys = BTreeSet::new();
     let mut visit = |lb: Option<&LoadBalancerSettings>, outlier: Option<&OutlierDetection>| {
-        let setting = lb.and_then(|l| l.locality_lb_setting.as_ref());
+        let setting = lb.and_then(|l| l.locality_lb_setting.as_ref()).or(mesh);
         if setting.is_some_and(|s| !s.enabled()) {
             return;
         }
@@ -365,6 +373,8 @@ fn locality_labels(rules: &[Arc<DestinationRuleRule>]) -> Option<Vec<String>> {
             }
         }
     }
+    // Services without a DestinationRule: the mesh setting alone.
+    visit(None, None);
     aware.then(|| keys.into_iter().collect())
 }
 
