@@ -32,12 +32,22 @@ pub struct ViewOutput {
 type DrKey = Option<(Arc<str>, Arc<str>)>;
 /// Cluster name, service, DestinationRule, and the client locality when it matters.
 type AssignmentKey = (String, ObjectKey, DrKey, Option<ClientLocality>);
+/// An outbound cluster: name, flavor, service, DestinationRule, workload certificates, and
+/// the client locality its inline endpoints are placed for (DNS clusters only).
+type ClusterKey = (
+    String,
+    Generator,
+    ObjectKey,
+    DrKey,
+    bool,
+    Option<ClientLocality>,
+);
 
 /// Translates views of one model; keeps translations that views share.
 #[derive(Debug, Default)]
 pub struct Translator {
     model: Model,
-    clusters: HashMap<(String, Generator, ObjectKey, DrKey, bool), Resource>,
+    clusters: HashMap<ClusterKey, Resource>,
     endpoints: HashMap<AssignmentKey, (u64, Resource)>,
 }
 
@@ -115,25 +125,32 @@ impl Translator {
     }
 
     /// An outbound cluster, memoized. `model` is passed in because the translator's own is
-    /// lent to the view being built.
+    /// lent to the view being built. A DNS cluster that balances by locality carries its
+    /// endpoints inline, placed for the client's locality: it is memoized per locality.
     fn cluster(
         &mut self,
         model: &Model,
         c: &OutboundCluster<'_>,
         flavor: Generator,
         certs: bool,
+        client: Option<&ClientLocality>,
     ) -> Resource {
+        let client = client.filter(|_| cluster::places_inline_by_locality(c, flavor));
         let key = (
             c.name.clone(),
             flavor,
             c.service.key.clone(),
             dr_key(c),
             certs,
+            client.cloned(),
         );
         self.clusters
             .entry(key)
             .or_insert_with(|| {
-                Resource::encode(c.name.as_str(), &cluster::build(c, flavor, model, certs))
+                Resource::encode(
+                    c.name.as_str(),
+                    &cluster::build(c, flavor, model, certs, client),
+                )
             })
             .clone()
     }
@@ -216,9 +233,13 @@ impl<'m> ViewBuilder<'_, 'm> {
         let flavor = self.flavor();
         for svc in &services {
             for c in cluster::outbound_clusters(&self.scope, svc) {
-                let cr =
-                    self.tr
-                        .cluster(self.scope.model, &c, flavor, self.scope.key.workload_certs);
+                let cr = self.tr.cluster(
+                    self.scope.model,
+                    &c,
+                    flavor,
+                    self.scope.key.workload_certs,
+                    self.scope.key.locality.as_ref(),
+                );
                 self.out.add(ResourceType::Cluster, cr);
                 if c.uses_eds() {
                     let er = self.tr.assignment(&c, self.scope.key.locality.as_ref());
@@ -270,8 +291,14 @@ impl<'m> ViewBuilder<'_, 'm> {
                 if !exposed.contains(&c.name) {
                     continue;
                 }
-                let built =
-                    cluster::build(&c, flavor, self.scope.model, self.scope.key.workload_certs);
+                // SNI-DNAT passes connections on as they come: no locality placement.
+                let built = cluster::build(
+                    &c,
+                    flavor,
+                    self.scope.model,
+                    self.scope.key.workload_certs,
+                    None,
+                );
                 if let Some(dnat) = sni_dnat::cluster(&c, built) {
                     self.out.add(
                         ResourceType::Cluster,

@@ -30,6 +30,7 @@ use shoal_config::istio::{ClientTlsMode, ClientTlsSettings, LocalityLbSetting, S
 use super::traffic_policy::{self, Settings};
 use super::{ads, duration_ms, endpoint, outbound_cluster_name, u32v};
 use crate::MeshOptions;
+use crate::locality::ClientLocality;
 use crate::model::{DestinationRuleRule, Model, PortModel, Protocol, Resolution, Service};
 use crate::proxy::Generator;
 use crate::scope::Scope;
@@ -85,6 +86,16 @@ impl OutboundCluster<'_> {
         self.service.resolution == Resolution::ClientSideLb
             && self.lb() != Some(SimpleLb::Passthrough)
     }
+}
+
+/// Whether a cluster's inline endpoints are placed for the client's locality: a STRICT_DNS
+/// cluster (DNS resolution, Envoy) that balances by locality. LOGICAL_DNS clusters (gRPC,
+/// DNS_ROUND_ROBIN) hold a single endpoint, EDS clusters get theirs placed over EDS.
+pub(crate) fn places_inline_by_locality(c: &OutboundCluster<'_>, flavor: Generator) -> bool {
+    flavor == Generator::Envoy
+        && !c.uses_eds()
+        && c.service.resolution == Resolution::Dns
+        && c.locality_policy().is_some()
 }
 
 /// The outbound clusters of a service in a scope: one per port, plus one per port and
@@ -219,6 +230,7 @@ pub(crate) fn build(
     flavor: Generator,
     model: &Model,
     certs: bool,
+    client: Option<&ClientLocality>,
 ) -> Cluster {
     let opts = &model.options;
     let grpc = flavor == Generator::Grpc;
@@ -253,7 +265,9 @@ pub(crate) fn build(
             traffic_policy::apply_outlier_detection(&mut cluster, o);
         }
     }
-    if c.uses_eds() && c.locality_policy().is_some_and(|p| p.weighs_localities()) {
+    if (c.uses_eds() || places_inline_by_locality(c, flavor))
+        && c.locality_policy().is_some_and(|p| p.weighs_localities())
+    {
         traffic_policy::weigh_localities(&mut cluster);
     }
     let discovery = if c.uses_eds() {
@@ -265,7 +279,8 @@ pub(crate) fn build(
     } else {
         match c.service.resolution {
             Resolution::Dns | Resolution::DnsRoundRobin => {
-                cluster.load_assignment = Some(endpoint::dns_assignment(c));
+                let client = client.filter(|_| places_inline_by_locality(c, flavor));
+                cluster.load_assignment = Some(endpoint::dns_assignment(c, client));
                 cluster.dns_lookup_family = DnsLookupFamily::V4Only as i32;
                 if grpc || c.service.resolution == Resolution::DnsRoundRobin {
                     DiscoveryType::LogicalDns

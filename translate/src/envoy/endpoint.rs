@@ -97,9 +97,13 @@ pub(crate) fn assignment(
     }
 }
 
-/// The inline assignment of a DNS cluster: the endpoints' names, or the host itself.
-/// (Clusters are shared by every locality, so locality balancing is not applied here.)
-pub(crate) fn dns_assignment(c: &OutboundCluster<'_>) -> ClusterLoadAssignment {
+/// The inline assignment of a DNS cluster: the endpoints' names, or the host itself,
+/// placed for a client at `client` when the cluster balances by locality (see
+/// [`super::cluster::places_inline_by_locality`]; `None` otherwise).
+pub(crate) fn dns_assignment(
+    c: &OutboundCluster<'_>,
+    client: Option<&ClientLocality>,
+) -> ClusterLoadAssignment {
     let mut items: Vec<Placed<'_, LbEndpoint>> = selected(c)
         .filter_map(|e| {
             Some(Placed {
@@ -125,7 +129,11 @@ pub(crate) fn dns_assignment(c: &OutboundCluster<'_>) -> ClusterLoadAssignment {
     }
     ClusterLoadAssignment {
         cluster_name: c.name.clone(),
-        endpoints: locality_endpoints(place(items, None, None)),
+        endpoints: locality_endpoints(place(
+            items,
+            client,
+            client.and_then(|_| c.locality_policy()),
+        )),
         ..Default::default()
     }
 }
