@@ -143,6 +143,13 @@ pub struct Source {
     pub namespaces: Vec<String>,
     #[serde(default)]
     pub not_namespaces: Vec<String>,
+    /// Kubernetes service accounts of the peer certificate (Istio 1.24+): `NAMESPACE/NAME`,
+    /// or `NAME` in the policy's namespace. Never combined with `principals` or
+    /// `namespaces` in one source.
+    #[serde(default)]
+    pub service_accounts: Vec<String>,
+    #[serde(default)]
+    pub not_service_accounts: Vec<String>,
     #[serde(default)]
     pub ip_blocks: Vec<String>,
     #[serde(default)]
@@ -185,6 +192,23 @@ impl Operation {
     pub fn is_empty(&self) -> bool {
         self == &Operation::default()
     }
+}
+
+/// Istio's path template operators (1.18+): `{*}` is one path segment, `{**}` zero or more
+/// (the last operator).
+pub const PATH_TEMPLATE_ONE: &str = "{*}";
+pub const PATH_TEMPLATE_ANY: &str = "{**}";
+
+/// Whether a `paths`/`notPaths` value is a path template rather than an exact, prefix or
+/// suffix value (as Istio decides: it contains `{*}` or `{**}`).
+pub fn is_path_template(path: &str) -> bool {
+    path.contains(PATH_TEMPLATE_ONE) || path.contains(PATH_TEMPLATE_ANY)
+}
+
+/// A path template in Envoy's `uri_template` syntax: `{*}` → `*`, `{**}` → `**`.
+pub fn envoy_path_template(path: &str) -> String {
+    path.replace(PATH_TEMPLATE_ANY, "**")
+        .replace(PATH_TEMPLATE_ONE, "*")
 }
 
 /// A `when` condition on an attribute (`request.headers[x]`, `source.ip`, …).

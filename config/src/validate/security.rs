@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use super::Validator;
 use crate::istio::{
     AuthorizationPolicySpec, AuthzAction, ClientTlsMode, ClientTlsSettings, ConditionKey,
-    Operation, PeerAuthenticationSpec, Source, TrafficPolicy, selector_labels,
+    Operation, PATH_TEMPLATE_ANY, PATH_TEMPLATE_ONE, PeerAuthenticationSpec, Source, TrafficPolicy,
+    envoy_path_template, is_path_template, selector_labels,
 };
 
 pub(super) fn peer_authentication(v: &mut Validator, s: &PeerAuthenticationSpec) {
@@ -72,11 +73,110 @@ fn port_list(v: &mut Validator, f: &str, values: &[String]) {
     }
 }
 
+/// Istio's bounds on `serviceAccounts` and `notServiceAccounts` (`CheckServiceAccount`).
+const MAX_SERVICE_ACCOUNTS: usize = 16;
+const MAX_SERVICE_ACCOUNT_LEN: usize = 320;
+
+/// `NAMESPACE/NAME` or `NAME` (in the policy's namespace), matched exactly: no wildcards.
+fn service_account_list(v: &mut Validator, f: &str, values: &[String]) {
+    if values.len() > MAX_SERVICE_ACCOUNTS {
+        v.error(
+            f,
+            format!(
+                "at most {MAX_SERVICE_ACCOUNTS} values are allowed, found {}",
+                values.len()
+            ),
+        );
+    }
+    for (i, value) in values.iter().enumerate() {
+        let f = format!("{f}[{i}]");
+        if value.is_empty() {
+            v.error(f, "empty value");
+        } else if value.contains('*') {
+            v.error(f, format!("{value:?}: wildcards are not allowed"));
+        } else if value.len() > MAX_SERVICE_ACCOUNT_LEN {
+            v.error(
+                f,
+                format!("longer than {MAX_SERVICE_ACCOUNT_LEN} characters"),
+            );
+        } else if let Some((ns, sa)) = value.split_once('/')
+            && (ns.is_empty() || sa.is_empty() || sa.contains('/'))
+        {
+            v.error(
+                f,
+                format!("{value:?}: expected NAMESPACE/SERVICE_ACCOUNT or SERVICE_ACCOUNT"),
+            );
+        }
+    }
+}
+
+/// Envoy's literal characters in a `uri_template` segment: RFC 3986 `pchar` without `*`
+/// and `=` (and `/`, the separator).
+fn template_literal(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()+,;:@".contains(&b))
+}
+
+/// Envoy's limit on `UriTemplateMatchConfig.path_template`.
+const MAX_PATH_TEMPLATE_LEN: usize = 256;
+
+/// A path template (Istio 1.18+): segments are `{*}` (one segment), `{**}` (zero or more,
+/// the last operator) or literals; it becomes Envoy's `uri_template` (`*`, `**`), which
+/// must start with `/` and rejects any other form.
+fn path_template(v: &mut Validator, f: &str, value: &str) {
+    let Some(rest) = value.strip_prefix('/') else {
+        v.error(
+            f,
+            format!("{value:?}: a path template must start with \"/\""),
+        );
+        return;
+    };
+    // One trailing slash is a segment of its own (empty) in Envoy's syntax.
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let mut any_seen = false;
+    for segment in rest.split('/') {
+        let problem = match segment {
+            PATH_TEMPLATE_ONE | PATH_TEMPLATE_ANY if any_seen => {
+                Some(format!("{PATH_TEMPLATE_ANY} must be the last operator"))
+            }
+            PATH_TEMPLATE_ANY => {
+                any_seen = true;
+                None
+            }
+            PATH_TEMPLATE_ONE => None,
+            s if s.contains(['{', '}']) => Some(format!(
+                "segment {s:?}: {PATH_TEMPLATE_ONE} and {PATH_TEMPLATE_ANY} must be whole \
+                 path segments (named variables are not supported)"
+            )),
+            s if s.contains('*') => Some(format!(
+                "segment {s:?}: \"*\" wildcards cannot be mixed with path templates"
+            )),
+            "" => Some("empty path segment".to_string()),
+            s if !template_literal(s) => Some(format!(
+                "segment {s:?} has characters a path template cannot match literally"
+            )),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            v.error(f, format!("{value:?}: {problem}"));
+            return;
+        }
+    }
+    if envoy_path_template(value).len() > MAX_PATH_TEMPLATE_LEN {
+        v.error(
+            f,
+            format!("a path template may have at most {MAX_PATH_TEMPLATE_LEN} characters"),
+        );
+    }
+}
+
 fn path_list(v: &mut Validator, f: &str, values: &[String]) {
     for (i, value) in values.iter().enumerate() {
         let pf = format!("{f}[{i}]");
-        if value.contains("{*}") || value.contains("{**}") {
-            v.error(pf, "path templates ({*}, {**}) are not supported by shoal");
+        if is_path_template(value) {
+            path_template(v, &pf, value);
         } else {
             wildcard_value(v, &pf, value);
         }
@@ -87,6 +187,30 @@ fn source(v: &mut Validator, f: &str, s: &Source) {
     if s.is_empty() {
         v.error(f, "a source must set at least one field");
     }
+    let identities = [
+        &s.principals,
+        &s.not_principals,
+        &s.namespaces,
+        &s.not_namespaces,
+    ];
+    if identities.iter().any(|l| !l.is_empty()) {
+        let accounts = [
+            ("serviceAccounts", &s.service_accounts),
+            ("notServiceAccounts", &s.not_service_accounts),
+        ];
+        if let Some((name, _)) = accounts.iter().find(|(_, l)| !l.is_empty()) {
+            v.error(
+                format!("{f}.{name}"),
+                "cannot be set together with principals or namespaces (or their not forms) in one source",
+            );
+        }
+    }
+    service_account_list(v, &format!("{f}.serviceAccounts"), &s.service_accounts);
+    service_account_list(
+        v,
+        &format!("{f}.notServiceAccounts"),
+        &s.not_service_accounts,
+    );
     wildcard_list(v, &format!("{f}.principals"), &s.principals);
     wildcard_list(v, &format!("{f}.notPrincipals"), &s.not_principals);
     wildcard_list(v, &format!("{f}.namespaces"), &s.namespaces);

@@ -64,8 +64,11 @@ fn authorization_policy_accepts_istio_fields() {
         principals: [cluster.local/ns/a/sa/b, "*/sa/c", "d*", "*"]
         notNamespaces: [kube-system]
         ipBlocks: [10.0.0.0/8, 1.2.3.4]
+    - source:
+        serviceAccounts: [shop/web, web]
+        notServiceAccounts: [shop/legacy]
     to:
-    - operation: {methods: [GET], paths: [/a, /b/*, "*.png"], ports: ["8080"], hosts: ["*.example.com"]}
+    - operation: {methods: [GET], paths: [/a, /b/*, "*.png", "/c/{*}/d/{**}"], ports: ["8080"], hosts: ["*.example.com"]}
     when:
     - key: request.headers[x-user]
       values: [j*]
@@ -84,28 +87,13 @@ fn authorization_policy_accepts_istio_fields() {
 #[test]
 fn authorization_policy_rejects_what_it_cannot_enforce() {
     let f = findings(&ap(
-        "  rules:\n  - from:\n    - source: {serviceAccounts: [a/b]}\n",
-    ));
-    assert!(
-        has(
-            &f,
-            "error spec.rules[0].from[0].source.serviceAccounts: field is not supported"
-        ),
-        "{f:?}"
-    );
-    let f = findings(&ap(
         "  rules:\n  - to:\n    - operation: {paths: ['/a/{*}/b', 'x*y']}\n",
     ));
-    assert!(
-        has(
-            &f,
-            "error spec.rules[0].to[0].operation.paths[0]: path templates"
-        ),
-        "{f:?}"
-    );
-    assert!(
-        has(&f, "error spec.rules[0].to[0].operation.paths[1]: \"x*y\""),
-        "{f:?}"
+    assert_eq!(
+        f,
+        vec![
+            "error spec.rules[0].to[0].operation.paths[1]: \"x*y\": only a leading or a trailing \"*\" (or \"*\" alone) is supported"
+        ]
     );
     let f = findings(&ap(
         "  rules:\n  - when:\n    - key: experimental.envoy.filters.a[b]\n      values: [c]\n    - key: source.nope\n      values: [c]\n    - key: source.ip\n",
@@ -148,6 +136,117 @@ fn authorization_policy_rejects_what_it_cannot_enforce() {
         "  rules:\n  - from:\n    - source: {ipBlocks: [10.0.0.0/33, nope]}\n",
     ));
     assert_eq!(f.len(), 2, "{f:?}");
+}
+
+#[test]
+fn service_accounts_follow_istio_rules() {
+    let ok = findings(&ap(
+        "  rules:\n  - from:\n    - source: {serviceAccounts: [shop/web, web], notServiceAccounts: [shop/legacy], ipBlocks: [10.0.0.0/8]}\n    - source: {principals: [cluster.local/ns/a/sa/b]}\n",
+    ));
+    assert_eq!(ok, Vec::<String>::new());
+    // Only the service accounts: still a source that sets a field.
+    let ok = findings(&ap(
+        "  rules:\n  - from:\n    - source: {notServiceAccounts: [a/b]}\n",
+    ));
+    assert_eq!(ok, Vec::<String>::new());
+    let long = "x".repeat(321);
+    let f = findings(&ap(&format!(
+        "  rules:\n  - from:\n    - source: {{serviceAccounts: ['', 'a/*', a/b/c, /b, 'a/', {long}]}}\n"
+    )));
+    let sa = "error spec.rules[0].from[0].source.serviceAccounts";
+    assert!(has(&f, &format!("{sa}[0]: empty value")), "{f:?}");
+    assert!(
+        has(&f, &format!("{sa}[1]: \"a/*\": wildcards are not allowed")),
+        "{f:?}"
+    );
+    for (i, v) in [(2, "a/b/c"), (3, "/b"), (4, "a/")] {
+        let want =
+            format!("{sa}[{i}]: {v:?}: expected NAMESPACE/SERVICE_ACCOUNT or SERVICE_ACCOUNT");
+        assert!(f.contains(&want), "{want} not in {f:?}");
+    }
+    assert!(has(&f, &format!("{sa}[5]: longer than 320")), "{f:?}");
+    assert_eq!(f.len(), 6, "{f:?}");
+    let many: Vec<String> = (0..17).map(|i| format!("ns/sa{i}")).collect();
+    let f = findings(&ap(&format!(
+        "  rules:\n  - from:\n    - source: {{notServiceAccounts: [{}]}}\n",
+        many.join(", ")
+    )));
+    assert_eq!(
+        f,
+        vec![
+            "error spec.rules[0].from[0].source.notServiceAccounts: at most 16 values are allowed, found 17"
+        ]
+    );
+    // Never together with principals or namespaces (Istio's webhook and CRD rule).
+    for other in [
+        "principals: [a]",
+        "notPrincipals: [a]",
+        "namespaces: [a]",
+        "notNamespaces: [a]",
+    ] {
+        let f = findings(&ap(&format!(
+            "  rules:\n  - from:\n    - source: {{serviceAccounts: [a/b], {other}}}\n"
+        )));
+        assert_eq!(
+            f,
+            vec![
+                "error spec.rules[0].from[0].source.serviceAccounts: cannot be set together with principals or namespaces (or their not forms) in one source"
+            ],
+            "{other}"
+        );
+    }
+    let f = findings(&ap(
+        "  rules:\n  - from:\n    - source: {notServiceAccounts: [a/b], namespaces: [a]}\n",
+    ));
+    assert!(
+        has(
+            &f,
+            "error spec.rules[0].from[0].source.notServiceAccounts: cannot be set together"
+        ),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn path_templates_follow_istio_and_envoy_rules() {
+    let ok = findings(&ap(
+        "  rules:\n  - to:\n    - operation:\n        paths: ['/api/{*}/orders', '/{**}', '/files/{**}', '/{**}/edit', '/a/{*}/', \"/v1/{*}/x-y_z.~%20!$&'()+,;:@\"]\n        notPaths: ['/{*}/{*}/admin/{**}']\n",
+    ));
+    assert_eq!(ok, Vec::<String>::new());
+    let bad = [
+        ("api/{*}", "a path template must start with \"/\""),
+        ("/{**}/{*}", "{**} must be the last operator"),
+        ("/{**}/a/{**}", "{**} must be the last operator"),
+        (
+            "/a/{*}.json",
+            "segment \"{*}.json\": {*} and {**} must be whole",
+        ),
+        ("/a/{id}/{*}", "segment \"{id}\""),
+        ("/a/*/{*}", "segment \"*\": \"*\" wildcards cannot be mixed"),
+        ("/a*/{*}", "segment \"a*\": \"*\" wildcards cannot be mixed"),
+        ("/a//{*}", "empty path segment"),
+        ("/{*}//", "empty path segment"),
+        ("/a=b/{*}", "segment \"a=b\" has characters"),
+        ("/a b/{*}", "segment \"a b\" has characters"),
+    ];
+    for (i, (path, problem)) in bad.iter().enumerate() {
+        let f = findings(&ap(&format!(
+            "  rules:\n  - to:\n    - operation: {{notPaths: ['{path}']}}\n"
+        )));
+        let want = format!("error spec.rules[0].to[0].operation.notPaths[0]: {path:?}: {problem}");
+        assert!(has(&f, &want), "{i}: {want} not in {f:?}");
+        assert_eq!(f.len(), 1, "{f:?}");
+    }
+    let long = format!("/{}/{{*}}", "a".repeat(260));
+    let f = findings(&ap(&format!(
+        "  rules:\n  - to:\n    - operation: {{paths: ['{long}']}}\n"
+    )));
+    assert_eq!(
+        f,
+        vec![
+            "error spec.rules[0].to[0].operation.paths[0]: a path template may have at most 256 characters"
+        ]
+    );
 }
 
 #[test]

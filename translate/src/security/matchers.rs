@@ -4,16 +4,19 @@
 
 use std::borrow::Cow;
 
-use shoal_api::pb::envoy::config::core::v3::CidrRange;
+use shoal_api::pb::envoy::config::core::v3::{CidrRange, TypedExtensionConfig};
 use shoal_api::pb::envoy::config::route::v3::{
     HeaderMatcher, header_matcher::HeaderMatchSpecifier,
 };
+use shoal_api::pb::envoy::extensions::path::r#match::uri_template::v3::UriTemplateMatchConfig;
 use shoal_api::pb::envoy::r#type::matcher::v3::{
     ListMatcher, MetadataMatcher, OrMatcher, PathMatcher, RegexMatcher, StringMatcher,
     ValueMatcher, list_matcher, metadata_matcher::PathSegment,
     metadata_matcher::path_segment::Segment, path_matcher, string_matcher::MatchPattern,
     value_matcher,
 };
+
+use shoal_config::istio::envoy_path_template;
 
 use super::jwt::{JWT_FILTER, PAYLOAD_KEY};
 use crate::envoy::u32v;
@@ -94,6 +97,31 @@ pub(crate) fn principal(v: &str, trust_domain: &str) -> StringMatcher {
 pub(crate) fn namespace(v: &str) -> StringMatcher {
     let ns: Vec<String> = v.split('*').map(quote).collect();
     regex(format!(".*/ns/{}/.*", ns.join(".*")))
+}
+
+/// A `serviceAccounts` value (`NS/SA`, or `SA` in the policy's namespace `default_ns`) as a
+/// matcher on the peer's SPIFFE identity, as Istio builds it: any trust domain, `/ns/NS/`,
+/// then `sa/SA` as a whole path element (`…/sa/web` never matches `…/sa/web-2`).
+pub(crate) fn service_account(v: &str, default_ns: &str) -> StringMatcher {
+    let (ns, sa) = v.split_once('/').unwrap_or((default_ns, v));
+    regex(format!(
+        "spiffe://.+/ns/{}/(.+/|)sa/{}(/.+)?",
+        quote(ns),
+        quote(sa)
+    ))
+}
+
+/// The name Istio gives the `uri_template` extension of an RBAC permission.
+const URI_TEMPLATE_EXTENSION: &str = "uri-template";
+
+/// A path template (`{*}`, `{**}`) as Envoy's `uri_template` path matcher.
+pub(crate) fn path_template(v: &str) -> TypedExtensionConfig {
+    TypedExtensionConfig {
+        name: URI_TEMPLATE_EXTENSION.into(),
+        typed_config: Some(shoal_api::pack(&UriTemplateMatchConfig {
+            path_template: envoy_path_template(v),
+        })),
+    }
 }
 
 /// A `paths` value as a matcher on the path without its query string.
@@ -338,6 +366,40 @@ mod tests {
         assert_eq!(p("/api/*"), "prefix:/api/");
         assert_eq!(p("*.png"), "suffix:.png");
         assert_eq!(p("*"), "regex:.+");
+    }
+
+    #[test]
+    fn service_accounts_match_any_trust_domain() {
+        assert_eq!(
+            show(&service_account("shop/web", "other")),
+            r"regex:spiffe://.+/ns/shop/(.+/|)sa/web(/.+)?"
+        );
+        // Without a namespace: the policy's.
+        assert_eq!(
+            show(&service_account("web", "shop")),
+            r"regex:spiffe://.+/ns/shop/(.+/|)sa/web(/.+)?"
+        );
+        // Names are matched literally.
+        assert_eq!(
+            show(&service_account("a.b/c.d", "shop")),
+            r"regex:spiffe://.+/ns/a\.b/(.+/|)sa/c\.d(/.+)?"
+        );
+    }
+
+    #[test]
+    fn path_templates_become_uri_templates() {
+        let t = path_template("/api/{*}/orders/{**}");
+        assert_eq!(t.name, "uri-template");
+        let any = t.typed_config.unwrap_or_default();
+        assert_eq!(
+            any.type_url,
+            "type.googleapis.com/envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig"
+        );
+        let config = <UriTemplateMatchConfig as prost::Message>::decode(any.value.as_slice());
+        assert_eq!(
+            config.map(|c| c.path_template).ok().as_deref(),
+            Some("/api/*/orders/**")
+        );
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! An empty side matches anything, so `rules: [{}]` allows everything while a policy
 //! without rules contributes nothing (an ALLOW policy without rules denies everything).
 //!
+//! Peers are matched on the SPIFFE URI of their certificate: `principals` as written (the
+//! default trust domain standing for the mesh's), `namespaces` and `serviceAccounts` in any
+//! trust domain, as Istio does. Path templates (`{*}`, `{**}`) become Envoy `uri_template`
+//! permissions; other paths exact, prefix or suffix `url_path` matchers.
+//!
 //! Filters run in Istio's order: AUDIT (Envoy's LOG action), DENY, ALLOW. On TCP filter
 //! chains, HTTP-only fields cannot be evaluated: an ALLOW rule using one is dropped (it
 //! allows less), a DENY or AUDIT rule ignores it (it denies more). CUSTOM policies, which
@@ -19,7 +24,9 @@ use std::sync::Arc;
 use shoal_api::pb::envoy::config::rbac::v3::{
     Permission, Policy, Principal, Rbac, permission, principal, rbac::Action,
 };
-use shoal_config::istio::{AuthzAction, AuthzRule, ConditionKey, Operation, Source};
+use shoal_config::istio::{
+    AuthzAction, AuthzRule, ConditionKey, Operation, Source, is_path_template,
+};
 
 use super::matchers;
 use crate::model::AuthorizationPolicyRule;
@@ -31,6 +38,8 @@ pub(crate) type RbacConfig = Rbac;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Attr {
     Principal,
+    /// `serviceAccounts`: `NS/SA` or `SA` (in the policy's namespace).
+    ServiceAccount,
     RequestPrincipal,
     Namespace,
     RemoteIp,
@@ -77,12 +86,13 @@ fn cond<'a>(attr: Attr, values: &'a [String], not_values: &'a [String]) -> Cond<
     }
 }
 
-/// What translating a value needs besides the value: the mesh's trust domain and the
-/// issuers the workload's `jwt_authn` filter verifies.
+/// What translating a value needs besides the value: the mesh's trust domain, the
+/// issuers the workload's `jwt_authn` filter verifies and the policy's namespace.
 #[derive(Debug, Clone, Copy)]
 struct Cx<'a> {
     td: &'a str,
     issuers: &'a [String],
+    namespace: &'a str,
 }
 
 fn never() -> Principal {
@@ -108,6 +118,9 @@ fn principal_of(attr: &Attr, v: &str, cx: Cx<'_>) -> Option<Principal> {
         }),
         Attr::Namespace => Identifier::Authenticated(Authenticated {
             principal_name: Some(matchers::namespace(v)),
+        }),
+        Attr::ServiceAccount => Identifier::Authenticated(Authenticated {
+            principal_name: Some(matchers::service_account(v, cx.namespace)),
         }),
         Attr::RequestPrincipal => {
             let alternatives: Vec<Principal> = matchers::request_principal(v, cx.issuers)
@@ -140,6 +153,7 @@ fn permission_of(attr: &Attr, v: &str) -> Option<Permission> {
     let rule = match attr {
         Attr::Host => Rule::Header(matchers::host(v)),
         Attr::Method => Rule::Header(matchers::method(v)),
+        Attr::Path if is_path_template(v) => Rule::UriTemplate(matchers::path_template(v)),
         Attr::Path => Rule::UrlPath(matchers::path(v)),
         Attr::Port => Rule::DestinationPort(matchers::port(v)?),
         Attr::DestinationIp => Rule::DestinationIp(matchers::cidr(v)?),
@@ -260,6 +274,11 @@ fn source_conds(s: &Source) -> Vec<Cond<'_>> {
             &s.not_request_principals,
         ),
         cond(Attr::Namespace, &s.namespaces, &s.not_namespaces),
+        cond(
+            Attr::ServiceAccount,
+            &s.service_accounts,
+            &s.not_service_accounts,
+        ),
         cond(Attr::RemoteIp, &s.remote_ip_blocks, &s.not_remote_ip_blocks),
         cond(Attr::SourceIp, &s.ip_blocks, &s.not_ip_blocks),
     ]
@@ -348,10 +367,6 @@ pub(crate) fn build(
     issuers: &[String],
     for_tcp: bool,
 ) -> Vec<RbacConfig> {
-    let cx = Cx {
-        td: trust_domain,
-        issuers,
-    };
     let mut log = HashMap::new();
     let mut deny = HashMap::new();
     let mut allow = HashMap::new();
@@ -359,6 +374,11 @@ pub(crate) fn build(
     for p in policies {
         let action = p.spec.action();
         any_allow |= action == AuthzAction::Allow;
+        let cx = Cx {
+            td: trust_domain,
+            issuers,
+            namespace: &p.namespace,
+        };
         for (i, rule) in p.spec.rules.iter().enumerate() {
             let name = format!("ns[{}]-policy[{}]-rule[{i}]", p.namespace, p.name);
             let is_allow = action == AuthzAction::Allow;

@@ -284,3 +284,118 @@ fn jwt_attributes_read_the_verified_payload() {
     assert_eq!(tcp.len(), 1);
     assert!(tcp[0].policies.is_empty());
 }
+
+/// The regex of an `authenticated` principal, if that is what `p` is.
+fn authenticated_regex(p: &Principal) -> Option<&str> {
+    match &p.identifier {
+        Some(principal::Identifier::Authenticated(a)) => {
+            match a.principal_name.as_ref()?.match_pattern.as_ref()? {
+                MatchPattern::SafeRegex(r) => Some(r.regex.as_str()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn service_accounts_match_the_peer_identity_in_any_trust_domain() {
+    let p = policy(
+        "p",
+        "rules:\n- from:\n  - source: {serviceAccounts: [web, other/api], notServiceAccounts: [shop/legacy]}\n",
+    );
+    // The mesh's trust domain does not matter (Istio matches any).
+    for td in ["cluster.local", "example.org"] {
+        for tcp in [false, true] {
+            let c = build(&[&p], td, &[], tcp);
+            let rule = &c[0].policies["ns[shop]-policy[p]-rule[0]"];
+            let Some(principal::Identifier::AndIds(and)) = &rule.principals[0].identifier else {
+                panic!("{rule:?}");
+            };
+            assert_eq!(and.ids.len(), 2, "{and:?}");
+            let Some(principal::Identifier::OrIds(or)) = &and.ids[0].identifier else {
+                panic!("{and:?}");
+            };
+            let yes: Vec<Option<&str>> = or.ids.iter().map(authenticated_regex).collect();
+            assert_eq!(
+                yes,
+                [
+                    // Without a namespace: the policy's.
+                    Some(r"spiffe://.+/ns/shop/(.+/|)sa/web(/.+)?"),
+                    Some(r"spiffe://.+/ns/other/(.+/|)sa/api(/.+)?"),
+                ]
+            );
+            let Some(principal::Identifier::NotId(not)) = &and.ids[1].identifier else {
+                panic!("{and:?}");
+            };
+            let Some(principal::Identifier::OrIds(or)) = &not.identifier else {
+                panic!("{not:?}");
+            };
+            assert_eq!(
+                authenticated_regex(&or.ids[0]),
+                Some(r"spiffe://.+/ns/shop/(.+/|)sa/legacy(/.+)?")
+            );
+        }
+    }
+}
+
+/// The `uri_template` path of a permission, if that is what `p` is.
+fn uri_template(p: &Permission) -> Option<String> {
+    use shoal_api::pb::envoy::extensions::path::r#match::uri_template::v3::UriTemplateMatchConfig;
+    match &p.rule {
+        Some(permission::Rule::UriTemplate(t)) => {
+            assert_eq!(t.name, "uri-template");
+            let any = t.typed_config.as_ref()?;
+            assert_eq!(
+                any.type_url,
+                "type.googleapis.com/envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig"
+            );
+            let c: UriTemplateMatchConfig = prost::Message::decode(any.value.as_slice()).ok()?;
+            Some(c.path_template)
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn path_templates_become_uri_template_permissions() {
+    let p = policy(
+        "p",
+        "rules:\n- to:\n  - operation: {paths: ['/api/{*}/orders', /static/*, '/files/{**}'], notPaths: ['/{**}/admin']}\n",
+    );
+    let c = build_for(std::slice::from_ref(&p), false);
+    let rule = &c[0].policies["ns[shop]-policy[p]-rule[0]"];
+    let Some(permission::Rule::AndRules(and)) = &rule.permissions[0].rule else {
+        panic!("{rule:?}");
+    };
+    let Some(permission::Rule::OrRules(paths)) = &and.rules[0].rule else {
+        panic!("{and:?}");
+    };
+    let templates: Vec<Option<String>> = paths.rules.iter().map(uri_template).collect();
+    assert_eq!(
+        templates,
+        [
+            Some("/api/*/orders".to_string()),
+            None,
+            Some("/files/**".to_string())
+        ]
+    );
+    // The other paths keep their url_path matchers.
+    assert!(matches!(
+        paths.rules[1].rule,
+        Some(permission::Rule::UrlPath(_))
+    ));
+    let Some(permission::Rule::NotRule(not)) = &and.rules[1].rule else {
+        panic!("{and:?}");
+    };
+    let Some(permission::Rule::OrRules(not_paths)) = &not.rule else {
+        panic!("{not:?}");
+    };
+    assert_eq!(
+        uri_template(&not_paths.rules[0]).as_deref(),
+        Some("/**/admin")
+    );
+    // Paths are HTTP-only: on TCP chains the ALLOW rule is dropped, as for other paths.
+    let tcp = build_for(&[p], true);
+    assert!(tcp[0].policies.is_empty());
+}
