@@ -43,7 +43,7 @@ impl TypeResources {
 pub struct Trigger {
     /// When the change that led to this snapshot was first seen.
     pub since: Instant,
-    /// `config`, `endpoints`, `jwks`, `new-view`.
+    /// `config`, `endpoints`, `jwks`, `mesh-config`, `new-view`.
     pub reason: &'static str,
 }
 

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cluster;
 pub mod credential_readers;
 pub mod jwks;
+pub mod mesh;
 pub mod metrics;
 pub mod pipeline;
 pub mod security;

@@ -138,6 +138,37 @@ impl Pipeline {
         self.jwks_wanted.subscribe()
     }
 
+    /// The mesh-wide options views are built with.
+    pub fn options(&self) -> MeshOptions {
+        self.state.lock().translator.model().options.clone()
+    }
+
+    /// Moves every view to new mesh-wide options (a changed MeshConfig). Runs on a
+    /// blocking thread.
+    pub fn set_options(&self, options: MeshOptions) {
+        let started = Instant::now();
+        let mut st = self.state.lock();
+        let delta = st.translator.set_options(options);
+        if delta.full {
+            self.want_jwks(&st);
+        }
+        let trigger = Trigger {
+            since: started,
+            reason: "mesh-config",
+        };
+        self.publish(&mut st, &delta, trigger, started);
+    }
+
+    /// Notes the key sets the current model needs fetched.
+    fn want_jwks(&self, st: &BuildState) {
+        let wanted = st.translator.model().jwks_refs();
+        self.jwks_wanted.send_if_modified(|w| {
+            let changed = *w != wanted;
+            *w = wanted;
+            changed
+        });
+    }
+
     /// Moves every view to newly fetched JSON Web Key Sets. Runs on a blocking thread.
     pub fn set_jwks(&self, jwks: FetchedJwks) {
         let started = Instant::now();
@@ -176,12 +207,7 @@ impl Pipeline {
         }
         *self.config.lock() = config;
         if delta.full {
-            let wanted = st.translator.model().jwks_refs();
-            self.jwks_wanted.send_if_modified(|w| {
-                let changed = *w != wanted;
-                *w = wanted;
-                changed
-            });
+            self.want_jwks(&st);
         }
         let reason = if delta.full { "config" } else { "endpoints" };
         self.publish(&mut st, &delta, Trigger { since, reason }, started);

@@ -4,7 +4,6 @@ use anyhow::Context;
 use shoal_cache::session::Limits;
 use shoal_cache::{AdsConfig, AdsServer};
 use shoal_config::source::{ConfigSource, file::FileSource};
-use shoal_translate::MeshOptions;
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::ServeArgs;
@@ -29,50 +28,6 @@ fn raise_nofile_limit() {
     }
 }
 
-/// The mesh-wide options: the flags, over what `--mesh-config` sets, over the defaults.
-/// Settles `args.security.trust_domain` too (the CA's).
-pub(crate) fn mesh_options(args: &mut ServeArgs) -> anyhow::Result<MeshOptions> {
-    let mut options = MeshOptions {
-        domain_suffix: args.domain_suffix.clone(),
-        root_namespace: args.root_namespace.clone(),
-        outbound_traffic_policy: args.outbound_traffic_policy.into(),
-        jwks_fetch: args.jwks_fetch.into(),
-        trust_domain: args.security.trust_domain.clone(),
-        ..MeshOptions::default()
-    };
-    let Some(path) = &args.mesh_config else {
-        return Ok(options);
-    };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--mesh-config {}", path.display()))?;
-    let (mesh, issues) = shoal_config::mesh_config::parse(&text)
-        .with_context(|| format!("--mesh-config {}", path.display()))?;
-    for i in &issues {
-        tracing::warn!(file = %path.display(), "MeshConfig {i}");
-    }
-    let flags = options.clone();
-    options.apply_mesh_config(&mesh);
-    let explicit = |id: &str| args.explicit.iter().any(|e| e == id);
-    if explicit("trust_domain") {
-        options.trust_domain = flags.trust_domain;
-    }
-    if explicit("root_namespace") {
-        options.root_namespace = flags.root_namespace;
-    }
-    if explicit("outbound_traffic_policy") {
-        options.outbound_traffic_policy = flags.outbound_traffic_policy;
-    }
-    args.security.trust_domain = options.trust_domain.clone();
-    tracing::info!(
-        file = %path.display(),
-        trust_domain = %options.trust_domain,
-        root_namespace = %options.root_namespace,
-        auto_mtls = options.auto_mtls,
-        "MeshConfig read"
-    );
-    Ok(options)
-}
-
 pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     raise_nofile_limit();
     if !args.config_dir.is_dir() {
@@ -82,7 +37,7 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let metrics = crate::metrics::install()?;
-    let options = mesh_options(&mut args)?;
+    let options = crate::mesh::initial(&mut args)?;
     let pipeline = Pipeline::new(options);
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -101,6 +56,7 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             .run(rx, 1, args.debounce, args.debounce_max),
     );
 
+    let mesh_watch = crate::mesh::Watch::new(&args).map(|w| tokio::spawn(w.run(pipeline.clone())));
     let jwks = tokio::spawn(crate::jwks::run(
         pipeline.clone(),
         pipeline.jwks_wanted(),
@@ -245,6 +201,9 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     source_task.abort();
     upkeep.abort();
     jwks.abort();
+    if let Some(w) = mesh_watch {
+        w.abort();
+    }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         if let Some(t) = xds_task {
             let _ = t.await;
@@ -271,54 +230,4 @@ async fn terminate() {
 #[cfg(not(unix))]
 async fn terminate() {
     std::future::pending::<()>().await
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::cli::{Command, parse_from};
-
-    fn serve_args(extra: &[&str]) -> crate::cli::ServeArgs {
-        let mut argv = vec!["shoal", "serve", "--config-dir", "."];
-        argv.extend(extra);
-        match parse_from(argv) {
-            Ok(crate::cli::Cli {
-                command: Command::Serve(args),
-            }) => *args,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn mesh_config_sets_what_flags_leave_alone() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let file = dir.path().join("mesh.yaml");
-        std::fs::write(
-            &file,
-            "trustDomain: corp.example\nrootNamespace: mesh-root\nenableAutoMtls: false\n\
-             outboundTrafficPolicy: {mode: REGISTRY_ONLY}\nconnectTimeout: 3s\n",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let path = file.display().to_string();
-        let mut args = serve_args(&["--mesh-config", &path, "--root-namespace", "flag-root"]);
-        let o = super::mesh_options(&mut args).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(o.trust_domain, "corp.example");
-        assert_eq!(args.security.trust_domain, "corp.example", "the CA's too");
-        assert_eq!(o.root_namespace, "flag-root", "an explicit flag wins");
-        assert!(!o.auto_mtls);
-        assert_eq!(o.connect_timeout_ms, 3000);
-        assert_eq!(
-            o.outbound_traffic_policy,
-            shoal_config::istio::OutboundMode::RegistryOnly
-        );
-        // Without the file, the flags and their defaults.
-        let mut args = serve_args(&[]);
-        let o = super::mesh_options(&mut args).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(o.trust_domain, "cluster.local");
-        assert!(o.auto_mtls);
-        // A file with an error stops the start, naming the field.
-        std::fs::write(&file, "connectTimeout: never\n").unwrap_or_else(|e| panic!("{e}"));
-        let mut args = serve_args(&["--mesh-config", &path]);
-        let err = super::mesh_options(&mut args).map(|_| ()).unwrap_err();
-        assert!(format!("{err:#}").contains("connectTimeout"), "{err:#}");
-    }
 }

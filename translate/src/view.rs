@@ -111,6 +111,20 @@ impl Translator {
         delta
     }
 
+    /// Moves to new mesh-wide options (a changed MeshConfig): a full change when they
+    /// differ from the current ones.
+    pub fn set_options(&mut self, options: MeshOptions) -> ModelDelta {
+        if !self.model.set_options(options) {
+            return ModelDelta::default();
+        }
+        self.clusters.clear();
+        self.endpoints.clear();
+        ModelDelta {
+            full: true,
+            endpoint_hosts: Default::default(),
+        }
+    }
+
     /// Moves to newly fetched JWKS: a full change when they differ from the current ones
     /// (they are inlined into the `jwt_authn` filters of any view).
     pub fn set_jwks(&mut self, jwks: crate::model::FetchedJwks) -> ModelDelta {

@@ -115,6 +115,17 @@ impl Model {
         model
     }
 
+    /// Moves to new mesh-wide options: everything derived from them is rebuilt. `false`
+    /// when they are the current ones.
+    pub fn set_options(&mut self, options: MeshOptions) -> bool {
+        if self.options == options {
+            return false;
+        }
+        self.options = options;
+        self.rebuild();
+        true
+    }
+
     fn next_generation(&mut self) -> u64 {
         self.generation += 1;
         self.generation

@@ -1,0 +1,85 @@
+//! `serve --mesh-config`: Istio's MeshConfig sets the mesh-wide options, and an edit of the
+//! file reaches a connected Envoy without a restart; a broken edit is refused and the last
+//! good options stay.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use shoal_tests::eventually;
+use shoal_tests::proc::{Envoy, Shoal};
+
+const CLUSTER: &str = "outbound|80||web.app.svc.cluster.local";
+
+/// The connect timeout Envoy holds for [`CLUSTER`].
+async fn connect_timeout(envoy: &Envoy) -> Option<String> {
+    let dump = envoy.config_dump().await.ok()?;
+    let clusters = dump["configs"].as_array()?.iter().find(|c| {
+        c["@type"].as_str() == Some("type.googleapis.com/envoy.admin.v3.ClustersConfigDump")
+    })?;
+    clusters["dynamic_active_clusters"]
+        .as_array()?
+        .iter()
+        .find(|c| c["cluster"]["name"] == CLUSTER)?["cluster"]["connect_timeout"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_config_edits_reach_envoy_and_broken_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        shoal_tests::service_with_endpoint("web", "app", "http", 80, "127.0.0.9", 8080),
+    )
+    .unwrap();
+    let meshconfig = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        meshconfig.path(),
+        "connectTimeout: 2s\naccessLogFile: /dev/stdout\n",
+    )
+    .unwrap();
+    let path = meshconfig.path().display().to_string();
+    let shoal = Shoal::start(dir.path(), &["--mesh-config", &path])
+        .await
+        .unwrap();
+    let node = "sidecar~127.0.0.1~client-0.app~app.svc.cluster.local";
+    let meta = serde_json::json!({ "NAMESPACE": "app", "INTERCEPTION_MODE": "NONE" });
+    let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {
+        return;
+    };
+    let until = |want: &'static str| {
+        let envoy = &envoy;
+        let shoal = &shoal;
+        async move {
+            eventually(
+                Duration::from_secs(20),
+                "the cluster's connect timeout",
+                || async { (connect_timeout(envoy).await.as_deref() == Some(want)).then_some(()) },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e} {want}\n{}", shoal.proc.log()));
+        }
+    };
+    until("2s").await;
+    assert!(
+        shoal.proc.log().contains("accessLogFile"),
+        "fields shoal does not act on are named: {}",
+        shoal.proc.log()
+    );
+
+    std::fs::write(meshconfig.path(), "connectTimeout: 7s\n").unwrap();
+    until("7s").await;
+
+    std::fs::write(meshconfig.path(), "connectTimeout: [oops\n").unwrap();
+    eventually(Duration::from_secs(10), "the refusal", || async {
+        shoal
+            .proc
+            .log()
+            .contains("MeshConfig refused")
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(connect_timeout(&envoy).await.as_deref(), Some("7s"));
+}
