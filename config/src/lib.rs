@@ -4,7 +4,8 @@
 //! credentials), Istio networking objects
 //! (`ServiceEntry`, `WorkloadEntry`, `VirtualService`, `DestinationRule`, `Sidecar`) and Istio
 //! security objects (`PeerAuthentication`, `AuthorizationPolicy`, `RequestAuthentication`) and the Kubernetes Gateway
-//! API (`Gateway`, `HTTPRoute`; [`gateway_api`]) are parsed
+//! API (`Gateway`, `HTTPRoute`, `GRPCRoute`, `TLSRoute`, `TCPRoute`, `ReferenceGrant`;
+//! [`gateway_api`]) are parsed
 //! from YAML or JSON ([`parse`]), validated one by one ([`validate`]) and kept in the
 //! [`store::ConfigStore`], fed by sources ([`source`]).
 //!

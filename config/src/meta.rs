@@ -34,10 +34,12 @@ pub enum Kind {
     TlsRoute,
     /// `gateway.networking.k8s.io` `TCPRoute`.
     TcpRoute,
+    /// `gateway.networking.k8s.io` `GRPCRoute`.
+    GrpcRoute,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 21] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -58,6 +60,7 @@ impl Kind {
         Kind::ReferenceGrant,
         Kind::TlsRoute,
         Kind::TcpRoute,
+        Kind::GrpcRoute,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +87,7 @@ impl Kind {
             Kind::ReferenceGrant => "ReferenceGrant",
             Kind::TlsRoute => "TLSRoute",
             Kind::TcpRoute => "TCPRoute",
+            Kind::GrpcRoute => "GRPCRoute",
         }
     }
 

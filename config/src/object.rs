@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::gateway_api::{HttpRouteSpec, KubeGatewaySpec, L4RouteSpec, ReferenceGrantSpec};
+use crate::gateway_api::{
+    GrpcRouteSpec, HttpRouteSpec, KubeGatewaySpec, L4RouteSpec, ReferenceGrantSpec,
+};
 use crate::istio::{
     AuthorizationPolicySpec, DestinationRuleSpec, GatewaySpec, PeerAuthenticationSpec,
     ProxyConfigSpec, RequestAuthenticationSpec, Resource, ServiceEntrySpec, SidecarSpec,
@@ -29,6 +31,7 @@ pub type HttpRoute = Resource<HttpRouteSpec>;
 pub type ReferenceGrant = Resource<ReferenceGrantSpec>;
 pub type TlsRoute = Resource<L4RouteSpec>;
 pub type TcpRoute = Resource<L4RouteSpec>;
+pub type GrpcRoute = Resource<GrpcRouteSpec>;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -53,6 +56,7 @@ pub enum Object {
     ReferenceGrant(ReferenceGrant),
     TlsRoute(TlsRoute),
     TcpRoute(TcpRoute),
+    GrpcRoute(GrpcRoute),
 }
 
 impl Object {
@@ -78,6 +82,7 @@ impl Object {
             Object::ReferenceGrant(_) => Kind::ReferenceGrant,
             Object::TlsRoute(_) => Kind::TlsRoute,
             Object::TcpRoute(_) => Kind::TcpRoute,
+            Object::GrpcRoute(_) => Kind::GrpcRoute,
         }
     }
 
@@ -103,6 +108,7 @@ impl Object {
             Object::ReferenceGrant(o) => &o.metadata,
             Object::TlsRoute(o) => &o.metadata,
             Object::TcpRoute(o) => &o.metadata,
+            Object::GrpcRoute(o) => &o.metadata,
         }
     }
 
@@ -128,6 +134,7 @@ impl Object {
             Object::ReferenceGrant(o) => &mut o.metadata,
             Object::TlsRoute(o) => &mut o.metadata,
             Object::TcpRoute(o) => &mut o.metadata,
+            Object::GrpcRoute(o) => &mut o.metadata,
         }
     }
 

@@ -184,6 +184,7 @@ pub fn kind_for(api_version: &str, kind: &str) -> Option<Kind> {
             ("ReferenceGrant", "v1" | "v1beta1" | "v1alpha2") => Some(Kind::ReferenceGrant),
             ("TLSRoute", "v1alpha2") => Some(Kind::TlsRoute),
             ("TCPRoute", "v1alpha2") => Some(Kind::TcpRoute),
+            ("GRPCRoute", "v1" | "v1alpha2") => Some(Kind::GrpcRoute),
             _ => None,
         },
         ("security.istio.io", k) if matches!(version, "v1" | "v1beta1") => match k {
@@ -269,6 +270,7 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
         Kind::ReferenceGrant => typed(value, &mut unknown).map(Object::ReferenceGrant),
         Kind::TlsRoute => typed(value, &mut unknown).map(Object::TlsRoute),
         Kind::TcpRoute => typed(value, &mut unknown).map(Object::TcpRoute),
+        Kind::GrpcRoute => typed(value, &mut unknown).map(Object::GrpcRoute),
         Kind::Secret => typed(value, &mut unknown)
             .map(Object::Secret)
             .map_err(|issue| redact(&issue)),

@@ -3,7 +3,9 @@
 //! `HTTPRoute` sends `/a` to one backend with a request header set and `/b` to another, over
 //! plain HTTP; a host the route does not name gets Istio's 404. A `TCPRoute` on a TCP
 //! listener reaches a TCP backend of another namespace that a `ReferenceGrant` there opens
-//! to it; a route of a namespace the grant does not name gets no listener.
+//! to it; a route of a namespace the grant does not name gets no listener. A `GRPCRoute`
+//! routes gRPC calls by service, method and header to HTTP/2 backends; a method it does
+//! not match gets Envoy's 404, answered to gRPC clients as `UNIMPLEMENTED`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -209,4 +211,154 @@ async fn gateway_api_tcp_route_with_reference_grant() {
         envoy.listeners().await.unwrap(),
         vec![format!("0.0.0.0_{listen}")]
     );
+}
+
+const GRPC_HOST: &str = "grpc.example.com";
+
+fn grpc_mesh(listen: u16, echo: u16, canary: u16) -> String {
+    // `echo` speaks HTTP/2 by its port name, `canary` by its appProtocol.
+    shoal_tests::service_with_endpoint("echo", "web", "grpc", 9000, "127.0.0.2", echo)
+        + &format!(
+            r#"apiVersion: v1
+kind: Service
+metadata: {{name: canary, namespace: web}}
+spec:
+  ports:
+  - {{name: rpc, port: 9001, targetPort: {canary}, appProtocol: grpc}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: canary-1, namespace: web, labels: {{kubernetes.io/service-name: canary}}}}
+addressType: IPv4
+ports: [{{name: rpc, port: {canary}, appProtocol: grpc}}]
+endpoints:
+- addresses: [127.0.0.2]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: web}}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {{name: http, port: {listen}, protocol: HTTP}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: echo, namespace: web}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [{GRPC_HOST}]
+  rules:
+  - matches: [{{method: {{service: echo.Echo, method: Who}}}}]
+    backendRefs: [{{name: echo, port: 9000}}]
+  - matches:
+    - method: {{service: echo.Echo, method: Who}}
+      headers: [{{name: x-canary, value: "true"}}]
+    filters:
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {{set: [{{name: x-route, value: canary}}]}}
+    backendRefs: [{{name: canary, port: 9001}}]
+  - matches: [{{method: {{type: RegularExpression, service: "other\\..*"}}}}]
+    backendRefs: [{{name: canary, port: 9001}}]
+"#
+        )
+}
+
+/// Calls `path` (`/SERVICE/METHOD`, an empty message) through `addr` with `authority`:
+/// the answer and its `x-route` response header, or the gRPC status.
+async fn grpc_call(
+    addr: SocketAddr,
+    path: &str,
+    metadata: &[(&'static str, &str)],
+) -> anyhow::Result<Result<(String, Option<String>), tonic::Status>> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .origin(format!("http://{GRPC_HOST}").parse()?)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await?;
+    let mut client = tonic::client::Grpc::new(channel);
+    client.ready().await?;
+    let mut req = tonic::Request::new(bytes::Bytes::new());
+    for (k, v) in metadata {
+        req.metadata_mut().insert(*k, v.parse()?);
+    }
+    let path = http::uri::PathAndQuery::try_from(path.to_string())?;
+    Ok(client
+        .unary(req, path, shoal_api::codec::RawCodec)
+        .await
+        .map(|resp| {
+            let route = resp
+                .metadata()
+                .get("x-route")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            (String::from_utf8_lossy(resp.get_ref()).into_owned(), route)
+        }))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_api_grpc_route() {
+    let (echo_port, canary_port) = (free_port("127.0.0.2"), free_port("127.0.0.2"));
+    let _echo = backends::grpc(format!("127.0.0.2:{echo_port}").parse().unwrap(), "echo")
+        .await
+        .unwrap();
+    let _canary = backends::grpc(
+        format!("127.0.0.2:{canary_port}").parse().unwrap(),
+        "canary",
+    )
+    .await
+    .unwrap();
+    let listen = free_port("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        grpc_mesh(listen, echo_port, canary_port),
+    )
+    .unwrap();
+    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let node = "router~127.0.0.1~gw-istio-0.web~web.svc.cluster.local";
+    let meta = serde_json::json!({ "LABELS": { "gateway.networking.k8s.io/gateway-name": "gw" } });
+    let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {
+        return;
+    };
+    let addr: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
+
+    // Service and method match: the call reaches `echo` over HTTP/2 (gRPC over h2c).
+    eventually(
+        Duration::from_secs(20),
+        "GRPCRoute echo.Echo/Who",
+        || async {
+            let (who, _) = grpc_call(addr, "/echo.Echo/Who", &[]).await.ok()?.ok()?;
+            (who == "echo").then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {}", envoy.proc.log()));
+
+    // The same method with a header match: the more specific rule, with its filter.
+    let (who, route) = grpc_call(addr, "/echo.Echo/Who", &[("x-canary", "true")])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((who.as_str(), route.as_deref()), ("canary", Some("canary")));
+
+    // A regular expression on the service: routed to `canary`, which implements only
+    // `/echo.Echo/Who` and answers UNIMPLEMENTED itself (Envoy says an upstream answered).
+    let upstream = |s: &tonic::Status| s.metadata().get("x-envoy-upstream-service-time").is_some();
+    let status = grpc_call(addr, "/other.Svc/Who", &[])
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    assert!(upstream(&status), "{status:?}");
+
+    // A method no rule matches: no route, Envoy's own 404, which it answers a gRPC request
+    // as UNIMPLEMENTED; no upstream involved.
+    let status = grpc_call(addr, "/echo.Echo/Other", &[])
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    assert!(!upstream(&status), "{status:?}");
 }

@@ -1,12 +1,20 @@
 //! Kubernetes Gateway API (`gateway.networking.k8s.io` v1, with the v1beta1 alias):
-//! `Gateway` and `HTTPRoute`, `ReferenceGrant` (v1beta1), `TLSRoute` and `TCPRoute`
-//! (v1alpha2), field names as in the API. Istio converts them into its own
+//! `Gateway` and `HTTPRoute`, `GRPCRoute` (v1, with the v1alpha2 alias; [`grpc`]),
+//! `ReferenceGrant` (v1beta1), `TLSRoute` and `TCPRoute` (v1alpha2), field names as in the
+//! API. Istio converts them into its own
 //! Gateway and VirtualService model; so does shoal (`translate/src/model/gateway_api.rs`).
 //! Fields shoal does not act on are reported by the parser rather than silently ignored.
 
 use serde::{Deserialize, Serialize};
 
 use crate::meta::Labels;
+
+pub mod grpc;
+
+pub use grpc::{
+    GrpcFilterType, GrpcMethodMatch, GrpcMethodMatchType, GrpcRouteFilter, GrpcRouteMatch,
+    GrpcRouteRule, GrpcRouteSpec,
+};
 
 /// The group of both kinds.
 pub const GROUP: &str = "gateway.networking.k8s.io";

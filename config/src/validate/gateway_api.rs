@@ -2,15 +2,18 @@
 //! CEL validations that matter to translation: listener names unique and protocols known,
 //! HTTPS/TLS listeners with `tls` (Terminate with a certificate), paths starting with `/`,
 //! weights in 0..=1000000, filters whose `type` matches their field, a redirect never with
-//! backends or a rewrite. What shoal does not act on is a warning naming the field.
+//! backends or a rewrite; GRPCRoute method matches naming a service or a method (with the
+//! API's syntax when `Exact`, compiling when `RegularExpression`). What shoal does not act on
+//! is a warning naming the field.
 
 use std::collections::BTreeSet;
 
 use super::Validator;
 use crate::gateway_api::{
-    FilterType, FromNamespaces, HttpBackendRef, HttpPathModifier, HttpRouteFilter, HttpRouteMatch,
-    HttpRouteRule, HttpRouteSpec, KubeGatewaySpec, L4RouteSpec, Listener, ParentReference,
-    PathMatchType, PathModifierType, ReferenceGrantSpec, TlsMode, ValueMatchType,
+    FilterType, FromNamespaces, GrpcMethodMatch, GrpcMethodMatchType, GrpcRouteSpec,
+    HttpBackendRef, HttpPathModifier, HttpRouteFilter, HttpRouteMatch, HttpRouteRule,
+    HttpRouteSpec, KubeGatewaySpec, L4RouteSpec, Listener, ParentReference, PathMatchType,
+    PathModifierType, ReferenceGrantSpec, TlsMode, ValueMatchType,
 };
 use crate::host;
 
@@ -174,6 +177,118 @@ fn parent_refs(v: &mut Validator, refs: &[ParentReference]) {
             );
         }
     }
+}
+
+/// A `GRPCRoute`: as an HTTPRoute for parents, hostnames, headers, filters (a subset of
+/// the HTTPRoute's) and backends; method matches as the API's CEL rules say.
+pub(super) fn grpc_route(v: &mut Validator, spec: &GrpcRouteSpec) {
+    parent_refs(v, &spec.parent_refs);
+    for (i, h) in spec.hostnames.iter().enumerate() {
+        hostname(v, &format!("spec.hostnames[{i}]"), h);
+    }
+    for (i, r) in spec.rules.iter().enumerate() {
+        let f = format!("spec.rules[{i}]");
+        for (j, m) in r.matches.iter().enumerate() {
+            let mf = format!("{f}.matches[{j}]");
+            if let Some(method) = &m.method {
+                grpc_method(v, &format!("{mf}.method"), method);
+            }
+            headers(v, &mf, &m.headers);
+        }
+        let mut seen = BTreeSet::new();
+        for (j, filter) in r.filters.iter().enumerate() {
+            let ff = format!("{f}.filters[{j}]");
+            route_filter(v, &ff, &filter.to_http());
+            let once = !matches!(
+                filter.filter_type,
+                crate::gateway_api::GrpcFilterType::RequestMirror
+            );
+            if once && !seen.insert(format!("{:?}", filter.filter_type)) {
+                v.error(ff, "this filter type may appear only once per rule");
+            }
+        }
+        backend_refs(v, &f, &r.backend_refs);
+    }
+}
+
+fn grpc_method(v: &mut Validator, f: &str, m: &GrpcMethodMatch) {
+    let (service, method) = (m.service(), m.method());
+    if service.is_none() && method.is_none() {
+        v.error(
+            f.to_string(),
+            "one or both of service and method must be set",
+        );
+        return;
+    }
+    let parts = [("service", service), ("method", method)];
+    for (name, value) in parts {
+        let Some(value) = value else { continue };
+        let field = format!("{f}.{name}");
+        if value.len() > 1024 {
+            v.error(field, "must be at most 1024 characters");
+            continue;
+        }
+        match m.match_type() {
+            GrpcMethodMatchType::Exact => {
+                let ok = if name == "service" {
+                    is_grpc_service(value)
+                } else {
+                    is_grpc_identifier(value)
+                };
+                if !ok {
+                    v.error(
+                        field,
+                        format!(
+                            "{value:?} is not a valid gRPC {name} name (Exact matches are literal)"
+                        ),
+                    );
+                }
+            }
+            GrpcMethodMatchType::RegularExpression => {
+                v.regex(field.clone(), value);
+                if has_top_level_alternation(value) {
+                    v.warning(
+                        field,
+                        "joined with the other part as /SERVICE/METHOD (as Istio does): an alternation not inside a group spans the '/'",
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Whether a regex has a `|` outside every group and class (`a|b`, not `(a|b)`).
+fn has_top_level_alternation(re: &str) -> bool {
+    let (mut depth, mut class, mut escaped) = (0usize, false, false);
+    for c in re.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '[' if !class => class = true,
+            ']' if class => class = false,
+            _ if class => {}
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            '|' if depth == 0 => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A gRPC method name: `[A-Za-z_][A-Za-z_0-9]*`.
+fn is_grpc_identifier(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A gRPC service name: dot-separated identifiers, optionally with a leading dot.
+fn is_grpc_service(s: &str) -> bool {
+    let s = s.strip_prefix('.').unwrap_or(s);
+    s.split('.').all(is_grpc_identifier)
 }
 
 /// A `TLSRoute` (`tls`) or `TCPRoute`: Gateway parents only, hostnames for TLS only, one
@@ -353,17 +468,7 @@ fn route_match(v: &mut Validator, f: &str, m: &HttpRouteMatch) {
             PathMatchType::RegularExpression => v.regex(format!("{f}.path.value"), value),
         }
     }
-    let mut names = BTreeSet::new();
-    for (i, h) in m.headers.iter().enumerate() {
-        let hf = format!("{f}.headers[{i}]");
-        value_match(v, &hf, &h.name, &h.value, h.match_type.unwrap_or_default());
-        if !names.insert(h.name.to_ascii_lowercase()) {
-            v.error(
-                format!("{hf}.name"),
-                "header names must be unique in a match",
-            );
-        }
-    }
+    headers(v, f, &m.headers);
     for (i, q) in m.query_params.iter().enumerate() {
         let qf = format!("{f}.queryParams[{i}]");
         value_match(v, &qf, &q.name, &q.value, q.match_type.unwrap_or_default());
@@ -372,6 +477,21 @@ fn route_match(v: &mut Validator, f: &str, m: &HttpRouteMatch) {
         && !METHODS.contains(&method.as_str())
     {
         v.error(format!("{f}.method"), format!("unknown method {method:?}"));
+    }
+}
+
+/// Header matches of an HTTPRoute or GRPCRoute match: valid names, unique ignoring case.
+fn headers(v: &mut Validator, f: &str, headers: &[crate::gateway_api::HttpHeaderMatch]) {
+    let mut names = BTreeSet::new();
+    for (i, h) in headers.iter().enumerate() {
+        let hf = format!("{f}.headers[{i}]");
+        value_match(v, &hf, &h.name, &h.value, h.match_type.unwrap_or_default());
+        if !names.insert(h.name.to_ascii_lowercase()) {
+            v.error(
+                format!("{hf}.name"),
+                "header names must be unique in a match",
+            );
+        }
     }
 }
 

@@ -231,3 +231,79 @@ fn client_verification_settings_are_checked() {
         "{f:?}"
     );
 }
+
+fn grpc_route(version: &str, rules: &str) -> Vec<String> {
+    findings(&format!(
+        "apiVersion: gateway.networking.k8s.io/{version}\nkind: GRPCRoute\nmetadata: {{name: g, namespace: ns}}\nspec:\n  parentRefs: [{{name: gw}}, {{group: '', kind: Service, name: echo, port: 9000}}]\n  hostnames: [grpc.example.com]\n  rules:\n{rules}"
+    ))
+}
+
+#[test]
+fn valid_grpc_routes_are_accepted_cleanly() {
+    let rules = "  - matches:\n    - method: {service: echo.Echo, method: Who}\n      headers: [{name: x-v, value: '1'}, {type: RegularExpression, name: x-w, value: 'a.*'}]\n    - method: {type: Exact, service: .pkg.v1.Svc}\n    - method: {method: _Get2}\n    - method: {type: RegularExpression, service: 'echo\\..*', method: 'W(ho|hat)'}\n    - headers: [{name: x-only, value: a}]\n    filters:\n    - type: RequestHeaderModifier\n      requestHeaderModifier: {set: [{name: x-a, value: b}], remove: [x-c]}\n    - type: ResponseHeaderModifier\n      responseHeaderModifier: {add: [{name: x-r, value: '1'}]}\n    - type: RequestMirror\n      requestMirror: {backendRef: {name: shadow, port: 9000}}\n    backendRefs: [{name: a, port: 9000, weight: 3}, {name: b, namespace: other, port: 9000}]\n  - backendRefs: [{name: a, port: 9000}]\n";
+    for version in ["v1", "v1alpha2"] {
+        assert_eq!(
+            grpc_route(version, rules),
+            Vec::<String>::new(),
+            "{version}"
+        );
+    }
+}
+
+#[test]
+fn grpc_routes_by_version() {
+    use crate::Kind;
+    use crate::parse::kind_for;
+    let g = |v: &str| format!("gateway.networking.k8s.io/{v}");
+    assert_eq!(kind_for(&g("v1"), "GRPCRoute"), Some(Kind::GrpcRoute));
+    assert_eq!(kind_for(&g("v1alpha2"), "GRPCRoute"), Some(Kind::GrpcRoute));
+    assert_eq!(kind_for(&g("v1beta1"), "GRPCRoute"), None);
+    assert_eq!(Kind::GrpcRoute.as_str(), "GRPCRoute");
+}
+
+#[test]
+fn malformed_grpc_routes_are_rejected_by_field() {
+    let f = grpc_route(
+        "v1",
+        "  - matches:\n    - method: {type: Exact}\n    - method: {service: 'echo/Echo', method: 'Who?'}\n    - method: {service: '1abc'}\n    - method: {type: RegularExpression, service: '(', method: 'a|b'}\n    - method: {service: ''}\n      headers: [{name: x-a, value: '1'}, {name: X-A, value: '2'}, {name: 'bad name', value: x}]\n    backendRefs: [{name: a, weight: 2000000}]\n  - filters:\n    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x, value: y}]}}\n    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x, value: z}]}}\n    - {type: ResponseHeaderModifier, requestMirror: {backendRef: {name: m, port: 1}}}\n    - {type: ExtensionRef}\n    - {type: RequestMirror, requestMirror: {backendRef: {name: m}}}\n    backendRefs: [{name: a, port: 9000, filters: []}]\n",
+    );
+    for expected in [
+        "error spec.rules[0].matches[0].method: one or both of service and method must be set",
+        "error spec.rules[0].matches[1].method.service: \"echo/Echo\" is not a valid gRPC service name",
+        "error spec.rules[0].matches[1].method.method: \"Who?\" is not a valid gRPC method name",
+        "error spec.rules[0].matches[2].method.service: \"1abc\" is not a valid gRPC service name",
+        "error spec.rules[0].matches[3].method.service: invalid regex",
+        "warning spec.rules[0].matches[3].method.method: joined with the other part",
+        "error spec.rules[0].matches[4].method: one or both",
+        "error spec.rules[0].matches[4].headers[1].name: header names must be unique",
+        "error spec.rules[0].matches[4].headers[2].name: \"bad name\" is not a valid name",
+        "error spec.rules[0].backendRefs[0].weight: weight 2000000 is out of range",
+        "error spec.rules[0].backendRefs[0].port: required for a Service backend",
+        "error spec.rules[1].filters[1]: this filter type may appear only once per rule",
+        "error spec.rules[1].filters[2]: a filter of type ResponseHeaderModifier must set exactly its own field",
+        "error spec.rules[1].filters[3].type: ExtensionRef filters are not supported",
+        "error spec.rules[1].filters[4].requestMirror.backendRef.port: required",
+        "warning spec.rules[1].backendRefs[0].filters: field is not supported",
+    ] {
+        assert!(has(&f, expected), "{expected}: {f:?}");
+    }
+    // Filter types of HTTPRoutes only, and unknown fields, are reported as for HTTPRoutes.
+    let f = grpc_route(
+        "v1",
+        "  - filters:\n    - {type: URLRewrite, urlRewrite: {hostname: a.com}}\n",
+    );
+    assert!(
+        has(&f, "error spec.rules[0].filters[0].type: unknown variant"),
+        "{f:?}"
+    );
+    let f = grpc_route(
+        "v1",
+        "  - matches: [{method: {service: a.B}, queryParams: []}]\n    backendRefs: [{name: a, port: 1}]\n    timeouts: {request: 1s}\n",
+    );
+    for expected in [
+        "warning spec.rules[0].matches[0].queryParams: field is not supported",
+        "warning spec.rules[0].timeouts: field is not supported",
+    ] {
+        assert!(has(&f, expected), "{expected}: {f:?}");
+    }
+}

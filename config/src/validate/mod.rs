@@ -44,6 +44,7 @@ pub fn validate(obj: &Object) -> Vec<Issue> {
         Object::ReferenceGrant(g) => gateway_api::reference_grant(&mut v, &g.spec),
         Object::TlsRoute(r) => gateway_api::l4_route(&mut v, &r.spec, true),
         Object::TcpRoute(r) => gateway_api::l4_route(&mut v, &r.spec, false),
+        Object::GrpcRoute(r) => gateway_api::grpc_route(&mut v, &r.spec),
     }
     v.issues
 }

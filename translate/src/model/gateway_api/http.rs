@@ -1,5 +1,6 @@
-//! HTTPRoutes as VirtualServices: of the listeners they attach to (merged per listener and
-//! host, routes in Gateway API precedence) and of the Services they name (mesh routing).
+//! HTTPRoutes (and GRPCRoutes in their HTTP form, `grpc.rs`) as VirtualServices: of the
+//! listeners they attach to (merged per listener and host, routes in Gateway API
+//! precedence) and of the Services they name (mesh routing).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,34 +30,25 @@ pub(super) fn virtual_services(
 ) -> Vec<Arc<VirtualServiceRule>> {
     let mut attached = Attached::new();
     let mut mesh = Attached::new();
-    for (key, e) in cfg.of_kind(Kind::HttpRoute) {
-        let Object::HttpRoute(route) = e.object.as_ref() else {
-            continue;
-        };
-        let spec = &route.spec;
+    let mut add = |key: &ObjectKey, kind: RouteKind, spec: &HttpRouteSpec| {
         let hosts_by_gateway = attachments(
             cfg,
             &key.namespace,
-            RouteKind::Http,
+            kind,
             &spec.parent_refs,
             &spec.hostnames,
         );
-        let services: Vec<_> = route
-            .spec
-            .parent_refs
-            .iter()
-            .filter(|p| p.is_service())
-            .collect();
+        let services: Vec<_> = spec.parent_refs.iter().filter(|p| p.is_service()).collect();
         if hosts_by_gateway.is_empty() && services.is_empty() {
-            continue;
+            return;
         }
         let backends = Backends {
             cfg,
             route_ns: &key.namespace,
-            kind: RouteKind::Http,
+            kind,
             suffix,
         };
-        let routes = http_routes(key, spec, &backends);
+        let routes = http_routes(key, spec, &backends, kind == RouteKind::Grpc);
         for parent in services {
             let ns = parent.namespace.as_deref().unwrap_or(&key.namespace);
             let svc_host = format!("{}.{ns}.svc.{suffix}", parent.name);
@@ -81,6 +73,22 @@ pub(super) fn virtual_services(
                     .or_default()
                     .extend(routes.iter().cloned());
             }
+        }
+    };
+    for (key, e) in cfg.of_kind(Kind::HttpRoute) {
+        if let Object::HttpRoute(route) = e.object.as_ref() {
+            add(key, RouteKind::Http, &route.spec);
+        }
+    }
+    // GRPCRoutes in their HTTP form, after the HTTPRoutes: merged with those of the same
+    // (gateway, host) or Service, ties of precedence going to the HTTPRoutes.
+    for (key, e) in cfg.of_kind(Kind::GrpcRoute) {
+        if let Object::GrpcRoute(route) = e.object.as_ref() {
+            add(
+                key,
+                RouteKind::Grpc,
+                &super::grpc::as_http_route(&route.spec),
+            );
         }
     }
     let mesh_vss = mesh.into_iter().map(|((route_ns, svc_ns, h), mut routes)| {
@@ -142,6 +150,8 @@ fn on_port(mut r: HttpRoute, port: Option<u32>) -> HttpRoute {
 
 /// Gateway API precedence, smallest first: path kind (Exact, PathPrefix,
 /// RegularExpression, none), longer paths, a method, more headers, more query parameters.
+/// A GRPCRoute match in its HTTP form ranks the same way, except that one without a method
+/// (no path) comes after every path (its service and method have no characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct RouteRank {
     path_kind: u8,
@@ -151,7 +161,7 @@ struct RouteRank {
     query: std::cmp::Reverse<usize>,
 }
 
-fn rank(m: Option<&HttpRouteMatch>) -> RouteRank {
+fn rank(m: Option<&HttpRouteMatch>, grpc: bool) -> RouteRank {
     use std::cmp::Reverse;
     let Some(m) = m else {
         return RouteRank {
@@ -163,6 +173,7 @@ fn rank(m: Option<&HttpRouteMatch>) -> RouteRank {
         };
     };
     let (kind, len) = match &m.path {
+        None if grpc => (3, 0),
         None => (1, 1),
         Some(p) => (
             match p.match_type() {
@@ -182,11 +193,13 @@ fn rank(m: Option<&HttpRouteMatch>) -> RouteRank {
     }
 }
 
-/// One Istio HTTP route per match of every rule (a rule without matches matches all).
+/// One Istio HTTP route per match of every rule (a rule without matches matches all), of an
+/// HTTPRoute or of a GRPCRoute in its HTTP form (`grpc`).
 fn http_routes(
     key: &ObjectKey,
     spec: &HttpRouteSpec,
     backends: &Backends<'_>,
+    grpc: bool,
 ) -> Vec<(RouteRank, HttpRoute)> {
     let mut out = Vec::new();
     for (i, rule) in spec.rules.iter().enumerate() {
@@ -194,7 +207,7 @@ fn http_routes(
         if rule.matches.is_empty() {
             let name = format!("{}.{}.{i}", key.namespace, key.name);
             out.push((
-                rank(None),
+                rank(None, grpc),
                 HttpRoute {
                     name: Some(name),
                     ..base
@@ -204,7 +217,7 @@ fn http_routes(
         }
         for (j, m) in rule.matches.iter().enumerate() {
             out.push((
-                rank(Some(m)),
+                rank(Some(m), grpc),
                 HttpRoute {
                     name: Some(format!("{}.{}.{i}.{j}", key.namespace, key.name)),
                     matches: vec![match_request(m)],
@@ -406,12 +419,15 @@ mod tests {
             ..Default::default()
         };
         let mut ranks = [
-            rank(None),
-            rank(Some(&m(PathMatchType::PathPrefix, "/", false))),
-            rank(Some(&m(PathMatchType::RegularExpression, "/.*", false))),
-            rank(Some(&m(PathMatchType::PathPrefix, "/abc", false))),
-            rank(Some(&m(PathMatchType::PathPrefix, "/abc", true))),
-            rank(Some(&m(PathMatchType::Exact, "/a", false))),
+            rank(None, false),
+            rank(Some(&m(PathMatchType::PathPrefix, "/", false)), false),
+            rank(
+                Some(&m(PathMatchType::RegularExpression, "/.*", false)),
+                false,
+            ),
+            rank(Some(&m(PathMatchType::PathPrefix, "/abc", false)), false),
+            rank(Some(&m(PathMatchType::PathPrefix, "/abc", true)), false),
+            rank(Some(&m(PathMatchType::Exact, "/a", false)), false),
         ];
         let expect = [ranks[5], ranks[4], ranks[3], ranks[1], ranks[2], ranks[0]];
         ranks.sort();

@@ -71,7 +71,7 @@ pub(super) fn virtual_services(
                             })
                             .collect();
                     }
-                    RouteKind::Tcp | RouteKind::Http => {
+                    RouteKind::Tcp | RouteKind::Http | RouteKind::Grpc => {
                         vs.tcp = rules
                             .iter()
                             .map(|route| TcpRoute {

@@ -24,6 +24,11 @@
 //!   `backendRefs` to Services become weighted destinations `NAME.NAMESPACE.svc.SUFFIX`; a
 //!   rule with none (or only invalid ones: other kinds, no port, another namespace without
 //!   a `ReferenceGrant` there allowing it; `refs.rs`) and no redirect answers 500.
+//! - a `GRPCRoute` attaches as an HTTPRoute does (HTTP and HTTPS listeners take both kinds
+//!   unless `allowedRoutes.kinds` says otherwise; Gateway and Service parents) and is
+//!   converted into its HTTP form (`grpc.rs`: a method match becomes a match on the
+//!   `/SERVICE/METHOD` path, as Istio's `createGRPCURIMatch` does), then merged with the
+//!   HTTPRoutes of the same listener and host (or Service) and sorted with them.
 //! - a `TLSRoute` attaches to TLS `Passthrough` listeners, a `TCPRoute` to TCP listeners
 //!   (same rules; `l4.rs`): each (route, listener) becomes a VirtualService bound to the
 //!   listener's Gateway with `tls` routes matching the SNI hosts (route hostnames ∩ the
@@ -43,6 +48,7 @@
 //! ReferenceGrant allows it (serving it would need `kubernetes://NS/NAME` credential names
 //! in the server).
 
+mod grpc;
 mod http;
 mod l4;
 mod refs;
@@ -197,6 +203,7 @@ fn listener_gateway(key: &ObjectKey, l: &Listener) -> Option<GatewayRule> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RouteKind {
     Http,
+    Grpc,
     Tls,
     Tcp,
 }
@@ -205,18 +212,21 @@ impl RouteKind {
     fn name(self) -> &'static str {
         match self {
             RouteKind::Http => "HTTPRoute",
+            RouteKind::Grpc => "GRPCRoute",
             RouteKind::Tls => "TLSRoute",
             RouteKind::Tcp => "TCPRoute",
         }
     }
 
-    /// Whether a listener carries routes of this kind: HTTP(S) terminated for HTTPRoutes,
-    /// TLS passed through for TLSRoutes, TCP for TCPRoutes.
+    /// Whether a listener carries routes of this kind: HTTP(S) terminated for HTTPRoutes and
+    /// GRPCRoutes (Istio's supported kinds of those protocols), TLS passed through for
+    /// TLSRoutes, TCP for TCPRoutes. Without `allowedRoutes.kinds` a listener takes every
+    /// kind it carries; with them, those of the list it carries.
     fn carried_by(self, l: &Listener) -> bool {
         let mode = l.tls.as_ref().map(|t| t.mode());
         match (self, l.protocol.as_str()) {
-            (RouteKind::Http, "HTTP") => true,
-            (RouteKind::Http, "HTTPS") => mode == Some(TlsMode::Terminate),
+            (RouteKind::Http | RouteKind::Grpc, "HTTP") => true,
+            (RouteKind::Http | RouteKind::Grpc, "HTTPS") => mode == Some(TlsMode::Terminate),
             (RouteKind::Tls, "TLS") => mode == Some(TlsMode::Passthrough),
             (RouteKind::Tcp, "TCP") => true,
             _ => false,
@@ -248,7 +258,9 @@ fn attachments(
             }
             let hosts = match kind {
                 RouteKind::Tcp => vec!["*".to_string()],
-                RouteKind::Http | RouteKind::Tls => route_hosts(l.hostname.as_deref(), hostnames),
+                RouteKind::Http | RouteKind::Grpc | RouteKind::Tls => {
+                    route_hosts(l.hostname.as_deref(), hostnames)
+                }
             };
             if hosts.is_empty() {
                 continue;
@@ -345,23 +357,50 @@ mod tests {
             ..Default::default()
         };
         let cases = [
-            (l("HTTP", None), [true, false, false]),
-            (l("HTTPS", Some(TlsMode::Terminate)), [true, false, false]),
-            (l("TLS", Some(TlsMode::Passthrough)), [false, true, false]),
-            (l("TLS", Some(TlsMode::Terminate)), [false, false, false]),
-            (l("TCP", None), [false, false, true]),
-            (l("UDP", None), [false, false, false]),
+            (l("HTTP", None), [true, true, false, false]),
+            (
+                l("HTTPS", Some(TlsMode::Terminate)),
+                [true, true, false, false],
+            ),
+            (
+                l("TLS", Some(TlsMode::Passthrough)),
+                [false, false, true, false],
+            ),
+            (
+                l("TLS", Some(TlsMode::Terminate)),
+                [false, false, false, false],
+            ),
+            (l("TCP", None), [false, false, false, true]),
+            (l("UDP", None), [false, false, false, false]),
+        ];
+        let kinds = [
+            RouteKind::Http,
+            RouteKind::Grpc,
+            RouteKind::Tls,
+            RouteKind::Tcp,
         ];
         for (listener, expect) in cases {
-            let got =
-                [RouteKind::Http, RouteKind::Tls, RouteKind::Tcp].map(|k| k.carried_by(&listener));
+            let got = kinds.map(|k| k.carried_by(&listener));
             assert_eq!(got, expect, "{}", listener.protocol);
-            assert_eq!(
-                [RouteKind::Http, RouteKind::Tls, RouteKind::Tcp]
-                    .map(|k| admits(&listener, k, "ns", "ns")),
-                expect
-            );
+            assert_eq!(kinds.map(|k| admits(&listener, k, "ns", "ns")), expect);
         }
+        // An HTTP listener limited to HTTPRoutes takes no GRPCRoute, and the other way.
+        let mut http = l("HTTP", None);
+        let only = |kind: &str| {
+            Some(shoal_config::gateway_api::AllowedRoutes {
+                kinds: vec![shoal_config::gateway_api::RouteGroupKind {
+                    group: Some(GROUP.into()),
+                    kind: kind.into(),
+                }],
+                ..Default::default()
+            })
+        };
+        http.allowed_routes = only("HTTPRoute");
+        assert!(admits(&http, RouteKind::Http, "ns", "ns"));
+        assert!(!admits(&http, RouteKind::Grpc, "ns", "ns"));
+        http.allowed_routes = only("GRPCRoute");
+        assert!(!admits(&http, RouteKind::Http, "ns", "ns"));
+        assert!(admits(&http, RouteKind::Grpc, "ns", "ns"));
         // allowedRoutes.kinds narrows; Same rejects other namespaces.
         let mut tcp = l("TCP", None);
         assert!(!admits(&tcp, RouteKind::Tcp, "ns", "other"));
