@@ -5,6 +5,7 @@ pub mod backends;
 pub mod cluster;
 pub mod env;
 pub mod identity;
+pub mod ingress;
 pub mod proc;
 pub mod xds;
 

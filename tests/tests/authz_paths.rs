@@ -5,16 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use shoal_tests::backends;
-use shoal_tests::proc::{Envoy, Shoal, http_get};
-use shoal_tests::{eventually, free_port};
+use shoal_tests::eventually;
+use shoal_tests::ingress::IngressApi;
 
-fn mesh(ingress: u16, app: u16) -> String {
-    shoal_tests::ingress_workload("HTTP", 80, app, ingress, app)
-        + r#"apiVersion: security.istio.io/v1
+const POLICY: &str = r#"apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: api, namespace: app}
 spec:
@@ -24,42 +20,26 @@ spec:
     - operation:
         paths: ["/api/{*}/orders", "/files/{**}"]
         notPaths: ["/files/{*}/secret"]
-"#
-}
+"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_templates_allow_only_the_segments_they_name() {
-    let (ingress, app) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
-    let _app = backends::http(format!("127.0.0.1:{app}").parse().unwrap(), "api")
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("mesh.yaml"), mesh(ingress, app)).unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
-    let node = "sidecar~127.0.0.1~api-0.app~app.svc.cluster.local";
-    let meta = serde_json::json!({
-        "INTERCEPTION_MODE": "NONE",
-        "NAMESPACE": "app",
-        "LABELS": { "app": "api" },
-    });
-    let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {
+    let Some(api) = IngressApi::start(POLICY, &[]).await.unwrap() else {
         return;
     };
-    let via: SocketAddr = format!("127.0.0.1:{ingress}").parse().unwrap();
-    let status = |path: &'static str| async move {
-        http_get(via, path, &[("host", "api.app")])
-            .await
-            .map(|(s, _)| s)
+    let status = |path: &'static str| {
+        let api = &api;
+        async move { api.get(path, &[]).await.map(|(s, _)| s) }
     };
 
     let (code, body) = eventually(Duration::from_secs(20), "an allowed path", || async {
-        http_get(via, "/api/x/orders", &[("host", "api.app")])
+        api.get("/api/x/orders", &[])
             .await
             .ok()
             .filter(|(s, _)| *s == 200)
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", envoy.proc.log(), shoal.proc.log()));
+    .unwrap_or_else(|e| panic!("{e}\n{}", api.logs()));
     assert_eq!((code, body.as_str()), (200, "api"));
 
     for (path, want) in [

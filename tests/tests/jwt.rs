@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
 use shoal_tests::backends;
+use shoal_tests::ingress::IngressApi;
 use shoal_tests::proc::{Envoy, Shoal, http_get};
 use shoal_tests::{eventually, free_port};
 
@@ -54,18 +55,17 @@ impl Signer {
     }
 }
 
-fn mesh(ingress: u16, app: u16, jwks: &str) -> String {
-    shoal_tests::ingress_workload("HTTP", 80, app, ingress, app)
-        + &format!(
-            r#"apiVersion: security.istio.io/v1
+/// The RequestAuthentication (`rules`) of `api` and a policy requiring any principal of it
+/// (or `principal` only).
+fn api_policies(rules: &str, principal: &str) -> String {
+    format!(
+        r#"apiVersion: security.istio.io/v1
 kind: RequestAuthentication
 metadata: {{name: api, namespace: app}}
 spec:
   selector: {{matchLabels: {{app: api}}}}
   jwtRules:
-  - issuer: {ISSUER}
-    audiences: [api]
-    jwks: '{jwks}'
+{rules}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -73,43 +73,34 @@ metadata: {{name: api, namespace: app}}
 spec:
   selector: {{matchLabels: {{app: api}}}}
   rules:
-  - from: [{{source: {{requestPrincipals: ["{ISSUER}/alice"]}}}}]
+  - from: [{{source: {{requestPrincipals: ["{principal}"]}}}}]
 "#
-        )
+    )
+}
+
+/// GETs `/` of `api` with `token` as a bearer token, if any.
+async fn get_with(api: &IngressApi, token: Option<String>) -> anyhow::Result<(u16, String)> {
+    match token {
+        Some(t) => {
+            let auth = format!("Bearer {t}");
+            api.get("/", &[("authorization", &auth)]).await
+        }
+        None => api.get("/", &[]).await,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_verified_and_principals_required() {
-    let (ingress, app) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
-    let _app = backends::http(format!("127.0.0.1:{app}").parse().unwrap(), "api")
-        .await
-        .unwrap();
     let signer = Signer::new();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("mesh.yaml"),
-        mesh(ingress, app, &signer.jwks),
-    )
-    .unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
-    let node = "sidecar~127.0.0.1~api-0.app~app.svc.cluster.local";
-    let meta = serde_json::json!({
-        "INTERCEPTION_MODE": "NONE",
-        "NAMESPACE": "app",
-        "LABELS": { "app": "api" },
-    });
-    let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {
+    let rules = format!(
+        "  - issuer: {ISSUER}\n    audiences: [api]\n    jwks: '{}'",
+        signer.jwks
+    );
+    let policies = api_policies(&rules, &format!("{ISSUER}/alice"));
+    let Some(api) = IngressApi::start(&policies, &[]).await.unwrap() else {
         return;
     };
-    let via: SocketAddr = format!("127.0.0.1:{ingress}").parse().unwrap();
-    let get = |token: Option<String>| async move {
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let mut headers = vec![("host", "api.app")];
-        if let Some(a) = &auth {
-            headers.push(("authorization", a.as_str()));
-        }
-        http_get(via, "/", &headers).await
-    };
+    let get = |token: Option<String>| get_with(&api, token);
 
     let alice = signer.token("alice");
     let (status, body) = eventually(Duration::from_secs(20), "a request with a token", || {
@@ -117,7 +108,7 @@ async fn tokens_are_verified_and_principals_required() {
         async move { get(Some(t)).await.ok().filter(|(s, _)| *s == 200) }
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", envoy.proc.log(), shoal.proc.log()));
+    .unwrap_or_else(|e| panic!("{e}\n{}", api.logs()));
     assert_eq!((status, body.as_str()), (200, "api"));
 
     // No token: RequestAuthentication lets it through, the policy requires a principal.
@@ -246,36 +237,8 @@ async fn a_gateway_enforces_the_policies_that_select_it() {
     );
 }
 
-fn fetched_keys_mesh(ingress: u16, app: u16, idp: SocketAddr) -> String {
-    shoal_tests::ingress_workload("HTTP", 80, app, ingress, app)
-        + &format!(
-            r#"apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {{name: api, namespace: app}}
-spec:
-  selector: {{matchLabels: {{app: api}}}}
-  jwtRules:
-  - issuer: {ISSUER}
-    jwksUri: http://{idp}/keys
-  - issuer: http://{idp}
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {{name: api, namespace: app}}
-spec:
-  selector: {{matchLabels: {{app: api}}}}
-  rules:
-  - from: [{{source: {{requestPrincipals: ["*"]}}}}]
-"#
-        )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shoal_fetches_keys_and_follows_their_rotation() {
-    let (ingress, app) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
-    let _app = backends::http(format!("127.0.0.1:{app}").parse().unwrap(), "api")
-        .await
-        .unwrap();
     let idp_addr: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
         .parse()
         .unwrap();
@@ -297,42 +260,29 @@ async fn shoal_fetches_keys_and_follows_their_rotation() {
     );
     set("/discovered", Some(discovered.jwks.clone()));
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("mesh.yaml"),
-        fetched_keys_mesh(ingress, app, idp_addr),
-    )
-    .unwrap();
-    let shoal = Shoal::start(dir.path(), &["--jwks-refresh", "500ms"])
+    let rules = format!(
+        "  - issuer: {ISSUER}\n    jwksUri: http://{idp_addr}/keys\n  - issuer: http://{idp_addr}"
+    );
+    let policies = api_policies(&rules, "*");
+    let Some(api) = IngressApi::start(&policies, &["--jwks-refresh", "500ms"])
         .await
-        .unwrap();
-    let node = "sidecar~127.0.0.1~api-0.app~app.svc.cluster.local";
-    let meta = serde_json::json!({
-        "INTERCEPTION_MODE": "NONE",
-        "NAMESPACE": "app",
-        "LABELS": { "app": "api" },
-    });
-    let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {
+        .unwrap()
+    else {
         return;
     };
-    let via: SocketAddr = format!("127.0.0.1:{ingress}").parse().unwrap();
-    let status = |token: String| async move {
-        let auth = format!("Bearer {token}");
-        http_get(via, "/", &[("host", "api.app"), ("authorization", &auth)])
-            .await
-            .map(|(s, _)| s)
-            .ok()
+    let status = |token: String| {
+        let api = &api;
+        async move { get_with(api, Some(token)).await.map(|(s, _)| s).ok() }
     };
     let until = |what: &'static str, token: String, want: u16| {
-        let envoy_log = envoy.proc.log();
-        let shoal_log = shoal.proc.log();
+        let api = &api;
         async move {
             eventually(Duration::from_secs(20), what, || {
                 let t = token.clone();
                 async move { (status(t).await == Some(want)).then_some(()) }
             })
             .await
-            .unwrap_or_else(|e| panic!("{e}\n{envoy_log}\n{shoal_log}"));
+            .unwrap_or_else(|e| panic!("{e}\n{}", api.logs()));
         }
     };
 
@@ -358,8 +308,8 @@ async fn shoal_fetches_keys_and_follows_their_rotation() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(status(rotated.token("alice")).await, Some(200));
     assert!(
-        shoal.proc.log().contains("JWKS fetch failed"),
+        api.shoal.proc.log().contains("JWKS fetch failed"),
         "{}",
-        shoal.proc.log()
+        api.logs()
     );
 }
