@@ -13,6 +13,7 @@ use std::time::Duration;
 use shoal_tests::identity::{Issuer, tls_bootstrap};
 use shoal_tests::proc::{Envoy, Shoal, http_get, run_python};
 use shoal_tests::{backends, env, eventually, free_port};
+use tokio::io::AsyncBufReadExt;
 
 /// The endpoint of `api`: the sidecar's ingress listener.
 fn endpoint_slice(ingress: u16) -> String {
@@ -63,7 +64,45 @@ fn workload_cert(ca_dir: Option<&Path>, ns: &str, sa: &str) -> (String, String) 
     (chain, kp.key_pem)
 }
 
-/// Runs the client with a bootstrap whose `default` certificate provider holds `cert`.
+/// A proxyless gRPC workload's bootstrap, written under `dir/name/`: node `node` with
+/// `metadata` (GENERATOR grpc added), the `default` certificate provider holding `cert`
+/// and the mesh root, and Istio's server listener name template. Returns its path.
+fn bootstrap(
+    dir: &Path,
+    name: &str,
+    xds: SocketAddr,
+    node: &str,
+    mut metadata: serde_json::Value,
+    root_pem: &str,
+    cert: &(String, String),
+) -> std::path::PathBuf {
+    let files = dir.join(name);
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("cert-chain.pem"), &cert.0).unwrap();
+    std::fs::write(files.join("key.pem"), &cert.1).unwrap();
+    std::fs::write(files.join("root-cert.pem"), root_pem).unwrap();
+    metadata["GENERATOR"] = "grpc".into();
+    let path = files.join("bootstrap.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&serde_json::json!({
+            "xds_servers": [{ "server_uri": xds.to_string(), "channel_creds": [{ "type": "insecure" }], "server_features": ["xds_v3"] }],
+            "node": { "id": node, "metadata": metadata, "locality": {} },
+            "certificate_providers": { "default": { "plugin_name": "file_watcher", "config": {
+                "certificate_file": files.join("cert-chain.pem"),
+                "private_key_file": files.join("key.pem"),
+                "ca_certificate_file": files.join("root-cert.pem"),
+                "refresh_interval": "600s"
+            } } },
+            "server_listener_resource_name_template": "xds.istio.io/grpc/lds/inbound/%s"
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs a client of namespace `client` holding `cert`: 20 calls to `api`.
 async fn call(
     dir: &Path,
     xds: SocketAddr,
@@ -72,28 +111,9 @@ async fn call(
     name: &str,
     timeout_secs: u32,
 ) -> anyhow::Result<Option<String>> {
-    let files = dir.join(name);
-    std::fs::create_dir_all(&files).unwrap();
-    std::fs::write(files.join("cert-chain.pem"), &cert.0).unwrap();
-    std::fs::write(files.join("key.pem"), &cert.1).unwrap();
-    std::fs::write(files.join("root-cert.pem"), root_pem).unwrap();
-    let bootstrap = files.join("bootstrap.json");
     let node = format!("sidecar~127.0.0.1~{name}-0.client~client.svc.cluster.local");
-    std::fs::write(
-        &bootstrap,
-        serde_json::to_vec(&serde_json::json!({
-            "xds_servers": [{ "server_uri": xds.to_string(), "channel_creds": [{ "type": "insecure" }], "server_features": ["xds_v3"] }],
-            "node": { "id": node, "metadata": { "GENERATOR": "grpc", "NAMESPACE": "client" }, "locality": {} },
-            "certificate_providers": { "default": { "plugin_name": "file_watcher", "config": {
-                "certificate_file": files.join("cert-chain.pem"),
-                "private_key_file": files.join("key.pem"),
-                "ca_certificate_file": files.join("root-cert.pem"),
-                "refresh_interval": "600s"
-            } } }
-        }))
-        .unwrap(),
-    )
-    .unwrap();
+    let meta = serde_json::json!({ "NAMESPACE": "client" });
+    let path = bootstrap(dir, name, xds, &node, meta, root_pem, cert);
     run_python(
         "xds_mtls_client.py",
         &[
@@ -101,7 +121,7 @@ async fn call(
             "20".into(),
             timeout_secs.to_string(),
         ],
-        &[("GRPC_XDS_BOOTSTRAP", bootstrap.display().to_string())],
+        &[("GRPC_XDS_BOOTSTRAP", path.display().to_string())],
         Duration::from_secs(60),
     )
     .await
@@ -181,4 +201,82 @@ async fn a_proxyless_client_calls_over_mtls_with_its_bootstrap_certificates() {
         .filter_map(|l| l.rsplit(": ").next()?.trim().parse::<u64>().ok())
         .sum();
     assert!(refusals > 0, "the sidecar refused no certificate: {stats}");
+}
+
+/// `api` as a proxyless gRPC server on `port` (no sidecar), STRICT, callable by
+/// `client/client` only.
+fn server_mesh(port: u16) -> String {
+    shoal_tests::ingress_workload("GRPC", 7070, port, port, port)
+        .split("---\n")
+        .next()
+        .map(|service| format!("{service}---\n"))
+        .unwrap_or_default()
+        + &endpoint_slice(port)
+        + POLICIES
+        + "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: api, namespace: app}\nspec:\n  selector: {matchLabels: {app: api}}\n  rules:\n  - from: [{source: {principals: [cluster.local/ns/client/sa/client]}}]\n"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxyless_server_takes_its_listener_tls_and_policies_from_shoal() {
+    let Some(python) = env::python() else {
+        eprintln!("SKIP: grpcio not installed (run ./scripts/test)");
+        return;
+    };
+    let port = free_port("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), server_mesh(port)).unwrap();
+    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let ca = shoal.data.path().join("ca");
+    let root_pem = std::fs::read_to_string(ca.join("shoal-root/root-cert.pem")).unwrap();
+
+    // The server: grpcio with xDS, its listener (mTLS, RBAC) from shoal.
+    let node = "sidecar~127.0.0.1~api-0.app~app.svc.cluster.local";
+    let meta = serde_json::json!({ "NAMESPACE": "app", "LABELS": { "app": "api" } });
+    let server_cert = workload_cert(Some(&ca), "app", "api");
+    let path = bootstrap(
+        dir.path(),
+        "server",
+        shoal.xds,
+        node,
+        meta,
+        &root_pem,
+        &server_cert,
+    );
+    let mut server = tokio::process::Command::new(python)
+        .arg(env::py_script("xds_server.py"))
+        .args([port.to_string(), "api".to_string()])
+        .env("GRPC_XDS_BOOTSTRAP", &path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let started = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the server starts in time")
+        .unwrap();
+    assert_eq!(started.as_deref(), Some("STARTED"));
+
+    // The allowed identity over mTLS.
+    let good = workload_cert(Some(&ca), "client", "client");
+    let out = call(dir.path(), shoal.xds, &root_pem, &good, "good", 20)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", shoal.proc.log()))
+        .unwrap();
+    let answers: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(answers, serde_json::json!({ "api": 20 }), "{out}");
+
+    // Another mesh identity: the server's RBAC refuses it.
+    let other = workload_cert(Some(&ca), "other", "intruder");
+    let denied = call(dir.path(), shoal.xds, &root_pem, &other, "other", 10).await;
+    let err = denied.expect_err("an identity the policy does not allow was served");
+    assert!(err.to_string().contains("PERMISSION_DENIED"), "{err}");
+
+    // A certificate from outside the mesh: no handshake.
+    let stranger = workload_cert(None, "client", "client");
+    let refused = call(dir.path(), shoal.xds, &root_pem, &stranger, "stranger", 5).await;
+    let err = refused.expect_err("a certificate the mesh CA did not issue was accepted");
+    assert!(!err.to_string().contains("PERMISSION_DENIED"), "{err}");
+    let _ = server.kill().await;
 }

@@ -63,6 +63,10 @@ pub struct ViewKey {
     /// For gateway proxies: their `gatewayTopology` (trusted hops, client cert forwarding,
     /// PROXY protocol).
     pub gateway_topology: Option<GatewayTopology>,
+    /// A proxyless gRPC server whose workload carries `security.istio.io/tlsMode: istio`:
+    /// clients reach it with auto mTLS, and gRPC cannot serve plaintext and mTLS on one
+    /// port, so PERMISSIVE serves mTLS (as Istio does).
+    pub tls_mode_istio: bool,
 }
 
 impl ViewKey {
@@ -88,36 +92,26 @@ impl ViewKey {
             .unwrap_or_default();
         if !grpc && proxy.proxy_type == ProxyType::Sidecar && !ingress.is_empty() {
             inbound = ingress_ports(ingress);
-        } else if !grpc && proxy.proxy_type == ProxyType::Sidecar {
-            for svc in model.services.values().flatten() {
-                let selected = svc.namespace.as_ref() == proxy.namespace
-                    && svc
-                        .selector
-                        .as_ref()
-                        .is_some_and(|sel| selects(sel, &proxy.labels));
-                if !selected {
-                    continue;
-                }
-                for p in &svc.ports {
-                    let port = match &p.target_port {
-                        Some(TargetPort::Number(n)) => *n,
-                        Some(TargetPort::Name(_)) => continue,
-                        None => p.port,
-                    };
-                    inbound.push(InboundPort {
-                        port,
-                        protocol: p.protocol,
-                    });
-                }
-            }
-            inbound.sort();
-            inbound.dedup_by_key(|p| p.port);
+        } else if proxy.proxy_type == ProxyType::Sidecar {
+            // A proxyless gRPC workload serves these ports itself (xDS-enabled servers).
+            inbound = service_ports(model, proxy);
         }
         // Security policies apply where inbound traffic arrives: `virtualInbound` of a
-        // captured sidecar, or the listeners of its Sidecar's ingress.
-        let inbound_listener = !grpc
-            && proxy.proxy_type == ProxyType::Sidecar
-            && (proxy.interception != Interception::None || !ingress.is_empty());
+        // captured sidecar, the listeners of its Sidecar's ingress, or the server listeners
+        // of a proxyless gRPC workload.
+        let inbound_listener = proxy.proxy_type == ProxyType::Sidecar
+            && if grpc {
+                !inbound.is_empty()
+            } else {
+                proxy.interception != Interception::None || !ingress.is_empty()
+            };
+        let tls_mode_istio = grpc
+            && inbound_listener
+            && proxy
+                .labels
+                .get(crate::model::TLS_MODE_LABEL)
+                .map(String::as_str)
+                == Some("istio");
         // A gateway is where traffic enters the mesh: it enforces the AuthorizationPolicies
         // and RequestAuthentications that select it (PeerAuthentication does not apply to
         // gateways, whose listeners say their own TLS modes).
@@ -155,6 +149,7 @@ impl ViewKey {
             } else {
                 Vec::new()
             },
+            tls_mode_istio,
         }
     }
 
@@ -198,6 +193,11 @@ impl ViewKey {
         ) + policies("reqauthn", &self.request_authentication).as_str()
             + policies("gateways", &self.gateways).as_str()
             + if self.workload_certs { "" } else { "|no-certs" }
+            + if self.tls_mode_istio {
+                "|tlsmode-istio"
+            } else {
+                ""
+            }
             + &self.locality.as_ref().map(locality_id).unwrap_or_default()
             + &source_labels_id(&self.source_labels)
             + &gateway_ports_id(&self.gateway_ports)
@@ -728,4 +728,34 @@ mod tests {
         assert!(!scope.source_applies(&labels(&[("app", "b")]), None));
         assert!(!scope.source_applies(&labels(&[("app", "a")]), Some("other")));
     }
+}
+
+/// The ports a workload serves: the target ports of the Services of its namespace that
+/// select it (by number; named target ports are left out).
+fn service_ports(model: &Model, proxy: &Proxy) -> Vec<InboundPort> {
+    let mut inbound = Vec::new();
+    for svc in model.services.values().flatten() {
+        let selected = svc.namespace.as_ref() == proxy.namespace
+            && svc
+                .selector
+                .as_ref()
+                .is_some_and(|sel| selects(sel, &proxy.labels));
+        if !selected {
+            continue;
+        }
+        for p in &svc.ports {
+            let port = match &p.target_port {
+                Some(TargetPort::Number(n)) => *n,
+                Some(TargetPort::Name(_)) => continue,
+                None => p.port,
+            };
+            inbound.push(InboundPort {
+                port,
+                protocol: p.protocol,
+            });
+        }
+    }
+    inbound.sort();
+    inbound.dedup_by_key(|p| p.port);
+    inbound
 }

@@ -263,7 +263,10 @@ impl<'m> ViewBuilder<'_, 'm> {
         }
         let vss = self.scope.virtual_services();
         match (flavor, self.scope.key.proxy_type) {
-            (Generator::Grpc, _) => self.grpc_listeners(&services, &vss, false),
+            (Generator::Grpc, _) => {
+                self.grpc_listeners(&services, &vss, false);
+                self.grpc_server_listeners();
+            }
             (Generator::Envoy, ProxyType::Sidecar) => {
                 self.sidecar_listeners(&vss);
                 self.grpc_listeners(&services, &vss, true);
@@ -585,6 +588,22 @@ impl<'m> ViewBuilder<'_, 'm> {
     }
 
     /// gRPC's `HOST:PORT` listeners and `outbound|PORT||HOST` route configs.
+    /// A proxyless gRPC workload's server listeners (on demand: the server names them).
+    fn grpc_server_listeners(&mut self) {
+        if self.scope.key.inbound.is_empty() {
+            return;
+        }
+        let sec = crate::security::inbound(self.scope.model, self.scope.key);
+        for l in crate::envoy::grpc_server::listeners(
+            &self.scope.key.inbound,
+            &sec,
+            self.scope.key.tls_mode_istio,
+        ) {
+            self.out
+                .add_on_demand(ResourceType::Listener, Resource::encode(l.name.clone(), &l));
+        }
+    }
+
     fn grpc_listeners(
         &mut self,
         services: &[&'m Arc<Service>],

@@ -3,6 +3,7 @@
 pub(crate) mod cluster;
 pub(crate) mod endpoint;
 pub(crate) mod gateway;
+pub(crate) mod grpc_server;
 pub(crate) mod inbound;
 pub(crate) mod ingress;
 pub(crate) mod listener;

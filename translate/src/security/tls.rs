@@ -176,19 +176,17 @@ pub(crate) fn upstream_mesh(sni: String, sans: &[SanMatch]) -> UpstreamTlsContex
     }
 }
 
-/// The certificate-provider instance a proxyless gRPC client's bootstrap defines for its
+/// The certificate-provider instance a proxyless gRPC workload's bootstrap defines for its
 /// workload certificate and trust bundle (Istio's agent writes a `file_watcher` instance of
 /// this name).
 pub(crate) const GRPC_CERT_PROVIDER: &str = "default";
 
-/// Outbound mTLS from a proxyless gRPC client (gRFC A29): gRPC takes no SDS; its
-/// certificate and trust bundle come from the bootstrap's certificate-provider instance,
-/// named here, and it checks SANs with the untyped `match_subject_alt_names` (gRPC matches
-/// them against the URI and DNS SANs).
+/// The TLS context of a proxyless gRPC workload: its certificate and the trust bundle
+/// from its bootstrap's certificate provider, and the SANs a peer must present.
 // `match_subject_alt_names` is deprecated in Envoy for the typed matchers, which gRPC's
 // xDS clients do not read (gRFC A29 specifies the untyped field).
 #[allow(deprecated)]
-pub(crate) fn upstream_grpc_mesh(sans: &[SanMatch]) -> UpstreamTlsContext {
+fn grpc_mesh_context(sans: &[SanMatch]) -> CommonTlsContext {
     let instance = |certificate_name: &str| CertificateProviderPluginInstance {
         instance_name: GRPC_CERT_PROVIDER.into(),
         certificate_name: certificate_name.into(),
@@ -203,18 +201,36 @@ pub(crate) fn upstream_grpc_mesh(sans: &[SanMatch]) -> UpstreamTlsContext {
             ignore_case: false,
         })
         .collect();
+    CommonTlsContext {
+        tls_certificate_provider_instance: Some(instance(WORKLOAD_CERT)),
+        validation_context_type: Some(ValidationContextType::ValidationContext(
+            CertificateValidationContext {
+                ca_certificate_provider_instance: Some(instance(ROOT_CA)),
+                match_subject_alt_names,
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+/// Outbound mTLS from a proxyless gRPC client (gRFC A29): gRPC takes no SDS; its
+/// certificate and trust bundle come from the bootstrap's certificate-provider instance,
+/// named here, and it checks SANs with the untyped `match_subject_alt_names` (gRPC matches
+/// them against the URI and DNS SANs).
+pub(crate) fn upstream_grpc_mesh(sans: &[SanMatch]) -> UpstreamTlsContext {
     UpstreamTlsContext {
-        common_tls_context: Some(CommonTlsContext {
-            tls_certificate_provider_instance: Some(instance(WORKLOAD_CERT)),
-            validation_context_type: Some(ValidationContextType::ValidationContext(
-                CertificateValidationContext {
-                    ca_certificate_provider_instance: Some(instance(ROOT_CA)),
-                    match_subject_alt_names,
-                    ..Default::default()
-                },
-            )),
-            ..Default::default()
-        }),
+        common_tls_context: Some(grpc_mesh_context(sans)),
+        ..Default::default()
+    }
+}
+
+/// Inbound mTLS of a proxyless gRPC server: its certificate and the mesh trust bundle
+/// from the bootstrap's certificate provider (gRPC servers check no SANs, as in Istio).
+/// The caller decides whether a client certificate is required.
+pub(crate) fn downstream_grpc_mesh() -> DownstreamTlsContext {
+    DownstreamTlsContext {
+        common_tls_context: Some(grpc_mesh_context(&[])),
         ..Default::default()
     }
 }
