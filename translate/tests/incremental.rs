@@ -79,3 +79,65 @@ fn endpoint_updates_match_a_full_build() {
     let again = Translator::new(store.snapshot(), MeshOptions::default()).build(&key);
     assert_eq!(full, again);
 }
+
+/// A headless Service's clusters carry no endpoints but take auto mTLS from them: a pod
+/// without a sidecar joining must turn the cluster's mTLS off, so its endpoint changes
+/// are full changes.
+#[test]
+fn headless_endpoint_changes_rebuild_their_clusters() {
+    let headless = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: a}\nspec:\n  clusterIP: None\n  ports: [{name: tcp, port: 8080}]\n";
+    let slice = |with_sidecar: &[&str], without: &[&str]| {
+        let eps: String = with_sidecar
+            .iter()
+            .map(|ip| {
+                format!(
+                    "- addresses: [{ip}]\n  targetRef: {{kind: Pod, name: p-{ip}, namespace: a}}\n"
+                )
+            })
+            .chain(without.iter().map(|ip| format!("- addresses: [{ip}]\n")))
+            .collect();
+        let pods: String = with_sidecar
+            .iter()
+            .map(|ip| format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p-{ip}, namespace: a, labels: {{security.istio.io/tlsMode: istio}}}}\nstatus: {{podIP: {ip}}}\n"))
+            .collect();
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-1, namespace: a, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{name: tcp, port: 8080}}]\nendpoints:\n{eps}{pods}"
+        )
+    };
+    let mut store = ConfigStore::new();
+    store.apply("base.yaml", parse_yaml("base.yaml", headless));
+    store.apply(
+        "slice.yaml",
+        parse_yaml("slice.yaml", &slice(&["10.0.0.1"], &[])),
+    );
+    let mut tr = Translator::new(store.snapshot(), MeshOptions::default());
+    let node = Node {
+        id: "sidecar~10.9.9.9~c.a~a.svc.cluster.local".into(),
+        ..Default::default()
+    };
+    let key = ViewKey::for_proxy(tr.model(), &Proxy::from_node(Some(&node)).unwrap());
+    let cluster = |tr: &mut Translator| {
+        let out = tr.build(&key);
+        let r = out
+            .resources
+            .iter()
+            .find(|(ty, _)| **ty == ResourceType::Cluster)
+            .map(|(_, list)| list.clone())
+            .unwrap_or_default();
+        r.into_iter()
+            .find(|r| r.name.as_ref() == "outbound|8080||web.a.svc.cluster.local")
+            .unwrap()
+    };
+    let mtls = cluster(&mut tr);
+    let changes = store.apply(
+        "slice.yaml",
+        parse_yaml("slice.yaml", &slice(&["10.0.0.1"], &["10.0.0.2"])),
+    );
+    let delta = tr.update(store.snapshot(), &changes);
+    assert!(delta.full, "{delta:?}");
+    let plain = cluster(&mut tr);
+    assert_ne!(
+        mtls.version, plain.version,
+        "mTLS must go with the plaintext pod"
+    );
+}

@@ -324,10 +324,10 @@ fn grpc_upstream_tls(cluster: &mut Cluster, c: &OutboundCluster<'_>, model: &Mod
 
 /// Client TLS of an Envoy cluster: the DestinationRule's settings when it has any (DISABLE
 /// means plaintext), else Istio's auto mTLS — mTLS to the endpoints that run a sidecar
-/// (EDS metadata `tlsMode: istio`), plaintext to the others. Auto mTLS is skipped for
-/// services outside the mesh, for original-destination clusters (no endpoint metadata to
-/// tell sidecars apart) and when the destination namespace (or, without a namespace policy,
-/// the mesh) disables mTLS. A workload-level PeerAuthentication of the destination is not
+/// (EDS metadata `tlsMode: istio`), plaintext to the others. Original-destination clusters
+/// (headless Services) have no endpoint metadata: mTLS when all the service's endpoints run
+/// a sidecar. Auto mTLS is skipped for services outside the mesh and when the destination
+/// namespace (or, without a namespace policy, the mesh) disables mTLS. A workload-level PeerAuthentication of the destination is not
 /// considered: the client cannot know which workload it reaches (as in Istio).
 fn upstream_tls(
     cluster: &mut Cluster,
@@ -363,12 +363,21 @@ fn upstream_tls(
     let auto = certs
         && model.options.auto_mtls
         && !c.service.mesh_external
-        && d != DiscoveryType::OriginalDst
         && security::namespace_mode(model, &c.service.namespace) != Some(PeerMode::Disable);
     if !auto {
         return;
     }
     let context = tls::upstream_mesh(mesh_sni(), &service_identities(c, model));
+    if d == DiscoveryType::OriginalDst {
+        // No endpoint metadata to choose by: mTLS for every connection when every endpoint
+        // of the service runs a sidecar, else plaintext (Istio's inference for headless
+        // Services and PASSTHROUGH load balancing).
+        let eps = &c.service.endpoints;
+        if !eps.is_empty() && eps.iter().all(|e| e.istio_tls) {
+            cluster.transport_socket = Some(tls::socket(shoal_api::pack(&context)));
+        }
+        return;
+    }
     // Endpoints without the `tlsMode: istio` metadata use the cluster's default transport
     // socket, plaintext: that is Istio's `tlsMode-disabled` match.
     cluster.transport_socket_matches = vec![TransportSocketMatch {

@@ -296,6 +296,21 @@ impl Model {
         }
         self.index.update(&old, &self.config, changes);
         let affected = endpoints::affected_hosts(self, &old, changes);
+        // Clusters reached by original destination (headless Services) carry no endpoints
+        // but decide auto mTLS from them: their endpoint changes rebuild everything, as
+        // Istio pushes them in full.
+        let passthrough = affected.iter().any(|h| {
+            self.services
+                .get(h)
+                .is_some_and(|l| l.iter().any(|s| s.resolution == Resolution::Passthrough))
+        });
+        if passthrough {
+            self.rebuild();
+            return ModelDelta {
+                full: true,
+                endpoint_hosts: BTreeSet::new(),
+            };
+        }
         let mut delta = ModelDelta::default();
         for host in affected {
             let Some(list) = self.services.get(&host).cloned() else {

@@ -173,8 +173,12 @@ pub(crate) fn from_kubernetes(svc: &k8s::Service, key: &ObjectKey, suffix: &str)
         origin: ServiceOrigin::Kubernetes,
         addresses,
         ports,
+        // A headless Service (`clusterIP: None`) is reached at its pods' own addresses:
+        // the client's original destination, as in Istio.
         resolution: if external_name.is_some() {
             Resolution::Dns
+        } else if svc.spec.cluster_ip.as_deref() == Some("None") {
+            Resolution::Passthrough
         } else {
             Resolution::ClientSideLb
         },
