@@ -639,6 +639,36 @@ impl<'a> Scope<'a> {
     }
 }
 
+/// The ports a workload serves: the target ports of the Services of its namespace that
+/// select it (by number; named target ports are left out).
+fn service_ports(model: &Model, proxy: &Proxy) -> Vec<InboundPort> {
+    let mut inbound = Vec::new();
+    for svc in model.services.values().flatten() {
+        let selected = svc.namespace.as_ref() == proxy.namespace
+            && svc
+                .selector
+                .as_ref()
+                .is_some_and(|sel| selects(sel, &proxy.labels));
+        if !selected {
+            continue;
+        }
+        for p in &svc.ports {
+            let port = match &p.target_port {
+                Some(TargetPort::Number(n)) => *n,
+                Some(TargetPort::Name(_)) => continue,
+                None => p.port,
+            };
+            inbound.push(InboundPort {
+                port,
+                protocol: p.protocol,
+            });
+        }
+    }
+    inbound.sort();
+    inbound.dedup_by_key(|p| p.port);
+    inbound
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -728,34 +758,4 @@ mod tests {
         assert!(!scope.source_applies(&labels(&[("app", "b")]), None));
         assert!(!scope.source_applies(&labels(&[("app", "a")]), Some("other")));
     }
-}
-
-/// The ports a workload serves: the target ports of the Services of its namespace that
-/// select it (by number; named target ports are left out).
-fn service_ports(model: &Model, proxy: &Proxy) -> Vec<InboundPort> {
-    let mut inbound = Vec::new();
-    for svc in model.services.values().flatten() {
-        let selected = svc.namespace.as_ref() == proxy.namespace
-            && svc
-                .selector
-                .as_ref()
-                .is_some_and(|sel| selects(sel, &proxy.labels));
-        if !selected {
-            continue;
-        }
-        for p in &svc.ports {
-            let port = match &p.target_port {
-                Some(TargetPort::Number(n)) => *n,
-                Some(TargetPort::Name(_)) => continue,
-                None => p.port,
-            };
-            inbound.push(InboundPort {
-                port,
-                protocol: p.protocol,
-            });
-        }
-    }
-    inbound.sort();
-    inbound.dedup_by_key(|p| p.port);
-    inbound
 }
