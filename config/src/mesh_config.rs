@@ -22,7 +22,8 @@ pub struct MeshConfig {
     /// The mesh's SPIFFE trust domain.
     #[serde(default)]
     pub trust_domain: Option<String>,
-    /// Other trust domains whose identities count as this one's in authorization.
+    /// Other trust domains whose identities count as this one's in authorization
+    /// (AuthorizationPolicy principals; Istio's trust domain bundle).
     #[serde(default)]
     pub trust_domain_aliases: Vec<String>,
     /// The namespace whose policies apply mesh-wide.
@@ -121,11 +122,13 @@ pub fn check(mesh: &MeshConfig) -> Vec<Issue> {
     {
         v.error("trustDomain", format!("{td:?} is not a valid trust domain"));
     }
-    if !mesh.trust_domain_aliases.is_empty() {
-        v.warning(
-            "trustDomainAliases",
-            "not supported yet: principals of these trust domains do not match",
-        );
+    for (i, td) in mesh.trust_domain_aliases.iter().enumerate() {
+        if !host::is_dns1123_subdomain(td) {
+            v.error(
+                format!("trustDomainAliases[{i}]"),
+                format!("{td:?} is not a valid trust domain"),
+            );
+        }
     }
     if let Some(ns) = &mesh.root_namespace
         && !host::is_dns_label(ns)
@@ -160,11 +163,13 @@ mod tests {
         let (m, issues) = parse(
             "trustDomain: example.org\nrootNamespace: mesh-root\nenableAutoMtls: false\n\
              connectTimeout: 2s\noutboundTrafficPolicy: {mode: REGISTRY_ONLY}\n\
-             localityLbSetting:\n  failover: [{from: us-east, to: us-west}]\n",
+             localityLbSetting:\n  failover: [{from: us-east, to: us-west}]\n\
+             trustDomainAliases: [old.example, cluster.local]\n",
         )
         .unwrap();
         assert!(issues.is_empty(), "{issues:?}");
         assert_eq!(m.trust_domain.as_deref(), Some("example.org"));
+        assert_eq!(m.trust_domain_aliases, ["old.example", "cluster.local"]);
         assert_eq!(m.root_namespace.as_deref(), Some("mesh-root"));
         assert_eq!(m.enable_auto_mtls, Some(false));
         assert_eq!(m.connect_timeout(), Some(std::time::Duration::from_secs(2)));
@@ -189,22 +194,17 @@ mod tests {
     #[test]
     fn what_shoal_does_not_act_on_is_named() {
         let (_, issues) = parse(
-            "accessLogFile: /dev/stdout\ndefaultConfig: {holdApplicationUntilProxyStarts: true}\n\
-             trustDomainAliases: [old.example]\n",
+            "accessLogFile: /dev/stdout\ndefaultConfig: {holdApplicationUntilProxyStarts: true}\n",
         )
         .unwrap();
         let found: Vec<String> = issues.iter().map(ToString::to_string).collect();
-        assert_eq!(found.len(), 3, "{found:#?}");
+        assert_eq!(found.len(), 2, "{found:#?}");
         assert!(
             found.iter().any(|f| f.contains("accessLogFile")),
             "{found:#?}"
         );
         assert!(
             found.iter().any(|f| f.contains("defaultConfig")),
-            "{found:#?}"
-        );
-        assert!(
-            found.iter().any(|f| f.contains("trustDomainAliases")),
             "{found:#?}"
         );
         assert!(issues.iter().all(|i| !i.is_error()));
@@ -214,6 +214,10 @@ mod tests {
     fn bad_values_are_errors_naming_the_field() {
         for (yaml, field) in [
             ("trustDomain: 'not a domain'", "trustDomain"),
+            (
+                "trustDomainAliases: [ok.example, 'not a domain']",
+                "trustDomainAliases[1]",
+            ),
             ("rootNamespace: Bad_NS", "rootNamespace"),
             ("connectTimeout: soon", "connectTimeout"),
             (

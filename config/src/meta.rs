@@ -13,6 +13,8 @@ pub enum Kind {
     EndpointSlice,
     Pod,
     Node,
+    /// A Kubernetes `Namespace` (cluster-scoped), read for its labels.
+    Namespace,
     ServiceEntry,
     WorkloadEntry,
     VirtualService,
@@ -39,11 +41,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 22] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
         Kind::Node,
+        Kind::Namespace,
         Kind::ServiceEntry,
         Kind::WorkloadEntry,
         Kind::VirtualService,
@@ -69,6 +72,7 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Pod => "Pod",
             Kind::Node => "Node",
+            Kind::Namespace => "Namespace",
             Kind::ServiceEntry => "ServiceEntry",
             Kind::WorkloadEntry => "WorkloadEntry",
             Kind::VirtualService => "VirtualService",
@@ -93,12 +97,14 @@ impl Kind {
 
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Node)
+        !matches!(self, Kind::Node | Kind::Namespace)
     }
 
     /// Whether objects of this kind shape translated config. Secrets are served as they are
     /// (gateway credentials); ProxyConfigs are read by the injector and agent at workload
-    /// start. Their changes rebuild no view.
+    /// start. Their changes rebuild no view. Namespaces are translated: their labels decide
+    /// which routes a Gateway API listener with `from: Selector` takes, so a change
+    /// rebuilds every view (they are not [`Kind::endpoint_only`]).
     pub fn translated(self) -> bool {
         !matches!(self, Kind::Secret | Kind::ProxyConfig)
     }

@@ -164,6 +164,7 @@ pub fn kind_for(api_version: &str, kind: &str) -> Option<Kind> {
         ("", "Service") if version == "v1" => Some(Kind::Service),
         ("", "Pod") if version == "v1" => Some(Kind::Pod),
         ("", "Node") if version == "v1" => Some(Kind::Node),
+        ("", "Namespace") if version == "v1" => Some(Kind::Namespace),
         ("", "Secret") if version == "v1" => Some(Kind::Secret),
         ("discovery.k8s.io", "EndpointSlice") if matches!(version, "v1" | "v1beta1") => {
             Some(Kind::EndpointSlice)
@@ -253,6 +254,7 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
         Kind::EndpointSlice => typed(value, &mut unknown).map(Object::EndpointSlice),
         Kind::Pod => typed(value, &mut unknown).map(Object::Pod),
         Kind::Node => typed(value, &mut unknown).map(Object::Node),
+        Kind::Namespace => typed(value, &mut unknown).map(Object::Namespace),
         Kind::ServiceEntry => typed(value, &mut unknown).map(Object::ServiceEntry),
         Kind::WorkloadEntry => typed(value, &mut unknown).map(Object::WorkloadEntry),
         Kind::VirtualService => typed(value, &mut unknown).map(Object::VirtualService),
@@ -292,7 +294,12 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
     // silently dropped. Kubernetes objects carry many fields a control plane never reads.
     let istio = !matches!(
         kind,
-        Kind::Service | Kind::EndpointSlice | Kind::Pod | Kind::Node | Kind::Secret
+        Kind::Service
+            | Kind::EndpointSlice
+            | Kind::Pod
+            | Kind::Node
+            | Kind::Namespace
+            | Kind::Secret
     );
     if istio {
         for path in unknown.into_iter().filter(|p| p.starts_with("spec")) {

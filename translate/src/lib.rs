@@ -50,6 +50,11 @@ pub struct MeshOptions {
     /// `spiffe://TRUST_DOMAIN/ns/NS/sa/SA`, and authorization principals written for
     /// `cluster.local` mean this trust domain (Istio's alias rule).
     pub trust_domain: String,
+    /// MeshConfig `trustDomainAliases`: trust domains whose identities count as the mesh's
+    /// own in authorization. A principal of the trust domain, of an alias or of
+    /// `cluster.local` matches the same identity in each of them (Istio's trust domain
+    /// bundle).
+    pub trust_domain_aliases: Vec<String>,
     /// Istio's `enableAutoMtls`: without DestinationRule TLS settings, clients use mTLS to
     /// endpoints that run a sidecar and plaintext to the others.
     pub auto_mtls: bool,
@@ -68,6 +73,9 @@ impl MeshOptions {
     pub fn apply_mesh_config(&mut self, mesh: &shoal_config::mesh_config::MeshConfig) {
         if let Some(td) = &mesh.trust_domain {
             self.trust_domain = td.clone();
+        }
+        if !mesh.trust_domain_aliases.is_empty() {
+            self.trust_domain_aliases = mesh.trust_domain_aliases.clone();
         }
         if let Some(root) = &mesh.root_namespace {
             self.root_namespace = root.clone();
@@ -94,6 +102,7 @@ impl Default for MeshOptions {
             root_namespace: "istio-system".to_string(),
             connect_timeout_ms: 10_000,
             trust_domain: "cluster.local".to_string(),
+            trust_domain_aliases: Vec::new(),
             auto_mtls: true,
             outbound_traffic_policy: shoal_config::istio::OutboundMode::AllowAny,
             jwks_fetch: model::JwksFetch::Shoal,

@@ -7,8 +7,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::meta::Labels;
-
 pub mod grpc;
 
 pub use grpc::{
@@ -119,13 +117,8 @@ pub enum FromNamespaces {
     Selector,
 }
 
-/// A Kubernetes `LabelSelector` (`matchLabels` only).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LabelSelector {
-    #[serde(default)]
-    pub match_labels: Labels,
-}
+/// A Kubernetes `LabelSelector` (`matchLabels` and `matchExpressions`).
+pub use crate::k8s::LabelSelector;
 
 /// `RouteGroupKind`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

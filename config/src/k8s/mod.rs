@@ -1,12 +1,18 @@
 //! The Kubernetes kinds shoal reads, reduced to the fields it uses. Other fields of these
 //! objects are accepted and ignored silently: Kubernetes objects carry much that a control
-//! plane has no use for. A `Secret` is read for gateway credentials only (`secret.rs`).
+//! plane has no use for. A `Secret` is read for gateway credentials only (`secret.rs`), a
+//! `Namespace` for its labels (`namespace.rs`), which [`LabelSelector`]s select.
 
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{Labels, ObjectMeta};
 
+mod label_selector;
+mod namespace;
 mod secret;
+pub use label_selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
+pub(crate) use namespace::validate as validate_namespace;
+pub use namespace::{NAMESPACE_NAME_LABEL, Namespace, namespace_labels};
 pub(crate) use secret::validate as validate_secret;
 pub use secret::{Secret, SecretBytes};
 

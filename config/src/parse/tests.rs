@@ -301,3 +301,69 @@ fn gateway_api_kinds_do_not_collide_with_istio_gateways() {
     assert_eq!(keys[2].to_string(), "HTTPRoute default/r");
     assert!(matches!(&docs[3].outcome, Outcome::Skipped { kind, .. } if kind == "UDPRoute"));
 }
+
+#[test]
+fn namespaces_are_cluster_scoped_and_read_for_their_labels() {
+    // `metadata.namespace` is dropped (cluster-scoped); `spec` and `status` are ignored
+    // without warnings, as for every Kubernetes kind.
+    let yaml = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n  namespace: ignored\n  labels: {env: prod, kubernetes.io/metadata.name: web}\nspec: {finalizers: [kubernetes]}\nstatus: {phase: Active}\n";
+    let docs = parse_yaml("ns.yaml", yaml);
+    let Outcome::Accepted { object, warnings } = &docs[0].outcome else {
+        panic!("{:?}", docs[0].outcome);
+    };
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(object.key(), ObjectKey::new(Kind::Namespace, "", "web"));
+    assert_eq!(object.key().to_string(), "Namespace web");
+    let Object::Namespace(ns) = object.as_ref() else {
+        panic!("{object:?}");
+    };
+    assert_eq!(ns.metadata.namespace, None);
+    assert_eq!(
+        ns.metadata.labels.get("env").map(String::as_str),
+        Some("prod")
+    );
+    assert!(Kind::Namespace.translated() && !Kind::Namespace.endpoint_only());
+    assert!(!Kind::Namespace.namespaced());
+    // Only core v1.
+    assert!(matches!(
+        parse_yaml(
+            "ns.yaml",
+            "apiVersion: v2\nkind: Namespace\nmetadata: {name: web}\n"
+        )[0]
+        .outcome,
+        Outcome::Skipped { .. }
+    ));
+}
+
+#[test]
+fn namespace_names_are_labels_and_their_labels_valid() {
+    let outcome = |yaml: &str| -> (bool, Vec<String>) {
+        match &parse_yaml("ns.yaml", yaml)[0].outcome {
+            Outcome::Accepted { warnings, .. } => {
+                (true, warnings.iter().map(ToString::to_string).collect())
+            }
+            Outcome::Rejected { issues, .. } => {
+                (false, issues.iter().map(ToString::to_string).collect())
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let (ok, found) = outcome("apiVersion: v1\nkind: Namespace\nmetadata: {name: a.b}\n");
+    assert!(!ok && found.len() == 1, "{found:?}");
+    assert!(found[0].contains("not a valid namespace name"), "{found:?}");
+    let (ok, found) =
+        outcome("apiVersion: v1\nkind: Namespace\nmetadata: {name: web, labels: {'bad key': x}}\n");
+    assert!(
+        !ok && found[0].contains("metadata.labels.bad key"),
+        "{found:?}"
+    );
+    // A name label other than the name: the API server would overwrite it.
+    let (ok, found) = outcome(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: web, labels: {kubernetes.io/metadata.name: other}}\n",
+    );
+    assert!(ok && found.len() == 1, "{found:?}");
+    assert!(
+        found[0].contains("kubernetes.io/metadata.name"),
+        "{found:?}"
+    );
+}

@@ -126,16 +126,21 @@ fn listener(v: &mut Validator, f: &str, l: &Listener) {
     if protocol == "UDP" {
         v.warning(format!("{f}.protocol"), "UDP listeners are not served");
     }
-    let from = l
+    if let Some(n) = l
         .allowed_routes
         .as_ref()
         .and_then(|a| a.namespaces.as_ref())
-        .and_then(|n| n.from);
-    if from == Some(FromNamespaces::Selector) {
-        v.warning(
-            format!("{f}.allowedRoutes.namespaces.from"),
-            "Selector is not supported (shoal does not read Namespaces): no route attaches",
-        );
+    {
+        let nf = format!("{f}.allowedRoutes.namespaces");
+        match (n.from, &n.selector) {
+            (Some(FromNamespaces::Selector), Some(s)) => {
+                super::label_selector::label_selector(v, &format!("{nf}.selector"), s);
+            }
+            (Some(FromNamespaces::Selector), None) => {
+                v.error(format!("{nf}.selector"), "required when `from` is Selector");
+            }
+            _ => {}
+        }
     }
 }
 

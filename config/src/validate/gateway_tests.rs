@@ -307,3 +307,41 @@ fn malformed_grpc_routes_are_rejected_by_field() {
         assert!(has(&f, expected), "{expected}: {f:?}");
     }
 }
+
+/// A Gateway API `Gateway` with the given listeners.
+fn kube_gateway(listeners: &str) -> Vec<String> {
+    findings(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: ns}}\nspec:\n  gatewayClassName: istio\n  listeners:\n{listeners}"
+    ))
+}
+
+#[test]
+fn listeners_selecting_route_namespaces_by_label_are_accepted_cleanly() {
+    let f = kube_gateway(
+        "  - name: http\n    port: 80\n    protocol: HTTP\n    allowedRoutes:\n      namespaces:\n        from: Selector\n        selector:\n          matchLabels: {env: prod}\n          matchExpressions:\n          - {key: team, operator: In, values: [a, b]}\n          - {key: kubernetes.io/metadata.name, operator: NotIn, values: [legacy]}\n          - {key: shared, operator: Exists}\n          - {key: blocked, operator: DoesNotExist}\n",
+    );
+    assert_eq!(f, Vec::<String>::new());
+    // An empty selector selects every namespace; a selector with `from: All` is ignored.
+    let f = kube_gateway(
+        "  - {name: a, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Selector, selector: {}}}}\n  - {name: b, port: 81, protocol: HTTP, allowedRoutes: {namespaces: {from: All, selector: {matchLabels: {x: y}}}}}\n",
+    );
+    assert_eq!(f, Vec::<String>::new());
+}
+
+#[test]
+fn malformed_namespace_selectors_are_rejected_by_field() {
+    let f = kube_gateway(
+        "  - {name: a, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Selector}}}\n  - name: b\n    port: 81\n    protocol: HTTP\n    allowedRoutes:\n      namespaces:\n        from: Selector\n        selector:\n          matchLabels: {'no spaces': x}\n          matchExpressions:\n          - {key: env, operator: In}\n          - {key: env, operator: Exists, values: [x]}\n          - {key: env, operator: Matches, values: [x]}\n",
+    );
+    let n = "spec.listeners[1].allowedRoutes.namespaces.selector";
+    for expected in [
+        "error spec.listeners[0].allowedRoutes.namespaces.selector: required when `from` is Selector".to_string(),
+        format!("error {n}.matchLabels.no spaces: \"no spaces\" is not a valid label key"),
+        format!("error {n}.matchExpressions[0].values: operator In needs at least one value"),
+        format!("error {n}.matchExpressions[1].values: must be empty for operator Exists"),
+        format!("error {n}.matchExpressions[2].operator: unknown operator \"Matches\""),
+    ] {
+        assert!(has(&f, &expected), "{expected}: {f:?}");
+    }
+    assert_eq!(f.len(), 5, "{f:#?}");
+}

@@ -5,6 +5,7 @@ mod gateway;
 mod gateway_api;
 mod istio;
 mod k8s;
+mod label_selector;
 mod proxy_config;
 mod request_authentication;
 mod security;
@@ -26,6 +27,7 @@ pub fn validate(obj: &Object) -> Vec<Issue> {
         Object::Service(s) => k8s::service(&mut v, s),
         Object::EndpointSlice(s) => k8s::endpoint_slice(&mut v, s),
         Object::Pod(_) | Object::Node(_) => {}
+        Object::Namespace(ns) => crate::k8s::validate_namespace(&mut v, ns),
         Object::ServiceEntry(se) => istio::service_entry(&mut v, &se.spec),
         Object::WorkloadEntry(we) => istio::workload_entry(&mut v, "spec", &we.spec),
         Object::VirtualService(vs) => istio::virtual_service(&mut v, &vs.spec),

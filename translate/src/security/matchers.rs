@@ -2,8 +2,6 @@
 //! suffix (`*x`) or presence (`*`); each attribute maps to its own Envoy matcher, as
 //! Istio's `pilot/pkg/networking/util/matcher` does.
 
-use std::borrow::Cow;
-
 use shoal_api::pb::envoy::config::core::v3::{CidrRange, TypedExtensionConfig};
 use shoal_api::pb::envoy::config::route::v3::{
     HeaderMatcher, header_matcher::HeaderMatchSpecifier,
@@ -23,7 +21,8 @@ use crate::envoy::u32v;
 
 /// The SPIFFE URI scheme of workload identities.
 pub(crate) const SPIFFE: &str = "spiffe://";
-/// Istio's default trust domain; principals naming it mean the mesh's own trust domain.
+/// Istio's default trust domain; principals naming it mean the mesh's own trust domain
+/// and its aliases.
 const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 
 /// Escapes RE2 metacharacters.
@@ -74,21 +73,53 @@ pub(crate) fn string_match(v: &str, prefix: &str) -> StringMatcher {
     pattern(MatchPattern::Exact(format!("{prefix}{v}")), false)
 }
 
-/// Istio's trust-domain alias rule: a principal in the default trust domain
-/// (`cluster.local/ns/…`) means the mesh's own trust domain; a principal starting with `*`
-/// does not name one and is left alone.
-pub(crate) fn with_trust_domain<'a>(principal: &'a str, trust_domain: &str) -> Cow<'a, str> {
-    match principal.split_once('/') {
-        Some((td, rest)) if td == DEFAULT_TRUST_DOMAIN && td != trust_domain => {
-            Cow::Owned(format!("{trust_domain}/{rest}"))
-        }
-        _ => Cow::Borrowed(principal),
-    }
+/// Istio's `stringMatch` of trust domains: equal, `*`, or a prefix (`x*`) or suffix (`*x`)
+/// pattern on either side.
+fn trust_domain_matches(a: &str, b: &str) -> bool {
+    let prefix = |s: &str, p: &str| p.strip_suffix('*').is_some_and(|p| s.starts_with(p));
+    let suffix = |s: &str, p: &str| p.strip_prefix('*').is_some_and(|p| s.ends_with(p));
+    a == b || b == "*" || prefix(a, b) || prefix(b, a) || suffix(a, b) || suffix(b, a)
 }
 
-/// A `principals` value as a matcher on the peer certificate's URI SAN.
-pub(crate) fn principal(v: &str, trust_domain: &str) -> StringMatcher {
-    string_match(&with_trust_domain(v, trust_domain), SPIFFE)
+/// Istio's trust domain bundle (`ReplaceTrustDomainAliases`): a principal
+/// `TD/ns/NS/sa/SA` whose trust domain is the mesh's, one of `aliases` or `cluster.local`
+/// (which stands for the mesh's own) becomes one principal per trust domain of the bundle
+/// (the mesh's first, then the aliases, without duplicates); a trust domain written as a
+/// `*x` pattern is kept as written for the bundle members it matches. Other principals (another
+/// trust domain, `*` as trust domain, not five path segments) are kept as written.
+pub(crate) fn trust_domain_principals(
+    principal: &str,
+    trust_domain: &str,
+    aliases: &[String],
+) -> Vec<String> {
+    let parts: Vec<&str> = principal.split('/').collect();
+    let bundle = std::iter::once(trust_domain).chain(aliases.iter().map(String::as_str));
+    let Some((&td, rest)) = parts.split_first() else {
+        return vec![principal.to_string()];
+    };
+    if parts.len() != 5
+        || td == "*"
+        || !(td == DEFAULT_TRUST_DOMAIN || bundle.clone().any(|b| trust_domain_matches(td, b)))
+    {
+        return vec![principal.to_string()];
+    }
+    let mut out: Vec<String> = Vec::new();
+    for member in bundle {
+        let p = match td.strip_prefix('*') {
+            Some(suffix) if member.ends_with(suffix) => principal.to_string(),
+            _ => format!("{member}/{}", rest.join("/")),
+        };
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A `principals` value (after [`trust_domain_principals`]) as a matcher on the peer
+/// certificate's URI SAN.
+pub(crate) fn principal(v: &str) -> StringMatcher {
+    string_match(v, SPIFFE)
 }
 
 /// A `namespaces` value as a matcher on the peer's SPIFFE identity: `…/ns/NS/…` in any
@@ -317,36 +348,142 @@ mod tests {
     }
 
     #[test]
-    fn principals_carry_the_spiffe_scheme_and_trust_domain() {
-        let td = "cluster.local";
+    fn principals_carry_the_spiffe_scheme() {
         assert_eq!(
-            show(&principal("cluster.local/ns/default/sa/sleep", td)),
+            show(&principal("cluster.local/ns/default/sa/sleep")),
             "exact:spiffe://cluster.local/ns/default/sa/sleep"
         );
-        // The default trust domain stands for the mesh's own.
         assert_eq!(
-            show(&principal(
-                "cluster.local/ns/default/sa/sleep",
-                "example.org"
-            )),
-            "exact:spiffe://example.org/ns/default/sa/sleep"
-        );
-        // Another trust domain is kept as written.
-        assert_eq!(
-            show(&principal("other.org/ns/a/sa/b", "example.org")),
-            "exact:spiffe://other.org/ns/a/sa/b"
-        );
-        assert_eq!(
-            show(&principal("cluster.local/ns/default/*", "example.org")),
+            show(&principal("example.org/ns/default/*")),
             "prefix:spiffe://example.org/ns/default/"
         );
-        assert_eq!(
-            show(&principal("*/sa/sleep", "example.org")),
-            "regex:spiffe://.*/sa/sleep"
-        );
-        assert_eq!(show(&principal("*", td)), "regex:.+");
+        assert_eq!(show(&principal("*/sa/sleep")), "regex:spiffe://.*/sa/sleep");
+        assert_eq!(show(&principal("*")), "regex:.+");
         // A suffix with regex metacharacters is matched literally.
-        assert_eq!(show(&principal("*.a+b", td)), r"regex:spiffe://.*\.a\+b");
+        assert_eq!(show(&principal("*.a+b")), r"regex:spiffe://.*\.a\+b");
+    }
+
+    /// Istio's `TestReplaceTrustDomainAliases` cases (pilot/pkg/security/trustdomain).
+    #[test]
+    fn principals_expand_over_the_trust_domain_bundle() {
+        let expand = |td: &str, aliases: &[&str], principals: &[&str]| -> Vec<String> {
+            let aliases: Vec<String> = aliases.iter().map(|a| a.to_string()).collect();
+            principals
+                .iter()
+                .flat_map(|p| trust_domain_principals(p, td, &aliases))
+                .collect()
+        };
+        /// (trust domain, aliases, principals, expected principals)
+        type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+        let cases: [Case<'_>; 11] = [
+            (
+                "cluster.local",
+                &[],
+                &["cluster.local/ns/foo/sa/bar"],
+                &["cluster.local/ns/foo/sa/bar"],
+            ),
+            ("cluster.local", &[], &["*"], &["*"]),
+            (
+                "cluster.local",
+                &[],
+                &["*/ns/foo/sa/bar"],
+                &["*/ns/foo/sa/bar"],
+            ),
+            (
+                "td2",
+                &["td1"],
+                &["td1/ns/foo/sa/bar"],
+                &["td2/ns/foo/sa/bar", "td1/ns/foo/sa/bar"],
+            ),
+            (
+                "td1",
+                &["cluster.local"],
+                &["cluster.local/ns/foo/sa/bar", "cluster.local/ns/yyy/sa/zzz"],
+                &[
+                    "td1/ns/foo/sa/bar",
+                    "cluster.local/ns/foo/sa/bar",
+                    "td1/ns/yyy/sa/zzz",
+                    "cluster.local/ns/yyy/sa/zzz",
+                ],
+            ),
+            (
+                "td1",
+                &["cluster.local"],
+                &["*/ns/foo/sa/bar", "*sa/zzz", "*"],
+                &["*/ns/foo/sa/bar", "*sa/zzz", "*"],
+            ),
+            (
+                "td2",
+                &["td1", "cluster.local"],
+                &["cluster.local/ns/foo/sa/bar", "td1/ns/yyy/sa/zzz"],
+                &[
+                    "td2/ns/foo/sa/bar",
+                    "td1/ns/foo/sa/bar",
+                    "cluster.local/ns/foo/sa/bar",
+                    "td2/ns/yyy/sa/zzz",
+                    "td1/ns/yyy/sa/zzz",
+                    "cluster.local/ns/yyy/sa/zzz",
+                ],
+            ),
+            (
+                "td2",
+                &["foo-td1", "cluster.local"],
+                &["*-td1/ns/foo/sa/bar"],
+                &[
+                    "td2/ns/foo/sa/bar",
+                    "*-td1/ns/foo/sa/bar",
+                    "cluster.local/ns/foo/sa/bar",
+                ],
+            ),
+            (
+                "td1",
+                &["td2"],
+                &["some-td/ns/foo/sa/bar"],
+                &["some-td/ns/foo/sa/bar"],
+            ),
+            (
+                "td1",
+                &["td2", "some-td"],
+                &["some-td/ns/foo/sa/bar"],
+                &[
+                    "td1/ns/foo/sa/bar",
+                    "td2/ns/foo/sa/bar",
+                    "some-td/ns/foo/sa/bar",
+                ],
+            ),
+            (
+                "new-td",
+                &["td2", "td3"],
+                &["td1/ns/some-ns/sa/some-sa", "td2/ns/foo/sa/bar"],
+                &[
+                    "td1/ns/some-ns/sa/some-sa",
+                    "new-td/ns/foo/sa/bar",
+                    "td2/ns/foo/sa/bar",
+                    "td3/ns/foo/sa/bar",
+                ],
+            ),
+        ];
+        for (td, aliases, principals, expect) in cases {
+            assert_eq!(
+                expand(td, aliases, principals),
+                expect,
+                "{td} {aliases:?} {principals:?}"
+            );
+        }
+        // `cluster.local` stands for the mesh's trust domain, without aliases too.
+        assert_eq!(
+            expand("example.org", &[], &["cluster.local/ns/a/sa/b"]),
+            ["example.org/ns/a/sa/b"]
+        );
+        // Only five-segment identities are rewritten (Istio's SPIFFE format check).
+        assert_eq!(
+            expand("example.org", &["old.org"], &["cluster.local/ns/default/*"]),
+            ["cluster.local/ns/default/*"]
+        );
+        assert_eq!(
+            expand("example.org", &["old.org"], &["old.org/ns/a/sa/*"]),
+            ["example.org/ns/a/sa/*", "old.org/ns/a/sa/*"]
+        );
     }
 
     #[test]

@@ -277,8 +277,20 @@ pub(crate) fn inbound(model: &Model, key: &ViewKey) -> InboundSecurity {
     }
     InboundSecurity {
         modes,
-        http_rbac: rbac::build(&authz, td, &issuers, false),
-        tcp_rbac: rbac::build(&authz, td, &issuers, true),
+        http_rbac: rbac::build(
+            &authz,
+            td,
+            &model.options.trust_domain_aliases,
+            &issuers,
+            false,
+        ),
+        tcp_rbac: rbac::build(
+            &authz,
+            td,
+            &model.options.trust_domain_aliases,
+            &issuers,
+            true,
+        ),
         jwt,
     }
 }

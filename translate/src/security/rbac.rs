@@ -7,9 +7,11 @@
 //! An empty side matches anything, so `rules: [{}]` allows everything while a policy
 //! without rules contributes nothing (an ALLOW policy without rules denies everything).
 //!
-//! Peers are matched on the SPIFFE URI of their certificate: `principals` as written (the
-//! default trust domain standing for the mesh's), `namespaces` and `serviceAccounts` in any
-//! trust domain, as Istio does. Path templates (`{*}`, `{**}`) become Envoy `uri_template`
+//! Peers are matched on the SPIFFE URI of their certificate: `principals` (and
+//! `source.principal` conditions) in the mesh's trust domain bundle — a principal of the
+//! mesh's trust domain, of one of its aliases (MeshConfig `trustDomainAliases`) or of
+//! `cluster.local` becomes one per trust domain of the bundle, others stay as written —
+//! `namespaces` and `serviceAccounts` in any trust domain, as Istio does. Path templates (`{*}`, `{**}`) become Envoy `uri_template`
 //! permissions; other paths exact, prefix or suffix `url_path` matchers.
 //!
 //! Filters run in Istio's order: AUDIT (Envoy's LOG action), DENY, ALLOW. On TCP filter
@@ -86,11 +88,13 @@ fn cond<'a>(attr: Attr, values: &'a [String], not_values: &'a [String]) -> Cond<
     }
 }
 
-/// What translating a value needs besides the value: the mesh's trust domain, the
-/// issuers the workload's `jwt_authn` filter verifies and the policy's namespace.
+/// What translating a value needs besides the value: the mesh's trust domain and its
+/// aliases, the issuers the workload's `jwt_authn` filter verifies and the policy's
+/// namespace.
 #[derive(Debug, Clone, Copy)]
 struct Cx<'a> {
     td: &'a str,
+    aliases: &'a [String],
     issuers: &'a [String],
     namespace: &'a str,
 }
@@ -114,7 +118,7 @@ fn principal_of(attr: &Attr, v: &str, cx: Cx<'_>) -> Option<Principal> {
     use principal::{Authenticated, Identifier};
     let id = match attr {
         Attr::Principal => Identifier::Authenticated(Authenticated {
-            principal_name: Some(matchers::principal(v, cx.td)),
+            principal_name: Some(matchers::principal(v)),
         }),
         Attr::Namespace => Identifier::Authenticated(Authenticated {
             principal_name: Some(matchers::namespace(v)),
@@ -231,6 +235,20 @@ impl Side for Permission {
     }
 }
 
+/// The values of a condition as matched: principals expanded over the trust domain bundle,
+/// others as written.
+fn expand<'v>(attr: &Attr, values: &'v [String], cx: Cx<'_>) -> Vec<std::borrow::Cow<'v, str>> {
+    use std::borrow::Cow;
+    match attr {
+        Attr::Principal => values
+            .iter()
+            .flat_map(|v| matchers::trust_domain_principals(v, cx.td, cx.aliases))
+            .map(Cow::Owned)
+            .collect(),
+        _ => values.iter().map(|v| Cow::Borrowed(v.as_str())).collect(),
+    }
+}
+
 /// Builds one side of a policy (an AND of ORs) from its conditions, or `None` when the
 /// rule must be dropped (an HTTP-only attribute on TCP, in an ALLOW rule).
 fn and_of<T: Side>(conds: &[Cond<'_>], for_tcp: bool, allow: bool, cx: Cx<'_>) -> Option<T> {
@@ -242,16 +260,14 @@ fn and_of<T: Side>(conds: &[Cond<'_>], for_tcp: bool, allow: bool, cx: Cx<'_>) -
             }
             continue;
         }
-        let yes: Vec<T> = c
-            .values
+        let yes: Vec<T> = expand(&c.attr, c.values, cx)
             .iter()
             .filter_map(|v| T::one(&c.attr, v, cx))
             .collect();
         if !yes.is_empty() {
             all.push(T::set(yes, false));
         }
-        let no: Vec<T> = c
-            .not_values
+        let no: Vec<T> = expand(&c.attr, c.not_values, cx)
             .iter()
             .filter_map(|v| T::one(&c.attr, v, cx))
             .collect();
@@ -364,6 +380,7 @@ fn rule_policy(rule: &AuthzRule, for_tcp: bool, allow: bool, cx: Cx<'_>) -> Opti
 pub(crate) fn build(
     policies: &[&Arc<AuthorizationPolicyRule>],
     trust_domain: &str,
+    trust_domain_aliases: &[String],
     issuers: &[String],
     for_tcp: bool,
 ) -> Vec<RbacConfig> {
@@ -376,6 +393,7 @@ pub(crate) fn build(
         any_allow |= action == AuthzAction::Allow;
         let cx = Cx {
             td: trust_domain,
+            aliases: trust_domain_aliases,
             issuers,
             namespace: &p.namespace,
         };

@@ -12,9 +12,11 @@
 //!   listeners are not served.
 //! - an `HTTPRoute` attaches to a listener its `parentRef` names (all listeners, or the one
 //!   of `sectionName`/`port`) when the listener carries HTTP(S), admits the kind and the
-//!   route's namespace (`allowedRoutes`, default `Same`; `Selector` admits none, as shoal
-//!   does not read Namespaces) and their hostnames intersect (the more specific wins; no
-//!   route hostnames take the listener's). Others are skipped, as Istio reports them
+//!   route's namespace (`allowedRoutes`, default `Same`; `Selector` admits the namespaces
+//!   whose labels its label selector matches: those of the `Namespace` object, none without
+//!   one, and always `kubernetes.io/metadata.name: NAME`, as the API server sets it) and
+//!   their hostnames intersect (the more specific wins; no route hostnames take the
+//!   listener's). Others are skipped, as Istio reports them
 //!   `Accepted: False`.
 //! - routes attached to one listener for one host are merged, as Istio does, into one
 //!   VirtualService bound to that listener's Gateway, with one HTTP route per match sorted
@@ -60,6 +62,7 @@ use shoal_config::gateway_api::{
     FromNamespaces, GROUP, KubeGatewaySpec, Listener, ParentReference, TlsMode,
 };
 use shoal_config::istio::{GatewaySpec, Server, ServerPort, ServerTlsMode, ServerTlsSettings};
+use shoal_config::k8s::namespace_labels;
 use shoal_config::{ConfigSnapshot, Kind, Labels, Object, ObjectKey, host, selects};
 
 use super::VirtualServiceRule;
@@ -244,6 +247,7 @@ fn attachments(
     hostnames: &[String],
 ) -> BTreeMap<(Arc<str>, Arc<str>), Vec<String>> {
     let mut out: BTreeMap<(Arc<str>, Arc<str>), Vec<String>> = BTreeMap::new();
+    let route_ns_labels = route_namespace_labels(cfg, route_ns);
     for parent in parents.iter().filter(|p| p.is_gateway()) {
         let ns = parent.namespace.as_deref().unwrap_or(route_ns);
         let Some(entry) = cfg.get(&ObjectKey::new(Kind::KubeGateway, ns, &parent.name)) else {
@@ -253,7 +257,7 @@ fn attachments(
             continue;
         };
         for l in listeners_of(&gw.spec, parent.section_name.as_deref(), parent.port) {
-            if !admits(l, kind, ns, route_ns) {
+            if !admits(l, kind, ns, route_ns, &route_ns_labels) {
                 continue;
             }
             let hosts = match kind {
@@ -286,8 +290,25 @@ fn listeners_of<'a>(
         .filter(move |l| section.is_none_or(|s| s == l.name) && port.is_none_or(|p| p == l.port))
 }
 
-/// Whether a listener takes routes of `kind` from `route_ns`.
-fn admits(l: &Listener, kind: RouteKind, gw_ns: &str, route_ns: &str) -> bool {
+/// The labels of namespace `ns` as a listener's selector sees them.
+fn route_namespace_labels(cfg: &ConfigSnapshot, ns: &str) -> Labels {
+    let object = cfg.get(&ObjectKey::new(Kind::Namespace, "", ns));
+    let namespace = object.and_then(|e| match e.object.as_ref() {
+        Object::Namespace(n) => Some(n),
+        _ => None,
+    });
+    namespace_labels(ns, namespace)
+}
+
+/// Whether a listener takes routes of `kind` from `route_ns`, whose namespace has
+/// `route_ns_labels`.
+fn admits(
+    l: &Listener,
+    kind: RouteKind,
+    gw_ns: &str,
+    route_ns: &str,
+    route_ns_labels: &Labels,
+) -> bool {
     let allowed = l.allowed_routes.as_ref();
     let kind_ok = allowed.is_none_or(|a| {
         a.kinds.is_empty()
@@ -295,14 +316,15 @@ fn admits(l: &Listener, kind: RouteKind, gw_ns: &str, route_ns: &str) -> bool {
                 .iter()
                 .any(|k| k.kind == kind.name() && k.group.as_deref().unwrap_or(GROUP) == GROUP)
     });
-    let from = allowed
-        .and_then(|a| a.namespaces.as_ref())
-        .and_then(|n| n.from)
-        .unwrap_or_default();
+    let namespaces = allowed.and_then(|a| a.namespaces.as_ref());
+    let from = namespaces.and_then(|n| n.from).unwrap_or_default();
     let ns_ok = match from {
         FromNamespaces::All => true,
         FromNamespaces::Same => gw_ns == route_ns,
-        FromNamespaces::Selector => false,
+        // Without a selector (rejected by validation) no namespace is admitted.
+        FromNamespaces::Selector => namespaces
+            .and_then(|n| n.selector.as_ref())
+            .is_some_and(|s| s.matches(route_ns_labels)),
     };
     kind.carried_by(l) && kind_ok && ns_ok
 }
@@ -382,7 +404,10 @@ mod tests {
         for (listener, expect) in cases {
             let got = kinds.map(|k| k.carried_by(&listener));
             assert_eq!(got, expect, "{}", listener.protocol);
-            assert_eq!(kinds.map(|k| admits(&listener, k, "ns", "ns")), expect);
+            assert_eq!(
+                kinds.map(|k| admits(&listener, k, "ns", "ns", &Labels::new())),
+                expect
+            );
         }
         // An HTTP listener limited to HTTPRoutes takes no GRPCRoute, and the other way.
         let mut http = l("HTTP", None);
@@ -396,14 +421,14 @@ mod tests {
             })
         };
         http.allowed_routes = only("HTTPRoute");
-        assert!(admits(&http, RouteKind::Http, "ns", "ns"));
-        assert!(!admits(&http, RouteKind::Grpc, "ns", "ns"));
+        assert!(admits(&http, RouteKind::Http, "ns", "ns", &Labels::new()));
+        assert!(!admits(&http, RouteKind::Grpc, "ns", "ns", &Labels::new()));
         http.allowed_routes = only("GRPCRoute");
-        assert!(!admits(&http, RouteKind::Http, "ns", "ns"));
-        assert!(admits(&http, RouteKind::Grpc, "ns", "ns"));
+        assert!(!admits(&http, RouteKind::Http, "ns", "ns", &Labels::new()));
+        assert!(admits(&http, RouteKind::Grpc, "ns", "ns", &Labels::new()));
         // allowedRoutes.kinds narrows; Same rejects other namespaces.
         let mut tcp = l("TCP", None);
-        assert!(!admits(&tcp, RouteKind::Tcp, "ns", "other"));
+        assert!(!admits(&tcp, RouteKind::Tcp, "ns", "other", &Labels::new()));
         tcp.allowed_routes = Some(shoal_config::gateway_api::AllowedRoutes {
             kinds: vec![shoal_config::gateway_api::RouteGroupKind {
                 group: None,
@@ -411,6 +436,71 @@ mod tests {
             }],
             ..Default::default()
         });
-        assert!(!admits(&tcp, RouteKind::Tcp, "ns", "ns"));
+        assert!(!admits(&tcp, RouteKind::Tcp, "ns", "ns", &Labels::new()));
+    }
+
+    #[test]
+    fn selector_listeners_admit_namespaces_by_label() {
+        use shoal_config::ConfigStore;
+        use shoal_config::parse::parse_yaml;
+        let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod-a, labels: {env: prod, team: a}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: dev, labels: {env: dev}}\n";
+        let mut store = ConfigStore::new();
+        store.apply("ns.yaml", parse_yaml("ns.yaml", yaml));
+        let cfg = store.snapshot();
+        assert_eq!(cfg.of_kind(Kind::Namespace).count(), 2);
+        let listener = |selector: &str| -> Listener {
+            serde_saphyr::from_str(&format!(
+                "{{name: http, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {{from: Selector{selector}}}}}}}"
+            ))
+            .expect("listener")
+        };
+        let admitted = |l: &Listener| -> Vec<&str> {
+            ["prod-a", "dev", "bare"]
+                .into_iter()
+                .filter(|ns| {
+                    admits(
+                        l,
+                        RouteKind::Http,
+                        "gw",
+                        ns,
+                        &route_namespace_labels(&cfg, ns),
+                    )
+                })
+                .collect()
+        };
+        let cases = [
+            (", selector: {matchLabels: {env: prod}}", vec!["prod-a"]),
+            (
+                ", selector: {matchExpressions: [{key: env, operator: In, values: [prod, dev]}]}",
+                vec!["prod-a", "dev"],
+            ),
+            (
+                ", selector: {matchExpressions: [{key: env, operator: NotIn, values: [prod]}]}",
+                vec!["dev", "bare"],
+            ),
+            (
+                ", selector: {matchExpressions: [{key: team, operator: Exists}]}",
+                vec!["prod-a"],
+            ),
+            (
+                ", selector: {matchExpressions: [{key: env, operator: DoesNotExist}]}",
+                vec!["bare"],
+            ),
+            (
+                ", selector: {matchLabels: {env: prod}, matchExpressions: [{key: team, operator: NotIn, values: [a]}]}",
+                vec![],
+            ),
+            // Every namespace, with a Namespace object or not, carries its name label.
+            (
+                ", selector: {matchLabels: {kubernetes.io/metadata.name: bare}}",
+                vec!["bare"],
+            ),
+            (", selector: {}", vec!["prod-a", "dev", "bare"]),
+            // No selector: invalid, nothing is admitted.
+            ("", vec![]),
+        ];
+        for (selector, expect) in cases {
+            assert_eq!(admitted(&listener(selector)), expect, "{selector}");
+        }
     }
 }

@@ -19,7 +19,7 @@ fn policy(name: &str, yaml: &str) -> Arc<AuthorizationPolicyRule> {
 
 fn build_for(policies: &[Arc<AuthorizationPolicyRule>], tcp: bool) -> Vec<RbacConfig> {
     let refs: Vec<&Arc<AuthorizationPolicyRule>> = policies.iter().collect();
-    build(&refs, "cluster.local", &[], tcp)
+    build(&refs, "cluster.local", &[], &[], tcp)
 }
 
 fn actions(c: &[RbacConfig]) -> Vec<(Action, Vec<String>)> {
@@ -230,10 +230,86 @@ fn trust_domain_rewrites_default_principals() {
         "p",
         "rules: [{from: [{source: {principals: [cluster.local/ns/a/sa/b]}}]}]",
     );
-    let c = build(&[&p], "example.org", &[], false);
+    let c = build(&[&p], "example.org", &[], &[], false);
     let text = format!("{:?}", c[0].policies["ns[shop]-policy[p]-rule[0]"]);
     assert!(text.contains("spiffe://example.org/ns/a/sa/b"), "{text}");
     assert!(!text.contains("cluster.local"), "{text}");
+}
+
+/// The exact URIs an `authenticated` principal set matches, in order.
+fn exact_uris(p: &Principal) -> Vec<String> {
+    match &p.identifier {
+        Some(principal::Identifier::Authenticated(a)) => {
+            match a
+                .principal_name
+                .as_ref()
+                .and_then(|m| m.match_pattern.as_ref())
+            {
+                Some(MatchPattern::Exact(s)) => vec![s.clone()],
+                other => vec![format!("{other:?}")],
+            }
+        }
+        Some(principal::Identifier::OrIds(s) | principal::Identifier::AndIds(s)) => {
+            s.ids.iter().flat_map(exact_uris).collect()
+        }
+        Some(principal::Identifier::NotId(p)) => exact_uris(p)
+            .into_iter()
+            .map(|u| format!("not {u}"))
+            .collect(),
+        other => vec![format!("{other:?}")],
+    }
+}
+
+#[test]
+fn trust_domain_aliases_expand_principals_and_conditions() {
+    let p = policy(
+        "p",
+        "rules:\n- from:\n  - source:\n      principals: [cluster.local/ns/a/sa/b, old.example/ns/c/sa/d, other.org/ns/e/sa/f, '*/ns/g/sa/h']\n      notPrincipals: [new.example/ns/x/sa/y]\n  when:\n  - {key: source.principal, values: [old.example/ns/w/sa/v]}\n",
+    );
+    let aliases = ["old.example".to_string()];
+    for tcp in [false, true] {
+        let c = build(&[&p], "new.example", &aliases, &[], tcp);
+        let rule = &c[0].policies["ns[shop]-policy[p]-rule[0]"];
+        assert_eq!(
+            exact_uris(&rule.principals[0]),
+            [
+                // principals: the mesh's trust domain first, then its aliases.
+                "spiffe://new.example/ns/a/sa/b",
+                "spiffe://old.example/ns/a/sa/b",
+                "spiffe://new.example/ns/c/sa/d",
+                "spiffe://old.example/ns/c/sa/d",
+                // Not of the bundle: as written.
+                "spiffe://other.org/ns/e/sa/f",
+                // Any trust domain: as written (a regex).
+                r#"Some(SafeRegex(RegexMatcher { regex: "spiffe://.*/ns/g/sa/h", engine_type: None }))"#,
+                // notPrincipals.
+                "not spiffe://new.example/ns/x/sa/y",
+                "not spiffe://old.example/ns/x/sa/y",
+                // source.principal conditions.
+                "spiffe://new.example/ns/w/sa/v",
+                "spiffe://old.example/ns/w/sa/v",
+            ],
+            "{rule:?}"
+        );
+    }
+    // Without aliases, `cluster.local` principals still mean the mesh's trust domain, and
+    // an old trust domain is kept as written.
+    let c = build(&[&p], "new.example", &[], &[], false);
+    let uris = exact_uris(&c[0].policies["ns[shop]-policy[p]-rule[0]"].principals[0]);
+    assert_eq!(uris[0], "spiffe://new.example/ns/a/sa/b");
+    assert_eq!(uris[1], "spiffe://old.example/ns/c/sa/d");
+    assert_eq!(uris.len(), 6, "{uris:#?}");
+    // `cluster.local` as an alias keeps identities of that trust domain matching.
+    let local = ["cluster.local".to_string()];
+    let c = build(&[&p], "new.example", &local, &[], false);
+    let uris = exact_uris(&c[0].policies["ns[shop]-policy[p]-rule[0]"].principals[0]);
+    assert_eq!(
+        uris[..2],
+        [
+            "spiffe://new.example/ns/a/sa/b",
+            "spiffe://cluster.local/ns/a/sa/b"
+        ]
+    );
 }
 
 #[test]
@@ -243,7 +319,7 @@ fn jwt_attributes_read_the_verified_payload() {
         "rules:\n- from: [{source: {requestPrincipals: ['https://idp/alice'], notRequestPrincipals: ['nobody/x']}}]\n  when:\n  - {key: 'request.auth.claims[groups]', values: [admin]}\n  - {key: request.auth.audiences, values: [shop]}\n  - {key: request.auth.presenter, values: [web]}\n  - {key: request.auth.principal, values: ['https://idp/*']}\n",
     );
     let issuers = ["https://idp".to_string()];
-    let c = build(&[&p], "cluster.local", &issuers, false);
+    let c = build(&[&p], "cluster.local", &[], &issuers, false);
     let text = format!("{:?}", c[0].policies["ns[shop]-policy[p]-rule[0]"]);
     for needle in [
         "envoy.filters.http.jwt_authn",
@@ -273,14 +349,14 @@ fn jwt_attributes_read_the_verified_payload() {
         .collect();
     assert_eq!(nots.len(), 1);
     // Without a verifying issuer, a required principal matches nothing.
-    let c = build(&[&p], "cluster.local", &[], false);
+    let c = build(&[&p], "cluster.local", &[], &[], false);
     let text = format!("{:?}", c[0].policies["ns[shop]-policy[p]-rule[0]"]);
     assert!(
         text.contains("NotId(Principal { identifier: Some(Any(true)) })"),
         "{text}"
     );
     // On TCP chains the ALLOW rule cannot be evaluated: dropped (ALLOW without rules).
-    let tcp = build(&[&p], "cluster.local", &issuers, true);
+    let tcp = build(&[&p], "cluster.local", &[], &issuers, true);
     assert_eq!(tcp.len(), 1);
     assert!(tcp[0].policies.is_empty());
 }
@@ -307,7 +383,7 @@ fn service_accounts_match_the_peer_identity_in_any_trust_domain() {
     // The mesh's trust domain does not matter (Istio matches any).
     for td in ["cluster.local", "example.org"] {
         for tcp in [false, true] {
-            let c = build(&[&p], td, &[], tcp);
+            let c = build(&[&p], td, &[], &[], tcp);
             let rule = &c[0].policies["ns[shop]-policy[p]-rule[0]"];
             let Some(principal::Identifier::AndIds(and)) = &rule.principals[0].identifier else {
                 panic!("{rule:?}");
