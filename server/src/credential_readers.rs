@@ -54,31 +54,56 @@ impl CredentialReaders {
     }
 }
 
-/// A Pod of the identity's namespace and service account that is a gateway.
-fn runs_a_gateway(identity: &Identity, config: &ConfigSnapshot) -> bool {
-    let selectors: Vec<&shoal_config::Labels> = config
+/// The selectors of the Istio Gateways of a config.
+fn gateway_selectors(config: &ConfigSnapshot) -> Vec<&shoal_config::Labels> {
+    config
         .of_kind(Kind::Gateway)
         .filter_map(|(_, e)| match e.object.as_ref() {
             Object::Gateway(gw) if !gw.spec.selector.is_empty() => Some(&gw.spec.selector),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// The service account of a Pod that is a gateway (an Istio Gateway selects it, or it
+/// carries a Gateway API gateway-name label).
+fn gateway_account<'a>(object: &'a Object, selectors: &[&shoal_config::Labels]) -> Option<&'a str> {
+    let Object::Pod(pod) = object else {
+        return None;
+    };
+    let labels = &pod.metadata.labels;
+    let gateway = selectors.iter().any(|s| selects(s, labels))
+        || GATEWAY_NAME_LABELS.iter().any(|l| labels.contains_key(*l));
+    gateway.then(|| {
+        pod.spec
+            .service_account_name
+            .as_deref()
+            .unwrap_or("default")
+    })
+}
+
+/// A Pod of the identity's namespace and service account that is a gateway.
+fn runs_a_gateway(identity: &Identity, config: &ConfigSnapshot) -> bool {
+    let selectors = gateway_selectors(config);
     config
         .of_kind_in(Kind::Pod, &identity.namespace)
-        .any(|(_, e)| match e.object.as_ref() {
-            Object::Pod(pod) => {
-                let sa = pod
-                    .spec
-                    .service_account_name
-                    .as_deref()
-                    .unwrap_or("default");
-                let labels = &pod.metadata.labels;
-                sa == identity.service_account
-                    && (selectors.iter().any(|s| selects(s, labels))
-                        || GATEWAY_NAME_LABELS.iter().any(|l| labels.contains_key(*l)))
-            }
-            _ => false,
+        .any(|(_, e)| {
+            gateway_account(e.object.as_ref(), &selectors)
+                == Some(identity.service_account.as_str())
         })
+}
+
+/// Every (namespace, service account) that runs a gateway: when this set changes, streams
+/// must be resolved again (a gateway whose Pod appeared gets its credentials).
+pub fn gateway_identities(config: &ConfigSnapshot) -> std::collections::BTreeSet<(String, String)> {
+    let selectors = gateway_selectors(config);
+    config
+        .of_kind(Kind::Pod)
+        .filter_map(|(key, e)| {
+            let sa = gateway_account(e.object.as_ref(), &selectors)?;
+            Some((key.namespace.to_string(), sa.to_string()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

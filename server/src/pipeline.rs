@@ -61,6 +61,8 @@ pub struct Pipeline {
     pub security: std::sync::OnceLock<Arc<crate::security::Security>>,
     /// The JSON Web Key Sets the config needs fetched (`jwks.rs` fetches them).
     jwks_wanted: watch::Sender<std::collections::BTreeSet<JwksRef>>,
+    /// The identities that run gateways, as of the last build (credentials go to them).
+    gateway_identities: Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 pub fn resources(out: ViewOutput) -> Resources {
@@ -85,6 +87,7 @@ impl Pipeline {
             config: Mutex::new(ConfigSnapshot::default()),
             security: std::sync::OnceLock::new(),
             jwks_wanted: watch::Sender::new(Default::default()),
+            gateway_identities: Mutex::new(Default::default()),
         })
     }
 
@@ -205,7 +208,23 @@ impl Pipeline {
         if secrets_changed && let Some(security) = self.security.get() {
             security.set_credentials(&config);
         }
+        // Pods are endpoint-only changes, but one may make its identity a gateway's (or
+        // stop it being one): streams are then resolved again, which is where a gateway's
+        // credentials are granted.
+        let pods_changed = changes.keys.iter().any(|k| k.kind == Kind::Pod);
+        let mut gateways_changed = false;
+        if (pods_changed || delta.full) && self.security.get().is_some() {
+            let now = crate::credential_readers::gateway_identities(&config);
+            let mut known = self.gateway_identities.lock();
+            gateways_changed = *known != now && !delta.full;
+            *known = now;
+        }
         *self.config.lock() = config;
+        if gateways_changed {
+            // After the config is in place: streams read it when they resolve again.
+            tracing::info!("gateway workloads changed: streams resolve their identity again");
+            self.epoch.send_modify(|e| *e += 1);
+        }
         if delta.full {
             self.want_jwks(&st);
         }

@@ -647,3 +647,59 @@ async fn credentials_are_only_for_gateways_of_their_namespace() {
     .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_whose_pod_appears_later_gets_its_credentials() {
+    use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+    let issuer = Issuer::new().unwrap();
+    let server = certificates();
+    let (client_ca, _, _) = certificates_for("client CA", &["client.example.com"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        credential_mesh([18446, 18447, 18448], 8000, 5432, &server, &client_ca),
+    )
+    .unwrap();
+    let shoal = Shoal::start(dir.path(), &["--jwt-issuer", &issuer.arg()])
+        .await
+        .unwrap();
+    // The gateway's stream starts before its Pod is in the registry (a Kubernetes watch
+    // can lag the pod's start): no credentials yet, and the stream stays open.
+    let token = issuer.token("istio-system", "late").unwrap();
+    let request = DeltaDiscoveryRequest {
+        node: Some(raw_node("router", "istio-system")),
+        type_url: shoal_api::type_url::SECRET.into(),
+        resource_names_subscribe: vec!["kubernetes://web-cert".into()],
+        ..Default::default()
+    };
+    let mut stream =
+        shoal_tests::xds::DeltaStream::open_with_token(shoal.xds, request, Some(&token))
+            .await
+            .unwrap();
+    let mut got: Vec<String> = Vec::new();
+    while let Some(resp) = stream.recv(Duration::from_secs(2)).await.unwrap() {
+        got.extend(resp.resources.into_iter().map(|r| r.name));
+    }
+    assert!(
+        got.is_empty(),
+        "credentials before the gateway runs: {got:?}"
+    );
+
+    // Its Pod appears: the same stream gets the credential, without reconnecting.
+    std::fs::write(
+        dir.path().join("late.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: late-0, namespace: istio-system, labels: {istio: ingressgateway}}\nspec: {serviceAccountName: late}\n",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !got.iter().any(|n| n == "kubernetes://web-cert") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no credential after the Pod appeared: {got:?}\n{}",
+            shoal.proc.log()
+        );
+        if let Some(resp) = stream.recv(Duration::from_secs(1)).await.unwrap() {
+            got.extend(resp.resources.into_iter().map(|r| r.name));
+        }
+    }
+}
