@@ -394,6 +394,7 @@ impl<'m> ViewBuilder<'_, 'm> {
                 services.dedup_by_key(|s| s.host.clone());
                 self.capture_port(port, &services, vss);
             }
+            self.headless_pod_listeners(&egress);
             self.out.add(
                 ResourceType::Listener,
                 Resource::encode(
@@ -439,6 +440,59 @@ impl<'m> ViewBuilder<'_, 'm> {
                 ResourceType::Listener,
                 Resource::encode("virtualInbound", &inbound),
             );
+        }
+    }
+
+    /// `PODIP_PORT` for each pod of the headless Kubernetes Services in scope, on their TCP
+    /// ports (HTTP ones route by host on `0.0.0.0_PORT`), as Istio builds them.
+    fn headless_pod_listeners(&mut self, egress: &[Egress]) {
+        use crate::model::{Resolution, ServiceOrigin};
+        let mut seen = BTreeSet::new();
+        for e in egress {
+            for svc in self.scope.services_of(e) {
+                if svc.resolution != Resolution::Passthrough
+                    || svc.origin != ServiceOrigin::Kubernetes
+                {
+                    continue;
+                }
+                for p in svc
+                    .ports
+                    .iter()
+                    .filter(|p| !p.protocol.is_http() && p.protocol != Protocol::Udp)
+                {
+                    let ps = PortService {
+                        cluster: outbound_cluster_name(p.port, "", &svc.host),
+                        tcp: crate::envoy::traffic_policy::TcpTimeouts::for_host(
+                            &self.scope,
+                            &svc.host,
+                        ),
+                        protocol: p.protocol,
+                        addresses: Vec::new(),
+                    };
+                    for ep in svc
+                        .endpoints
+                        .iter()
+                        .filter(|ep| crate::envoy::is_ip(&ep.address))
+                    {
+                        if !seen.insert((ep.address.clone(), p.port)) {
+                            continue;
+                        }
+                        // The pod's address stands in for the virtual IP it lacks.
+                        let ps = PortService {
+                            addresses: vec![ep.address.to_string()],
+                            ..ps.clone()
+                        };
+                        let l = listener::outbound_at(
+                            &ep.address,
+                            p.port,
+                            std::slice::from_ref(&ps),
+                            &Unknown::of(&self.scope),
+                        );
+                        self.out
+                            .add(ResourceType::Listener, Resource::encode(l.name.clone(), &l));
+                    }
+                }
+            }
         }
     }
 

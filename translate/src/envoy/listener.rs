@@ -212,7 +212,19 @@ fn capture_chains(
 
 /// `0.0.0.0_PORT`: reached through `virtualOutbound` by original destination, not bound.
 pub(crate) fn outbound_port(port: u16, services: &[PortService], unknown: &Unknown) -> Listener {
-    let name = format!("0.0.0.0_{port}");
+    outbound_at("0.0.0.0", port, services, unknown)
+}
+
+/// The listener `ADDRESS_PORT` of captured outbound traffic to one address: the pods of a
+/// headless Service (Istio's per-endpoint listeners), so that each pod's traffic is its own
+/// service's even where several headless services share a port.
+pub(crate) fn outbound_at(
+    address: &str,
+    port: u16,
+    services: &[PortService],
+    unknown: &Unknown,
+) -> Listener {
+    let name = format!("{address}_{port}");
     let (filter_chains, sniff) = capture_chains(
         services,
         &port.to_string(),
@@ -221,7 +233,7 @@ pub(crate) fn outbound_port(port: u16, services: &[PortService], unknown: &Unkno
     );
     Listener {
         name,
-        address: Some(socket("0.0.0.0", port)),
+        address: Some(socket(address, port)),
         filter_chains,
         bind_to_port: Some(boolv(false)),
         listener_filters: if sniff {
