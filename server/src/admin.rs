@@ -36,6 +36,7 @@ pub fn router(
         .route("/debug/config_dump", get(config_dump))
         .route("/debug/configz", get(configz))
         .route("/debug/views", get(views))
+        .route("/debug/jwksz", get(jwksz))
         .route("/debug/shardz", get(shardz))
         .with_state(Admin {
             pipeline,
@@ -186,6 +187,11 @@ async fn configz(State(a): State<Admin>) -> Response {
         "analysis": analysis.iter().map(|i| serde_json::json!({ "severity": i.severity, "message": i.to_string() })).collect::<Vec<_>>(),
     }))
     .into_response()
+}
+
+/// The JSON Web Key Sets shoal fetches for RequestAuthentications, and how each fares.
+async fn jwksz(State(a): State<Admin>) -> Response {
+    Json(a.pipeline.jwks_status.lock().clone()).into_response()
 }
 
 async fn views(State(a): State<Admin>) -> Response {

@@ -229,6 +229,38 @@ struct Entry {
     keys: Option<Arc<str>>,
     due: Instant,
     failures: u32,
+    /// Wall-clock time of the last successful fetch, and the last error since.
+    fetched_at: Option<std::time::SystemTime>,
+    last_error: Option<String>,
+}
+
+/// What `/debug/jwksz` shows of the key sets.
+fn status(entries: &BTreeMap<JwksRef, Entry>) -> Vec<serde_json::Value> {
+    entries
+        .iter()
+        .map(|(r, e)| {
+            let (kind, source) = match r {
+                JwksRef::Uri(u) => ("jwksUri", u.as_str()),
+                JwksRef::Discover(i) => ("issuer", i.as_str()),
+            };
+            let keys = e
+                .keys
+                .as_deref()
+                .and_then(|k| serde_json::from_str::<serde_json::Value>(k).ok())
+                .and_then(|d| d.get("keys").and_then(|k| k.as_array()).map(Vec::len));
+            serde_json::json!({
+                kind: source,
+                "keys": keys,
+                "fetched_unix": e.fetched_at
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs()),
+                "failures_in_a_row": e.failures,
+                "last_error": e.last_error,
+                // Without keys, the rule's tokens are all rejected.
+                "serving": if e.keys.is_some() { "fetched keys" } else { "a key set that verifies nothing" },
+            })
+        })
+        .collect()
 }
 
 /// The delay before retrying after `failures` failures in a row: 1 s doubling, at most a
@@ -264,6 +296,8 @@ pub async fn run(
                 keys: None,
                 due: now,
                 failures: 0,
+                fetched_at: None,
+                last_error: None,
             });
         }
         let due: Vec<JwksRef> = entries
@@ -293,6 +327,8 @@ pub async fn run(
                     }
                     e.keys = Some(keys);
                     e.failures = 0;
+                    e.fetched_at = Some(std::time::SystemTime::now());
+                    e.last_error = None;
                     e.due = Instant::now() + cfg.refresh;
                 }
                 Err(err) => {
@@ -304,9 +340,11 @@ pub async fn run(
                         "JWKS fetch failed"
                     );
                     e.due = Instant::now() + retry;
+                    e.last_error = Some(err.to_string());
                 }
             }
         }
+        *pipeline.jwks_status.lock() = status(&entries);
         let current: FetchedJwks = entries
             .iter()
             .filter_map(|(r, e)| Some((r.clone(), e.keys.clone()?)))

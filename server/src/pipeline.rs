@@ -63,6 +63,8 @@ pub struct Pipeline {
     jwks_wanted: watch::Sender<std::collections::BTreeSet<JwksRef>>,
     /// The identities that run gateways, as of the last build (credentials go to them).
     gateway_identities: Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// What the JWKS fetcher knows of each key set (for `/debug/jwksz`).
+    pub jwks_status: Mutex<Vec<serde_json::Value>>,
 }
 
 pub fn resources(out: ViewOutput) -> Resources {
@@ -88,6 +90,7 @@ impl Pipeline {
             security: std::sync::OnceLock::new(),
             jwks_wanted: watch::Sender::new(Default::default()),
             gateway_identities: Mutex::new(Default::default()),
+            jwks_status: Mutex::new(Vec::new()),
         })
     }
 

@@ -312,4 +312,25 @@ async fn shoal_fetches_keys_and_follows_their_rotation() {
         "{}",
         api.logs()
     );
+    // The operator's view: both key sets, the jwksUri one failing but still served.
+    let status = api.shoal.json("/debug/jwksz").await.unwrap();
+    let list = status.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{status}");
+    let by_uri = list
+        .iter()
+        .find(|e| e["jwksUri"] == format!("http://{idp_addr}/keys"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(by_uri["keys"], 1, "{status}");
+    assert_eq!(by_uri["serving"], "fetched keys", "{status}");
+    assert!(
+        by_uri["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("404")),
+        "{status}"
+    );
+    let discovered = list
+        .iter()
+        .find(|e| e["issuer"] == idp_issuer)
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(discovered["last_error"].is_null(), "{status}");
 }
