@@ -98,6 +98,7 @@ const ROOT_FILES: &[&str] = &[
     "envoy/extensions/filters/http/jwt_authn/v3/config.proto",
     "envoy/extensions/filters/http/rbac/v3/rbac.proto",
     "envoy/extensions/path/match/uri_template/v3/uri_template_match.proto",
+    "envoy/extensions/access_loggers/file/v3/file.proto",
     "envoy/extensions/filters/listener/original_dst/v3/original_dst.proto",
     "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto",
     "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",

@@ -40,12 +40,28 @@ pub struct MeshConfig {
     /// The mesh-wide locality load balancing a DestinationRule's own setting overrides.
     #[serde(default)]
     pub locality_lb_setting: Option<LocalityLbSetting>,
+    /// Where proxies write access logs (empty: none).
+    #[serde(default)]
+    pub access_log_file: Option<String>,
+    #[serde(default)]
+    pub access_log_encoding: Option<AccessLogEncoding>,
+    /// Envoy format operators (for JSON encoding, a JSON object of them).
+    #[serde(default)]
+    pub access_log_format: Option<String>,
     /// The mesh-wide ProxyConfig (read by the proxies' agents, not by shoal).
     #[serde(default)]
     pub default_config: Option<serde_json::Value>,
     /// Every other field, reported by name.
     #[serde(flatten)]
     pub others: BTreeMap<String, serde_json::Value>,
+}
+
+/// `accessLogEncoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum AccessLogEncoding {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -141,6 +157,15 @@ pub fn check(mesh: &MeshConfig) -> Vec<Issue> {
     if let Some(l) = &mesh.locality_lb_setting {
         crate::validate::locality_lb_setting(&mut v, "localityLbSetting", l);
     }
+    if mesh.access_log_encoding == Some(AccessLogEncoding::Json)
+        && let Some(f) = mesh.access_log_format.as_deref().filter(|f| !f.is_empty())
+        && serde_json::from_str::<BTreeMap<String, String>>(f).is_err()
+    {
+        v.error(
+            "accessLogFormat",
+            "with accessLogEncoding JSON, the format must be a JSON object of string fields",
+        );
+    }
     if mesh.default_config.is_some() {
         v.warning(
             "defaultConfig",
@@ -193,14 +218,13 @@ mod tests {
 
     #[test]
     fn what_shoal_does_not_act_on_is_named() {
-        let (_, issues) = parse(
-            "accessLogFile: /dev/stdout\ndefaultConfig: {holdApplicationUntilProxyStarts: true}\n",
-        )
-        .unwrap();
+        let (_, issues) =
+            parse("enableTracing: true\ndefaultConfig: {holdApplicationUntilProxyStarts: true}\n")
+                .unwrap();
         let found: Vec<String> = issues.iter().map(ToString::to_string).collect();
         assert_eq!(found.len(), 2, "{found:#?}");
         assert!(
-            found.iter().any(|f| f.contains("accessLogFile")),
+            found.iter().any(|f| f.contains("enableTracing")),
             "{found:#?}"
         );
         assert!(
@@ -229,6 +253,11 @@ mod tests {
                 "localityLbSetting.distribute[0].to",
             ),
             ("enableAutoMtls: maybe", "enableAutoMtls"),
+            (
+                "accessLogEncoding: JSON\naccessLogFormat: '%START_TIME%'",
+                "accessLogFormat",
+            ),
+            ("accessLogEncoding: XML", "accessLogEncoding"),
         ] {
             match parse(yaml) {
                 Err(MeshConfigError::Invalid { field: f, .. }) => {

@@ -63,9 +63,23 @@ pub struct MeshOptions {
     /// Who fetches the keys of RequestAuthentication `jwksUri`s (Istio's
     /// `PILOT_JWT_ENABLE_REMOTE_JWKS`).
     pub jwks_fetch: model::JwksFetch,
+    /// MeshConfig `accessLogFile` (with its encoding and format): Envoy proxies log every
+    /// request and connection there.
+    pub access_log: Option<AccessLogOptions>,
     /// MeshConfig `localityLbSetting`: the locality load balancing of every cluster whose
     /// DestinationRule sets none (`None`: Istio's default, enabled without rules).
     pub locality_lb_setting: Option<shoal_config::istio::LocalityLbSetting>,
+}
+
+/// Where and how Envoy proxies write access logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessLogOptions {
+    /// A file path (`/dev/stdout` for the container log).
+    pub path: String,
+    /// JSON lines rather than text.
+    pub json: bool,
+    /// A custom format (for JSON, a JSON object of fields); Istio's default otherwise.
+    pub format: Option<String>,
 }
 
 impl MeshOptions {
@@ -92,6 +106,15 @@ impl MeshOptions {
         if let Some(l) = &mesh.locality_lb_setting {
             self.locality_lb_setting = Some(l.clone());
         }
+        if let Some(path) = mesh.access_log_file.as_deref() {
+            // An empty path turns access logs off, as in Istio.
+            self.access_log = (!path.is_empty()).then(|| AccessLogOptions {
+                path: path.to_string(),
+                json: mesh.access_log_encoding
+                    == Some(shoal_config::mesh_config::AccessLogEncoding::Json),
+                format: mesh.access_log_format.clone().filter(|f| !f.is_empty()),
+            });
+        }
     }
 }
 
@@ -107,6 +130,7 @@ impl Default for MeshOptions {
             outbound_traffic_policy: shoal_config::istio::OutboundMode::AllowAny,
             jwks_fetch: model::JwksFetch::Shoal,
             locality_lb_setting: None,
+            access_log: None,
         }
     }
 }

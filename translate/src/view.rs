@@ -290,13 +290,22 @@ impl<'m> ViewBuilder<'_, 'm> {
             self.sni_dnat_clusters(&gw.sni_dnat);
         }
         for l in gw.listeners {
-            self.out
-                .add(ResourceType::Listener, Resource::encode(l.name.clone(), &l));
+            self.listener(l);
         }
         for rc in gw.routes {
             self.out
                 .add(ResourceType::Route, Resource::encode(rc.name.clone(), &rc));
         }
+    }
+
+    /// Adds an Envoy listener, with the mesh's access log on its HTTP connection managers
+    /// and TCP proxies when MeshConfig asks for one.
+    fn listener(&mut self, mut l: shoal_api::pb::envoy::config::listener::v3::Listener) {
+        if let Some(log) = &self.opts().access_log {
+            crate::envoy::access_log::apply(&mut l, log);
+        }
+        self.out
+            .add(ResourceType::Listener, Resource::encode(l.name.clone(), &l));
     }
 
     /// The SNI-DNAT twins of the outbound clusters AUTO_PASSTHROUGH servers expose.
@@ -395,13 +404,7 @@ impl<'m> ViewBuilder<'_, 'm> {
                 self.capture_port(port, &services, vss);
             }
             self.headless_pod_listeners(&egress);
-            self.out.add(
-                ResourceType::Listener,
-                Resource::encode(
-                    "virtualOutbound",
-                    &listener::virtual_outbound(&Unknown::of(&self.scope)),
-                ),
-            );
+            self.listener(listener::virtual_outbound(&Unknown::of(&self.scope)));
         }
         self.inbound_listeners(capture);
     }
@@ -423,10 +426,7 @@ impl<'m> ViewBuilder<'_, 'm> {
             let ctx = ingress::tls(l);
             if ingress::bound(l, capture) {
                 let listener = inbound::bound_inbound(ingress::bind(l), p, &security, ctx.as_ref());
-                self.out.add(
-                    ResourceType::Listener,
-                    Resource::encode(listener.name.clone(), &listener),
-                );
+                self.listener(listener);
                 continue;
             }
             if let Some(ctx) = ctx {
@@ -435,11 +435,7 @@ impl<'m> ViewBuilder<'_, 'm> {
             captured.push(*p);
         }
         if capture {
-            let inbound = inbound::virtual_inbound(&captured, &security, &tls);
-            self.out.add(
-                ResourceType::Listener,
-                Resource::encode("virtualInbound", &inbound),
-            );
+            self.listener(inbound::virtual_inbound(&captured, &security, &tls));
         }
     }
 
@@ -488,8 +484,7 @@ impl<'m> ViewBuilder<'_, 'm> {
                             std::slice::from_ref(&ps),
                             &Unknown::of(&self.scope),
                         );
-                        self.out
-                            .add(ResourceType::Listener, Resource::encode(l.name.clone(), &l));
+                        self.listener(l);
                     }
                 }
             }
@@ -520,8 +515,7 @@ impl<'m> ViewBuilder<'_, 'm> {
         }
         let mut l = listener::outbound_port(port, &port_services, &Unknown::of(&self.scope));
         crate::envoy::tcp_route::apply_sidecar(&self.scope, vss, services, port, &mut l);
-        self.out
-            .add(ResourceType::Listener, Resource::encode(l.name.clone(), &l));
+        self.listener(l.clone());
         if port_services
             .iter()
             .any(|s| s.protocol.is_http() || s.protocol == Protocol::Unknown)
@@ -570,10 +564,10 @@ impl<'m> ViewBuilder<'_, 'm> {
                 &mut l,
             );
         }
-        self.out
-            .add(ResourceType::Listener, Resource::encode(l.name.clone(), &l));
+        let name = l.name.clone();
+        self.listener(l);
         if http {
-            let rc = self.route_config(&l.name, port, &services, vss, false);
+            let rc = self.route_config(&name, port, &services, vss, false);
             self.out
                 .add(ResourceType::Route, Resource::encode(rc.name.clone(), &rc));
         }

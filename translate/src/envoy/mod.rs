@@ -1,5 +1,6 @@
 //! Envoy resource builders. Everything here is a pure function of the model and a scope.
 
+pub(crate) mod access_log;
 pub(crate) mod cluster;
 pub(crate) mod endpoint;
 pub(crate) mod gateway;
