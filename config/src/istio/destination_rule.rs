@@ -63,6 +63,9 @@ pub struct ClientTlsSettings {
     pub private_key: Option<String>,
     #[serde(default)]
     pub ca_certificates: Option<String>,
+    /// A certificate revocation list file the server's certificate is checked against.
+    #[serde(default)]
+    pub ca_crl: Option<String>,
     #[serde(default)]
     pub credential_name: Option<String>,
     #[serde(default)]

@@ -369,6 +369,7 @@ fn client_tls(v: &mut Validator, f: &str, t: &ClientTlsSettings) {
         ("clientCertificate", set(&t.client_certificate)),
         ("privateKey", set(&t.private_key)),
         ("caCertificates", set(&t.ca_certificates)),
+        ("caCrl", set(&t.ca_crl)),
     ];
     let credential = set(&t.credential_name);
     match mode {
@@ -389,6 +390,12 @@ fn client_tls(v: &mut Validator, f: &str, t: &ClientTlsSettings) {
         }
         ClientTlsMode::Simple | ClientTlsMode::Mutual => {
             let insecure = t.insecure_skip_verify == Some(true);
+            if insecure && set(&t.ca_crl) {
+                v.warning(
+                    format!("{f}.caCrl"),
+                    "ignored with insecureSkipVerify: the server's certificate is not verified",
+                );
+            }
             if insecure && (set(&t.ca_certificates) || !t.subject_alt_names.is_empty()) {
                 v.error(
                     f,

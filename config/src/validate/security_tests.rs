@@ -345,10 +345,19 @@ fn destination_rule_tls_rules() {
         ),
         "{f:?}"
     );
-    let f = findings(&dr_tls("{mode: SIMPLE, caCrl: /crl.pem}"));
-    assert_eq!(
-        f,
-        vec!["warning spec.trafficPolicy.tls.caCrl: field is not supported by shoal yet; ignored"]
+    let f = findings(&dr_tls(
+        "{mode: SIMPLE, caCertificates: /ca.pem, caCrl: /crl.pem}",
+    ));
+    assert!(f.is_empty(), "{f:?}");
+    let f = findings(&dr_tls(
+        "{mode: SIMPLE, credentialName: c, caCrl: /crl.pem}",
+    ));
+    assert!(
+        has(
+            &f,
+            "error spec.trafficPolicy.tls.caCrl: cannot be set together with credentialName"
+        ),
+        "{f:?}"
     );
     let f = findings(&dr_tls("{mode: SOMETIMES}"));
     assert!(has(&f, "error spec.trafficPolicy.tls.mode"), "{f:?}");

@@ -280,6 +280,7 @@ pub(crate) fn upstream_settings(t: &ClientTlsSettings) -> Option<UpstreamTlsCont
                     nonempty(&t.ca_certificates).as_deref().unwrap_or(SYSTEM_CA),
                 )),
                 match_typed_subject_alt_names: sans,
+                crl: nonempty(&t.ca_crl).map(|p| file(&p)),
                 ..Default::default()
             }),
         });
@@ -347,5 +348,25 @@ mod tests {
             ..Default::default()
         };
         assert!(upstream_settings(&disabled).is_none());
+    }
+
+    #[test]
+    fn a_crl_file_checks_the_server_certificate() {
+        let t = ClientTlsSettings {
+            mode: Some(ClientTlsMode::Simple),
+            ca_certificates: Some("/etc/certs/ca.pem".into()),
+            ca_crl: Some("/etc/certs/ca.crl".into()),
+            ..Default::default()
+        };
+        let common = upstream_settings(&t)
+            .and_then(|c| c.common_tls_context)
+            .expect("common");
+        match common.validation_context_type {
+            Some(ValidationContextType::ValidationContext(v)) => assert_eq!(
+                v.crl.and_then(|d| d.specifier),
+                Some(Specifier::Filename("/etc/certs/ca.crl".into()))
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }
