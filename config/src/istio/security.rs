@@ -231,6 +231,8 @@ pub enum ConditionKey {
     SourceIp,
     RemoteIp,
     SourceNamespace,
+    /// `source.serviceAccount` (`NAMESPACE/NAME`, or `NAME` in the policy's namespace).
+    SourceServiceAccount,
     SourcePrincipal,
     /// `request.auth.principal`, `request.auth.audiences`, `request.auth.presenter`.
     RequestAuth(&'static str),
@@ -266,6 +268,7 @@ impl ConditionKey {
             "remote.ip" => ConditionKey::RemoteIp,
             "source.namespace" => ConditionKey::SourceNamespace,
             "source.principal" => ConditionKey::SourcePrincipal,
+            "source.serviceAccount" => ConditionKey::SourceServiceAccount,
             "request.auth.principal" => ConditionKey::RequestAuth("request.auth.principal"),
             "request.auth.audiences" => ConditionKey::RequestAuth("request.auth.audiences"),
             "request.auth.presenter" => ConditionKey::RequestAuth("request.auth.presenter"),

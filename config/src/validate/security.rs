@@ -309,6 +309,7 @@ pub(super) fn authorization_policy(v: &mut Validator, s: &AuthorizationPolicySpe
                     | ConditionKey::RemoteIp
                     | ConditionKey::DestinationIp => ip_list(v, &vf, values),
                     ConditionKey::DestinationPort => port_list(v, &vf, values),
+                    ConditionKey::SourceServiceAccount => service_account_list(v, &vf, values),
                     ConditionKey::Experimental => {}
                     _ => wildcard_list(v, &vf, values),
                 }

@@ -323,6 +323,7 @@ fn rule_policy(rule: &AuthzRule, for_tcp: bool, allow: bool, cx: Cx<'_>) -> Opti
             Some(ConditionKey::RemoteIp) => peer.push(cond(Attr::RemoteIp, v, n)),
             Some(ConditionKey::SourceNamespace) => peer.push(cond(Attr::Namespace, v, n)),
             Some(ConditionKey::SourcePrincipal) => peer.push(cond(Attr::Principal, v, n)),
+            Some(ConditionKey::SourceServiceAccount) => peer.push(cond(Attr::ServiceAccount, v, n)),
             Some(ConditionKey::RequestAuth("request.auth.principal")) => {
                 peer.push(cond(Attr::RequestPrincipal, v, n))
             }

@@ -475,3 +475,27 @@ fn path_templates_become_uri_template_permissions() {
     let tcp = build_for(&[p], true);
     assert!(tcp[0].policies.is_empty());
 }
+
+#[test]
+fn a_source_service_account_condition_matches_like_the_field() {
+    let p = policy(
+        "p",
+        "rules:\n- when:\n  - {key: source.serviceAccount, values: [web, other/api]}\n",
+    );
+    let c = build(&[&p], "cluster.local", &[], &[], false);
+    let rule = &c[0].policies["ns[shop]-policy[p]-rule[0]"];
+    let Some(principal::Identifier::AndIds(and)) = &rule.principals[0].identifier else {
+        panic!("{rule:?}");
+    };
+    let Some(principal::Identifier::OrIds(or)) = &and.ids[0].identifier else {
+        panic!("{and:?}");
+    };
+    let found: Vec<Option<&str>> = or.ids.iter().map(authenticated_regex).collect();
+    assert_eq!(
+        found,
+        [
+            Some(r"spiffe://.+/ns/shop/(.+/|)sa/web(/.+)?"),
+            Some(r"spiffe://.+/ns/other/(.+/|)sa/api(/.+)?"),
+        ]
+    );
+}
