@@ -15,20 +15,17 @@ use shoal_shard::ShardNode;
 
 use crate::pipeline::Pipeline;
 
+/// What the admin server reads.
 #[derive(Clone)]
-struct Admin {
-    pipeline: Arc<Pipeline>,
-    status: Arc<StatusRegistry>,
-    metrics: PrometheusHandle,
-    node: Option<Arc<ShardNode>>,
+pub struct Admin {
+    pub pipeline: Arc<Pipeline>,
+    pub status: Arc<StatusRegistry>,
+    pub metrics: PrometheusHandle,
+    pub node: Option<Arc<ShardNode>>,
+    pub jwks: Arc<crate::jwks::JwksStatus>,
 }
 
-pub fn router(
-    pipeline: Arc<Pipeline>,
-    status: Arc<StatusRegistry>,
-    metrics: PrometheusHandle,
-    node: Option<Arc<ShardNode>>,
-) -> Router {
+pub fn router(admin: Admin) -> Router {
     Router::new()
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
@@ -38,12 +35,7 @@ pub fn router(
         .route("/debug/views", get(views))
         .route("/debug/jwksz", get(jwksz))
         .route("/debug/shardz", get(shardz))
-        .with_state(Admin {
-            pipeline,
-            status,
-            metrics,
-            node,
-        })
+        .with_state(admin)
 }
 
 async fn ready(State(a): State<Admin>) -> Response {
@@ -161,7 +153,7 @@ async fn config_dump(State(a): State<Admin>, Query(q): Query<DumpQuery>) -> Resp
     };
     match view {
         Some(v) => {
-            let dump = tokio::task::spawn_blocking(move || Pipeline::dump(&v)).await;
+            let dump = tokio::task::spawn_blocking(move || dump(&v)).await;
             match dump {
                 Ok(d) => Json(d).into_response(),
                 Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
@@ -191,7 +183,7 @@ async fn configz(State(a): State<Admin>) -> Response {
 
 /// The JSON Web Key Sets shoal fetches for RequestAuthentications, and how each fares.
 async fn jwksz(State(a): State<Admin>) -> Response {
-    Json(a.pipeline.jwks_status.lock().clone()).into_response()
+    Json(a.jwks.get()).into_response()
 }
 
 async fn views(State(a): State<Admin>) -> Response {
@@ -205,4 +197,30 @@ async fn views(State(a): State<Admin>) -> Response {
         })
         .collect();
     Json(list).into_response()
+}
+
+/// Config dump of a view: every resource rendered as Envoy JSON.
+fn dump(view: &shoal_cache::View) -> serde_json::Value {
+    let snap = view.current();
+    let mut types = serde_json::Map::new();
+    for ty in shoal_api::ResourceType::ALL {
+        let t = snap.get(ty);
+        if t.is_empty() {
+            continue;
+        }
+        let render = |m: &shoal_cache::snapshot::TypeMap| -> Vec<serde_json::Value> {
+            m.values()
+                .map(|r| {
+                    let body = shoal_api::json::to_json(ty.type_url(), &r.body)
+                        .unwrap_or_else(|e| serde_json::Value::String(e.to_string()));
+                    serde_json::json!({ "name": r.name.as_ref(), "version": r.version.to_string(), "resource": body })
+                })
+                .collect()
+        };
+        types.insert(
+            ty.short_name().to_string(),
+            serde_json::json!({ "type_url": ty.type_url(), "resources": render(&t.wildcard), "on_demand": render(&t.on_demand) }),
+        );
+    }
+    serde_json::json!({ "view": view.id.as_ref(), "version": snap.version, "types": types })
 }

@@ -1,8 +1,9 @@
-//! Command line.
+//! The command line: what `shoal` accepts, parsed and nothing more. `main.rs` dispatches;
+//! `serve`'s flags become a [`crate::config::Config`] there.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -147,15 +148,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SHOAL_CONFIG_DIR")]
     pub config_dir: PathBuf,
     /// Istio's MeshConfig (the `mesh` key of the `istio` ConfigMap, or that ConfigMap):
-    /// trustDomain, rootNamespace, enableAutoMtls, connectTimeout, outboundTrafficPolicy
-    /// and localityLbSetting are honoured, other fields reported. Flags given explicitly
-    /// take precedence. Read at start.
+    /// trustDomain, rootNamespace, enableAutoMtls, connectTimeout, outboundTrafficPolicy,
+    /// localityLbSetting, trustDomainAliases and accessLogFile/Encoding/Format are
+    /// honoured, other fields reported by name. Flags given explicitly take precedence.
+    /// Followed while running: an edit rebuilds every view, a broken one is refused.
     #[arg(long, env = "SHOAL_MESH_CONFIG")]
     pub mesh_config: Option<PathBuf>,
-    /// The ids of the flags given on the command line or in the environment (set by
-    /// [`main`], for the precedence over --mesh-config).
-    #[arg(skip)]
-    pub explicit: Vec<String>,
     /// A plaintext xDS port (Istio's 15010), only when asked for: proxies there are
     /// anonymous unless they send a token, and anonymous proxies get config without
     /// secrets. The TLS port (--xds-tls-addr) is the default way in.
@@ -291,17 +289,26 @@ pub struct StatusArgs {
 pub const MESH_CONFIG_FLAGS: [&str; 3] =
     ["trust_domain", "root_namespace", "outbound_traffic_policy"];
 
-/// Parses a command line, noting which of [`MESH_CONFIG_FLAGS`] `serve` got explicitly.
-pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+/// A parsed command line.
+#[derive(Debug)]
+pub struct Parsed {
+    pub command: Command,
+    /// Which of [`MESH_CONFIG_FLAGS`] `serve` got on the command line or from the
+    /// environment (they win over `--mesh-config`).
+    pub explicit: BTreeSet<String>,
+}
+
+/// Parses a command line.
+pub fn parse_from<I, T>(args: I) -> Result<Parsed, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
     use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
     let matches = Cli::command().try_get_matches_from(args)?;
-    let mut cli = Cli::from_arg_matches(&matches)?;
-    if let (Command::Serve(args), Some(("serve", sub))) = (&mut cli.command, matches.subcommand()) {
-        args.explicit = MESH_CONFIG_FLAGS
+    let cli = Cli::from_arg_matches(&matches)?;
+    let explicit = match matches.subcommand() {
+        Some(("serve", sub)) => MESH_CONFIG_FLAGS
             .iter()
             .filter(|id| {
                 matches!(
@@ -310,37 +317,13 @@ where
                 )
             })
             .map(|id| id.to_string())
-            .collect();
-    }
-    Ok(cli)
-}
-
-pub fn main() -> ExitCode {
-    let cli = match parse_from(std::env::args_os()) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
+            .collect(),
+        _ => BTreeSet::new(),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let result = match cli.command {
-        Command::Serve(args) => crate::serve::run(*args).map(|()| ExitCode::SUCCESS),
-        Command::Validate(args) => crate::validate::run(&args),
-        Command::Status(args) => crate::status::run(&args),
-        Command::Router(args) => crate::cluster::run_router(args).map(|()| ExitCode::SUCCESS),
-        Command::Ca(args) => crate::security::run_ca(&args).map(|()| ExitCode::SUCCESS),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("shoal: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    Ok(Parsed {
+        command: cli.command,
+        explicit,
+    })
 }
 
 /// Values of `--jwks-fetch`.

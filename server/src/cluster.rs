@@ -1,81 +1,26 @@
 //! Replication wiring: the shard group member of `shoal serve --id`, and the standalone
 //! `shoal router`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use shoal_router::{Router, RouterConfig};
-use shoal_shard::{Node, ShardConfig, ShardNode};
+use shoal_shard::{ShardConfig, ShardNode};
+use tokio::task::JoinSet;
 
-use crate::cli::{RouterArgs, ServeArgs};
+use crate::cli::RouterArgs;
+use crate::config::{ClusterConfig, Config};
 
-/// Parses `ID=RAFT_ADDR` pairs.
-fn peers(list: &[String]) -> anyhow::Result<BTreeMap<u64, Node>> {
-    let mut out = BTreeMap::new();
-    for p in list {
-        let (id, addr) = p
-            .split_once('=')
-            .with_context(|| format!("--peers entry {p:?} is not ID=RAFT_ADDR"))?;
-        let id: u64 = id
-            .trim()
-            .parse()
-            .with_context(|| format!("--peers entry {p:?}: bad id"))?;
-        out.insert(
-            id,
-            Node {
-                raft_addr: addr.trim().to_string(),
-                ..Node::default()
-            },
-        );
-    }
-    Ok(out)
-}
-
-/// Starts this replica's shard node and its Raft RPC server.
-/// With `security`, Raft links are mTLS between replica certificates.
+/// Starts this replica's shard node and its Raft RPC server (on `tasks`). With identity,
+/// Raft links are mTLS between replica certificates.
 pub async fn start_node(
-    args: &ServeArgs,
-    security: Option<&crate::security::Running>,
-) -> anyhow::Result<Option<Arc<ShardNode>>> {
-    let c = &args.cluster;
-    let (Some(id), Some(raft_addr)) = (c.id, c.raft_addr) else {
-        return Ok(None);
-    };
-    anyhow::ensure!(
-        c.lease < c.down_after,
-        "--lease must be shorter than --down-after"
-    );
-    let addrs = Node {
-        raft_addr: raft_addr.to_string(),
-        xds_addr: c
-            .advertise_xds
-            .clone()
-            .or_else(|| args.xds_addr.map(|a| a.to_string()))
-            .unwrap_or_default(),
-        admin_addr: c
-            .advertise_admin
-            .clone()
-            .unwrap_or_else(|| args.admin_addr.to_string()),
-        xds_tls_addr: match (&c.advertise_xds_tls, security) {
-            (Some(a), Some(_)) => a.clone(),
-            (None, Some(_)) if !args.security.xds_tls_addr.ip().is_unspecified() => {
-                args.security.xds_tls_addr.to_string()
-            }
-            _ => String::new(),
-        },
-    };
-    let mut peers = peers(&c.peers)?;
-    if let Some(me) = peers.get_mut(&id) {
-        *me = addrs.clone();
-    }
-    anyhow::ensure!(
-        !peers.is_empty() || c.join.is_some(),
-        "give --peers (the initial voters) or --join"
-    );
+    c: &ClusterConfig,
+    identity: Option<&crate::identity::Running>,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<Arc<ShardNode>> {
     let cfg = ShardConfig {
-        peers,
+        peers: c.peers.clone(),
         join: c.join.clone(),
         shard_count: c.shards,
         heartbeat: c.heartbeat,
@@ -83,42 +28,44 @@ pub async fn start_node(
         down_after: c.down_after,
         migration_rate: c.migration_rate,
         drain: c.drain,
-        tls: match security {
+        tls: match identity {
             Some(s) => Some(s.tls.client_config()?),
             None => None,
         },
-        ..ShardConfig::defaults(id, c.data_dir.clone(), addrs)
+        ..ShardConfig::defaults(c.id, c.data_dir.clone(), c.advertised.clone())
     };
     let node = ShardNode::start(cfg).await?;
+    let raft_addr = c.raft_addr;
     let listener = tokio::net::TcpListener::bind(raft_addr)
         .await
         .with_context(|| format!("binding Raft address {raft_addr}"))?;
     let app = node.router();
-    match security {
+    match identity {
         Some(s) => {
             let listener = crate::tls::LinkListener::new(listener, s.tls.clone())?;
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!(error = %e, "raft server failed");
                 }
             });
         }
         None => {
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!(error = %e, "raft server failed");
                 }
             });
         }
     }
-    tracing::info!(id, %raft_addr, "shard group member started");
-    Ok(Some(node))
+    tracing::info!(id = c.id, %raft_addr, "shard group member started");
+    Ok(node)
 }
 
+/// How this replica's router reaches the owners (itself included, by its own address).
 pub fn router_config(
-    args: &ServeArgs,
+    config: &Config,
     node: &ShardNode,
-    security: Option<&crate::security::Running>,
+    identity: Option<&crate::identity::Running>,
 ) -> anyhow::Result<RouterConfig> {
     let me = node
         .current()
@@ -130,19 +77,22 @@ pub fn router_config(
         .as_ref()
         .map(|m| m.xds_addr.clone())
         .filter(|s| !s.is_empty())
-        .or_else(|| args.xds_addr.map(|a| a.to_string()));
+        .or_else(|| config.xds.plaintext_addr.map(|a| a.to_string()));
     let tls_addr = me.map(|m| m.xds_tls_addr).filter(|s| !s.is_empty());
-    let (self_addr, tls, caller) = match (security, tls_addr) {
+    let (self_addr, tls, caller) = match (identity, tls_addr) {
         (Some(s), Some(addr)) => (
             Some(format!("https://{addr}")),
             Some(s.tls.client_config()?),
-            Some(crate::security::caller_fn(s.security.ca.clone())),
+            Some(crate::identity::caller_fn(s.identity.ca.clone())),
         ),
         _ => (plain.map(|p| format!("http://{p}")), None, None),
     };
     Ok(RouterConfig {
-        max_message_size: args.max_message_size,
-        drain: args.cluster.drain,
+        max_message_size: config.xds.ads.max_message_size,
+        drain: config
+            .cluster
+            .as_ref()
+            .map_or(Duration::from_millis(500), |c| c.drain),
         wait_for_owner: Duration::from_secs(10),
         self_addr,
         tls,
@@ -198,21 +148,20 @@ pub fn run_router(args: RouterArgs) -> anyhow::Result<()> {
             Duration::from_millis(250),
             client,
         );
-        let router: Router<shoal_cache::service::AdsService<crate::pipeline::Pipeline>> =
-            Router::new(
-                None,
-                view.clone(),
-                RouterConfig {
-                    max_message_size: 4 << 20,
-                    drain: Duration::from_millis(500),
-                    wait_for_owner: Duration::from_secs(10),
-                    self_addr: None,
-                    tls,
-                    caller: serving
-                        .as_ref()
-                        .map(|(ca, _)| crate::security::caller_fn(ca.clone())),
-                },
-            );
+        let router: Router<shoal_cache::service::AdsService<crate::streams::Streams>> = Router::new(
+            None,
+            view.clone(),
+            RouterConfig {
+                max_message_size: 4 << 20,
+                drain: Duration::from_millis(500),
+                wait_for_owner: Duration::from_secs(10),
+                self_addr: None,
+                tls,
+                caller: serving
+                    .as_ref()
+                    .map(|(ca, _)| crate::identity::caller_fn(ca.clone())),
+            },
+        );
         let admin = axum::Router::new()
             .route("/ready", axum::routing::get(|| async { "ready\n" }))
             .route(

@@ -272,11 +272,22 @@ fn backoff(failures: u32, refresh: Duration) -> Duration {
         .min(refresh)
 }
 
+/// What the fetcher knows of each key set (for `/debug/jwksz`).
+#[derive(Debug, Default)]
+pub struct JwksStatus(parking_lot::Mutex<Vec<serde_json::Value>>);
+
+impl JwksStatus {
+    pub fn get(&self) -> Vec<serde_json::Value> {
+        self.0.lock().clone()
+    }
+}
+
 /// Keeps the pipeline's key sets fetched until `wanted`'s sender is gone.
 pub async fn run(
     pipeline: Arc<Pipeline>,
     mut wanted: watch::Receiver<BTreeSet<JwksRef>>,
     cfg: JwksConfig,
+    report: Arc<JwksStatus>,
 ) {
     let client = match client(&cfg.extra_roots) {
         Ok(c) => c,
@@ -344,7 +355,7 @@ pub async fn run(
                 }
             }
         }
-        *pipeline.jwks_status.lock() = status(&entries);
+        *report.0.lock() = status(&entries);
         let current: FetchedJwks = entries
             .iter()
             .filter_map(|(r, e)| Some((r.clone(), e.keys.clone()?)))

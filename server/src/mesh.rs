@@ -4,7 +4,8 @@
 //! broken one is reported and the last good options stay in force. A flag given
 //! explicitly always wins over the file.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use shoal_config::mesh_config::{self, MeshConfig};
 use shoal_translate::MeshOptions;
 
 use crate::cli::ServeArgs;
+use crate::config::MeshFile;
 use crate::pipeline::Pipeline;
 
 /// How often the MeshConfig file is checked for changes (a mounted ConfigMap changes by
@@ -20,7 +22,7 @@ use crate::pipeline::Pipeline;
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The options the flags alone give.
-fn from_flags(args: &ServeArgs) -> MeshOptions {
+pub fn from_flags(args: &ServeArgs) -> MeshOptions {
     MeshOptions {
         domain_suffix: args.domain_suffix.clone(),
         root_namespace: args.root_namespace.clone(),
@@ -32,17 +34,16 @@ fn from_flags(args: &ServeArgs) -> MeshOptions {
 }
 
 /// `flags` with what `mesh` sets, except where a flag was given explicitly.
-fn combine(flags: &MeshOptions, explicit: &[String], mesh: &MeshConfig) -> MeshOptions {
+fn combine(flags: &MeshOptions, explicit: &BTreeSet<String>, mesh: &MeshConfig) -> MeshOptions {
     let mut options = flags.clone();
     options.apply_mesh_config(mesh);
-    let explicit = |id: &str| explicit.iter().any(|e| e == id);
-    if explicit("trust_domain") {
+    if explicit.contains("trust_domain") {
         options.trust_domain = flags.trust_domain.clone();
     }
-    if explicit("root_namespace") {
+    if explicit.contains("root_namespace") {
         options.root_namespace = flags.root_namespace.clone();
     }
-    if explicit("outbound_traffic_policy") {
+    if explicit.contains("outbound_traffic_policy") {
         options.outbound_traffic_policy = flags.outbound_traffic_policy;
     }
     options
@@ -58,16 +59,16 @@ fn read(path: &Path, text: &str) -> anyhow::Result<MeshConfig> {
     Ok(mesh)
 }
 
-/// The options to start with. Settles `args.security.trust_domain` too (the CA's).
-pub fn initial(args: &mut ServeArgs) -> anyhow::Result<MeshOptions> {
-    let flags = from_flags(args);
-    let Some(path) = &args.mesh_config else {
-        return Ok(flags);
-    };
+/// The options to start with: `flags` combined with the MeshConfig file at `path` (an
+/// error there stops the start).
+pub fn load(
+    path: &Path,
+    flags: &MeshOptions,
+    explicit: &BTreeSet<String>,
+) -> anyhow::Result<MeshOptions> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("--mesh-config {}", path.display()))?;
-    let options = combine(&flags, &args.explicit, &read(path, &text)?);
-    args.security.trust_domain = options.trust_domain.clone();
+    let options = combine(flags, explicit, &read(path, &text)?);
     tracing::info!(
         file = %path.display(),
         trust_domain = %options.trust_domain,
@@ -78,27 +79,21 @@ pub fn initial(args: &mut ServeArgs) -> anyhow::Result<MeshOptions> {
     Ok(options)
 }
 
-/// What the watcher needs of the command line.
+/// Follows a MeshConfig file while running.
 pub struct Watch {
-    path: PathBuf,
-    flags: MeshOptions,
-    explicit: Vec<String>,
+    file: MeshFile,
 }
 
 impl Watch {
-    /// `None` without `--mesh-config`. Call after [`initial`].
-    pub fn new(args: &ServeArgs) -> Option<Watch> {
-        Some(Watch {
-            path: args.mesh_config.clone()?,
-            flags: from_flags(args),
-            explicit: args.explicit.clone(),
-        })
+    pub fn new(file: &MeshFile) -> Watch {
+        Watch { file: file.clone() }
     }
 
     /// The options a changed file's `text` gives, or why it is refused. The trust domain
     /// stays the running one: the CA signs for it until a restart.
     fn options(&self, text: &str, running: &MeshOptions) -> anyhow::Result<MeshOptions> {
-        let mut options = combine(&self.flags, &self.explicit, &read(&self.path, text)?);
+        let f = &self.file;
+        let mut options = combine(&f.flags, &f.explicit, &read(&f.path, text)?);
         if options.trust_domain != running.trust_domain {
             tracing::warn!(
                 running = %running.trust_domain,
@@ -112,15 +107,16 @@ impl Watch {
 
     /// Applies every change of the file until the task is dropped.
     pub async fn run(self, pipeline: Arc<Pipeline>) {
-        let mut last = std::fs::read_to_string(&self.path).ok();
+        let path = &self.file.path;
+        let mut last = std::fs::read_to_string(path).ok();
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         loop {
             tick.tick().await;
-            let text = match std::fs::read_to_string(&self.path) {
+            let text = match std::fs::read_to_string(path) {
                 Ok(t) => t,
                 Err(e) => {
                     if last.is_some() {
-                        tracing::warn!(file = %self.path.display(), error = %e, "MeshConfig unreadable; keeping the last one");
+                        tracing::warn!(file = %path.display(), error = %e, "MeshConfig unreadable; keeping the last one");
                     }
                     last = None;
                     continue;
@@ -137,7 +133,7 @@ impl Watch {
                     continue;
                 }
             };
-            tracing::info!(file = %self.path.display(), "MeshConfig changed");
+            tracing::info!(file = %path.display(), "MeshConfig changed");
             let p = pipeline.clone();
             let _ = tokio::task::spawn_blocking(move || p.set_options(options)).await;
         }
@@ -147,15 +143,16 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use crate::cli::{Command, parse_from};
+    use crate::config::Config;
 
-    fn serve_args(extra: &[&str]) -> crate::cli::ServeArgs {
-        let mut argv = vec!["shoal", "serve", "--config-dir", "."];
+    fn resolve(extra: &[&str]) -> anyhow::Result<Config> {
+        let dir = std::env::temp_dir().display().to_string();
+        let mut argv = vec!["shoal", "serve", "--config-dir", &dir];
         argv.extend(extra);
-        match parse_from(argv) {
-            Ok(crate::cli::Cli {
-                command: Command::Serve(args),
-            }) => *args,
-            other => panic!("{other:?}"),
+        let parsed = parse_from(argv)?;
+        match parsed.command {
+            Command::Serve(args) => Config::resolve(&args, &parsed.explicit),
+            other => anyhow::bail!("not serve: {other:?}"),
         }
     }
 
@@ -165,9 +162,9 @@ mod tests {
         let file = dir.path().join("mesh.yaml");
         let path = file.display().to_string();
         std::fs::write(&file, "trustDomain: a.example\n").unwrap_or_else(|e| panic!("{e}"));
-        let mut args = serve_args(&["--mesh-config", &path]);
-        let running = super::initial(&mut args).unwrap_or_else(|e| panic!("{e}"));
-        let watch = super::Watch::new(&args).unwrap_or_else(|| panic!("a watch"));
+        let config = resolve(&["--mesh-config", &path]).unwrap_or_else(|e| panic!("{e:#}"));
+        let running = config.mesh.options;
+        let watch = super::Watch::new(&config.mesh.file.unwrap_or_else(|| panic!("a file")));
         let next = watch
             .options("trustDomain: b.example\nenableAutoMtls: false\n", &running)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -187,10 +184,15 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let path = file.display().to_string();
-        let mut args = serve_args(&["--mesh-config", &path, "--root-namespace", "flag-root"]);
-        let o = super::initial(&mut args).unwrap_or_else(|e| panic!("{e}"));
+        let config = resolve(&["--mesh-config", &path, "--root-namespace", "flag-root"])
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let o = &config.mesh.options;
         assert_eq!(o.trust_domain, "corp.example");
-        assert_eq!(args.security.trust_domain, "corp.example", "the CA's too");
+        assert_eq!(
+            config.identity.map(|i| i.trust_domain).as_deref(),
+            Some("corp.example"),
+            "the CA's too"
+        );
         assert_eq!(o.root_namespace, "flag-root", "an explicit flag wins");
         assert!(!o.auto_mtls);
         assert_eq!(o.connect_timeout_ms, 3000);
@@ -199,14 +201,15 @@ mod tests {
             shoal_config::istio::OutboundMode::RegistryOnly
         );
         // Without the file, the flags and their defaults.
-        let mut args = serve_args(&[]);
-        let o = super::initial(&mut args).unwrap_or_else(|e| panic!("{e}"));
+        let o = resolve(&[])
+            .unwrap_or_else(|e| panic!("{e:#}"))
+            .mesh
+            .options;
         assert_eq!(o.trust_domain, "cluster.local");
         assert!(o.auto_mtls);
         // A file with an error stops the start, naming the field.
         std::fs::write(&file, "connectTimeout: never\n").unwrap_or_else(|e| panic!("{e}"));
-        let mut args = serve_args(&["--mesh-config", &path]);
-        let err = super::initial(&mut args).map(|_| ()).unwrap_err();
+        let err = resolve(&["--mesh-config", &path]).map(|_| ()).unwrap_err();
         assert!(format!("{err:#}").contains("connectTimeout"), "{err:#}");
     }
 }

@@ -1,6 +1,7 @@
 //! From config to views: applies source updates to the config store, debounces them,
-//! translates every live view and publishes the new snapshots. Also maps connecting proxies
-//! to views ([`ViewSource`]).
+//! translates every live view and publishes the new snapshots, and the config snapshot
+//! itself (a `watch` channel that identity and the admin server read). Maps a proxy to its
+//! view ([`Pipeline::view_for`]); who may have which view is decided before, by admission.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,11 +10,8 @@ use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
 use parking_lot::Mutex;
-use shoal_api::pb::envoy::config::core::v3::Node;
 use shoal_cache::snapshot::Patch;
-use shoal_cache::{
-    Registry, Resolved, Resources, Snapshot, StreamContext, Trigger, View, ViewSource,
-};
+use shoal_cache::{Registry, Resources, Snapshot, Trigger, View};
 use shoal_config::source::SourceUpdate;
 use shoal_config::{ChangeSet, ConfigSnapshot, ConfigStore, Issue, Kind, Labels};
 use shoal_translate::model::{FetchedJwks, JwksRef};
@@ -22,7 +20,8 @@ use shoal_translate::{
     ViewOutput,
 };
 use tokio::sync::{mpsc, watch};
-use tonic::Status;
+
+use crate::epoch::Epoch;
 
 /// Views no stream has used for this long are dropped.
 const VIEW_IDLE: Duration = Duration::from_secs(60);
@@ -49,22 +48,19 @@ struct BuildState {
     classes: HashMap<ProxyClass, ViewKey>,
 }
 
-/// The config pipeline, shared by the build loop, the ADS service and the admin server.
+/// The config pipeline, shared by the build loop, the stream resolver and the admin
+/// server.
 pub struct Pipeline {
     registry: Registry,
     state: Mutex<BuildState>,
-    epoch: watch::Sender<u64>,
+    /// Bumped when proxies may belong to other views.
+    epoch: Arc<Epoch>,
     ready: AtomicBool,
     issues: Mutex<Vec<Issue>>,
-    config: Mutex<ConfigSnapshot>,
-    /// Workload identity (set once at start when the CA is enabled).
-    pub security: std::sync::OnceLock<Arc<crate::security::Security>>,
+    /// The config of the last build, published after the views.
+    config: watch::Sender<ConfigSnapshot>,
     /// The JSON Web Key Sets the config needs fetched (`jwks.rs` fetches them).
     jwks_wanted: watch::Sender<std::collections::BTreeSet<JwksRef>>,
-    /// The identities that run gateways, as of the last build (credentials go to them).
-    gateway_identities: Mutex<std::collections::BTreeSet<(String, String)>>,
-    /// What the JWKS fetcher knows of each key set (for `/debug/jwksz`).
-    pub jwks_status: Mutex<Vec<serde_json::Value>>,
 }
 
 pub fn resources(out: ViewOutput) -> Resources {
@@ -75,7 +71,7 @@ pub fn resources(out: ViewOutput) -> Resources {
 }
 
 impl Pipeline {
-    pub fn new(options: MeshOptions) -> Arc<Pipeline> {
+    pub fn new(options: MeshOptions, epoch: Arc<Epoch>) -> Arc<Pipeline> {
         Arc::new(Pipeline {
             registry: Registry::default(),
             state: Mutex::new(BuildState {
@@ -83,14 +79,11 @@ impl Pipeline {
                 keys: HashMap::new(),
                 classes: HashMap::new(),
             }),
-            epoch: watch::Sender::new(0),
+            epoch,
             ready: AtomicBool::new(false),
             issues: Mutex::new(Vec::new()),
-            config: Mutex::new(ConfigSnapshot::default()),
-            security: std::sync::OnceLock::new(),
+            config: watch::Sender::new(ConfigSnapshot::default()),
             jwks_wanted: watch::Sender::new(Default::default()),
-            gateway_identities: Mutex::new(Default::default()),
-            jwks_status: Mutex::new(Vec::new()),
         })
     }
 
@@ -125,18 +118,14 @@ impl Pipeline {
         self.issues.lock().clone()
     }
 
+    /// The config of the last build.
     pub fn config(&self) -> ConfigSnapshot {
-        self.config.lock().clone()
+        self.config.borrow().clone()
     }
 
-    /// Hands the config's TLS Secrets to the gateway secrets views (once the CA is set up;
-    /// `build` keeps them current afterwards). Serialized with `build` by the state lock, so
-    /// the latest config always wins.
-    pub fn refresh_credentials(&self) {
-        let _st = self.state.lock();
-        if let Some(security) = self.security.get() {
-            security.set_credentials(&self.config.lock());
-        }
+    /// Every config the pipeline builds, once its views are published.
+    pub fn config_watch(&self) -> watch::Receiver<ConfigSnapshot> {
+        self.config.subscribe()
     }
 
     /// The key sets the current config needs fetched, kept current by `build`.
@@ -193,7 +182,6 @@ impl Pipeline {
         let mut st = self.state.lock();
         // Secrets are served by the secrets views only and ProxyConfigs by no view (the
         // injector and agent read them at workload start): their changes rebuild no view.
-        let secrets_changed = changes.keys.iter().any(|k| k.kind == Kind::Secret);
         let untranslated = changes.keys.iter().any(|k| !k.kind.translated());
         let translated = if untranslated {
             std::borrow::Cow::Owned(ChangeSet {
@@ -208,29 +196,13 @@ impl Pipeline {
             std::borrow::Cow::Borrowed(changes)
         };
         let delta = st.translator.update(config.clone(), &translated);
-        if secrets_changed && let Some(security) = self.security.get() {
-            security.set_credentials(&config);
-        }
-        // Pods are endpoint-only changes, but one may make its identity a gateway's (or
-        // stop it being one): streams are then resolved again, which is where a gateway's
-        // credentials are granted.
-        let pods_changed = changes.keys.iter().any(|k| k.kind == Kind::Pod);
-        let mut gateways_changed = false;
-        if (pods_changed || delta.full) && self.security.get().is_some() {
-            let now = crate::credential_readers::gateway_identities(&config);
-            let mut known = self.gateway_identities.lock();
-            gateways_changed = *known != now && !delta.full;
-            *known = now;
-        }
-        *self.config.lock() = config;
-        if gateways_changed {
-            // After the config is in place: streams read it when they resolve again.
-            tracing::info!("gateway workloads changed: streams resolve their identity again");
-            self.epoch.send_modify(|e| *e += 1);
-        }
         if delta.full {
             self.want_jwks(&st);
         }
+        // Before the streams are told to resolve again (`publish`), so that admission
+        // reads this config; identity follows it (gateway credentials: Secrets changes
+        // reach only it).
+        self.config.send_replace(config);
         let reason = if delta.full { "config" } else { "endpoints" };
         self.publish(&mut st, &delta, Trigger { since, reason }, started);
     }
@@ -272,7 +244,7 @@ impl Pipeline {
         if delta.full {
             // Proxies may belong to other views now: let their streams ask again.
             st.classes.clear();
-            self.epoch.send_modify(|e| *e += 1);
+            self.epoch.bump();
         }
         for id in self.registry.prune(VIEW_IDLE) {
             st.keys.remove(&id);
@@ -392,68 +364,12 @@ impl Pipeline {
             tracing::error!(error = %e, "build failed");
         }
     }
-
-    /// Config dump of a view: every resource rendered as Envoy JSON.
-    pub fn dump(view: &View) -> serde_json::Value {
-        let snap = view.current();
-        let mut types = serde_json::Map::new();
-        for ty in shoal_api::ResourceType::ALL {
-            let t = snap.get(ty);
-            if t.is_empty() {
-                continue;
-            }
-            let render = |m: &shoal_cache::snapshot::TypeMap| -> Vec<serde_json::Value> {
-                m.values()
-                    .map(|r| {
-                        let body = shoal_api::json::to_json(ty.type_url(), &r.body)
-                            .unwrap_or_else(|e| serde_json::Value::String(e.to_string()));
-                        serde_json::json!({ "name": r.name.as_ref(), "version": r.version.to_string(), "resource": body })
-                    })
-                    .collect()
-            };
-            types.insert(
-                ty.short_name().to_string(),
-                serde_json::json!({ "type_url": ty.type_url(), "resources": render(&t.wildcard), "on_demand": render(&t.on_demand) }),
-            );
-        }
-        serde_json::json!({ "view": view.id.as_ref(), "version": snap.version, "types": types })
-    }
 }
 
-impl ViewSource for Pipeline {
-    fn resolve(&self, node: Option<&Node>, caller: &StreamContext) -> Result<Resolved, Status> {
-        let proxy = Proxy::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        // An authenticated proxy sees only its own namespace's view and gets its own
-        // identity's secrets; an anonymous one (plaintext port) gets no secrets.
-        let mut secrets = None;
-        if let Some(security) = self.security.get()
-            && let Some(c) = security.authenticate(caller)?
-        {
-            if c.identity.namespace != proxy.namespace {
-                return Err(Status::permission_denied(format!(
-                    "authenticated as {} but the node claims namespace {}",
-                    c.identity.spiffe_uri(),
-                    proxy.namespace
-                )));
-            }
-            // Only a gateway's view may hold its namespace's credentials, and only for an
-            // identity that runs a gateway (or that the operator named): the proxy type is
-            // the proxy's own claim.
-            let gateway = proxy.proxy_type == ProxyType::Router
-                && security.readers.allows(&c.identity, &self.config.lock());
-            if proxy.proxy_type == ProxyType::Router && !gateway {
-                tracing::info!(
-                    identity = %c.identity.spiffe_uri(),
-                    "a gateway proxy whose identity runs no gateway workload: no credentials"
-                );
-            }
-            secrets = Some(security.secrets_for(&c.identity, gateway)?);
-        }
-        if proxy.proxy_type == ProxyType::Ztunnel {
-            return Err(Status::unimplemented(
-                "ztunnel workload discovery (WDS) is not served by this version of shoal",
-            ));
-        }
+impl Pipeline {
+    /// The view of `proxy` (with or without a workload certificate), built if needed.
+    /// Proxies of the same class share the answer. Runs on a blocking thread.
+    pub fn view_for(&self, proxy: &Proxy, workload_certs: bool) -> Arc<View> {
         let class = ProxyClass {
             proxy_type: proxy.proxy_type,
             generator: proxy.generator,
@@ -467,13 +383,13 @@ impl ViewSource for Pipeline {
         let key = match st.classes.get(&class) {
             Some(k) => k.clone(),
             None => {
-                let k = ViewKey::for_proxy(st.translator.model(), &proxy);
+                let k = ViewKey::for_proxy(st.translator.model(), proxy);
                 st.classes.insert(class, k.clone());
                 k
             }
         };
         let key = ViewKey {
-            workload_certs: secrets.is_some(),
+            workload_certs,
             ..key
         };
         let id = key.id();
@@ -491,10 +407,6 @@ impl ViewSource for Pipeline {
         };
         st.keys.insert(view.id.clone(), key);
         gauge!("shoal_views").set(self.registry.len() as f64);
-        Ok(Resolved { view, secrets })
-    }
-
-    fn epoch(&self) -> watch::Receiver<u64> {
-        self.epoch.subscribe()
+        view
     }
 }

@@ -23,6 +23,7 @@ mod locality;
 pub mod model;
 mod proxy;
 mod scope;
+pub mod sds;
 mod security;
 mod view;
 

@@ -1,0 +1,302 @@
+//! `shoal serve`, wired: [`build`] turns one [`Config`] into a running control plane —
+//! config source and loop, identity, the ADS service, the shard group member and its
+//! router, the admin server — and returns an [`App`] handle that a test can run in-process
+//! and stop. [`run`] is the binary's way: build, wait for a signal, shut down.
+//!
+//! Order matters and is the only thing this file decides: the pipeline first (everything
+//! reads it), identity next (streams need admission), the shard group before any xDS
+//! port serves (a replica must know what it owns), and the xDS ports only once the
+//! initial config is in, so that no proxy is ever served an empty config.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use shoal_cache::AdsServer;
+use shoal_config::source::{ConfigSource, file::FileSource};
+use shoal_shard::ShardNode;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::Config;
+use crate::epoch::Epoch;
+use crate::pipeline::Pipeline;
+use crate::streams::Streams;
+
+/// A running control plane.
+pub struct App {
+    pub pipeline: Arc<Pipeline>,
+    /// Where each server listens (the bound addresses: a configured port 0 is resolved).
+    pub admin_addr: SocketAddr,
+    pub xds_addr: Option<SocketAddr>,
+    pub xds_tls_addr: Option<SocketAddr>,
+    node: Option<Arc<ShardNode>>,
+    stop: watch::Sender<bool>,
+    /// Servers that stop gracefully on `stop`.
+    servers: Vec<JoinHandle<()>>,
+    /// Everything else: aborted at shutdown (and when the handle is dropped).
+    tasks: JoinSet<()>,
+}
+
+/// Runs `shoal serve` until SIGINT or SIGTERM.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let app = build(Arc::new(config)).await?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, shutting down"),
+            _ = terminate() => tracing::info!("terminated, shutting down"),
+        }
+        app.shutdown().await;
+        Ok(())
+    })
+}
+
+/// Starts every component of `config` and returns once the initial config is served.
+pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
+    raise_nofile_limit();
+    let metrics = crate::metrics::install()?;
+    let epoch = Arc::new(Epoch::default());
+    let pipeline = Pipeline::new(config.mesh.options.clone(), epoch.clone());
+    let mut tasks = JoinSet::new();
+    let (stop, stop_rx) = watch::channel(false);
+
+    // Sources feed the config loop.
+    let (tx, rx) = mpsc::channel(1024);
+    let sources: Vec<Box<dyn ConfigSource>> =
+        vec![Box::new(FileSource::new(&config.sources.config_dir))];
+    let source_count = sources.len();
+    for source in sources {
+        let kind = source.kind();
+        let tx = tx.clone();
+        tasks.spawn(async move {
+            if let Err(e) = source.run(tx).await {
+                tracing::error!(source = kind, error = %e, "config source failed");
+            }
+        });
+    }
+    drop(tx);
+    let config_loop = tokio::spawn(pipeline.clone().run(
+        rx,
+        source_count,
+        config.debounce,
+        config.debounce_max,
+    ));
+    if let Some(file) = &config.mesh.file {
+        tasks.spawn(crate::mesh::Watch::new(file).run(pipeline.clone()));
+    }
+    let jwks_status = Arc::new(crate::jwks::JwksStatus::default());
+    tasks.spawn(crate::jwks::run(
+        pipeline.clone(),
+        pipeline.jwks_wanted(),
+        config.jwks.clone(),
+        jwks_status.clone(),
+    ));
+    tasks.spawn(upkeep(pipeline.clone()));
+
+    let identity = match &config.identity {
+        Some(cfg) => Some(
+            crate::identity::Identity::start(
+                cfg,
+                pipeline.config_watch(),
+                epoch.clone(),
+                &mut tasks,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let streams = Streams::new(
+        pipeline.clone(),
+        identity.as_ref().map(|i| i.identity.clone()),
+        epoch,
+    );
+    let ads = AdsServer::new(streams, config.xds.ads.clone());
+
+    // With a shard group: join it before serving anyone (over mTLS with the CA).
+    let node = match &config.cluster {
+        Some(cluster) => {
+            Some(crate::cluster::start_node(cluster, identity.as_ref(), &mut tasks).await?)
+        }
+        None => None,
+    };
+    let mut servers = Vec::new();
+    let admin = crate::admin::router(crate::admin::Admin {
+        pipeline: pipeline.clone(),
+        status: ads.status(),
+        metrics,
+        node: node.clone(),
+        jwks: jwks_status,
+    });
+    let listener = bind(config.admin_addr, "admin").await?;
+    let admin_addr = listener.local_addr()?;
+    tracing::info!(addr = %admin_addr, "admin server listening");
+    let shutdown = stopped(stop_rx.clone());
+    servers.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, admin)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "admin server failed");
+        }
+    }));
+
+    // Bind now (connections wait in the backlog), serve once the initial config is in.
+    let plaintext = match config.xds.plaintext_addr {
+        Some(addr) => Some(bind(addr, "xDS").await?),
+        None => None,
+    };
+    let tls = match (&config.identity, &identity) {
+        (Some(cfg), Some(_)) => Some(bind(cfg.tls_addr, "xDS TLS").await?),
+        _ => None,
+    };
+    let xds_addr = plaintext.as_ref().map(|l| l.local_addr()).transpose()?;
+    let xds_tls_addr = tls.as_ref().map(|l| l.local_addr()).transpose()?;
+    while !pipeline.is_ready() {
+        if config_loop.is_finished() {
+            anyhow::bail!("the config source stopped before the initial load finished");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tasks.spawn(async move {
+        // The loop ends when every source has; a panic in it is a bug worth a log line.
+        if let Err(e) = config_loop.await {
+            tracing::error!(error = %e, "the config loop failed");
+        }
+    });
+
+    // A replica's router serves what this replica owns and forwards the rest.
+    let router = match &node {
+        Some(node) => Some(shoal_router::Router::new(
+            Some(ads.service()),
+            node.ownership(),
+            crate::cluster::router_config(&config, node, identity.as_ref())?,
+        )),
+        None => None,
+    };
+    let xds = &config.xds;
+    let builder = || {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(xds.keepalive_interval))
+            .http2_keepalive_timeout(Some(xds.keepalive_timeout))
+            .tcp_nodelay(true)
+    };
+    if let Some(listener) = plaintext {
+        tracing::info!(addr = ?xds_addr, "plaintext xDS server listening");
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let mut b = builder();
+        let routes = match &router {
+            Some(router) => b.add_service(router.clone()),
+            None => b.add_service(ads.service()),
+        };
+        let shutdown = stopped(stop_rx.clone());
+        servers.push(tokio::spawn(async move {
+            if let Err(e) = routes
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "plaintext xDS server failed");
+            }
+        }));
+    }
+    // The TLS port: the same ADS service (authenticated) and Istio's CSR API.
+    if let (Some(listener), Some(running)) = (tls, &identity) {
+        tracing::info!(addr = ?xds_tls_addr, "xDS TLS server listening");
+        let incoming = crate::tls::incoming(listener, running.tls.clone());
+        let mut b = builder();
+        let routes = match &router {
+            Some(router) => b.add_service(router.clone()),
+            None => b.add_service(ads.service()),
+        }
+        .add_service(running.csr.clone());
+        let shutdown = stopped(stop_rx.clone());
+        servers.push(tokio::spawn(async move {
+            if let Err(e) = routes
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "xDS TLS server failed");
+            }
+        }));
+    }
+    Ok(App {
+        pipeline,
+        admin_addr,
+        xds_addr,
+        xds_tls_addr,
+        node,
+        stop,
+        servers,
+        tasks,
+    })
+}
+
+impl App {
+    /// The shard group member, when this replica is one.
+    pub fn node(&self) -> Option<&Arc<ShardNode>> {
+        self.node.as_ref()
+    }
+
+    /// Hands this replica's shards over (if it has any), stops the servers (waiting a few
+    /// seconds for open requests) and every background task.
+    pub async fn shutdown(mut self) {
+        if let Some(node) = &self.node {
+            node.leave().await;
+        }
+        let _ = self.stop.send(true);
+        self.tasks.abort_all();
+        let servers = std::mem::take(&mut self.servers);
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            for s in servers {
+                let _ = s.await;
+            }
+        })
+        .await;
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} address {addr}"))
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Periodic upkeep of the views: idle views and unused shared responses are dropped.
+async fn upkeep(pipeline: Arc<Pipeline>) {
+    let mut tick = tokio::time::interval(crate::pipeline::MAINTENANCE);
+    loop {
+        tick.tick().await;
+        pipeline.maintain();
+    }
+}
+
+/// Every proxy holds a connection: let the process hold as many sockets as it may.
+fn raise_nofile_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
+    }
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending::<()>().await
+}

@@ -1,0 +1,371 @@
+//! The runtime configuration of `shoal serve`, resolved once — flags over Istio's
+//! MeshConfig over defaults, files it names read, addresses and peers parsed, contradictions
+//! refused — and then shared read-only as `Arc<Config>` by every component. Nothing reads
+//! the command line after [`Config::resolve`]; a test builds a `Config` without one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use shoal_ca::auth::{IssuerKeys, TrustedIssuer};
+use shoal_cache::AdsConfig;
+use shoal_cache::session::Limits;
+use shoal_shard::Node;
+use shoal_translate::MeshOptions;
+
+use crate::cli::ServeArgs;
+use crate::identity::readers::CredentialReaders;
+use crate::jwks::JwksConfig;
+
+/// Everything `shoal serve` runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub sources: SourcesConfig,
+    pub mesh: MeshSettings,
+    pub xds: XdsConfig,
+    /// The admin HTTP server (`/ready`, `/metrics`, `/debug/...`).
+    pub admin_addr: SocketAddr,
+    /// Quiet period after a config change before building, and the longest wait while
+    /// changes keep coming.
+    pub debounce: Duration,
+    pub debounce_max: Duration,
+    pub jwks: JwksConfig,
+    /// Workload identity (the CA and the TLS port); `None` with `--no-ca`.
+    pub identity: Option<IdentityConfig>,
+    /// Membership of a shard group; `None` for a single replica.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Where config comes from.
+#[derive(Debug, Clone)]
+pub struct SourcesConfig {
+    /// A watched directory of YAML files.
+    pub config_dir: PathBuf,
+}
+
+/// The mesh-wide options: those to start with, and the MeshConfig file that may change
+/// them while running.
+#[derive(Debug, Clone)]
+pub struct MeshSettings {
+    pub options: MeshOptions,
+    pub file: Option<MeshFile>,
+}
+
+/// A MeshConfig file followed while running, with what its edits combine with.
+#[derive(Debug, Clone)]
+pub struct MeshFile {
+    pub path: PathBuf,
+    /// The options the flags alone give.
+    pub flags: MeshOptions,
+    /// Flags given explicitly, which win over the file.
+    pub explicit: BTreeSet<String>,
+}
+
+/// The xDS ports and the ADS service's tuning.
+#[derive(Debug, Clone)]
+pub struct XdsConfig {
+    /// The plaintext port, only when asked for.
+    pub plaintext_addr: Option<SocketAddr>,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub ads: AdsConfig,
+}
+
+/// The CA, the TLS xDS port and who may call them.
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub tls_addr: SocketAddr,
+    pub ca_dir: PathBuf,
+    pub trust_domain: String,
+    pub workload_cert_ttl: Duration,
+    /// Service-account token issuers, with their keys read.
+    pub issuers: Vec<TrustedIssuer>,
+    pub cert_check_interval: Duration,
+    pub credential_readers: CredentialReaders,
+    /// DNS names of the TLS port's serving certificate.
+    pub tls_names: Vec<String>,
+}
+
+/// This replica's place in a shard group.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub id: u64,
+    pub raft_addr: SocketAddr,
+    /// The initial voters (this replica included, with its advertised addresses); empty
+    /// when joining.
+    pub peers: BTreeMap<u64, Node>,
+    pub join: Option<String>,
+    /// Where other replicas reach this one.
+    pub advertised: Node,
+    pub data_dir: PathBuf,
+    pub shards: u32,
+    pub migration_rate: f64,
+    pub heartbeat: Duration,
+    pub lease: Duration,
+    pub down_after: Duration,
+    pub drain: Duration,
+}
+
+impl Config {
+    /// Resolves a command line (with the ids of the flags it gave explicitly) into the
+    /// configuration to run with. Reads the files the flags name (MeshConfig, token
+    /// issuers' keys); every error names the flag.
+    pub fn resolve(args: &ServeArgs, explicit: &BTreeSet<String>) -> anyhow::Result<Config> {
+        anyhow::ensure!(
+            args.config_dir.is_dir(),
+            "--config-dir {} is not a directory",
+            args.config_dir.display()
+        );
+        let flags = crate::mesh::from_flags(args);
+        let (options, file) = match &args.mesh_config {
+            Some(path) => {
+                let options = crate::mesh::load(path, &flags, explicit)?;
+                let file = MeshFile {
+                    path: path.clone(),
+                    flags,
+                    explicit: explicit.clone(),
+                };
+                (options, Some(file))
+            }
+            None => (flags, None),
+        };
+        let identity = if args.security.no_ca {
+            None
+        } else {
+            Some(identity(args, &options.trust_domain)?)
+        };
+        anyhow::ensure!(
+            args.xds_addr.is_some() || identity.is_some(),
+            "nothing to serve: --no-ca turns the TLS port off; give --xds-addr for plaintext"
+        );
+        let cluster = cluster(args, identity.as_ref())?;
+        Ok(Config {
+            sources: SourcesConfig {
+                config_dir: args.config_dir.clone(),
+            },
+            mesh: MeshSettings { options, file },
+            xds: XdsConfig {
+                plaintext_addr: args.xds_addr,
+                keepalive_interval: args.keepalive_interval,
+                keepalive_timeout: args.keepalive_timeout,
+                ads: AdsConfig {
+                    limits: Limits {
+                        max_names: args.max_names,
+                    },
+                    stream_rate: args.stream_rate,
+                    stream_burst: args.stream_burst,
+                    push_concurrency: args.push_concurrency,
+                    max_message_size: args.max_message_size,
+                    ..AdsConfig::default()
+                },
+            },
+            admin_addr: args.admin_addr,
+            debounce: args.debounce,
+            debounce_max: args.debounce_max,
+            jwks: JwksConfig {
+                refresh: args.jwks_refresh,
+                timeout: args.jwks_timeout,
+                extra_roots: args.jwks_ca.clone(),
+            },
+            identity,
+            cluster,
+        })
+    }
+}
+
+fn identity(args: &ServeArgs, trust_domain: &str) -> anyhow::Result<IdentityConfig> {
+    let sa = &args.security;
+    let mut issuers = Vec::new();
+    for spec in &sa.jwt_issuer {
+        let (iss, file) = spec
+            .split_once('=')
+            .with_context(|| format!("--jwt-issuer {spec:?} is not ISSUER=FILE"))?;
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the keys of issuer {iss} from {file}"))?;
+        let keys = if text.trim_start().starts_with('{') {
+            IssuerKeys::Jwks(text)
+        } else {
+            IssuerKeys::Pem(vec![text])
+        };
+        issuers.push(TrustedIssuer::new(iss, keys));
+    }
+    Ok(IdentityConfig {
+        tls_addr: sa.xds_tls_addr,
+        ca_dir: sa
+            .ca_dir
+            .clone()
+            .unwrap_or_else(|| args.cluster.data_dir.join("ca")),
+        trust_domain: trust_domain.to_string(),
+        workload_cert_ttl: sa.workload_cert_ttl,
+        issuers,
+        cert_check_interval: sa.cert_check_interval.max(Duration::from_millis(100)),
+        credential_readers: CredentialReaders::parse(&sa.credential_readers)?,
+        tls_names: sa.tls_names.clone(),
+    })
+}
+
+/// Parses `ID=RAFT_ADDR` pairs.
+fn peers(list: &[String]) -> anyhow::Result<BTreeMap<u64, Node>> {
+    let mut out = BTreeMap::new();
+    for p in list {
+        let (id, addr) = p
+            .split_once('=')
+            .with_context(|| format!("--peers entry {p:?} is not ID=RAFT_ADDR"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("--peers entry {p:?}: bad id"))?;
+        out.insert(
+            id,
+            Node {
+                raft_addr: addr.trim().to_string(),
+                ..Node::default()
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn cluster(
+    args: &ServeArgs,
+    identity: Option<&IdentityConfig>,
+) -> anyhow::Result<Option<ClusterConfig>> {
+    let c = &args.cluster;
+    let (Some(id), Some(raft_addr)) = (c.id, c.raft_addr) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        c.lease < c.down_after,
+        "--lease must be shorter than --down-after"
+    );
+    let advertised = Node {
+        raft_addr: raft_addr.to_string(),
+        xds_addr: c
+            .advertise_xds
+            .clone()
+            .or_else(|| args.xds_addr.map(|a| a.to_string()))
+            .unwrap_or_default(),
+        admin_addr: c
+            .advertise_admin
+            .clone()
+            .unwrap_or_else(|| args.admin_addr.to_string()),
+        // Routers forward over TLS only where the replicas have a CA.
+        xds_tls_addr: match (&c.advertise_xds_tls, identity) {
+            (Some(a), Some(_)) => a.clone(),
+            (None, Some(i)) if !i.tls_addr.ip().is_unspecified() => i.tls_addr.to_string(),
+            _ => String::new(),
+        },
+    };
+    let mut peers = peers(&c.peers)?;
+    if let Some(me) = peers.get_mut(&id) {
+        *me = advertised.clone();
+    }
+    anyhow::ensure!(
+        !peers.is_empty() || c.join.is_some(),
+        "give --peers (the initial voters) or --join"
+    );
+    Ok(Some(ClusterConfig {
+        id,
+        raft_addr,
+        peers,
+        join: c.join.clone(),
+        advertised,
+        data_dir: c.data_dir.clone(),
+        shards: c.shards,
+        migration_rate: c.migration_rate,
+        heartbeat: c.heartbeat,
+        lease: c.lease,
+        down_after: c.down_after,
+        drain: c.drain,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Command, parse_from};
+
+    fn resolve(extra: &[&str]) -> anyhow::Result<Config> {
+        let dir = std::env::temp_dir();
+        let dir = dir.display().to_string();
+        let mut argv = vec!["shoal", "serve", "--config-dir", &dir];
+        argv.extend(extra);
+        let parsed = parse_from(argv)?;
+        match parsed.command {
+            Command::Serve(args) => Config::resolve(&args, &parsed.explicit),
+            other => anyhow::bail!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn contradictions_are_refused_with_the_flag() {
+        let err = |extra: &[&str]| match resolve(extra) {
+            Ok(_) => panic!("{extra:?} accepted"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err(&["--no-ca"]).contains("nothing to serve"));
+        assert!(
+            err(&[
+                "--id",
+                "1",
+                "--raft-addr",
+                "127.0.0.1:7001",
+                "--lease",
+                "5s",
+                "--down-after",
+                "4s",
+                "--peers",
+                "1=127.0.0.1:7001"
+            ])
+            .contains("--lease")
+        );
+        assert!(err(&["--id", "1", "--raft-addr", "127.0.0.1:7001"]).contains("--join"));
+        assert!(err(&["--jwt-issuer", "no-file"]).contains("ISSUER=FILE"));
+        assert!(err(&["--credential-readers", "ns"]).contains("--credential-readers"));
+    }
+
+    #[test]
+    fn a_replica_advertises_its_own_addresses_among_its_peers() {
+        let c = resolve(&[
+            "--id",
+            "2",
+            "--raft-addr",
+            "127.0.0.1:7002",
+            "--peers",
+            "1=127.0.0.1:7001,2=127.0.0.1:7002",
+            "--xds-addr",
+            "127.0.0.1:16010",
+            "--xds-tls-addr",
+            "127.0.0.1:16012",
+        ])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        let cluster = c.cluster.unwrap_or_else(|| panic!("a cluster"));
+        let me = &cluster.peers[&2];
+        assert_eq!(me.xds_addr, "127.0.0.1:16010");
+        assert_eq!(me.xds_tls_addr, "127.0.0.1:16012");
+        assert_eq!(
+            cluster.peers[&1].xds_addr, "",
+            "learnt from the peer itself"
+        );
+        // Without a CA, nothing is advertised for TLS.
+        let c = resolve(&[
+            "--no-ca",
+            "--xds-addr",
+            "127.0.0.1:16010",
+            "--id",
+            "1",
+            "--raft-addr",
+            "127.0.0.1:7001",
+            "--peers",
+            "1=127.0.0.1:7001",
+        ])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(c.identity.is_none());
+        assert_eq!(
+            c.cluster.map(|c| c.advertised.xds_tls_addr),
+            Some(String::new())
+        );
+    }
+}

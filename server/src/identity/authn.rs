@@ -1,0 +1,98 @@
+//! Who opened a stream: a bearer token (a Kubernetes service-account token), a verified
+//! client certificate, a replica vouching for the client certificate it verified, or
+//! nobody (the plaintext port).
+
+use shoal_ca::grpc::PeerCertificates;
+use shoal_ca::{Caller, Identity as Spiffe};
+use shoal_cache::StreamContext;
+use tonic::Status;
+
+use super::Identity;
+
+/// How a stream reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The TLS port: callers must authenticate.
+    Tls,
+    /// The plaintext port: anonymous callers get config but no secrets.
+    Plaintext,
+}
+
+impl Transport {
+    /// The TLS listener puts the peer's certificates (maybe none) on every request.
+    pub fn of(ctx: &StreamContext) -> Transport {
+        if ctx.extensions.get::<PeerCertificates>().is_some() {
+            Transport::Tls
+        } else {
+            Transport::Plaintext
+        }
+    }
+}
+
+impl Identity {
+    /// Who opened a stream: a bearer token first, else a verified client certificate.
+    /// `Ok(None)`: an anonymous caller on the plaintext port (or forwarded from one).
+    pub fn authenticate(&self, ctx: &StreamContext) -> Result<Option<Caller>, Status> {
+        let peer = ctx.extensions.get::<PeerCertificates>();
+        // A stream forwarded by a replica (or router) over mTLS: the peer certificate is
+        // the forwarder's, not the proxy's. The forwarder vouches for the client
+        // certificate it verified ([`shoal_router::CALLER`]), passes a token on for us to
+        // verify, or forwards an anonymous stream it accepted on a plaintext port.
+        let from_replica = peer.is_some_and(|PeerCertificates(chain)| {
+            !chain.is_empty()
+                && self
+                    .ca
+                    .authenticate_client_cert(chain)
+                    .is_ok_and(|c| c.identity == *self.ca.server_identity())
+        });
+        if let Some(claim) = ctx.headers.get(shoal_router::CALLER) {
+            if !from_replica {
+                return Err(Status::unauthenticated(format!(
+                    "{} is only accepted from a replica over mTLS",
+                    shoal_router::CALLER
+                )));
+            }
+            let identity = claim
+                .to_str()
+                .ok()
+                .and_then(|c| Spiffe::parse(c).ok())
+                .ok_or_else(|| Status::unauthenticated("malformed forwarded caller"))?;
+            return Ok(Some(Caller {
+                identity,
+                node: None,
+                pod: None,
+                via: shoal_ca::CallerKind::ClientCert,
+            }));
+        }
+        if from_replica && !ctx.headers.contains_key(http::header::AUTHORIZATION) {
+            return Ok(None);
+        }
+        if let Some(value) = ctx.headers.get(http::header::AUTHORIZATION) {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or_else(|| Status::unauthenticated("authorization is not a Bearer token"))?;
+            return self
+                .jwt
+                .authenticate(token.trim())
+                .map(Some)
+                .map_err(|e| Status::unauthenticated(e.to_string()));
+        }
+        if let Some(PeerCertificates(chain)) = peer
+            && !chain.is_empty()
+        {
+            return self
+                .ca
+                .authenticate_client_cert(chain)
+                .map(Some)
+                .map_err(|e| Status::unauthenticated(e.to_string()));
+        }
+        match Transport::of(ctx) {
+            Transport::Tls => Err(Status::unauthenticated(
+                "the TLS xDS port needs a client certificate or \"authorization: Bearer <token>\"",
+            )),
+            Transport::Plaintext => Ok(None),
+        }
+    }
+}

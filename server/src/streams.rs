@@ -1,0 +1,57 @@
+//! What an xDS stream is given: admission first (identity: who the caller is, whether it
+//! may claim the node it describes, which secrets it may read), then the view of that
+//! node (the pipeline). The ADS service asks again whenever the epoch moves.
+
+use std::sync::Arc;
+
+use shoal_api::pb::envoy::config::core::v3::Node;
+use shoal_cache::{Resolved, StreamContext, ViewSource};
+use shoal_translate::{Proxy, ProxyType};
+use tokio::sync::watch;
+use tonic::Status;
+
+use crate::epoch::Epoch;
+use crate::identity::Identity;
+use crate::pipeline::Pipeline;
+
+pub struct Streams {
+    pipeline: Arc<Pipeline>,
+    /// `None` without a CA: every stream is anonymous.
+    identity: Option<Arc<Identity>>,
+    epoch: Arc<Epoch>,
+}
+
+impl Streams {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        identity: Option<Arc<Identity>>,
+        epoch: Arc<Epoch>,
+    ) -> Arc<Streams> {
+        Arc::new(Streams {
+            pipeline,
+            identity,
+            epoch,
+        })
+    }
+}
+
+impl ViewSource for Streams {
+    fn resolve(&self, node: Option<&Node>, caller: &StreamContext) -> Result<Resolved, Status> {
+        let proxy = Proxy::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let secrets = match &self.identity {
+            Some(identity) => identity.admit(&proxy, caller)?,
+            None => None,
+        };
+        if proxy.proxy_type == ProxyType::Ztunnel {
+            return Err(Status::unimplemented(
+                "ztunnel workload discovery (WDS) is not served by this version of shoal",
+            ));
+        }
+        let view = self.pipeline.view_for(&proxy, secrets.is_some());
+        Ok(Resolved { view, secrets })
+    }
+
+    fn epoch(&self) -> watch::Receiver<u64> {
+        self.epoch.subscribe()
+    }
+}
