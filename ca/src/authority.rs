@@ -28,8 +28,11 @@ use crate::store::{self, CaMode};
 pub struct CaConfig {
     /// Trust domain of every identity this CA certifies (`cluster.local` in most meshes).
     pub trust_domain: String,
-    /// Longest certificate lifetime issued; longer requests are capped. Also the lifetime
-    /// used when a request asks for none. Default 24 h, Istio's default workload TTL.
+    /// Lifetime of a certificate whose request asks for none. Default 24 h, Istio's
+    /// default workload TTL.
+    pub default_ttl: Duration,
+    /// Longest lifetime a CSR may ask for; a longer request is refused, as Istio's CA
+    /// refuses it (`MAX_WORKLOAD_CERT_TTL`). Default 90 days, Istio's.
     pub max_ttl: Duration,
     /// Shortest lifetime issued; shorter requests are raised to it so that a client cannot
     /// make the CA mint a certificate per second. Default 10 min.
@@ -47,7 +50,8 @@ impl CaConfig {
     pub fn new(trust_domain: impl Into<String>) -> Self {
         CaConfig {
             trust_domain: trust_domain.into(),
-            max_ttl: Duration::from_secs(24 * 3600),
+            default_ttl: Duration::from_secs(24 * 3600),
+            max_ttl: Duration::from_secs(90 * 24 * 3600),
             min_ttl: Duration::from_secs(600),
             backdate: Duration::from_secs(60),
             root_ttl: Duration::from_secs(10 * 365 * 24 * 3600),
@@ -175,8 +179,8 @@ impl CertificateAuthority {
 
     /// Signs a CSR for `identity`, which the caller must already have authorized (see
     /// [`crate::auth::Authorizer`]). The CSR must carry exactly one SAN, the URI of
-    /// `identity`. The lifetime is `requested_ttl` clamped to the configured bounds (zero
-    /// means the maximum).
+    /// `identity`. The lifetime is `requested_ttl` (zero: the default), raised to the
+    /// minimum; a request above the maximum is refused ([`CaError::TtlTooLong`]).
     pub fn sign_csr(
         &self,
         csr_pem: &str,
@@ -220,6 +224,12 @@ impl CertificateAuthority {
         requested_ttl: Duration,
     ) -> Result<IssuedCert, CaError> {
         self.check_trust_domain(identity)?;
+        if requested_ttl > self.config.max_ttl {
+            return Err(CaError::TtlTooLong {
+                requested: requested_ttl,
+                max: self.config.max_ttl,
+            });
+        }
         let parsed = csr::check_csr(csr_pem, identity)?;
         let public_key = SubjectPublicKeyInfo::from_der(&parsed.spki_der)
             .map_err(|e| CaError::CsrUnsupportedAlgorithm(e.to_string()))?;
@@ -325,15 +335,15 @@ impl CertificateAuthority {
             .issue_leaf(public_key, sans, ttl, self.config.backdate)
     }
 
+    /// The lifetime to issue: the default for none, at least the minimum, at most the
+    /// maximum (CSRs above it were refused before; shoal's own issuance is capped).
     fn clamp_ttl(&self, requested: Duration) -> Duration {
-        let (min, max) = (
-            self.config.min_ttl,
-            self.config.max_ttl.max(self.config.min_ttl),
-        );
+        let c = &self.config;
+        let max = c.max_ttl.max(c.min_ttl);
         if requested.is_zero() {
-            max
+            c.default_ttl.clamp(c.min_ttl, max)
         } else {
-            requested.clamp(min, max)
+            requested.clamp(c.min_ttl, max)
         }
     }
 

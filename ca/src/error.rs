@@ -5,6 +5,7 @@
 //! problem without echoing secrets or internal state.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -78,6 +79,13 @@ pub enum CaError {
         requested: String,
         authenticated: String,
     },
+    /// Istio's words, which clients and operators search for.
+    #[error(
+        "requested TTL {} is greater than the max allowed TTL {}",
+        go_duration(*requested),
+        go_duration(*max)
+    )]
+    TtlTooLong { requested: Duration, max: Duration },
     #[error("invalid server name {0:?}: expected a DNS name or an IP address")]
     InvalidServerName(String),
     #[error(transparent)]
@@ -102,6 +110,7 @@ impl CaError {
             CaError::CsrForbiddenSan(_) => "forbidden_san",
             CaError::CsrMultipleSans => "multiple_sans",
             CaError::CsrIdentityMismatch { .. } => "identity_mismatch",
+            CaError::TtlTooLong { .. } => "ttl_too_long",
             CaError::InvalidServerName(_) => "invalid_server_name",
             CaError::Identity(_) => "invalid_identity",
             _ => "internal",
@@ -125,5 +134,45 @@ impl CaError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// A duration as Go prints it (`3h0m0s`, `90m` → `1h30m0s`, `45s`, `1.5s`), the form of
+/// Istio's messages.
+fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let frac = match d.subsec_nanos() {
+        0 => String::new(),
+        n => format!(".{n:09}").trim_end_matches('0').to_string(),
+    };
+    match (h, m) {
+        (0, 0) => format!("{s}{frac}s"),
+        (0, _) => format!("{m}m{s}{frac}s"),
+        _ => format!("{h}h{m}m{s}{frac}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_in_istio_messages() {
+        let d = Duration::from_secs;
+        assert_eq!(go_duration(d(3 * 3600)), "3h0m0s");
+        assert_eq!(go_duration(d(90 * 24 * 3600)), "2160h0m0s");
+        assert_eq!(go_duration(d(5400)), "1h30m0s");
+        assert_eq!(go_duration(d(125)), "2m5s");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        let e = CaError::TtlTooLong {
+            requested: d(3 * 3600),
+            max: d(2 * 3600),
+        };
+        assert_eq!(
+            e.to_string(),
+            "requested TTL 3h0m0s is greater than the max allowed TTL 2h0m0s"
+        );
+        assert!(e.is_refusal());
     }
 }

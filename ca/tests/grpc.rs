@@ -238,6 +238,16 @@ async fn refusals_over_the_wire() {
         ),
         Code::InvalidArgument
     );
+
+    // A lifetime above the maximum is refused, in Istio's words, not silently shortened.
+    let mut long = request(&csr_for(&app).1, Some(&token), None);
+    long.get_mut().validity_duration = 91 * 24 * 3600;
+    let err = call(server.addr, long).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.message(),
+        "requested TTL 2184h0m0s is greater than the max allowed TTL 2160h0m0s"
+    );
 }
 
 #[tokio::test]

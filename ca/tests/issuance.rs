@@ -51,15 +51,16 @@ fn csr_round_trip() {
             cert.public_key().subject_public_key.data.as_ref(),
             key.public_key_raw()
         );
-        // 48 h requested, capped at 24 h; not_before backdated by a minute.
+        // 48 h requested and granted (under the 90-day maximum); not_before backdated by a
+        // minute.
         let now = time::OffsetDateTime::now_utc();
         let lifetime = cert.validity().not_after.to_datetime() - now;
-        assert!(lifetime <= time::Duration::hours(24) && lifetime > time::Duration::hours(23));
+        assert!(lifetime <= time::Duration::hours(48) && lifetime > time::Duration::hours(47));
         let backdate = now - cert.validity().not_before.to_datetime();
         assert!(backdate >= time::Duration::seconds(59) && backdate < time::Duration::seconds(120));
         assert!(cert.raw_serial().len() >= 16);
     });
-    let expected_end = SystemTime::now() + DAY;
+    let expected_end = SystemTime::now() + 2 * DAY;
     assert!(
         issued.not_after <= expected_end
             && issued.not_after + Duration::from_secs(60) > expected_end
@@ -72,7 +73,7 @@ fn csr_round_trip() {
 }
 
 #[test]
-fn ttl_is_clamped_and_zero_means_default() {
+fn ttl_is_raised_to_the_minimum_and_zero_means_default() {
     let dir = tempfile::tempdir().unwrap();
     let ca = new_ca(dir.path());
     let who = id("default", "app");
@@ -85,6 +86,14 @@ fn ttl_is_clamped_and_zero_means_default() {
     assert!(lifetime(Duration::ZERO) > DAY - Duration::from_secs(60));
     let hour = lifetime(Duration::from_secs(3600));
     assert!(hour > Duration::from_secs(3590) && hour <= Duration::from_secs(3600));
+    // Up to the maximum (90 days by default) a request is honoured; past it, refused.
+    let ninety = Duration::from_secs(90 * 24 * 3600);
+    assert!(lifetime(ninety) > ninety - Duration::from_secs(60));
+    let refused = ca.sign_csr(&csr_for(&who).1, &who, ninety + Duration::from_secs(1));
+    assert!(
+        matches!(refused, Err(CaError::TtlTooLong { requested, max }) if max == ninety && requested > max),
+        "{refused:?}"
+    );
 }
 
 #[test]

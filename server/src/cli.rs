@@ -238,9 +238,15 @@ pub struct SecurityArgs {
     /// Trust domain of workload identities (spiffe://TRUST_DOMAIN/ns/NS/sa/SA).
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
-    /// Lifetime of workload certificates pushed over SDS (renewed at half of it).
+    /// Lifetime of workload certificates pushed over SDS (renewed at half of it), and of
+    /// those a certificate request asks no lifetime for (Istio's
+    /// DEFAULT_WORKLOAD_CERT_TTL).
     #[arg(long, default_value = "24h", value_parser = duration)]
     pub workload_cert_ttl: Duration,
+    /// Longest lifetime a certificate request may ask for: a longer one is refused with
+    /// INVALID_ARGUMENT, as Istio's CA refuses it (MAX_WORKLOAD_CERT_TTL).
+    #[arg(long, default_value = "2160h", value_parser = duration)]
+    pub max_workload_cert_ttl: Duration,
     /// A service-account token issuer: `ISSUER=FILE`, FILE a JWKS document or PEM public
     /// keys (repeatable). Tokens must carry the audience `istio-ca`.
     #[arg(long)]

@@ -80,6 +80,8 @@ pub struct IdentityConfig {
     pub ca_dir: PathBuf,
     pub trust_domain: String,
     pub workload_cert_ttl: Duration,
+    /// Longest lifetime a CSR may ask for.
+    pub max_workload_cert_ttl: Duration,
     /// Service-account token issuers, with their keys read.
     pub issuers: Vec<TrustedIssuer>,
     pub cert_check_interval: Duration,
@@ -177,6 +179,10 @@ impl Config {
 
 fn identity(args: &ServeArgs, trust_domain: &str) -> anyhow::Result<IdentityConfig> {
     let sa = &args.security;
+    anyhow::ensure!(
+        sa.workload_cert_ttl <= sa.max_workload_cert_ttl,
+        "--workload-cert-ttl must not exceed --max-workload-cert-ttl"
+    );
     let mut issuers = Vec::new();
     for spec in &sa.jwt_issuer {
         let (iss, file) = spec
@@ -199,6 +205,7 @@ fn identity(args: &ServeArgs, trust_domain: &str) -> anyhow::Result<IdentityConf
             .unwrap_or_else(|| args.cluster.data_dir.join("ca")),
         trust_domain: trust_domain.to_string(),
         workload_cert_ttl: sa.workload_cert_ttl,
+        max_workload_cert_ttl: sa.max_workload_cert_ttl,
         issuers,
         cert_check_interval: sa.cert_check_interval.max(Duration::from_millis(100)),
         credential_readers: CredentialReaders::parse(&sa.credential_readers)?,
@@ -324,6 +331,15 @@ mod tests {
         assert!(err(&["--id", "1", "--raft-addr", "127.0.0.1:7001"]).contains("--join"));
         assert!(err(&["--jwt-issuer", "no-file"]).contains("ISSUER=FILE"));
         assert!(err(&["--credential-readers", "ns"]).contains("--credential-readers"));
+        assert!(
+            err(&[
+                "--workload-cert-ttl",
+                "48h",
+                "--max-workload-cert-ttl",
+                "24h"
+            ])
+            .contains("--max-workload-cert-ttl")
+        );
     }
 
     #[test]

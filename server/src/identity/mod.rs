@@ -74,6 +74,8 @@ impl Identity {
         tasks: &mut JoinSet<()>,
     ) -> anyhow::Result<Running> {
         let mut ca_config = shoal_ca::CaConfig::new(cfg.trust_domain.clone());
+        ca_config.default_ttl = cfg.workload_cert_ttl;
+        ca_config.max_ttl = cfg.max_workload_cert_ttl;
         // Workload certificates may be shorter-lived than what CSR callers may ask for.
         ca_config.min_ttl = ca_config.min_ttl.min(cfg.workload_cert_ttl);
         let dir = cfg.ca_dir.clone();
