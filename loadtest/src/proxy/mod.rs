@@ -30,9 +30,14 @@ pub use decode::{DecodeCache, Decoded};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
+    /// An Envoy sidecar over delta xDS.
     Sidecar,
+    /// An Envoy sidecar over state-of-the-world xDS.
     SidecarSotw,
+    /// A proxyless gRPC client.
     Grpc,
+    /// A ztunnel (delta Address and Authorization). shoal refuses ztunnels until it
+    /// serves workload discovery: this profile measures that refusal only.
     Ztunnel,
 }
 
