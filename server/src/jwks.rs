@@ -13,17 +13,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use metrics::counter;
-use rustls::pki_types::{CertificateDer, pem::PemObject};
 use shoal_translate::model::{FetchedJwks, JwksRef};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::http_client::{HttpClient, HttpError, Limits};
 use crate::pipeline::Pipeline;
 
 /// A document larger than this is refused (key sets are a few KiB).
@@ -45,125 +40,14 @@ pub struct JwksConfig {
 /// Why a key set could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("{0} is not an http(s) URL")]
-    BadUri(String),
-    #[error("GET {uri}: {reason}")]
-    Http { uri: String, reason: String },
-    #[error("GET {uri}: HTTP {status}")]
-    Status { uri: String, status: u16 },
+    #[error(transparent)]
+    Http(#[from] HttpError),
     #[error("{uri}: {reason}")]
     Document { uri: String, reason: String },
-    #[error("TLS roots: {0}")]
-    Roots(String),
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
-
-/// An HTTP(S) client trusting the system's roots and `extra_roots`.
-fn client(extra_roots: &[std::path::PathBuf]) -> Result<HttpsClient, FetchError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for e in &native.errors {
-        tracing::debug!(error = %e, "skipping a system root certificate");
-    }
-    let (added, _) = roots.add_parsable_certificates(native.certs);
-    for path in extra_roots {
-        let pem = std::fs::read(path)
-            .map_err(|e| FetchError::Roots(format!("{}: {e}", path.display())))?;
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| FetchError::Roots(format!("{}: {e}", path.display())))?;
-        roots.add_parsable_certificates(certs);
-    }
-    if roots.is_empty() {
-        tracing::warn!("no TLS roots to verify https JWKS servers with");
-    }
-    tracing::debug!(system = added, total = roots.len(), "JWKS TLS roots");
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| FetchError::Roots(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).build(https))
-}
-
-/// GETs a document, following a few redirects; at most [`MAX_BODY`] bytes.
-async fn get(client: &HttpsClient, uri: &str, timeout: Duration) -> Result<Bytes, FetchError> {
-    let mut uri = uri.to_string();
-    for _ in 0..=MAX_REDIRECTS {
-        let parsed: http::Uri = uri.parse().map_err(|_| FetchError::BadUri(uri.clone()))?;
-        if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none() {
-            return Err(FetchError::BadUri(uri));
-        }
-        let req = http::Request::get(parsed.clone())
-            .header(http::header::ACCEPT, "application/json")
-            .header(http::header::USER_AGENT, "shoal")
-            .body(Empty::new())
-            .map_err(|e| FetchError::Http {
-                uri: uri.clone(),
-                reason: e.to_string(),
-            })?;
-        let http_err = |reason: String| FetchError::Http {
-            uri: uri.clone(),
-            reason,
-        };
-        let resp = tokio::time::timeout(timeout, client.request(req))
-            .await
-            .map_err(|_| http_err(format!("no answer within {timeout:?}")))?
-            .map_err(|e| http_err(format!("{e}")))?;
-        let status = resp.status();
-        if status.is_redirection() {
-            let next = resp
-                .headers()
-                .get(http::header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .ok_or_else(|| http_err(format!("HTTP {status} without a Location")))?;
-            uri = resolve_location(&parsed, next);
-            continue;
-        }
-        if !status.is_success() {
-            return Err(FetchError::Status {
-                uri,
-                status: status.as_u16(),
-            });
-        }
-        let body =
-            tokio::time::timeout(timeout, Limited::new(resp.into_body(), MAX_BODY).collect())
-                .await
-                .map_err(|_| http_err(format!("body not read within {timeout:?}")))?
-                .map_err(|e| http_err(format!("reading the body: {e}")))?;
-        return Ok(body.to_bytes());
-    }
-    Err(FetchError::Http {
-        uri,
-        reason: format!("more than {MAX_REDIRECTS} redirects"),
-    })
-}
-
-/// A `Location` header, absolute or relative to the request's URI.
-fn resolve_location(base: &http::Uri, location: &str) -> String {
-    if location.contains("://") {
-        return location.to_string();
-    }
-    let scheme = base.scheme_str().unwrap_or("https");
-    let authority = base.authority().map_or("", |a| a.as_str());
-    if location.starts_with('/') {
-        format!("{scheme}://{authority}{location}")
-    } else {
-        let path = base.path();
-        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-        format!("{scheme}://{authority}{dir}{location}")
-    }
-}
+/// What key sets and OpenID configurations are asked for as.
+const JSON: &str = "application/json";
 
 /// A JSON Web Key Set as served, checked to be one (a JSON object with a non-empty `keys`
 /// array of objects).
@@ -186,16 +70,12 @@ fn key_set(uri: &str, body: &[u8]) -> Result<Arc<str>, FetchError> {
 }
 
 /// The `jwks_uri` of an issuer's OpenID configuration.
-async fn discover(
-    client: &HttpsClient,
-    issuer: &str,
-    timeout: Duration,
-) -> Result<String, FetchError> {
+async fn discover(client: &HttpClient, issuer: &str) -> Result<String, FetchError> {
     let uri = format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
-    let body = get(client, &uri, timeout).await?;
+    let body = client.get(&uri, JSON).await?;
     let doc: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| FetchError::Document {
             uri: uri.clone(),
@@ -211,16 +91,12 @@ async fn discover(
 }
 
 /// Fetches one key set.
-pub async fn fetch(
-    client: &HttpsClient,
-    r: &JwksRef,
-    timeout: Duration,
-) -> Result<Arc<str>, FetchError> {
+pub async fn fetch(client: &HttpClient, r: &JwksRef) -> Result<Arc<str>, FetchError> {
     let uri = match r {
         JwksRef::Uri(uri) => uri.clone(),
-        JwksRef::Discover(issuer) => discover(client, issuer, timeout).await?,
+        JwksRef::Discover(issuer) => discover(client, issuer).await?,
     };
-    let body = get(client, &uri, timeout).await?;
+    let body = client.get(&uri, JSON).await?;
     key_set(&uri, &body)
 }
 
@@ -289,7 +165,12 @@ pub async fn run(
     cfg: JwksConfig,
     report: Arc<JwksStatus>,
 ) {
-    let client = match client(&cfg.extra_roots) {
+    let limits = Limits {
+        timeout: cfg.timeout,
+        max_body: MAX_BODY,
+        max_redirects: MAX_REDIRECTS,
+    };
+    let client = match HttpClient::new(&cfg.extra_roots, limits) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot fetch JWKS: every jwksUri's tokens are rejected");
@@ -319,9 +200,8 @@ pub async fn run(
         let mut fetches = tokio::task::JoinSet::new();
         for r in due {
             let client = client.clone();
-            let timeout = cfg.timeout;
             fetches.spawn(async move {
-                let result = fetch(&client, &r, timeout).await;
+                let result = fetch(&client, &r).await;
                 (r, result)
             });
         }
@@ -395,17 +275,6 @@ mod tests {
         ] {
             assert!(key_set("u", bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn redirects_resolve_against_the_request() {
-        let base: http::Uri = "https://idp.example/a/b/keys".parse().unwrap_or_default();
-        assert_eq!(
-            resolve_location(&base, "https://cdn.example/k"),
-            "https://cdn.example/k"
-        );
-        assert_eq!(resolve_location(&base, "/k"), "https://idp.example/k");
-        assert_eq!(resolve_location(&base, "k2"), "https://idp.example/a/b/k2");
     }
 
     #[test]
