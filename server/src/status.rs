@@ -4,26 +4,20 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::cli::StatusArgs;
+use crate::http_client::{HttpClient, Limits};
 
-/// Fetches a path from the admin server.
+/// Fetches a path from an admin server (a fleet's status can be tens of MiB).
 pub async fn fetch(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
-    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let uri: hyper::Uri = format!("http://{addr}{path}").parse()?;
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.get(uri))
-        .await
-        .context("timed out")?
-        .with_context(|| format!("connecting to the admin server at {addr}"))?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes().to_vec();
-    if !status.is_success() {
-        anyhow::bail!("{path}: HTTP {status}: {}", String::from_utf8_lossy(&body));
-    }
-    Ok(body)
+    let client = HttpClient::plaintext(Limits {
+        max_body: 256 << 20,
+        ..Limits::default()
+    })?;
+    let body = client
+        .get(&format!("http://{addr}{path}"), "application/json")
+        .await?;
+    Ok(body.to_vec())
 }
 
 fn cell(report: &serde_json::Value, ty: &str) -> String {
@@ -37,7 +31,7 @@ fn cell(report: &serde_json::Value, ty: &str) -> String {
 
 pub fn table(reports: &[serde_json::Value]) -> String {
     let header = [
-        "NAME", "PROTOCOL", "CDS", "LDS", "EDS", "RDS", "VERSION", "VIEW",
+        "NAME", "REPLICA", "PROTOCOL", "CDS", "LDS", "EDS", "RDS", "VERSION", "VIEW",
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for r in reports {
@@ -84,4 +78,43 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         serde_json::from_slice(&body).context("decoding /debug/syncz")?;
     print!("{}", table(&reports));
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_column_has_its_header() {
+        let report = serde_json::json!({
+            "node_id": "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local",
+            "replica": 2,
+            "protocol": "delta",
+            "types": [{"type": "CDS", "state": "SYNCED"}, {"type": "LDS", "state": "STALE"}],
+            "view_version": 7,
+            "view": "sidecar/ns",
+        });
+        let table = super::table(&[report]);
+        let lines: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                vec![
+                    "NAME", "REPLICA", "PROTOCOL", "CDS", "LDS", "EDS", "RDS", "VERSION", "VIEW"
+                ],
+                vec![
+                    "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local",
+                    "2",
+                    "delta",
+                    "SYNCED",
+                    "STALE",
+                    "-",
+                    "-",
+                    "7",
+                    "sidecar/ns"
+                ]
+            ]
+        );
+    }
 }

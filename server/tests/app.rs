@@ -153,6 +153,34 @@ async fn an_app_serves_follows_edits_and_stops() -> anyhow::Result<()> {
     assert!(has(&delta, "orders", 8081), "{delta:?}");
     assert!(!has(&delta, "cart", 8080), "only what changed: {delta:?}");
 
+    // `shoal status`, as an operator runs it, sees the stream and its state (SYNCED once
+    // the server has read the ACK just sent).
+    let mut table = String::new();
+    for _ in 0..50 {
+        let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["status", "--admin-addr", &a.admin_addr.to_string()])
+            .output()
+            .await?;
+        table = String::from_utf8_lossy(&status.stdout).into_owned();
+        assert!(status.status.success(), "{table}");
+        if table.contains("SYNCED") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert_eq!(
+        rows[0][..4],
+        ["NAME", "REPLICA", "PROTOCOL", "CDS"],
+        "{table}"
+    );
+    assert_eq!(rows[1][..4], [NODE, "-", "delta", "SYNCED"], "{table}");
+    assert_eq!(rows[1].len(), 9, "every column filled: {table}");
+
     let (a_xds, a_admin) = (a.xds_addr.context("port")?, a.admin_addr);
     a.shutdown().await;
     assert!(
