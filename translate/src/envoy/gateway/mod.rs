@@ -181,7 +181,7 @@ pub(crate) fn build(scope: &Scope<'_>) -> GatewayResources {
         }
     }
     let mut out = GatewayResources::default();
-    let sec = crate::security::inbound(scope.model, scope.key);
+    let sec = scope.inbound_security();
     for ((bind, port), servers) in by_listener {
         match servers.first().map(|s| s.mode) {
             Some(Mode::Http { .. }) => http_listener(scope, &sec, &bind, port, &servers, &mut out),
