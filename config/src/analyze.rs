@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::host::{self, DEFAULT_DOMAIN_SUFFIX};
 use crate::issue::Issue;
+use crate::istio::Attached;
 use crate::meta::Kind;
 use crate::object::Object;
 use crate::store::ConfigSnapshot;
@@ -86,11 +87,7 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Issue> {
     let mut wide: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (key, e) in snapshot.of_kind(Kind::Sidecar) {
         if let Object::Sidecar(sc) = e.object.as_ref()
-            && sc
-                .spec
-                .workload_selector
-                .as_ref()
-                .is_none_or(|s| s.labels.is_empty())
+            && sc.spec.target().workload_labels().is_none()
         {
             wide.entry(&key.namespace).or_default().push(&key.name);
         }
@@ -116,7 +113,7 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Issue> {
     let mut wide_pa: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (key, e) in snapshot.of_kind(Kind::PeerAuthentication) {
         if let Object::PeerAuthentication(pa) = e.object.as_ref()
-            && crate::istio::selector_labels(pa.spec.selector.as_ref()).is_none()
+            && pa.spec.target().workload_labels().is_none()
         {
             wide_pa.entry(&key.namespace).or_default().push(&key.name);
         }

@@ -416,7 +416,7 @@ impl<'m> ViewBuilder<'_, 'm> {
         if !capture && ingress.is_empty() {
             return;
         }
-        let security = crate::security::inbound(self.scope.model, self.scope.key);
+        let security = self.scope.inbound_security();
         let (mut captured, mut tls) = (Vec::new(), BTreeMap::new());
         for p in &self.scope.key.inbound {
             let Some(l) = ingress.get(&p.port) else {
@@ -641,7 +641,7 @@ impl<'m> ViewBuilder<'_, 'm> {
         if self.scope.key.inbound.is_empty() {
             return;
         }
-        let sec = crate::security::inbound(self.scope.model, self.scope.key);
+        let sec = self.scope.inbound_security();
         for l in crate::envoy::grpc_server::listeners(
             &self.scope.key.inbound,
             &sec,

@@ -1,17 +1,19 @@
 //! Sessions against simulated clients that behave like Envoy: wildcard clusters, endpoints
 //! by name for the clusters they hold, ACK after applying, NACK on request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use prost::Message;
-use shoal_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
+use shoal_api::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
 use shoal_api::pb::google::rpc::Status as RpcStatus;
 use shoal_api::{Resource, type_url};
 
 use super::*;
-use crate::snapshot::{Resources, Trigger};
+use crate::snapshot::{Resources, Snapshot, Trigger};
 use crate::status::StatusRegistry;
 
 fn decode_delta(o: &Outgoing) -> DeltaDiscoveryResponse {

@@ -5,6 +5,7 @@
 
 mod destination_rule;
 mod gateway;
+mod policy_target;
 mod proxy_config;
 mod request_authentication;
 mod security;
@@ -14,6 +15,7 @@ mod virtual_service;
 
 pub use destination_rule::*;
 pub use gateway::*;
+pub use policy_target::*;
 pub use proxy_config::*;
 pub use request_authentication::*;
 pub use security::*;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::meta::Labels;
+use super::{Attached, PolicySelector, PolicyTarget};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -15,7 +15,7 @@ pub struct ProxyConfigSpec {
     /// Workloads this applies to; none: every workload of the namespace (of the mesh in
     /// the root namespace).
     #[serde(default)]
-    pub selector: Option<MatchLabels>,
+    pub selector: Option<PolicySelector>,
     /// Envoy worker threads (0: one per core).
     #[serde(default)]
     pub concurrency: Option<i64>,
@@ -25,12 +25,10 @@ pub struct ProxyConfigSpec {
     pub image: Option<ProxyImage>,
 }
 
-/// `istio.type.v1beta1.WorkloadSelector` (`matchLabels`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MatchLabels {
-    #[serde(default)]
-    pub match_labels: Labels,
+impl Attached for ProxyConfigSpec {
+    fn target(&self) -> PolicyTarget<'_> {
+        PolicyTarget::selector(self.selector.as_ref())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

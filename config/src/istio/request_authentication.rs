@@ -4,15 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::PolicySelector;
+use super::{Attached, PolicySelector, PolicyTarget};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestAuthenticationSpec {
     #[serde(default)]
     pub selector: Option<PolicySelector>,
-    /// Gateway-API style attachment: read so that such a policy is not mistaken for a
-    /// namespace-wide one; shoal applies it to no proxy.
+    /// Gateway-API style attachment (gateways and waypoints), see [`PolicyTarget`].
     #[serde(default)]
     pub target_ref: Option<serde_json::Value>,
     #[serde(default)]
@@ -21,10 +20,13 @@ pub struct RequestAuthenticationSpec {
     pub jwt_rules: Vec<JwtRule>,
 }
 
-impl RequestAuthenticationSpec {
-    /// Whether the policy attaches by `targetRef(s)` rather than by selector.
-    pub fn has_target_refs(&self) -> bool {
-        self.target_ref.is_some() || !self.target_refs.is_empty()
+impl Attached for RequestAuthenticationSpec {
+    fn target(&self) -> PolicyTarget<'_> {
+        PolicyTarget {
+            selector: self.selector.as_ref().map(|s| &s.match_labels),
+            target_ref: self.target_ref.as_ref(),
+            target_refs: &self.target_refs,
+        }
     }
 }
 

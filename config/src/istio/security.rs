@@ -5,22 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::meta::Labels;
-
-/// `istio.type.v1beta1.WorkloadSelector` (`matchLabels`), the selector of security policies.
-/// An absent or empty selector makes a policy namespace-wide (mesh-wide in the root
-/// namespace).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicySelector {
-    #[serde(default)]
-    pub match_labels: Labels,
-}
-
-/// Labels of a selector, `None` when the policy has no (or an empty) selector.
-pub fn selector_labels(s: Option<&PolicySelector>) -> Option<&Labels> {
-    s.map(|s| &s.match_labels).filter(|l| !l.is_empty())
-}
+use super::{Attached, PolicySelector, PolicyTarget};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -52,6 +37,12 @@ pub enum MtlsMode {
     Strict,
 }
 
+impl Attached for PeerAuthenticationSpec {
+    fn target(&self) -> PolicyTarget<'_> {
+        PolicyTarget::selector(self.selector.as_ref())
+    }
+}
+
 impl PeerMtls {
     /// The mode, `None` when it inherits (`UNSET` or absent).
     pub fn set_mode(&self) -> Option<MtlsMode> {
@@ -64,8 +55,7 @@ impl PeerMtls {
 pub struct AuthorizationPolicySpec {
     #[serde(default)]
     pub selector: Option<PolicySelector>,
-    /// Gateway-API style attachment (gateways and waypoints). Read so that a policy using
-    /// it is not mistaken for a namespace-wide one; shoal applies such policies to no proxy.
+    /// Gateway-API style attachment (gateways and waypoints), see [`PolicyTarget`].
     #[serde(default)]
     pub target_ref: Option<serde_json::Value>,
     #[serde(default)]
@@ -82,10 +72,15 @@ impl AuthorizationPolicySpec {
     pub fn action(&self) -> AuthzAction {
         self.action.unwrap_or(AuthzAction::Allow)
     }
+}
 
-    /// Whether the policy attaches by `targetRef(s)` rather than by selector.
-    pub fn has_target_refs(&self) -> bool {
-        self.target_ref.is_some() || !self.target_refs.is_empty()
+impl Attached for AuthorizationPolicySpec {
+    fn target(&self) -> PolicyTarget<'_> {
+        PolicyTarget {
+            selector: self.selector.as_ref().map(|s| &s.match_labels),
+            target_ref: self.target_ref.as_ref(),
+            target_refs: &self.target_refs,
+        }
     }
 }
 

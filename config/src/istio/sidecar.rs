@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::WorkloadSelector;
+use super::{Attached, PolicyTarget, WorkloadSelector};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -17,6 +17,17 @@ pub struct SidecarSpec {
     /// listener's own `connectionPool` takes precedence).
     #[serde(default)]
     pub inbound_connection_pool: Option<super::ConnectionPoolSettings>,
+}
+
+/// A Sidecar selects like a policy (an absent or empty `workloadSelector` makes it the
+/// namespace's default), but its selector never reaches other namespaces.
+impl Attached for SidecarSpec {
+    fn target(&self) -> PolicyTarget<'_> {
+        PolicyTarget {
+            selector: self.workload_selector.as_ref().map(|w| &w.labels),
+            ..PolicyTarget::default()
+        }
+    }
 }
 
 /// `IstioIngressListener`: a port the workload receives traffic on, replacing the ports

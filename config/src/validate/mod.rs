@@ -6,6 +6,7 @@ mod gateway_api;
 mod istio;
 mod k8s;
 mod label_selector;
+mod policy_target;
 mod proxy_config;
 mod request_authentication;
 mod security;

@@ -3,7 +3,8 @@
 //! not carry it).
 
 use super::Validator;
-use crate::istio::ProxyConfigSpec;
+use super::policy_target::{self, policy_target};
+use crate::istio::{Attached, ProxyConfigSpec};
 
 /// Image flavours Istio's injector knows.
 const IMAGE_TYPES: [&str; 3] = ["default", "debug", "distroless"];
@@ -19,15 +20,7 @@ fn restart(v: &mut Validator, field: &str, what: &str) {
 }
 
 pub(super) fn proxy_config(v: &mut Validator, s: &ProxyConfigSpec) {
-    if let Some(sel) = &s.selector {
-        if sel.match_labels.is_empty() {
-            v.error(
-                "spec.selector.matchLabels",
-                "must not be empty when selector is set",
-            );
-        }
-        v.labels("spec.selector.matchLabels", &sel.match_labels);
-    }
+    policy_target(v, s.target(), policy_target::PROXY_CONFIG);
     if let Some(c) = s.concurrency {
         if c < 0 {
             v.error("spec.concurrency", format!("{c} must not be negative"));

@@ -5,28 +5,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::Validator;
+use super::policy_target::{self, policy_target};
 use super::virtual_service::header_name;
-use crate::istio::{JwtRule, RequestAuthenticationSpec, jwks_uri_parts};
+use crate::istio::{Attached, JwtRule, RequestAuthenticationSpec, jwks_uri_parts};
 
 pub(super) fn request_authentication(v: &mut Validator, s: &RequestAuthenticationSpec) {
-    if let Some(sel) = &s.selector {
-        v.labels("spec.selector.matchLabels", &sel.match_labels);
-    }
-    if s.has_target_refs() {
-        let field = if s.target_ref.is_some() {
-            "spec.targetRef"
-        } else {
-            "spec.targetRefs"
-        };
-        if s.selector.is_some() {
-            v.error(field, "only one of selector or targetRef(s) may be set");
-        }
-        v.warning(
-            field,
-            "targetRef(s) attach policies to gateways and waypoints, which shoal does not \
-             serve: this policy applies to no proxy",
-        );
-    }
+    policy_target(v, s.target(), policy_target::REQUEST_AUTHENTICATION);
     let mut issuers = BTreeSet::new();
     for (i, rule) in s.jwt_rules.iter().enumerate() {
         let f = format!("spec.jwtRules[{i}]");

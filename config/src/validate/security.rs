@@ -5,14 +5,17 @@
 use std::collections::BTreeSet;
 
 use super::Validator;
+use super::policy_target::{self, policy_target};
 use crate::istio::{
-    AuthorizationPolicySpec, AuthzAction, ClientTlsMode, ClientTlsSettings, ConditionKey,
+    Attached, AuthorizationPolicySpec, AuthzAction, ClientTlsMode, ClientTlsSettings, ConditionKey,
     Operation, PATH_TEMPLATE_ANY, PATH_TEMPLATE_ONE, PeerAuthenticationSpec, Source, TrafficPolicy,
-    envoy_path_template, is_path_template, selector_labels,
+    envoy_path_template, is_path_template,
 };
 
 pub(super) fn peer_authentication(v: &mut Validator, s: &PeerAuthenticationSpec) {
-    let workload = selector_labels(s.selector.as_ref()).is_some();
+    let target = s.target();
+    policy_target(v, target, policy_target::PEER_AUTHENTICATION);
+    let workload = target.workload_labels().is_some();
     if !workload && !s.port_level_mtls.is_empty() {
         v.error(
             "spec.portLevelMtls",
@@ -257,21 +260,7 @@ pub(super) fn authorization_policy(v: &mut Validator, s: &AuthorizationPolicySpe
         (_, Some(_)) => v.error("spec.provider", "a provider is only allowed with CUSTOM"),
         _ => {}
     }
-    if s.has_target_refs() {
-        let field = if s.target_ref.is_some() {
-            "spec.targetRef"
-        } else {
-            "spec.targetRefs"
-        };
-        if s.selector.is_some() {
-            v.error(field, "only one of selector or targetRef(s) may be set");
-        }
-        v.warning(
-            field,
-            "targetRef(s) attach policies to gateways and waypoints, which shoal does not \
-             serve: this policy applies to no proxy",
-        );
-    }
+    policy_target(v, s.target(), policy_target::AUTHORIZATION_POLICY);
     for (i, rule) in s.rules.iter().enumerate() {
         let rf = format!("spec.rules[{i}]");
         for (j, from) in rule.from.iter().enumerate() {

@@ -17,10 +17,8 @@ use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager:
 use shoal_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use shoal_api::pb::google::protobuf::{Struct, Value, value::Kind};
 
+use super::filters;
 use crate::AccessLogOptions;
-
-const HCM: &str = "envoy.filters.network.http_connection_manager";
-const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 
 /// Istio's default text format (its documented `accessLogFormat` default).
 const DEFAULT_TEXT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER_RAW% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%\n";
@@ -110,7 +108,7 @@ fn format(options: &AccessLogOptions) -> SubstitutionFormatString {
 /// The file access logger of `options`.
 pub(crate) fn logger(options: &AccessLogOptions) -> AccessLog {
     AccessLog {
-        name: "envoy.access_loggers.file".into(),
+        name: filters::FILE_ACCESS_LOGGER.into(),
         config_type: Some(access_log::ConfigType::TypedConfig(shoal_api::pack(
             &FileAccessLog {
                 path: options.path.clone(),
@@ -126,13 +124,13 @@ fn log_filter(f: &mut Filter, log: &AccessLog) {
         return;
     };
     match f.name.as_str() {
-        HCM => {
+        filters::HTTP_CONNECTION_MANAGER => {
             if let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) {
                 hcm.access_log.push(log.clone());
                 *any = shoal_api::pack(&hcm);
             }
         }
-        TCP_PROXY => {
+        filters::TCP_PROXY => {
             if let Ok(mut tcp) = TcpProxy::decode(any.value.as_slice()) {
                 tcp.access_log.push(log.clone());
                 *any = shoal_api::pack(&tcp);

@@ -28,7 +28,7 @@ use shoal_config::Labels;
 use shoal_config::istio::{ClientTlsMode, ClientTlsSettings, LocalityLbSetting, SimpleLb, Subset};
 
 use super::traffic_policy::{self, Settings};
-use super::{ads, duration_ms, endpoint, outbound_cluster_name, u32v};
+use super::{ads, duration_ms, endpoint, filters, outbound_cluster_name, u32v};
 use crate::MeshOptions;
 use crate::locality::ClientLocality;
 use crate::model::{DestinationRuleRule, Model, PortModel, Protocol, Resolution, Service};
@@ -166,7 +166,7 @@ fn protocol_options(protocol: Protocol) -> HashMap<String, shoal_api::pb::google
         ..Default::default()
     };
     HashMap::from([(
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+        filters::HTTP_PROTOCOL_OPTIONS.to_string(),
         shoal_api::pack(&opts),
     )])
 }

@@ -13,7 +13,7 @@ use shoal_api::pb::google::protobuf::{Struct, Value, value::Kind};
 use shoal_config::{Labels, selects};
 
 use super::cluster::OutboundCluster;
-use super::{is_ip, socket, u32v};
+use super::{filters, is_ip, socket, u32v};
 use crate::locality::{ClientLocality, Group, Placed, place};
 use crate::model::{Endpoint, Locality};
 
@@ -23,7 +23,7 @@ use crate::model::{Endpoint, Locality};
 fn lb_endpoint(address: &str, port: u16, weight: u32, istio_tls: bool) -> LbEndpoint {
     let metadata = istio_tls.then(|| Metadata {
         filter_metadata: HashMap::from([(
-            "envoy.transport_socket_match".to_string(),
+            filters::TRANSPORT_SOCKET_MATCH.to_string(),
             Struct {
                 fields: HashMap::from([(
                     "tlsMode".to_string(),

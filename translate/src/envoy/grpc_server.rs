@@ -27,7 +27,7 @@ use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager:
 };
 
 use super::listener::{network_filter, router};
-use super::{boolv, socket};
+use super::{boolv, filters, socket};
 use crate::scope::InboundPort;
 use crate::security::{InboundSecurity, PeerMode, tls};
 
@@ -61,16 +61,16 @@ fn rbac_filter(name: &str, rules: &shoal_api::pb::envoy::config::rbac::v3::Rbac)
 }
 
 fn chain(port: u16, sec: &InboundSecurity, mtls: bool) -> FilterChain {
-    let mut filters = Vec::new();
+    let mut http_filters = Vec::new();
     for rules in &sec.http_rbac {
         match Action::try_from(rules.action) {
-            Ok(Action::Deny) => filters.push(rbac_filter("envoy.filters.http.rbac.DENY", rules)),
-            Ok(Action::Allow) => filters.push(rbac_filter("envoy.filters.http.rbac", rules)),
+            Ok(Action::Deny) => http_filters.push(rbac_filter(filters::HTTP_RBAC_DENY, rules)),
+            Ok(Action::Allow) => http_filters.push(rbac_filter(filters::HTTP_RBAC, rules)),
             // AUDIT (LOG): gRPC would refuse the whole listener.
             _ => {}
         }
     }
-    filters.push(router());
+    http_filters.push(router());
     let manager = HttpConnectionManager {
         stat_prefix: format!("inbound_{port}"),
         route_specifier: Some(RouteSpecifier::RouteConfig(RouteConfiguration {
@@ -90,7 +90,7 @@ fn chain(port: u16, sec: &InboundSecurity, mtls: bool) -> FilterChain {
             }],
             ..Default::default()
         })),
-        http_filters: filters,
+        http_filters,
         ..Default::default()
     };
     FilterChain {
@@ -101,7 +101,7 @@ fn chain(port: u16, sec: &InboundSecurity, mtls: bool) -> FilterChain {
         }
         .into(),
         filters: vec![network_filter(
-            "envoy.filters.network.http_connection_manager",
+            filters::HTTP_CONNECTION_MANAGER,
             shoal_api::pack(&manager),
         )],
         transport_socket: mtls.then(|| {

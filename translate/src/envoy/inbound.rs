@@ -34,10 +34,10 @@ use shoal_api::pb::envoy::extensions::filters::network::rbac::v3::Rbac as Networ
 use shoal_api::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 
 use super::listener::{HTTP_PROTOCOLS, hcm, listener_filter, network_filter, tcp_proxy_filter};
-use super::{INBOUND_PASSTHROUGH, boolv, inbound_cluster_name, route, socket, u32v};
+use super::{INBOUND_PASSTHROUGH, boolv, filters, inbound_cluster_name, route, socket, u32v};
 use crate::model::Protocol;
 use crate::scope::InboundPort;
-use crate::security::jwt::{JWT_FILTER, JwtConfig};
+use crate::security::jwt::JwtConfig;
 use crate::security::rbac::RbacConfig;
 use crate::security::{InboundSecurity, PeerMode, tls};
 
@@ -95,7 +95,7 @@ impl Transport {
 
 fn http_rbac_filter(rules: &RbacConfig) -> HttpFilter {
     HttpFilter {
-        name: "envoy.filters.http.rbac".into(),
+        name: filters::HTTP_RBAC.into(),
         config_type: Some(http_filter::ConfigType::TypedConfig(shoal_api::pack(
             &HttpRbac {
                 rules: Some(rules.clone()),
@@ -108,7 +108,7 @@ fn http_rbac_filter(rules: &RbacConfig) -> HttpFilter {
 
 fn jwt_filter(jwt: &JwtConfig) -> HttpFilter {
     HttpFilter {
-        name: JWT_FILTER.into(),
+        name: filters::HTTP_JWT_AUTHN.into(),
         config_type: Some(http_filter::ConfigType::TypedConfig(shoal_api::pack(
             &jwt.filter,
         ))),
@@ -118,7 +118,7 @@ fn jwt_filter(jwt: &JwtConfig) -> HttpFilter {
 
 fn network_rbac_filter(rules: &RbacConfig) -> Filter {
     network_filter(
-        "envoy.filters.network.rbac",
+        filters::NETWORK_RBAC,
         shoal_api::pack(&NetworkRbac {
             rules: Some(rules.clone()),
             stat_prefix: "tcp.".into(),
@@ -168,9 +168,9 @@ fn http_chain(port: u16, t: Transport, alpn: Vec<String>, sec: &InboundSecurity)
         &format!("inbound_0.0.0.0_{port}"),
         RouteSpecifier::RouteConfig(rc),
     );
-    let mut filters = http_guards(sec);
-    filters.append(&mut manager.http_filters);
-    manager.http_filters = filters;
+    let mut http_filters = http_guards(sec);
+    http_filters.append(&mut manager.http_filters);
+    manager.http_filters = http_filters;
     if t == Transport::Mtls {
         // The application learns the peer's identity from the client certificate.
         manager.forward_client_cert_details = ForwardClientCertDetails::AppendForward as i32;
@@ -185,7 +185,7 @@ fn http_chain(port: u16, t: Transport, alpn: Vec<String>, sec: &InboundSecurity)
         name: t.name(format!("inbound|http|{port}")),
         filter_chain_match: Some(chain_match(Some(port), t, alpn)),
         filters: vec![network_filter(
-            "envoy.filters.network.http_connection_manager",
+            filters::HTTP_CONNECTION_MANAGER,
             shoal_api::pack(&manager),
         )],
         transport_socket: t.socket(),
@@ -257,18 +257,18 @@ fn port_chains(
 
 /// TLS and HTTP inspection for chains that match on them.
 fn inspectors(inspect_tls: bool) -> Vec<ListenerFilter> {
-    let mut filters = Vec::new();
+    let mut out = Vec::new();
     if inspect_tls {
-        filters.push(listener_filter(
-            "envoy.filters.listener.tls_inspector",
+        out.push(listener_filter(
+            filters::TLS_INSPECTOR,
             &TlsInspector::default(),
         ));
     }
-    filters.push(listener_filter(
-        "envoy.filters.listener.http_inspector",
+    out.push(listener_filter(
+        filters::HTTP_INSPECTOR,
         &HttpInspector::default(),
     ));
-    filters
+    out
 }
 
 /// A listener bound to `bind:PORT` for one inbound port (a Sidecar ingress listener that
@@ -315,7 +315,7 @@ pub(crate) fn virtual_inbound(
         ));
     }
     let mut listener_filters = vec![listener_filter(
-        "envoy.filters.listener.original_dst",
+        filters::ORIGINAL_DST,
         &OriginalDst::default(),
     )];
     listener_filters.append(&mut inspectors(inspect_tls));

@@ -20,16 +20,10 @@ use shoal_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy
 
 use super::outbound_policy::Unknown;
 use super::traffic_policy::TcpTimeouts;
-use super::{ads, boolv, socket, u32v};
+use super::{ads, boolv, filters, socket, u32v};
 use crate::model::Protocol;
 
 pub(crate) const HTTP_PROTOCOLS: [&str; 2] = ["http/1.1", "h2c"];
-
-/// The fault injection filter; routes configure it (`typed_per_filter_config`), so it does
-/// nothing on routes without a VirtualService `fault`.
-pub(crate) const FAULT_FILTER: &str = "envoy.filters.http.fault";
-/// The CORS filter; like the fault filter, inert unless a route carries a policy.
-pub(crate) const CORS_FILTER: &str = "envoy.filters.http.cors";
 
 fn http_filter<M: prost::Name>(name: &str, config: &M) -> HttpFilter {
     HttpFilter {
@@ -43,7 +37,7 @@ fn http_filter<M: prost::Name>(name: &str, config: &M) -> HttpFilter {
 
 pub(crate) fn router() -> HttpFilter {
     HttpFilter {
-        name: "envoy.filters.http.router".into(),
+        name: filters::HTTP_ROUTER.into(),
         config_type: Some(http_filter::ConfigType::TypedConfig(shoal_api::pack(
             &Router::default(),
         ))),
@@ -58,8 +52,8 @@ pub(crate) fn hcm(stat_prefix: &str, route: RouteSpecifier) -> HttpConnectionMan
         route_specifier: Some(route),
         // As in Istio's sidecars: CORS, then fault injection, then the router.
         http_filters: vec![
-            http_filter(CORS_FILTER, &Cors::default()),
-            http_filter(FAULT_FILTER, &HttpFault::default()),
+            http_filter(filters::HTTP_CORS, &Cors::default()),
+            http_filter(filters::HTTP_FAULT, &HttpFault::default()),
             router(),
         ],
         use_remote_address: Some(boolv(false)),
@@ -88,7 +82,7 @@ pub(crate) fn network_filter(name: &str, any: shoal_api::pb::google::protobuf::A
 
 fn hcm_filter(stat_prefix: &str, route: RouteSpecifier) -> Filter {
     network_filter(
-        "envoy.filters.network.http_connection_manager",
+        filters::HTTP_CONNECTION_MANAGER,
         shoal_api::pack(&hcm(stat_prefix, route)),
     )
 }
@@ -106,7 +100,7 @@ pub(crate) fn tcp_proxy_filter_timed(cluster: &str, t: &TcpTimeouts) -> Filter {
         max_downstream_connection_duration: t.max_duration,
         ..Default::default()
     };
-    network_filter("envoy.filters.network.tcp_proxy", shoal_api::pack(&tp))
+    network_filter(filters::TCP_PROXY, shoal_api::pack(&tp))
 }
 
 pub(crate) fn listener_filter<M: prost::Name>(name: &str, config: &M) -> ListenerFilter {
@@ -238,7 +232,7 @@ pub(crate) fn outbound_at(
         bind_to_port: Some(boolv(false)),
         listener_filters: if sniff {
             vec![listener_filter(
-                "envoy.filters.listener.http_inspector",
+                filters::HTTP_INSPECTOR,
                 &HttpInspector::default(),
             )]
         } else {
@@ -298,7 +292,10 @@ pub(crate) fn api_listener(host: &str, port: u16, address: &str, route_config: &
         stat_prefix: format!("{host}:{port}"),
         route_specifier: Some(rds(route_config)),
         // Istio gives proxyless gRPC the fault filter (gRPC supports it) but no CORS.
-        http_filters: vec![http_filter(FAULT_FILTER, &HttpFault::default()), router()],
+        http_filters: vec![
+            http_filter(filters::HTTP_FAULT, &HttpFault::default()),
+            router(),
+        ],
         ..Default::default()
     };
     Listener {

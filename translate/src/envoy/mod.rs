@@ -3,6 +3,7 @@
 pub(crate) mod access_log;
 pub(crate) mod cluster;
 pub(crate) mod endpoint;
+pub(crate) mod filters;
 pub(crate) mod gateway;
 pub(crate) mod grpc_server;
 pub(crate) mod inbound;

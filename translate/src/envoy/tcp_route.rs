@@ -21,13 +21,11 @@ use shoal_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 use shoal_config::istio::RouteDestination;
 
 use super::listener::{self, cidr, network_filter};
-use super::outbound_cluster_name;
 use super::traffic_policy::TcpTimeouts;
+use super::{filters, outbound_cluster_name};
 use crate::model::{Protocol, Service, VirtualServiceRule};
 use crate::scope::{Scope, match_applies};
 use shoal_config::host;
-
-const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 
 /// One applicable match of a `tcp` or `tls` route: what a chain matches and where it goes.
 pub(crate) struct L4Rule<'a> {
@@ -181,10 +179,7 @@ fn route_filter(
         max_downstream_connection_duration: timeouts.max_duration,
         ..Default::default()
     };
-    Some(network_filter(
-        "envoy.filters.network.tcp_proxy",
-        shoal_api::pack(&tp),
-    ))
+    Some(network_filter(filters::TCP_PROXY, shoal_api::pack(&tp)))
 }
 
 /// Filter chains of rules: destination subnets (else `default_ranges`) and SNI hosts.
@@ -238,9 +233,14 @@ pub(crate) fn finish(l: &mut Listener) {
             .as_ref()
             .is_some_and(|m| !m.server_names.is_empty())
     });
-    if sni && !l.listener_filters.iter().any(|f| f.name == TLS_INSPECTOR) {
+    if sni
+        && !l
+            .listener_filters
+            .iter()
+            .any(|f| f.name == filters::TLS_INSPECTOR)
+    {
         l.listener_filters.push(listener::listener_filter(
-            TLS_INSPECTOR,
+            filters::TLS_INSPECTOR,
             &TlsInspector::default(),
         ));
     }

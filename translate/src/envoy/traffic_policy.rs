@@ -34,7 +34,7 @@ use shoal_config::istio::{
     LoadBalancerSettings, OutlierDetection, PortTrafficPolicy, TrafficPolicy,
 };
 
-use super::{duration, u32v};
+use super::{duration, filters, u32v};
 use crate::model::Protocol;
 
 /// The settings that apply to one cluster.
@@ -422,7 +422,7 @@ pub(crate) fn http_protocol_options(
         ..Default::default()
     };
     HashMap::from([(
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+        filters::HTTP_PROTOCOL_OPTIONS.to_string(),
         shoal_api::pack(&opts),
     )])
 }

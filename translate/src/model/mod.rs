@@ -13,6 +13,7 @@ mod service;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use shoal_config::istio::{Attached, AttachedPolicy, PolicyTarget};
 use shoal_config::{ChangeSet, ConfigSnapshot, Kind, Object};
 
 pub use endpoints::{Endpoint, Locality, TLS_MODE_LABEL};
@@ -38,13 +39,23 @@ pub struct Rule<T> {
     pub visibility: Visibility,
 }
 
-/// A security policy (PeerAuthentication, AuthorizationPolicy): selected by workload labels,
+/// A security policy (PeerAuthentication, AuthorizationPolicy, RequestAuthentication):
+/// selected by workload labels (see [`shoal_config::istio::applicable`]),
 /// not by host, and visible to every namespace.
 #[derive(Debug, Clone)]
 pub struct Policy<T> {
     pub namespace: Arc<str>,
     pub name: Arc<str>,
     pub spec: Arc<T>,
+}
+
+impl<T: Attached> AttachedPolicy for Policy<T> {
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    fn target(&self) -> PolicyTarget<'_> {
+        self.spec.target()
+    }
 }
 
 pub type PeerAuthenticationPolicy = Policy<shoal_config::istio::PeerAuthenticationSpec>;

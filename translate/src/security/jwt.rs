@@ -5,7 +5,7 @@
 //! (401): the requirement is `requires_any` of every provider plus `allow_missing`.
 //! Requiring a token is left to AuthorizationPolicy (`requestPrincipals`), whose RBAC
 //! matchers read the verified payload from the filter's dynamic metadata
-//! ([`JWT_FILTER`] / [`PAYLOAD_KEY`]).
+//! (`filters::HTTP_JWT_AUTHN` / [`PAYLOAD_KEY`]).
 //!
 //! Keys come from the inline `jwks`, from the control plane, which fetches `jwksUri` (or
 //! discovers it from the issuer) and inlines the keys, or — under the `envoy`/`hybrid`
@@ -30,9 +30,8 @@ use shoal_config::istio::JwtRule;
 use crate::envoy::{duration, outbound_cluster_name};
 use crate::model::{KeySource, Model, RequestAuthenticationPolicy};
 
-/// The HTTP filter's name, also the namespace of its dynamic metadata.
-pub(crate) const JWT_FILTER: &str = "envoy.filters.http.jwt_authn";
-/// The dynamic-metadata key under which every provider stores the verified payload.
+/// The dynamic-metadata key under which every provider stores the verified payload (in
+/// the filter's namespace, `filters::HTTP_JWT_AUTHN`).
 pub(crate) const PAYLOAD_KEY: &str = "payload";
 /// Istio's default timeout of a JWKS fetch.
 const DEFAULT_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -16,8 +16,8 @@ use shoal_api::pb::envoy::r#type::matcher::v3::{
 
 use shoal_config::istio::envoy_path_template;
 
-use super::jwt::{JWT_FILTER, PAYLOAD_KEY};
-use crate::envoy::u32v;
+use super::jwt::PAYLOAD_KEY;
+use crate::envoy::{filters, u32v};
 
 /// The SPIFFE URI scheme of workload identities.
 pub(crate) const SPIFFE: &str = "spiffe://";
@@ -225,7 +225,7 @@ fn string_value(m: StringMatcher) -> ValueMatcher {
 /// A claim of the verified JWT payload (`jwt_authn`'s dynamic metadata) at `path`.
 fn payload_claim(path: &[&str], value: ValueMatcher) -> MetadataMatcher {
     MetadataMatcher {
-        filter: JWT_FILTER.into(),
+        filter: filters::HTTP_JWT_AUTHN.into(),
         path: std::iter::once(PAYLOAD_KEY)
             .chain(path.iter().copied())
             .map(|k| PathSegment {
@@ -595,7 +595,7 @@ mod tests {
                             Some(Segment::Key(k)) => k.clone(),
                             None => String::new(),
                         };
-                        assert_eq!(m.filter, JWT_FILTER);
+                        assert_eq!(m.filter, filters::HTTP_JWT_AUTHN);
                         let value = match m.value.as_ref().and_then(|v| v.match_pattern.as_ref()) {
                             Some(value_matcher::MatchPattern::StringMatch(s)) => show(s),
                             other => format!("{other:?}"),

@@ -24,14 +24,12 @@ use shoal_api::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::M
 use shoal_api::pb::google::protobuf::Any;
 use shoal_config::istio::{ClientTlsMode, ClientTlsSettings};
 
-use crate::envoy::{ads, boolv};
+use crate::envoy::{ads, boolv, filters};
 
 /// SDS name of the workload's certificate and key.
 pub(crate) const WORKLOAD_CERT: &str = "default";
 /// SDS name of the mesh trust bundle.
 pub(crate) const ROOT_CA: &str = "ROOTCA";
-/// Envoy's TLS transport socket.
-pub(crate) const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 /// ALPN a sidecar offers to another sidecar (Istio's in-mesh ALPN with metadata exchange).
 pub(crate) const MESH_ALPN_OUT: [&str; 2] = ["istio-peer-exchange", "istio"];
 /// ALPN a sidecar accepts on inbound mTLS.
@@ -66,7 +64,7 @@ fn mesh_params() -> TlsParameters {
 /// A transport socket with a TLS context.
 pub(crate) fn socket(context: Any) -> TransportSocket {
     TransportSocket {
-        name: TLS_SOCKET.into(),
+        name: filters::TLS_TRANSPORT_SOCKET.into(),
         config_type: Some(ConfigType::TypedConfig(context)),
     }
 }

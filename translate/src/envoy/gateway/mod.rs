@@ -61,7 +61,7 @@ use shoal_config::host;
 use shoal_config::istio::{GatewaySpec, Server, ServerTlsMode, ServerTlsSettings};
 
 use super::tcp_route;
-use super::{ads, boolv, inbound, listener, route, socket};
+use super::{ads, boolv, filters, inbound, listener, route, socket};
 use crate::model::VirtualServiceRule;
 use crate::proxy::{ClientCertForwarding, GatewayTopology, Generator};
 use crate::scope::{Scope, qualify_gateway};
@@ -181,7 +181,7 @@ pub(crate) fn build(scope: &Scope<'_>) -> GatewayResources {
         }
     }
     let mut out = GatewayResources::default();
-    let sec = crate::security::inbound(scope.model, scope.key);
+    let sec = scope.inbound_security();
     for ((bind, port), servers) in by_listener {
         match servers.first().map(|s| s.mode) {
             Some(Mode::Http { .. }) => http_listener(scope, &sec, &bind, port, &servers, &mut out),
@@ -229,9 +229,9 @@ fn hcm_chain(
             route_config_name: rds_name.to_string(),
         }),
     );
-    let mut filters = inbound::http_guards(sec);
-    filters.append(&mut hcm.http_filters);
-    hcm.http_filters = filters;
+    let mut http_filters = inbound::http_guards(sec);
+    http_filters.append(&mut hcm.http_filters);
+    hcm.http_filters = http_filters;
     // A gateway is the edge: the client's address is the connection's peer, or as many
     // hops back in X-Forwarded-For as the gateway's topology trusts. Client certificate
     // details are set for the backends (Istio's gateway default: SANITIZE_SET).
@@ -250,10 +250,7 @@ fn hcm_chain(
         uri: true,
         ..Default::default()
     });
-    listener::network_filter(
-        "envoy.filters.network.http_connection_manager",
-        shoal_api::pack(&hcm),
-    )
+    listener::network_filter(filters::HTTP_CONNECTION_MANAGER, shoal_api::pack(&hcm))
 }
 
 fn forwarding(f: ClientCertForwarding) -> ForwardClientCertDetails {
@@ -272,10 +269,7 @@ fn expect_proxy_protocol(listeners: &mut [Listener]) {
     for l in listeners {
         l.listener_filters.insert(
             0,
-            listener::listener_filter(
-                "envoy.filters.listener.proxy_protocol",
-                &ProxyProtocol::default(),
-            ),
+            listener::listener_filter(filters::PROXY_PROTOCOL, &ProxyProtocol::default()),
         );
     }
 }
@@ -287,7 +281,7 @@ fn listener_of(bind: &str, port: u16, filter_chains: Vec<FilterChain>, tls: bool
         filter_chains,
         listener_filters: if tls {
             vec![listener::listener_filter(
-                "envoy.filters.listener.tls_inspector",
+                filters::TLS_INSPECTOR,
                 &TlsInspector::default(),
             )]
         } else {

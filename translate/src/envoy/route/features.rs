@@ -29,9 +29,9 @@ use shoal_config::istio::{
     HttpRoute, Percent, grpc_status_code,
 };
 
-use super::super::listener::{CORS_FILTER, FAULT_FILTER};
 use super::super::{boolv, duration};
 use super::string_matcher;
+use crate::envoy::filters;
 use crate::proxy::Generator;
 
 /// Istio's `Percent` (a double) as parts per million.
@@ -286,12 +286,12 @@ fn cors(c: &istio::CorsPolicy) -> CorsPolicy {
 pub(super) fn per_filter_config(r: &HttpRoute, flavor: Generator) -> HashMap<String, Any> {
     let mut out = HashMap::new();
     if let Some(f) = r.fault.as_ref().and_then(fault) {
-        out.insert(FAULT_FILTER.to_string(), shoal_api::pack(&f));
+        out.insert(filters::HTTP_FAULT.to_string(), shoal_api::pack(&f));
     }
     if let Some(c) = &r.cors_policy
         && flavor == Generator::Envoy
     {
-        out.insert(CORS_FILTER.to_string(), shoal_api::pack(&cors(c)));
+        out.insert(filters::HTTP_CORS.to_string(), shoal_api::pack(&cors(c)));
     }
     out
 }

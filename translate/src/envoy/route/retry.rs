@@ -13,7 +13,7 @@ use shoal_api::pb::envoy::extensions::retry::priority::previous_priorities::v3::
 use shoal_config::duration;
 use shoal_config::istio::HttpRetry;
 
-use super::super::{duration, u32v};
+use super::super::{duration, filters, u32v};
 use crate::proxy::Generator;
 
 /// Istio's retry conditions when a VirtualService does not set `retryOn`.
@@ -31,7 +31,7 @@ const GRPC_RETRY_ON: &[&str] = &[
 /// Prefer hosts not tried yet (Istio's default host predicate).
 fn previous_hosts() -> RetryHostPredicate {
     RetryHostPredicate {
-        name: "envoy.retry_host_predicates.previous_hosts".into(),
+        name: filters::PREVIOUS_HOSTS.into(),
         config_type: Some(retry_host_predicate::ConfigType::TypedConfig(
             shoal_api::pack(&PreviousHostsPredicate::default()),
         )),
@@ -100,7 +100,7 @@ pub(super) fn retry_policy(retries: Option<&HttpRetry>, flavor: Generator) -> Op
     }
     if r.retry_remote_localities == Some(true) {
         out.retry_priority = Some(RetryPriority {
-            name: "envoy.retry_priorities.previous_priorities".into(),
+            name: filters::PREVIOUS_PRIORITIES.into(),
             config_type: Some(retry_priority::ConfigType::TypedConfig(shoal_api::pack(
                 &PreviousPrioritiesConfig {
                     update_frequency: 2,

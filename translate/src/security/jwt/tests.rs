@@ -1,14 +1,13 @@
-//! RequestAuthentication selection and its `jwt_authn` configuration.
+//! The `jwt_authn` configuration of RequestAuthentications.
 
 #![allow(clippy::unwrap_used)]
 
+use shoal_config::ConfigStore;
 use shoal_config::parse::parse_yaml;
-use shoal_config::{ConfigStore, Labels};
 
 use super::*;
 use crate::MeshOptions;
 use crate::model::JwksRef;
-use crate::security::{policy_refs, request_authentications_for};
 
 fn model(yaml: &str) -> Model {
     model_with(yaml, MeshOptions::default())
@@ -35,52 +34,13 @@ fn ra(ns: &str, name: &str, spec: &str) -> String {
 
 const KEYS: &str = r#"'{"keys": []}'"#;
 
-fn app(v: &str) -> Labels {
-    [("app".to_string(), v.to_string())].into_iter().collect()
-}
-
-#[test]
-fn selection_is_mesh_namespace_and_selector() {
-    let rule = format!("  jwtRules: [{{issuer: i, jwks: {KEYS}}}]\n");
-    let m = model(
-        &(ra("istio-system", "mesh", &rule)
-            + &ra("shop", "ns", &rule)
-            + &ra(
-                "shop",
-                "a-only",
-                &format!("  selector: {{matchLabels: {{app: a}}}}\n{rule}"),
-            )
-            + &ra(
-                "shop",
-                "gw",
-                &format!("  targetRefs: [{{kind: Gateway, name: g}}]\n{rule}"),
-            )
-            + &ra("other", "elsewhere", &rule)),
-    );
-    let names = |labels: &Labels| -> Vec<String> {
-        request_authentications_for(&m, "shop", labels)
-            .iter()
-            .map(|p| format!("{}/{}", p.namespace, p.name))
-            .collect()
-    };
-    assert_eq!(
-        names(&app("a")),
-        ["istio-system/mesh", "shop/a-only", "shop/ns"]
-    );
-    assert_eq!(names(&app("b")), ["istio-system/mesh", "shop/ns"]);
-    // The view key names them, so workloads selected differently get different views.
-    assert_ne!(
-        policy_refs(&m, "shop", &app("a")).request_authentication,
-        policy_refs(&m, "shop", &app("b")).request_authentication
-    );
-}
-
 fn config_of(yaml: &str) -> Option<JwtConfig> {
     config_in(&model(yaml))
 }
 
+/// The filter for every RequestAuthentication of the model (the tests' all apply).
 fn config_in(m: &Model) -> Option<JwtConfig> {
-    let list = request_authentications_for(m, "shop", &app("a"));
+    let list: Vec<_> = m.request_authentications.iter().collect();
     build(m, &list)
 }
 

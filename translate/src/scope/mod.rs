@@ -1,10 +1,13 @@
 //! What a proxy sees: its view key, and the services and rules in its scope (namespace
-//! visibility via `exportTo`, and its `Sidecar`'s egress hosts).
+//! visibility via `exportTo`, and its `Sidecar`'s egress hosts). The security policies
+//! that apply are chosen here (`policies.rs`) and handed to the builders in `security/`.
+
+mod policies;
 
 use std::sync::Arc;
 
 use serde::Serialize;
-use shoal_config::istio::{CaptureMode, IstioEgressListener, IstioIngressListener};
+use shoal_config::istio::{Attached, CaptureMode, IstioEgressListener, IstioIngressListener};
 use shoal_config::{host, selects};
 
 use crate::locality::ClientLocality;
@@ -13,6 +16,7 @@ use crate::model::{
     DestinationRuleRule, Model, Protocol, Service, SidecarRule, VirtualServiceRule,
 };
 use crate::proxy::{GatewayTopology, Generator, Interception, Proxy, ProxyType};
+use crate::security::{self, InboundSecurity};
 
 /// A port a workload receives traffic on (the service's target port).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -116,14 +120,14 @@ impl ViewKey {
         // and RequestAuthentications that select it (PeerAuthentication does not apply to
         // gateways, whose listeners say their own TLS modes).
         let refs = if inbound_listener {
-            crate::security::policy_refs(model, &proxy.namespace, &proxy.labels)
+            policies::policy_refs(model, &proxy.namespace, &proxy.labels)
         } else if proxy.proxy_type == ProxyType::Router && !grpc {
-            crate::security::PolicyRefs {
+            policies::PolicyRefs {
                 peer: Vec::new(),
-                ..crate::security::policy_refs(model, &proxy.namespace, &proxy.labels)
+                ..policies::policy_refs(model, &proxy.namespace, &proxy.labels)
             }
         } else {
-            crate::security::PolicyRefs::default()
+            policies::PolicyRefs::default()
         };
         ViewKey {
             proxy_type: proxy.proxy_type,
@@ -382,17 +386,17 @@ fn select_sidecar<'a>(
     let in_ns = model.sidecars.get(namespace).into_iter().flatten();
     let selected = in_ns.clone().find(|s| {
         s.spec
-            .workload_selector
-            .as_ref()
-            .is_some_and(|w| !w.labels.is_empty() && selects(&w.labels, labels))
+            .target()
+            .workload_labels()
+            .is_some_and(|sel| selects(sel, labels))
     });
     let default_of = |ns: &str| {
-        model.sidecars.get(ns).into_iter().flatten().find(|s| {
-            s.spec
-                .workload_selector
-                .as_ref()
-                .is_none_or(|w| w.labels.is_empty())
-        })
+        model
+            .sidecars
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .find(|s| s.spec.target().workload_labels().is_none())
     };
     selected
         .or_else(|| default_of(namespace))
@@ -506,6 +510,15 @@ impl<'a> Scope<'a> {
             .iter()
             .find(|s| &s.name == name)?;
         Some(&rule.spec)
+    }
+
+    /// The inbound security of the view's proxy, from the policies its key names.
+    pub fn inbound_security(&self) -> InboundSecurity {
+        security::inbound(
+            self.model,
+            &self.key.policies(self.model),
+            self.key.workload_certs,
+        )
     }
 
     /// Whether a match's `sourceLabels` and `sourceNamespace` select this view's client
