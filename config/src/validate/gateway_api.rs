@@ -638,7 +638,7 @@ fn path_modifier(v: &mut Validator, f: &str, p: &HttpPathModifier) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{findings, has};
+    use crate::validate::tests::support::{findings, has};
 
     fn gateway(listeners: &str) -> Vec<String> {
         findings(&format!(

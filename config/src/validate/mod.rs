@@ -171,14 +171,4 @@ impl Validator {
 }
 
 #[cfg(test)]
-mod gateway_tests;
-#[cfg(test)]
-mod security_tests;
-#[cfg(test)]
-mod test_support;
-#[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod traffic_policy_tests;
-#[cfg(test)]
-mod virtual_service_tests;

@@ -60,7 +60,7 @@ pub(super) fn proxy_config(v: &mut Validator, s: &ProxyConfigSpec) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{findings, has};
+    use crate::validate::tests::support::{findings, has};
 
     fn pc(spec: &str) -> String {
         format!(

@@ -106,7 +106,7 @@ fn jwt_rule(v: &mut Validator, f: &str, r: &JwtRule) {
 
 #[cfg(test)]
 mod tests {
-    use crate::validate::test_support::findings;
+    use crate::validate::tests::support::findings;
 
     fn ra(spec: &str) -> String {
         format!(

@@ -125,7 +125,7 @@ fn default_endpoint(v: &mut Validator, f: &str, e: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{findings, has};
+    use crate::validate::tests::support::{findings, has};
 
     fn sidecar(policy: &str) -> String {
         format!(

@@ -275,5 +275,4 @@ fn string_conflict(root: Option<&StringMatch>, sub: Option<&StringMatch>) -> boo
 }
 
 #[cfg(test)]
-#[path = "delegate_tests.rs"]
 mod tests;

@@ -1,7 +1,7 @@
 //! Validation of `Gateway`: each malformed field is reported by path, as Istio rejects it,
 //! and what shoal does not serve is a warning naming the field.
 
-use super::test_support::{findings, has};
+use super::support::{findings, has};
 
 fn gw(servers: &str) -> Vec<String> {
     findings(&format!(

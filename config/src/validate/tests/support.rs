@@ -3,7 +3,7 @@
 use crate::parse::{Outcome, parse_yaml};
 
 /// Every finding of one document as `severity field: message`.
-pub(super) fn findings(yaml: &str) -> Vec<String> {
+pub(crate) fn findings(yaml: &str) -> Vec<String> {
     parse_yaml("t.yaml", yaml)
         .into_iter()
         .flat_map(|d| match d.outcome {
@@ -20,6 +20,6 @@ pub(super) fn findings(yaml: &str) -> Vec<String> {
 }
 
 /// Whether some finding starts with `prefix`.
-pub(super) fn has(f: &[String], prefix: &str) -> bool {
+pub(crate) fn has(f: &[String], prefix: &str) -> bool {
     f.iter().any(|x| x.starts_with(prefix))
 }

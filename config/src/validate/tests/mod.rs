@@ -122,11 +122,17 @@ fn destination_rule_and_kubernetes_rules() {
 
 #[test]
 fn a_workload_entry_network_is_reported_as_not_supported() {
-    let f = super::test_support::findings(
+    let f = support::findings(
         "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm, namespace: ns}\nspec:\n  address: 10.0.0.1\n  network: vm-net\n",
     );
     assert!(
-        super::test_support::has(&f, "warning spec.network: not supported yet"),
+        support::has(&f, "warning spec.network: not supported yet"),
         "{f:#?}"
     );
 }
+
+mod gateway;
+mod security;
+pub(crate) mod support;
+mod traffic_policy;
+mod virtual_service;

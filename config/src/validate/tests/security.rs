@@ -1,7 +1,7 @@
 //! Validation of PeerAuthentication, AuthorizationPolicy and DestinationRule TLS settings:
 //! every finding names its field.
 
-use super::test_support::{findings, has};
+use super::support::{findings, has};
 use crate::parse::parse_yaml;
 
 fn pa(version: &str, spec: &str) -> String {

@@ -1,6 +1,6 @@
 //! Validation of DestinationRule load balancing, connection pools and outlier detection.
 
-use super::test_support::{findings, has};
+use super::support::{findings, has};
 
 fn dr(policy: &str) -> String {
     format!(

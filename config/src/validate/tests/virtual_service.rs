@@ -2,7 +2,7 @@
 //! its field path, mutually exclusive actions are rejected as Istio rejects them, and fields
 //! shoal does not act on are warned about rather than ignored.
 
-use super::test_support::{findings, has};
+use super::support::{findings, has};
 
 /// A VirtualService whose single `http[0]` entry is `route` (indented YAML lines).
 fn vs(route: &str) -> String {
