@@ -9,3 +9,7 @@ pub const NACKS: &str = "shoal_xds_nacks_total";
 pub const REJECTED_REQUESTS: &str = "shoal_xds_rejected_requests_total";
 pub const STREAMS_OPENED: &str = "shoal_xds_streams_opened_total";
 pub const STREAM_WAIT: &str = "shoal_xds_stream_admission_wait_seconds";
+/// Response bodies encoded, by type and protocol: once per view, state and subscription.
+pub const RESPONSES_ENCODED: &str = "shoal_xds_responses_encoded_total";
+/// Responses a stream took already encoded by another stream in the same state.
+pub const RESPONSES_SHARED: &str = "shoal_xds_responses_shared_total";

@@ -38,6 +38,14 @@ fn describe() {
         "Time new streams waited for admission (--stream-rate)."
     );
     describe_counter!(
+        "shoal_xds_responses_encoded_total",
+        "Response bodies encoded, by type and protocol: one per view, state and subscription."
+    );
+    describe_counter!(
+        "shoal_xds_responses_shared_total",
+        "Responses a stream sent as already encoded by another stream in the same state."
+    );
+    describe_counter!(
         "shoal_xds_pushes_total",
         "Responses sent, by type, protocol and trigger (config, endpoints, new-view, initial)."
     );

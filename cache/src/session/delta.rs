@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use metrics::counter;
 use shoal_api::codec::Encoded;
 use shoal_api::pb::envoy::config::core::v3::Node;
 use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
@@ -12,6 +13,7 @@ use shoal_api::{ResourceType, Version, wire};
 
 use super::{Limits, Outgoing, Reply, Session, SessionError, legacy_wildcard};
 use crate::diff::{self, Known};
+use crate::metrics_names as m;
 use crate::snapshot::{Snapshot, TYPES};
 use crate::status::StreamStatus;
 use crate::subscription::{Interner, Subscription};
@@ -276,7 +278,11 @@ impl DeltaSession {
         });
         let cached = cache_key.as_ref().and_then(|k| view.cached(k));
         let response = match cached {
-            Some(r) => r,
+            Some(r) => {
+                counter!(m::RESPONSES_SHARED, "type" => ty.short_name(), "protocol" => "delta")
+                    .increment(1);
+                r
+            }
             None => {
                 let d = diff::delta(&view, ty, &state.known, target, &state.sub, force);
                 if d.is_empty() && state.responded {
@@ -287,6 +293,8 @@ impl DeltaSession {
                     state.dirty = false;
                     return None;
                 }
+                counter!(m::RESPONSES_ENCODED, "type" => ty.short_name(), "protocol" => "delta")
+                    .increment(1);
                 let body = wire::delta_response(
                     ty.type_url(),
                     "",

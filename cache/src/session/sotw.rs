@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use metrics::counter;
 use shoal_api::codec::Encoded;
 use shoal_api::pb::envoy::config::core::v3::Node;
 use shoal_api::pb::envoy::service::discovery::v3::DiscoveryRequest;
@@ -12,6 +13,7 @@ use shoal_api::{ResourceType, wire};
 
 use super::{Limits, Outgoing, Reply, Session, SessionError, legacy_wildcard};
 use crate::diff;
+use crate::metrics_names as m;
 use crate::snapshot::TYPES;
 use crate::status::StreamStatus;
 use crate::subscription::{Interner, Subscription};
@@ -167,7 +169,14 @@ impl Session for SotwSession {
                 at: target.version,
                 sub: state.sub.clone(),
             };
-            let response = view.cached(&key).unwrap_or_else(|| {
+            let cached = view.cached(&key);
+            if cached.is_some() {
+                counter!(m::RESPONSES_SHARED, "type" => ty.short_name(), "protocol" => "sotw")
+                    .increment(1);
+            }
+            let response = cached.unwrap_or_else(|| {
+                counter!(m::RESPONSES_ENCODED, "type" => ty.short_name(), "protocol" => "sotw")
+                    .increment(1);
                 let (resources, version_info) = diff::sotw(&target, ty, &state.sub);
                 let body = wire::sotw_response(ty.type_url(), &version_info, resources.iter());
                 let r = Arc::new(CachedResponse {
