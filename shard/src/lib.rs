@@ -8,11 +8,13 @@
 //!
 //! A replica is a [`ShardNode`]; what it knows is its [`Ownership`] view. Replicas reach
 //! each other through a [`Transport`]: [`http::HttpTransport`] (served by
-//! [`http::router`]).
+//! [`http::router`]), or, for tests, `memory::MemoryNetwork` (feature `testing`).
 //! Observers without a replica (the standalone router) poll one with [`watch_peers`].
 
 mod error;
 pub mod http;
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
 mod node;
 mod ownership;
 pub mod state;

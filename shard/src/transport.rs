@@ -1,6 +1,7 @@
 //! Everything a replica sends to its peers goes through a [`Transport`]: openraft's RPCs
 //! (behind its `RaftNetworkFactory`) and shoal's own calls — writes forwarded to the leader,
-//! joins, shard map reports. [`crate::http::HttpTransport`] is the production one.
+//! joins, shard map reports. [`crate::http::HttpTransport`] is the production one;
+//! `crate::memory` (feature `testing`) connects in-process replicas.
 
 use std::future::Future;
 use std::pin::Pin;
