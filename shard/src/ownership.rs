@@ -92,9 +92,20 @@ pub struct ShardsReport {
     pub state: ShardState,
 }
 
+impl ShardsReport {
+    /// Whether this map is newer than `other`'s: applied further (committed entries are the
+    /// same on every replica, so a longer applied log is a later map), then knowing a
+    /// leader. Not the term first: a replica cut off from the group raises its term with
+    /// every election it tries, while its map stays stale.
+    pub fn fresher_than(&self, other: &ShardsReport) -> bool {
+        (self.commit_index, self.leader.is_some(), self.term)
+            > (other.commit_index, other.leader.is_some(), other.term)
+    }
+}
+
 /// An observer's view: polls the replicas at `raft_addrs` every `every` and publishes the
-/// freshest shard map (highest term, then commit index). Polling stops when every
-/// receiver is gone.
+/// freshest shard map ([`ShardsReport::fresher_than`]). Polling stops when every receiver
+/// is gone.
 pub fn watch_peers(
     transport: Arc<dyn Transport>,
     raft_addrs: Vec<String>,
@@ -114,10 +125,7 @@ pub fn watch_peers(
             for addr in &raft_addrs {
                 match transport.shards(addr, Duration::from_secs(2)).await {
                     Ok(r) => {
-                        if best
-                            .as_ref()
-                            .is_none_or(|b| (r.term, r.commit_index) > (b.term, b.commit_index))
-                        {
+                        if best.as_ref().is_none_or(|b| r.fresher_than(b)) {
                             best = Some(r);
                         }
                     }

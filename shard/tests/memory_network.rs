@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::future::select_all;
 use shoal_shard::memory::MemoryNetwork;
-use shoal_shard::{Node, NodeId, Ownership, ShardConfig, ShardNode};
+use shoal_shard::{Node, NodeId, Ownership, Route, ShardConfig, ShardNode, watch_peers};
 use tempfile::TempDir;
 use tokio::time::Instant;
 
@@ -413,5 +413,81 @@ async fn a_crashed_leaders_shards_move_to_the_survivors() {
         );
         assert!(v.leader.is_some_and(|l| l != victim));
         assert!(v.state.members.get(&victim).is_some_and(|m| !m.alive));
+    }
+}
+
+/// Whether an observer's view sends every shard to the replica serving it in `sample`.
+fn routes_to_servers(observer: &Ownership, sample: &Sample) -> bool {
+    (0..SHARDS).all(|sh| match observer.route(sh) {
+        Route::Peer(id, node) => servers(sample, sh) == [id] && node == addrs(id),
+        _ => false,
+    })
+}
+
+#[tokio::test]
+async fn an_observer_follows_the_freshest_map() {
+    let g = Group::start(&[1, 2, 3]).await;
+    let s = g.settled("three replicas to share the shards").await;
+    let peers: Vec<String> = [1, 2, 3].map(|id| addrs(id).raft_addr).to_vec();
+    let mut view = watch_peers(
+        g.net.transport("observer"),
+        peers,
+        Duration::from_millis(20),
+    );
+    let deadline = Instant::now() + PATIENCE;
+    while !routes_to_servers(&view.borrow_and_update(), &g.sample()) {
+        if tokio::time::timeout_at(deadline, view.changed())
+            .await
+            .is_err()
+        {
+            panic!("the observer never routed every shard to its replica");
+        }
+    }
+
+    // A replica cut off from the others, but not from the observer, keeps reporting
+    // its stale map (with a term raised by its elections): the observer must follow the
+    // others'.
+    let l = leader(&s);
+    let victim = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != l)
+        .unwrap_or_else(|| panic!("a follower"));
+    for other in [1, 2, 3].into_iter().filter(|id| *id != victim) {
+        g.net.cut(&addrs(victim).raft_addr, &addrs(other).raft_addr);
+    }
+    let held = serving(&s[g.index(victim)]);
+    g.until(
+        "the victim's shards to be served elsewhere",
+        |_| {},
+        |s| {
+            held.iter()
+                .all(|sh| servers(s, *sh).iter().any(|o| *o != victim))
+        },
+    )
+    .await;
+    // The observer follows the others' map, never the victim's, whatever its term.
+    let cut_off = |o: &Ownership| {
+        o.state.members.get(&victim).is_some_and(|m| !m.alive)
+            && (0..SHARDS).all(|sh| !matches!(o.route(sh), Route::Peer(id, _) if id == victim))
+    };
+    while !cut_off(&view.borrow_and_update()) {
+        if tokio::time::timeout_at(deadline, view.changed())
+            .await
+            .is_err()
+        {
+            panic!("the observer never saw the victim's shards move");
+        }
+    }
+    // Long enough for the victim to try elections (timeout 0.5–1 s) and raise its term.
+    let watch_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < watch_until {
+        let _ = tokio::time::timeout_at(watch_until, view.changed()).await;
+        let o = view.borrow_and_update().clone();
+        assert!(
+            cut_off(&o),
+            "the observer took the cut-off replica's stale map (term {}, applied {})",
+            o.term,
+            o.commit_index
+        );
     }
 }
