@@ -1,7 +1,7 @@
 //! An in-memory network between in-process replicas, for tests (feature `testing`): calls
 //! go straight to the peer's [`ShardNode`], with no serialization and no sockets. Links can
 //! be cut and restored (partitions) and replicas crashed, so leases, fencing and handovers
-//! can be tested in one process, in well under a second of simulated trouble each.
+//! can be tested in one process, in seconds.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

@@ -6,7 +6,7 @@
 //! | --- | --- | --- |
 //! | `POST /raft/append`, `/raft/vote`, `/raft/snapshot` | openraft's request | `Result<reply, RaftError>` |
 //! | `POST /raft/write` | [`crate::Command`] | `Result<Response, String>` |
-//! | `POST /raft/join` | [`JoinRequest`] | `Result<(), String>` |
+//! | `POST /raft/join` | `{"id": …, "node": Node}` | `Result<(), String>` |
 //! | `GET /raft/shards` | | [`crate::ShardsReport`] |
 
 mod client;
