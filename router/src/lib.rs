@@ -13,7 +13,6 @@
 mod forward;
 mod local;
 mod peers;
-pub mod poll;
 mod track;
 
 use std::convert::Infallible;

@@ -39,7 +39,7 @@ pub async fn start_node(
     let listener = tokio::net::TcpListener::bind(raft_addr)
         .await
         .with_context(|| format!("binding Raft address {raft_addr}"))?;
-    let app = node.router();
+    let app = shoal_shard::http::router(node.clone());
     match identity {
         Some(s) => {
             let listener = crate::tls::LinkListener::new(listener, s.tls.clone())?;
@@ -142,12 +142,9 @@ pub fn run_router(args: RouterArgs) -> anyhow::Result<()> {
             Some((_, s)) => Some(s.client_config()?),
             None => None,
         };
-        let client = shoal_shard::network::http_client(tls.clone())?;
-        let view = shoal_router::poll::watch_replicas(
-            args.peers.clone(),
-            Duration::from_millis(250),
-            client,
-        );
+        let transport = Arc::new(shoal_shard::HttpTransport::new(tls.clone())?);
+        let view =
+            shoal_shard::watch_peers(transport, args.peers.clone(), Duration::from_millis(250));
         let router: Router<shoal_cache::service::AdsService<crate::streams::Streams>> = Router::new(
             None,
             view.clone(),
