@@ -2,13 +2,11 @@
 //! injection (abort and delay), redirects, rewrites, mirroring, retries, direct responses,
 //! header operations and CORS — each observed on the wire, at the client or the backend.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use shoal_tests::backends::{self, seen};
-use shoal_tests::proc::{Envoy, Shoal, http_get};
+use shoal_tests::{Envoy, http_get, start_shoal};
 use shoal_tests::{eventually, free_port, free_port_on};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -166,7 +164,7 @@ async fn http_features(delta: bool) {
         mesh(port, echo_port, shadow_port, flaky_port),
     )
     .unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
     let node = "sidecar~127.0.0.1~client-0.app~app.svc.cluster.local";
     let meta = serde_json::json!({ "INTERCEPTION_MODE": "NONE", "NAMESPACE": "app", "LABELS": { "app": "client" } });
     let Some(envoy) = Envoy::start(shoal.xds, node, meta, delta).await.unwrap() else {
