@@ -26,23 +26,9 @@ fn mesh(ports: [u16; 3], backend: u16, certs: &std::path::Path) -> String {
         certs.join("web.pem").display().to_string(),
         certs.join("web-key.pem").display().to_string(),
     );
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: app}}
-spec:
-  ports:
-  - {{name: http, port: 8000, targetPort: {backend}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: web-1, namespace: app, labels: {{kubernetes.io/service-name: web}}}}
-addressType: IPv4
-ports: [{{name: http, port: {backend}}}]
-endpoints:
-- addresses: [127.0.0.2]
----
-apiVersion: networking.istio.io/v1beta1
+    shoal_tests::service_with_endpoint("web", "app", "http", 8000, "127.0.0.2", backend)
+        + &format!(
+            r#"apiVersion: networking.istio.io/v1beta1
 kind: Gateway
 metadata: {{name: ingress, namespace: istio-system}}
 spec:
@@ -262,44 +248,18 @@ fn credential_mesh(
 ) -> String {
     let [simple, mutual, tls] = ports;
     let (_, cert, key) = server;
-    format!(
-        r#"# The ingress gateway's pod: what lets its service account read the credentials.
+    r#"# The ingress gateway's pod: what lets its service account read the credentials.
 apiVersion: v1
 kind: Pod
-metadata: {{name: ingress-0, namespace: istio-system, labels: {{istio: ingressgateway}}}}
-spec: {{serviceAccountName: ingress}}
+metadata: {name: ingress-0, namespace: istio-system, labels: {istio: ingressgateway}}
+spec: {serviceAccountName: ingress}
 ---
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: app}}
-spec:
-  ports:
-  - {{name: http, port: 8000, targetPort: {web}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: web-1, namespace: app, labels: {{kubernetes.io/service-name: web}}}}
-addressType: IPv4
-ports: [{{name: http, port: {web}}}]
-endpoints:
-- addresses: [127.0.0.2]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: db, namespace: app}}
-spec:
-  ports:
-  - {{name: tcp, port: 5432, targetPort: {db}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: db-1, namespace: app, labels: {{kubernetes.io/service-name: db}}}}
-addressType: IPv4
-ports: [{{name: tcp, port: {db}}}]
-endpoints:
-- addresses: [127.0.0.2]
----
-apiVersion: networking.istio.io/v1
+"#
+    .to_string()
+        + &shoal_tests::service_with_endpoint("web", "app", "http", 8000, "127.0.0.2", web)
+        + &shoal_tests::service_with_endpoint("db", "app", "tcp", 5432, "127.0.0.2", db)
+        + &format!(
+            r#"apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {{name: ingress, namespace: istio-system}}
 spec:

@@ -115,23 +115,9 @@ async fn gateway_api_http_route_sotw() {
 }
 
 fn tcp_mesh(listen: u16, denied: u16, db: u16) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: db, namespace: data}}
-spec:
-  ports:
-  - {{name: tcp, port: 5432, targetPort: {db}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: db-1, namespace: data, labels: {{kubernetes.io/service-name: db}}}}
-addressType: IPv4
-ports: [{{name: tcp, port: {db}}}]
-endpoints:
-- addresses: [127.0.0.2]
----
-apiVersion: gateway.networking.k8s.io/v1
+    shoal_tests::service_with_endpoint("db", "data", "tcp", 5432, "127.0.0.2", db)
+        + &format!(
+            r#"apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {{name: gw, namespace: edge}}
 spec:

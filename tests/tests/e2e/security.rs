@@ -210,18 +210,8 @@ spec:
   rules:
   - from: [{{source: {{principals: [cluster.local/ns/client/sa/client]}}}}]
     to: [{{operation: {{methods: [GET], paths: [/allowed]}}}}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: default, namespace: client}}
-spec:
-  egress:
-  - port: {{number: {port}, protocol: HTTP, name: http}}
-    bind: 127.0.0.1
-    captureMode: NONE
-    hosts: ["demo/*"]
 "#
-    )
+    ) + &shoal_tests::bound_http_sidecar("client", port, &["demo/*"])
 }
 
 /// A client sidecar (host, `INTERCEPTION_MODE: NONE`, a bound listener for the backend)

@@ -13,26 +13,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const ECHO: &str = "echo.app.svc.cluster.local";
 const FLAKY: &str = "flaky.app.svc.cluster.local";
 
-/// A Service with one endpoint; every service shares the listener port `port`.
+/// An HTTP Service of namespace `app` with one endpoint; every service shares the listener
+/// port `port`.
 fn service(name: &str, port: u16, ip: &str, target: u16) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: app}}
-spec:
-  ports:
-  - {{name: http, port: {port}, targetPort: {target}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: {name}-1, namespace: app, labels: {{kubernetes.io/service-name: {name}}}}}
-addressType: IPv4
-ports: [{{name: http, port: {target}}}]
-endpoints:
-- addresses: [{ip}]
----
-"#
-    )
+    shoal_tests::service_with_endpoint(name, "app", "http", port, ip, target)
 }
 
 fn mesh(port: u16, echo: u16, shadow: u16, flaky: u16) -> String {
