@@ -10,6 +10,7 @@
 // Tests state their expectations with `unwrap`/`expect`: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod architecture;
 mod authz_paths;
 mod delegate;
 mod east_west;
