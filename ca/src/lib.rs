@@ -17,6 +17,7 @@ pub mod auth;
 mod authority;
 mod csr;
 mod error;
+#[cfg(feature = "testing")]
 pub mod fuzzing;
 pub mod grpc;
 mod identity;

@@ -16,7 +16,7 @@ use crate::baseline;
 use crate::fleet::{Fleet, FleetSpec};
 use crate::mesh::{MeshSpec, write_atomic};
 use crate::proxy::Kind;
-use crate::server::{Server, Usage};
+use crate::server::{Serve, Server, Usage};
 
 mod churn;
 mod verify;
@@ -263,12 +263,16 @@ pub async fn run(opts: &Options) -> anyhow::Result<Results> {
         } if *replicas > 1 => {
             let dir = tmp.path().join("mesh");
             opts.mesh.write(&dir)?;
-            Server::spawn_cluster(bin, &dir, tmp.path(), *replicas, args).await?
+            Server::start_cluster(bin, &dir, tmp.path(), *replicas, args).await?
         }
         Target::Spawn { bin, args, .. } => {
             let dir = tmp.path().join("mesh");
             opts.mesh.write(&dir)?;
-            vec![Server::spawn(bin, &dir, &tmp.path().join("shoal.log"), args).await?]
+            let serve = Serve::on_loopback(bin, &dir, &tmp.path().join("data"))
+                .args(args)
+                .log_filter_from_env("SHOAL_LOG", "warn");
+            let log = tmp.path().join("shoal.log");
+            vec![Server::start(serve, Some(&log), Duration::from_secs(120)).await?]
         }
         Target::Attach {
             xds,

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::proc::{Proc, http_get};
-use crate::{env, eventually, free_port};
+use crate::{Proc, Serve, env, eventually, free_port, http_get};
 
 /// Where replicas live on the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,40 +252,33 @@ impl Cluster {
         let config_dir = self.config_dir.clone();
         let ca_dir = self._work.path().join("ca");
         let r = &mut self.replicas[(id - 1) as usize];
-        let bin = env::shoal_bin();
-        let mut cmd = match &r.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&bin);
-                c
-            }
-            None => Command::new(&bin),
-        };
-        cmd.arg("serve")
-            .arg("--config-dir")
-            .arg(&config_dir)
-            .args([
-                "--xds-addr",
-                &r.xds.to_string(),
-                "--admin-addr",
-                &r.admin.to_string(),
-            ])
-            .args(["--id", &id.to_string(), "--raft-addr", &r.raft.to_string()])
-            .arg("--data-dir")
-            .arg(&r.data_dir)
+        let mut args = vec![
+            "--id".to_string(),
+            id.to_string(),
+            "--raft-addr".into(),
+            r.raft.to_string(),
             // Every replica signs with the same CA.
-            .arg("--ca-dir")
-            .arg(&ca_dir)
-            .args(["--xds-tls-addr", &format!("{}:{}", r.ip, r.tls_port)])
-            .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("SHOAL_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
-            );
+            "--ca-dir".into(),
+            ca_dir.display().to_string(),
+        ];
+        args.extend(extra);
         match join {
-            Some(addr) => cmd.args(["--join", addr]),
-            None => cmd.args(["--peers", &peers]),
-        };
+            Some(addr) => args.extend(["--join".to_string(), addr.to_string()]),
+            None => args.extend(["--peers".to_string(), peers]),
+        }
+        let serve = Serve {
+            bin: env::shoal_bin(),
+            config_dir,
+            xds: r.xds,
+            xds_tls: format!("{}:{}", r.ip, r.tls_port).parse()?,
+            admin: r.admin,
+            data_dir: r.data_dir.clone(),
+            args,
+            log_filter: String::new(),
+            netns: r.netns.clone(),
+        }
+        .log_filter_from_env("SHOAL_TEST_LOG", "info,openraft=warn");
+        let mut cmd = serve.command();
         r.proc = Some(Proc::spawn(&format!("shoal-{id}"), &mut cmd)?);
         Ok(())
     }
@@ -344,7 +336,7 @@ impl Cluster {
     /// Kills a replica outright (SIGKILL).
     pub fn kill(&mut self, id: u64) {
         let r = &mut self.replicas[(id - 1) as usize];
-        if let Some(mut p) = r.proc.take() {
+        if let Some(p) = r.proc.take() {
             p.kill();
             r.killed_at_ms = Some(now_ms());
         }
@@ -353,7 +345,7 @@ impl Cluster {
     /// Stops a replica gracefully (SIGTERM, then waits for it).
     pub fn stop(&mut self, id: u64) {
         let r = &mut self.replicas[(id - 1) as usize];
-        if let Some(mut p) = r.proc.take() {
+        if let Some(p) = r.proc.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &p.pid().to_string()])
                 .status();

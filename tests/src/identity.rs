@@ -141,7 +141,7 @@ fn bootstrap_with(
 
 /// The URI SANs of the certificates an Envoy holds (its `/certs`).
 pub async fn envoy_cert_uris(admin: SocketAddr) -> Vec<String> {
-    let Ok((_, body)) = crate::proc::http_get(admin, "/certs", &[]).await else {
+    let Ok((_, body)) = crate::http_get(admin, "/certs", &[]).await else {
         return Vec::new();
     };
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
@@ -170,7 +170,7 @@ pub struct HeldCerts {
 }
 
 pub async fn envoy_certs(admin: SocketAddr) -> HeldCerts {
-    let Ok((_, body)) = crate::proc::http_get(admin, "/certs", &[]).await else {
+    let Ok((_, body)) = crate::http_get(admin, "/certs", &[]).await else {
         return HeldCerts::default();
     };
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();

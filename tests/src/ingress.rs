@@ -7,8 +7,7 @@
 use std::net::SocketAddr;
 
 use crate::backends::{self, Backend};
-use crate::free_port;
-use crate::proc::{Envoy, Shoal, http_get};
+use crate::{Envoy, Shoal, free_port, http_get, start_shoal};
 
 pub struct IngressApi {
     pub shoal: Shoal,
@@ -29,7 +28,7 @@ impl IngressApi {
             config.path().join("mesh.yaml"),
             crate::ingress_workload("HTTP", 80, app, ingress, app) + policies,
         )?;
-        let shoal = Shoal::start(config.path(), shoal_args).await?;
+        let shoal = start_shoal(config.path(), shoal_args).await?;
         let node = "sidecar~127.0.0.1~api-0.app~app.svc.cluster.local";
         let meta = serde_json::json!({
             "INTERCEPTION_MODE": "NONE",
@@ -60,7 +59,7 @@ impl IngressApi {
         format!(
             "--- envoy ---\n{}\n--- shoal ---\n{}",
             self.envoy.proc.log(),
-            self.shoal.proc.log()
+            self.shoal.log()
         )
     }
 }

@@ -1,15 +1,63 @@
 //! Test harness: real shoal processes, real Envoy, real gRPC clients, and backends that say
 //! who they are. Every process a test starts is killed when its handle drops.
+//!
+//! Processes are started through the one harness the load tester uses too
+//! (`shoal_loadtest::server`): [`Proc`] for any process, [`Shoal`] for `shoal serve`.
 
 pub mod backends;
 pub mod cluster;
 pub mod env;
+pub mod envoy;
 pub mod identity;
 pub mod ingress;
-pub mod proc;
+pub mod python;
 pub mod xds;
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+pub use envoy::Envoy;
+pub use python::run_python;
+pub use shoal_loadtest::server::{Proc, Serve, free_port, free_port_on, http_get};
+
+/// A running `shoal serve`, killed when dropped.
+pub type Shoal = shoal_loadtest::server::Server;
+
+/// Starts the workspace's `shoal serve` on `config_dir` with `extra` arguments, on free
+/// loopback ports and a temporary data dir (the CA in its `ca/`), and waits until it is
+/// ready. `extra` may name the TLS address (`--xds-tls-addr`, e.g. to reach it from a
+/// network namespace). Logs at `info` unless `SHOAL_TEST_LOG` says otherwise; a failing
+/// test prints the log's tail.
+pub async fn start_shoal(config_dir: &Path, extra: &[&str]) -> anyhow::Result<Shoal> {
+    let mut tls: Option<SocketAddr> = None;
+    let mut args = Vec::new();
+    let mut it = extra.iter();
+    while let Some(a) = it.next() {
+        match (*a, it.clone().next()) {
+            ("--xds-tls-addr", Some(addr)) => {
+                tls = Some(addr.parse()?);
+                it.next();
+            }
+            _ => args.push(*a),
+        }
+    }
+    Shoal::start_scratch(
+        &env::shoal_bin(),
+        config_dir,
+        |serve| {
+            let mut serve = serve
+                .args(args)
+                .log_filter_from_env("SHOAL_TEST_LOG", "info");
+            if let Some(tls) = tls {
+                serve.xds_tls = tls;
+            }
+            serve
+        },
+        Duration::from_secs(30),
+    )
+    .await
+}
 
 /// Polls `f` until it returns `Some` or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>
@@ -73,7 +121,7 @@ pub async fn until_routed(via: std::net::SocketAddr, host: &str, log: impl Fn() 
         Duration::from_secs(20),
         "the route through Envoy",
         || async {
-            proc::http_get(via, "/", &[("host", host)])
+            http_get(via, "/", &[("host", host)])
                 .await
                 .ok()
                 .filter(|(s, _)| *s == 200)
@@ -81,54 +129,4 @@ pub async fn until_routed(via: std::net::SocketAddr, host: &str, log: impl Fn() 
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", log()));
-}
-
-/// A free TCP port on an address, for a process the test is about to start.
-///
-/// Ports come from below the kernel's ephemeral range, so the outgoing connections of tests
-/// running alongside (thousands of simulated proxies) can never take one between this check
-/// and the process binding it; a per-process counter keeps concurrent tests apart.
-pub fn free_port(ip: &str) -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 10_000;
-    let high = ephemeral_start().clamp(LOW + 1_000, 32_768);
-    let span = high - LOW;
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    // Test binaries run one after another, but start each at its own place anyway.
-    let _ = NEXT.compare_exchange(
-        u32::MAX,
-        std::process::id().wrapping_mul(7919) % span,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
-    for _ in 0..span {
-        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % span) as u16;
-        if std::net::TcpListener::bind((ip, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port on {ip} in {LOW}..{high}")
-}
-
-/// The first port the kernel hands out for outgoing connections.
-fn ephemeral_start() -> u32 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32_768)
-}
-
-/// A port free on every given loopback address (backends bind the same port on several
-/// addresses, like pods of one service).
-pub fn free_port_on(ips: &[&str]) -> u16 {
-    for _ in 0..200 {
-        let p = free_port(ips[0]);
-        if ips
-            .iter()
-            .all(|ip| std::net::TcpListener::bind((*ip, p)).is_ok())
-        {
-            return p;
-        }
-    }
-    panic!("no port free on all of {ips:?}")
 }

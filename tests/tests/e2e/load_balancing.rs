@@ -2,13 +2,11 @@
 //! value on one backend; locality failover keeps traffic in the client's zone until its
 //! endpoints fail.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use shoal_tests::backends::{self, tally};
-use shoal_tests::proc::{Envoy, Shoal, http_get};
+use shoal_tests::{Envoy, http_get, start_shoal};
 use shoal_tests::{eventually, free_port, free_port_on};
 
 const HOST: &str = "echo.app.svc.cluster.local";
@@ -55,7 +53,7 @@ async fn consistent_hashing_keeps_a_user_on_one_backend() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mesh.yaml"), mesh(port, backend)).unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
     let node = "sidecar~127.0.0.1~client-0.app~app.svc.cluster.local";
     let meta = serde_json::json!({ "INTERCEPTION_MODE": "NONE", "NAMESPACE": "app" });
     let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {
@@ -140,7 +138,7 @@ async fn locality_failover_leaves_the_zone_only_when_its_endpoints_fail() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mesh.yaml"), locality_mesh(port, backend)).unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
     let node = serde_json::json!({
         "id": "sidecar~127.0.0.1~client-0.app~app.svc.cluster.local",
         "cluster": "test",

@@ -4,14 +4,12 @@
 //! STRICT PeerAuthentication, holding its certificate from shoal over SDS. A client whose
 //! certificate the mesh CA did not issue is refused.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use shoal_tests::identity::{Issuer, tls_bootstrap};
-use shoal_tests::proc::{Envoy, Shoal, http_get, run_python};
+use shoal_tests::{Envoy, http_get, run_python, start_shoal};
 use shoal_tests::{backends, env, eventually, free_port};
 use tokio::io::AsyncBufReadExt;
 
@@ -140,10 +138,10 @@ async fn a_proxyless_client_calls_over_mtls_with_its_bootstrap_certificates() {
     let issuer = Issuer::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mesh.yaml"), mesh(ingress, app)).unwrap();
-    let shoal = Shoal::start(dir.path(), &["--jwt-issuer", &issuer.arg()])
+    let shoal = start_shoal(dir.path(), &["--jwt-issuer", &issuer.arg()])
         .await
         .unwrap();
-    let ca = shoal.data.path().join("ca");
+    let ca = shoal.data_dir().join("ca");
     let root_pem = std::fs::read_to_string(ca.join("shoal-root/root-cert.pem")).unwrap();
 
     // The server: an Envoy sidecar authenticated as app/api, its certificate over SDS.
@@ -160,7 +158,7 @@ async fn a_proxyless_client_calls_over_mtls_with_its_bootstrap_certificates() {
     let server = Envoy::start_bootstrap(
         bin,
         admin,
-        tls_bootstrap(node, meta, shoal.xds_tls, admin, &root_pem, &token),
+        tls_bootstrap(node, meta, shoal.xds_tls(), admin, &root_pem, &token),
     )
     .await
     .unwrap();
@@ -176,7 +174,7 @@ async fn a_proxyless_client_calls_over_mtls_with_its_bootstrap_certificates() {
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", server.proc.log(), shoal.proc.log()));
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", server.proc.log(), shoal.log()));
 
     let good = workload_cert(Some(&ca), "client", "client");
     let out = call(dir.path(), shoal.xds, &root_pem, &good, "good", 20)
@@ -225,8 +223,8 @@ async fn a_proxyless_server_takes_its_listener_tls_and_policies_from_shoal() {
     let port = free_port("127.0.0.1");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mesh.yaml"), server_mesh(port)).unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
-    let ca = shoal.data.path().join("ca");
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
+    let ca = shoal.data_dir().join("ca");
     let root_pem = std::fs::read_to_string(ca.join("shoal-root/root-cert.pem")).unwrap();
 
     // The server: grpcio with xDS, its listener (mTLS, RBAC) from shoal.
@@ -262,7 +260,7 @@ async fn a_proxyless_server_takes_its_listener_tls_and_policies_from_shoal() {
     let good = workload_cert(Some(&ca), "client", "client");
     let out = call(dir.path(), shoal.xds, &root_pem, &good, "good", 20)
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", shoal.proc.log()))
+        .unwrap_or_else(|e| panic!("{e}\n{}", shoal.log()))
         .unwrap();
     let answers: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(answers, serde_json::json!({ "api": 20 }), "{out}");

@@ -2,15 +2,13 @@
 //! connection, unopened, to the service its SNI names in Istio's form
 //! `outbound_.PORT_.SUBSET_.HOST`, with no VirtualService.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_tests::backends;
-use shoal_tests::proc::{Envoy, Shoal};
+use shoal_tests::{Envoy, start_shoal};
 use shoal_tests::{eventually, free_port, free_port_on};
 
 fn mesh(gateway: u16, backend: u16) -> String {
@@ -76,7 +74,7 @@ async fn auto_passthrough_routes_by_istio_sni() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mesh.yaml"), mesh(gateway_port, backend)).unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
     let node = "router~127.0.0.1~eastwest-0.istio-system~istio-system.svc.cluster.local";
     let meta = serde_json::json!({ "LABELS": { "istio": "eastwestgateway" } });
     let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {

@@ -11,15 +11,13 @@
 //! AuthorizationPolicies that select it, and a `remoteIpBlocks` DENY judges the client
 //! address its `numTrustedProxies` trusts in X-Forwarded-For.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
 use shoal_tests::backends;
 use shoal_tests::ingress::IngressApi;
-use shoal_tests::proc::{Envoy, Shoal, http_get};
+use shoal_tests::{Envoy, http_get, start_shoal};
 use shoal_tests::{eventually, free_port};
 
 const ISSUER: &str = "https://issuer.shoal.test";
@@ -186,7 +184,7 @@ async fn a_gateway_enforces_the_policies_that_select_it() {
         gateway_mesh(http_port, backend, &signer.jwks),
     )
     .unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
     let node = "router~127.0.0.1~ingress-0.istio-system~istio-system.svc.cluster.local";
     let meta = serde_json::json!({
         "LABELS": { "istio": "ingressgateway" },
@@ -212,7 +210,7 @@ async fn a_gateway_enforces_the_policies_that_select_it() {
         (get("/", None, None).await == Some(200)).then_some(())
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", envoy.proc.log(), shoal.proc.log()));
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", envoy.proc.log(), shoal.log()));
 
     let alice = signer.token("alice");
     assert_eq!(
@@ -308,7 +306,7 @@ async fn shoal_fetches_keys_and_follows_their_rotation() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(status(rotated.token("alice")).await, Some(200));
     assert!(
-        api.shoal.proc.log().contains("JWKS fetch failed"),
+        api.shoal.log().contains("JWKS fetch failed"),
         "{}",
         api.logs()
     );

@@ -7,13 +7,11 @@
 //! routes gRPC calls by service, method and header to HTTP/2 backends; a method it does
 //! not match gets Envoy's 404, answered to gRPC clients as `UNIMPLEMENTED`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use shoal_tests::backends;
-use shoal_tests::proc::{Envoy, Shoal, http_get};
+use shoal_tests::{Envoy, http_get, start_shoal};
 use shoal_tests::{eventually, free_port};
 use tokio::io::AsyncReadExt;
 
@@ -62,7 +60,7 @@ async fn gateway_api_traffic(delta: bool) {
     let listen = free_port("127.0.0.1");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mesh.yaml"), mesh(listen, a_port, b_port)).unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
     let node = "router~127.0.0.1~gw-istio-0.web~web.svc.cluster.local";
     let meta = serde_json::json!({ "LABELS": { "gateway.networking.k8s.io/gateway-name": "gw" } });
     let Some(envoy) = Envoy::start(shoal.xds, node, meta, delta).await.unwrap() else {
@@ -117,23 +115,9 @@ async fn gateway_api_http_route_sotw() {
 }
 
 fn tcp_mesh(listen: u16, denied: u16, db: u16) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: db, namespace: data}}
-spec:
-  ports:
-  - {{name: tcp, port: 5432, targetPort: {db}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: db-1, namespace: data, labels: {{kubernetes.io/service-name: db}}}}
-addressType: IPv4
-ports: [{{name: tcp, port: {db}}}]
-endpoints:
-- addresses: [127.0.0.2]
----
-apiVersion: gateway.networking.k8s.io/v1
+    shoal_tests::service_with_endpoint("db", "data", "tcp", 5432, "127.0.0.2", db)
+        + &format!(
+            r#"apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {{name: gw, namespace: edge}}
 spec:
@@ -165,7 +149,7 @@ spec:
   from: [{{group: gateway.networking.k8s.io, kind: TCPRoute, namespace: edge}}]
   to: [{{group: "", kind: Service, name: db}}]
 "#
-    )
+        )
 }
 
 /// What the backend behind `127.0.0.1:port` greets a new connection with.
@@ -194,7 +178,7 @@ async fn gateway_api_tcp_route_with_reference_grant() {
         tcp_mesh(listen, denied, db_port),
     )
     .unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
     let node = "router~127.0.0.1~gw-istio-0.edge~edge.svc.cluster.local";
     let meta = serde_json::json!({ "LABELS": { "gateway.networking.k8s.io/gateway-name": "gw" } });
     let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {
@@ -316,7 +300,7 @@ async fn gateway_api_grpc_route() {
         grpc_mesh(listen, echo_port, canary_port),
     )
     .unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
     let node = "router~127.0.0.1~gw-istio-0.web~web.svc.cluster.local";
     let meta = serde_json::json!({ "LABELS": { "gateway.networking.k8s.io/gateway-name": "gw" } });
     let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {

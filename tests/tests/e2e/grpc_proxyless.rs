@@ -1,13 +1,11 @@
 //! gRPC's own xDS client (Python grpcio, `xds:///HOST:PORT`) as a proxyless client of
 //! shoal: real RPCs split by weight, matched by header, and following a config edit.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use shoal_tests::proc::Shoal;
+use shoal_tests::start_shoal;
 use shoal_tests::{backends, env, free_port_on};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -68,7 +66,7 @@ async fn grpc_xds_client_routes_by_weight_header_and_edits() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("grpc.yaml");
     std::fs::write(&file, mesh(port, (70, 30))).unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
 
     let bootstrap = dir.path().join("bootstrap.json.txt");
     let node = "sidecar~127.0.0.1~pyclient.grpc~grpc.svc.cluster.local";

@@ -2,39 +2,21 @@
 //! injection (abort and delay), redirects, rewrites, mirroring, retries, direct responses,
 //! header operations and CORS — each observed on the wire, at the client or the backend.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use shoal_tests::backends::{self, seen};
-use shoal_tests::proc::{Envoy, Shoal, http_get};
+use shoal_tests::{Envoy, http_get, start_shoal};
 use shoal_tests::{eventually, free_port, free_port_on};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ECHO: &str = "echo.app.svc.cluster.local";
 const FLAKY: &str = "flaky.app.svc.cluster.local";
 
-/// A Service with one endpoint; every service shares the listener port `port`.
+/// An HTTP Service of namespace `app` with one endpoint; every service shares the listener
+/// port `port`.
 fn service(name: &str, port: u16, ip: &str, target: u16) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: app}}
-spec:
-  ports:
-  - {{name: http, port: {port}, targetPort: {target}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: {name}-1, namespace: app, labels: {{kubernetes.io/service-name: {name}}}}}
-addressType: IPv4
-ports: [{{name: http, port: {target}}}]
-endpoints:
-- addresses: [{ip}]
----
-"#
-    )
+    shoal_tests::service_with_endpoint(name, "app", "http", port, ip, target)
 }
 
 fn mesh(port: u16, echo: u16, shadow: u16, flaky: u16) -> String {
@@ -166,7 +148,7 @@ async fn http_features(delta: bool) {
         mesh(port, echo_port, shadow_port, flaky_port),
     )
     .unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
     let node = "sidecar~127.0.0.1~client-0.app~app.svc.cluster.local";
     let meta = serde_json::json!({ "INTERCEPTION_MODE": "NONE", "NAMESPACE": "app", "LABELS": { "app": "client" } });
     let Some(envoy) = Envoy::start(shoal.xds, node, meta, delta).await.unwrap() else {

@@ -9,15 +9,13 @@
 //! `/etc/certs/` are generated into a temporary directory the config is pointed at. A case
 //! with a `not-for-envoy.txt` (its reason) is for other clients only and skipped.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use shoal_tests::eventually;
-use shoal_tests::proc::{Envoy, Shoal};
+use shoal_tests::{Envoy, Shoal, start_shoal};
 
 fn golden_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../translate/tests/golden")
@@ -141,7 +139,7 @@ async fn envoy_accepts_every_golden_view() {
             }
         }
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let shoal = Shoal::start(dir.path(), &extra).await.unwrap();
+        let shoal = start_shoal(dir.path(), &extra).await.unwrap();
         let proxies: BTreeMap<String, Value> =
             serde_saphyr::from_str(&std::fs::read_to_string(case.join("proxies.yaml")).unwrap())
                 .unwrap();

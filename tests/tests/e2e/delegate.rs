@@ -2,13 +2,11 @@
 //! to a delegate in another namespace, whose routes split `/api/v1` and `/api/v2` between
 //! two backends; what the delegate does not match falls through to the root's next route.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use shoal_tests::backends;
-use shoal_tests::proc::{Envoy, Shoal, http_get};
+use shoal_tests::{Envoy, http_get, start_shoal};
 use shoal_tests::{eventually, free_port, free_port_on};
 
 const API: &str = "api.app.svc.cluster.local";
@@ -65,7 +63,7 @@ async fn a_delegate_splits_the_roots_prefix_between_backends() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mesh.yaml"), mesh(port, backend)).unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
     let node = "sidecar~127.0.0.1~client-0.app~app.svc.cluster.local";
     let meta = serde_json::json!({ "INTERCEPTION_MODE": "NONE", "NAMESPACE": "app" });
     let Some(envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {

@@ -1,12 +1,10 @@
 //! Real Envoy applying a VirtualService `tcp` route: a connection to a Sidecar's bound TCP
 //! listener for one service reaches the backend the route picks instead.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use shoal_tests::backends;
-use shoal_tests::proc::{Envoy, Shoal};
+use shoal_tests::{Envoy, start_shoal};
 use shoal_tests::{eventually, free_port};
 use tokio::io::AsyncReadExt;
 
@@ -45,7 +43,7 @@ async fn tcp_route_picks_the_backend() {
     );
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mesh.yaml"), mesh).unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
     let node = "sidecar~127.0.0.1~client-0.app~app.svc.cluster.local";
     let meta = serde_json::json!({ "INTERCEPTION_MODE": "NONE", "NAMESPACE": "app", "LABELS": { "app": "client" } });
     let Some(_envoy) = Envoy::start(shoal.xds, node, meta, true).await.unwrap() else {
@@ -83,7 +81,7 @@ async fn a_gateway_tcp_server_follows_the_bound_tcp_route() {
     );
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mesh.yaml"), mesh).unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
     let node = "router~127.0.0.1~ingress-0.istio-system~istio-system.svc.cluster.local";
     let meta =
         serde_json::json!({ "NAMESPACE": "istio-system", "LABELS": { "istio": "ingressgateway" } });

@@ -1,8 +1,6 @@
 //! Several replicas sharing the fleet: real processes (in their own network namespaces
 //! where links are cut), each test bounded in time and stopping what it started.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -310,7 +308,7 @@ async fn a_standalone_router_keeps_proxies_connected_through_a_crash() {
     .arg("--ca-dir")
     .arg(c.ca_dir())
     .env("RUST_LOG", "info");
-    let _router = shoal_tests::proc::Proc::spawn("router", &mut cmd).unwrap();
+    let _router = shoal_tests::Proc::spawn("router", &mut cmd).unwrap();
     let spec = FleetSpec {
         xds: vec![listen],
         proxies: 300,
@@ -433,7 +431,7 @@ async fn a_proxy_gets_its_secrets_through_any_replica() {
     }
     // Raft links are mTLS between replicas: a plaintext caller gets nowhere.
     for r in &c.replicas {
-        let plain = shoal_tests::proc::http_get(r.raft, "/raft/shards", &[]).await;
+        let plain = shoal_tests::http_get(r.raft, "/raft/shards", &[]).await;
         assert!(
             plain.is_err(),
             "replica {} answered plaintext: {plain:?}",
@@ -468,7 +466,7 @@ async fn a_proxy_with_a_client_certificate_is_served_through_a_tls_router() {
         ])
         .arg("--ca-dir")
         .arg(c.ca_dir());
-    let router = shoal_tests::proc::Proc::spawn("router", &mut cmd).unwrap();
+    let router = shoal_tests::Proc::spawn("router", &mut cmd).unwrap();
     eventually(
         Duration::from_secs(20),
         "the router's TLS listener",
@@ -487,7 +485,7 @@ async fn a_proxy_with_a_client_certificate_is_served_through_a_tls_router() {
         format!("127.0.0.1:{}", shoal_tests::free_port("127.0.0.1"))
             .parse()
             .unwrap();
-    let envoy = shoal_tests::proc::Envoy::start_bootstrap(
+    let envoy = shoal_tests::Envoy::start_bootstrap(
         bin,
         envoy_admin,
         shoal_tests::identity::cert_bootstrap(

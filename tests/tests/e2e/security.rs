@@ -2,19 +2,17 @@
 //! certificates over SDS, mTLS between two sidecars, STRICT PeerAuthentication refusing
 //! plaintext, and an AuthorizationPolicy allowing one path and denying another.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 use shoal_tests::cluster::namespaces_available;
 use shoal_tests::identity::{Issuer, envoy_cert_uris, envoy_certs, tls_bootstrap};
-use shoal_tests::proc::{Envoy, Proc, Shoal, http_get};
+use shoal_tests::{Envoy, Proc, Shoal, http_get, start_shoal};
 use shoal_tests::{env, eventually, free_port};
 
 fn root_pem(shoal: &Shoal) -> String {
-    std::fs::read_to_string(shoal.data.path().join("ca/shoal-root/root-cert.pem")).unwrap()
+    std::fs::read_to_string(shoal.data_dir().join("ca/shoal-root/root-cert.pem")).unwrap()
 }
 
 fn local(port: u16) -> SocketAddr {
@@ -29,7 +27,7 @@ async fn tokens_are_checked_on_the_tls_port() {
     };
     let issuer = Issuer::new().unwrap();
     let mesh = env::workspace_root().join("examples/mesh");
-    let shoal = Shoal::start(&mesh, &["--jwt-issuer", &issuer.arg()])
+    let shoal = start_shoal(&mesh, &["--jwt-issuer", &issuer.arg()])
         .await
         .unwrap();
     let root = root_pem(&shoal);
@@ -37,7 +35,7 @@ async fn tokens_are_checked_on_the_tls_port() {
     let meta = serde_json::json!({ "NAMESPACE": "bookinfo" });
     let start = |token: String| {
         let (bin, root, meta) = (bin.clone(), root.clone(), meta.clone());
-        let xds = shoal.xds_tls;
+        let xds = shoal.xds_tls();
         async move {
             let admin = local(free_port("127.0.0.1"));
             Envoy::start_bootstrap(
@@ -80,7 +78,7 @@ async fn tokens_are_checked_on_the_tls_port() {
         assert!(envoy_cert_uris(envoy.admin).await.is_empty());
         assert!(envoy.listeners().await.unwrap().is_empty());
     }
-    let log = shoal.proc.log();
+    let log = shoal.log();
     assert!(log.contains("refused stream"), "{log}");
 }
 
@@ -212,18 +210,8 @@ spec:
   rules:
   - from: [{{source: {{principals: [cluster.local/ns/client/sa/client]}}}}]
     to: [{{operation: {{methods: [GET], paths: [/allowed]}}}}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: default, namespace: client}}
-spec:
-  egress:
-  - port: {{number: {port}, protocol: HTTP, name: http}}
-    bind: 127.0.0.1
-    captureMode: NONE
-    hosts: ["demo/*"]
 "#
-    )
+    ) + &shoal_tests::bound_http_sidecar("client", port, &["demo/*"])
 }
 
 /// A client sidecar (host, `INTERCEPTION_MODE: NONE`, a bound listener for the backend)
@@ -265,7 +253,7 @@ async fn pair(extra: &[&str]) -> Option<Pair> {
     let issuer_arg = issuer.arg();
     let mut args = vec!["--jwt-issuer", &issuer_arg, "--xds-tls-addr", &tls];
     args.extend_from_slice(extra);
-    let shoal = Shoal::start(dir.path(), &args).await.unwrap();
+    let shoal = start_shoal(dir.path(), &args).await.unwrap();
     let root = root_pem(&shoal);
 
     // The backend: a plain HTTP server in its own namespace, behind its sidecar.
@@ -288,7 +276,7 @@ async fn pair(extra: &[&str]) -> Option<Pair> {
             .arg(site.path()),
     )
     .unwrap();
-    let xds_from_ns: SocketAddr = format!("{}:{}", net.host_ip, shoal.xds_tls.port())
+    let xds_from_ns: SocketAddr = format!("{}:{}", net.host_ip, shoal.xds_tls().port())
         .parse()
         .unwrap();
     let server_admin: SocketAddr = format!("{}:15000", net.ns_ip).parse().unwrap();
@@ -317,7 +305,7 @@ async fn pair(extra: &[&str]) -> Option<Pair> {
         tls_bootstrap(
             "sidecar~127.0.0.1~client-0.client~client.svc.cluster.local",
             serde_json::json!({ "NAMESPACE": "client", "INTERCEPTION_MODE": "NONE" }),
-            local(shoal.xds_tls.port()),
+            local(shoal.xds_tls().port()),
             client_admin,
             &root,
             &issuer.token("client", "client").unwrap(),
@@ -358,7 +346,7 @@ async fn two_envoys_talk_mtls_with_certificates_from_sds() {
             },
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", envoy.proc.log(), shoal.proc.log()));
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", envoy.proc.log(), shoal.log()));
         assert_eq!(uris, vec![want.to_string()]);
     }
 
@@ -403,7 +391,7 @@ async fn certificates_and_the_root_rotate_under_traffic() {
     else {
         return;
     };
-    let ca_dir = p.shoal.data.path().join("ca");
+    let ca_dir = p.shoal.data_dir().join("ca");
     let ca = |step: &str| {
         let out = Command::new(env::shoal_bin())
             .args(["ca", step, "--ca-dir"])
@@ -465,7 +453,7 @@ async fn certificates_and_the_root_rotate_under_traffic() {
         .await
         .unwrap_or_else(|e| {
             let certs = futures::executor::block_on(http_get(envoy.admin, "/certs", &[]));
-            panic!("{e}\n{certs:?}\n{}", p.shoal.proc.log())
+            panic!("{e}\n{certs:?}\n{}", p.shoal.log())
         });
     }
     let before: std::collections::BTreeSet<String> = envoy_certs(p.server.admin)
@@ -521,7 +509,7 @@ async fn a_proxy_gets_only_its_own_identity_s_secrets() {
 
     let issuer = Issuer::new().unwrap();
     let mesh = env::workspace_root().join("examples/mesh");
-    let shoal = Shoal::start(&mesh, &["--jwt-issuer", &issuer.arg()])
+    let shoal = start_shoal(&mesh, &["--jwt-issuer", &issuer.arg()])
         .await
         .unwrap();
     let node = shoal_api::pb::envoy::config::core::v3::Node {
@@ -614,11 +602,11 @@ async fn a_workload_certificate_authenticates_on_the_tls_port() {
         return;
     };
     let mesh = env::workspace_root().join("examples/mesh");
-    let shoal = Shoal::start(&mesh, &[]).await.unwrap();
+    let shoal = start_shoal(&mesh, &[]).await.unwrap();
     let root = root_pem(&shoal);
     // A still-valid workload certificate from the mesh CA (as a proxy renewing would hold).
     let ca = shoal_ca::CertificateAuthority::load_or_create(
-        &shoal.data.path().join("ca"),
+        &shoal.data_dir().join("ca"),
         "cluster.local",
     )
     .unwrap();
@@ -633,7 +621,7 @@ async fn a_workload_certificate_authenticates_on_the_tls_port() {
         shoal_tests::identity::cert_bootstrap(
             node,
             serde_json::json!({ "NAMESPACE": "bookinfo" }),
-            shoal.xds_tls,
+            shoal.xds_tls(),
             admin,
             &root,
             (&chain, &kp.key_pem),
@@ -650,7 +638,7 @@ async fn a_workload_certificate_authenticates_on_the_tls_port() {
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", shoal.proc.log()));
+    .unwrap_or_else(|e| panic!("{e}\n{}", shoal.log()));
     assert_eq!(uris, [id.spiffe_uri()]);
 
     // Claiming to be a forwarded stream without being a replica gets nothing.
@@ -730,11 +718,11 @@ async fn create_certificate(
 async fn the_istio_csr_api_signs_only_the_caller_s_identity() {
     let issuer = Issuer::new().unwrap();
     let mesh = env::workspace_root().join("examples/mesh");
-    let shoal = Shoal::start(&mesh, &["--jwt-issuer", &issuer.arg()])
+    let shoal = start_shoal(&mesh, &["--jwt-issuer", &issuer.arg()])
         .await
         .unwrap();
     let root = root_pem(&shoal);
-    let channel = tls_channel(shoal.xds_tls.port(), &root);
+    let channel = tls_channel(shoal.xds_tls().port(), &root);
     let token = issuer.token("bookinfo", "bookinfo-reviews").unwrap();
     let me = "spiffe://cluster.local/ns/bookinfo/sa/bookinfo-reviews";
 

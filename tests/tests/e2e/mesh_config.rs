@@ -2,12 +2,10 @@
 //! file reaches a connected Envoy without a restart; a broken edit is refused and the last
 //! good options stay. `accessLogFile` makes Envoy log requests there, as text or JSON.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use shoal_tests::eventually;
-use shoal_tests::proc::{Envoy, Shoal};
+use shoal_tests::{Envoy, start_shoal};
 
 const CLUSTER: &str = "outbound|80||web.app.svc.cluster.local";
 
@@ -40,7 +38,7 @@ async fn mesh_config_edits_reach_envoy_and_broken_ones_are_refused() {
     )
     .unwrap();
     let path = meshconfig.path().display().to_string();
-    let shoal = Shoal::start(dir.path(), &["--mesh-config", &path])
+    let shoal = start_shoal(dir.path(), &["--mesh-config", &path])
         .await
         .unwrap();
     let node = "sidecar~127.0.0.1~client-0.app~app.svc.cluster.local";
@@ -58,14 +56,14 @@ async fn mesh_config_edits_reach_envoy_and_broken_ones_are_refused() {
                 || async { (connect_timeout(envoy).await.as_deref() == Some(want)).then_some(()) },
             )
             .await
-            .unwrap_or_else(|e| panic!("{e} {want}\n{}", shoal.proc.log()));
+            .unwrap_or_else(|e| panic!("{e} {want}\n{}", shoal.log()));
         }
     };
     until("2s").await;
     assert!(
-        shoal.proc.log().contains("enableTracing"),
+        shoal.log().contains("enableTracing"),
         "fields shoal does not act on are named: {}",
-        shoal.proc.log()
+        shoal.log()
     );
 
     std::fs::write(meshconfig.path(), "connectTimeout: 7s\n").unwrap();
@@ -73,11 +71,7 @@ async fn mesh_config_edits_reach_envoy_and_broken_ones_are_refused() {
 
     std::fs::write(meshconfig.path(), "connectTimeout: [oops\n").unwrap();
     eventually(Duration::from_secs(10), "the refusal", || async {
-        shoal
-            .proc
-            .log()
-            .contains("MeshConfig refused")
-            .then_some(())
+        shoal.log().contains("MeshConfig refused").then_some(())
     })
     .await
     .unwrap();

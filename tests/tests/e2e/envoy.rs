@@ -1,13 +1,11 @@
 //! Real Envoy, in delta and in SotW mode, routing real HTTP and gRPC traffic the way a
 //! VirtualService says, and following an edit of the config file.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use shoal_tests::backends::{self, tally};
-use shoal_tests::proc::{Envoy, Shoal, http_get};
+use shoal_tests::{Envoy, http_get, start_shoal};
 use shoal_tests::{eventually, free_port, free_port_on};
 
 struct Ports {
@@ -176,7 +174,7 @@ async fn routes_traffic(delta: bool) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mesh.yaml");
     std::fs::write(&file, mesh(&ports, (75, 25))).unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
     let node = "sidecar~127.0.0.1~client-0.app~app.svc.cluster.local";
     let meta = serde_json::json!({ "INTERCEPTION_MODE": "NONE", "NAMESPACE": "app", "LABELS": { "app": "client" } });
     let Some(envoy) = Envoy::start(shoal.xds, node, meta, delta).await.unwrap() else {

@@ -8,8 +8,6 @@
 //! from another CA, is refused) and a TLS server terminating TLS in front of a TCP backend —
 //! while sidecars, anonymous streams and gateways of other namespaces get none of them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +15,7 @@ use std::time::Duration;
 
 use shoal_tests::backends;
 use shoal_tests::identity::{Issuer, tls_bootstrap};
-use shoal_tests::proc::{Envoy, Shoal, http_get};
+use shoal_tests::{Envoy, http_get, start_shoal};
 use shoal_tests::{eventually, free_port};
 
 const HOST: &str = "web.example.com";
@@ -28,23 +26,9 @@ fn mesh(ports: [u16; 3], backend: u16, certs: &std::path::Path) -> String {
         certs.join("web.pem").display().to_string(),
         certs.join("web-key.pem").display().to_string(),
     );
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: app}}
-spec:
-  ports:
-  - {{name: http, port: 8000, targetPort: {backend}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: web-1, namespace: app, labels: {{kubernetes.io/service-name: web}}}}
-addressType: IPv4
-ports: [{{name: http, port: {backend}}}]
-endpoints:
-- addresses: [127.0.0.2]
----
-apiVersion: networking.istio.io/v1beta1
+    shoal_tests::service_with_endpoint("web", "app", "http", 8000, "127.0.0.2", backend)
+        + &format!(
+            r#"apiVersion: networking.istio.io/v1beta1
 kind: Gateway
 metadata: {{name: ingress, namespace: istio-system}}
 spec:
@@ -70,7 +54,7 @@ spec:
   - route:
     - destination: {{host: web, port: {{number: 8000}}}}
 "#
-    )
+        )
 }
 
 /// A CA and a certificate for `names` it signed: (CA PEM, certificate PEM, key PEM).
@@ -176,7 +160,7 @@ async fn gateway_traffic(delta: bool) {
         mesh(ports, backend_port, certs.path()),
     )
     .unwrap();
-    let shoal = Shoal::start(dir.path(), &[]).await.unwrap();
+    let shoal = start_shoal(dir.path(), &[]).await.unwrap();
     let node = "router~127.0.0.1~ingress.istio-system~istio-system.svc.cluster.local";
     let meta = serde_json::json!({ "LABELS": { "istio": "ingressgateway" } });
     let Some(envoy) = Envoy::start(shoal.xds, node, meta, delta).await.unwrap() else {
@@ -264,44 +248,18 @@ fn credential_mesh(
 ) -> String {
     let [simple, mutual, tls] = ports;
     let (_, cert, key) = server;
-    format!(
-        r#"# The ingress gateway's pod: what lets its service account read the credentials.
+    r#"# The ingress gateway's pod: what lets its service account read the credentials.
 apiVersion: v1
 kind: Pod
-metadata: {{name: ingress-0, namespace: istio-system, labels: {{istio: ingressgateway}}}}
-spec: {{serviceAccountName: ingress}}
+metadata: {name: ingress-0, namespace: istio-system, labels: {istio: ingressgateway}}
+spec: {serviceAccountName: ingress}
 ---
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: app}}
-spec:
-  ports:
-  - {{name: http, port: 8000, targetPort: {web}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: web-1, namespace: app, labels: {{kubernetes.io/service-name: web}}}}
-addressType: IPv4
-ports: [{{name: http, port: {web}}}]
-endpoints:
-- addresses: [127.0.0.2]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: db, namespace: app}}
-spec:
-  ports:
-  - {{name: tcp, port: 5432, targetPort: {db}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: db-1, namespace: app, labels: {{kubernetes.io/service-name: db}}}}
-addressType: IPv4
-ports: [{{name: tcp, port: {db}}}]
-endpoints:
-- addresses: [127.0.0.2]
----
-apiVersion: networking.istio.io/v1
+"#
+    .to_string()
+        + &shoal_tests::service_with_endpoint("web", "app", "http", 8000, "127.0.0.2", web)
+        + &shoal_tests::service_with_endpoint("db", "app", "tcp", 5432, "127.0.0.2", db)
+        + &format!(
+            r#"apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {{name: ingress, namespace: istio-system}}
 spec:
@@ -361,12 +319,12 @@ metadata: {{name: app-cert, namespace: app}}
 type: kubernetes.io/tls
 stringData:
 {tls_crt}{tls_key}"#,
-        tls_crt = pem_entry("tls.crt", cert),
-        tls_key = pem_entry("tls.key", key),
-        ca_crt = pem_entry("ca.crt", client_ca),
-        generic_cert = pem_entry("cert", cert),
-        generic_key = pem_entry("key", key),
-    )
+            tls_crt = pem_entry("tls.crt", cert),
+            tls_key = pem_entry("tls.key", key),
+            ca_crt = pem_entry("ca.crt", client_ca),
+            generic_cert = pem_entry("cert", cert),
+            generic_key = pem_entry("key", key),
+        )
 }
 
 fn local(port: u16) -> SocketAddr {
@@ -403,11 +361,11 @@ async fn gateway_credentials_come_from_secrets_over_sds() {
     )
     .unwrap();
     let issuer = Issuer::new().unwrap();
-    let shoal = Shoal::start(dir.path(), &["--jwt-issuer", &issuer.arg()])
+    let shoal = start_shoal(dir.path(), &["--jwt-issuer", &issuer.arg()])
         .await
         .unwrap();
     let root =
-        std::fs::read_to_string(shoal.data.path().join("ca/shoal-root/root-cert.pem")).unwrap();
+        std::fs::read_to_string(shoal.data_dir().join("ca/shoal-root/root-cert.pem")).unwrap();
     // The gateway authenticates as a service account of its own namespace.
     let token = issuer.token("istio-system", "ingress").unwrap();
     let admin = local(free_port("127.0.0.1"));
@@ -415,7 +373,7 @@ async fn gateway_credentials_come_from_secrets_over_sds() {
     let envoy = Envoy::start_bootstrap(
         bin,
         admin,
-        tls_bootstrap(GATEWAY_NODE, meta, shoal.xds_tls, admin, &root, &token),
+        tls_bootstrap(GATEWAY_NODE, meta, shoal.xds_tls(), admin, &root, &token),
     )
     .await
     .unwrap();
@@ -438,13 +396,7 @@ async fn gateway_credentials_come_from_secrets_over_sds() {
         },
     )
     .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n--- shoal ---\n{}",
-            envoy.proc.log(),
-            shoal.proc.log()
-        )
-    });
+    .unwrap_or_else(|e| panic!("{e}: {}\n--- shoal ---\n{}", envoy.proc.log(), shoal.log()));
 
     // MUTUAL: served to a client with a certificate of the Secret's CA (`ca.crt`)...
     let mutual = local(mutual_port);
@@ -509,7 +461,7 @@ async fn gateway_credentials_come_from_secrets_over_sds() {
     .unwrap_or_else(|e| panic!("{e}: {}", envoy.proc.log()));
 
     // No key material in shoal's log.
-    let log = shoal.proc.log();
+    let log = shoal.log();
     assert!(
         !log.contains("PRIVATE KEY") && !log.contains(client_key.lines().nth(1).unwrap()),
         "{log}"
@@ -562,7 +514,7 @@ async fn credentials_are_only_for_gateways_of_their_namespace() {
     )
     .unwrap();
     // app's gateway has no pod in the registry: the operator names its identity.
-    let shoal = Shoal::start(
+    let shoal = start_shoal(
         dir.path(),
         &[
             "--jwt-issuer",
@@ -593,7 +545,7 @@ async fn credentials_are_only_for_gateways_of_their_namespace() {
         got,
         ["kubernetes://web-cert", "kubernetes://web-mtls-cacert"],
         "{}",
-        shoal.proc.log()
+        shoal.log()
     );
 
     // A sidecar with the very same identity: nothing of them.
@@ -660,7 +612,7 @@ async fn a_gateway_whose_pod_appears_later_gets_its_credentials() {
         credential_mesh([18446, 18447, 18448], 8000, 5432, &server, &client_ca),
     )
     .unwrap();
-    let shoal = Shoal::start(dir.path(), &["--jwt-issuer", &issuer.arg()])
+    let shoal = start_shoal(dir.path(), &["--jwt-issuer", &issuer.arg()])
         .await
         .unwrap();
     // The gateway's stream starts before its Pod is in the registry (a Kubernetes watch
@@ -696,7 +648,7 @@ async fn a_gateway_whose_pod_appears_later_gets_its_credentials() {
         assert!(
             std::time::Instant::now() < deadline,
             "no credential after the Pod appeared: {got:?}\n{}",
-            shoal.proc.log()
+            shoal.log()
         );
         if let Some(resp) = stream.recv(Duration::from_secs(1)).await.unwrap() {
             got.extend(resp.resources.into_iter().map(|r| r.name));

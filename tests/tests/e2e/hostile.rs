@@ -2,9 +2,6 @@
 //! or a clean stream close, broken config files are rejected alone, and everyone else keeps
 //! being served throughout.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,7 +11,7 @@ use shoal_api::pb::envoy::config::core::v3::Node;
 use shoal_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use shoal_api::type_url;
 use shoal_tests::eventually;
-use shoal_tests::proc::Shoal;
+use shoal_tests::start_shoal;
 use shoal_tests::xds::{DeltaStream, SotwStream, node};
 
 const GOOD: &str = "sidecar~10.0.0.1~good-1.shop~shop.svc.cluster.local";
@@ -93,7 +90,7 @@ async fn raw_delta(addr: SocketAddr, payload: Bytes) -> tonic::Status {
 async fn hostile_requests_fail_alone() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mesh.yaml"), MESH).unwrap();
-    let mut shoal = Shoal::start(
+    let shoal = start_shoal(
         dir.path(),
         &["--max-names", "1000", "--max-message-size", "65536"],
     )
@@ -278,7 +275,7 @@ async fn hostile_requests_fail_alone() {
     }
 
     // Still alive, still serving, nobody else affected.
-    assert!(shoal.proc.is_running());
+    assert!(shoal.is_running());
     good_client_is_served(addr).await;
     assert_eq!(shoal.get("/ready").await.unwrap(), "ready\n");
     let metrics = shoal.get("/metrics").await.unwrap();
@@ -286,7 +283,6 @@ async fn hostile_requests_fail_alone() {
         metrics.contains("shoal_xds_rejected_requests_total"),
         "{metrics}"
     );
-    let _ = HashMap::<(), ()>::new();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,7 +291,7 @@ async fn broken_config_is_rejected_alone() {
     let file = dir.path().join("mesh.yaml");
     std::fs::write(&file, MESH).unwrap();
     std::fs::write(dir.path().join("other.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: pay, namespace: shop}\nspec:\n  ports: [{name: http, port: 81}]\n").unwrap();
-    let shoal = Shoal::start(dir.path(), &["--debounce", "10ms"])
+    let shoal = start_shoal(dir.path(), &["--debounce", "10ms"])
         .await
         .unwrap();
     let addr = shoal.xds;

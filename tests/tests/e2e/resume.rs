@@ -3,8 +3,6 @@
 //! `initial_resource_versions` receives exactly what changed and removals for what was
 //! deleted — nothing it already holds.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,7 +10,7 @@ use std::time::Duration;
 use shoal_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 use shoal_api::type_url;
 use shoal_tests::eventually;
-use shoal_tests::proc::Shoal;
+use shoal_tests::start_shoal;
 use shoal_tests::xds::{DeltaStream, node};
 
 const NODE: &str = "sidecar~10.0.0.99~client-1.shop~shop.svc.cluster.local";
@@ -117,10 +115,10 @@ async fn resume_on_another_replica_sends_only_changes() {
             + &service("gone", &["10.1.0.3"]),
     )
     .unwrap();
-    let a = Shoal::start(dir.path(), &["--debounce", "10ms"])
+    let a = start_shoal(dir.path(), &["--debounce", "10ms"])
         .await
         .unwrap();
-    let b = Shoal::start(dir.path(), &["--debounce", "10ms"])
+    let b = start_shoal(dir.path(), &["--debounce", "10ms"])
         .await
         .unwrap();
 

@@ -1,8 +1,6 @@
 //! Sidecar resources through a real Envoy: an ingress listener that remaps the port a
 //! workload receives traffic on to the one its application listens on.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use shoal_tests::eventually;

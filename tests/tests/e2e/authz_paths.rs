@@ -3,8 +3,6 @@
 //! paths an ALLOW policy's templates match. `{*}` is exactly one path segment, `{**}` zero
 //! or more; the query string is not part of the path.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use shoal_tests::eventually;
