@@ -174,7 +174,7 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         Some(node) => Some(shoal_router::Router::new(
             Some(ads.service()),
             node.ownership(),
-            crate::cluster::router_config(&config, node, identity.as_ref())?,
+            crate::cluster::router_config(&config, identity.as_ref())?,
         )),
         None => None,
     };
@@ -188,7 +188,14 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
     if let Some(listener) = plaintext {
         tracing::info!(addr = ?xds_addr, "plaintext xDS server listening");
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let mut b = builder();
+        // Credentials never cross the plaintext port (with a CA; without one there are
+        // no identities to protect).
+        let guarded = identity.is_some();
+        let refuse = tonic::service::InterceptorLayer::new(move |req| match guarded {
+            true => crate::identity::refuse_credentials_in_clear(req),
+            false => Ok(req),
+        });
+        let mut b = builder().layer(refuse);
         let routes = match &router {
             Some(router) => b.add_service(router.clone()),
             None => b.add_service(ads.service()),

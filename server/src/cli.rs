@@ -155,8 +155,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SHOAL_MESH_CONFIG")]
     pub mesh_config: Option<PathBuf>,
     /// A plaintext xDS port (Istio's 15010), only when asked for: proxies there are
-    /// anonymous unless they send a token, and anonymous proxies get config without
-    /// secrets. The TLS port (--xds-tls-addr) is the default way in.
+    /// anonymous and get config without secrets; a token sent there is refused (it would
+    /// travel in the clear). The TLS port (--xds-tls-addr) is the default way in.
     #[arg(long, env = "SHOAL_XDS_ADDR")]
     pub xds_addr: Option<SocketAddr>,
     /// Address of the admin HTTP server (/ready, /metrics, /debug/...).

@@ -62,23 +62,20 @@ pub async fn start_node(
 }
 
 /// How this replica's router reaches the owners (itself included, by its own address).
+/// How this replica's router reaches the owners (itself included, by its own address):
+/// over mTLS to their TLS ports when the replicas have a CA and advertise one. Decided from
+/// this replica's configuration, never from a shard map that may not list it yet (a router
+/// built before its membership was applied would otherwise forward in the clear).
 pub fn router_config(
     config: &Config,
-    node: &ShardNode,
     identity: Option<&crate::identity::Running>,
 ) -> anyhow::Result<RouterConfig> {
-    let me = node
-        .current()
-        .state
-        .members
-        .get(&node.id())
-        .map(|m| m.addrs.clone());
+    let me = config.cluster.as_ref().map(|c| &c.advertised);
     let plain = me
-        .as_ref()
         .map(|m| m.xds_addr.clone())
         .filter(|s| !s.is_empty())
         .or_else(|| config.xds.plaintext_addr.map(|a| a.to_string()));
-    let tls_addr = me.map(|m| m.xds_tls_addr).filter(|s| !s.is_empty());
+    let tls_addr = me.map(|m| m.xds_tls_addr.clone()).filter(|s| !s.is_empty());
     let (self_addr, tls, caller) = match (identity, tls_addr) {
         (Some(s), Some(addr)) => (
             Some(format!("https://{addr}")),

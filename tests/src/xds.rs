@@ -19,13 +19,68 @@ pub fn node(id: &str) -> Node {
     }
 }
 
+/// Where a stream goes: a plaintext xDS port, or the TLS port with the mesh's root to
+/// verify it by (shoal's serving certificate names `localhost`).
+#[derive(Debug, Clone)]
+pub enum Target {
+    Plain(SocketAddr),
+    Tls { addr: SocketAddr, root_pem: String },
+}
+
+impl From<SocketAddr> for Target {
+    fn from(addr: SocketAddr) -> Target {
+        Target::Plain(addr)
+    }
+}
+
+impl Target {
+    /// The TLS port `addr` of a server whose CA root is the PEM file `root`.
+    pub fn tls(addr: SocketAddr, root: &std::path::Path) -> anyhow::Result<Target> {
+        Ok(Target::Tls {
+            addr,
+            root_pem: std::fs::read_to_string(root)?,
+        })
+    }
+}
+
 async fn client(
-    addr: SocketAddr,
+    target: impl Into<Target>,
 ) -> anyhow::Result<AggregatedDiscoveryServiceClient<tonic::transport::Channel>> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await?;
+    let channel = match target.into() {
+        Target::Plain(addr) => {
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+                .connect_timeout(Duration::from_secs(5))
+                .connect()
+                .await?
+        }
+        Target::Tls { addr, root_pem } => {
+            use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+                roots.add(cert?)?;
+            }
+            let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+            http.enforce_http(false);
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_only()
+                .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+                    ServerName::try_from("localhost")?,
+                ))
+                .enable_http2()
+                .wrap_connector(http);
+            tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?
+                .connect_timeout(Duration::from_secs(5))
+                .connect_with_connector(https)
+                .await?
+        }
+    };
     Ok(AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
@@ -37,7 +92,7 @@ pub struct DeltaStream {
 impl DeltaStream {
     /// Opens a stream and sends `first`.
     pub async fn open(
-        addr: SocketAddr,
+        addr: impl Into<Target>,
         first: DeltaDiscoveryRequest,
     ) -> anyhow::Result<DeltaStream> {
         DeltaStream::open_with_token(addr, first, None).await
@@ -45,7 +100,7 @@ impl DeltaStream {
 
     /// Opens a stream authenticated with a bearer token.
     pub async fn open_with_token(
-        addr: SocketAddr,
+        addr: impl Into<Target>,
         first: DeltaDiscoveryRequest,
         token: Option<&str>,
     ) -> anyhow::Result<DeltaStream> {
@@ -60,7 +115,7 @@ impl DeltaStream {
 
     /// Opens a stream with request metadata of the caller's choice.
     pub async fn open_with_metadata(
-        addr: SocketAddr,
+        addr: impl Into<Target>,
         first: DeltaDiscoveryRequest,
         metadata: &[(&str, &str)],
     ) -> anyhow::Result<DeltaStream> {
@@ -97,6 +152,23 @@ impl DeltaStream {
             Ok(r) => r,
             Err(_) => Ok(None),
         }
+    }
+}
+
+/// The status a refused delta stream ends with, whether the server refuses it when it
+/// opens or with its first response; `None` if it is served instead.
+pub async fn refusal(
+    target: impl Into<Target>,
+    first: DeltaDiscoveryRequest,
+    token: Option<&str>,
+) -> Option<tonic::Status> {
+    match DeltaStream::open_with_token(target, first, token).await {
+        Err(e) => Some(
+            e.downcast_ref::<tonic::Status>()
+                .cloned()
+                .unwrap_or_else(|| tonic::Status::unavailable(e.to_string())),
+        ),
+        Ok(mut s) => s.recv(Duration::from_secs(15)).await.err(),
     }
 }
 

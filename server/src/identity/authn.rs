@@ -67,6 +67,11 @@ impl Identity {
         if from_replica && !ctx.headers.contains_key(http::header::AUTHORIZATION) {
             return Ok(None);
         }
+        if Transport::of(ctx) == Transport::Plaintext
+            && ctx.headers.contains_key(http::header::AUTHORIZATION)
+        {
+            return Err(plaintext_token());
+        }
         if let Some(value) = ctx.headers.get(http::header::AUTHORIZATION) {
             let token = value
                 .to_str()
@@ -95,4 +100,28 @@ impl Identity {
             Transport::Plaintext => Ok(None),
         }
     }
+}
+
+/// Why a token on the plaintext port is refused (logged, and the stream's status).
+pub const PLAINTEXT_TOKEN: &str = "a token was sent to the plaintext xDS port, which serves config only and never \
+     identities or secrets (the token and any key would travel in the clear): connect to \
+     the TLS xDS port (--xds-tls-addr, Istio's 15012) to authenticate";
+
+/// The refusal of a token sent over the plaintext port, logged with its reason.
+pub fn plaintext_token() -> Status {
+    tracing::warn!("refused a stream: {PLAINTEXT_TOKEN}");
+    metrics::counter!("shoal_xds_plaintext_tokens_refused_total").increment(1);
+    Status::unauthenticated(PLAINTEXT_TOKEN)
+}
+
+/// A gRPC interceptor for the plaintext port: a request carrying credentials is refused
+/// before any service sees it — also a stream the replica's router would forward to its
+/// owner over mTLS, where the token would otherwise be honoured.
+pub fn refuse_credentials_in_clear(
+    request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, Status> {
+    if request.metadata().contains_key("authorization") {
+        return Err(plaintext_token());
+    }
+    Ok(request)
 }

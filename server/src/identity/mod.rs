@@ -21,7 +21,7 @@ use shoal_config::{ConfigSnapshot, Kind, Object, ObjectKey};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use authn::Transport;
+pub use authn::{PLAINTEXT_TOKEN, Transport, refuse_credentials_in_clear};
 pub use readers::CredentialReaders;
 pub use secrets::SecretViews;
 

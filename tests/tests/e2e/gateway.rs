@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use shoal_tests::backends;
 use shoal_tests::identity::{Issuer, tls_bootstrap};
-use shoal_tests::{Envoy, http_get, start_shoal};
+use shoal_tests::{Envoy, Shoal, http_get, start_shoal};
 use shoal_tests::{eventually, free_port};
 
 const HOST: &str = "web.example.com";
@@ -475,10 +475,23 @@ fn raw_node(kind: &str, ns: &str) -> shoal_api::pb::envoy::config::core::v3::Nod
     ))
 }
 
+/// Where a proxy with `token` connects: the TLS port (tokens are refused on plaintext),
+/// else the plaintext one.
+fn xds_for(shoal: &Shoal, token: Option<&str>) -> shoal_tests::xds::Target {
+    match token {
+        Some(_) => shoal_tests::xds::Target::tls(
+            shoal.xds_tls(),
+            &shoal.data_dir().join("ca/shoal-root/root-cert.pem"),
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
+        None => shoal.xds.into(),
+    }
+}
+
 /// The secrets a stream gets when it asks for `names`: `Ok(names received)`, or the
 /// status of a refused stream.
 async fn secrets_received(
-    xds: SocketAddr,
+    shoal: &Shoal,
     node: shoal_api::pb::envoy::config::core::v3::Node,
     token: Option<&str>,
     names: &[&str],
@@ -490,9 +503,10 @@ async fn secrets_received(
         resource_names_subscribe: names.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     };
-    let mut s = shoal_tests::xds::DeltaStream::open_with_token(xds, request, token)
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut s =
+        shoal_tests::xds::DeltaStream::open_with_token(xds_for(shoal, token), request, token)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let mut got: Vec<String> = Vec::new();
     // Every response within a short while (a first one always comes).
     while let Some(resp) = s.recv(Duration::from_secs(3)).await? {
@@ -534,7 +548,7 @@ async fn credentials_are_only_for_gateways_of_their_namespace() {
 
     // The gateway of istio-system: that namespace's credentials, by name, and no other's.
     let got = secrets_received(
-        shoal.xds,
+        &shoal,
         raw_node("router", "istio-system"),
         Some(&gateway_token),
         &wanted,
@@ -550,7 +564,7 @@ async fn credentials_are_only_for_gateways_of_their_namespace() {
 
     // A sidecar with the very same identity: nothing of them.
     let got = secrets_received(
-        shoal.xds,
+        &shoal,
         raw_node("sidecar", "istio-system"),
         Some(&gateway_token),
         &wanted,
@@ -562,7 +576,7 @@ async fn credentials_are_only_for_gateways_of_their_namespace() {
     // A workload of istio-system that claims to be a gateway but runs none: nothing.
     let intruder = issuer.token("istio-system", "intruder").unwrap();
     let got = secrets_received(
-        shoal.xds,
+        &shoal,
         raw_node("router", "istio-system"),
         Some(&intruder),
         &wanted,
@@ -572,25 +586,20 @@ async fn credentials_are_only_for_gateways_of_their_namespace() {
     assert!(got.is_empty(), "a self-declared gateway got {got:?}");
 
     // An anonymous gateway (plaintext, no token): no secret at all.
-    let got = secrets_received(shoal.xds, raw_node("router", "istio-system"), None, &wanted)
+    let got = secrets_received(&shoal, raw_node("router", "istio-system"), None, &wanted)
         .await
         .unwrap();
     assert!(got.is_empty(), "an anonymous gateway got {got:?}");
 
     // A gateway of another namespace gets its own namespace's credential only...
     let app_token = issuer.token("app", "ingress").unwrap();
-    let got = secrets_received(
-        shoal.xds,
-        raw_node("router", "app"),
-        Some(&app_token),
-        &wanted,
-    )
-    .await
-    .unwrap();
+    let got = secrets_received(&shoal, raw_node("router", "app"), Some(&app_token), &wanted)
+        .await
+        .unwrap();
     assert_eq!(got, ["kubernetes://app-cert"]);
     // ...and may not claim the namespace whose credentials it wants.
     let err = secrets_received(
-        shoal.xds,
+        &shoal,
         raw_node("router", "istio-system"),
         Some(&app_token),
         &wanted,
@@ -624,10 +633,13 @@ async fn a_gateway_whose_pod_appears_later_gets_its_credentials() {
         resource_names_subscribe: vec!["kubernetes://web-cert".into()],
         ..Default::default()
     };
-    let mut stream =
-        shoal_tests::xds::DeltaStream::open_with_token(shoal.xds, request, Some(&token))
-            .await
-            .unwrap();
+    let mut stream = shoal_tests::xds::DeltaStream::open_with_token(
+        xds_for(&shoal, Some(&token)),
+        request,
+        Some(&token),
+    )
+    .await
+    .unwrap();
     let mut got: Vec<String> = Vec::new();
     while let Some(resp) = stream.recv(Duration::from_secs(2)).await.unwrap() {
         got.extend(resp.resources.into_iter().map(|r| r.name));

@@ -409,15 +409,31 @@ async fn a_proxy_gets_its_secrets_through_any_replica() {
         id: "sidecar~10.9.0.1~web-0.ns-1~ns-1.svc.cluster.local".into(),
         ..Default::default()
     };
-    // Every replica answers: the owner directly, the others by forwarding the stream with
-    // the proxy's token, which the owner verifies itself.
+    // Every replica answers on its TLS port: the owner directly, the others by forwarding
+    // the stream with the proxy's token, which the owner verifies itself.
+    let root = c.ca_dir().join("shoal-root/root-cert.pem");
     for r in &c.replicas {
-        let first = DeltaDiscoveryRequest {
+        let first = || DeltaDiscoveryRequest {
             node: Some(node.clone()),
             type_url: shoal_api::type_url::SECRET.into(),
             ..Default::default()
         };
-        let mut s = DeltaStream::open_with_token(r.xds, first, Some(&token))
+        // Never on the plaintext port, not even by way of a forwarding replica.
+        let err = shoal_tests::xds::refusal(r.xds, first(), Some(&token))
+            .await
+            .expect("refused");
+        assert_eq!(
+            err.code(),
+            tonic::Code::Unauthenticated,
+            "through replica {}",
+            r.id
+        );
+        let tls = shoal_tests::xds::Target::tls(
+            format!("{}:{}", r.ip, r.tls_port).parse().unwrap(),
+            &root,
+        )
+        .unwrap();
+        let mut s = DeltaStream::open_with_token(tls, first(), Some(&token))
             .await
             .unwrap();
         let resp = s

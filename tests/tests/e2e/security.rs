@@ -505,7 +505,7 @@ fn pem_uris(pem: &[u8]) -> Vec<String> {
 async fn a_proxy_gets_only_its_own_identity_s_secrets() {
     use shoal_api::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
     use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
-    use shoal_tests::xds::DeltaStream;
+    use shoal_tests::xds::{DeltaStream, Target};
 
     let issuer = Issuer::new().unwrap();
     let mesh = env::workspace_root().join("examples/mesh");
@@ -542,7 +542,26 @@ async fn a_proxy_gets_only_its_own_identity_s_secrets() {
         ..Default::default()
     };
     let token = issuer.token("bookinfo", "bookinfo-productpage").unwrap();
-    let mut s = DeltaStream::open_with_token(shoal.xds, request(), Some(&token))
+    let tls = Target::tls(
+        shoal.xds_tls(),
+        &shoal.data_dir().join("ca/shoal-root/root-cert.pem"),
+    )
+    .unwrap();
+    // The same valid token on the plaintext port: refused, pointing to the TLS port, and
+    // the log says why. Identities never cross the plaintext port.
+    let err = shoal_tests::xds::refusal(shoal.xds, request(), Some(&token))
+        .await
+        .expect("refused");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("TLS xDS port"), "{err:?}");
+    assert!(
+        shoal
+            .log()
+            .contains("a token was sent to the plaintext xDS port"),
+        "{}",
+        shoal.log()
+    );
+    let mut s = DeltaStream::open_with_token(tls.clone(), request(), Some(&token))
         .await
         .unwrap();
     let resp = s
@@ -588,7 +607,7 @@ async fn a_proxy_gets_only_its_own_identity_s_secrets() {
     );
     // A token for another namespace than the node's is refused outright.
     let other = issuer.token("default", "sleep").unwrap();
-    let mut s = DeltaStream::open_with_token(shoal.xds, request(), Some(&other))
+    let mut s = DeltaStream::open_with_token(tls, request(), Some(&other))
         .await
         .unwrap();
     let err = s.recv(Duration::from_secs(10)).await.unwrap_err();
