@@ -15,6 +15,7 @@ mod authz_paths;
 mod delegate;
 mod east_west;
 mod envoy;
+mod examples;
 mod gateway;
 mod gateway_api;
 mod golden_envoy;
