@@ -24,6 +24,6 @@ pub mod status;
 pub mod subscription;
 pub mod view;
 
-pub use service::{AdsConfig, AdsServer, Admitted, Resolved, StreamContext, ViewSource};
+pub use service::{Admitted, AdsConfig, AdsServer, Resolved, StreamContext, ViewSource};
 pub use snapshot::{Patch, Resources, Snapshot, Trigger};
 pub use view::{Registry, View};

@@ -442,8 +442,12 @@ async fn drive<T, S, B>(
 /// answer) is answered from the status registry. Answers are computed one at a time per
 /// stream, under the same permits as pushes, on the blocking pool (syncz walks every
 /// stream). An unknown type or a malformed question ends the stream with its reason.
-async fn serve_debug<T, S, B>(shared: &Arc<Shared<S>>, first: T::Req, mut requests: Frames<B>, tx: Tx)
-where
+async fn serve_debug<T, S, B>(
+    shared: &Arc<Shared<S>>,
+    first: T::Req,
+    mut requests: Frames<B>,
+    tx: Tx,
+) where
     T: Session,
     S: ViewSource,
     B: http_body::Body + Send + 'static,

@@ -152,7 +152,11 @@ impl StreamStatus {
     /// Status of every type the stream subscribed to, in push order.
     pub fn types(&self) -> Vec<(ResourceType, TypeStatus)> {
         let types = self.types.lock();
-        types.iter().filter(|(_, t)| t.subscribed).cloned().collect()
+        types
+            .iter()
+            .filter(|(_, t)| t.subscribed)
+            .cloned()
+            .collect()
     }
 
     pub fn set_view(&self, view: &Arc<View>) {

@@ -19,6 +19,9 @@ static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new(
 /// Installs the global recorder (the first call in a process; later calls, e.g. a second
 /// app in one test process, share it) and returns its handle.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
+    // Apps built concurrently (tests) must not both try to install a recorder.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }

@@ -5,10 +5,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use shoal_api::codec::Encoded;
-use shoal_api::pb::envoy::config::core::v3::Node;
 use prost::Message;
+use shoal_api::codec::Encoded;
 use shoal_api::pb::envoy::config::core::v3::ControlPlane as CoreControlPlane;
+use shoal_api::pb::envoy::config::core::v3::Node;
 use shoal_api::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as DiscoveryResource,
 };

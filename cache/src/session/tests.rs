@@ -56,7 +56,11 @@ fn resources(clusters: &BTreeMap<String, u32>, endpoints: &BTreeMap<String, u32>
 fn new_session(view: &Arc<View>) -> (DeltaSession, Arc<Interner>) {
     let interner = Arc::new(Interner::default());
     let reg = StatusRegistry::default();
-    let status = reg.register("sidecar~1~a.b~b.svc.cluster.local", Default::default(), "delta");
+    let status = reg.register(
+        "sidecar~1~a.b~b.svc.cluster.local",
+        Default::default(),
+        "delta",
+    );
     (
         DeltaSession::new(view, interner.clone(), Limits::default(), status),
         interner,

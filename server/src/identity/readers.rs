@@ -94,7 +94,8 @@ impl DebugReaders {
 
     pub fn allows(&self, identity: &Identity) -> bool {
         self.entries.iter().any(|(ns, sa)| {
-            *ns == identity.namespace && sa.as_ref().is_none_or(|sa| *sa == identity.service_account)
+            *ns == identity.namespace
+                && sa.as_ref().is_none_or(|sa| *sa == identity.service_account)
         })
     }
 }
