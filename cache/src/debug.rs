@@ -262,3 +262,129 @@ fn config_dump(view: &Arc<View>) -> DebugResources {
     .map(|any| (String::new(), any))
     .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use tonic::Code;
+
+    use super::*;
+    use crate::status::ClientMeta;
+
+    fn ask<'a>(type_url: &'a str, names: &'a [String]) -> DebugRequest<'a> {
+        DebugRequest {
+            type_url,
+            names,
+            nonce: "",
+        }
+    }
+
+    #[test]
+    fn syncz_reports_istio_s_types_per_proxy() {
+        let registry = StatusRegistry::default();
+        let meta = ClientMeta {
+            cluster_id: Some("Kubernetes".into()),
+            istio_version: None,
+        };
+        let s = registry.register("sidecar~1~web-0.shop~shop.svc.cluster.local", meta, "sotw");
+        s.sent(ResourceType::Cluster, 7, Some("v7".into()), 3);
+        s.acked(ResourceType::Cluster, 7);
+        s.sent(ResourceType::Endpoint, 8, None, 3);
+        s.sent(ResourceType::Listener, 9, None, 1);
+        s.nacked(ResourceType::Listener, "bad".into());
+
+        let answer = answer(&registry, ask(SYNCZ, &[])).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(answer.len(), 1);
+        let (name, any) = &answer[0];
+        assert_eq!(name, "sidecar~1~web-0.shop~shop.svc.cluster.local");
+        assert_eq!(
+            any.type_url,
+            "type.googleapis.com/envoy.service.status.v3.ClientConfig"
+        );
+        let config = ClientConfig::decode(any.value.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+        let status: Vec<(&str, i32, &str)> = config
+            .generic_xds_configs
+            .iter()
+            .map(|g| {
+                (
+                    g.type_url.as_str(),
+                    g.config_status,
+                    g.version_info.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            status,
+            [
+                (
+                    shoal_api::type_url::LISTENER,
+                    ConfigStatus::Error as i32,
+                    "9"
+                ),
+                (shoal_api::type_url::ROUTE, ConfigStatus::NotSent as i32, ""),
+                (
+                    shoal_api::type_url::ENDPOINT,
+                    ConfigStatus::Stale as i32,
+                    "8"
+                ),
+                (
+                    shoal_api::type_url::CLUSTER,
+                    ConfigStatus::Synced as i32,
+                    "v7"
+                ),
+                (EXTENSION_CONFIG, ConfigStatus::NotSent as i32, ""),
+            ]
+        );
+        let meta = config.node.and_then(|n| n.metadata).unwrap_or_default();
+        assert!(meta.fields.contains_key("CLUSTER_ID"));
+        assert!(!meta.fields.contains_key("ISTIO_VERSION"));
+    }
+
+    #[test]
+    fn malformed_and_unknown_questions_are_refused_unknown_proxies_get_nothing() {
+        let registry = StatusRegistry::default();
+        registry.register(
+            "sidecar~1~web-0.shop~shop.svc",
+            ClientMeta::default(),
+            "sotw",
+        );
+        let err = |r: Result<DebugResources, Status>| r.err().map(|e| e.code());
+        assert_eq!(
+            err(answer(&registry, ask(CONFIG_DUMP, &[]))),
+            Some(Code::InvalidArgument)
+        );
+        let two = ["a".to_string(), "b".to_string()];
+        assert_eq!(
+            err(answer(&registry, ask(CONFIG_DUMP, &two))),
+            Some(Code::InvalidArgument)
+        );
+        let huge = "x".repeat(1 << 20);
+        assert_eq!(
+            err(answer(&registry, ask(&huge, &[]))),
+            Some(Code::InvalidArgument)
+        );
+        // Known, but no view yet (or not here): nothing, as istiod answers.
+        let named = ["web-0.shop".to_string()];
+        let dump = answer(&registry, ask(CONFIG_DUMP, &named)).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(dump.is_empty());
+        assert!(registry.find_proxy("web-0.shop").is_some());
+        assert!(
+            registry
+                .find_proxy("sidecar~1~web-0.shop~shop.svc")
+                .is_some()
+        );
+        assert!(registry.find_proxy("web-0").is_none());
+    }
+
+    #[test]
+    fn the_control_plane_identifier_is_istio_s_json() {
+        let cp = ControlPlane {
+            id: "shoal-2".into(),
+            version: "0.1.0".into(),
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&cp.identifier()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v["ID"], "shoal-2");
+        assert_eq!(v["Info"]["version"], "0.1.0");
+    }
+}

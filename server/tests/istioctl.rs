@@ -355,6 +355,30 @@ async fn istioctl_reads_sync_status_and_config_dumps_over_xds() -> anyhow::Resul
         "{meta:?}"
     );
 
+    // The same question over delta ADS: resources named by the proxies' node ids.
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(DeltaDiscoveryRequest {
+        node: Some(debug_node()),
+        type_url: "istio.io/debug/syncz".into(),
+        ..Default::default()
+    })
+    .await?;
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let mut delta = AggregatedDiscoveryServiceClient::new(channel.clone())
+        .delta_aggregated_resources(request)
+        .await?
+        .into_inner();
+    let r = tokio::time::timeout(WAIT, delta.message())
+        .await
+        .context("no delta debug response in time")??
+        .context("the delta stream ended")?;
+    let names: Vec<&str> = r.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, [NODE], "{r:?}");
+    drop(tx);
+
     // proxy-config: the dump of the proxy named as Istio names it (POD.NAMESPACE), over the
     // node id istioctl writes itself.
     let r = ask(
