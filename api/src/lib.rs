@@ -10,6 +10,7 @@
 
 pub mod canonical;
 pub mod codec;
+pub mod debug;
 pub mod grpc;
 pub mod json;
 mod resource;

@@ -23,6 +23,7 @@ pub mod grpc;
 mod identity;
 mod keys;
 mod material;
+pub mod monitoring;
 mod pem;
 mod pki;
 mod signer;

@@ -13,8 +13,10 @@
 //! - A slow or hostile stream only affects itself: responses are built outside locks and
 //!   sent through the stream's own bounded channel.
 
+pub mod debug;
 pub mod diff;
 mod metrics_names;
+mod record;
 pub mod service;
 pub mod session;
 pub mod snapshot;
@@ -22,6 +24,6 @@ pub mod status;
 pub mod subscription;
 pub mod view;
 
-pub use service::{AdsConfig, AdsServer, Resolved, StreamContext, ViewSource};
+pub use service::{Admitted, AdsConfig, AdsServer, Resolved, StreamContext, ViewSource};
 pub use snapshot::{Patch, Resources, Snapshot, Trigger};
 pub use view::{Registry, View};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, histogram};
 use parking_lot::Mutex;
 use shoal_api::codec::Encoded;
 use shoal_api::grpc::{Frames, Message, MessageBody};
@@ -19,9 +19,11 @@ use tonic::body::Body;
 use tonic::codegen::{Service, StdError, http};
 use tonic::server::NamedService;
 
+use crate::debug::{self, ControlPlane};
 use crate::metrics_names as m;
+use crate::record;
 use crate::session::{DeltaSession, Limits, Reply, Session, SessionError, SotwSession};
-use crate::status::StatusRegistry;
+use crate::status::{ClientMeta, StatusRegistry};
 use crate::subscription::Interner;
 use crate::view::View;
 
@@ -35,6 +37,16 @@ pub struct Resolved {
     pub secrets: Option<Arc<View>>,
 }
 
+/// What admission made of a stream.
+#[derive(Debug, Clone)]
+pub enum Admitted {
+    /// A proxy: served its view (and its identity's secrets, if any).
+    Proxy(Resolved),
+    /// A debug client (`istioctl`): it holds no view and is answered only Istio's debug
+    /// types ([`crate::debug`]), about this replica's streams.
+    Debug,
+}
+
 /// What the transport knows about a stream's caller: request headers (an
 /// `authorization` bearer token) and extensions (the TLS peer's certificates, inserted by
 /// the server's acceptor). Opaque to the cache; the [`ViewSource`] authenticates.
@@ -46,10 +58,11 @@ pub struct StreamContext {
 
 /// Maps proxies to views. Implemented by the server, which owns translation.
 pub trait ViewSource: Send + Sync + 'static {
-    /// The view for the proxy a node describes, built if needed. May take a while (a new
-    /// view is translated); it runs on a blocking thread. `caller` is who opened the
-    /// stream; a source may refuse a node that does not match it.
-    fn resolve(&self, node: Option<&Node>, caller: &StreamContext) -> Result<Resolved, Status>;
+    /// What a stream gets: for a proxy, the view its node describes, built if needed; for a
+    /// debug client, only leave to ask. May take a while (a new view is translated); it
+    /// runs on a blocking thread. `caller` is who opened the stream; a source may refuse a
+    /// node that does not match it, or a debug client it does not trust.
+    fn resolve(&self, node: Option<&Node>, caller: &StreamContext) -> Result<Admitted, Status>;
 
     /// Changes whenever proxies may have to move to another view (config that decides
     /// views changed).
@@ -71,6 +84,8 @@ pub struct AdsConfig {
     /// Requests that are not understood before a stream is closed.
     pub max_invalid_requests: u32,
     pub max_message_size: usize,
+    /// Who answers debug requests (named in their responses).
+    pub control_plane: ControlPlane,
 }
 
 impl Default for AdsConfig {
@@ -83,6 +98,7 @@ impl Default for AdsConfig {
             stream_buffer: 4,
             max_invalid_requests: 100,
             max_message_size: 4 << 20,
+            control_plane: ControlPlane::default(),
         }
     }
 }
@@ -183,17 +199,18 @@ fn message(e: Encoded) -> Message {
     }
 }
 
-/// Unregisters a stream's status and connection gauge when the stream ends.
+/// Unregisters a stream's status and connection gauges when the stream ends.
 struct StreamGuard {
     status: Arc<StatusRegistry>,
     id: u64,
     protocol: &'static str,
+    version: String,
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.status.unregister(self.id);
-        gauge!(m::CONNECTED, "protocol" => self.protocol).decrement(1.0);
+        record::connected(self.protocol, &self.version, -1.0);
     }
 }
 
@@ -201,7 +218,7 @@ async fn resolve<S: ViewSource>(
     shared: &Arc<Shared<S>>,
     node: Option<Node>,
     caller: Arc<StreamContext>,
-) -> Result<Resolved, Status> {
+) -> Result<Admitted, Status> {
     let source = shared.source.clone();
     tokio::task::spawn_blocking(move || source.resolve(node.as_ref(), &caller))
         .await
@@ -210,12 +227,9 @@ async fn resolve<S: ViewSource>(
 
 fn record_reply(reply: Option<Reply>, protocol: &'static str) {
     match reply {
-        Some(Reply::Ack { ty, since }) => {
-            histogram!(m::PUSH_LATENCY, "stage" => "acked", "type" => ty.short_name(), "protocol" => protocol)
-                .record(since.elapsed().as_secs_f64());
-        }
+        Some(Reply::Ack { ty, since }) => record::acked(ty, protocol, since),
         Some(Reply::Nack { ty, error }) => {
-            counter!(m::NACKS, "type" => ty.short_name()).increment(1);
+            record::rejected(ty);
             tracing::warn!(r#type = %ty, %error, "proxy rejected a response");
         }
         None => {}
@@ -224,24 +238,24 @@ fn record_reply(reply: Option<Reply>, protocol: &'static str) {
 
 /// Computes and sends what the session needs now. `false` when the client is gone.
 async fn push<T: Session>(shared: &Shared<impl ViewSource>, session: &mut T, tx: &Tx) -> bool {
+    let started = Instant::now();
     let out = {
         // Bound how many streams compute pushes at once; sending happens after release so
         // a slow client holds up nobody else.
         let _permit = shared.pushes.acquire().await;
         session.poll()
     };
+    let oldest = out.iter().map(|o| o.since).min();
     for o in out {
         let bytes = o.message.len() as u64;
-        if tx.send(Ok(message(o.message))).await.is_err() {
+        let message = message(o.message.clone());
+        if tx.send(Ok(message)).await.is_err() {
             return false;
         }
-        let ty = o.ty.short_name();
-        counter!(m::PUSHES, "type" => ty, "protocol" => T::PROTOCOL, "trigger" => o.trigger)
-            .increment(1);
-        counter!(m::PUSH_BYTES, "type" => ty, "protocol" => T::PROTOCOL).increment(bytes);
-        counter!(m::PUSHED_RESOURCES, "type" => ty).increment((o.resources + o.removed) as u64);
-        histogram!(m::PUSH_LATENCY, "stage" => "sent", "type" => ty, "protocol" => T::PROTOCOL)
-            .record(o.since.elapsed().as_secs_f64());
+        record::pushed(&o, bytes, T::PROTOCOL, started);
+    }
+    if let Some(since) = oldest {
+        record::converged(since);
     }
     true
 }
@@ -279,7 +293,12 @@ async fn drive<T, S, B>(
     let node = T::node(&first).cloned();
     let node_id = node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
     let resolved = match Box::pin(resolve(&shared, node.clone(), caller.clone())).await {
-        Ok(r) => r,
+        Ok(Admitted::Proxy(r)) => r,
+        Ok(Admitted::Debug) => {
+            counter!(m::STREAMS_OPENED, "protocol" => "debug").increment(1);
+            tracing::info!(node = %node_id, protocol = T::PROTOCOL, "debug stream");
+            return serve_debug::<T, S, B>(&shared, first, requests, tx).await;
+        }
         Err(status) => {
             counter!(m::REJECTED_REQUESTS, "reason" => "node").increment(1);
             tracing::info!(node = %node_id, error = %status.message(), "refused stream");
@@ -287,12 +306,15 @@ async fn drive<T, S, B>(
             return;
         }
     };
-    let status = shared.status.register(&node_id, T::PROTOCOL);
-    gauge!(m::CONNECTED, "protocol" => T::PROTOCOL).increment(1.0);
+    let meta = ClientMeta::of(node.as_ref());
+    let version = record::version_label(meta.istio_version.as_deref());
+    let status = shared.status.register(&node_id, meta, T::PROTOCOL);
+    record::connected(T::PROTOCOL, &version, 1.0);
     let _guard = StreamGuard {
         status: shared.status.clone(),
         id: status.stream,
         protocol: T::PROTOCOL,
+        version,
     };
     // The secrets session first: the main one then sets the stream's reported view.
     let mut secrets = resolved.secrets.as_ref().map(|v| {
@@ -388,7 +410,12 @@ async fn drive<T, S, B>(
                     continue;
                 }
                 match Box::pin(resolve(&shared, node.clone(), caller.clone())).await {
-                    Ok(r) => {
+                    Ok(Admitted::Debug) => {
+                        // A node does not change; admission would not say this of a proxy.
+                        let _ = tx.send(Err(Status::internal("the stream changed kind"))).await;
+                        return;
+                    }
+                    Ok(Admitted::Proxy(r)) => {
                         if r.view.id != session.view().id {
                             session.switch_view(&r.view);
                             view_rx = session.view().subscribe();
@@ -408,6 +435,97 @@ async fn drive<T, S, B>(
             }
             _ = tx.closed() => return,
         }
+    }
+}
+
+/// Serves a debug client: every question (a request that is not the ACK of an earlier
+/// answer) is answered from the status registry. Answers are computed one at a time per
+/// stream, under the same permits as pushes, on the blocking pool (syncz walks every
+/// stream). An unknown type or a malformed question ends the stream with its reason.
+async fn serve_debug<T, S, B>(
+    shared: &Arc<Shared<S>>,
+    first: T::Req,
+    mut requests: Frames<B>,
+    tx: Tx,
+) where
+    T: Session,
+    S: ViewSource,
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    let mut answered = 0u64;
+    // The last nonce sent per type: a request carrying it is an ACK, not a question.
+    let mut sent: Vec<(String, String)> = Vec::new();
+    let mut next = Some(first);
+    loop {
+        let req = match next.take() {
+            Some(r) => r,
+            None => tokio::select! {
+                msg = requests.decode::<T::Req>() => match msg {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return,
+                    Err(e) => return refuse_malformed(&tx, e).await,
+                },
+                _ = tx.closed() => return,
+            },
+        };
+        let q = T::debug_request(&req);
+        if !q.nonce.is_empty()
+            && sent
+                .iter()
+                .any(|(t, n)| t.as_str() == q.type_url && n.as_str() == q.nonce)
+        {
+            continue;
+        }
+        let kind = match q.type_url {
+            debug::SYNCZ => "syncz",
+            debug::CONFIG_DUMP => "config_dump",
+            _ => "unknown",
+        };
+        counter!(m::DEBUG_REQUESTS, "type" => kind).increment(1);
+        let (type_url, names) = (q.type_url.to_string(), q.names.to_vec());
+        let registry = shared.status.clone();
+        let answer = {
+            let _permit = shared.pushes.acquire().await;
+            let type_url = type_url.clone();
+            tokio::task::spawn_blocking(move || {
+                let resources = debug::answer(
+                    &registry,
+                    debug::DebugRequest {
+                        type_url: &type_url,
+                        names: &names,
+                        nonce: "",
+                    },
+                )?;
+                Ok::<_, Status>(resources)
+            })
+            .await
+            .unwrap_or_else(|e| Err(Status::internal(format!("debug request failed: {e}"))))
+        };
+        let resources = match answer {
+            Ok(r) => r,
+            Err(status) => {
+                counter!(m::REJECTED_REQUESTS, "reason" => "debug").increment(1);
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
+        };
+        answered += 1;
+        let nonce = format!("debug-{answered}");
+        let body = T::debug_response(
+            &type_url,
+            resources,
+            nonce.clone(),
+            &shared.config.control_plane,
+        );
+        let message = Message {
+            chunks: vec![bytes::Bytes::from(body)],
+        };
+        if tx.send(Ok(message)).await.is_err() {
+            return;
+        }
+        sent.retain(|(t, _)| *t != type_url);
+        sent.push((type_url, nonce));
     }
 }
 

@@ -9,6 +9,8 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde::Serialize;
 use shoal_api::ResourceType;
+use shoal_api::pb::envoy::config::core::v3::Node;
+use shoal_api::pb::google::protobuf::value::Kind;
 
 use crate::view::View;
 
@@ -17,6 +19,30 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default()
+}
+
+/// Where a type stands on a stream, as `istioctl proxy-status` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    /// The last response sent was acknowledged.
+    Synced,
+    /// Nothing sent yet.
+    NotSent,
+    /// Sent, not (yet) acknowledged.
+    Stale,
+    /// The client rejected the last response.
+    Error,
+}
+
+impl SyncState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::Synced => "SYNCED",
+            SyncState::NotSent => "NOT SENT",
+            SyncState::Stale => "STALE",
+            SyncState::Error => "ERROR",
+        }
+    }
 }
 
 /// Status of one type on one stream.
@@ -36,6 +62,50 @@ pub struct TypeStatus {
     pub last_nack_at_ms: Option<u64>,
 }
 
+/// What a stream's node says about itself that status reports repeat: Istio's
+/// `CLUSTER_ID` and `ISTIO_VERSION` metadata (`istioctl proxy-status` prints the first, and
+/// Istio's `pilot_xds` gauge is labelled by the second). Values longer than
+/// [`ClientMeta::MAX_LEN`] are dropped rather than kept per stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientMeta {
+    pub cluster_id: Option<Box<str>>,
+    pub istio_version: Option<Box<str>>,
+}
+
+impl ClientMeta {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn of(node: Option<&Node>) -> ClientMeta {
+        let field = |key: &str| -> Option<Box<str>> {
+            let fields = &node?.metadata.as_ref()?.fields;
+            match &fields.get(key)?.kind {
+                Some(Kind::StringValue(v)) if !v.is_empty() && v.len() <= Self::MAX_LEN => {
+                    Some(v.as_str().into())
+                }
+                _ => None,
+            }
+        };
+        ClientMeta {
+            cluster_id: field("CLUSTER_ID"),
+            istio_version: field("ISTIO_VERSION"),
+        }
+    }
+}
+
+impl TypeStatus {
+    pub fn state(&self) -> SyncState {
+        if self.last_nack.is_some() {
+            SyncState::Error
+        } else if self.sent_version.is_none() {
+            SyncState::NotSent
+        } else if self.acked_version == self.sent_version {
+            SyncState::Synced
+        } else {
+            SyncState::Stale
+        }
+    }
+}
+
 /// One connected stream.
 #[derive(Debug)]
 pub struct StreamStatus {
@@ -43,6 +113,7 @@ pub struct StreamStatus {
     pub node_id: String,
     pub protocol: &'static str,
     pub connected_at_ms: u64,
+    pub meta: ClientMeta,
     view: Mutex<Option<Arc<View>>>,
     /// Only the types the stream subscribed to.
     types: Mutex<Vec<(ResourceType, TypeStatus)>>,
@@ -73,6 +144,21 @@ pub struct TypeReport {
 }
 
 impl StreamStatus {
+    /// The view the stream is served from (once its session started).
+    pub fn view(&self) -> Option<Arc<View>> {
+        self.view.lock().clone()
+    }
+
+    /// Status of every type the stream subscribed to, in push order.
+    pub fn types(&self) -> Vec<(ResourceType, TypeStatus)> {
+        let types = self.types.lock();
+        types
+            .iter()
+            .filter(|(_, t)| t.subscribed)
+            .cloned()
+            .collect()
+    }
+
     pub fn set_view(&self, view: &Arc<View>) {
         *self.view.lock() = Some(view.clone());
     }
@@ -125,26 +211,14 @@ impl StreamStatus {
     pub fn report(&self) -> StreamReport {
         let view = self.view.lock().clone();
         let view_version = view.as_ref().map(|v| v.current().version);
-        let types = self.types.lock().clone();
-        let types = types
+        let types = self
+            .types()
             .into_iter()
-            .filter(|(_, t)| t.subscribed)
-            .map(|(ty, t)| {
-                let state = if t.last_nack.is_some() {
-                    "ERROR"
-                } else if t.sent_version.is_none() {
-                    "NOT SENT"
-                } else if t.acked_version == t.sent_version {
-                    "SYNCED"
-                } else {
-                    "STALE"
-                };
-                TypeReport {
-                    ty: ty.short_name(),
-                    type_url: ty.type_url(),
-                    state,
-                    status: t,
-                }
+            .map(|(ty, t)| TypeReport {
+                ty: ty.short_name(),
+                type_url: ty.type_url(),
+                state: t.state().as_str(),
+                status: t,
             })
             .collect();
         StreamReport {
@@ -167,11 +241,17 @@ pub struct StatusRegistry {
 }
 
 impl StatusRegistry {
-    pub fn register(&self, node_id: &str, protocol: &'static str) -> Arc<StreamStatus> {
+    pub fn register(
+        &self,
+        node_id: &str,
+        meta: ClientMeta,
+        protocol: &'static str,
+    ) -> Arc<StreamStatus> {
         let stream = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let status = Arc::new(StreamStatus {
             stream,
             node_id: node_id.to_string(),
+            meta,
             protocol,
             connected_at_ms: now_ms(),
             view: Mutex::new(None),
@@ -198,6 +278,23 @@ impl StatusRegistry {
         let mut out: Vec<StreamReport> = self.streams.iter().map(|s| s.report()).collect();
         out.sort_by(|a, b| a.node_id.cmp(&b.node_id).then(a.stream.cmp(&b.stream)));
         out
+    }
+
+    /// Every stream, by node id then stream.
+    pub fn streams(&self) -> Vec<Arc<StreamStatus>> {
+        let mut out: Vec<Arc<StreamStatus>> = self.streams.iter().map(|s| s.clone()).collect();
+        out.sort_by(|a, b| a.node_id.cmp(&b.node_id).then(a.stream.cmp(&b.stream)));
+        out
+    }
+
+    /// The oldest stream of a proxy named as Istio's debug requests name it: its whole node
+    /// id, or Istio's proxy id (`POD.NAMESPACE`, the node id's third field).
+    pub fn find_proxy(&self, name: &str) -> Option<Arc<StreamStatus>> {
+        self.streams
+            .iter()
+            .filter(|s| s.node_id == name || s.node_id.split('~').nth(2) == Some(name))
+            .min_by_key(|s| s.stream)
+            .map(|s| s.clone())
     }
 
     pub fn find(&self, node_id: &str) -> Vec<Arc<StreamStatus>> {

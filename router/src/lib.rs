@@ -9,6 +9,8 @@
 //!   envelopes (names, versions, nonces) of forwarded streams.
 //! - A stream marked as forwarded is served or refused, never forwarded again (no loops).
 //! - A replica serves a stream only while the ownership view says it serves its shard.
+//!   Debug clients (istioctl) own no shard: they are served by the replica they reached,
+//!   which answers about its own streams.
 
 mod forward;
 mod local;
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use prost::Message;
 use shoal_api::grpc::{Frames, MessageBody};
+use shoal_api::pb::envoy::config::core::v3::Node;
 use shoal_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use shoal_shard::{Ownership, Route};
 use tokio::sync::{mpsc, watch};
@@ -114,15 +117,14 @@ fn error(status: Status) -> http::Response<Body> {
     status.into_http()
 }
 
-fn node_id(delta: bool, first: &Bytes) -> Result<String, Status> {
+fn first_node(delta: bool, first: &Bytes) -> Result<Node, Status> {
     let node = if delta {
         DeltaDiscoveryRequest::decode(first.clone()).map(|r| r.node)
     } else {
         DiscoveryRequest::decode(first.clone()).map(|r| r.node)
     };
     let node = node.map_err(|e| Status::invalid_argument(format!("malformed request: {e}")))?;
-    node.map(|n| n.id)
-        .ok_or_else(|| Status::invalid_argument("the first request of a stream must carry a node"))
+    node.ok_or_else(|| Status::invalid_argument("the first request of a stream must carry a node"))
 }
 
 /// Waits (bounded) for a shard to get a route.
@@ -195,8 +197,18 @@ where
             }
             Err(s) => return error(s),
         };
-        let id = match node_id(delta, &first) {
-            Ok(id) => id,
+        let id = match first_node(delta, &first) {
+            // A debug client (istioctl) asks about the streams of the replica it reached:
+            // served here, never by the owner of its node id's shard.
+            Ok(node) if shoal_api::debug::is_debug_client(&node) => {
+                if self.local.is_none() {
+                    return error(Status::unimplemented(
+                        "a routing tier holds no streams: ask a replica for debug information",
+                    ));
+                }
+                return self.serve_local(parts, first, frames, 0, false).await;
+            }
+            Ok(node) => node.id,
             // Let the local service answer with its own error (it knows the details).
             Err(s) if self.local.is_none() => return error(s),
             Err(_) => return self.serve_local(parts, first, frames, 0, false).await,

@@ -260,6 +260,12 @@ pub struct SecurityArgs {
     /// gateway-name label).
     #[arg(long, value_delimiter = ',')]
     pub credential_readers: Vec<String>,
+    /// Who may ask Istio's debug xDS types on the TLS port (`istioctl proxy-status
+    /// --xds-address`, `proxy-config`): namespaces (`NS`, any identity in it) or identities
+    /// (`NS/SA`), authenticated by token or client certificate. Istio's rule: its system
+    /// namespace. Anonymous callers are always refused.
+    #[arg(long, value_delimiter = ',', default_value = "istio-system")]
+    pub debug_readers: Vec<String>,
     /// DNS names in the serving certificate of the TLS port.
     #[arg(
         long,

@@ -11,12 +11,13 @@ use std::time::Duration;
 use anyhow::Context;
 use shoal_ca::auth::{IssuerKeys, TrustedIssuer};
 use shoal_cache::AdsConfig;
+use shoal_cache::debug::ControlPlane;
 use shoal_cache::session::Limits;
 use shoal_shard::Node;
 use shoal_translate::MeshOptions;
 
 use crate::cli::ServeArgs;
-use crate::identity::readers::CredentialReaders;
+use crate::identity::readers::{CredentialReaders, DebugReaders};
 use crate::jwks::JwksConfig;
 
 /// Everything `shoal serve` runs with.
@@ -86,6 +87,8 @@ pub struct IdentityConfig {
     pub issuers: Vec<TrustedIssuer>,
     pub cert_check_interval: Duration,
     pub credential_readers: CredentialReaders,
+    /// Who may ask the debug xDS types.
+    pub debug_readers: DebugReaders,
     /// DNS names of the TLS port's serving certificate.
     pub tls_names: Vec<String>,
 }
@@ -160,6 +163,7 @@ impl Config {
                     stream_burst: args.stream_burst,
                     push_concurrency: args.push_concurrency,
                     max_message_size: args.max_message_size,
+                    control_plane: control_plane(args),
                     ..AdsConfig::default()
                 },
             },
@@ -174,6 +178,20 @@ impl Config {
             identity,
             cluster,
         })
+    }
+}
+
+/// How debug responses name this replica (istioctl's ISTIOD column): the pod's name where
+/// Kubernetes gives one (`POD_NAME`, as istiod), else `shoal-ID` for a replica, else `shoal`.
+fn control_plane(args: &ServeArgs) -> ControlPlane {
+    let id = std::env::var("POD_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| args.cluster.id.map(|id| format!("shoal-{id}")))
+        .unwrap_or_else(|| "shoal".into());
+    ControlPlane {
+        id,
+        version: env!("CARGO_PKG_VERSION").into(),
     }
 }
 
@@ -209,6 +227,7 @@ fn identity(args: &ServeArgs, trust_domain: &str) -> anyhow::Result<IdentityConf
         issuers,
         cert_check_interval: sa.cert_check_interval.max(Duration::from_millis(100)),
         credential_readers: CredentialReaders::parse(&sa.credential_readers)?,
+        debug_readers: DebugReaders::parse(&sa.debug_readers)?,
         tls_names: sa.tls_names.clone(),
     })
 }
@@ -331,6 +350,7 @@ mod tests {
         assert!(err(&["--id", "1", "--raft-addr", "127.0.0.1:7001"]).contains("--join"));
         assert!(err(&["--jwt-issuer", "no-file"]).contains("ISSUER=FILE"));
         assert!(err(&["--credential-readers", "ns"]).contains("--credential-readers"));
+        assert!(err(&["--debug-readers", "Not A Namespace"]).contains("--debug-readers"));
         assert!(
             err(&[
                 "--workload-cert-ttl",

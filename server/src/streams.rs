@@ -1,11 +1,14 @@
 //! What an xDS stream is given: admission first (identity: who the caller is, whether it
 //! may claim the node it describes, which secrets it may read), then the view of that
 //! node (the pipeline). The ADS service asks again whenever the epoch moves.
+//!
+//! A debug client (`istioctl`: node type `debug`, or metadata `GENERATOR: event`) is not a
+//! proxy: admission decides whether it may ask, and it gets no view.
 
 use std::sync::Arc;
 
 use shoal_api::pb::envoy::config::core::v3::Node;
-use shoal_cache::{Resolved, StreamContext, ViewSource};
+use shoal_cache::{Admitted, Resolved, StreamContext, ViewSource};
 use shoal_translate::{Proxy, ProxyType};
 use tokio::sync::watch;
 use tonic::Status;
@@ -36,7 +39,16 @@ impl Streams {
 }
 
 impl ViewSource for Streams {
-    fn resolve(&self, node: Option<&Node>, caller: &StreamContext) -> Result<Resolved, Status> {
+    fn resolve(&self, node: Option<&Node>, caller: &StreamContext) -> Result<Admitted, Status> {
+        if node.is_some_and(shoal_api::debug::is_debug_client) {
+            return match &self.identity {
+                Some(identity) => identity.admit_debug(caller).map(|()| Admitted::Debug),
+                None => Err(Status::unauthenticated(
+                    "debug requests (istioctl) need an authenticated caller, and this server \
+                     runs without a CA (--no-ca)",
+                )),
+            };
+        }
         let proxy = Proxy::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let secrets = match &self.identity {
             Some(identity) => identity.admit(&proxy, caller)?,
@@ -48,7 +60,7 @@ impl ViewSource for Streams {
             ));
         }
         let view = self.pipeline.view_for(&proxy, secrets.is_some());
-        Ok(Resolved { view, secrets })
+        Ok(Admitted::Proxy(Resolved { view, secrets }))
     }
 
     fn epoch(&self) -> watch::Receiver<u64> {

@@ -23,6 +23,7 @@ use crate::authority::CertificateAuthority;
 use crate::error::CaError;
 use crate::grpc::proto::{IstioCertificateRequest, IstioCertificateResponse};
 use crate::identity::Identity;
+use crate::monitoring;
 
 /// Fully qualified gRPC service name.
 pub const SERVICE_NAME: &str = "istio.v1.auth.IstioCertificateService";
@@ -93,20 +94,29 @@ impl Inner {
         peer: Option<PeerCertificates>,
         request: IstioCertificateRequest,
     ) -> Result<IstioCertificateResponse, Status> {
-        let caller = self.authenticate(bearer, peer).map_err(auth_status)?;
+        monitoring::csr_received();
+        let caller = self.authenticate(bearer, peer).map_err(|e| {
+            monitoring::authentication_failed();
+            auth_status(e)
+        })?;
         let impersonated = impersonated_identity(&request)?;
         let identity = self
             .authorizer
             .authorize(&caller, impersonated.as_ref(), self.nodes.as_ref())
             .map_err(|e| {
                 tracing::warn!(caller = %caller.identity, error = %e, "impersonation refused");
+                monitoring::authentication_failed();
                 auth_status(e)
             })?;
         let ttl = Duration::from_secs(u64::try_from(request.validity_duration).unwrap_or(0));
         let issued = self
             .ca
             .sign_csr_for_caller(&caller, &request.csr, &identity, ttl)
-            .map_err(|e| ca_status(&e))?;
+            .map_err(|e| {
+                monitoring::sign_failed(&e);
+                ca_status(&e)
+            })?;
+        monitoring::issued();
         Ok(IstioCertificateResponse {
             cert_chain: issued.cert_chain,
         })

@@ -6,12 +6,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use metrics::counter;
+use prost::Message;
 use shoal_api::codec::Encoded;
+use shoal_api::pb::envoy::config::core::v3::ControlPlane as CoreControlPlane;
 use shoal_api::pb::envoy::config::core::v3::Node;
-use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+use shoal_api::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as DiscoveryResource,
+};
 use shoal_api::{ResourceType, Version, wire};
 
 use super::{Limits, Outgoing, Reply, Session, SessionError, legacy_wildcard};
+use crate::debug::{ControlPlane, DebugRequest, DebugResources};
 use crate::diff::{self, Known};
 use crate::metrics_names as m;
 use crate::snapshot::{Snapshot, TYPES};
@@ -117,6 +122,39 @@ impl Session for DeltaSession {
 
     fn type_url(req: &Self::Req) -> &str {
         &req.type_url
+    }
+
+    fn debug_request(req: &Self::Req) -> DebugRequest<'_> {
+        DebugRequest {
+            type_url: &req.type_url,
+            names: &req.resource_names_subscribe,
+            nonce: &req.response_nonce,
+        }
+    }
+
+    fn debug_response(
+        type_url: &str,
+        resources: DebugResources,
+        nonce: String,
+        control_plane: &ControlPlane,
+    ) -> Vec<u8> {
+        DeltaDiscoveryResponse {
+            type_url: type_url.to_string(),
+            resources: resources
+                .into_iter()
+                .map(|(name, any)| DiscoveryResource {
+                    name,
+                    resource: Some(any),
+                    ..Default::default()
+                })
+                .collect(),
+            nonce,
+            control_plane: Some(CoreControlPlane {
+                identifier: control_plane.identifier(),
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec()
     }
 
     fn new(

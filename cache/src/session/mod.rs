@@ -23,6 +23,7 @@ use shoal_api::codec::Encoded;
 use shoal_api::pb::envoy::config::core::v3::Node;
 use thiserror::Error;
 
+use crate::debug::{ControlPlane, DebugRequest, DebugResources};
 use crate::status::StreamStatus;
 use crate::subscription::Interner;
 use crate::view::View;
@@ -87,6 +88,15 @@ pub trait Session: Send + Sized + 'static {
     fn node(req: &Self::Req) -> Option<&Node>;
     /// The type URL a request is about.
     fn type_url(req: &Self::Req) -> &str;
+    /// A request as a debug client's question (no session involved).
+    fn debug_request(req: &Self::Req) -> DebugRequest<'_>;
+    /// Encodes the answer to a debug request.
+    fn debug_response(
+        type_url: &str,
+        resources: DebugResources,
+        nonce: String,
+        control_plane: &ControlPlane,
+    ) -> Vec<u8>;
     fn new(
         view: &Arc<View>,
         interner: Arc<Interner>,

@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use metrics::counter;
+use prost::Message;
 use shoal_api::codec::Encoded;
+use shoal_api::pb::envoy::config::core::v3::ControlPlane as CoreControlPlane;
 use shoal_api::pb::envoy::config::core::v3::Node;
-use shoal_api::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use shoal_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use shoal_api::{ResourceType, wire};
 
 use super::{Limits, Outgoing, Reply, Session, SessionError, legacy_wildcard};
+use crate::debug::{ControlPlane, DebugRequest, DebugResources};
 use crate::diff;
 use crate::metrics_names as m;
 use crate::snapshot::TYPES;
@@ -52,6 +55,32 @@ impl Session for SotwSession {
 
     fn type_url(req: &Self::Req) -> &str {
         &req.type_url
+    }
+
+    fn debug_request(req: &Self::Req) -> DebugRequest<'_> {
+        DebugRequest {
+            type_url: &req.type_url,
+            names: &req.resource_names,
+            nonce: &req.response_nonce,
+        }
+    }
+
+    fn debug_response(
+        type_url: &str,
+        resources: DebugResources,
+        nonce: String,
+        control_plane: &ControlPlane,
+    ) -> Vec<u8> {
+        DiscoveryResponse {
+            type_url: type_url.to_string(),
+            resources: resources.into_iter().map(|(_, any)| any).collect(),
+            nonce,
+            control_plane: Some(CoreControlPlane {
+                identifier: control_plane.identifier(),
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec()
     }
 
     fn new(

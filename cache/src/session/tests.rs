@@ -56,7 +56,11 @@ fn resources(clusters: &BTreeMap<String, u32>, endpoints: &BTreeMap<String, u32>
 fn new_session(view: &Arc<View>) -> (DeltaSession, Arc<Interner>) {
     let interner = Arc::new(Interner::default());
     let reg = StatusRegistry::default();
-    let status = reg.register("sidecar~1~a.b~b.svc.cluster.local", "delta");
+    let status = reg.register(
+        "sidecar~1~a.b~b.svc.cluster.local",
+        Default::default(),
+        "delta",
+    );
     (
         DeltaSession::new(view, interner.clone(), Limits::default(), status),
         interner,
@@ -198,7 +202,7 @@ fn sotw_stale_nonces_are_ignored_and_reconnects_with_current_versions_get_nothin
         &view,
         interner.clone(),
         Limits::default(),
-        reg.register("n", "sotw"),
+        reg.register("n", Default::default(), "sotw"),
     );
     s.on_request(DiscoveryRequest {
         type_url: type_url::CLUSTER.into(),
@@ -222,7 +226,7 @@ fn sotw_stale_nonces_are_ignored_and_reconnects_with_current_versions_get_nothin
         &view,
         interner,
         Limits::default(),
-        reg.register("n", "sotw"),
+        reg.register("n", Default::default(), "sotw"),
     );
     again
         .on_request(DiscoveryRequest {
@@ -409,7 +413,7 @@ proptest! {
     fn sotw_clients_converge(states in proptest::collection::vec(arb_state(), 1..8)) {
         let view = View::new("v", Snapshot::initial(&resources(&states[0].0, &states[0].1), Trigger::default()));
         let reg = StatusRegistry::default();
-        let mut s = SotwSession::new(&view, Arc::new(Interner::default()), Limits::default(), reg.register("n", "sotw"));
+        let mut s = SotwSession::new(&view, Arc::new(Interner::default()), Limits::default(), reg.register("n", Default::default(), "sotw"));
         let mut clusters: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut endpoints: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         s.on_request(DiscoveryRequest { type_url: type_url::CLUSTER.into(), ..Default::default() }).unwrap();

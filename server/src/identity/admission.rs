@@ -8,6 +8,10 @@
 //!   (`credentialName`) only if its identity runs a gateway workload the registry knows,
 //!   or the operator named it (`--credential-readers`): the proxy type is the proxy's own
 //!   claim (Istio asks Kubernetes RBAC here, with a SubjectAccessReview).
+//! - A debug client (`istioctl`) gets no view and no secrets, only answers about the
+//!   connected proxies: it must authenticate (so only on the TLS port) as an identity
+//!   `--debug-readers` allows (Istio's system namespace by default). Its node's claims are
+//!   not checked: istioctl's node says nothing it is served by.
 
 use std::sync::Arc;
 
@@ -41,5 +45,24 @@ impl Identity {
             );
         }
         self.secrets.view_of(&identity, gateway).map(Some)
+    }
+
+    /// Whether a debug client may ask Istio's debug types; the refusal says why.
+    pub fn admit_debug(&self, ctx: &StreamContext) -> Result<(), Status> {
+        let Some(caller) = self.authenticate(ctx)? else {
+            return Err(Status::unauthenticated(
+                "debug requests (istioctl) need an authenticated caller: use the TLS xDS port \
+                 with a service-account token or a client certificate",
+            ));
+        };
+        if !self.debug_readers.allows(&caller.identity) {
+            return Err(Status::permission_denied(format!(
+                "{} may not read debug information (allowed: {}; see --debug-readers)",
+                caller.identity.spiffe_uri(),
+                self.debug_readers
+            )));
+        }
+        tracing::info!(caller = %caller.identity.spiffe_uri(), "debug client admitted");
+        Ok(())
     }
 }

@@ -35,6 +35,8 @@ pub struct Identity {
     pub secrets: SecretViews,
     /// Who may read its namespace's credentials besides the registry's gateways.
     readers: CredentialReaders,
+    /// Who may ask the debug xDS types.
+    debug_readers: readers::DebugReaders,
     /// The config as last published by the pipeline.
     config: watch::Receiver<ConfigSnapshot>,
     epoch: Arc<Epoch>,
@@ -60,6 +62,7 @@ impl Identity {
             ca,
             jwt,
             readers: cfg.credential_readers.clone(),
+            debug_readers: cfg.debug_readers.clone(),
             config,
             epoch,
         }

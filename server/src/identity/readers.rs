@@ -54,6 +54,65 @@ impl CredentialReaders {
     }
 }
 
+/// Who may ask the debug xDS types (`istioctl proxy-status --xds-address`): Istio serves
+/// them to identities of its system namespace; `--debug-readers` names namespaces (`NS`) or
+/// single identities (`NS/SA`), `istio-system` by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebugReaders {
+    /// `(namespace, service account)`; `None`: any account of the namespace.
+    entries: Vec<(String, Option<String>)>,
+}
+
+impl Default for DebugReaders {
+    fn default() -> Self {
+        DebugReaders {
+            entries: vec![("istio-system".into(), None)],
+        }
+    }
+}
+
+impl DebugReaders {
+    /// Parses `NS` and `NS/SA` entries.
+    pub fn parse(entries: &[String]) -> anyhow::Result<Self> {
+        let entries = entries
+            .iter()
+            .map(|e| {
+                let (ns, sa) = match e.split_once('/') {
+                    Some((ns, sa)) => (ns, Some(sa)),
+                    None => (e.as_str(), None),
+                };
+                anyhow::ensure!(
+                    shoal_config::host::is_dns_label(ns)
+                        && sa.is_none_or(|sa| !sa.is_empty() && !sa.contains('/')),
+                    "--debug-readers {e:?} is not NAMESPACE or NAMESPACE/SERVICE_ACCOUNT"
+                );
+                Ok((ns.to_string(), sa.map(str::to_string)))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(DebugReaders { entries })
+    }
+
+    pub fn allows(&self, identity: &Identity) -> bool {
+        self.entries.iter().any(|(ns, sa)| {
+            *ns == identity.namespace
+                && sa.as_ref().is_none_or(|sa| *sa == identity.service_account)
+        })
+    }
+}
+
+impl std::fmt::Display for DebugReaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (ns, sa)) in self.entries.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            match sa {
+                Some(sa) => write!(f, "{sep}{ns}/{sa}")?,
+                None => write!(f, "{sep}{ns}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The selectors of the Istio Gateways of a config.
 fn gateway_selectors(config: &ConfigSnapshot) -> Vec<&shoal_config::Labels> {
     config
