@@ -263,6 +263,16 @@ impl Proxy {
             id,
         })
     }
+
+    /// Whether every address of the proxy is IPv6 (Istio's IPv6 IP mode): its loopback
+    /// address is then `::1`. A proxy with IPv4 addresses, or none known, binds IPv4.
+    pub fn ipv6_only(&self) -> bool {
+        !self.ips.is_empty()
+            && self
+                .ips
+                .iter()
+                .all(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+    }
 }
 
 #[cfg(test)]
@@ -286,6 +296,26 @@ mod tests {
             metadata: Some(Struct { fields }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn ipv6_only_when_every_address_is() {
+        let ipv6_only = |id: &str, ips: &str| {
+            Proxy::from_node(Some(&node(id, &[("INSTANCE_IPS", ips)])))
+                .unwrap()
+                .ipv6_only()
+        };
+        assert!(ipv6_only(
+            "sidecar~fd00::1~a.x~x.svc.cluster.local",
+            "fd00::1,fd00::2"
+        ));
+        // Dual stack binds IPv4 first, as Istio does without ISTIO_DUAL_STACK.
+        assert!(!ipv6_only(
+            "sidecar~fd00::1~a.x~x.svc.cluster.local",
+            "10.0.0.1"
+        ));
+        assert!(!ipv6_only("sidecar~10.0.0.1~a.x~x.svc.cluster.local", ""));
+        assert!(!ipv6_only("sidecar~~a.x~x.svc.cluster.local", ""));
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct ViewKey {
     /// For gateway proxies: their `gatewayTopology` (trusted hops, client cert forwarding,
     /// PROXY protocol).
     pub gateway_topology: Option<GatewayTopology>,
+    /// An Envoy sidecar whose addresses are all IPv6: what it binds where traffic is not
+    /// captured is `::1`, not `127.0.0.1` (Istio's IP mode).
+    pub ipv6: bool,
     /// A proxyless gRPC server whose workload carries `security.istio.io/tlsMode: istio`:
     /// clients reach it with auto mTLS, and gRPC cannot serve plaintext and mTLS on one
     /// port, so PERMISSIVE serves mTLS (as Istio does).
@@ -154,7 +157,13 @@ impl ViewKey {
                 Vec::new()
             },
             tls_mode_istio,
+            ipv6: proxy.proxy_type == ProxyType::Sidecar && !grpc && proxy.ipv6_only(),
         }
+    }
+
+    /// The loopback address the proxy binds listeners to where traffic is not captured.
+    pub(crate) fn loopback(&self) -> &'static str {
+        if self.ipv6 { "::1" } else { "127.0.0.1" }
     }
 
     /// A readable, unique id of the view (used in metrics and debug output).
@@ -197,6 +206,7 @@ impl ViewKey {
         ) + policies("reqauthn", &self.request_authentication).as_str()
             + policies("gateways", &self.gateways).as_str()
             + if self.workload_certs { "" } else { "|no-certs" }
+            + if self.ipv6 { "|ipv6" } else { "" }
             + if self.tls_mode_istio {
                 "|tlsmode-istio"
             } else {

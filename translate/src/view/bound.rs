@@ -110,7 +110,9 @@ impl<'m> ViewBuilder<'_, 'm> {
     /// The address a listener of egress listener `e` binds: its `bind`, else the proxy's
     /// loopback address.
     pub(super) fn bind_of(&self, e: &Egress) -> String {
-        e.bind.clone().unwrap_or_else(|| "127.0.0.1".to_string())
+        e.bind
+            .clone()
+            .unwrap_or_else(|| self.scope.key.loopback().to_string())
     }
 
     /// A bound listener for each port of the services of catch-all egress listener `e`,
