@@ -131,13 +131,12 @@ proptest! {
             prop_assert_eq!(a.address.as_str(), "127.0.0.1");
             for f in l.filter_chains.iter().flat_map(|c| &c.filters) {
                 let Some(ConfigType::TypedConfig(any)) = &f.config_type else { continue };
-                if let Ok(hcm) = HttpConnectionManager::decode(any.value.as_slice()) {
+                if any.type_url.ends_with("HttpConnectionManager") {
+                    let hcm = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
                     if let Some(RouteSpecifier::Rds(rds)) = hcm.route_specifier {
                         named_routes.insert(rds.route_config_name);
-                        continue;
                     }
-                }
-                if any.type_url.ends_with("TcpProxy") {
+                } else if any.type_url.ends_with("TcpProxy") {
                     let tp = TcpProxy::decode(any.value.as_slice()).unwrap();
                     let Some(tcp_proxy::ClusterSpecifier::Cluster(c)) = tp.cluster_specifier else {
                         panic!("{}: tcp_proxy without a cluster", l.name);
