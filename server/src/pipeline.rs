@@ -41,6 +41,7 @@ struct ProxyClass {
     locality: shoal_translate::model::Locality,
     gateway_topology: Option<shoal_translate::GatewayTopology>,
     ipv6_only: bool,
+    unprivileged: bool,
 }
 
 struct BuildState {
@@ -380,6 +381,7 @@ impl Pipeline {
             locality: proxy.locality.clone(),
             gateway_topology: proxy.gateway_topology,
             ipv6_only: proxy.ipv6_only(),
+            unprivileged: proxy.unprivileged,
         };
         let mut st = self.state.lock();
         let key = match st.classes.get(&class) {

@@ -387,6 +387,9 @@ impl<'m> ViewBuilder<'_, 'm> {
         for e in egress.iter().filter(|e| e.port.is_some()) {
             let Some(port) = e.port else { continue };
             if binds(e) {
+                if !self.scope.key.can_bind(port) {
+                    continue;
+                }
                 bound.insert((self.bind_of(e), port));
                 self.bound_listener(e, port, vss);
             } else if claimed_ports.insert(port) {

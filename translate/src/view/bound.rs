@@ -12,7 +12,9 @@
 //! service whose protocol is not declared gets TCP to its cluster with HTTP detected on the
 //! connection going to the route config `HOST:PORT` (its virtual hosts only). An undeclared
 //! service replaces HTTP services that came before it, and adds its HTTP detection to a
-//! TCP service's listener.
+//! TCP service's listener. Services take their turns in host order (Istio's: oldest first,
+//! then by host). A proxy that cannot bind ports below 1024 (`UNPRIVILEGED_POD`) gets no
+//! listener there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -129,7 +131,10 @@ impl<'m> ViewBuilder<'_, 'm> {
         let mut ports: BTreeMap<u16, (PortListener<'m>, Vec<&'m Arc<Service>>)> = BTreeMap::new();
         for svc in self.scope.services_of(e) {
             for p in &svc.ports {
-                if p.protocol == Protocol::Udp || bound.contains(&(bind.clone(), p.port)) {
+                if p.protocol == Protocol::Udp
+                    || !self.scope.key.can_bind(p.port)
+                    || bound.contains(&(bind.clone(), p.port))
+                {
                     continue;
                 }
                 match ports.get_mut(&p.port) {
