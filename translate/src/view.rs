@@ -564,21 +564,19 @@ impl<'m> ViewBuilder<'_, 'm> {
             }),
         };
         let name = listener::bound_name(&bind, port);
-        let tcp = services.first().map_or_else(
-            || (crate::envoy::BLACKHOLE.to_string(), Default::default()),
-            |s| {
-                (
-                    outbound_cluster_name(port, "", &s.host),
-                    crate::envoy::traffic_policy::TcpTimeouts::for_host(&self.scope, &s.host),
-                )
-            },
-        );
+        let (cluster, timeouts) = match services.first() {
+            Some(s) => (
+                outbound_cluster_name(port, "", &s.host),
+                crate::envoy::traffic_policy::TcpTimeouts::for_host(&self.scope, &s.host),
+            ),
+            None => (crate::envoy::BLACKHOLE.to_string(), Default::default()),
+        };
         let traffic = if http {
             listener::BoundTraffic::Http { route: &name }
         } else {
             listener::BoundTraffic::Tcp {
-                cluster: &tcp.0,
-                timeouts: &tcp.1,
+                cluster: &cluster,
+                timeouts: &timeouts,
                 sniffed: None,
             }
         };
