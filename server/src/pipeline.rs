@@ -40,6 +40,8 @@ struct ProxyClass {
     labels: Labels,
     locality: shoal_translate::model::Locality,
     gateway_topology: Option<shoal_translate::GatewayTopology>,
+    ipv6_only: bool,
+    unprivileged: bool,
 }
 
 struct BuildState {
@@ -378,6 +380,8 @@ impl Pipeline {
             labels: proxy.labels.clone(),
             locality: proxy.locality.clone(),
             gateway_topology: proxy.gateway_topology,
+            ipv6_only: proxy.ipv6_only(),
+            unprivileged: proxy.unprivileged,
         };
         let mut st = self.state.lock();
         let key = match st.classes.get(&class) {

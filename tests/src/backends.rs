@@ -319,3 +319,15 @@ pub async fn tcp_echo(addr: SocketAddr, name: &str) -> anyhow::Result<Backend> {
     });
     Ok(Backend { addr, task })
 }
+
+/// What the [`tcp_echo`] backend reached through `addr` greets a new connection with.
+pub async fn greeting(addr: SocketAddr) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let mut buf = vec![0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+}

@@ -106,11 +106,13 @@ pub fn bound_http_sidecar(ns: &str, port: u16, hosts: &[&str]) -> String {
 /// The workload `api` of namespace `app` (labels `app: api`) behind a Sidecar ingress
 /// listener bound to `127.0.0.1:ingress` (no capture) that forwards to the application
 /// at `127.0.0.1:app`, with its Service (`port` → `target`, named after `protocol`): the
-/// server side of the tests of inbound policies. YAML documents, each ended by `---`.
+/// server side of the tests of inbound policies. Its egress imports nothing (`~/*`): a
+/// proxy without capture would bind a listener for every port of what it imports, its own
+/// Service's too. YAML documents, each ended by `---`.
 pub fn ingress_workload(protocol: &str, port: u16, target: u16, ingress: u16, app: u16) -> String {
     let name = protocol.to_ascii_lowercase();
     format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: api, namespace: app}}\nspec:\n  selector: {{app: api}}\n  ports: [{{name: {name}, port: {port}, targetPort: {target}}}]\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: api, namespace: app}}\nspec:\n  workloadSelector: {{labels: {{app: api}}}}\n  ingress:\n  - port: {{number: {ingress}, protocol: {protocol}, name: {name}}}\n    bind: 127.0.0.1\n    captureMode: NONE\n    defaultEndpoint: 127.0.0.1:{app}\n  egress:\n  - hosts: [\"./*\"]\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: api, namespace: app}}\nspec:\n  selector: {{app: api}}\n  ports: [{{name: {name}, port: {port}, targetPort: {target}}}]\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: api, namespace: app}}\nspec:\n  workloadSelector: {{labels: {{app: api}}}}\n  ingress:\n  - port: {{number: {ingress}, protocol: {protocol}, name: {name}}}\n    bind: 127.0.0.1\n    captureMode: NONE\n    defaultEndpoint: 127.0.0.1:{app}\n  egress:\n  - hosts: [\"~/*\"]\n---\n"
     )
 }
 

@@ -3,7 +3,7 @@
 //! Node ids follow Istio: `TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.DOMAIN`, with `TYPE` one of
 //! `sidecar`, `router` or `ztunnel`. Node metadata may add `NAMESPACE`, `LABELS`,
 //! `INTERCEPTION_MODE` (`REDIRECT`, `TPROXY`, `NONE`), `GENERATOR` (`grpc` for proxyless
-//! clients), `INSTANCE_IPS`, `CLUSTER_ID` and `ISTIO_VERSION`.
+//! clients), `INSTANCE_IPS`, `CLUSTER_ID`, `ISTIO_VERSION` and `UNPRIVILEGED_POD`.
 
 use serde::Serialize;
 use shoal_api::pb::envoy::config::core::v3::Node;
@@ -55,6 +55,8 @@ pub struct Proxy {
     /// `PROXY_CONFIG.gatewayTopology` (mesh default, or the pod's `proxy.istio.io/config`):
     /// what a gateway trusts of the hops in front of it.
     pub gateway_topology: Option<GatewayTopology>,
+    /// `UNPRIVILEGED_POD`: the proxy cannot bind ports below 1024.
+    pub unprivileged: bool,
 }
 
 /// ProxyConfig `gatewayTopology`: the trusted proxies in front of a gateway.
@@ -259,9 +261,24 @@ impl Proxy {
             istio_version: string_field(meta, "ISTIO_VERSION").map(str::to_string),
             locality: node_locality(node, &labels),
             gateway_topology: gateway_topology(meta)?,
+            // Go's `strconv.ParseBool` truths, as Istio reads it.
+            unprivileged: matches!(
+                string_field(meta, "UNPRIVILEGED_POD"),
+                Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+            ),
             labels,
             id,
         })
+    }
+
+    /// Whether every address of the proxy is IPv6 (Istio's IPv6 IP mode): its loopback
+    /// address is then `::1`. A proxy with IPv4 addresses, or none known, binds IPv4.
+    pub fn ipv6_only(&self) -> bool {
+        !self.ips.is_empty()
+            && self
+                .ips
+                .iter()
+                .all(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
     }
 }
 
@@ -286,6 +303,40 @@ mod tests {
             metadata: Some(Struct { fields }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn ipv6_only_when_every_address_is() {
+        let ipv6_only = |id: &str, ips: &str| {
+            Proxy::from_node(Some(&node(id, &[("INSTANCE_IPS", ips)])))
+                .unwrap()
+                .ipv6_only()
+        };
+        assert!(ipv6_only(
+            "sidecar~fd00::1~a.x~x.svc.cluster.local",
+            "fd00::1,fd00::2"
+        ));
+        // Dual stack binds IPv4 first, as Istio does without ISTIO_DUAL_STACK.
+        assert!(!ipv6_only(
+            "sidecar~fd00::1~a.x~x.svc.cluster.local",
+            "10.0.0.1"
+        ));
+        assert!(!ipv6_only("sidecar~10.0.0.1~a.x~x.svc.cluster.local", ""));
+        assert!(!ipv6_only("sidecar~~a.x~x.svc.cluster.local", ""));
+    }
+
+    #[test]
+    fn unprivileged_as_go_parses_it() {
+        let unprivileged = |v: &str| {
+            Proxy::from_node(Some(&node(
+                "sidecar~10.0.0.1~a.x~x.svc.cluster.local",
+                &[("UNPRIVILEGED_POD", v)],
+            )))
+            .unwrap()
+            .unprivileged
+        };
+        assert!(unprivileged("true") && unprivileged("1") && unprivileged("True"));
+        assert!(!unprivileged("false") && !unprivileged("yes") && !unprivileged(""));
     }
 
     #[test]

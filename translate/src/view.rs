@@ -18,6 +18,8 @@ use crate::model::{Model, ModelDelta, Protocol, Service, VirtualServiceRule};
 use crate::proxy::{Generator, Interception, ProxyType};
 use crate::scope::{Egress, Scope, ViewKey};
 
+mod bound;
+
 /// The resources of one view.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ViewOutput {
@@ -377,20 +379,31 @@ impl<'m> ViewBuilder<'_, 'm> {
         let capture = self.scope.key.interception != Interception::None;
         self.special_clusters(capture);
         let egress = self.scope.egress.clone();
+        // As in Istio, an egress listener binds its ports when the proxy does not capture
+        // traffic or the listener says `captureMode: NONE`.
+        let binds = |e: &Egress| e.capture_none || !capture;
         let mut claimed_ports = BTreeSet::new();
+        let mut bound = BTreeSet::new();
         for e in egress.iter().filter(|e| e.port.is_some()) {
             let Some(port) = e.port else { continue };
-            if e.capture_none || !capture {
+            if binds(e) {
+                if !self.scope.key.can_bind(port) {
+                    continue;
+                }
+                bound.insert((self.bind_of(e), port));
                 self.bound_listener(e, port, vss);
             } else if claimed_ports.insert(port) {
                 let services = self.scope.services_of(e);
                 self.capture_port(port, &services, vss);
             }
         }
+        for e in egress.iter().filter(|e| e.port.is_none() && binds(e)) {
+            self.bound_catch_all(e, &bound, &claimed_ports, vss);
+        }
         if capture {
             // The catch-all egress listener: one listener per service port not claimed above.
             let mut by_port: BTreeMap<u16, Vec<&'m Arc<Service>>> = BTreeMap::new();
-            for e in egress.iter().filter(|e| e.port.is_none()) {
+            for e in egress.iter().filter(|e| e.port.is_none() && !binds(e)) {
                 for svc in self.scope.services_of(e) {
                     for p in &svc.ports {
                         if !claimed_ports.contains(&p.port) && p.protocol != Protocol::Udp {
@@ -403,7 +416,13 @@ impl<'m> ViewBuilder<'_, 'm> {
                 services.dedup_by_key(|s| s.host.clone());
                 self.capture_port(port, &services, vss);
             }
-            self.headless_pod_listeners(&egress);
+            // Pods of headless services get listeners of their own, unless bound above.
+            let captured: Vec<Egress> = egress
+                .iter()
+                .filter(|e| e.port.is_some() || !binds(e))
+                .cloned()
+                .collect();
+            self.headless_pod_listeners(&captured);
             self.listener(listener::virtual_outbound(&Unknown::of(&self.scope)));
         }
         self.inbound_listeners(capture);
@@ -526,10 +545,11 @@ impl<'m> ViewBuilder<'_, 'm> {
         }
     }
 
-    /// A listener bound by a Sidecar egress listener (`captureMode: NONE` or a proxy
-    /// without traffic capture).
+    /// A listener bound by a Sidecar egress listener with a port (`captureMode: NONE` or a
+    /// proxy without traffic capture): HTTP on its route config of the same name, or TCP to
+    /// the first of its services.
     fn bound_listener(&mut self, e: &Egress, port: u16, vss: &[&'m Arc<VirtualServiceRule>]) {
-        let bind = e.bind.clone().unwrap_or_else(|| "127.0.0.1".to_string());
+        let bind = self.bind_of(e);
         let services: Vec<&'m Arc<Service>> = self
             .scope
             .services_of(e)
@@ -543,18 +563,24 @@ impl<'m> ViewBuilder<'_, 'm> {
                     .is_some_and(|p| p.protocol.is_http() || p.protocol == Protocol::Unknown)
             }),
         };
-        let tcp_cluster = services.first().map(|s| {
-            (
+        let name = listener::bound_name(&bind, port);
+        let (cluster, timeouts) = match services.first() {
+            Some(s) => (
                 outbound_cluster_name(port, "", &s.host),
                 crate::envoy::traffic_policy::TcpTimeouts::for_host(&self.scope, &s.host),
-            )
-        });
-        let mut l = listener::bound(
-            &bind,
-            port,
-            http,
-            tcp_cluster.as_ref().map(|(c, t)| (c.as_str(), t)),
-        );
+            ),
+            None => (crate::envoy::BLACKHOLE.to_string(), Default::default()),
+        };
+        let traffic = if http {
+            listener::BoundTraffic::Http { route: &name }
+        } else {
+            listener::BoundTraffic::Tcp {
+                cluster: &cluster,
+                timeouts: &timeouts,
+                sniffed: None,
+            }
+        };
+        let mut l = listener::bound(&bind, port, traffic);
         if !http {
             crate::envoy::tcp_route::apply_sidecar(
                 &self.scope,
@@ -564,7 +590,6 @@ impl<'m> ViewBuilder<'_, 'm> {
                 &mut l,
             );
         }
-        let name = l.name.clone();
         self.listener(l);
         if http {
             let rc = self.route_config(&name, port, &services, vss, false);
@@ -585,25 +610,8 @@ impl<'m> ViewBuilder<'_, 'm> {
         allow_any: bool,
     ) -> RouteConfiguration {
         let flavor = Generator::Envoy;
-        let suffix = &self.opts().domain_suffix;
-        let ns = self.scope.namespace();
         let mut used = BTreeSet::new();
-        let mut vhosts = Vec::new();
-        for svc in services {
-            let Some(p) = svc.port(port) else { continue };
-            if !(p.protocol.is_http() || p.protocol == Protocol::Unknown) {
-                continue;
-            }
-            let vs = self.scope.virtual_service_for(vss, &svc.host);
-            let routes = route::routes(&self.scope, vs.map(|v| v.as_ref()), svc, port, flavor);
-            let domains = route::domains(svc, port, ns, suffix);
-            vhosts.extend(route::virtual_host(
-                format!("{}:{port}", svc.host),
-                domains,
-                routes,
-                &mut used,
-            ));
-        }
+        let mut vhosts = self.service_vhosts(port, services, vss, &mut used);
         // VirtualService hosts that are not services (e.g. a name that routes elsewhere).
         for vs in vss {
             for h in &vs.hosts {
@@ -633,6 +641,41 @@ impl<'m> ViewBuilder<'_, 'm> {
             validate_clusters: Some(crate::envoy::boolv(false)),
             ..Default::default()
         }
+    }
+
+    /// The virtual hosts of the HTTP (or sniffed) services of a port.
+    fn service_vhosts(
+        &self,
+        port: u16,
+        services: &[&'m Arc<Service>],
+        vss: &[&'m Arc<VirtualServiceRule>],
+        used: &mut BTreeSet<String>,
+    ) -> Vec<shoal_api::pb::envoy::config::route::v3::VirtualHost> {
+        let suffix = &self.opts().domain_suffix;
+        let ns = self.scope.namespace();
+        let mut vhosts = Vec::new();
+        for svc in services {
+            let Some(p) = svc.port(port) else { continue };
+            if !(p.protocol.is_http() || p.protocol == Protocol::Unknown) {
+                continue;
+            }
+            let vs = self.scope.virtual_service_for(vss, &svc.host);
+            let routes = route::routes(
+                &self.scope,
+                vs.map(|v| v.as_ref()),
+                svc,
+                port,
+                Generator::Envoy,
+            );
+            let domains = route::domains(svc, port, ns, suffix);
+            vhosts.extend(route::virtual_host(
+                format!("{}:{port}", svc.host),
+                domains,
+                routes,
+                used,
+            ));
+        }
+        vhosts
     }
 
     /// gRPC's `HOST:PORT` listeners and `outbound|PORT||HOST` route configs.

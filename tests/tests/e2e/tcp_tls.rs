@@ -6,7 +6,6 @@ use std::time::Duration;
 use shoal_tests::backends;
 use shoal_tests::{Envoy, start_shoal};
 use shoal_tests::{eventually, free_port};
-use tokio::io::AsyncReadExt;
 
 /// A TCP Service with one endpoint.
 fn service(name: &str, port: u16, ip: &str, target: u16) -> String {
@@ -15,15 +14,7 @@ fn service(name: &str, port: u16, ip: &str, target: u16) -> String {
 
 /// What the backend behind `127.0.0.1:port` greets a new connection with.
 async fn greeting(port: u16) -> Option<String> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let mut buf = vec![0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+    backends::greeting(([127, 0, 0, 1], port).into()).await
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
-//! LDS: Istio's outbound listeners (per port, behind `virtualOutbound`), listeners bound by
-//! a Sidecar's egress listeners, and gRPC's `HOST:PORT` api listeners (`virtualInbound` is
-//! in [`super::inbound`]).
+//! LDS: Istio's outbound listeners (per port, behind `virtualOutbound`), listeners bound to
+//! a port where traffic is not captured, and gRPC's `HOST:PORT` api listeners
+//! (`virtualInbound` is in [`super::inbound`]).
 
 use shoal_api::pb::envoy::config::core::v3::{CidrRange, TrafficDirection};
 use shoal_api::pb::envoy::config::listener::v3::{
@@ -243,27 +243,76 @@ pub(crate) fn outbound_at(
     }
 }
 
-/// A listener a Sidecar egress listener binds (`BIND_PORT`): HTTP on its route config
-/// (named like the listener), or TCP to the one service it serves.
-pub(crate) fn bound(
-    bind: &str,
-    port: u16,
-    http: bool,
-    tcp_cluster: Option<(&str, &TcpTimeouts)>,
-) -> Listener {
-    let name = format!("{bind}_{port}");
-    let filter = match (http, tcp_cluster) {
-        (true, _) => hcm_filter(&format!("outbound_{name}"), rds(&name)),
-        (false, Some((cluster, t))) => tcp_proxy_filter_timed(cluster, t),
-        (false, None) => tcp_proxy_filter(super::BLACKHOLE),
+/// What a bound listener carries.
+pub(crate) enum BoundTraffic<'a> {
+    /// HTTP, routed by the route config named.
+    Http { route: &'a str },
+    /// TCP to one cluster. With `sniffed`, connections the HTTP inspector finds to be HTTP
+    /// take that route config instead (a port whose protocol is not declared).
+    Tcp {
+        cluster: &'a str,
+        timeouts: &'a TcpTimeouts,
+        sniffed: Option<&'a str>,
+    },
+}
+
+/// The name of a listener bound to `bind:port`, as Istio names it.
+pub(crate) fn bound_name(bind: &str, port: u16) -> String {
+    format!("{bind}_{port}")
+}
+
+/// A listener bound to `bind:port` (`BIND_PORT`), for traffic that is not captured: a
+/// Sidecar egress listener with `captureMode: NONE`, or any egress port of a proxy without
+/// traffic capture.
+pub(crate) fn bound(bind: &str, port: u16, traffic: BoundTraffic<'_>) -> Listener {
+    let name = bound_name(bind, port);
+    let stat = format!("outbound_{name}");
+    let mut listener_filters = Vec::new();
+    let filter_chains = match traffic {
+        BoundTraffic::Http { route } => vec![FilterChain {
+            filters: vec![hcm_filter(&stat, rds(route))],
+            ..Default::default()
+        }],
+        BoundTraffic::Tcp {
+            cluster,
+            timeouts,
+            sniffed: None,
+        } => vec![FilterChain {
+            filters: vec![tcp_proxy_filter_timed(cluster, timeouts)],
+            ..Default::default()
+        }],
+        BoundTraffic::Tcp {
+            cluster,
+            timeouts,
+            sniffed: Some(route),
+        } => {
+            listener_filters.push(listener_filter(
+                filters::HTTP_INSPECTOR,
+                &HttpInspector::default(),
+            ));
+            vec![
+                FilterChain {
+                    name: format!("{cluster}-http"),
+                    filter_chain_match: Some(FilterChainMatch {
+                        application_protocols: HTTP_PROTOCOLS.map(String::from).to_vec(),
+                        ..Default::default()
+                    }),
+                    filters: vec![hcm_filter(&stat, rds(route))],
+                    ..Default::default()
+                },
+                FilterChain {
+                    name: cluster.to_string(),
+                    filters: vec![tcp_proxy_filter_timed(cluster, timeouts)],
+                    ..Default::default()
+                },
+            ]
+        }
     };
     Listener {
         name,
         address: Some(socket(bind, port)),
-        filter_chains: vec![FilterChain {
-            filters: vec![filter],
-            ..Default::default()
-        }],
+        filter_chains,
+        listener_filters,
         traffic_direction: TrafficDirection::Outbound as i32,
         ..Default::default()
     }

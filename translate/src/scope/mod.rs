@@ -67,6 +67,12 @@ pub struct ViewKey {
     /// For gateway proxies: their `gatewayTopology` (trusted hops, client cert forwarding,
     /// PROXY protocol).
     pub gateway_topology: Option<GatewayTopology>,
+    /// An Envoy sidecar whose addresses are all IPv6: what it binds where traffic is not
+    /// captured is `::1`, not `127.0.0.1` (Istio's IP mode).
+    pub ipv6: bool,
+    /// An Envoy sidecar that cannot bind ports below 1024 (`UNPRIVILEGED_POD`): listeners it
+    /// would bind there are left out, as Istio leaves them out.
+    pub unprivileged: bool,
     /// A proxyless gRPC server whose workload carries `security.istio.io/tlsMode: istio`:
     /// clients reach it with auto mTLS, and gRPC cannot serve plaintext and mTLS on one
     /// port, so PERMISSIVE serves mTLS (as Istio does).
@@ -154,7 +160,19 @@ impl ViewKey {
                 Vec::new()
             },
             tls_mode_istio,
+            ipv6: proxy.proxy_type == ProxyType::Sidecar && !grpc && proxy.ipv6_only(),
+            unprivileged: proxy.proxy_type == ProxyType::Sidecar && !grpc && proxy.unprivileged,
         }
+    }
+
+    /// The loopback address the proxy binds listeners to where traffic is not captured.
+    pub(crate) fn loopback(&self) -> &'static str {
+        if self.ipv6 { "::1" } else { "127.0.0.1" }
+    }
+
+    /// Whether the proxy may bind a listener to `port` (Istio's `CanBindToPort`).
+    pub(crate) fn can_bind(&self, port: u16) -> bool {
+        !(self.unprivileged && (1..1024).contains(&port))
     }
 
     /// A readable, unique id of the view (used in metrics and debug output).
@@ -197,6 +215,12 @@ impl ViewKey {
         ) + policies("reqauthn", &self.request_authentication).as_str()
             + policies("gateways", &self.gateways).as_str()
             + if self.workload_certs { "" } else { "|no-certs" }
+            + if self.ipv6 { "|ipv6" } else { "" }
+            + if self.unprivileged {
+                "|unprivileged"
+            } else {
+                ""
+            }
             + if self.tls_mode_istio {
                 "|tlsmode-istio"
             } else {
