@@ -3,16 +3,16 @@
 //! allowed identity), `proxy-config` against the control plane (`istio.io/debug/config_dump`),
 //! who is refused, and the metric names Istio's dashboards read.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use common::get;
 use prost::Message;
-use shoal::app::{self, App};
-use shoal::cli::{Command, parse_from};
-use shoal::config::Config;
+use shoal::app::App;
 use shoal_api::ResourceType;
 use shoal_api::pb::envoy::admin::v3::ClustersConfigDump;
 use shoal_api::pb::envoy::config::cluster::v3::Cluster;
@@ -24,7 +24,6 @@ use shoal_api::pb::envoy::service::discovery::v3::{
 use shoal_api::pb::envoy::service::status::v3::{ClientConfig, ConfigStatus};
 use shoal_api::pb::google::protobuf::{Struct, Value, value::Kind};
 use shoal_api::pb::google::rpc::Status as RpcStatus;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -81,38 +80,8 @@ impl Issuer {
 
 /// An app on ephemeral ports serving one Service, trusting `issuer`'s tokens.
 async fn start(dir: &Path, issuer: &Issuer) -> anyhow::Result<App> {
-    let config_dir = dir.join("config");
-    std::fs::create_dir_all(&config_dir)?;
-    std::fs::write(
-        config_dir.join("cart.yaml"),
-        "apiVersion: v1\nkind: Service\nmetadata: {name: cart, namespace: shop}\n\
-         spec:\n  clusterIP: 10.96.0.80\n  ports:\n  - {name: http, port: 8080}\n",
-    )?;
-    let data = dir.join("data").display().to_string();
-    let config_dir = config_dir.display().to_string();
     let jwt = format!("{ISSUER}={}", issuer.file.path().display());
-    let parsed = parse_from([
-        "shoal",
-        "serve",
-        "--config-dir",
-        &config_dir,
-        "--data-dir",
-        &data,
-        "--xds-addr",
-        "127.0.0.1:0",
-        "--xds-tls-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--jwt-issuer",
-        &jwt,
-        "--debounce",
-        "20ms",
-    ])?;
-    let Command::Serve(args) = parsed.command else {
-        anyhow::bail!("not serve");
-    };
-    app::build(Arc::new(Config::resolve(&args, &parsed.explicit)?)).await
+    common::start_with(dir, &[("cart", 8080)], &["--jwt-issuer", &jwt]).await
 }
 
 /// A gRPC channel to the app's TLS port, trusting its CA (no client certificate).
@@ -282,15 +251,6 @@ fn status_of(configs: &[ClientConfig], type_url: &str) -> Option<ConfigStatus> {
         .iter()
         .find(|g| g.type_url == type_url)?;
     ConfigStatus::try_from(generic.config_status).ok()
-}
-
-async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let mut conn = tokio::net::TcpStream::connect(addr).await?;
-    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: shoal\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    conn.read_to_string(&mut out).await?;
-    Ok(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

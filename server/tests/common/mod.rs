@@ -32,6 +32,15 @@ pub fn service(name: &str, port: u16) -> String {
 
 /// A replica on ephemeral ports, its state in `dir`, its config in `dir/config`.
 pub async fn start(dir: &Path, services: &[(&str, u16)]) -> anyhow::Result<App> {
+    start_with(dir, services, &[]).await
+}
+
+/// As [`start`], with more `serve` flags.
+pub async fn start_with(
+    dir: &Path,
+    services: &[(&str, u16)],
+    extra: &[&str],
+) -> anyhow::Result<App> {
     let config_dir = dir.join("config");
     std::fs::create_dir_all(&config_dir)?;
     for (name, port) in services {
@@ -42,7 +51,7 @@ pub async fn start(dir: &Path, services: &[(&str, u16)]) -> anyhow::Result<App> 
     }
     let data = dir.join("data").display().to_string();
     let config_dir = config_dir.display().to_string();
-    let parsed = parse_from([
+    let mut argv = vec![
         "shoal",
         "serve",
         "--config-dir",
@@ -57,7 +66,9 @@ pub async fn start(dir: &Path, services: &[(&str, u16)]) -> anyhow::Result<App> 
         "127.0.0.1:0",
         "--debounce",
         "20ms",
-    ])?;
+    ];
+    argv.extend(extra);
+    let parsed = parse_from(argv)?;
     let Command::Serve(args) = parsed.command else {
         anyhow::bail!("not serve");
     };
