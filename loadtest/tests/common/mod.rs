@@ -42,15 +42,27 @@ pub fn curves(svg: &str) -> Vec<Curve> {
 /// `series` (its name and number of values), in that order: each curve a step function of
 /// `2 n + 1` points rising from 0 % to 100 %, in a color of its own.
 pub fn assert_cdf_plot(svg: &str, series: &[(&str, usize)]) {
-    assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "not an SVG document");
+    assert!(
+        svg.starts_with("<svg") && svg.ends_with("</svg>"),
+        "not an SVG document"
+    );
     assert_eq!(svg.matches("<path").count(), 0, "curves are polylines");
     let curves = curves(svg);
-    assert_eq!(curves.len(), series.len(), "one curve per series: {curves:?}");
+    assert_eq!(
+        curves.len(),
+        series.len(),
+        "one curve per series: {curves:?}"
+    );
     for (c, (name, n)) in curves.iter().zip(series) {
         assert_eq!(c.points.len(), 2 * n + 1, "{name}: points of {n} values");
-        assert!(svg.contains(&format!(">{name} (n={n})</text>")), "{name}: no legend");
         assert!(
-            c.points.windows(2).all(|w| w[1].0 >= w[0].0 && w[1].1 <= w[0].1),
+            svg.contains(&format!(">{name} (n={n})</text>")),
+            "{name}: no legend"
+        );
+        assert!(
+            c.points
+                .windows(2)
+                .all(|w| w[1].0 >= w[0].0 && w[1].1 <= w[0].1),
             "{name}: a CDF only moves right and up (SVG y grows downwards): {:?}",
             c.points
         );
