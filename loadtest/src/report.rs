@@ -132,6 +132,14 @@ pub fn table(r: &Results) -> String {
                 f.disconnected, f.converged, f.seconds, f.detected_seconds, f.served_seconds, mib(f.bytes_resent), f.resent_ratio * 100.0
             ),
         ));
+        rows.push((
+            "failover: forwarded streams re-opened, kill → first response".into(),
+            format!(
+                "{} ({} re-establishing attempts by the routers)",
+                pct(&f.forwarded_recovery),
+                f.reestablished.map_or("?".into(), |n| format!("{n:.0}"))
+            ),
+        ));
     }
     if let Some(b) = &r.baseline {
         rows.push((

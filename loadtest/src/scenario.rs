@@ -183,6 +183,14 @@ pub struct FailoverResult {
     pub converged: usize,
     pub bytes_resent: u64,
     pub resent_ratio: f64,
+    /// Streams that never broke and received a response after the kill: forwarded streams
+    /// a router re-opened on their shard's new owner (a delta resume gets its first,
+    /// empty, responses; a SotW resume with current versions gets nothing, so is not
+    /// counted). Times from the kill to that first response.
+    pub forwarded_recovery: Percentiles,
+    /// Attempts of the surviving routers to re-establish forwarded streams (their
+    /// `shoal_router_reestablished_total`, which counts every attempt after the first).
+    pub reestablished: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -476,6 +484,16 @@ async fn failover(
         stats.bytes.load(Ordering::Relaxed),
         stats.errors.load(Ordering::Relaxed),
     );
+    let breaks: Vec<u64> = fleet
+        .proxies
+        .iter()
+        .map(|p| {
+            *p.first_response.lock() = None;
+            p.breaks.load(Ordering::Relaxed)
+        })
+        .collect();
+    let survivors: Vec<usize> = (0..servers.len()).filter(|i| *i != victim - 1).collect();
+    let reestablished0 = sum_metric(servers, &survivors, "shoal_router_reestablished_total").await;
     let t0 = Instant::now();
     servers[victim - 1].kill();
     // Streams break at once for the proxies connected to the victim; forwarded streams
@@ -512,6 +530,14 @@ async fn failover(
     let converged_at = outcome.map(|d| t0 + d).unwrap_or_else(|_| Instant::now());
     let _ = fleet.wait_converged(opts.timeout, None).await;
     let bytes = stats.bytes.load(Ordering::Relaxed) - b0;
+    let forwarded_recovery = fleet
+        .proxies
+        .iter()
+        .zip(&breaks)
+        .filter(|(p, b)| p.breaks.load(Ordering::Relaxed) == **b)
+        .filter_map(|(p, _)| *p.first_response.lock())
+        .map(|at| at.saturating_duration_since(t0).as_secs_f64())
+        .collect();
     Ok(FailoverResult {
         killed: victim,
         was_leader: leader == Some(victim as u64),
@@ -529,7 +555,21 @@ async fn failover(
         } else {
             0.0
         },
+        forwarded_recovery: Percentiles::of(forwarded_recovery),
+        reestablished: sum_metric(servers, &survivors, "shoal_router_reestablished_total")
+            .await
+            .zip(reestablished0)
+            .map(|(a, b)| a - b),
     })
+}
+
+/// The sum of a counter over the servers at `which` (none if one does not answer).
+async fn sum_metric(servers: &[Server], which: &[usize], name: &str) -> Option<f64> {
+    let mut sum = 0.0;
+    for i in which {
+        sum += servers.get(*i)?.metric(name).await.ok()?;
+    }
+    Some(sum)
 }
 
 async fn run_baseline(

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -120,8 +122,9 @@ async fn storm_reconverges_and_resumes_cheaply() {
     );
     let b = r.baseline.as_ref().unwrap();
     assert_eq!(b.converged, 50);
+    // The run's plot: the connect CDF, one step per proxy (storms are not plotted).
     let svg = shoal_loadtest::report::plot(&r);
-    assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+    common::assert_cdf_plot(&svg, &[("connect: proxy converged", 50)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

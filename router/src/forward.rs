@@ -2,19 +2,21 @@
 //! the next owner when ownership moves — without the proxy noticing.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use shoal_api::codec::RawCodec;
 use shoal_api::grpc::{Frames, Message};
 use shoal_shard::{Ownership, Route};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tonic::codegen::http;
 
 use crate::peers::Peers;
 use crate::track::Tracker;
+use crate::wait::{self, Pacing};
 
 /// Header marking a stream forwarded by a router: the receiver serves it or refuses it,
 /// never forwards it again.
@@ -34,57 +36,13 @@ fn retryable(s: &Status) -> bool {
     )
 }
 
-/// Waits until the shard has a serving owner.
-async fn owner(
-    view: &mut watch::Receiver<Arc<Ownership>>,
-    peers: &Peers,
-    shard: u32,
-    self_addr: Option<&str>,
-    deadline: Instant,
-) -> Option<String> {
-    loop {
-        let route = view.borrow().route(shard);
-        match route {
-            Route::Peer(_, node) => return Some(peers.url(&node)),
-            Route::Local => return self_addr.map(str::to_string),
-            Route::Unavailable => {}
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || tokio::time::timeout(left, view.changed()).await.is_err() {
-            return None;
-        }
-    }
-}
-
-/// Sleeps for `backoff`, or less if the shard's owner changes away from `addr` meanwhile
-/// (a dead owner's shards moved: go to the new one at once, not after the backoff).
-async fn back_off(
-    view: &mut watch::Receiver<Arc<Ownership>>,
-    peers: &Peers,
-    shard: u32,
-    self_addr: Option<&str>,
-    addr: &str,
-    backoff: Duration,
-) {
-    let moved = async {
-        loop {
-            if view.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-            let route = view.borrow().route(shard);
-            let now = match route {
-                Route::Peer(_, node) => Some(peers.url(&node)),
-                Route::Local => self_addr.map(str::to_string),
-                Route::Unavailable => None,
-            };
-            if now.is_some_and(|a| a != addr) {
-                return;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::time::sleep(backoff) => {}
-        _ = moved => {}
+/// Where to reach `route`: a peer's xDS URL, or this replica's own for [`Route::Local`]
+/// (none in a standalone router, which serves nothing itself).
+fn addr(route: &Route, peers: &Peers, self_addr: Option<&str>) -> Option<String> {
+    match route {
+        Route::Peer(_, node) => Some(peers.url(node)),
+        Route::Local => self_addr.map(str::to_string),
+        Route::Unavailable => None,
     }
 }
 
@@ -142,18 +100,11 @@ where
             }
         });
         let mut attempt = 0u32;
-        let mut backoff = Duration::from_millis(50);
+        let mut pacing = Pacing::default();
         let mut last_success = Instant::now();
         loop {
-            let Some(addr) = owner(
-                &mut view,
-                &peers,
-                shard,
-                self_addr.as_deref(),
-                last_success + GIVE_UP,
-            )
-            .await
-            else {
+            let route = wait::route(&mut view, shard, last_success + GIVE_UP).await;
+            let Some(addr) = addr(&route, &peers, self_addr.as_deref()) else {
                 let _ = tx
                     .send(Err(Status::unavailable(format!(
                         "no replica serves shard {shard}"
@@ -202,16 +153,9 @@ where
             let mut downstream = match upstream.await {
                 Ok(r) => r.into_inner(),
                 Err(s) if retryable(&s) => {
-                    back_off(
-                        &mut view,
-                        &peers,
-                        shard,
-                        self_addr.as_deref(),
-                        &addr,
-                        backoff,
-                    )
-                    .await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    pacing
+                        .after_failure(&mut view, shard, &route, last_success + GIVE_UP)
+                        .await;
                     continue;
                 }
                 Err(s) => {
@@ -238,7 +182,7 @@ where
                     r = downstream.message() => match r {
                         Ok(Some(bytes)) => {
                             last_success = Instant::now();
-                            backoff = Duration::from_millis(50);
+                            pacing.succeeded();
                             tracker.on_response(&bytes);
                             if tx.send(Ok(Message { chunks: vec![bytes] })).await.is_err() {
                                 return;
@@ -255,16 +199,9 @@ where
                     _ = tx.closed() => return,
                 }
             }
-            back_off(
-                &mut view,
-                &peers,
-                shard,
-                self_addr.as_deref(),
-                &addr,
-                backoff,
-            )
-            .await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            pacing
+                .after_failure(&mut view, shard, &route, last_success + GIVE_UP)
+                .await;
         }
     }
 }

@@ -16,13 +16,14 @@ mod forward;
 mod local;
 mod peers;
 mod track;
+mod wait;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message;
@@ -127,21 +128,6 @@ fn first_node(delta: bool, first: &Bytes) -> Result<Node, Status> {
     node.ok_or_else(|| Status::invalid_argument("the first request of a stream must carry a node"))
 }
 
-/// Waits (bounded) for a shard to get a route.
-async fn route(view: &mut watch::Receiver<Arc<Ownership>>, shard: u32, wait: Duration) -> Route {
-    let deadline = Instant::now() + wait;
-    loop {
-        let r = view.borrow().route(shard);
-        if r != Route::Unavailable {
-            return r;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || tokio::time::timeout(left, view.changed()).await.is_err() {
-            return Route::Unavailable;
-        }
-    }
-}
-
 impl<L, B> Service<http::Request<B>> for Router<L>
 where
     L: Service<http::Request<MessageBody>, Response = http::Response<Body>, Error = Infallible>
@@ -219,7 +205,8 @@ where
         } else {
             self.config.wait_for_owner
         };
-        match route(&mut self.view, shard, wait).await {
+        let deadline = tokio::time::Instant::now() + wait;
+        match wait::route(&mut self.view, shard, deadline).await {
             Route::Local if self.local.is_some() => {
                 self.serve_local(parts, first, frames, shard, true).await
             }

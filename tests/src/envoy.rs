@@ -1,5 +1,6 @@
 //! Envoy processes connected to shoal over ADS, killed when their handle drops.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
@@ -151,6 +152,53 @@ impl Envoy {
                 if l.get("active_state").is_some() {
                     out.push(l["name"].as_str().unwrap_or_default().to_string());
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// What Envoy received over xDS, per type (`CDS`, `EDS`, `LDS`, `RDS`): the names of
+    /// its dynamic resources, active or warming (waiting for secrets or endpoints), from
+    /// its config dump with endpoints. Static resources of the bootstrap are left out.
+    pub async fn received(&self) -> anyhow::Result<BTreeMap<&'static str, BTreeSet<String>>> {
+        let (_, body) = http_get(self.admin, "/config_dump?include_eds", &[]).await?;
+        let dump: serde_json::Value = serde_json::from_str(&body)?;
+        let mut out: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
+        let mut add = |ty: &'static str, items: &serde_json::Value, name: &[&str]| {
+            for item in items.as_array().into_iter().flatten() {
+                let n = name.iter().fold(item, |v, k| &v[*k]);
+                if let Some(n) = n.as_str() {
+                    out.entry(ty).or_default().insert(n.to_string());
+                }
+            }
+        };
+        for c in dump["configs"].as_array().into_iter().flatten() {
+            let kind = c["@type"].as_str().unwrap_or_default();
+            if kind.ends_with(".ClustersConfigDump") {
+                add("CDS", &c["dynamic_active_clusters"], &["cluster", "name"]);
+                add("CDS", &c["dynamic_warming_clusters"], &["cluster", "name"]);
+            } else if kind.ends_with(".ListenersConfigDump") {
+                // Listeners in `error_state` only were rejected: not received.
+                let held: Vec<serde_json::Value> = c["dynamic_listeners"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|l| l.get("active_state").is_some() || l.get("warming_state").is_some())
+                    .cloned()
+                    .collect();
+                add("LDS", &serde_json::Value::Array(held), &["name"]);
+            } else if kind.ends_with(".RoutesConfigDump") {
+                add(
+                    "RDS",
+                    &c["dynamic_route_configs"],
+                    &["route_config", "name"],
+                );
+            } else if kind.ends_with(".EndpointsConfigDump") {
+                add(
+                    "EDS",
+                    &c["dynamic_endpoint_configs"],
+                    &["endpoint_config", "cluster_name"],
+                );
             }
         }
         Ok(out)

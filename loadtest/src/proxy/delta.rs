@@ -151,7 +151,7 @@ async fn handle(
         .bytes
         .fetch_add(resp.encoded_len() as u64, Ordering::Relaxed);
     ctx.stats.messages.fetch_add(1, Ordering::Relaxed);
-    super::maybe_record(p, &resp);
+    super::on_response(p, &resp);
     let Some(ty) = ResourceType::from_type_url(&resp.type_url) else {
         return Err(format!("response of unknown type {}", resp.type_url));
     };

@@ -137,6 +137,12 @@ pub struct Proxy {
     pub refs: Mutex<Refs>,
     /// Every response received, re-encoded, while recording (for the wire baseline).
     pub recording: Mutex<Option<Vec<bytes::Bytes>>>,
+    /// When the first response arrived since this was last cleared (the failover clears it
+    /// at the kill: a stream that never broke and gets a response after it was re-opened by
+    /// a router on the shard's new owner).
+    pub first_response: Mutex<Option<Instant>>,
+    /// Streams of this proxy that failed (each one reconnected).
+    pub breaks: AtomicU64,
 }
 
 impl Proxy {
@@ -169,6 +175,8 @@ impl Proxy {
             error: Mutex::new(None),
             refs: Mutex::new(HashMap::new()),
             recording: Mutex::new(None),
+            first_response: Mutex::new(None),
+            breaks: AtomicU64::new(0),
         }
     }
 
@@ -293,6 +301,7 @@ impl Proxy {
             };
             let Err(e) = result else { return };
             ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
+            self.breaks.fetch_add(1, Ordering::Relaxed);
             let permanent = e.starts_with("Unimplemented") || e.starts_with("InvalidArgument");
             *self.error.lock() = Some(e);
             if permanent {
@@ -308,8 +317,9 @@ impl Proxy {
     }
 }
 
-/// Keeps a copy of a response when the proxy is recording.
-fn maybe_record(p: &Proxy, msg: &impl prost::Message) {
+/// Notes a response's arrival, and keeps a copy of it when the proxy is recording.
+fn on_response(p: &Proxy, msg: &impl prost::Message) {
+    p.first_response.lock().get_or_insert_with(Instant::now);
     if let Some(r) = p.recording.lock().as_mut() {
         r.push(bytes::Bytes::from(msg.encode_to_vec()));
     }

@@ -1,7 +1,9 @@
 //! Every golden case, served to a real Envoy: each proxy of `translate/tests/golden/CASE/`
-//! connects to shoal running on the case's `config.yaml`, and every resource type it
-//! subscribes to must be accepted (ACKed), never NACKed. The golden files pin what shoal
-//! generates; this pins that Envoy takes it.
+//! connects to shoal running on the case's `config.yaml`, and every resource type its
+//! golden file (`PROXY.json`) holds must be acknowledged (SYNCED in `/debug/syncz`, never
+//! NACKed, never left unsent) with every one of the golden's resources in Envoy's config
+//! dump. The golden files pin what shoal generates; this pins that Envoy received and took
+//! it.
 //!
 //! One proxy at a time (sidecars bind 15001/15006, gateways their server ports), over
 //! plaintext xDS: proxies get no workload certificate, so resources waiting for SDS
@@ -9,7 +11,7 @@
 //! `/etc/certs/` are generated into a temporary directory the config is pointed at. A case
 //! with a `not-for-envoy.txt` (its reason) is for other clients only and skipped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,23 +41,100 @@ fn node(p: &Value) -> Value {
     node
 }
 
-/// The stream of `id` in `/debug/syncz`, once every type it subscribed to was answered.
-async fn settled(shoal: &Shoal, id: &str) -> anyhow::Result<Value> {
-    eventually(Duration::from_secs(30), "every type answered", || async {
-        let syncz = shoal.json("/debug/syncz").await.ok()?;
-        let stream = syncz
-            .as_array()?
+/// Per type (`CDS`, `EDS`, `LDS`, `RDS`), the names of the resources a golden proxy file
+/// holds; types it holds none of are left out.
+fn golden_names(file: &Path) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(file)?)?;
+    let mut out = BTreeMap::new();
+    for (ty, resources) in golden["output"]["resources"]
+        .as_object()
+        .ok_or_else(|| anyhow::anyhow!("{}: no output.resources", file.display()))?
+    {
+        let names: BTreeSet<String> = resources
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str().or_else(|| r["cluster_name"].as_str()))
+            .map(str::to_string)
+            .collect();
+        if !names.is_empty() {
+            out.insert(ty.clone(), names);
+        }
+    }
+    Ok(out)
+}
+
+/// What keeps the stream of `id` from holding its golden: per golden type, not
+/// acknowledged in `/debug/syncz` (rejected: `ERROR`, or `STALE`, `NOT SENT`, absent), and
+/// golden resources missing from Envoy's config dump. Empty: Envoy took all of it.
+async fn lacking(
+    shoal: &Shoal,
+    envoy: &Envoy,
+    id: &str,
+    golden: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<String> {
+    let syncz = shoal.json("/debug/syncz").await.unwrap_or_default();
+    let stream = syncz
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["node_id"] == id);
+    let Some(stream) = stream else {
+        return vec!["no stream in /debug/syncz".into()];
+    };
+    let received = match envoy.received().await {
+        Ok(r) => r,
+        Err(e) => return vec![format!("no config dump: {e}")],
+    };
+    let mut out = Vec::new();
+    for (ty, names) in golden {
+        let status = stream["types"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["type"] == ty.as_str());
+        match status.map(|t| (t["state"].as_str().unwrap_or_default(), t)) {
+            Some(("SYNCED", _)) => {}
+            Some(("ERROR", t)) => out.push(format!(
+                "{ty} rejected: {}",
+                t["last_nack"].as_str().unwrap_or_default()
+            )),
+            Some((state, _)) => out.push(format!("{ty} {state}")),
+            None => out.push(format!("{ty} never subscribed")),
+        }
+        let held = received.get(ty.as_str());
+        let missing: Vec<&String> = names
             .iter()
-            .find(|s| s["node_id"] == id)?
-            .clone();
-        let types = stream["types"].as_array()?;
-        let has = |t: &str| types.iter().any(|x| x["type"] == t);
-        let answered = types
-            .iter()
-            .all(|t| t["state"] == "SYNCED" || t["state"] == "ERROR" || t["state"] == "NOT SENT");
-        (has("CDS") && has("LDS") && answered).then_some(stream)
-    })
-    .await
+            .filter(|n| !held.is_some_and(|h| h.contains(*n)))
+            .collect();
+        if !missing.is_empty() {
+            out.push(format!("{ty} not in Envoy's config dump: {missing:?}"));
+        }
+    }
+    out
+}
+
+/// Waits (bounded) until the stream of `id` holds its golden; what it still lacks if not
+/// (at once when something was rejected: that will not change).
+async fn took_golden(
+    shoal: &Shoal,
+    envoy: &Envoy,
+    id: &str,
+    golden: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<String> {
+    let done = eventually(
+        Duration::from_secs(30),
+        "the golden acknowledged",
+        || async {
+            let l = lacking(shoal, envoy, id, golden).await;
+            (l.is_empty() || l.iter().any(|p| p.contains(" rejected: "))).then_some(l)
+        },
+    )
+    .await;
+    match done {
+        Ok(l) => l,
+        Err(_) => lacking(shoal, envoy, id, golden).await,
+    }
 }
 
 const CERTS: &str = "/etc/certs/";
@@ -162,21 +241,24 @@ async fn envoy_accepts_every_golden_view() {
                     continue;
                 }
             };
-            match settled(&shoal, &id).await {
-                Ok(stream) => {
-                    for t in stream["types"].as_array().into_iter().flatten() {
-                        let nack = t["last_nack"].as_str().unwrap_or_default();
-                        if t["state"] == "ERROR" {
-                            failures
-                                .push(format!("{name}/{proxy}: {} rejected: {nack}", t["type"]));
-                        }
-                    }
+            let golden = match golden_names(&case.join(format!("{proxy}.json"))) {
+                Ok(g) if !g.is_empty() => g,
+                Ok(_) => {
+                    failures.push(format!("{name}/{proxy}: the golden holds nothing"));
+                    continue;
                 }
-                Err(e) => failures.push(format!(
-                    "{name}/{proxy}: {e}\n{}\n{}",
+                Err(e) => {
+                    failures.push(format!("{name}/{proxy}: {e}"));
+                    continue;
+                }
+            };
+            let lacking = took_golden(&shoal, &envoy, &id, &golden).await;
+            if !lacking.is_empty() {
+                failures.push(format!(
+                    "{name}/{proxy}: {lacking:#?}\n{}\n{}",
                     shoal.get("/debug/syncz").await.unwrap_or_default(),
                     envoy.proc.log()
-                )),
+                ));
             }
             checked += 1;
             drop(envoy);
