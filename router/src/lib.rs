@@ -11,6 +11,8 @@
 //! - A replica serves a stream only while the ownership view says it serves its shard.
 
 mod forward;
+#[cfg(feature = "testing")]
+pub mod fuzzing;
 mod local;
 mod peers;
 mod track;
