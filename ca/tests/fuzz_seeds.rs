@@ -41,7 +41,10 @@ fn generate() -> Vec<(&'static str, String)> {
             ),
         ),
         ("missing_san-none.pem", csr(vec![]).1),
-        ("forbidden_san-dns.pem", csr(vec![uri(ME), dns("evil.example.com")]).1),
+        (
+            "forbidden_san-dns.pem",
+            csr(vec![uri(ME), dns("evil.example.com")]).1,
+        ),
         ("forbidden_san-ip.pem", csr(vec![ip, uri(ME)]).1),
         ("forbidden_san-email.pem", csr(vec![uri(ME), email]).1),
         (

@@ -83,18 +83,36 @@ pub struct Req {
 
 #[derive(Arbitrary, Debug, Clone)]
 pub enum Op {
-    Request { stream: bool, req: Req },
+    Request {
+        stream: bool,
+        req: Req,
+    },
     /// ACK the latest response of a type, changing nothing else.
-    Ack { stream: bool, ty: Ty },
+    Ack {
+        stream: bool,
+        ty: Ty,
+    },
     /// NACK the latest response of a type.
-    Nack { stream: bool, ty: Ty },
-    Poll { stream: bool },
+    Nack {
+        stream: bool,
+        ty: Ty,
+    },
+    Poll {
+        stream: bool,
+    },
     /// A new snapshot of a view: (type, name, body) of every resource.
-    Publish { view: bool, resources: Vec<(Ty, Name, u8)> },
+    Publish {
+        view: bool,
+        resources: Vec<(Ty, Name, u8)>,
+    },
     /// The stream moves to the other view.
-    Switch { stream: bool },
+    Switch {
+        stream: bool,
+    },
     /// The stream ends; a new one starts on the same view.
-    Reconnect { stream: bool },
+    Reconnect {
+        stream: bool,
+    },
 }
 
 /// A protocol as the harness drives it.
@@ -246,8 +264,14 @@ fn snapshot_resources(resources: &[(Ty, Name, u8)]) -> Resources {
 impl<S: Proto> Harness<S> {
     fn new() -> Self {
         let views = [
-            View::new("a", Snapshot::initial(&Resources::default(), Trigger::default())),
-            View::new("b", Snapshot::initial(&Resources::default(), Trigger::default())),
+            View::new(
+                "a",
+                Snapshot::initial(&Resources::default(), Trigger::default()),
+            ),
+            View::new(
+                "b",
+                Snapshot::initial(&Resources::default(), Trigger::default()),
+            ),
         ];
         let interner = Arc::new(Interner::default());
         let registry = StatusRegistry::default();
@@ -260,12 +284,22 @@ impl<S: Proto> Harness<S> {
         }
     }
 
-    fn stream(view: &Arc<View>, interner: &Arc<Interner>, reg: &StatusRegistry, i: usize) -> Stream<S> {
+    fn stream(
+        view: &Arc<View>,
+        interner: &Arc<Interner>,
+        reg: &StatusRegistry,
+        i: usize,
+    ) -> Stream<S> {
         let limits = Limits {
             max_names: MAX_NAMES,
         };
         Stream {
-            session: S::new(view, interner.clone(), limits, reg.register("n", S::PROTOCOL)),
+            session: S::new(
+                view,
+                interner.clone(),
+                limits,
+                reg.register("n", S::PROTOCOL),
+            ),
             view: i,
             last: vec![Last::default(); ResourceType::ALL.len()],
             quiet: false,
@@ -335,7 +369,11 @@ impl<S: Proto> Harness<S> {
                     s.quiet = false;
                 } else if s.quiet {
                     let out = s.session.poll();
-                    assert!(out.is_empty(), "a plain ACK was answered with {} responses", out.len());
+                    assert!(
+                        out.is_empty(),
+                        "a plain ACK was answered with {} responses",
+                        out.len()
+                    );
                 }
             }
             Op::Poll { stream } => {
@@ -346,7 +384,11 @@ impl<S: Proto> Harness<S> {
                 let out = s.session.poll();
                 let mut seen = [false; ResourceType::ALL.len()];
                 for o in &out {
-                    assert!(!std::mem::replace(&mut seen[o.ty.index()], true), "two {:?} responses in one poll", o.ty);
+                    assert!(
+                        !std::mem::replace(&mut seen[o.ty.index()], true),
+                        "two {:?} responses in one poll",
+                        o.ty
+                    );
                     let (url, nonce, version_info) = S::decode(o);
                     assert_eq!(url, o.ty.type_url());
                     assert_eq!(Some(&nonce), o.message.nonce.as_ref());
@@ -357,13 +399,19 @@ impl<S: Proto> Harness<S> {
                     last.answered = false;
                 }
                 let again = s.session.poll();
-                assert!(again.is_empty(), "a poll right after a poll sent {} responses", again.len());
+                assert!(
+                    again.is_empty(),
+                    "a poll right after a poll sent {} responses",
+                    again.len()
+                );
                 s.quiet = true;
             }
             Op::Publish { view, resources } => {
                 let v = &self.views[usize::from(*view)];
                 let before = v.current().version;
-                let next = v.current().replaced(&snapshot_resources(resources), Trigger::default());
+                let next = v
+                    .current()
+                    .replaced(&snapshot_resources(resources), Trigger::default());
                 if v.publish(next) {
                     assert!(v.current().version > before, "a view's version went back");
                 }
@@ -380,7 +428,8 @@ impl<S: Proto> Harness<S> {
             Op::Reconnect { stream } => {
                 let i = usize::from(*stream);
                 let view = self.streams[i].view;
-                self.streams[i] = Self::stream(&self.views[view], &self.interner, &self.registry, view);
+                self.streams[i] =
+                    Self::stream(&self.views[view], &self.interner, &self.registry, view);
             }
         }
     }
