@@ -13,6 +13,8 @@
 //!   which answers about its own streams.
 
 mod forward;
+#[cfg(feature = "testing")]
+pub mod fuzzing;
 mod local;
 mod peers;
 mod track;

@@ -1,0 +1,11 @@
+//! A SotW session fed an arbitrary sequence of requests (subscriptions, ACKs, NACKs, stale
+//! nonces, reconnects with arbitrary versions) while its views publish new snapshots.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shoal_cache::session::SotwSession;
+use shoal_cache_fuzz::{Op, run};
+
+fuzz_target!(|ops: Vec<Op>| {
+    run::<SotwSession>(&ops);
+});
