@@ -18,7 +18,7 @@ use shoal_api::{Resource, ResourceType};
 use shoal_cache::session::{
     DeltaSession, Limits, Outgoing, Reply, Session, SessionError, SotwSession,
 };
-use shoal_cache::status::StatusRegistry;
+use shoal_cache::status::{ClientMeta, StatusRegistry};
 use shoal_cache::subscription::Interner;
 use shoal_cache::{Resources, Snapshot, Trigger, View};
 
@@ -298,7 +298,7 @@ impl<S: Proto> Harness<S> {
                 view,
                 interner.clone(),
                 limits,
-                reg.register("n", S::PROTOCOL),
+                reg.register("n", ClientMeta::default(), S::PROTOCOL),
             ),
             view: i,
             last: vec![Last::default(); ResourceType::ALL.len()],
