@@ -2,8 +2,8 @@
 //! the responses computed from it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -43,6 +43,26 @@ pub(crate) enum ResponseKey {
     },
 }
 
+impl ResponseKey {
+    /// The snapshot version the response brings a stream to.
+    fn target(&self) -> u64 {
+        match self {
+            ResponseKey::Delta { to, .. } => *to,
+            ResponseKey::Sotw { at, .. } => *at,
+        }
+    }
+}
+
+/// A response body being built or built, shared by every stream that asks for its key.
+type Slot = Arc<OnceLock<Arc<CachedResponse>>>;
+
+/// Whether a stream built the response it sends or took one another stream built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Encoded,
+    Shared,
+}
+
 /// A shared response body and what it carries.
 #[derive(Debug)]
 pub(crate) struct CachedResponse {
@@ -62,8 +82,9 @@ pub struct View {
     /// What changed in each recent version (only names: old snapshots are not kept alive
     /// here, only by the streams whose clients still hold them).
     history: Mutex<VecDeque<(u64, Changes)>>,
-    /// Shared response bodies with when each was last used.
-    responses: Mutex<HashMap<ResponseKey, (Arc<CachedResponse>, Instant)>>,
+    /// Shared response bodies with when each was last used. A slot is inserted before its
+    /// body is built, so streams asking for the same key at once wait for one build.
+    responses: Mutex<HashMap<ResponseKey, (Slot, Instant)>>,
     streams: AtomicUsize,
     idle_since: Mutex<Option<Instant>>,
 }
@@ -131,11 +152,40 @@ impl View {
         Some(out)
     }
 
-    pub(crate) fn cached(&self, key: &ResponseKey) -> Option<Arc<CachedResponse>> {
-        let mut r = self.responses.lock();
-        let entry = r.get_mut(key)?;
-        entry.1 = Instant::now();
-        Some(entry.0.clone())
+    /// The response for `key`: taken from the cache, or built by `build` and cached while
+    /// `key` targets the current snapshot. Streams asking for one key at the same time wait
+    /// for a single build (it is short and never awaits), so a change seen by N streams in
+    /// one state is encoded once.
+    pub(crate) fn response(
+        &self,
+        key: ResponseKey,
+        build: impl FnOnce() -> CachedResponse,
+    ) -> (Arc<CachedResponse>, Origin) {
+        let slot = {
+            let mut r = self.responses.lock();
+            match r.get_mut(&key) {
+                Some((slot, used)) => {
+                    *used = Instant::now();
+                    slot.clone()
+                }
+                None if key.target() == self.tx.borrow().version => {
+                    if r.len() >= MAX_CACHED {
+                        r.clear();
+                    }
+                    let slot = Slot::default();
+                    r.insert(key, (slot.clone(), Instant::now()));
+                    slot
+                }
+                // A response towards a version already replaced is built for this stream.
+                None => return (Arc::new(build()), Origin::Encoded),
+            }
+        };
+        let mut origin = Origin::Shared;
+        let response = slot.get_or_init(|| {
+            origin = Origin::Encoded;
+            Arc::new(build())
+        });
+        (response.clone(), origin)
     }
 
     /// Drops shared responses no stream used for `idle` (they are rebuilt on demand); an
@@ -145,22 +195,6 @@ impl View {
         let before = r.len();
         r.retain(|_, (_, used)| used.elapsed() < idle);
         before - r.len()
-    }
-
-    pub(crate) fn cache(&self, key: ResponseKey, value: Arc<CachedResponse>) {
-        let current = self.tx.borrow().version;
-        let to = match &key {
-            ResponseKey::Delta { to, .. } => *to,
-            ResponseKey::Sotw { at, .. } => *at,
-        };
-        if to != current {
-            return;
-        }
-        let mut r = self.responses.lock();
-        if r.len() >= MAX_CACHED {
-            r.clear();
-        }
-        r.insert(key, (value, Instant::now()));
     }
 
     /// Counts a stream on this view (the returned guard uncounts it).
@@ -253,5 +287,82 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Barrier;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::snapshot::{Resources, Trigger};
+    use crate::subscription::Interner;
+
+    fn body(text: &'static str) -> CachedResponse {
+        CachedResponse {
+            body: Bytes::from_static(text.as_bytes()),
+            names: Vec::new(),
+            removed: 0,
+            removed_names: Vec::new(),
+            version_info: String::new(),
+        }
+    }
+
+    #[test]
+    fn streams_asking_at_once_wait_for_one_build() {
+        let view = View::new(
+            "v",
+            Snapshot::initial(&Resources::default(), Trigger::default()),
+        );
+        let key = ResponseKey::Sotw {
+            ty: ResourceType::Cluster,
+            at: view.current().version,
+            sub: Subscription::new(true, Interner::default().intern(BTreeSet::new())),
+        };
+        const STREAMS: usize = 8;
+        let builds = AtomicUsize::new(0);
+        let start = Barrier::new(STREAMS);
+        let origins: Vec<Origin> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..STREAMS)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        let (r, origin) = view.response(key.clone(), || {
+                            builds.fetch_add(1, Ordering::SeqCst);
+                            // Long enough that every other stream asks meanwhile.
+                            std::thread::sleep(Duration::from_millis(50));
+                            body("built")
+                        });
+                        assert_eq!(&r.body[..], b"built");
+                        origin
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("worker"))
+                .collect()
+        });
+        assert_eq!(builds.load(Ordering::SeqCst), 1);
+        let encoded = origins.iter().filter(|o| **o == Origin::Encoded).count();
+        assert_eq!(encoded, 1, "{origins:?}");
+    }
+
+    #[test]
+    fn a_response_towards_a_replaced_version_is_built_and_not_kept() {
+        let view = View::new(
+            "v",
+            Snapshot::initial(&Resources::default(), Trigger::default()),
+        );
+        let key = ResponseKey::Sotw {
+            ty: ResourceType::Cluster,
+            at: view.current().version + 1,
+            sub: Subscription::new(true, Interner::default().intern(BTreeSet::new())),
+        };
+        let (_, first) = view.response(key.clone(), || body("a"));
+        let (r, second) = view.response(key, || body("b"));
+        assert_eq!((first, second), (Origin::Encoded, Origin::Encoded));
+        assert_eq!(&r.body[..], b"b");
     }
 }

@@ -22,7 +22,7 @@ use crate::metrics_names as m;
 use crate::snapshot::{Snapshot, TYPES};
 use crate::status::StreamStatus;
 use crate::subscription::{Interner, Subscription};
-use crate::view::{Attachment, CachedResponse, ResponseKey, View};
+use crate::view::{Attachment, CachedResponse, Origin, ResponseKey, View};
 
 #[derive(Debug)]
 struct Pending {
@@ -314,43 +314,24 @@ impl DeltaSession {
             sub: state.sub.clone(),
             forced,
         });
-        let cached = cache_key.as_ref().and_then(|k| view.cached(k));
-        let response = match cached {
-            Some(r) => {
-                counter!(m::RESPONSES_SHARED, "type" => ty.short_name(), "protocol" => "delta")
-                    .increment(1);
-                r
-            }
-            None => {
-                let d = diff::delta(&view, ty, &state.known, target, &state.sub, force);
-                if d.is_empty() && state.responded {
-                    state.known = Known::At {
-                        snapshot: target.clone(),
-                        sub: state.sub.clone(),
-                    };
-                    state.dirty = false;
-                    return None;
-                }
-                counter!(m::RESPONSES_ENCODED, "type" => ty.short_name(), "protocol" => "delta")
-                    .increment(1);
-                let body = wire::delta_response(
+        let build = || {
+            let d = diff::delta(&view, ty, &state.known, target, &state.sub, force);
+            CachedResponse {
+                body: wire::delta_response(
                     ty.type_url(),
                     "",
                     d.upserts.iter(),
                     d.removed.iter().map(|n| n.as_ref()),
-                );
-                let r = Arc::new(CachedResponse {
-                    body,
-                    names: d.upserts.iter().map(|r| r.name.clone()).collect(),
-                    removed: d.removed.len(),
-                    removed_names: d.removed.clone(),
-                    version_info: String::new(),
-                });
-                if let Some(k) = cache_key {
-                    view.cache(k, r.clone());
-                }
-                r
+                ),
+                names: d.upserts.iter().map(|r| r.name.clone()).collect(),
+                removed: d.removed.len(),
+                removed_names: d.removed,
+                version_info: String::new(),
             }
+        };
+        let (response, origin) = match cache_key {
+            Some(key) => view.response(key, build),
+            None => (Arc::new(build()), Origin::Encoded),
         };
         if response.names.is_empty() && response.removed == 0 && state.responded {
             state.known = Known::At {
@@ -360,6 +341,11 @@ impl DeltaSession {
             state.dirty = false;
             return None;
         }
+        let counted = match origin {
+            Origin::Encoded => m::RESPONSES_ENCODED,
+            Origin::Shared => m::RESPONSES_SHARED,
+        };
+        counter!(counted, "type" => ty.short_name(), "protocol" => "delta").increment(1);
         self.nonce += 1;
         let nonce = self.nonce.to_string();
         let before = std::mem::replace(

@@ -20,7 +20,7 @@ use crate::metrics_names as m;
 use crate::snapshot::TYPES;
 use crate::status::StreamStatus;
 use crate::subscription::{Interner, Subscription};
-use crate::view::{Attachment, CachedResponse, ResponseKey, View};
+use crate::view::{Attachment, CachedResponse, Origin, ResponseKey, View};
 
 #[derive(Debug)]
 struct SotwState {
@@ -198,26 +198,21 @@ impl Session for SotwSession {
                 at: target.version,
                 sub: state.sub.clone(),
             };
-            let cached = view.cached(&key);
-            if cached.is_some() {
-                counter!(m::RESPONSES_SHARED, "type" => ty.short_name(), "protocol" => "sotw")
-                    .increment(1);
-            }
-            let response = cached.unwrap_or_else(|| {
-                counter!(m::RESPONSES_ENCODED, "type" => ty.short_name(), "protocol" => "sotw")
-                    .increment(1);
+            let (response, origin) = view.response(key, || {
                 let (resources, version_info) = diff::sotw(&target, ty, &state.sub);
-                let body = wire::sotw_response(ty.type_url(), &version_info, resources.iter());
-                let r = Arc::new(CachedResponse {
-                    body,
+                CachedResponse {
+                    body: wire::sotw_response(ty.type_url(), &version_info, resources.iter()),
                     names: resources.iter().map(|r| r.name.clone()).collect(),
                     removed: 0,
                     removed_names: Vec::new(),
                     version_info,
-                });
-                view.cache(key, r.clone());
-                r
+                }
             });
+            let counted = match origin {
+                Origin::Encoded => m::RESPONSES_ENCODED,
+                Origin::Shared => m::RESPONSES_SHARED,
+            };
+            counter!(counted, "type" => ty.short_name(), "protocol" => "sotw").increment(1);
             let last_version = state
                 .sent
                 .as_ref()
