@@ -186,7 +186,23 @@ fn leader(sample: &Sample) -> NodeId {
 #[tokio::test]
 async fn three_replicas_elect_and_every_shard_gets_one_serving_owner() {
     let g = Group::start(&[1, 2, 3]).await;
-    let s = g.settled("three replicas to share the shards").await;
+    // Followers apply the map after the leader: wait until every replica has applied the
+    // same one (a balanced sample can be taken while one of them is an entry behind).
+    let same_map = |s: &Sample| {
+        s.iter().all(|v| {
+            (0..SHARDS).all(|shard| {
+                s.iter()
+                    .all(|o| o.state.owns(v.me, shard) == s[0].state.owns(v.me, shard))
+            })
+        })
+    };
+    let s = g
+        .until(
+            "three replicas to share the shards, each having applied the same map",
+            |_| {},
+            |s| balanced(s, 3) && same_map(s),
+        )
+        .await;
     let l = leader(&s);
     assert!([1, 2, 3].contains(&l));
     // Every replica serves exactly the shards every map gives it.
