@@ -161,6 +161,7 @@ impl View {
         key: ResponseKey,
         build: impl FnOnce() -> CachedResponse,
     ) -> (Arc<CachedResponse>, Origin) {
+        let current = self.tx.borrow().version;
         let slot = {
             let mut r = self.responses.lock();
             match r.get_mut(&key) {
@@ -168,7 +169,7 @@ impl View {
                     *used = Instant::now();
                     slot.clone()
                 }
-                None if key.target() == self.tx.borrow().version => {
+                None if key.target() == current => {
                     if r.len() >= MAX_CACHED {
                         r.clear();
                     }
