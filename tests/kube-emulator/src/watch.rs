@@ -149,19 +149,17 @@ async fn run(
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
         rv_rx.borrow_and_update();
-        let batch = {
+        let (batch, gone) = {
             let store = shared.store.lock();
-            if store
+            // A deleted CRD takes its endpoints along: stream what led there, then end.
+            let gone = store
                 .registry
                 .find(&r.def.group, &r.version, &r.def.plural)
-                .is_none()
-            {
-                // The CRD is gone: so is the endpoint.
-                return;
-            }
-            store
+                .is_none();
+            let batch = store
                 .events_after(last, &r.def.group, &r.def.plural)
-                .map(|evs| (evs, store.rv.max(last)))
+                .map(|evs| (evs, store.rv.max(last)));
+            (batch, gone)
         };
         let Some((events, upto)) = batch else {
             let e = ApiError::expired(format!("too old resource version: {last}"));
@@ -177,6 +175,9 @@ async fn run(
             }
         }
         last = upto;
+        if gone {
+            return;
+        }
         tokio::select! {
             changed = rv_rx.changed() => {
                 if changed.is_err() {
