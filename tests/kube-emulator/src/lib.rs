@@ -33,3 +33,11 @@ mod watch;
 
 pub use api::{Emulator, Options, ReviewUser, Verb};
 pub use error::{ApiError, Error};
+
+/// CustomResourceDefinitions of Istio's kinds (`networking.istio.io`, `security.istio.io`,
+/// `telemetry.istio.io`): `emulator.apply_yaml(ISTIO_CRDS)`, or `kubectl apply -f` the file
+/// `tests/kube-emulator/crds/istio.yaml`.
+pub const ISTIO_CRDS: &str = include_str!("../crds/istio.yaml");
+
+/// CustomResourceDefinitions of the Gateway API's kinds (`gateway.networking.k8s.io`).
+pub const GATEWAY_API_CRDS: &str = include_str!("../crds/gateway-api.yaml");
