@@ -467,6 +467,8 @@ impl Store {
         m.insert("name".into(), json!(name));
         if def.namespaced {
             m.insert("namespace".into(), old_meta["namespace"].clone());
+        } else {
+            m.remove("namespace");
         }
         m.insert("resourceVersion".into(), json!(rv_of(&old)));
         if spec_part(def, &new) != spec_part(def, &old) {
