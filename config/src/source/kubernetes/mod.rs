@@ -23,10 +23,10 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
-use kube::api::{Api, DynamicObject};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Client;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use metrics::{counter, gauge};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
@@ -287,7 +287,8 @@ async fn watch_kind(
             tracing::info!(kind = %name, api_version = %served.resource.api_version, "now served; watching");
             reported_absent = false;
         }
-        let t = tracker.get_or_insert_with(|| Tracker::new(watched.id, &served.resource.api_version));
+        let t =
+            tracker.get_or_insert_with(|| Tracker::new(watched.id, &served.resource.api_version));
         t.set_api_version(&served.resource.api_version);
         set_kind(&status, &name, |k| {
             k.api_version = Some(served.resource.api_version.clone());
@@ -410,7 +411,9 @@ async fn probe(client: Client, every: Duration, status: watch::Sender<Kubernetes
                 tracing::info!("kubernetes: the API server answers again");
                 s.unreachable_since = None;
             } else {
-                tracing::warn!("kubernetes: the API server does not answer; serving the last good config");
+                tracing::warn!(
+                    "kubernetes: the API server does not answer; serving the last good config"
+                );
                 s.unreachable_since = Some(SystemTime::now());
             }
             s.connected = connected;

@@ -183,7 +183,10 @@ mod tests {
             },
         });
         let kept = prune(Kind::Pod, pod).expect("kept");
-        assert_eq!(kept["spec"], json!({"nodeName": "n1", "serviceAccountName": "web"}));
+        assert_eq!(
+            kept["spec"],
+            json!({"nodeName": "n1", "serviceAccountName": "web"})
+        );
         assert_eq!(
             kept["status"],
             json!({"podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}], "hostIP": "192.168.0.1", "phase": "Running"})
@@ -220,7 +223,10 @@ mod tests {
             "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5", "other": "eA=="},
         });
         let kept = prune(Kind::Secret, tls).expect("kept");
-        assert_eq!(kept["data"], json!({"tls.crt": "Y2VydA==", "tls.key": "a2V5"}));
+        assert_eq!(
+            kept["data"],
+            json!({"tls.crt": "Y2VydA==", "tls.key": "a2V5"})
+        );
         assert_eq!(kept["type"], json!("kubernetes.io/tls"));
         let generic = json!({
             "apiVersion": "v1", "kind": "Secret",

@@ -211,7 +211,10 @@ mod tests {
             source,
             "kubernetes:VirtualService.networking.istio.io/default/r"
         );
-        assert!(matches!(&docs[0].outcome, Outcome::Accepted { .. }), "{docs:?}");
+        assert!(
+            matches!(&docs[0].outcome, Outcome::Accepted { .. }),
+            "{docs:?}"
+        );
         assert_eq!(docs[0].origin.to_string(), source);
     }
 
@@ -281,12 +284,17 @@ mod tests {
             name: "Secret",
         };
         let mut t = Tracker::new(id, "v1");
-        let secret = |data: Value| {
-            json!({"metadata": {"name": "gw", "namespace": "istio-system"}, "type": "Opaque", "data": data})
-        };
-        assert!(t.apply(secret(json!({"cert": "Y2VydA==", "key": "a2V5"}))).is_some());
+        let secret = |data: Value| json!({"metadata": {"name": "gw", "namespace": "istio-system"}, "type": "Opaque", "data": data});
+        assert!(
+            t.apply(secret(json!({"cert": "Y2VydA==", "key": "a2V5"})))
+                .is_some()
+        );
         assert_eq!(
-            sources(&t.apply(secret(json!({"other": "eA=="}))).into_iter().collect::<Vec<_>>()),
+            sources(
+                &t.apply(secret(json!({"other": "eA=="})))
+                    .into_iter()
+                    .collect::<Vec<_>>()
+            ),
             ["remove kubernetes:Secret/istio-system/gw"]
         );
         assert!(t.apply(secret(json!({"other": "eA=="}))).is_none());
