@@ -14,14 +14,15 @@ pub enum Severity {
     Error,
 }
 
-/// Where a document came from: a source id (a file path for the file source) and the
-/// document's position in it.
+/// Where a document came from: a source id (a file path for the file source,
+/// `kubernetes:KIND/NAMESPACE/NAME` for an object read from the API server) and the
+/// document's position in it (`line` 0: the source is one object, with no position).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Origin {
     pub source: Arc<str>,
     /// 1-based document index in the file.
     pub doc: usize,
-    /// 1-based line where the document starts.
+    /// 1-based line where the document starts; 0 for a source that is one object.
     pub line: usize,
     /// 0-based item index when the document is a `List`.
     pub item: Option<usize>,
@@ -29,6 +30,9 @@ pub struct Origin {
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return f.write_str(&self.source);
+        }
         write!(f, "{}:{} (document {}", self.source, self.line, self.doc)?;
         if let Some(i) = self.item {
             write!(f, ", item {i}")?;

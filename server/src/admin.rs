@@ -11,6 +11,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use shoal_cache::status::StatusRegistry;
+use shoal_config::source::kubernetes::status::StatusWatch;
 use shoal_shard::ShardNode;
 
 use crate::pipeline::Pipeline;
@@ -23,6 +24,8 @@ pub struct Admin {
     pub metrics: PrometheusHandle,
     pub node: Option<Arc<ShardNode>>,
     pub jwks: Arc<crate::jwks::JwksStatus>,
+    /// The Kubernetes source's status, when it runs.
+    pub kubernetes: Option<StatusWatch>,
 }
 
 pub fn router(admin: Admin) -> Router {
@@ -40,10 +43,22 @@ pub fn router(admin: Admin) -> Router {
 
 async fn ready(State(a): State<Admin>) -> Response {
     if a.pipeline.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "loading config\n").into_response()
+        // Once served, a source that falls behind (an unreachable API server) does not
+        // make shoal unready: the last good config keeps being served.
+        return (StatusCode::OK, "ready\n").into_response();
     }
+    let mut message = String::from("loading config\n");
+    if let Some(k) = &a.kubernetes {
+        let status = k.borrow();
+        let syncing = status.syncing();
+        if !syncing.is_empty() {
+            message.push_str(&format!(
+                "kubernetes: still syncing {}\n",
+                syncing.join(", ")
+            ));
+        }
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
 }
 
 async fn metrics_text(State(a): State<Admin>) -> Response {
@@ -177,6 +192,14 @@ async fn configz(State(a): State<Admin>) -> Response {
         "objects": counts,
         "issues": issues.iter().map(|i| serde_json::json!({ "severity": i.severity, "message": i.to_string() })).collect::<Vec<_>>(),
         "analysis": analysis.iter().map(|i| serde_json::json!({ "severity": i.severity, "message": i.to_string() })).collect::<Vec<_>>(),
+        "sources": {
+            "kubernetes": a.kubernetes.as_ref().map(|k| {
+                let status = k.borrow();
+                let mut v = serde_json::to_value(&*status).unwrap_or_default();
+                v["stale"] = status.stale().into();
+                v
+            }),
+        },
     }))
     .into_response()
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shoal_cache::AdsServer;
+use shoal_config::source::kubernetes::{self, KubernetesSource};
 use shoal_config::source::{ConfigSource, file::FileSource};
 use shoal_shard::ShardNode;
 use tokio::net::TcpListener;
@@ -67,8 +68,23 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
 
     // Sources feed the config loop.
     let (tx, rx) = mpsc::channel(1024);
-    let sources: Vec<Box<dyn ConfigSource>> =
-        vec![Box::new(FileSource::new(&config.sources.config_dir))];
+    let mut sources: Vec<Box<dyn ConfigSource>> = Vec::new();
+    if let Some(dir) = &config.sources.config_dir {
+        sources.push(Box::new(FileSource::new(dir)));
+    }
+    let kubernetes = match &config.sources.kubernetes {
+        Some(connection) => {
+            let (client, server) = kubernetes::connect(connection)
+                .await
+                .context("--kubernetes")?;
+            tracing::info!(%server, "reading config from the Kubernetes API server");
+            let source = KubernetesSource::new(client, server, kubernetes::Options::default());
+            let status = source.status();
+            sources.push(Box::new(source));
+            Some(status)
+        }
+        None => None,
+    };
     let source_count = sources.len();
     for source in sources {
         let kind = source.kind();
@@ -131,6 +147,7 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         metrics,
         node: node.clone(),
         jwks: jwks_status,
+        kubernetes,
     });
     let listener = bind(config.admin_addr, "admin").await?;
     let admin_addr = listener.local_addr()?;

@@ -144,9 +144,22 @@ fn duration(s: &str) -> Result<Duration, String> {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Directory of YAML files (watched; nested directories included).
-    #[arg(long, env = "SHOAL_CONFIG_DIR")]
-    pub config_dir: PathBuf,
+    /// Directory of YAML files (watched; nested directories included). With
+    /// --kubernetes, optional: both feed one store.
+    #[arg(long, env = "SHOAL_CONFIG_DIR", required_unless_present = "kubernetes")]
+    pub config_dir: Option<PathBuf>,
+    /// Read config from the Kubernetes API server too: Services, EndpointSlices, Pods,
+    /// Nodes, Namespaces, gateway credential Secrets, and the Istio and Gateway API
+    /// resources whose CRDs are installed. In a pod, its service account; else
+    /// --kubeconfig, `KUBECONFIG` or `~/.kube/config`.
+    #[arg(long, env = "SHOAL_KUBERNETES")]
+    pub kubernetes: bool,
+    /// The kubeconfig file for --kubernetes.
+    #[arg(long, requires = "kubernetes")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context for --kubernetes (its current context by default).
+    #[arg(long, requires = "kubernetes")]
+    pub kube_context: Option<String>,
     /// Istio's MeshConfig (the `mesh` key of the `istio` ConfigMap, or that ConfigMap):
     /// trustDomain, rootNamespace, enableAutoMtls, connectTimeout, outboundTrafficPolicy,
     /// localityLbSetting, trustDomainAliases and accessLogFile/Encoding/Format are

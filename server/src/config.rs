@@ -13,6 +13,7 @@ use shoal_ca::auth::{IssuerKeys, TrustedIssuer};
 use shoal_cache::AdsConfig;
 use shoal_cache::debug::ControlPlane;
 use shoal_cache::session::Limits;
+use shoal_config::source::kubernetes::Connection;
 use shoal_shard::Node;
 use shoal_translate::MeshOptions;
 
@@ -43,7 +44,9 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct SourcesConfig {
     /// A watched directory of YAML files.
-    pub config_dir: PathBuf,
+    pub config_dir: Option<PathBuf>,
+    /// The Kubernetes API server to watch.
+    pub kubernetes: Option<Connection>,
 }
 
 /// The mesh-wide options: those to start with, and the MeshConfig file that may change
@@ -118,10 +121,16 @@ impl Config {
     /// configuration to run with. Reads the files the flags name (MeshConfig, token
     /// issuers' keys); every error names the flag.
     pub fn resolve(args: &ServeArgs, explicit: &BTreeSet<String>) -> anyhow::Result<Config> {
+        if let Some(dir) = &args.config_dir {
+            anyhow::ensure!(
+                dir.is_dir(),
+                "--config-dir {} is not a directory",
+                dir.display()
+            );
+        }
         anyhow::ensure!(
-            args.config_dir.is_dir(),
-            "--config-dir {} is not a directory",
-            args.config_dir.display()
+            args.config_dir.is_some() || args.kubernetes,
+            "no config source: give --config-dir, --kubernetes or both"
         );
         let flags = crate::mesh::from_flags(args);
         let (options, file) = match &args.mesh_config {
@@ -149,6 +158,10 @@ impl Config {
         Ok(Config {
             sources: SourcesConfig {
                 config_dir: args.config_dir.clone(),
+                kubernetes: args.kubernetes.then(|| Connection {
+                    kubeconfig: args.kubeconfig.clone(),
+                    context: args.kube_context.clone(),
+                }),
             },
             mesh: MeshSettings { options, file },
             xds: XdsConfig {

@@ -9,7 +9,7 @@ use crate::meta::{Labels, ObjectMeta};
 
 mod label_selector;
 mod namespace;
-mod secret;
+pub mod secret;
 pub use label_selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
 pub(crate) use namespace::validate as validate_namespace;
 pub use namespace::{NAMESPACE_NAME_LABEL, Namespace, namespace_labels};

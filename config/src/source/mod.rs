@@ -2,6 +2,8 @@
 //! [`SourceUpdate`]s; the store ([`crate::store::ConfigStore`]) merges them.
 
 pub mod file;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,260 @@
+//! What the Kubernetes source keeps of an object: the fields translation reads, nothing the
+//! API server or other controllers add (managed fields, `kubectl apply`'s copy of the last
+//! applied object, status, a Node's image list, a Pod's containers). Pruning happens before
+//! parsing and before the change check, so an update of a field shoal never reads (a Pod's
+//! condition, a Node's heartbeat, a status shoal itself writes) costs no rebuild.
+
+use std::hash::{Hash, Hasher};
+
+use serde_json::{Map, Value};
+
+use crate::k8s::secret::{GENERIC_CA, GENERIC_CERT, GENERIC_KEY, TLS_CA, TLS_CERT, TLS_KEY};
+use crate::meta::Kind;
+
+/// `kubectl apply`'s copy of the object, as large as the object itself.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The keys of a Secret that hold gateway credentials (Istio's generic and TLS forms).
+const CREDENTIAL_KEYS: [&str; 6] = [
+    GENERIC_CERT,
+    GENERIC_KEY,
+    GENERIC_CA,
+    TLS_CERT,
+    TLS_KEY,
+    TLS_CA,
+];
+
+/// The object as shoal keeps it, or `None` when shoal keeps nothing of it (a Secret that
+/// holds no credentials: service-account tokens, Helm releases, application secrets).
+pub fn prune(kind: Kind, object: Value) -> Option<Value> {
+    let Value::Object(mut object) = object else {
+        return Some(object);
+    };
+    let metadata = object.remove("metadata").map(prune_metadata);
+    let mut kept = Map::new();
+    for field in ["apiVersion", "kind"] {
+        if let Some(v) = object.remove(field) {
+            kept.insert(field.into(), v);
+        }
+    }
+    if let Some(m) = metadata {
+        kept.insert("metadata".into(), m);
+    }
+    match kind {
+        // Read for metadata (labels) only.
+        Kind::Node | Kind::Namespace => {}
+        Kind::Pod => {
+            if let Some(spec) = object.remove("spec") {
+                kept.insert(
+                    "spec".into(),
+                    only(spec, &["nodeName", "serviceAccountName", "hostNetwork"]),
+                );
+            }
+            if let Some(status) = object.remove("status") {
+                kept.insert(
+                    "status".into(),
+                    only(status, &["podIP", "podIPs", "hostIP", "phase"]),
+                );
+            }
+        }
+        Kind::Secret => {
+            let data = object.remove("data").map(credentials);
+            let string_data = object.remove("stringData").map(credentials);
+            let has_any = |v: &Option<Value>| {
+                v.as_ref()
+                    .and_then(Value::as_object)
+                    .is_some_and(|m| !m.is_empty())
+            };
+            if !has_any(&data) && !has_any(&string_data) {
+                return None;
+            }
+            for (field, value) in [("data", data), ("stringData", string_data)] {
+                if let Some(v) = value {
+                    kept.insert(field.into(), v);
+                }
+            }
+            if let Some(t) = object.remove("type") {
+                kept.insert("type".into(), t);
+            }
+        }
+        // Everything else is config: all of it but its status (written by controllers,
+        // shoal among them).
+        _ => {
+            object.remove("status");
+            kept.extend(object);
+        }
+    }
+    Some(Value::Object(kept))
+}
+
+fn prune_metadata(metadata: Value) -> Value {
+    let mut metadata = only(metadata, &["name", "namespace", "labels", "annotations"]);
+    if let Some(Value::Object(annotations)) = metadata.get_mut("annotations") {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            if let Value::Object(m) = &mut metadata {
+                m.remove("annotations");
+            }
+        }
+    }
+    metadata
+}
+
+/// `value` with only `fields` (a non-object is kept as it is, for parsing to report).
+fn only(value: Value, fields: &[&str]) -> Value {
+    match value {
+        Value::Object(mut m) => Value::Object(
+            fields
+                .iter()
+                .filter_map(|f| m.remove(*f).map(|v| ((*f).to_string(), v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn credentials(data: Value) -> Value {
+    match data {
+        Value::Object(mut m) => Value::Object(
+            CREDENTIAL_KEYS
+                .iter()
+                .filter_map(|k| m.remove(*k).map(|v| ((*k).to_string(), v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// A fingerprint of a pruned object, to tell a real change from a re-delivery (a re-list,
+/// a resync, an update of a pruned field).
+pub fn fingerprint(object: &Value) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    // serde_json's maps are ordered (BTreeMap), so equal objects print equally.
+    object.to_string().hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn server_and_controller_fields_are_dropped() {
+        let vs = json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {
+                "name": "reviews", "namespace": "default", "resourceVersion": "42",
+                "uid": "u", "generation": 3, "creationTimestamp": "2026-01-01T00:00:00Z",
+                "managedFields": [{"manager": "kubectl"}],
+                "labels": {"app": "reviews"},
+                "annotations": {LAST_APPLIED: "{…}"},
+            },
+            "spec": {"hosts": ["reviews"]},
+            "status": {"validationMessages": []},
+        });
+        let kept = prune(Kind::VirtualService, vs).expect("kept");
+        assert_eq!(
+            kept,
+            json!({
+                "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                "metadata": {"name": "reviews", "namespace": "default", "labels": {"app": "reviews"}},
+                "spec": {"hosts": ["reviews"]},
+            })
+        );
+    }
+
+    #[test]
+    fn a_pod_keeps_identity_placement_and_addresses_only() {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}},
+            "spec": {
+                "nodeName": "n1", "serviceAccountName": "web",
+                "containers": [{"name": "web", "image": "web:1", "env": [{"name": "A", "value": "b"}]}],
+                "volumes": [{"name": "v"}],
+            },
+            "status": {
+                "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}], "hostIP": "192.168.0.1",
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": null}],
+                "containerStatuses": [{"name": "web", "restartCount": 0}],
+            },
+        });
+        let kept = prune(Kind::Pod, pod).expect("kept");
+        assert_eq!(
+            kept["spec"],
+            json!({"nodeName": "n1", "serviceAccountName": "web"})
+        );
+        assert_eq!(
+            kept["status"],
+            json!({"podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}], "hostIP": "192.168.0.1", "phase": "Running"})
+        );
+    }
+
+    #[test]
+    fn a_pods_condition_change_is_not_a_change() {
+        let pod = |ready: &str, restarts: u32| {
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-1", "namespace": "shop", "resourceVersion": restarts.to_string()},
+                "spec": {"nodeName": "n1"},
+                "status": {"podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": ready}],
+                           "containerStatuses": [{"restartCount": restarts}]},
+            })
+        };
+        let a = prune(Kind::Pod, pod("True", 0)).expect("kept");
+        let b = prune(Kind::Pod, pod("False", 3)).expect("kept");
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+    }
+
+    #[test]
+    fn only_secrets_with_credentials_are_kept_and_only_their_credentials() {
+        let token = json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+            "metadata": {"name": "default-token", "namespace": "shop"},
+            "data": {"token": "dG9rZW4=", "namespace": "c2hvcA=="},
+        });
+        assert_eq!(prune(Kind::Secret, token), None);
+        let tls = json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "gw-cert", "namespace": "istio-system"},
+            "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5", "other": "eA=="},
+        });
+        let kept = prune(Kind::Secret, tls).expect("kept");
+        assert_eq!(
+            kept["data"],
+            json!({"tls.crt": "Y2VydA==", "tls.key": "a2V5"})
+        );
+        assert_eq!(kept["type"], json!("kubernetes.io/tls"));
+        let generic = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": "istio-system"},
+            "stringData": {"cacert": "PEM"},
+        });
+        assert!(prune(Kind::Secret, generic).is_some());
+    }
+
+    #[test]
+    fn a_node_keeps_its_labels_only() {
+        let node = json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "n1", "labels": {"topology.kubernetes.io/zone": "a"}},
+            "spec": {"podCIDR": "10.0.0.0/24"},
+            "status": {"images": [{"names": ["x"], "sizeBytes": 1}]},
+        });
+        let kept = prune(Kind::Node, node).expect("kept");
+        assert_eq!(
+            kept,
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "labels": {"topology.kubernetes.io/zone": "a"}}})
+        );
+    }
+
+    #[test]
+    fn malformed_shapes_are_left_for_parsing_to_report() {
+        assert_eq!(prune(Kind::Service, json!([1, 2])), Some(json!([1, 2])));
+        let odd = prune(Kind::Pod, json!({"kind": "Pod", "spec": "text"})).expect("kept");
+        assert_eq!(odd["spec"], json!("text"));
+    }
+}
