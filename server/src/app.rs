@@ -73,12 +73,12 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         sources.push(Box::new(FileSource::new(dir)));
     }
     let kubernetes = match &config.sources.kubernetes {
-        Some(connection) => {
-            let (client, server) = kubernetes::connect(connection)
+        Some(k) => {
+            let (client, server) = kubernetes::connect(&k.connection)
                 .await
                 .context("--kubernetes")?;
             tracing::info!(%server, "reading config from the Kubernetes API server");
-            let source = KubernetesSource::new(client, server, kubernetes::Options::default());
+            let source = KubernetesSource::new(client, server, k.options.clone());
             let status = source.status();
             sources.push(Box::new(source));
             Some(status)

@@ -160,6 +160,10 @@ pub struct ServeArgs {
     /// The kubeconfig context for --kubernetes (its current context by default).
     #[arg(long, requires = "kubernetes")]
     pub kube_context: Option<String>,
+    /// How often --kubernetes looks again for kinds whose CRD is not installed (a CRD
+    /// installed later is picked up then).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub kube_rediscover_interval: Duration,
     /// Istio's MeshConfig (the `mesh` key of the `istio` ConfigMap, or that ConfigMap):
     /// trustDomain, rootNamespace, enableAutoMtls, connectTimeout, outboundTrafficPolicy,
     /// localityLbSetting, trustDomainAliases and accessLogFile/Encoding/Format are

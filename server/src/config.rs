@@ -13,7 +13,7 @@ use shoal_ca::auth::{IssuerKeys, TrustedIssuer};
 use shoal_cache::AdsConfig;
 use shoal_cache::debug::ControlPlane;
 use shoal_cache::session::Limits;
-use shoal_config::source::kubernetes::Connection;
+use shoal_config::source::kubernetes::{self, Connection};
 use shoal_shard::Node;
 use shoal_translate::MeshOptions;
 
@@ -46,7 +46,13 @@ pub struct SourcesConfig {
     /// A watched directory of YAML files.
     pub config_dir: Option<PathBuf>,
     /// The Kubernetes API server to watch.
-    pub kubernetes: Option<Connection>,
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KubernetesConfig {
+    pub connection: Connection,
+    pub options: kubernetes::Options,
 }
 
 /// The mesh-wide options: those to start with, and the MeshConfig file that may change
@@ -158,9 +164,15 @@ impl Config {
         Ok(Config {
             sources: SourcesConfig {
                 config_dir: args.config_dir.clone(),
-                kubernetes: args.kubernetes.then(|| Connection {
-                    kubeconfig: args.kubeconfig.clone(),
-                    context: args.kube_context.clone(),
+                kubernetes: args.kubernetes.then(|| KubernetesConfig {
+                    connection: Connection {
+                        kubeconfig: args.kubeconfig.clone(),
+                        context: args.kube_context.clone(),
+                    },
+                    options: kubernetes::Options {
+                        rediscover: args.kube_rediscover_interval,
+                        ..Default::default()
+                    },
                 }),
             },
             mesh: MeshSettings { options, file },

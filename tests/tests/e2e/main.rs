@@ -23,6 +23,7 @@ mod grpc_mtls;
 mod grpc_proxyless;
 mod hostile;
 mod jwt;
+mod kubernetes;
 mod load_balancing;
 mod mesh_config;
 mod replicas;

@@ -89,13 +89,13 @@ pub fn prune(kind: Kind, object: Value) -> Option<Value> {
 
 fn prune_metadata(metadata: Value) -> Value {
     let mut metadata = only(metadata, &["name", "namespace", "labels", "annotations"]);
+    let mut none_left = false;
     if let Some(Value::Object(annotations)) = metadata.get_mut("annotations") {
         annotations.remove(LAST_APPLIED);
-        if annotations.is_empty() {
-            if let Value::Object(m) = &mut metadata {
-                m.remove("annotations");
-            }
-        }
+        none_left = annotations.is_empty();
+    }
+    if none_left && let Value::Object(m) = &mut metadata {
+        m.remove("annotations");
     }
     metadata
 }
