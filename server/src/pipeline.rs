@@ -275,10 +275,20 @@ impl Pipeline {
         }
         gauge!("shoal_config_rejected_objects").set(store.rejected_count() as f64);
         let issues = store.issues();
+        let mut last = self.issues.lock();
+        // Each finding is logged when it appears, not again with every later change.
+        let known: std::collections::HashSet<String> = last
+            .iter()
+            .filter(|i| i.is_error())
+            .map(ToString::to_string)
+            .collect();
         for i in issues.iter().filter(|i| i.is_error()) {
-            tracing::warn!("{i}");
+            let text = i.to_string();
+            if !known.contains(&text) {
+                tracing::warn!("{text}");
+            }
         }
-        *self.issues.lock() = issues;
+        *last = issues;
     }
 
     /// The config loop: applies source updates, debounces, builds. Returns when the
@@ -303,9 +313,15 @@ impl Pipeline {
                 Some(d) if synced >= sources => tokio::select! {
                     u = rx.recv() => u,
                     _ = tokio::time::sleep_until(d.into()) => {
+                        // Findings and gauges once per batch: a source that sends an
+                        // update per object (Kubernetes) must not cost a pass over the
+                        // whole store per object.
+                        self.record_store(&store);
                         let changes = std::mem::take(&mut pending);
                         let since = first_change.take().unwrap_or_else(Instant::now);
-                        self.clone().build_async(store.snapshot(), changes, since).await;
+                        if !changes.is_empty() {
+                            self.clone().build_async(store.snapshot(), changes, since).await;
+                        }
                         continue;
                     }
                 },
@@ -344,14 +360,14 @@ impl Pipeline {
                     continue;
                 }
             };
-            self.record_store(&store);
-            if changes.is_empty() {
-                continue;
-            }
-            counter!("shoal_config_changes_total").increment(changes.keys.len() as u64);
-            pending.merge(changes);
+            // Even an update that changed nothing served (a rejected object) is recorded
+            // at the end of the batch: its findings are news.
             last_change = Instant::now();
             first_change.get_or_insert(last_change);
+            if !changes.is_empty() {
+                counter!("shoal_config_changes_total").increment(changes.keys.len() as u64);
+                pending.merge(changes);
+            }
         }
     }
 
