@@ -451,3 +451,87 @@ async fn missing_crds_and_denied_kinds_are_reported_and_the_rest_serves() {
     .await
     .expect("the watcher retries a denied kind");
 }
+
+/// Against a real cluster (kind, say) when `SHOAL_TEST_KUBECONFIG` names its kubeconfig:
+/// a Service created with kubectl in a scratch namespace becomes a cluster a proxy
+/// receives; the namespace is deleted afterwards. Skipped otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_cluster_when_one_is_given() {
+    let Ok(kubeconfig) = std::env::var("SHOAL_TEST_KUBECONFIG") else {
+        eprintln!("SKIP: set SHOAL_TEST_KUBECONFIG to a cluster's kubeconfig (kind) to run this");
+        return;
+    };
+    let Some(kubectl) = kubectl_path() else {
+        eprintln!("SKIP: no kubectl (set SHOAL_KUBECTL or run scripts/kubectl.sh)");
+        return;
+    };
+    let ns = format!("shoal-e2e-{}", std::process::id());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubectl_run = |args: Vec<String>| {
+        let kubectl = kubectl.clone();
+        let kubeconfig = kubeconfig.clone();
+        async move {
+            let out = tokio::process::Command::new(&kubectl)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(&args)
+                .output()
+                .await
+                .expect("kubectl runs");
+            assert!(
+                out.status.success(),
+                "kubectl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    let manifest = dir.path().join("probe.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "{}apiVersion: v1\nkind: Service\nmetadata: {{name: probe, namespace: {ns}}}\nspec:\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n",
+            namespace(&ns)
+        ),
+    )
+    .expect("manifest");
+    kubectl_run(vec![
+        "apply".into(),
+        "-f".into(),
+        manifest.display().to_string(),
+    ])
+    .await;
+    std::fs::create_dir_all(dir.path().join("config")).expect("config dir");
+    let shoal = start_shoal(
+        &dir.path().join("config"),
+        &["--kubernetes", "--kubeconfig", &kubeconfig],
+    )
+    .await;
+    let found = match &shoal {
+        Ok(shoal) => {
+            let node_id = format!("sidecar~10.1.0.9~client-0.{ns}~{ns}.svc.cluster.local");
+            let first = DeltaDiscoveryRequest {
+                node: Some(node(&node_id)),
+                type_url: ResourceType::Cluster.type_url().to_string(),
+                ..Default::default()
+            };
+            let want = format!("outbound|80||probe.{ns}.svc.cluster.local");
+            match DeltaStream::open(shoal.xds, first).await {
+                Ok(mut s) => drain(&mut s, Duration::from_secs(3))
+                    .await
+                    .iter()
+                    .any(|(_, names)| names.contains(&want)),
+                Err(_) => false,
+            }
+        }
+        Err(_) => false,
+    };
+    kubectl_run(vec![
+        "delete".into(),
+        "namespace".into(),
+        ns.clone(),
+        "--wait=false".into(),
+    ])
+    .await;
+    let shoal = shoal.expect("shoal serving from the cluster");
+    assert!(found, "the Service reached a proxy\n{}", shoal.log());
+}
