@@ -322,4 +322,121 @@ mod tests {
             "{issues:?}"
         );
     }
+
+    mod properties {
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// What the cluster does between two looks of the watcher.
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// Create or update `name` (one of a few) to point at `host`.
+            Set(u8, u8),
+            Delete(u8),
+            /// The watch breaks: the events so far are lost, and a re-list follows.
+            Relist,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (0u8..6, 0u8..3).prop_map(|(n, h)| Op::Set(n, h)),
+                2 => (0u8..6).prop_map(Op::Delete),
+                1 => Just(Op::Relist),
+            ]
+        }
+
+        /// Applies the tracker's updates to what a store would hold: source → host.
+        fn receive(store: &mut BTreeMap<String, String>, updates: Vec<SourceUpdate>) -> usize {
+            let n = updates.len();
+            for u in updates {
+                match u {
+                    SourceUpdate::Apply { source, docs } => {
+                        let host = match &docs[0].outcome {
+                            Outcome::Accepted { object, .. } => match object.as_ref() {
+                                crate::object::Object::VirtualService(vs) => {
+                                    vs.spec.hosts[0].clone()
+                                }
+                                other => panic!("not a VirtualService: {other:?}"),
+                            },
+                            other => panic!("not accepted: {other:?}"),
+                        };
+                        store.insert(source, host);
+                    }
+                    SourceUpdate::Remove { source } => {
+                        assert!(store.remove(&source).is_some(), "removed twice: {source}");
+                    }
+                    SourceUpdate::Synced { .. } => {}
+                }
+            }
+            n
+        }
+
+        proptest! {
+            /// Whatever the cluster does and whichever events the watcher loses, after
+            /// each re-list the store holds exactly the cluster's objects, and an object
+            /// is sent only when it changed.
+            #[test]
+            fn after_every_relist_the_store_equals_the_cluster(ops in proptest::collection::vec(op(), 1..60)) {
+                let mut t = Tracker::new(VS, "networking.istio.io/v1");
+                let mut cluster: BTreeMap<u8, u8> = BTreeMap::new();
+                let mut store: BTreeMap<String, String> = BTreeMap::new();
+                let mut rv = 0u32;
+                let mut watching = true;
+                let name = |n: u8| format!("vs-{n}");
+                let host = |h: u8| format!("host-{h}.example.com");
+                let source = |n: u8| VS.source_id("default", &name(n));
+                for op in ops {
+                    rv += 1;
+                    match op {
+                        Op::Set(n, h) => {
+                            let unchanged = cluster.insert(n, h) == Some(h);
+                            if watching {
+                                let sent = receive(&mut store, t.apply(vs(&name(n), &host(h), rv)).into_iter().collect());
+                                prop_assert_eq!(sent, usize::from(!unchanged), "sent only on change");
+                            }
+                        }
+                        Op::Delete(n) => {
+                            if cluster.remove(&n).is_some() && watching {
+                                receive(&mut store, t.delete(&vs(&name(n), "", rv)).into_iter().collect());
+                            }
+                        }
+                        Op::Relist => {
+                            if watching {
+                                // The watch breaks: what happens until the re-list is lost.
+                                watching = false;
+                                continue;
+                            }
+                            t.init();
+                            let mut updates: Vec<SourceUpdate> = cluster
+                                .iter()
+                                .filter_map(|(n, h)| t.apply(vs(&name(*n), &host(*h), rv)))
+                                .collect();
+                            updates.extend(t.init_done());
+                            receive(&mut store, updates);
+                            watching = true;
+                            let want: BTreeMap<String, String> =
+                                cluster.iter().map(|(n, h)| (source(*n), host(*h))).collect();
+                            prop_assert_eq!(&store, &want);
+                            // Listing the same state again sends nothing.
+                            t.init();
+                            let mut again: Vec<SourceUpdate> = cluster
+                                .iter()
+                                .filter_map(|(n, h)| t.apply(vs(&name(*n), &host(*h), rv + 1)))
+                                .collect();
+                            again.extend(t.init_done());
+                            prop_assert!(again.is_empty(), "an unchanged re-list sent {} updates", again.len());
+                        }
+                    }
+                    if watching {
+                        let want: BTreeMap<String, String> =
+                            cluster.iter().map(|(n, h)| (source(*n), host(*h))).collect();
+                        prop_assert_eq!(&store, &want);
+                    }
+                }
+            }
+        }
+    }
 }
