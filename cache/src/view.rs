@@ -63,6 +63,17 @@ pub(crate) enum Origin {
     Shared,
 }
 
+impl Origin {
+    /// Counts a response sent with this origin (`shoal_xds_responses_{encoded,shared}_total`).
+    pub(crate) fn count(self, ty: ResourceType, protocol: &'static str) {
+        let name = match self {
+            Origin::Encoded => crate::metrics_names::RESPONSES_ENCODED,
+            Origin::Shared => crate::metrics_names::RESPONSES_SHARED,
+        };
+        metrics::counter!(name, "type" => ty.short_name(), "protocol" => protocol).increment(1);
+    }
+}
+
 /// A shared response body and what it carries.
 #[derive(Debug)]
 pub(crate) struct CachedResponse {

@@ -5,7 +5,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use metrics::counter;
 use prost::Message;
 use shoal_api::codec::Encoded;
 use shoal_api::pb::envoy::config::core::v3::ControlPlane as CoreControlPlane;
@@ -18,7 +17,6 @@ use shoal_api::{ResourceType, Version, wire};
 use super::{Limits, Outgoing, Reply, Session, SessionError, legacy_wildcard};
 use crate::debug::{ControlPlane, DebugRequest, DebugResources};
 use crate::diff::{self, Known};
-use crate::metrics_names as m;
 use crate::snapshot::{Snapshot, TYPES};
 use crate::status::StreamStatus;
 use crate::subscription::{Interner, Subscription};
@@ -341,11 +339,7 @@ impl DeltaSession {
             state.dirty = false;
             return None;
         }
-        let counted = match origin {
-            Origin::Encoded => m::RESPONSES_ENCODED,
-            Origin::Shared => m::RESPONSES_SHARED,
-        };
-        counter!(counted, "type" => ty.short_name(), "protocol" => "delta").increment(1);
+        origin.count(ty, "delta");
         self.nonce += 1;
         let nonce = self.nonce.to_string();
         let before = std::mem::replace(

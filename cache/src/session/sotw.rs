@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use metrics::counter;
 use prost::Message;
 use shoal_api::codec::Encoded;
 use shoal_api::pb::envoy::config::core::v3::ControlPlane as CoreControlPlane;
@@ -16,11 +15,10 @@ use shoal_api::{ResourceType, wire};
 use super::{Limits, Outgoing, Reply, Session, SessionError, legacy_wildcard};
 use crate::debug::{ControlPlane, DebugRequest, DebugResources};
 use crate::diff;
-use crate::metrics_names as m;
 use crate::snapshot::TYPES;
 use crate::status::StreamStatus;
 use crate::subscription::{Interner, Subscription};
-use crate::view::{Attachment, CachedResponse, Origin, ResponseKey, View};
+use crate::view::{Attachment, CachedResponse, ResponseKey, View};
 
 #[derive(Debug)]
 struct SotwState {
@@ -208,11 +206,7 @@ impl Session for SotwSession {
                     version_info,
                 }
             });
-            let counted = match origin {
-                Origin::Encoded => m::RESPONSES_ENCODED,
-                Origin::Shared => m::RESPONSES_SHARED,
-            };
-            counter!(counted, "type" => ty.short_name(), "protocol" => "sotw").increment(1);
+            origin.count(ty, "sotw");
             let last_version = state
                 .sent
                 .as_ref()

@@ -203,9 +203,9 @@ fn set_kind(status: &watch::Sender<KubernetesStatus>, kind: &str, f: impl FnOnce
         let Some(k) = s.kinds.get_mut(kind) else {
             return false;
         };
-        let before = (k.state.clone(), k.objects, k.relists, k.last_error.clone());
+        let before = k.clone();
         f(k);
-        before != (k.state.clone(), k.objects, k.relists, k.last_error.clone())
+        *k != before
     });
 }
 

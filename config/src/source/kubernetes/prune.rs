@@ -58,8 +58,10 @@ pub fn prune(kind: Kind, object: Value) -> Option<Value> {
             }
         }
         Kind::Secret => {
-            let data = object.remove("data").map(credentials);
-            let string_data = object.remove("stringData").map(credentials);
+            let data = object.remove("data").map(|d| only(d, &CREDENTIAL_KEYS));
+            let string_data = object
+                .remove("stringData")
+                .map(|d| only(d, &CREDENTIAL_KEYS));
             let has_any = |v: &Option<Value>| {
                 v.as_ref()
                     .and_then(Value::as_object)
@@ -107,18 +109,6 @@ fn only(value: Value, fields: &[&str]) -> Value {
             fields
                 .iter()
                 .filter_map(|f| m.remove(*f).map(|v| ((*f).to_string(), v)))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-fn credentials(data: Value) -> Value {
-    match data {
-        Value::Object(mut m) => Value::Object(
-            CREDENTIAL_KEYS
-                .iter()
-                .filter_map(|k| m.remove(*k).map(|v| ((*k).to_string(), v)))
                 .collect(),
         ),
         other => other,

@@ -44,7 +44,7 @@ impl KindState {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KindStatus {
     #[serde(flatten)]
     pub state: KindState,
