@@ -27,52 +27,34 @@ fn kubectl_path() -> Option<PathBuf> {
     })
 }
 
-/// An emulated cluster, a kubeconfig for it and the kubectl to drive it.
-struct Cluster {
-    emu: Emulator,
-    dir: tempfile::TempDir,
-    kubectl: PathBuf,
+/// kubectl on one cluster, with its own discovery cache (kubectl 1.20's cache would not
+/// see CRDs created after it was written).
+struct Kubectl {
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+    /// Holds the cache and the manifests applied.
+    dir: PathBuf,
 }
 
-impl Cluster {
-    /// `None` (the test skips, saying why) when no kubectl is installed.
-    async fn start() -> Option<Cluster> {
-        let Some(kubectl) = kubectl_path() else {
-            eprintln!("SKIP: no kubectl (set SHOAL_KUBECTL or run scripts/kubectl.sh)");
-            return None;
-        };
-        let emu = Emulator::start(Options::default())
-            .await
-            .expect("kube emulator");
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("config")).expect("config dir");
-        emu.kubeconfig(&dir.path().join("kubeconfig"))
-            .expect("kubeconfig");
-        Some(Cluster { emu, dir, kubectl })
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
-    }
-
+impl Kubectl {
     /// `kubectl apply -f` of `yaml`, as a user would.
     async fn apply(&self, yaml: &str) {
-        let file = self.dir.path().join("apply.yaml");
+        let file = self.dir.join("apply.yaml");
         std::fs::write(&file, yaml).expect("write manifest");
-        self.kubectl(&["apply", "-f", &file.display().to_string()])
+        self.run(&["apply", "-f", &file.display().to_string()])
             .await;
     }
 
-    async fn kubectl(&self, args: &[&str]) -> String {
-        let cache = self.dir.path().join("kube-cache");
+    async fn run(&self, args: &[&str]) -> String {
         let out = tokio::time::timeout(
             Duration::from_secs(60),
-            tokio::process::Command::new(&self.kubectl)
+            tokio::process::Command::new(&self.bin)
                 .arg("--kubeconfig")
-                .arg(self.kubeconfig())
+                .arg(&self.kubeconfig)
                 .arg("--cache-dir")
-                .arg(&cache)
+                .arg(self.dir.join("kube-cache"))
                 .args(args)
+                .kill_on_drop(true)
                 .output(),
         )
         .await
@@ -85,6 +67,44 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         stdout
+    }
+}
+
+/// An emulated cluster, a kubeconfig for it and the kubectl to drive it.
+struct Cluster {
+    emu: Emulator,
+    dir: tempfile::TempDir,
+    kubectl: Kubectl,
+}
+
+impl Cluster {
+    /// `None` (the test skips, saying why) when no kubectl is installed.
+    async fn start() -> Option<Cluster> {
+        let Some(bin) = kubectl_path() else {
+            eprintln!("SKIP: no kubectl (set SHOAL_KUBECTL or run scripts/kubectl.sh)");
+            return None;
+        };
+        let emu = Emulator::start(Options::default())
+            .await
+            .expect("kube emulator");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("config")).expect("config dir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        emu.kubeconfig(&kubeconfig).expect("kubeconfig");
+        let kubectl = Kubectl {
+            bin,
+            kubeconfig,
+            dir: dir.path().to_path_buf(),
+        };
+        Some(Cluster { emu, dir, kubectl })
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.kubectl.kubeconfig.clone()
+    }
+
+    async fn apply(&self, yaml: &str) {
+        self.kubectl.apply(yaml).await;
     }
 
     /// `shoal serve --kubernetes` on this cluster (with an empty config directory beside).
@@ -461,45 +481,23 @@ async fn a_real_cluster_when_one_is_given() {
         eprintln!("SKIP: set SHOAL_TEST_KUBECONFIG to a cluster's kubeconfig (kind) to run this");
         return;
     };
-    let Some(kubectl) = kubectl_path() else {
+    let Some(bin) = kubectl_path() else {
         eprintln!("SKIP: no kubectl (set SHOAL_KUBECTL or run scripts/kubectl.sh)");
         return;
     };
     let ns = format!("shoal-e2e-{}", std::process::id());
     let dir = tempfile::tempdir().expect("tempdir");
-    let kubectl_run = |args: Vec<String>| {
-        let kubectl = kubectl.clone();
-        let kubeconfig = kubeconfig.clone();
-        async move {
-            let out = tokio::process::Command::new(&kubectl)
-                .arg("--kubeconfig")
-                .arg(&kubeconfig)
-                .args(&args)
-                .output()
-                .await
-                .expect("kubectl runs");
-            assert!(
-                out.status.success(),
-                "kubectl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+    let kubectl = Kubectl {
+        bin,
+        kubeconfig: PathBuf::from(&kubeconfig),
+        dir: dir.path().to_path_buf(),
     };
-    let manifest = dir.path().join("probe.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
+    kubectl
+        .apply(&format!(
             "{}apiVersion: v1\nkind: Service\nmetadata: {{name: probe, namespace: {ns}}}\nspec:\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n",
             namespace(&ns)
-        ),
-    )
-    .expect("manifest");
-    kubectl_run(vec![
-        "apply".into(),
-        "-f".into(),
-        manifest.display().to_string(),
-    ])
-    .await;
+        ))
+        .await;
     std::fs::create_dir_all(dir.path().join("config")).expect("config dir");
     let shoal = start_shoal(
         &dir.path().join("config"),
@@ -525,13 +523,9 @@ async fn a_real_cluster_when_one_is_given() {
         }
         Err(_) => false,
     };
-    kubectl_run(vec![
-        "delete".into(),
-        "namespace".into(),
-        ns.clone(),
-        "--wait=false".into(),
-    ])
-    .await;
+    kubectl
+        .run(&["delete", "namespace", &ns, "--wait=false"])
+        .await;
     let shoal = shoal.expect("shoal serving from the cluster");
     assert!(found, "the Service reached a proxy\n{}", shoal.log());
 }
