@@ -4,7 +4,7 @@
 //! parsing and before the change check, so an update of a field shoal never reads (a Pod's
 //! condition, a Node's heartbeat, a status shoal itself writes) costs no rebuild.
 
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 
 use serde_json::{Map, Value};
 
@@ -118,10 +118,22 @@ fn only(value: Value, fields: &[&str]) -> Value {
 /// A fingerprint of a pruned object, to tell a real change from a re-delivery (a re-list,
 /// a resync, an update of a pruned field).
 pub fn fingerprint(object: &Value) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    // serde_json's maps are ordered (BTreeMap), so equal objects print equally.
-    object.to_string().hash(&mut h);
-    h.finish()
+    /// Feeds serialized bytes straight into the hasher (no string per object per event).
+    struct Hashing(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hashing(Default::default());
+    // serde_json's maps are ordered (BTreeMap), so equal objects serialize equally; writing
+    // to the hasher cannot fail.
+    let _ = serde_json::to_writer(&mut h, object);
+    h.0.finish()
 }
 
 #[cfg(test)]
