@@ -16,6 +16,7 @@
 //! - A [`store::ConfigSnapshot`] never changes; a new revision is a new snapshot.
 
 pub mod analyze;
+pub mod discovery;
 pub mod duration;
 pub mod gateway_api;
 pub mod host;

@@ -48,6 +48,10 @@ pub struct MeshConfig {
     /// Envoy format operators (for JSON encoding, a JSON object of them).
     #[serde(default)]
     pub access_log_format: Option<String>,
+    /// Namespaces in the mesh: those whose labels one of these selects (all when empty;
+    /// see [`crate::discovery`]).
+    #[serde(default)]
+    pub discovery_selectors: Vec<crate::k8s::LabelSelector>,
     /// The mesh-wide ProxyConfig (read by the proxies' agents, not by shoal).
     #[serde(default)]
     pub default_config: Option<serde_json::Value>,
@@ -157,6 +161,9 @@ pub fn check(mesh: &MeshConfig) -> Vec<Issue> {
     if let Some(l) = &mesh.locality_lb_setting {
         crate::validate::locality_lb_setting(&mut v, "localityLbSetting", l);
     }
+    for (i, s) in mesh.discovery_selectors.iter().enumerate() {
+        crate::validate::label_selector(&mut v, &format!("discoverySelectors[{i}]"), s);
+    }
     if mesh.access_log_encoding == Some(AccessLogEncoding::Json)
         && let Some(f) = mesh.access_log_format.as_deref().filter(|f| !f.is_empty())
         && serde_json::from_str::<BTreeMap<String, String>>(f).is_err()
@@ -200,6 +207,25 @@ mod tests {
         assert_eq!(m.connect_timeout(), Some(std::time::Duration::from_secs(2)));
         assert_eq!(m.outbound_mode(), Some(OutboundMode::RegistryOnly));
         assert_eq!(m.locality_lb_setting.map(|l| l.failover.len()), Some(1));
+    }
+
+    #[test]
+    fn discovery_selectors_are_read_and_checked() {
+        let (m, issues) = parse(
+            "discoverySelectors:\n- matchLabels: {env: prod}\n\
+             - matchExpressions: [{key: team, operator: In, values: [a, b]}]\n",
+        )
+        .unwrap();
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!(m.discovery_selectors.len(), 2);
+        let err =
+            parse("discoverySelectors: [{matchExpressions: [{key: team, operator: Near}]}]\n")
+                .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("discoverySelectors[0].matchExpressions[0]"),
+            "{err}"
+        );
     }
 
     #[test]

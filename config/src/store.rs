@@ -98,6 +98,16 @@ impl ConfigSnapshot {
         self.objects.iter()
     }
 
+    /// Puts an object into this snapshot (for views derived from the store's).
+    pub(crate) fn insert(&mut self, key: ObjectKey, entry: Entry) {
+        self.objects.insert(key, entry);
+    }
+
+    /// Takes an object out of this snapshot; whether it was there.
+    pub(crate) fn remove(&mut self, key: &ObjectKey) -> bool {
+        self.objects.remove(key).is_some()
+    }
+
     /// Number of objects per kind.
     pub fn counts(&self) -> BTreeMap<Kind, usize> {
         let mut counts = BTreeMap::new();

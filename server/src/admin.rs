@@ -190,6 +190,9 @@ async fn configz(State(a): State<Admin>) -> Response {
     Json(serde_json::json!({
         "revision": config.revision,
         "objects": counts,
+        "mesh": a.pipeline.options(),
+        // The namespaces in the mesh (`null`: every namespace; no discovery selectors).
+        "discovery_namespaces": a.pipeline.selected_namespaces(),
         "issues": issues.iter().map(|i| serde_json::json!({ "severity": i.severity, "message": i.to_string() })).collect::<Vec<_>>(),
         "analysis": analysis.iter().map(|i| serde_json::json!({ "severity": i.severity, "message": i.to_string() })).collect::<Vec<_>>(),
         "sources": {

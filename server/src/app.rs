@@ -98,12 +98,13 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
     drop(tx);
     let config_loop = tokio::spawn(pipeline.clone().run(
         rx,
+        config.mesh.base.clone(),
         source_count,
         config.debounce,
         config.debounce_max,
     ));
     if let Some(file) = &config.mesh.file {
-        tasks.spawn(crate::mesh::Watch::new(file).run(pipeline.clone()));
+        tasks.spawn(crate::mesh::Watch::new(file, &config.mesh.base).run(pipeline.clone()));
     }
     let jwks_status = Arc::new(crate::jwks::JwksStatus::default());
     tasks.spawn(crate::jwks::run(

@@ -138,6 +138,15 @@ pub struct RouterArgs {
     pub tls_names: Vec<String>,
 }
 
+/// A revision is a label value (and a ConfigMap name suffix).
+fn revision(s: &str) -> Result<String, String> {
+    if shoal_config::host::is_dns_label(s) && !s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not a revision name (a DNS-1123 label)"))
+    }
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     shoal_config::duration::parse(s)
 }
@@ -212,6 +221,11 @@ pub struct ServeArgs {
     /// Namespace whose Sidecar and DestinationRules apply mesh-wide.
     #[arg(long, default_value = "istio-system")]
     pub root_namespace: String,
+    /// This control plane's revision (Istio's `istio.io/rev`): config objects labelled
+    /// for another revision are left to it; unlabelled ones are read by every revision.
+    /// With --kubernetes, the MeshConfig is read from the `istio-REVISION` ConfigMap.
+    #[arg(long, value_parser = revision)]
+    pub revision: Option<String>,
     /// Mesh-wide `outboundTrafficPolicy`: `allow-any` passes traffic to unknown hosts
     /// through, `registry-only` drops it (a Sidecar's own policy takes precedence).
     #[arg(long, value_enum, default_value = "allow-any")]

@@ -13,6 +13,7 @@ use shoal_ca::auth::{IssuerKeys, TrustedIssuer};
 use shoal_cache::AdsConfig;
 use shoal_cache::debug::ControlPlane;
 use shoal_cache::session::Limits;
+use shoal_config::source::kubernetes::mesh::MeshConfigMap;
 use shoal_config::source::kubernetes::{self, Connection};
 use shoal_shard::Node;
 use shoal_translate::MeshOptions;
@@ -55,21 +56,21 @@ pub struct KubernetesConfig {
     pub options: kubernetes::Options,
 }
 
-/// The mesh-wide options: those to start with, and the MeshConfig file that may change
-/// them while running.
+/// The mesh-wide options: those to start with, what a MeshConfig read while running
+/// combines with, and the MeshConfig file followed (if any).
 #[derive(Debug, Clone)]
 pub struct MeshSettings {
     pub options: MeshOptions,
-    pub file: Option<MeshFile>,
+    pub base: MeshBase,
+    pub file: Option<PathBuf>,
 }
 
-/// A MeshConfig file followed while running, with what its edits combine with.
+/// What every MeshConfig combines with.
 #[derive(Debug, Clone)]
-pub struct MeshFile {
-    pub path: PathBuf,
+pub struct MeshBase {
     /// The options the flags alone give.
     pub flags: MeshOptions,
-    /// Flags given explicitly, which win over the file.
+    /// Flags given explicitly, which win over the MeshConfig.
     pub explicit: BTreeSet<String>,
 }
 
@@ -139,17 +140,13 @@ impl Config {
             "no config source: give --config-dir, --kubernetes or both"
         );
         let flags = crate::mesh::from_flags(args);
-        let (options, file) = match &args.mesh_config {
-            Some(path) => {
-                let options = crate::mesh::load(path, &flags, explicit)?;
-                let file = MeshFile {
-                    path: path.clone(),
-                    flags,
-                    explicit: explicit.clone(),
-                };
-                (options, Some(file))
-            }
-            None => (flags, None),
+        let options = match &args.mesh_config {
+            Some(path) => crate::mesh::load(path, &flags, explicit)?,
+            None => flags.clone(),
+        };
+        let base = MeshBase {
+            flags,
+            explicit: explicit.clone(),
         };
         let identity = if args.security.no_ca {
             None
@@ -171,11 +168,20 @@ impl Config {
                     },
                     options: kubernetes::Options {
                         rediscover: args.kube_rediscover_interval,
+                        // A MeshConfig file, when given, is the one (as istiod's mounted
+                        // ConfigMap); otherwise the cluster's.
+                        mesh_config: args.mesh_config.is_none().then(|| {
+                            MeshConfigMap::istio(&args.root_namespace, args.revision.as_deref())
+                        }),
                         ..Default::default()
                     },
                 }),
             },
-            mesh: MeshSettings { options, file },
+            mesh: MeshSettings {
+                options,
+                base,
+                file: args.mesh_config.clone(),
+            },
             xds: XdsConfig {
                 plaintext_addr: args.xds_addr,
                 keepalive_interval: args.keepalive_interval,

@@ -1,8 +1,9 @@
-//! The mesh-wide options of `serve`: its flags, over what `--mesh-config` (Istio's
-//! MeshConfig) sets, over the defaults. The file is read at start — an error there stops
-//! the start — and then watched: a changed file moves every view to the new options, a
-//! broken one is reported and the last good options stay in force. A flag given
-//! explicitly always wins over the file.
+//! The mesh-wide options of `serve`: its flags, over what Istio's MeshConfig sets, over
+//! the defaults. The MeshConfig comes from `--mesh-config` (read at start — an error there
+//! stops the start — and then watched) or, with `--kubernetes` and no file, from the
+//! cluster's `istio` ConfigMap (delivered by the source, applied by the pipeline). A changed
+//! MeshConfig moves every view to the new options; a broken one is reported and the last
+//! good options stay in force. A flag given explicitly always wins over the MeshConfig.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -14,7 +15,7 @@ use shoal_config::mesh_config::{self, MeshConfig};
 use shoal_translate::MeshOptions;
 
 use crate::cli::ServeArgs;
-use crate::config::MeshFile;
+use crate::config::MeshBase;
 use crate::pipeline::Pipeline;
 
 /// How often the MeshConfig file is checked for changes (a mounted ConfigMap changes by
@@ -29,6 +30,7 @@ pub fn from_flags(args: &ServeArgs) -> MeshOptions {
         outbound_traffic_policy: args.outbound_traffic_policy.into(),
         jwks_fetch: args.jwks_fetch.into(),
         trust_domain: args.security.trust_domain.clone(),
+        revision: args.revision.clone(),
         ..MeshOptions::default()
     }
 }
@@ -49,14 +51,39 @@ fn combine(flags: &MeshOptions, explicit: &BTreeSet<String>, mesh: &MeshConfig) 
     options
 }
 
-/// Reads and checks a MeshConfig file, logging its warnings.
-fn read(path: &Path, text: &str) -> anyhow::Result<MeshConfig> {
-    let (mesh, issues) =
-        mesh_config::parse(text).with_context(|| format!("--mesh-config {}", path.display()))?;
+/// Reads and checks a MeshConfig from `origin`, logging its warnings.
+fn read(origin: &str, text: &str) -> anyhow::Result<MeshConfig> {
+    let (mesh, issues) = mesh_config::parse(text).with_context(|| origin.to_string())?;
     for i in &issues {
-        tracing::warn!(file = %path.display(), "MeshConfig {i}");
+        tracing::warn!(origin, "MeshConfig {i}");
     }
     Ok(mesh)
+}
+
+/// The options a MeshConfig `text` from `origin` gives (`None`: there is none, the flags
+/// and defaults apply), or why it is refused. The trust domain stays the running one: the
+/// CA signs for it until a restart.
+pub fn options(
+    base: &MeshBase,
+    origin: &str,
+    text: Option<&str>,
+    running: &MeshOptions,
+) -> anyhow::Result<MeshOptions> {
+    let mesh = match text {
+        Some(text) => read(origin, text)?,
+        None => MeshConfig::default(),
+    };
+    let mut options = combine(&base.flags, &base.explicit, &mesh);
+    if options.trust_domain != running.trust_domain {
+        tracing::warn!(
+            running = %running.trust_domain,
+            wanted = %options.trust_domain,
+            origin,
+            "MeshConfig trustDomain changed: it takes effect at the next restart"
+        );
+        options.trust_domain = running.trust_domain.clone();
+    }
+    Ok(options)
 }
 
 /// The options to start with: `flags` combined with the MeshConfig file at `path` (an
@@ -66,9 +93,9 @@ pub fn load(
     flags: &MeshOptions,
     explicit: &BTreeSet<String>,
 ) -> anyhow::Result<MeshOptions> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--mesh-config {}", path.display()))?;
-    let options = combine(flags, explicit, &read(path, &text)?);
+    let origin = format!("--mesh-config {}", path.display());
+    let text = std::fs::read_to_string(path).with_context(|| origin.clone())?;
+    let options = combine(flags, explicit, &read(&origin, &text)?);
     tracing::info!(
         file = %path.display(),
         trust_domain = %options.trust_domain,
@@ -81,33 +108,21 @@ pub fn load(
 
 /// Follows a MeshConfig file while running.
 pub struct Watch {
-    file: MeshFile,
+    path: std::path::PathBuf,
+    base: MeshBase,
 }
 
 impl Watch {
-    pub fn new(file: &MeshFile) -> Watch {
-        Watch { file: file.clone() }
-    }
-
-    /// The options a changed file's `text` gives, or why it is refused. The trust domain
-    /// stays the running one: the CA signs for it until a restart.
-    fn options(&self, text: &str, running: &MeshOptions) -> anyhow::Result<MeshOptions> {
-        let f = &self.file;
-        let mut options = combine(&f.flags, &f.explicit, &read(&f.path, text)?);
-        if options.trust_domain != running.trust_domain {
-            tracing::warn!(
-                running = %running.trust_domain,
-                file = %options.trust_domain,
-                "MeshConfig trustDomain changed: it takes effect at the next restart"
-            );
-            options.trust_domain = running.trust_domain.clone();
+    pub fn new(path: &Path, base: &MeshBase) -> Watch {
+        Watch {
+            path: path.to_path_buf(),
+            base: base.clone(),
         }
-        Ok(options)
     }
 
     /// Applies every change of the file until the task is dropped.
     pub async fn run(self, pipeline: Arc<Pipeline>) {
-        let path = &self.file.path;
+        let path = &self.path;
         let mut last = std::fs::read_to_string(path).ok();
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         loop {
@@ -126,16 +141,11 @@ impl Watch {
                 continue;
             }
             last = Some(text.clone());
-            let options = match self.options(&text, &pipeline.options()) {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "MeshConfig refused; keeping the last good one");
-                    continue;
-                }
-            };
-            tracing::info!(file = %path.display(), "MeshConfig changed");
-            let p = pipeline.clone();
-            let _ = tokio::task::spawn_blocking(move || p.set_options(options)).await;
+            let origin = format!("--mesh-config {}", path.display());
+            pipeline
+                .clone()
+                .mesh_config(&self.base, &origin, Some(&text))
+                .await;
         }
     }
 }
@@ -164,13 +174,17 @@ mod tests {
         std::fs::write(&file, "trustDomain: a.example\n").unwrap_or_else(|e| panic!("{e}"));
         let config = resolve(&["--mesh-config", &path]).unwrap_or_else(|e| panic!("{e:#}"));
         let running = config.mesh.options;
-        let watch = super::Watch::new(&config.mesh.file.unwrap_or_else(|| panic!("a file")));
-        let next = watch
-            .options("trustDomain: b.example\nenableAutoMtls: false\n", &running)
+        let base = &config.mesh.base;
+        let changed = |text| super::options(base, "test", Some(text), &running);
+        let next = changed("trustDomain: b.example\nenableAutoMtls: false\n")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(next.trust_domain, "a.example");
         assert!(!next.auto_mtls);
-        assert!(watch.options("connectTimeout: never\n", &running).is_err());
+        assert!(changed("connectTimeout: never\n").is_err());
+        // No MeshConfig any more: the flags and defaults, with the running trust domain.
+        let none = super::options(base, "test", None, &running).unwrap_or_else(|e| panic!("{e}"));
+        assert!(none.auto_mtls);
+        assert_eq!(none.trust_domain, "a.example");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use metrics::{counter, gauge, histogram};
 use parking_lot::Mutex;
 use shoal_cache::snapshot::Patch;
 use shoal_cache::{Registry, Resources, Snapshot, Trigger, View};
+use shoal_config::discovery::Scoped;
 use shoal_config::source::SourceUpdate;
 use shoal_config::{ChangeSet, ConfigSnapshot, ConfigStore, Issue, Kind, Labels};
 use shoal_translate::model::{FetchedJwks, JwksRef};
@@ -21,6 +22,7 @@ use shoal_translate::{
 };
 use tokio::sync::{mpsc, watch};
 
+use crate::config::MeshBase;
 use crate::epoch::Epoch;
 
 /// Views no stream has used for this long are dropped.
@@ -46,6 +48,10 @@ struct ProxyClass {
 
 struct BuildState {
     translator: Translator,
+    /// The store's last snapshot, and the part of it in the mesh (discovery selectors,
+    /// revision), which is what the translator sees.
+    full: ConfigSnapshot,
+    scoped: Scoped,
     keys: HashMap<Arc<str>, ViewKey>,
     classes: HashMap<ProxyClass, ViewKey>,
 }
@@ -59,10 +65,44 @@ pub struct Pipeline {
     epoch: Arc<Epoch>,
     ready: AtomicBool,
     issues: Mutex<Vec<Issue>>,
+    /// Why the last MeshConfig was refused, while it is.
+    mesh_issue: Mutex<Option<Issue>>,
     /// The config of the last build, published after the views.
     config: watch::Sender<ConfigSnapshot>,
     /// The JSON Web Key Sets the config needs fetched (`jwks.rs` fetches them).
     jwks_wanted: watch::Sender<std::collections::BTreeSet<JwksRef>>,
+}
+
+/// The changes that shape translated config: Secrets are served by the secrets views only
+/// and ProxyConfigs by no view (the injector and agent read them at workload start), so
+/// their changes rebuild no view.
+fn translated(changes: &ChangeSet) -> std::borrow::Cow<'_, ChangeSet> {
+    if changes.keys.iter().all(|k| k.kind.translated()) {
+        return std::borrow::Cow::Borrowed(changes);
+    }
+    std::borrow::Cow::Owned(ChangeSet {
+        keys: changes
+            .keys
+            .iter()
+            .filter(|k| k.kind.translated())
+            .cloned()
+            .collect(),
+    })
+}
+
+/// The namespaces in the mesh, for logs.
+fn describe_scope(scoped: &Scoped) -> String {
+    match scoped.selected_namespaces() {
+        None => "every namespace".into(),
+        Some(s) => {
+            let names: Vec<&str> = s.iter().map(|n| n.as_ref()).collect();
+            format!(
+                "{} namespace(s) selected: {}",
+                names.len(),
+                names.join(", ")
+            )
+        }
+    }
 }
 
 pub fn resources(out: ViewOutput) -> Resources {
@@ -77,6 +117,8 @@ impl Pipeline {
         Arc::new(Pipeline {
             registry: Registry::default(),
             state: Mutex::new(BuildState {
+                full: ConfigSnapshot::default(),
+                scoped: Scoped::new(options.discovery_scope()),
                 translator: Translator::new(ConfigSnapshot::default(), options),
                 keys: HashMap::new(),
                 classes: HashMap::new(),
@@ -84,6 +126,7 @@ impl Pipeline {
             epoch,
             ready: AtomicBool::new(false),
             issues: Mutex::new(Vec::new()),
+            mesh_issue: Mutex::new(None),
             config: watch::Sender::new(ConfigSnapshot::default()),
             jwks_wanted: watch::Sender::new(Default::default()),
         })
@@ -115,9 +158,44 @@ impl Pipeline {
         }
     }
 
-    /// Current findings of the config store (rejected objects, warnings).
+    /// Current findings of the config store (rejected objects, warnings) and a refused
+    /// MeshConfig.
     pub fn issues(&self) -> Vec<Issue> {
-        self.issues.lock().clone()
+        let mut issues = self.issues.lock().clone();
+        issues.extend(self.mesh_issue.lock().clone());
+        issues
+    }
+
+    /// Applies a MeshConfig `text` from `origin` (`None`: there is none any more) over
+    /// `base`; a broken one is refused, reported, and the last good options stay.
+    pub async fn mesh_config(self: Arc<Self>, base: &MeshBase, origin: &str, text: Option<&str>) {
+        let options = match crate::mesh::options(base, origin, text, &self.options()) {
+            Ok(o) => o,
+            Err(e) => {
+                let message = format!("{e:#}");
+                tracing::error!(origin, error = %message, "MeshConfig refused; keeping the last good one");
+                let source = shoal_config::Origin {
+                    source: origin.into(),
+                    doc: 0,
+                    line: 0,
+                    item: None,
+                };
+                *self.mesh_issue.lock() = Some(
+                    Issue::error(
+                        "MeshConfig",
+                        format!("refused, the last good one stays: {message}"),
+                    )
+                    .at(Some(&source), None),
+                );
+                return;
+            }
+        };
+        *self.mesh_issue.lock() = None;
+        tracing::info!(origin, present = text.is_some(), "MeshConfig changed");
+        let p = self.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || p.set_options(options)).await {
+            tracing::error!(error = %e, "applying the MeshConfig failed");
+        }
     }
 
     /// The config of the last build.
@@ -135,6 +213,14 @@ impl Pipeline {
         self.jwks_wanted.subscribe()
     }
 
+    /// The namespaces discovery selectors put in the mesh (`None`: every namespace).
+    pub fn selected_namespaces(&self) -> Option<Vec<String>> {
+        let st = self.state.lock();
+        st.scoped
+            .selected_namespaces()
+            .map(|s| s.iter().map(|n| n.to_string()).collect())
+    }
+
     /// The mesh-wide options views are built with.
     pub fn options(&self) -> MeshOptions {
         self.state.lock().translator.model().options.clone()
@@ -145,6 +231,19 @@ impl Pipeline {
     pub fn set_options(&self, options: MeshOptions) {
         let started = Instant::now();
         let mut st = self.state.lock();
+        let scope = options.discovery_scope();
+        if scope != *st.scoped.scope() {
+            let full = st.full.clone();
+            let (config, changes) = st.scoped.set_scope(scope, &full);
+            tracing::info!(
+                changed = changes.keys.len(),
+                "discovery scope changed: {}",
+                describe_scope(&st.scoped)
+            );
+            // The options below differ too, so every view is rebuilt from this config.
+            st.translator.update(config.clone(), &translated(&changes));
+            self.config.send_replace(config);
+        }
         let delta = st.translator.set_options(options);
         if delta.full {
             self.want_jwks(&st);
@@ -182,22 +281,13 @@ impl Pipeline {
     pub fn build(&self, config: ConfigSnapshot, changes: &ChangeSet, since: Instant) {
         let started = Instant::now();
         let mut st = self.state.lock();
-        // Secrets are served by the secrets views only and ProxyConfigs by no view (the
-        // injector and agent read them at workload start): their changes rebuild no view.
-        let untranslated = changes.keys.iter().any(|k| !k.kind.translated());
-        let translated = if untranslated {
-            std::borrow::Cow::Owned(ChangeSet {
-                keys: changes
-                    .keys
-                    .iter()
-                    .filter(|k| k.kind.translated())
-                    .cloned()
-                    .collect(),
-            })
-        } else {
-            std::borrow::Cow::Borrowed(changes)
-        };
-        let delta = st.translator.update(config.clone(), &translated);
+        st.full = config.clone();
+        let selected_before = st.scoped.selected_namespaces().map(|s| s.len());
+        let (config, changes) = st.scoped.update(&config, changes);
+        if st.scoped.selected_namespaces().map(|s| s.len()) != selected_before {
+            tracing::info!("discovery scope: {}", describe_scope(&st.scoped));
+        }
+        let delta = st.translator.update(config.clone(), &translated(&changes));
         if delta.full {
             self.want_jwks(&st);
         }
@@ -296,6 +386,7 @@ impl Pipeline {
     pub async fn run(
         self: Arc<Self>,
         mut rx: mpsc::Receiver<SourceUpdate>,
+        mesh: MeshBase,
         sources: usize,
         debounce: Duration,
         debounce_max: Duration,
@@ -341,6 +432,12 @@ impl Pipeline {
                     store.apply(&source, docs)
                 }
                 SourceUpdate::Remove { source } => store.remove_source(&source),
+                SourceUpdate::MeshConfig { origin, text } => {
+                    self.clone()
+                        .mesh_config(&mesh, &origin, text.as_deref())
+                        .await;
+                    continue;
+                }
                 SourceUpdate::Synced { source_kind } => {
                     synced += 1;
                     tracing::info!(

@@ -70,6 +70,12 @@ pub struct MeshOptions {
     /// MeshConfig `localityLbSetting`: the locality load balancing of every cluster whose
     /// DestinationRule sets none (`None`: Istio's default, enabled without rules).
     pub locality_lb_setting: Option<shoal_config::istio::LocalityLbSetting>,
+    /// MeshConfig `discoverySelectors`: the namespaces in the mesh (all when empty). Applied
+    /// before translation ([`shoal_config::discovery`]), by whoever feeds the translator.
+    pub discovery_selectors: Vec<shoal_config::k8s::LabelSelector>,
+    /// This control plane's revision (`--revision`): config labelled `istio.io/rev` for
+    /// another one is ignored.
+    pub revision: Option<String>,
 }
 
 /// Where and how Envoy proxies write access logs.
@@ -107,6 +113,7 @@ impl MeshOptions {
         if let Some(l) = &mesh.locality_lb_setting {
             self.locality_lb_setting = Some(l.clone());
         }
+        self.discovery_selectors = mesh.discovery_selectors.clone();
         if let Some(path) = mesh.access_log_file.as_deref() {
             // An empty path turns access logs off, as in Istio.
             self.access_log = (!path.is_empty()).then(|| AccessLogOptions {
@@ -115,6 +122,17 @@ impl MeshOptions {
                     == Some(shoal_config::mesh_config::AccessLogEncoding::Json),
                 format: mesh.access_log_format.clone().filter(|f| !f.is_empty()),
             });
+        }
+    }
+}
+
+impl MeshOptions {
+    /// The part of the config these options put in the mesh.
+    pub fn discovery_scope(&self) -> shoal_config::discovery::DiscoveryScope {
+        shoal_config::discovery::DiscoveryScope {
+            selectors: self.discovery_selectors.clone(),
+            revision: self.revision.clone(),
+            root_namespace: self.root_namespace.clone(),
         }
     }
 }
@@ -132,6 +150,8 @@ impl Default for MeshOptions {
             jwks_fetch: model::JwksFetch::Shoal,
             locality_lb_setting: None,
             access_log: None,
+            discovery_selectors: Vec::new(),
+            revision: None,
         }
     }
 }

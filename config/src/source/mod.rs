@@ -25,6 +25,13 @@ pub enum SourceUpdate {
     Remove { source: String },
     /// The source has delivered its complete initial state.
     Synced { source_kind: &'static str },
+    /// The MeshConfig text the source holds now (Kubernetes: the `istio` ConfigMap's
+    /// `mesh` key), unchecked; `None` when it holds none any more (the defaults apply).
+    /// Sent in order with the objects, so that the initial sync comes with it.
+    MeshConfig {
+        origin: String,
+        text: Option<String>,
+    },
 }
 
 #[derive(Debug, Error)]

@@ -14,6 +14,7 @@ mod sidecar;
 mod traffic_policy;
 mod virtual_service;
 
+pub(crate) use label_selector::label_selector;
 pub(crate) use traffic_policy::locality_lb as locality_lb_setting;
 
 use crate::host;

@@ -13,6 +13,7 @@
 //! keeps being served, and the status says the source is stale.
 
 pub mod kinds;
+pub mod mesh;
 pub mod prune;
 pub mod status;
 pub mod tracker;
@@ -66,6 +67,8 @@ pub struct Options {
     pub rediscover: Duration,
     /// How often the API server is asked whether it answers (for the stale status).
     pub probe: Duration,
+    /// The ConfigMap to read the MeshConfig from (`None`: not read from the cluster).
+    pub mesh_config: Option<mesh::MeshConfigMap>,
 }
 
 impl Default for Options {
@@ -73,6 +76,7 @@ impl Default for Options {
         Options {
             rediscover: Duration::from_secs(10),
             probe: Duration::from_secs(5),
+            mesh_config: None,
         }
     }
 }
@@ -129,6 +133,9 @@ impl KubernetesSource {
                 .kinds
                 .insert(w.id.qualified(), KindStatus::default());
         }
+        if let Some(map) = &options.mesh_config {
+            initial.kinds.insert(map.id(), KindStatus::default());
+        }
         KubernetesSource {
             client,
             options,
@@ -163,6 +170,14 @@ impl ConfigSource for KubernetesSource {
                     client.clone(),
                     watched,
                     options.clone(),
+                    tx.clone(),
+                    status.clone(),
+                ));
+            }
+            if let Some(map) = options.mesh_config.clone() {
+                tasks.spawn(mesh::watch_mesh_config(
+                    client.clone(),
+                    map,
                     tx.clone(),
                     status.clone(),
                 ));

@@ -197,6 +197,7 @@ mod tests {
                 SourceUpdate::Apply { source, .. } => format!("apply {source}"),
                 SourceUpdate::Remove { source } => format!("remove {source}"),
                 SourceUpdate::Synced { .. } => "synced".into(),
+                SourceUpdate::MeshConfig { origin, .. } => format!("mesh {origin}"),
             })
             .collect()
     }
@@ -368,7 +369,9 @@ mod tests {
                     SourceUpdate::Remove { source } => {
                         assert!(store.remove(&source).is_some(), "removed twice: {source}");
                     }
-                    SourceUpdate::Synced { .. } => {}
+                    SourceUpdate::Synced { .. } | SourceUpdate::MeshConfig { .. } => {
+                        panic!("a tracker sends objects only")
+                    }
                 }
             }
             n
