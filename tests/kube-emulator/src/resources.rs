@@ -113,6 +113,10 @@ const BUILTINS: &[Builtin] = &[
         )
     },
     Builtin {
+        group: "apps",
+        ..b("", "deployments", "Deployment", &["deploy"], true, true)
+    },
+    Builtin {
         group: "coordination.k8s.io",
         ..b("", "leases", "Lease", &[], true, false)
     },

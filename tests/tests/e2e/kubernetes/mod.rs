@@ -10,6 +10,7 @@ use std::time::Duration;
 use shoal_kube_emulator::{Emulator, Options};
 use shoal_tests::{Shoal, http_get, start_shoal};
 
+mod bookinfo;
 mod scope;
 mod source;
 

@@ -126,12 +126,24 @@ async fn discovery_selectors_scope_the_mesh_live() {
         .kubectl
         .run(&["label", "namespace", "lab", "mesh=off", "--overwrite"])
         .await;
-    until_changed(&mut s, &[], std::slice::from_ref(&probe), "lab relabelled out").await;
+    until_changed(
+        &mut s,
+        &[],
+        std::slice::from_ref(&probe),
+        "lab relabelled out",
+    )
+    .await;
     cluster
         .kubectl
         .run(&["label", "namespace", "lab", "mesh=on", "--overwrite"])
         .await;
-    until_changed(&mut s, std::slice::from_ref(&probe), &[], "lab relabelled in").await;
+    until_changed(
+        &mut s,
+        std::slice::from_ref(&probe),
+        &[],
+        "lab relabelled in",
+    )
+    .await;
 
     // A broken MeshConfig edit is refused, reported, and changes nothing.
     cluster
