@@ -48,9 +48,41 @@ impl ChangeSet {
 
 #[derive(Debug, Default)]
 struct SourceState {
-    keys: BTreeSet<ObjectKey>,
+    keys: KeySet,
     issues: Vec<Issue>,
     skipped: usize,
+}
+
+/// The keys one source defines: a sorted vector, because most sources (every Kubernetes
+/// object) define one, where a tree set would cost a node of hundreds of bytes each.
+#[derive(Debug, Default)]
+struct KeySet(Vec<ObjectKey>);
+
+impl KeySet {
+    fn insert(&mut self, key: ObjectKey) {
+        match self.0.last() {
+            // Keys mostly arrive in order.
+            Some(last) if *last < key => self.0.push(key),
+            None => self.0.push(key),
+            Some(_) => {
+                if let Err(at) = self.0.binary_search(&key) {
+                    self.0.insert(at, key);
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.0.iter()
+    }
+
+    fn shrink(&mut self) {
+        self.0.shrink_to_fit();
+    }
 }
 
 /// An immutable view of the store at one revision.
@@ -185,7 +217,7 @@ impl ConfigStore {
 
         // Keys this source defined before and still stands behind (rejected now, or an
         // unreadable document that might have been any of them) keep their last good version.
-        for key in &previous.keys {
+        for key in previous.keys.iter() {
             let keep = !accepted.contains_key(key) && (keep_everything || protected.contains(key));
             if keep {
                 state.keys.insert(key.clone());
@@ -218,6 +250,7 @@ impl ConfigStore {
             state.keys.insert(key);
         }
         if !state.keys.is_empty() || !state.issues.is_empty() || state.skipped > 0 {
+            state.keys.shrink();
             self.sources.insert(source, state);
         }
         if !changes.is_empty() {

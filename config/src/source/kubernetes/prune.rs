@@ -30,7 +30,22 @@ pub fn prune(kind: Kind, object: Value) -> Option<Value> {
     let Value::Object(mut object) = object else {
         return Some(object);
     };
-    let metadata = object.remove("metadata").map(prune_metadata);
+    let mut metadata = object.remove("metadata").map(prune_metadata);
+    // A Pod's annotations are read for Istio's only (`sidecar.istio.io/status`,
+    // `traffic.sidecar.istio.io/*`, `proxy.istio.io/config`...); controllers and tools
+    // annotate pods with much else.
+    if kind == Kind::Pod
+        && let Some(Value::Object(m)) = &mut metadata
+    {
+        let mut empty = false;
+        if let Some(Value::Object(annotations)) = m.get_mut("annotations") {
+            annotations.retain(|k, _| is_istio_key(k));
+            empty = annotations.is_empty();
+        }
+        if empty {
+            m.remove("annotations");
+        }
+    }
     let mut kept = Map::new();
     for field in ["apiVersion", "kind"] {
         if let Some(v) = object.remove(field) {
@@ -87,6 +102,12 @@ pub fn prune(kind: Kind, object: Value) -> Option<Value> {
         }
     }
     Some(Value::Object(kept))
+}
+
+/// An annotation of Istio's (`*.istio.io/...`).
+fn is_istio_key(key: &str) -> bool {
+    key.split_once('/')
+        .is_some_and(|(prefix, _)| prefix == "istio.io" || prefix.ends_with(".istio.io"))
 }
 
 fn prune_metadata(metadata: Value) -> Value {
@@ -209,6 +230,34 @@ mod tests {
         let a = prune(Kind::Pod, pod("True", 0)).expect("kept");
         let b = prune(Kind::Pod, pod("False", 3)).expect("kept");
         assert_eq!(fingerprint(&a), fingerprint(&b));
+    }
+
+    #[test]
+    fn a_pod_keeps_istios_annotations_only() {
+        let pod = |annotations: serde_json::Value| {
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": "web-1", "namespace": "shop", "annotations": annotations}})
+        };
+        let kept = prune(
+            Kind::Pod,
+            pod(json!({"sidecar.istio.io/status": "{}", "proxy.istio.io/config": "{}",
+                       "kubectl.kubernetes.io/restartedAt": "now", "prometheus.io/port": "9090",
+                       "notistio.io/x": "y"})),
+        )
+        .expect("kept");
+        assert_eq!(
+            kept["metadata"]["annotations"],
+            json!({"sidecar.istio.io/status": "{}", "proxy.istio.io/config": "{}"})
+        );
+        let kept = prune(Kind::Pod, pod(json!({"a/b": "c"}))).expect("kept");
+        assert!(kept["metadata"].get("annotations").is_none(), "{kept}");
+        // Other kinds keep every annotation (their config may be read from them).
+        let svc = json!({"apiVersion": "v1", "kind": "Service",
+                         "metadata": {"name": "s", "annotations": {"a/b": "c"}}});
+        assert_eq!(
+            prune(Kind::Service, svc).expect("kept")["metadata"]["annotations"],
+            json!({"a/b": "c"})
+        );
     }
 
     #[test]
