@@ -12,6 +12,10 @@
 //! mTLS) the transport sockets of outbound clusters. Certificates are SDS secrets served
 //! over the same ADS stream (`default`, `ROOTCA`).
 //!
+//! Gateway API status ([`gateway_api_status`]): what Istio's gateway controller reports on
+//! Gateways of class `istio` and the routes naming them, from the decisions translation
+//! takes, for the server to write.
+//!
 //! Invariants:
 //! - No IO, no clocks, no randomness: equal inputs give byte-equal resources.
 //! - A proxy only gets what its namespace may see (`exportTo`) and its `Sidecar` selects.
@@ -28,7 +32,7 @@ mod security;
 mod view;
 
 pub use locality::ClientLocality;
-pub use model::{Model, ModelDelta};
+pub use model::{Model, ModelDelta, ObjectStatus, gateway_api_status};
 pub use proxy::{
     ClientCertForwarding, GatewayTopology, Generator, Interception, Proxy, ProxyError, ProxyType,
 };

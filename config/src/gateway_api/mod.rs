@@ -25,8 +25,9 @@ pub struct KubeGatewaySpec {
     pub gateway_class_name: String,
     #[serde(default)]
     pub listeners: Vec<Listener>,
-    /// Addresses requested for the gateway; shoal binds every address (`0.0.0.0`), so
-    /// these are accepted and not acted on.
+    /// Addresses requested for the gateway; shoal binds every address (`0.0.0.0`). Only
+    /// `Hostname` addresses are read, as the Service whose addresses the Gateway's status
+    /// reports (a manual deployment, as Istio has it).
     #[serde(default)]
     pub addresses: Vec<GatewayAddress>,
 }
@@ -86,6 +87,14 @@ pub struct SecretObjectReference {
     pub name: String,
     #[serde(default)]
     pub namespace: Option<String>,
+}
+
+impl SecretObjectReference {
+    /// Whether it names a core `Secret` (group and kind defaulted as the API says).
+    pub fn is_secret(&self) -> bool {
+        self.group.as_deref().unwrap_or("").is_empty()
+            && self.kind.as_deref().unwrap_or("Secret") == "Secret"
+    }
 }
 
 /// `AllowedRoutes`: which routes may attach to a listener.

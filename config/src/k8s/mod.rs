@@ -23,6 +23,9 @@ pub struct Service {
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: ServiceSpec,
+    /// Only its load balancer's addresses are kept (a Gateway's status reports them).
+    #[serde(default)]
+    pub status: ServiceStatus,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +57,30 @@ pub struct ServicePort {
     pub protocol: Option<String>,
     #[serde(default)]
     pub app_protocol: Option<String>,
+}
+
+/// `ServiceStatus`, reduced to the addresses its load balancer was given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    #[serde(default)]
+    pub load_balancer: LoadBalancerStatus,
+}
+
+/// `LoadBalancerStatus`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancerStatus {
+    #[serde(default)]
+    pub ingress: Vec<LoadBalancerIngress>,
+}
+
+/// `LoadBalancerIngress`: an IP, a hostname, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancerIngress {
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
 }
 
 /// Kubernetes' `IntOrString` (a port number or a named container port).

@@ -37,7 +37,7 @@ pub(super) fn gateway(v: &mut Validator, spec: &KubeGatewaySpec) {
     if !spec.addresses.is_empty() {
         v.warning(
             "spec.addresses",
-            "not acted on: gateway proxies listen on every address",
+            "gateway proxies listen on every address; only Hostname addresses are read, to find the Service reported in the Gateway's status",
         );
     }
     let mut names = BTreeSet::new();

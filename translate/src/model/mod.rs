@@ -18,8 +18,8 @@ use shoal_config::{ChangeSet, ConfigSnapshot, Kind, Object};
 
 pub use endpoints::{Endpoint, Locality, TLS_MODE_LABEL};
 pub use gateway_api::{
-    GATEWAY_CLASS, GATEWAY_NAME_LABEL, GatewayRule, GatewaySelection, Gateways,
-    ISTIO_GATEWAY_NAME_LABEL,
+    CONTROLLER_NAME, GATEWAY_CLASS, GATEWAY_NAME_LABEL, GatewayRule, GatewaySelection, Gateways,
+    ISTIO_GATEWAY_NAME_LABEL, ObjectStatus, gateway_api_status,
 };
 pub(crate) use jwks::KeySource;
 pub use jwks::{FetchedJwks, JwksFetch, JwksRef, UNUSABLE_JWKS};

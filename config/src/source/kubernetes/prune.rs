@@ -1,6 +1,7 @@
 //! What the Kubernetes source keeps of an object: the fields translation reads, nothing the
 //! API server or other controllers add (managed fields, `kubectl apply`'s copy of the last
-//! applied object, status, a Node's image list, a Pod's containers). Pruning happens before
+//! applied object, status but a Service's load-balancer addresses, a Node's image list, a
+//! Pod's containers). Pruning happens before
 //! parsing and before the change check, so an update of a field shoal never reads (a Pod's
 //! condition, a Node's heartbeat, a status shoal itself writes) costs no rebuild.
 
@@ -94,6 +95,18 @@ pub fn prune(kind: Kind, object: Value) -> Option<Value> {
                 kept.insert("type".into(), t);
             }
         }
+        // A Service's load-balancer addresses are a Gateway's addresses (its status reports
+        // them): of its status, only they are kept, and only when there are some.
+        Kind::Service => {
+            let ingress = object.remove("status").and_then(load_balancer_ingress);
+            kept.extend(object);
+            if let Some(ingress) = ingress {
+                kept.insert(
+                    "status".into(),
+                    serde_json::json!({"loadBalancer": {"ingress": ingress}}),
+                );
+            }
+        }
         // Everything else is config: all of it but its status (written by controllers,
         // shoal among them).
         _ => {
@@ -121,6 +134,21 @@ fn prune_metadata(metadata: Value) -> Value {
         m.remove("annotations");
     }
     metadata
+}
+
+/// The `ip` and `hostname` of each `status.loadBalancer.ingress` entry; `None` when there
+/// are none (a ClusterIP Service, a load balancer not provisioned yet).
+fn load_balancer_ingress(mut status: Value) -> Option<Value> {
+    let ingress = status.pointer_mut("/loadBalancer/ingress")?.take();
+    let Value::Array(entries) = ingress else {
+        return None;
+    };
+    let kept: Vec<Value> = entries
+        .into_iter()
+        .map(|e| only(e, &["ip", "hostname"]))
+        .filter(|e| e.as_object().is_some_and(|m| !m.is_empty()))
+        .collect();
+    (!kept.is_empty()).then_some(Value::Array(kept))
 }
 
 /// `value` with only `fields` (a non-object is kept as it is, for parsing to report).
@@ -285,6 +313,44 @@ mod tests {
             "stringData": {"cacert": "PEM"},
         });
         assert!(prune(Kind::Secret, generic).is_some());
+    }
+
+    #[test]
+    fn a_service_keeps_its_load_balancer_addresses_only_of_its_status() {
+        let svc = |status: Value| {
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "gw-istio", "namespace": "edge"},
+                "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+                "status": status,
+            })
+        };
+        let assigned = json!({
+            "loadBalancer": {"ingress": [
+                {"ip": "203.0.113.7", "ipMode": "VIP", "ports": [{"port": 80, "protocol": "TCP"}]},
+                {"hostname": "lb.example.com"},
+            ]},
+            "conditions": [{"type": "x", "status": "True"}],
+        });
+        let kept = prune(Kind::Service, svc(assigned)).expect("kept");
+        assert_eq!(
+            kept["status"],
+            json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}, {"hostname": "lb.example.com"}]}})
+        );
+        assert_eq!(kept["spec"]["type"], json!("LoadBalancer"));
+        // No address yet (or a ClusterIP Service): no status at all, so nothing changes
+        // until one is assigned.
+        let pending = prune(Kind::Service, svc(json!({"loadBalancer": {}}))).expect("kept");
+        assert_eq!(pending.get("status"), None);
+        let odd = prune(
+            Kind::Service,
+            svc(json!({"loadBalancer": {"ingress": "x"}})),
+        );
+        assert_eq!(odd.expect("kept").get("status"), None);
+        assert_eq!(
+            fingerprint(&pending),
+            fingerprint(&prune(Kind::Service, svc(json!({}))).expect("kept"))
+        );
     }
 
     #[test]

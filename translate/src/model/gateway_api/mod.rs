@@ -8,8 +8,8 @@
 //!   `gateway.networking.k8s.io/gateway-name: NAME` (or the older `istio.io/gateway-name`).
 //!   A listener is a server on its port with the host `*/HOSTNAME` (`*/*` without one):
 //!   HTTP as is, HTTPS/TLS `Terminate` as SIMPLE with the `credentialName` of its first
-//!   certificate Secret of the Gateway's namespace, TLS `Passthrough` as PASSTHROUGH; UDP
-//!   listeners are not served.
+//!   certificate reference to a Secret of the Gateway's namespace, TLS `Passthrough` as
+//!   PASSTHROUGH; UDP listeners are not served.
 //! - an `HTTPRoute` attaches to a listener its `parentRef` names (all listeners, or the one
 //!   of `sectionName`/`port`) when the listener carries HTTP(S), admits the kind and the
 //!   route's namespace (`allowedRoutes`, default `Same`; `Selector` admits the namespaces
@@ -44,6 +44,12 @@
 //!   clients of its own namespace, which prefer it over the producer's (VirtualServices of
 //!   the client's namespace come first).
 //!
+//! - status (`status.rs`): what Istio's controller (`istio.io/gateway-controller`) writes on
+//!   the Gateways of class `istio` and on the routes that name them (or a Service), from the
+//!   same decisions: whether and why not a route attaches to each listener
+//!   ([`listener_outcomes`]), which backends are valid (`refs.rs`), which listeners are
+//!   served.
+//!
 //! Not converted yet: `timeouts.backendRequest`, redirects with `ReplacePrefixMatch`, and
 //! certificates of other namespaces: a gateway is served Secrets of its own namespace only
 //! (`credentialName`), so a `certificateRef` to another namespace is left out even when a
@@ -54,12 +60,16 @@ mod grpc;
 mod http;
 mod l4;
 mod refs;
+mod status;
+
+pub use status::{CONTROLLER_NAME, ObjectStatus, gateway_api_status};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use shoal_config::gateway_api::{
-    FromNamespaces, GROUP, KubeGatewaySpec, Listener, ParentReference, TlsMode,
+    FromNamespaces, GROUP, GatewayTlsConfig, KubeGatewaySpec, Listener, ParentReference,
+    SecretObjectReference, TlsMode,
 };
 use shoal_config::istio::{GatewaySpec, Server, ServerPort, ServerTlsMode, ServerTlsSettings};
 use shoal_config::k8s::namespace_labels;
@@ -162,11 +172,7 @@ fn listener_gateway(key: &ObjectKey, l: &Listener) -> Option<GatewayRule> {
                 ..Default::default()
             },
             TlsMode::Terminate => {
-                let secret = t.certificate_refs.iter().find(|r| {
-                    r.namespace
-                        .as_deref()
-                        .is_none_or(|ns| ns == key.namespace.as_ref())
-                })?;
+                let secret = served_certificate(&key.namespace, t)?;
                 ServerTlsSettings {
                     mode: Some(ServerTlsMode::Simple),
                     credential_name: Some(secret.name.clone()),
@@ -202,6 +208,18 @@ fn listener_gateway(key: &ObjectKey, l: &Listener) -> Option<GatewayRule> {
     })
 }
 
+/// The certificate a `Terminate` listener of a Gateway of `gw_ns` is served with: its first
+/// reference to a Secret of that namespace (`credentialName` names Secrets of the gateway's
+/// own namespace).
+fn served_certificate<'a>(
+    gw_ns: &str,
+    tls: &'a GatewayTlsConfig,
+) -> Option<&'a SecretObjectReference> {
+    tls.certificate_refs
+        .iter()
+        .find(|r| r.is_secret() && r.namespace.as_deref().is_none_or(|ns| ns == gw_ns))
+}
+
 /// The route kinds a listener may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RouteKind {
@@ -212,6 +230,13 @@ enum RouteKind {
 }
 
 impl RouteKind {
+    const ALL: [RouteKind; 4] = [
+        RouteKind::Http,
+        RouteKind::Grpc,
+        RouteKind::Tls,
+        RouteKind::Tcp,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             RouteKind::Http => "HTTPRoute",
@@ -237,6 +262,52 @@ impl RouteKind {
     }
 }
 
+/// Why a route does not attach to a listener (status reports it, `status.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Denial<'a> {
+    /// The listener does not take routes of the route's kind.
+    Kind { listener: &'a str, kind: RouteKind },
+    /// The listener does not take routes of the route's namespace.
+    Namespace {
+        listener: &'a str,
+        from: FromNamespaces,
+    },
+    /// No hostname of the route matches the listener's.
+    Hostname {
+        listener: &'a str,
+        hostname: Option<&'a str>,
+    },
+    /// The reference's `sectionName` or `port` names another listener.
+    NoListener {
+        section: Option<&'a str>,
+        port: Option<i64>,
+    },
+}
+
+/// A route as the listeners of its parents judge it.
+struct RouteRef<'a> {
+    namespace: &'a str,
+    namespace_labels: Labels,
+    kind: RouteKind,
+    hostnames: &'a [String],
+}
+
+impl<'a> RouteRef<'a> {
+    fn new(
+        cfg: &ConfigSnapshot,
+        namespace: &'a str,
+        kind: RouteKind,
+        hostnames: &'a [String],
+    ) -> Self {
+        RouteRef {
+            namespace,
+            namespace_labels: route_namespace_labels(cfg, namespace),
+            kind,
+            hostnames,
+        }
+    }
+}
+
 /// The listeners (as Istio gateway keys) a route of `route_ns` attaches to, with the hosts
 /// it serves on each (`*` for TCP, which has none).
 fn attachments(
@@ -247,7 +318,7 @@ fn attachments(
     hostnames: &[String],
 ) -> BTreeMap<(Arc<str>, Arc<str>), Vec<String>> {
     let mut out: BTreeMap<(Arc<str>, Arc<str>), Vec<String>> = BTreeMap::new();
-    let route_ns_labels = route_namespace_labels(cfg, route_ns);
+    let route = RouteRef::new(cfg, route_ns, kind, hostnames);
     for parent in parents.iter().filter(|p| p.is_gateway()) {
         let ns = parent.namespace.as_deref().unwrap_or(route_ns);
         let Some(entry) = cfg.get(&ObjectKey::new(Kind::KubeGateway, ns, &parent.name)) else {
@@ -256,19 +327,10 @@ fn attachments(
         let Object::KubeGateway(gw) = entry.object.as_ref() else {
             continue;
         };
-        for l in listeners_of(&gw.spec, parent.section_name.as_deref(), parent.port) {
-            if !admits(l, kind, ns, route_ns, &route_ns_labels) {
+        for (l, outcome) in listener_outcomes(&gw.spec, ns, parent, &route) {
+            let Ok(hosts) = outcome else {
                 continue;
-            }
-            let hosts = match kind {
-                RouteKind::Tcp => vec!["*".to_string()],
-                RouteKind::Http | RouteKind::Grpc | RouteKind::Tls => {
-                    route_hosts(l.hostname.as_deref(), hostnames)
-                }
             };
-            if hosts.is_empty() {
-                continue;
-            }
             let list = out
                 .entry((ns.into(), istio_name(&parent.name, &l.name).into()))
                 .or_default();
@@ -280,14 +342,59 @@ fn attachments(
     out
 }
 
-fn listeners_of<'a>(
+/// Every listener of a Gateway of `gw_ns` with what a route's reference `parent` to it
+/// comes to there: the hosts the route serves on it, or why it does not attach. The one
+/// decision translation and status share.
+fn listener_outcomes<'a>(
     spec: &'a KubeGatewaySpec,
-    section: Option<&'a str>,
-    port: Option<i64>,
-) -> impl Iterator<Item = &'a Listener> + 'a {
+    gw_ns: &str,
+    parent: &'a ParentReference,
+    route: &RouteRef<'_>,
+) -> Vec<(&'a Listener, Result<Vec<String>, Denial<'a>>)> {
     spec.listeners
         .iter()
-        .filter(move |l| section.is_none_or(|s| s == l.name) && port.is_none_or(|p| p == l.port))
+        .map(|l| {
+            let named = parent.section_name.as_deref().is_none_or(|s| s == l.name)
+                && parent.port.is_none_or(|p| p == l.port);
+            let outcome = if named {
+                attach(l, gw_ns, route)
+            } else {
+                Err(Denial::NoListener {
+                    section: parent.section_name.as_deref(),
+                    port: parent.port,
+                })
+            };
+            (l, outcome)
+        })
+        .collect()
+}
+
+/// The hosts a route serves on a listener its reference names, or why it does not attach.
+fn attach<'a>(
+    l: &'a Listener,
+    gw_ns: &str,
+    route: &RouteRef<'_>,
+) -> Result<Vec<String>, Denial<'a>> {
+    admits(
+        l,
+        route.kind,
+        gw_ns,
+        route.namespace,
+        &route.namespace_labels,
+    )?;
+    let hosts = match route.kind {
+        RouteKind::Tcp => vec!["*".to_string()],
+        RouteKind::Http | RouteKind::Grpc | RouteKind::Tls => {
+            route_hosts(l.hostname.as_deref(), route.hostnames)
+        }
+    };
+    if hosts.is_empty() {
+        return Err(Denial::Hostname {
+            listener: &l.name,
+            hostname: l.hostname.as_deref(),
+        });
+    }
+    Ok(hosts)
 }
 
 /// The labels of namespace `ns` as a listener's selector sees them.
@@ -300,23 +407,37 @@ fn route_namespace_labels(cfg: &ConfigSnapshot, ns: &str) -> Labels {
     namespace_labels(ns, namespace)
 }
 
-/// Whether a listener takes routes of `kind` from `route_ns`, whose namespace has
-/// `route_ns_labels`.
-fn admits(
-    l: &Listener,
-    kind: RouteKind,
-    gw_ns: &str,
-    route_ns: &str,
-    route_ns_labels: &Labels,
-) -> bool {
-    let allowed = l.allowed_routes.as_ref();
-    let kind_ok = allowed.is_none_or(|a| {
+/// Whether a listener takes routes of `kind` (it carries them, and `allowedRoutes.kinds`
+/// lists them if it lists any).
+fn allows_kind(l: &Listener, kind: RouteKind) -> bool {
+    let listed = l.allowed_routes.as_ref().is_none_or(|a| {
         a.kinds.is_empty()
             || a.kinds
                 .iter()
                 .any(|k| k.kind == kind.name() && k.group.as_deref().unwrap_or(GROUP) == GROUP)
     });
-    let namespaces = allowed.and_then(|a| a.namespaces.as_ref());
+    kind.carried_by(l) && listed
+}
+
+/// Whether a listener takes routes of `kind` from `route_ns`, whose namespace has
+/// `route_ns_labels`; why not if it does not.
+fn admits<'a>(
+    l: &'a Listener,
+    kind: RouteKind,
+    gw_ns: &str,
+    route_ns: &str,
+    route_ns_labels: &Labels,
+) -> Result<(), Denial<'a>> {
+    if !allows_kind(l, kind) {
+        return Err(Denial::Kind {
+            listener: &l.name,
+            kind,
+        });
+    }
+    let namespaces = l
+        .allowed_routes
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref());
     let from = namespaces.and_then(|n| n.from).unwrap_or_default();
     let ns_ok = match from {
         FromNamespaces::All => true,
@@ -326,7 +447,13 @@ fn admits(
             .and_then(|n| n.selector.as_ref())
             .is_some_and(|s| s.matches(route_ns_labels)),
     };
-    kind.carried_by(l) && kind_ok && ns_ok
+    if !ns_ok {
+        return Err(Denial::Namespace {
+            listener: &l.name,
+            from,
+        });
+    }
+    Ok(())
 }
 
 /// The hosts a route serves on a listener: the intersections of its hostnames with the
@@ -405,7 +532,7 @@ mod tests {
             let got = kinds.map(|k| k.carried_by(&listener));
             assert_eq!(got, expect, "{}", listener.protocol);
             assert_eq!(
-                kinds.map(|k| admits(&listener, k, "ns", "ns", &Labels::new())),
+                kinds.map(|k| admits(&listener, k, "ns", "ns", &Labels::new()).is_ok()),
                 expect
             );
         }
@@ -421,14 +548,14 @@ mod tests {
             })
         };
         http.allowed_routes = only("HTTPRoute");
-        assert!(admits(&http, RouteKind::Http, "ns", "ns", &Labels::new()));
-        assert!(!admits(&http, RouteKind::Grpc, "ns", "ns", &Labels::new()));
+        assert!(admits(&http, RouteKind::Http, "ns", "ns", &Labels::new()).is_ok());
+        assert!(admits(&http, RouteKind::Grpc, "ns", "ns", &Labels::new()).is_err());
         http.allowed_routes = only("GRPCRoute");
-        assert!(!admits(&http, RouteKind::Http, "ns", "ns", &Labels::new()));
-        assert!(admits(&http, RouteKind::Grpc, "ns", "ns", &Labels::new()));
+        assert!(admits(&http, RouteKind::Http, "ns", "ns", &Labels::new()).is_err());
+        assert!(admits(&http, RouteKind::Grpc, "ns", "ns", &Labels::new()).is_ok());
         // allowedRoutes.kinds narrows; Same rejects other namespaces.
         let mut tcp = l("TCP", None);
-        assert!(!admits(&tcp, RouteKind::Tcp, "ns", "other", &Labels::new()));
+        assert!(admits(&tcp, RouteKind::Tcp, "ns", "other", &Labels::new()).is_err());
         tcp.allowed_routes = Some(shoal_config::gateway_api::AllowedRoutes {
             kinds: vec![shoal_config::gateway_api::RouteGroupKind {
                 group: None,
@@ -436,7 +563,7 @@ mod tests {
             }],
             ..Default::default()
         });
-        assert!(!admits(&tcp, RouteKind::Tcp, "ns", "ns", &Labels::new()));
+        assert!(admits(&tcp, RouteKind::Tcp, "ns", "ns", &Labels::new()).is_err());
     }
 
     #[test]
@@ -465,6 +592,7 @@ mod tests {
                         ns,
                         &route_namespace_labels(&cfg, ns),
                     )
+                    .is_ok()
                 })
                 .collect()
         };

@@ -9,6 +9,19 @@ use shoal_config::{ConfigSnapshot, Kind, Object};
 
 use super::RouteKind;
 
+/// Why a backend reference is invalid: the reasons of a route's `ResolvedRefs: False`
+/// condition (`status.rs`; a missing Service is found there, as translation routes to the
+/// name regardless).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum InvalidBackend {
+    /// Not a core `Service`.
+    InvalidKind(String),
+    /// In another namespace, and no ReferenceGrant there allows it.
+    RefNotPermitted(String),
+    /// A Service without a port (rejected by the API server's validation).
+    NoPort(String),
+}
+
 /// Resolves the backends of one route.
 pub(super) struct Backends<'a> {
     pub cfg: &'a ConfigSnapshot,
@@ -21,10 +34,20 @@ impl Backends<'_> {
     /// The destination of a backend: a Service with a port, of the route's namespace or of
     /// one whose ReferenceGrant allows it. `None` for an invalid backend.
     pub fn destination(&self, b: &BackendRef) -> Option<Destination> {
-        if !b.is_service() {
-            return None;
-        }
+        self.resolve(b).ok()
+    }
+
+    /// The destination of a backend, or why it is invalid.
+    pub fn resolve(&self, b: &BackendRef) -> Result<Destination, InvalidBackend> {
         let ns = b.namespace.as_deref().unwrap_or(self.route_ns);
+        if !b.is_service() {
+            return Err(InvalidBackend::InvalidKind(format!(
+                "backendRef {ns}/{} is a {} of group {:?}: only Services are supported",
+                b.name,
+                b.kind.as_deref().unwrap_or("Service"),
+                b.group.as_deref().unwrap_or("")
+            )));
+        }
         if ns != self.route_ns
             && !granted(
                 self.cfg,
@@ -33,10 +56,20 @@ impl Backends<'_> {
                 ("", "Service", &b.name),
             )
         {
-            return None;
+            return Err(InvalidBackend::RefNotPermitted(format!(
+                "backendRef {ns}/{}: no ReferenceGrant in namespace {ns:?} lets {}s of namespace {:?} refer to it",
+                b.name,
+                self.kind.name(),
+                self.route_ns
+            )));
         }
-        let port = u32::try_from(b.port?).ok()?;
-        Some(Destination {
+        let Some(port) = b.port.and_then(|p| u32::try_from(p).ok()) else {
+            return Err(InvalidBackend::NoPort(format!(
+                "backendRef {ns}/{}: a Service backend needs a port",
+                b.name
+            )));
+        };
+        Ok(Destination {
             host: format!("{}.{ns}.svc.{}", b.name, self.suffix),
             subset: None,
             port: Some(PortSelector { number: port }),
