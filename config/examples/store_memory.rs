@@ -123,6 +123,9 @@ fn load(
     (live() - before, tracker)
 }
 
+/// Makes the i-th object of a kind.
+type Make<'a> = &'a dyn Fn(usize) -> Value;
+
 fn main() {
     let pods: usize = std::env::args()
         .nth(1)
@@ -130,8 +133,11 @@ fn main() {
         .unwrap_or(10_000);
     let mut store = ConfigStore::new();
     let mut trackers = Vec::new();
-    println!("{:<14} {:>8} {:>14} {:>12}", "kind", "objects", "heap (bytes)", "per object");
-    let kinds: [(&str, usize, &dyn Fn(usize) -> Value); 3] = [
+    println!(
+        "{:<14} {:>8} {:>14} {:>12}",
+        "kind", "objects", "heap (bytes)", "per object"
+    );
+    let kinds: [(&str, usize, Make); 3] = [
         ("Service", 1000, &service),
         ("EndpointSlice", 1000, &|i| slice(i, pods)),
         ("Pod", pods, &pod),

@@ -72,18 +72,18 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
     if let Some(dir) = &config.sources.config_dir {
         sources.push(Box::new(FileSource::new(dir)));
     }
-    let kubernetes = match &config.sources.kubernetes {
+    let (kubernetes, kube_client) = match &config.sources.kubernetes {
         Some(k) => {
             let (client, server) = kubernetes::connect(&k.connection)
                 .await
                 .context("--kubernetes")?;
             tracing::info!(%server, "reading config from the Kubernetes API server");
-            let source = KubernetesSource::new(client, server, k.options.clone());
+            let source = KubernetesSource::new(client.clone(), server, k.options.clone());
             let status = source.status();
             sources.push(Box::new(source));
-            Some(status)
+            (Some(status), k.write_status.then_some(client))
         }
-        None => None,
+        None => (None, None),
     };
     let source_count = sources.len();
     for source in sources {
@@ -141,6 +141,14 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         }
         None => None,
     };
+    if let Some(client) = kube_client {
+        tasks.spawn(crate::gateway_status::run(
+            client,
+            pipeline.config_watch(),
+            config.mesh.options.domain_suffix.clone(),
+            node.as_ref().map(|n| n.ownership()),
+        ));
+    }
     let mut servers = Vec::new();
     let admin = crate::admin::router(crate::admin::Admin {
         pipeline: pipeline.clone(),

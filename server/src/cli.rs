@@ -173,6 +173,11 @@ pub struct ServeArgs {
     /// installed later is picked up then).
     #[arg(long, default_value = "10s", value_parser = duration)]
     pub kube_rediscover_interval: Duration,
+    /// With --kubernetes, write Gateway API status (Gateways of class `istio` and their
+    /// routes) back to the cluster, as Istio's gateway controller does; with a shard group
+    /// only the Raft leader writes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub kube_write_status: bool,
     /// Istio's MeshConfig (the `mesh` key of the `istio` ConfigMap, or that ConfigMap):
     /// trustDomain, rootNamespace, enableAutoMtls, connectTimeout, outboundTrafficPolicy,
     /// localityLbSetting, trustDomainAliases and accessLogFile/Encoding/Format are

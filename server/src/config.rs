@@ -54,6 +54,8 @@ pub struct SourcesConfig {
 pub struct KubernetesConfig {
     pub connection: Connection,
     pub options: kubernetes::Options,
+    /// Write Gateway API status back.
+    pub write_status: bool,
 }
 
 /// The mesh-wide options: those to start with, what a MeshConfig read while running
@@ -175,6 +177,7 @@ impl Config {
                         }),
                         ..Default::default()
                     },
+                    write_status: args.kube_write_status,
                 }),
             },
             mesh: MeshSettings {

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod epoch;
+pub mod gateway_status;
 pub mod http_client;
 pub mod identity;
 pub mod jwks;

@@ -268,9 +268,11 @@ mod tests {
         };
         let kept = prune(
             Kind::Pod,
-            pod(json!({"sidecar.istio.io/status": "{}", "proxy.istio.io/config": "{}",
+            pod(
+                json!({"sidecar.istio.io/status": "{}", "proxy.istio.io/config": "{}",
                        "kubectl.kubernetes.io/restartedAt": "now", "prometheus.io/port": "9090",
-                       "notistio.io/x": "y"})),
+                       "notistio.io/x": "y"}),
+            ),
         )
         .expect("kept");
         assert_eq!(

@@ -2,7 +2,8 @@
 //! (`tests/kube-emulator`), driven with `kubectl` as a user drives a cluster, shoal's own
 //! client plain kube-rs. Real Envoy where traffic is the proof, a raw delta stream where
 //! what is (not) pushed is. `source`: the source's contract (sync, re-list, outages, RBAC);
-//! `scope`: what is in the mesh (discovery selectors, revisions, the cluster's MeshConfig).
+//! `scope`: what is in the mesh (discovery selectors, revisions, the cluster's MeshConfig);
+//! `status`: Gateway API status written back; `bookinfo`: Istio's sample as users apply it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use shoal_tests::{Shoal, http_get, start_shoal};
 mod bookinfo;
 mod scope;
 mod source;
+mod status;
 
 /// The kubectl the suite uses (`SHOAL_KUBECTL`, its first entry; else `kubectl` on PATH).
 pub(super) fn kubectl_path() -> Option<PathBuf> {
