@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::host::{self, DEFAULT_DOMAIN_SUFFIX};
-use crate::issue::Issue;
+use crate::issue::{Issue, IstioCode};
 use crate::istio::Attached;
 use crate::meta::Kind;
 use crate::object::Object;
@@ -61,6 +61,7 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Issue> {
                             format!("{field}.host"),
                             format!("host {h:?} is not in the service registry"),
                         )
+                        .istio(IstioCode::REFERENCED_RESOURCE_NOT_FOUND)
                         .at(Some(&e.origin), Some(key)),
                     );
                 }
@@ -74,6 +75,7 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Issue> {
                                 "subset {s:?} of host {h:?} is not defined by any DestinationRule"
                             ),
                         )
+                        .istio(IstioCode::REFERENCED_RESOURCE_NOT_FOUND)
                         .at(Some(&e.origin), Some(key)),
                     );
                 }
@@ -101,6 +103,7 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Issue> {
                             "spec.workloadSelector",
                             format!("namespace {ns} already has a Sidecar without workloadSelector ({}); this one is ignored", names[0]),
                         )
+                        .istio(IstioCode::MULTIPLE_SIDECARS_WITHOUT_WORKLOAD_SELECTORS)
                         .at(Some(&e.origin), Some(key)),
                     );
                 }
@@ -187,14 +190,18 @@ fn delegates(snapshot: &ConfigSnapshot, issues: &mut Vec<Issue>) {
                 Some(_) => None,
                 None => Some(format!("VirtualService {ns}/{} does not exist", d.name)),
             };
+            let missing = snapshot.get(&target).is_none();
             if let Some(p) = problem {
-                issues.push(
-                    Issue::warning(
-                        format!("spec.http[{i}].delegate"),
-                        format!("{p}; the route is left out"),
-                    )
-                    .at(Some(&e.origin), Some(key)),
+                let issue = Issue::warning(
+                    format!("spec.http[{i}].delegate"),
+                    format!("{p}; the route is left out"),
                 );
+                let issue = if missing {
+                    issue.istio(IstioCode::REFERENCED_RESOURCE_NOT_FOUND)
+                } else {
+                    issue
+                };
+                issues.push(issue.at(Some(&e.origin), Some(key)));
             }
         }
     }

@@ -50,6 +50,43 @@ pub struct Issue {
     /// Path of the offending field (`spec.http[0].route[1].weight`), empty for the whole doc.
     pub field: String,
     pub message: String,
+    /// The Istio analysis message this finding is, when it is one of Istio's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<IstioCode>,
+}
+
+/// An Istio analysis message type (`istioctl analyze`, `status.validationMessages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IstioCode {
+    /// `IST0101`.
+    pub code: &'static str,
+    /// `ReferencedResourceNotFound`.
+    pub name: &'static str,
+    /// The level Istio gives messages of this type: `ERROR`, `WARNING` or `INFO`.
+    pub level: &'static str,
+}
+
+impl IstioCode {
+    /// A resource being referenced does not exist.
+    pub const REFERENCED_RESOURCE_NOT_FOUND: IstioCode = IstioCode {
+        code: "IST0101",
+        name: "ReferencedResourceNotFound",
+        level: "ERROR",
+    };
+    /// More than one Sidecar of a namespace has no workload selector.
+    pub const MULTIPLE_SIDECARS_WITHOUT_WORKLOAD_SELECTORS: IstioCode = IstioCode {
+        code: "IST0111",
+        name: "MultipleSidecarsWithoutWorkloadSelectors",
+        level: "ERROR",
+    };
+
+    /// Where Istio documents the message type.
+    pub fn documentation_url(&self) -> String {
+        format!(
+            "https://istio.io/latest/docs/reference/config/analysis/{}/",
+            self.code.to_ascii_lowercase()
+        )
+    }
 }
 
 impl Issue {
@@ -60,7 +97,14 @@ impl Issue {
             object: None,
             field: field.into(),
             message: message.into(),
+            code: None,
         }
+    }
+
+    /// The same finding, as Istio's analysis message `code`.
+    pub fn istio(mut self, code: IstioCode) -> Self {
+        self.code = Some(code);
+        self
     }
 
     pub fn warning(field: impl Into<String>, message: impl Into<String>) -> Self {

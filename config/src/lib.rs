@@ -31,7 +31,7 @@ pub mod source;
 pub mod store;
 pub mod validate;
 
-pub use issue::{Issue, Origin, Severity};
+pub use issue::{Issue, IstioCode, Origin, Severity};
 pub use meta::{Kind, Labels, ObjectKey, ObjectMeta, selects};
 pub use object::{
     AuthorizationPolicy, DestinationRule, HttpRoute, KubeGateway, Object, PeerAuthentication,

@@ -81,7 +81,10 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
             let source = KubernetesSource::new(client.clone(), server, k.options.clone());
             let status = source.status();
             sources.push(Box::new(source));
-            (Some(status), k.write_status.then_some(client))
+            (
+                Some(status),
+                (k.write_status || k.write_analysis).then_some(client),
+            )
         }
         None => (None, None),
     };
@@ -142,10 +145,22 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         None => None,
     };
     if let Some(client) = kube_client {
-        tasks.spawn(crate::gateway_status::run(
+        tasks.spawn(crate::kube_status::run(
             client,
             pipeline.config_watch(),
-            config.mesh.options.domain_suffix.clone(),
+            crate::kube_status::Settings {
+                domain_suffix: config.mesh.options.domain_suffix.clone(),
+                gateway_api: config
+                    .sources
+                    .kubernetes
+                    .as_ref()
+                    .is_some_and(|k| k.write_status),
+                analysis: config
+                    .sources
+                    .kubernetes
+                    .as_ref()
+                    .is_some_and(|k| k.write_analysis),
+            },
             node.as_ref().map(|n| n.ownership()),
         ));
     }

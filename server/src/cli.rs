@@ -178,6 +178,11 @@ pub struct ServeArgs {
     /// only the Raft leader writes.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub kube_write_status: bool,
+    /// With --kubernetes, write the analysis findings that are Istio analysis messages
+    /// (`IST0101`…) to `status.validationMessages` of the Istio objects they are about, as
+    /// istiod does with `istiod.enableAnalysis`.
+    #[arg(long)]
+    pub kube_write_analysis: bool,
     /// Istio's MeshConfig (the `mesh` key of the `istio` ConfigMap, or that ConfigMap):
     /// trustDomain, rootNamespace, enableAutoMtls, connectTimeout, outboundTrafficPolicy,
     /// localityLbSetting, trustDomainAliases and accessLogFile/Encoding/Format are

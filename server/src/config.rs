@@ -56,6 +56,8 @@ pub struct KubernetesConfig {
     pub options: kubernetes::Options,
     /// Write Gateway API status back.
     pub write_status: bool,
+    /// Write Istio analysis messages to Istio objects' status.
+    pub write_analysis: bool,
 }
 
 /// The mesh-wide options: those to start with, what a MeshConfig read while running
@@ -178,6 +180,7 @@ impl Config {
                         ..Default::default()
                     },
                     write_status: args.kube_write_status,
+                    write_analysis: args.kube_write_analysis,
                 }),
             },
             mesh: MeshSettings {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use shoal_kube_emulator::{GATEWAY_API_CRDS, Verb};
-use shoal_tests::eventually;
+use shoal_tests::{eventually, http_get};
 
 use super::{Cluster, namespace};
 
@@ -161,4 +161,134 @@ async fn gateways_and_routes_get_istios_status_once() {
     })
     .await
     .expect("ResolvedRefs follows the backend");
+}
+
+/// `--kube-write-analysis`: a VirtualService routing to a subset no DestinationRule
+/// defines carries Istio's IST0101 in `status.validationMessages`; once the subset exists
+/// the message is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analysis_messages_reach_istio_objects_and_leave_when_fixed() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    cluster.apply(shoal_kube_emulator::ISTIO_CRDS).await;
+    cluster
+        .apply(&format!(
+            "{}apiVersion: v1\nkind: Service\nmetadata: {{name: reviews, namespace: shop}}\nspec:\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: reviews, namespace: shop}}\nspec:\n  hosts: [reviews]\n  http: [{{route: [{{destination: {{host: reviews, subset: v2}}}}]}}]\n",
+            namespace("shop")
+        ))
+        .await;
+    let shoal = cluster.shoal_with(&["--kube-write-analysis"]).await;
+    let code = eventually(Duration::from_secs(30), "IST0101 written", || async {
+        let v = get(
+            &cluster,
+            "virtualservice",
+            "shop",
+            "reviews",
+            "{.status.validationMessages[0].type.code}",
+        )
+        .await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", shoal.log()));
+    assert_eq!(code, "IST0101");
+    cluster
+        .apply("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: shop}\nspec:\n  host: reviews\n  subsets: [{name: v2, labels: {version: v2}}]\n")
+        .await;
+    eventually(Duration::from_secs(30), "the message removed", || async {
+        let v = get(
+            &cluster,
+            "virtualservice",
+            "shop",
+            "reviews",
+            "{.status.validationMessages}",
+        )
+        .await;
+        v.is_empty().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", shoal.log()));
+}
+
+/// Three replicas read one cluster: only the Raft leader writes status; when it dies, the
+/// new leader writes the next change (a spec edit: the new generation is observed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_raft_leader_writes_and_a_new_leader_takes_over() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    cluster.apply(GATEWAY_API_CRDS).await;
+    cluster.apply(&objects()).await;
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let config_dir = cluster.dir.path().join("config");
+    let mut group = shoal_tests::cluster::Cluster::start(
+        3,
+        &config_dir,
+        shoal_tests::cluster::Net::Loopback,
+        &["--kubernetes", "--kubeconfig", &kubeconfig],
+    )
+    .await
+    .expect("three replicas");
+    let leader = eventually(Duration::from_secs(30), "a leader", || group.leader())
+        .await
+        .expect("a leader");
+    let programmed = condition(".status", "Programmed", "status");
+    eventually(Duration::from_secs(30), "PROGRAMMED True", || async {
+        let s = get(&cluster, "gateway", "web", "web-gw", &programmed).await;
+        (s == "True").then_some(())
+    })
+    .await
+    .expect("the status written");
+    // Replicas that looked at a status in the cluster at all (not only those that wrote:
+    // a writer finding the status already there writes nothing).
+    let writers = |group: &shoal_tests::cluster::Cluster| {
+        let admins: Vec<(u64, std::net::SocketAddr)> = group
+            .running()
+            .into_iter()
+            .filter_map(|id| group.replicas.iter().find(|r| r.id == id))
+            .map(|r| (r.id, r.admin))
+            .collect();
+        async move {
+            let mut ids = Vec::new();
+            for (id, admin) in admins {
+                let (_, metrics) = http_get(admin, "/metrics", &[]).await.expect("metrics");
+                let checked = metrics.lines().any(|l| {
+                    l.starts_with("shoal_kubernetes_status_checks_total") && !l.ends_with(" 0")
+                });
+                if checked {
+                    ids.push(id);
+                }
+            }
+            ids
+        }
+    };
+    assert_eq!(
+        writers(&group).await,
+        [leader],
+        "only the leader checks and writes"
+    );
+
+    group.kill(leader);
+    let next = eventually(Duration::from_secs(60), "a new leader", || async {
+        group.leader().await.filter(|l| *l != leader)
+    })
+    .await
+    .expect("a new leader");
+    // A spec edit: generation 2, which only a writer can observe.
+    cluster
+        .apply("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: web-gw, namespace: web}\nspec:\n  gatewayClassName: istio\n  listeners:\n  - {name: http, port: 80, protocol: HTTP, hostname: '*.example.org'}\n")
+        .await;
+    let observed = condition(".status", "Accepted", "observedGeneration");
+    eventually(Duration::from_secs(60), "generation 2 observed", || async {
+        let g = get(&cluster, "gateway", "web", "web-gw", &observed).await;
+        (g == "2").then_some(())
+    })
+    .await
+    .expect("the new leader writes");
+    assert_eq!(
+        writers(&group).await,
+        [next],
+        "only the new leader checks and writes"
+    );
 }
