@@ -2,7 +2,6 @@
 //! [`SourceUpdate`]s; the store ([`crate::store::ConfigStore`]) merges them.
 
 pub mod file;
-#[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 
 use std::future::Future;

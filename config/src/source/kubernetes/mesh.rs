@@ -13,7 +13,7 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::{mpsc, watch};
 
 use super::status::{KindState, KubernetesStatus};
-use super::{Failure, classify, set_kind};
+use super::watch::{Failure, classify, set_kind};
 use crate::source::SourceUpdate;
 
 /// Which ConfigMap holds the MeshConfig.
