@@ -204,6 +204,9 @@ pub struct PodStatus {
     pub pod_ips: Vec<PodIp>,
     #[serde(default, rename = "hostIP")]
     pub host_ip: Option<String>,
+    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
+    #[serde(default)]
+    pub phase: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +216,12 @@ pub struct PodIp {
 }
 
 impl Pod {
+    /// Whether the pod has ended (`Succeeded` or `Failed`): its IPs may already belong to
+    /// another pod, so, as in Istio, it is no workload any more.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.status.phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
+
     /// Every IP of the pod, primary first.
     pub fn ips(&self) -> Vec<&str> {
         let mut ips: Vec<&str> = self.status.pod_ip.iter().map(String::as_str).collect();

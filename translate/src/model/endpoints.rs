@@ -121,7 +121,8 @@ impl EndpointIndex {
                         .insert(key.clone());
                 }
             }
-            Object::Pod(p) => {
+            // An ended pod's IPs may be a running pod's already.
+            Object::Pod(p) if !p.is_terminal() => {
                 for ip in p.ips() {
                     self.pods_by_ip.insert(ip.to_string(), key.clone());
                 }
@@ -311,6 +312,7 @@ fn selected_workload_entries(
 fn selected_pods(cfg: &ConfigSnapshot, ns: &str, selector: &Labels, out: &mut Vec<Endpoint>) {
     for (_, e) in cfg.of_kind_in(Kind::Pod, ns) {
         if let Object::Pod(p) = e.object.as_ref()
+            && !p.is_terminal()
             && selects(selector, &p.metadata.labels)
             && let Some(ip) = p.ips().first()
         {
@@ -458,5 +460,31 @@ mod tests {
         assert_eq!(Locality::parse("us/us-1a/rack1").zone, "us-1a");
         assert_eq!(Locality::parse("us.us-1a").region, "us");
         assert!(Locality::parse("").is_empty());
+    }
+
+    #[test]
+    fn an_ended_pod_does_not_claim_its_old_ip() {
+        let pod = |name: &str, phase: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: ns, labels: {{app: web}}}}\nstatus: {{podIP: 10.0.0.7, phase: {phase}}}\n---\n"
+            )
+        };
+        // Sorted by name, the ended pod comes after the running one that has its IP now.
+        for (running, ended) in [("a-new", "b-old"), ("b-new", "a-old")] {
+            let mut store = shoal_config::ConfigStore::new();
+            let yaml = pod(running, "Running") + &pod(ended, "Succeeded");
+            store.apply("pods.yaml", shoal_config::parse::parse_yaml("pods.yaml", &yaml));
+            let cfg = store.snapshot();
+            let index = EndpointIndex::new(&cfg);
+            assert_eq!(
+                index.pods_by_ip.get("10.0.0.7").map(|k| k.name.as_ref()),
+                Some(running)
+            );
+            let mut selected = Vec::new();
+            let app: Labels = [("app".to_string(), "web".to_string())].into();
+            selected_pods(&cfg, "ns", &app, &mut selected);
+            let names: Vec<_> = selected.iter().filter_map(|e| e.workload.clone()).collect();
+            assert_eq!(names, [running]);
+        }
     }
 }
