@@ -16,6 +16,9 @@
 //! Gateways of class `istio` and the routes naming them, from the decisions translation
 //! takes, for the server to write.
 //!
+//! Sidecar injection ([`inject`]): Istio's injector without the server, whether a pod gets
+//! a sidecar, the pod with it and the admission patch.
+//!
 //! Invariants:
 //! - No IO, no clocks, no randomness: equal inputs give byte-equal resources.
 //! - A proxy only gets what its namespace may see (`exportTo`) and its `Sidecar` selects.
@@ -23,6 +26,7 @@
 //!   a domain another virtual host already claimed) is left out, never an error.
 
 mod envoy;
+pub mod inject;
 mod locality;
 pub mod model;
 mod proxy;
