@@ -176,8 +176,8 @@ pub fn check(mesh: &MeshConfig) -> Vec<Issue> {
     if mesh.default_config.is_some() {
         v.warning(
             "defaultConfig",
-            "the mesh-wide ProxyConfig is read by each proxy's agent when its workload \
-             starts; nothing of it reaches xDS",
+            "the mesh-wide ProxyConfig is rendered into injected pods (PROXY_CONFIG) and \
+             read by their agents at start; nothing of it reaches xDS",
         );
     }
     for key in mesh.others.keys() {

@@ -33,6 +33,7 @@ pub struct App {
     pub admin_addr: SocketAddr,
     pub xds_addr: Option<SocketAddr>,
     pub xds_tls_addr: Option<SocketAddr>,
+    pub webhook_addr: Option<SocketAddr>,
     node: Option<Arc<ShardNode>>,
     stop: watch::Sender<bool>,
     /// Servers that stop gracefully on `stop`.
@@ -81,10 +82,7 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
             let source = KubernetesSource::new(client.clone(), server, k.options.clone());
             let status = source.status();
             sources.push(Box::new(source));
-            (
-                Some(status),
-                (k.write_status || k.write_analysis).then_some(client),
-            )
+            (Some(status), Some(client))
         }
         None => (None, None),
     };
@@ -144,7 +142,12 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         }
         None => None,
     };
-    if let Some(client) = kube_client {
+    let writes_status = config
+        .sources
+        .kubernetes
+        .as_ref()
+        .is_some_and(|k| k.write_status || k.write_analysis);
+    if let Some(client) = kube_client.clone().filter(|_| writes_status) {
         tasks.spawn(crate::kube_status::run(
             client,
             pipeline.config_watch(),
@@ -165,6 +168,39 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         ));
     }
     let mut servers = Vec::new();
+    let webhook_addr = match (&config.webhook, &identity) {
+        (Some(wh), Some(running)) => {
+            let listener = bind(wh.addr, "admission webhooks").await?;
+            let local = listener.local_addr()?;
+            let listener = crate::tls::TlsListener::new(
+                listener,
+                running.tls.clone(),
+                crate::tls::Port::Webhook,
+            )?;
+            let routes =
+                crate::webhook::Webhooks::new(pipeline.clone(), wh.settings.clone()).router();
+            let shutdown = stopped(stop_rx.clone());
+            servers.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, routes)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "admission webhook server failed");
+                }
+            }));
+            tracing::info!(addr = %local, "admission webhooks listening (HTTPS)");
+            if let Some(client) = kube_client.clone() {
+                tasks.spawn(crate::webhook::keep_ca_bundles(
+                    client,
+                    wh.names.clone(),
+                    running.tls.clone(),
+                    node.as_ref().map(|n| n.ownership()),
+                ));
+            }
+            Some(local)
+        }
+        _ => None,
+    };
     let admin = crate::admin::router(crate::admin::Admin {
         pipeline: pipeline.clone(),
         status: ads.status(),
@@ -276,6 +312,7 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         admin_addr,
         xds_addr,
         xds_tls_addr,
+        webhook_addr,
         node,
         stop,
         servers,

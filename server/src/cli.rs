@@ -260,6 +260,48 @@ pub struct ServeArgs {
     pub cluster: ClusterArgs,
     #[command(flatten)]
     pub security: SecurityArgs,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// Istio's admission webhooks: sidecar injection and config validation.
+#[derive(Debug, Clone, Args)]
+pub struct WebhookArgs {
+    /// Serve the admission webhooks (`/inject`, `/validate`) over HTTPS here, with a
+    /// serving certificate from shoal's CA (Istio's port: 0.0.0.0:15017). Needs the CA.
+    #[arg(long)]
+    pub webhook_addr: Option<SocketAddr>,
+    /// Inject pods of namespaces labelled for injection (`enabled`), or only pods that ask
+    /// (`disabled`), as MeshConfig's injection policy.
+    #[arg(long, default_value = "enabled")]
+    pub injection_policy: String,
+    /// The injected proxy's image (Istio's proxyv2 of the release shoal follows by default).
+    #[arg(long)]
+    pub proxy_image: Option<String>,
+    /// Istio CNI sets up traffic capture: no `istio-init` init container.
+    #[arg(long)]
+    pub cni: bool,
+    /// Inject the proxy as a native sidecar (an init container with `restartPolicy:
+    /// Always`) unless a pod says otherwise.
+    #[arg(long)]
+    pub native_sidecars: bool,
+    /// The cluster's id (Istio's `CLUSTER_ID`), given to injected proxies.
+    #[arg(long, default_value = "Kubernetes")]
+    pub cluster_id: String,
+    /// The network of this cluster's workloads (Istio's `topology.istio.io/network`).
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Where injected proxies find the control plane (default: `istiod[-REVISION].ROOT_
+    /// NAMESPACE.svc:15012`, the Service of the install).
+    #[arg(long)]
+    pub discovery_address: Option<String>,
+    /// The MutatingWebhookConfiguration whose `caBundle` shoal keeps current (default:
+    /// Istio's `istio-sidecar-injector[-REVISION]`).
+    #[arg(long)]
+    pub injector_webhook: Option<String>,
+    /// The ValidatingWebhookConfiguration whose `caBundle` shoal keeps current.
+    #[arg(long, default_value = "istio-validator-istio-system")]
+    pub validator_webhook: String,
 }
 
 /// Workload identity: the CA, the TLS xDS port, and who may call them.

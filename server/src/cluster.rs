@@ -42,7 +42,8 @@ pub async fn start_node(
     let app = shoal_shard::http::router(node.clone());
     match identity {
         Some(s) => {
-            let listener = crate::tls::LinkListener::new(listener, s.tls.clone())?;
+            let listener =
+                crate::tls::TlsListener::new(listener, s.tls.clone(), crate::tls::Port::Links)?;
             tasks.spawn(async move {
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!(error = %e, "raft server failed");

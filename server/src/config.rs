@@ -39,6 +39,79 @@ pub struct Config {
     pub identity: Option<IdentityConfig>,
     /// Membership of a shard group; `None` for a single replica.
     pub cluster: Option<ClusterConfig>,
+    /// The admission webhooks; `None` unless `--webhook-addr` is given.
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// The admission webhooks' server.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub addr: SocketAddr,
+    /// Injection settings from the flags (the live MeshConfig is laid over them).
+    pub settings: shoal_translate::inject::Settings,
+    /// The configurations whose `caBundle` shoal keeps current (with --kubernetes).
+    pub names: crate::webhook::WebhookNames,
+}
+
+fn webhook(
+    args: &ServeArgs,
+    options: &MeshOptions,
+    identity: Option<&IdentityConfig>,
+) -> anyhow::Result<Option<WebhookConfig>> {
+    use shoal_translate::inject::{InjectionPolicy, Settings};
+    let w = &args.webhook;
+    let Some(addr) = w.webhook_addr else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        identity.is_some(),
+        "--webhook-addr needs the CA (its serving certificate); drop --no-ca"
+    );
+    let policy: InjectionPolicy = w
+        .injection_policy
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--injection-policy: {e}"))?;
+    let istiod = match &args.revision {
+        Some(rev) if rev != "default" => format!("istiod-{rev}"),
+        _ => "istiod".to_string(),
+    };
+    let discovery = w
+        .discovery_address
+        .clone()
+        .unwrap_or_else(|| format!("{istiod}.{}.svc:15012", options.root_namespace));
+    let mut settings = Settings {
+        policy,
+        cni: w.cni,
+        native_sidecars: w.native_sidecars,
+        cluster_id: w.cluster_id.clone(),
+        network: w.network.clone(),
+        ca_address: discovery.clone(),
+        discovery_address: discovery,
+        trust_domain: options.trust_domain.clone(),
+        domain_suffix: options.domain_suffix.clone(),
+        root_namespace: options.root_namespace.clone(),
+        revision: args.revision.clone(),
+        default_proxy_config: options.proxy_defaults.clone(),
+        ..Settings::default()
+    };
+    if let Some(image) = &w.proxy_image {
+        settings.image = image.clone();
+    }
+    let injector = w
+        .injector_webhook
+        .clone()
+        .unwrap_or_else(|| match &args.revision {
+            Some(rev) if rev != "default" => format!("istio-sidecar-injector-{rev}"),
+            _ => "istio-sidecar-injector".to_string(),
+        });
+    Ok(Some(WebhookConfig {
+        addr,
+        settings,
+        names: crate::webhook::WebhookNames {
+            mutating: injector,
+            validating: w.validator_webhook.clone(),
+        },
+    }))
 }
 
 /// Where config comes from.
@@ -162,6 +235,7 @@ impl Config {
             "nothing to serve: --no-ca turns the TLS port off; give --xds-addr for plaintext"
         );
         let cluster = cluster(args, identity.as_ref())?;
+        let webhook = webhook(args, &options, identity.as_ref())?;
         Ok(Config {
             sources: SourcesConfig {
                 config_dir: args.config_dir.clone(),
@@ -214,6 +288,7 @@ impl Config {
             },
             identity,
             cluster,
+            webhook,
         })
     }
 }

@@ -24,3 +24,4 @@ pub mod streams;
 pub mod synthetic;
 pub mod tls;
 pub mod validate;
+pub mod webhook;

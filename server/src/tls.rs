@@ -50,6 +50,9 @@ struct Material {
     xds: Arc<ServerConfig>,
     /// Replica links: client certificates required.
     links: Arc<ServerConfig>,
+    /// The admission webhooks (the API server calls them): no client certificate, HTTP/2
+    /// or HTTP/1.1.
+    webhook: Arc<ServerConfig>,
     key: Arc<CertifiedKey>,
     verifier: Arc<WebPkiServerVerifier>,
     renew_at: std::time::SystemTime,
@@ -88,6 +91,16 @@ impl ServingTls {
     /// The replica links' server configuration (a client certificate required).
     pub fn links(&self) -> Arc<ServerConfig> {
         self.material.load().links.clone()
+    }
+
+    /// The trust bundle (every root) as PEM: what clients of the serving certificate trust.
+    pub fn trust_bundle_pem(&self) -> String {
+        self.ca.trust_bundle().concat()
+    }
+
+    /// The admission webhooks' server configuration.
+    pub fn webhook(&self) -> Arc<ServerConfig> {
+        self.material.load().webhook.clone()
     }
 
     /// A client configuration for replica links: presents the current serving certificate
@@ -239,8 +252,13 @@ fn build(ca: &CertificateAuthority, names: &[String]) -> Result<Material, TlsErr
     let mut links = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(required)
-        .with_single_cert(chain, key)?;
+        .with_single_cert(chain.clone(), key.clone_key())?;
     links.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut webhook = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    webhook.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider())
         .build()
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
@@ -249,6 +267,7 @@ fn build(ca: &CertificateAuthority, names: &[String]) -> Result<Material, TlsErr
     Ok(Material {
         xds: Arc::new(xds),
         links: Arc::new(links),
+        webhook: Arc::new(webhook),
         key: certified,
         verifier,
         renew_at,
@@ -342,15 +361,28 @@ pub fn incoming(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-/// Accepts replica links (Raft RPCs): mTLS with a client certificate from this CA that
-/// carries shoal's own identity; anything else is dropped after the handshake.
-pub struct LinkListener {
+/// Which TLS port a [`TlsListener`] serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// Replica links (Raft RPCs): mTLS with a client certificate from this CA that carries
+    /// shoal's own identity; anything else is dropped after the handshake.
+    Links,
+    /// The admission webhooks: server authentication only.
+    Webhook,
+}
+
+/// Accepts TLS connections for axum, handshakes off the accept loop.
+pub struct TlsListener {
     rx: mpsc::Receiver<(TlsStream<TcpStream>, std::net::SocketAddr)>,
     local: std::net::SocketAddr,
 }
 
-impl LinkListener {
-    pub fn new(listener: TcpListener, tls: Arc<ServingTls>) -> std::io::Result<LinkListener> {
+impl TlsListener {
+    pub fn new(
+        listener: TcpListener,
+        tls: Arc<ServingTls>,
+        port: Port,
+    ) -> std::io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -369,7 +401,11 @@ impl LinkListener {
                 let _ = tcp.set_nodelay(true);
                 let (tx, tls) = (tx.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let acceptor = TlsAcceptor::from(tls.links());
+                    let config = match port {
+                        Port::Links => tls.links(),
+                        Port::Webhook => tls.webhook(),
+                    };
+                    let acceptor = TlsAcceptor::from(config);
                     let stream = match tokio::time::timeout(
                         Duration::from_secs(10),
                         acceptor.accept(tcp),
@@ -378,14 +414,16 @@ impl LinkListener {
                     {
                         Ok(Ok(s)) => s,
                         _ => {
-                            metrics::counter!("shoal_link_refused_total", "reason" => "handshake")
-                                .increment(1);
-                            tracing::debug!(%peer, "replica link handshake failed");
+                            if port == Port::Links {
+                                metrics::counter!("shoal_link_refused_total", "reason" => "handshake")
+                                    .increment(1);
+                            }
+                            tracing::debug!(%peer, ?port, "TLS handshake failed");
                             return;
                         }
                     };
                     let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
-                    if !tls.is_replica(chain) {
+                    if port == Port::Links && !tls.is_replica(chain) {
                         metrics::counter!("shoal_link_refused_total", "reason" => "identity")
                             .increment(1);
                         tracing::warn!(%peer, "refused a link from a non-replica certificate");
@@ -395,11 +433,11 @@ impl LinkListener {
                 });
             }
         });
-        Ok(LinkListener { rx, local })
+        Ok(TlsListener { rx, local })
     }
 }
 
-impl axum::serve::Listener for LinkListener {
+impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
     type Addr = std::net::SocketAddr;
 

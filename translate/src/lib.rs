@@ -84,6 +84,9 @@ pub struct MeshOptions {
     /// This control plane's revision (`--revision`): config labelled `istio.io/rev` for
     /// another one is ignored.
     pub revision: Option<String>,
+    /// MeshConfig `defaultConfig`, the mesh-wide ProxyConfig: nothing of it reaches xDS;
+    /// sidecar injection renders it into the pods' `PROXY_CONFIG`.
+    pub proxy_defaults: Option<serde_json::Value>,
 }
 
 /// Where and how Envoy proxies write access logs.
@@ -122,6 +125,7 @@ impl MeshOptions {
             self.locality_lb_setting = Some(l.clone());
         }
         self.discovery_selectors = mesh.discovery_selectors.clone();
+        self.proxy_defaults = mesh.default_config.clone();
         if let Some(path) = mesh.access_log_file.as_deref() {
             // An empty path turns access logs off, as in Istio.
             self.access_log = (!path.is_empty()).then(|| AccessLogOptions {
@@ -160,6 +164,7 @@ impl Default for MeshOptions {
             access_log: None,
             discovery_selectors: Vec::new(),
             revision: None,
+            proxy_defaults: None,
         }
     }
 }

@@ -473,7 +473,10 @@ mod tests {
         for (running, ended) in [("a-new", "b-old"), ("b-new", "a-old")] {
             let mut store = shoal_config::ConfigStore::new();
             let yaml = pod(running, "Running") + &pod(ended, "Succeeded");
-            store.apply("pods.yaml", shoal_config::parse::parse_yaml("pods.yaml", &yaml));
+            store.apply(
+                "pods.yaml",
+                shoal_config::parse::parse_yaml("pods.yaml", &yaml),
+            );
             let cfg = store.snapshot();
             let index = EndpointIndex::new(&cfg);
             assert_eq!(

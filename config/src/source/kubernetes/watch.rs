@@ -1,6 +1,5 @@
 //! The watchers: one kube-rs watcher per kind, the MeshConfig ConfigMap's, the stale probe.
 
-
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -16,9 +15,9 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
 use super::kinds::{self, Served, WATCHED, Watched};
+use super::mesh;
 use super::status::{KindState, KindStatus, KubernetesStatus, StatusWatch};
 use super::tracker::Tracker;
-use super::mesh;
 use crate::source::{ConfigSource, SourceError, SourceUpdate};
 
 /// How to reach the API server.
@@ -197,7 +196,11 @@ impl ConfigSource for KubernetesSource {
     }
 }
 
-pub(super) fn set_kind(status: &watch::Sender<KubernetesStatus>, kind: &str, f: impl FnOnce(&mut KindStatus)) {
+pub(super) fn set_kind(
+    status: &watch::Sender<KubernetesStatus>,
+    kind: &str,
+    f: impl FnOnce(&mut KindStatus),
+) {
     status.send_if_modified(|s| {
         let Some(k) = s.kinds.get_mut(kind) else {
             return false;

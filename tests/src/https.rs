@@ -1,0 +1,49 @@
+//! An HTTPS client for tests that verifies the server against given roots under a given
+//! name (what the API server does when it calls a webhook).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+
+/// POSTs `body` (JSON) to `https://ADDR PATH`, verifying the certificate against
+/// `root_pem` for `server_name`. Returns the status and body.
+pub async fn post_json(
+    addr: SocketAddr,
+    server_name: &str,
+    root_pem: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<(u16, String)> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+            ServerName::try_from(server_name.to_string())?,
+        ))
+        .enable_http1()
+        .wrap_connector(http);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<Bytes>>(https);
+    let request = http::Request::post(format!("https://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))?;
+    let response = tokio::time::timeout(Duration::from_secs(20), client.request(request)).await??;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
