@@ -455,6 +455,7 @@ impl CallerKind {
         match self {
             CallerKind::Jwt => "jwt",
             CallerKind::ClientCert => "client_cert",
+            CallerKind::TokenReview => "token_review",
         }
     }
 }

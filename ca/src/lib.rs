@@ -29,7 +29,9 @@ mod pki;
 mod signer;
 pub mod store;
 
-pub use auth::{AuthError, Authorizer, Caller, CallerKind, JwtAuthenticator, NodeDirectory};
+pub use auth::{
+    AuthError, Authorizer, Caller, CallerKind, JwtAuthenticator, NodeDirectory, TokenReviewer,
+};
 pub use authority::{CaConfig, CertificateAuthority, IssuedCert, IssuedKeyPair};
 pub use csr::{ParsedCsr, parse_csr_pem};
 pub use error::CaError;

@@ -122,6 +122,7 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
                 cfg,
                 pipeline.config_watch(),
                 epoch.clone(),
+                kube_client.clone(),
                 &mut tasks,
             )
             .await?,

@@ -188,3 +188,83 @@ pub async fn envoy_certs(admin: SocketAddr) -> HeldCerts {
     held.leaves.dedup();
     held
 }
+
+/// The URI SANs of the first certificate of a PEM chain.
+pub fn pem_uris(pem: &[u8]) -> Vec<String> {
+    let Ok((_, p)) = x509_parser::pem::parse_x509_pem(pem) else {
+        return Vec::new();
+    };
+    let Ok(cert) = p.parse_x509() else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A gRPC client of shoal's TLS port that trusts `root_pem` (no client certificate).
+pub fn tls_channel(port: u16, root_pem: &str) -> anyhow::Result<tonic::transport::Channel> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(root_pem.as_bytes())?)?;
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http2()
+        .build();
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("https://localhost:{port}"))?
+            .connect_with_connector_lazy(https),
+    )
+}
+
+/// A CSR (PEM) for a key generated here, with `uri` as its only SAN.
+pub fn csr_for(uri: &str) -> anyhow::Result<String> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into()?)];
+    Ok(params.serialize_request(&key)?.pem()?)
+}
+
+/// Istio's `CreateCertificate` with `token` as the bearer credential.
+pub async fn create_certificate(
+    channel: &tonic::transport::Channel,
+    token: &str,
+    csr: String,
+) -> Result<shoal_ca::grpc::IstioCertificateResponse, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut req = tonic::Request::new(shoal_ca::grpc::IstioCertificateRequest {
+        csr,
+        validity_duration: 3600,
+        metadata: None,
+    });
+    let bearer = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| tonic::Status::invalid_argument("token is not a header value"))?;
+    req.metadata_mut().insert("authorization", bearer);
+    grpc.unary(
+        req,
+        http::uri::PathAndQuery::from_static(shoal_ca::grpc::CREATE_CERTIFICATE_PATH),
+        tonic_prost::ProstCodec::default(),
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}

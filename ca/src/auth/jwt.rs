@@ -82,6 +82,8 @@ pub struct JwtAuthenticator {
     trust_domain: String,
     issuers: Vec<LoadedIssuer>,
     leeway: Duration,
+    /// Asked about tokens of issuers shoal has no keys of.
+    reviewer: Option<std::sync::Arc<dyn super::TokenReviewer>>,
 }
 
 impl JwtAuthenticator {
@@ -97,7 +99,15 @@ impl JwtAuthenticator {
             trust_domain: trust_domain.to_string(),
             issuers,
             leeway: Duration::from_secs(60),
+            reviewer: None,
         })
+    }
+
+    /// Tokens of issuers without configured keys are reviewed by `reviewer` (Kubernetes
+    /// TokenReview) rather than refused.
+    pub fn with_reviewer(mut self, reviewer: std::sync::Arc<dyn super::TokenReviewer>) -> Self {
+        self.reviewer = Some(reviewer);
+        self
     }
 
     /// Clock-skew allowance for `exp` and `nbf` (default 60 s).
@@ -115,11 +125,14 @@ impl JwtAuthenticator {
             });
         }
         let peek = peek(token)?;
-        let issuer = self
-            .issuers
-            .iter()
-            .find(|i| i.issuer == peek.iss)
-            .ok_or_else(|| AuthError::UnknownIssuer(peek.iss.chars().take(128).collect()))?;
+        let Some(issuer) = self.issuers.iter().find(|i| i.issuer == peek.iss) else {
+            return match &self.reviewer {
+                Some(reviewer) => reviewer.review(token),
+                None => Err(AuthError::UnknownIssuer(
+                    peek.iss.chars().take(128).collect(),
+                )),
+            };
+        };
         let claims = self.verify(token, &peek, issuer)?;
         self.caller(claims)
     }

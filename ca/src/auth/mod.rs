@@ -22,6 +22,14 @@ pub use jwt::{IssuerKeys, JwtAuthenticator, TrustedIssuer};
 pub enum CallerKind {
     Jwt,
     ClientCert,
+    /// A token the Kubernetes API server vouched for (TokenReview).
+    TokenReview,
+}
+
+/// Verifies a bearer token by asking who issued it (Kubernetes TokenReview), for tokens of
+/// issuers shoal has no keys of. Called on a blocking thread; implementations cache.
+pub trait TokenReviewer: Send + Sync {
+    fn review(&self, token: &str) -> Result<Caller, AuthError>;
 }
 
 /// An authenticated caller.
@@ -67,6 +75,10 @@ pub enum AuthError {
     WrongIssuer,
     #[error("token lacks required claim {0:?}")]
     MissingClaim(String),
+    #[error("token review refused the token: {0}")]
+    ReviewRefused(String),
+    #[error("token review failed (the API server could not be asked): {0}")]
+    ReviewFailed(String),
     #[error("token names no Kubernetes service account")]
     NoServiceAccount,
     #[error("token's kubernetes.io claim and sub name different service accounts")]
@@ -107,6 +119,8 @@ impl AuthError {
             AuthError::WrongAudience => "wrong_audience",
             AuthError::WrongIssuer => "wrong_issuer",
             AuthError::MissingClaim(_) => "missing_claim",
+            AuthError::ReviewRefused(_) => "review_refused",
+            AuthError::ReviewFailed(_) => "review_failed",
             AuthError::NoServiceAccount => "no_service_account",
             AuthError::ConflictingServiceAccount => "conflicting_service_account",
             AuthError::InvalidIdentity(_) => "invalid_identity",

@@ -10,6 +10,7 @@ mod admission;
 mod authn;
 pub mod readers;
 mod secrets;
+pub mod token_review;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -70,10 +71,13 @@ impl Identity {
 
     /// Loads the CA (creating a root on first start), the token issuers and the serving
     /// certificate; follows the config and keeps certificates fresh on `tasks`.
+    /// With a Kubernetes client, tokens of issuers without configured keys are checked by
+    /// TokenReview.
     pub async fn start(
         cfg: &IdentityConfig,
         config: watch::Receiver<ConfigSnapshot>,
         epoch: Arc<Epoch>,
+        kube: Option<kube::Client>,
         tasks: &mut JoinSet<()>,
     ) -> anyhow::Result<Running> {
         let mut ca_config = shoal_ca::CaConfig::new(cfg.trust_domain.clone());
@@ -89,10 +93,18 @@ impl Identity {
         .with_context(|| format!("loading the CA in {}", cfg.ca_dir.display()))?;
         tracing::info!(dir = %cfg.ca_dir.display(), mode = ?ca.mode(), "certificate authority ready");
         let ca = Arc::new(ca);
-        let jwt = Arc::new(JwtAuthenticator::new(
-            &cfg.trust_domain,
-            cfg.issuers.clone(),
-        )?);
+        let mut jwt = JwtAuthenticator::new(&cfg.trust_domain, cfg.issuers.clone())?;
+        if let Some(client) = kube {
+            jwt = jwt.with_reviewer(Arc::new(token_review::KubeTokenReview::new(
+                client,
+                tokio::runtime::Handle::current(),
+                &cfg.trust_domain,
+            )));
+            tracing::info!(
+                "service-account tokens are reviewed by the Kubernetes API server (TokenReview, audience istio-ca)"
+            );
+        }
+        let jwt = Arc::new(jwt);
         let identity = Arc::new(Identity::new(
             ca.clone(),
             jwt.clone(),

@@ -97,6 +97,10 @@ pub struct ReviewUser {
     pub username: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// `user.extra` (a bound token's `authentication.kubernetes.io/pod-name`, `node-name`).
+    pub extra: BTreeMap<String, Vec<String>>,
+    /// The audiences the token was issued for (empty: any audience).
+    pub audiences: Vec<String>,
 }
 
 /// State shared by the HTTP handlers and the in-process API.

@@ -379,12 +379,35 @@ fn token_review(shared: &Shared, r: &Req, body: Value) -> Result<Response<Body>,
         .pointer("/spec/audiences")
         .cloned()
         .unwrap_or(json!([]));
+    let requested: Vec<String> = audiences
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
     let status = match shared.token_reviews.lock().get(&token) {
-        Some(u) => json!({
-            "authenticated": true,
-            "user": {"username": u.username, "uid": u.uid, "groups": u.groups},
-            "audiences": audiences,
-        }),
+        // As kube-apiserver: a token issued for other audiences does not authenticate for
+        // the requested ones; the audiences reported are those both name.
+        Some(u)
+            if !u.audiences.is_empty() && !requested.iter().any(|a| u.audiences.contains(a)) =>
+        {
+            json!({"authenticated": false, "error": "token audiences are invalid for the target audiences"})
+        }
+        Some(u) => {
+            let matched: Vec<&String> = if u.audiences.is_empty() {
+                requested.iter().collect()
+            } else {
+                requested
+                    .iter()
+                    .filter(|a| u.audiences.contains(a))
+                    .collect()
+            };
+            json!({
+                "authenticated": true,
+                "user": {"username": u.username, "uid": u.uid, "groups": u.groups, "extra": u.extra},
+                "audiences": matched,
+            })
+        }
         None => json!({"authenticated": false, "error": "invalid bearer token"}),
     };
     review["status"] = status;

@@ -7,7 +7,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use shoal_tests::cluster::namespaces_available;
-use shoal_tests::identity::{Issuer, envoy_cert_uris, envoy_certs, tls_bootstrap};
+use shoal_tests::identity::{
+    Issuer, create_certificate, csr_for, envoy_cert_uris, envoy_certs, pem_uris, tls_bootstrap,
+    tls_channel,
+};
 use shoal_tests::{Envoy, Proc, Shoal, http_get, start_shoal};
 use shoal_tests::{env, eventually, free_port};
 
@@ -486,21 +489,6 @@ async fn certificates_and_the_root_rotate_under_traffic() {
     );
 }
 
-/// The URI SANs of the first certificate of a PEM chain.
-fn pem_uris(pem: &[u8]) -> Vec<String> {
-    let (_, p) = x509_parser::pem::parse_x509_pem(pem).unwrap();
-    let cert = p.parse_x509().unwrap();
-    let san = cert.subject_alternative_name().unwrap().unwrap();
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_gets_only_its_own_identity_s_secrets() {
     use shoal_api::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
@@ -678,61 +666,6 @@ async fn a_workload_certificate_authenticates_on_the_tls_port() {
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
 }
 
-/// A gRPC client of shoal's TLS port that trusts `root_pem` (no client certificate).
-fn tls_channel(port: u16, root_pem: &str) -> tonic::transport::Channel {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(root_pem.as_bytes()).unwrap())
-        .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_only()
-        .enable_http2()
-        .build();
-    tonic::transport::Endpoint::from_shared(format!("https://localhost:{port}"))
-        .unwrap()
-        .connect_with_connector_lazy(https)
-}
-
-fn csr_for(uri: &str) -> String {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
-    params.serialize_request(&key).unwrap().pem().unwrap()
-}
-
-async fn create_certificate(
-    channel: &tonic::transport::Channel,
-    token: &str,
-    csr: String,
-) -> Result<shoal_ca::grpc::IstioCertificateResponse, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(channel.clone());
-    grpc.ready().await.unwrap();
-    let mut req = tonic::Request::new(shoal_ca::grpc::IstioCertificateRequest {
-        csr,
-        validity_duration: 3600,
-        metadata: None,
-    });
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    grpc.unary(
-        req,
-        http::uri::PathAndQuery::from_static(shoal_ca::grpc::CREATE_CERTIFICATE_PATH),
-        tonic_prost::ProstCodec::default(),
-    )
-    .await
-    .map(tonic::Response::into_inner)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_istio_csr_api_signs_only_the_caller_s_identity() {
     let issuer = Issuer::new().unwrap();
@@ -741,11 +674,11 @@ async fn the_istio_csr_api_signs_only_the_caller_s_identity() {
         .await
         .unwrap();
     let root = root_pem(&shoal);
-    let channel = tls_channel(shoal.xds_tls().port(), &root);
+    let channel = tls_channel(shoal.xds_tls().port(), &root).unwrap();
     let token = issuer.token("bookinfo", "bookinfo-reviews").unwrap();
     let me = "spiffe://cluster.local/ns/bookinfo/sa/bookinfo-reviews";
 
-    let resp = create_certificate(&channel, &token, csr_for(me))
+    let resp = create_certificate(&channel, &token, csr_for(me).unwrap())
         .await
         .unwrap();
     assert!(resp.cert_chain.len() >= 2, "leaf and root");
@@ -760,7 +693,7 @@ async fn the_istio_csr_api_signs_only_the_caller_s_identity() {
     let other = create_certificate(
         &channel,
         &token,
-        csr_for("spiffe://cluster.local/ns/bookinfo/sa/bookinfo-ratings"),
+        csr_for("spiffe://cluster.local/ns/bookinfo/sa/bookinfo-ratings").unwrap(),
     )
     .await
     .unwrap_err();
@@ -786,12 +719,12 @@ async fn the_istio_csr_api_signs_only_the_caller_s_identity() {
         .unwrap()
         .token("bookinfo", "bookinfo-reviews")
         .unwrap();
-    let forged = create_certificate(&channel, &forged, csr_for(me))
+    let forged = create_certificate(&channel, &forged, csr_for(me).unwrap())
         .await
         .unwrap_err();
     assert_eq!(forged.code(), tonic::Code::Unauthenticated, "{forged:?}");
     // The server is still fine.
-    create_certificate(&channel, &token, csr_for(me))
+    create_certificate(&channel, &token, csr_for(me).unwrap())
         .await
         .unwrap();
 }

@@ -542,6 +542,7 @@ async fn finalizers_namespaces_tables_and_token_reviews() -> Result<()> {
             username: "alice".into(),
             uid: "1".into(),
             groups: vec!["devs".into()],
+            ..Default::default()
         },
     );
     let review = |t: &str| json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": t, "audiences": ["istio-ca"]}});

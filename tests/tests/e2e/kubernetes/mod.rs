@@ -15,6 +15,7 @@ mod bookinfo;
 mod scope;
 mod source;
 mod status;
+mod token_review;
 mod webhook;
 
 /// The kubectl the suite uses (`SHOAL_KUBECTL`, its first entry; else `kubectl` on PATH).
