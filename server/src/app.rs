@@ -168,6 +168,15 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
             node.as_ref().map(|n| n.ownership()),
         ));
     }
+    // The root certificate in every namespace of the mesh, for injected pods.
+    if let (Some(client), Some(running)) = (kube_client.clone(), &identity) {
+        tasks.spawn(crate::root_cert::distribute(
+            client,
+            pipeline.clone(),
+            running.tls.clone(),
+            node.as_ref().map(|n| n.ownership()),
+        ));
+    }
     let mut servers = Vec::new();
     let webhook_addr = match (&config.webhook, &identity) {
         (Some(wh), Some(running)) => {

@@ -18,6 +18,7 @@ pub mod logging;
 pub mod mesh;
 pub mod metrics;
 pub mod pipeline;
+pub mod root_cert;
 pub mod status;
 pub mod streams;
 #[cfg(feature = "testing")]

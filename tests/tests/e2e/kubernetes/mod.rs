@@ -12,6 +12,7 @@ use shoal_kube_emulator::{Emulator, Options};
 use shoal_tests::{Shoal, http_get, start_shoal};
 
 mod bookinfo;
+mod root_cert;
 mod scope;
 mod source;
 mod status;
