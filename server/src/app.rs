@@ -116,6 +116,24 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
     ));
     tasks.spawn(upkeep(pipeline.clone()));
 
+    // Istio's plug-in CA from the cluster, before the CA loads.
+    if let (Some(client), Some(cfg)) = (&kube_client, &config.identity) {
+        let namespace = config.mesh.options.root_namespace.clone();
+        match crate::cacerts::install(client, &namespace, &cfg.ca_dir).await {
+            Ok(true) => {
+                tasks.spawn(crate::cacerts::follow(
+                    client.clone(),
+                    namespace,
+                    cfg.ca_dir.clone(),
+                ));
+            }
+            Ok(false) => {}
+            Err(e @ crate::cacerts::CacertsError::Read { .. }) => {
+                tracing::warn!(error = %e, "the CA uses its directory as it is");
+            }
+            Err(e) => return Err(e).context("the plug-in CA Secret"),
+        }
+    }
     let identity = match &config.identity {
         Some(cfg) => Some(
             crate::identity::Identity::start(

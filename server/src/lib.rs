@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cacerts;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -12,6 +12,7 @@ use shoal_kube_emulator::{Emulator, Options};
 use shoal_tests::{Shoal, http_get, start_shoal};
 
 mod bookinfo;
+mod cacerts;
 mod root_cert;
 mod scope;
 mod source;
@@ -146,4 +147,22 @@ pub(super) async fn configz(shoal: &Shoal) -> serde_json::Value {
 
 pub(super) fn namespace(name: &str) -> String {
     format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n---\n")
+}
+
+/// A JWT-shaped token (shoal reads only its issuer and expiry; the API server decides).
+pub(super) fn token(name: &str) -> String {
+    use base64::Engine;
+    let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() + 3600)
+        .unwrap_or_default();
+    format!(
+        "{}.{}.{}",
+        enc(r#"{"alg":"RS256","kid":"k"}"#),
+        enc(&format!(
+            r#"{{"iss":"https://kubernetes.default.svc.cluster.local","sub":"system:serviceaccount:shop:web","aud":["istio-ca"],"exp":{exp},"n":"{name}"}}"#
+        )),
+        enc("signature")
+    )
 }

@@ -5,25 +5,7 @@
 use shoal_kube_emulator::ReviewUser;
 use shoal_tests::identity::{create_certificate, csr_for, pem_uris, tls_channel};
 
-use super::Cluster;
-
-/// A JWT-shaped token (shoal reads only its issuer and expiry; the API server decides).
-fn token(name: &str) -> String {
-    use base64::Engine;
-    let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() + 3600)
-        .unwrap_or_default();
-    format!(
-        "{}.{}.{}",
-        enc(r#"{"alg":"RS256","kid":"k"}"#),
-        enc(&format!(
-            r#"{{"iss":"https://kubernetes.default.svc.cluster.local","sub":"system:serviceaccount:shop:web","aud":["istio-ca"],"exp":{exp},"n":"{name}"}}"#
-        )),
-        enc("signature")
-    )
-}
+use super::{Cluster, token};
 
 fn web(audiences: &[&str]) -> ReviewUser {
     ReviewUser {
