@@ -147,13 +147,14 @@ mod tests {
     use k8s_openapi::ByteString;
 
     fn secret(keys: &[&str]) -> Secret {
-        let mut s = Secret::default();
-        s.data = Some(
-            keys.iter()
-                .map(|k| (k.to_string(), ByteString(format!("{k} bytes").into_bytes())))
-                .collect(),
-        );
-        s
+        Secret {
+            data: Some(
+                keys.iter()
+                    .map(|k| (k.to_string(), ByteString(format!("{k} bytes").into_bytes())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
     }
 
     #[test]
