@@ -57,7 +57,39 @@ pub fn tls_bootstrap(
     root_pem: &str,
     token: &str,
 ) -> serde_json::Value {
-    bootstrap_with(node_id, metadata, xds, admin, root_pem, Some(token), None)
+    bootstrap_with(
+        node_id,
+        metadata,
+        xds,
+        admin,
+        root_pem,
+        Some(token),
+        None,
+        "localhost",
+    )
+}
+
+/// As [`tls_bootstrap`], verifying the server as `server_name` (what pilot-agent verifies:
+/// the host of its discovery address, `istiod.istio-system.svc`).
+pub fn tls_bootstrap_named(
+    node_id: &str,
+    metadata: serde_json::Value,
+    xds: SocketAddr,
+    admin: SocketAddr,
+    root_pem: &str,
+    token: &str,
+    server_name: &str,
+) -> serde_json::Value {
+    bootstrap_with(
+        node_id,
+        metadata,
+        xds,
+        admin,
+        root_pem,
+        Some(token),
+        None,
+        server_name,
+    )
 }
 
 /// As [`tls_bootstrap`], authenticating with a client certificate (chain PEM, key PEM)
@@ -70,9 +102,19 @@ pub fn cert_bootstrap(
     root_pem: &str,
     cert: (&str, &str),
 ) -> serde_json::Value {
-    bootstrap_with(node_id, metadata, xds, admin, root_pem, None, Some(cert))
+    bootstrap_with(
+        node_id,
+        metadata,
+        xds,
+        admin,
+        root_pem,
+        None,
+        Some(cert),
+        "localhost",
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn bootstrap_with(
     node_id: &str,
     metadata: serde_json::Value,
@@ -81,6 +123,7 @@ fn bootstrap_with(
     root_pem: &str,
     token: Option<&str>,
     cert: Option<(&str, &str)>,
+    server_name: &str,
 ) -> serde_json::Value {
     let initial_metadata: Vec<serde_json::Value> = token
         .map(|t| serde_json::json!({ "key": "authorization", "value": format!("Bearer {t}") }))
@@ -121,13 +164,13 @@ fn bootstrap_with(
             },
             "transport_socket": { "name": "envoy.transport_sockets.tls", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                "sni": "localhost",
+                "sni": server_name,
                 "common_tls_context": {
                     "alpn_protocols": ["h2"],
                     "tls_certificates": certificates,
                     "validation_context": {
                         "trusted_ca": { "inline_string": root_pem },
-                        "match_typed_subject_alt_names": [{ "san_type": "DNS", "matcher": { "exact": "localhost" } }]
+                        "match_typed_subject_alt_names": [{ "san_type": "DNS", "matcher": { "exact": server_name } }]
                     }
                 }
             } },

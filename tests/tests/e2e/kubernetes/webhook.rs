@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use shoal_tests::https::post_json;
 use shoal_tests::{eventually, free_port};
 
@@ -198,4 +198,178 @@ fn base64_decode(s: &str) -> Vec<u8> {
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// What pilot-agent would start Envoy with, read from an injected pod: the discovery
+/// address of its `PROXY_CONFIG`, the `ISTIO_META_*` environment as node metadata, the
+/// projected token's audience and the root from the ConfigMap its volume names.
+struct AgentView {
+    discovery_host: String,
+    metadata: Map<String, Value>,
+    token_audience: String,
+    root_config_map: String,
+}
+
+fn agent_view(pod: &Value) -> AgentView {
+    let containers = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .chain(pod["spec"]["initContainers"].as_array())
+        .flatten();
+    let proxy = containers
+        .into_iter()
+        .find(|c| c["name"] == "istio-proxy")
+        .expect("an istio-proxy container");
+    let env: Vec<&Value> = proxy["env"].as_array().into_iter().flatten().collect();
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .map(str::to_string)
+    };
+    let proxy_config: Value =
+        serde_json::from_str(&value("PROXY_CONFIG").unwrap_or_default()).unwrap_or_default();
+    let discovery = proxy_config["discoveryAddress"]
+        .as_str()
+        .unwrap_or("istiod.istio-system.svc:15012");
+    let mut metadata: Map<String, Value> = env
+        .iter()
+        .filter_map(|e| {
+            let name = e["name"].as_str()?.strip_prefix("ISTIO_META_")?;
+            Some((name.to_string(), e["value"].as_str()?.into()))
+        })
+        .collect();
+    metadata.insert("NAMESPACE".into(), pod["metadata"]["namespace"].clone());
+    metadata.insert("LABELS".into(), pod["metadata"]["labels"].clone());
+    let volumes: Vec<&Value> = pod["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let token_audience = volumes
+        .iter()
+        .find(|v| v["name"] == "istio-token")
+        .and_then(|v| v.pointer("/projected/sources/0/serviceAccountToken/audience"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let root_config_map = volumes
+        .iter()
+        .find(|v| v["name"] == "istiod-ca-cert")
+        .and_then(|v| v.pointer("/configMap/name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    AgentView {
+        discovery_host: discovery.split(':').next().unwrap_or_default().to_string(),
+        metadata,
+        token_audience,
+        root_config_map,
+    }
+}
+
+/// An injected pod's proxy, started as its agent would start it, gets its config and its
+/// certificate from shoal: the token of its projected volume reviewed by the API server,
+/// the control plane verified with the root of the ConfigMap its volume mounts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_pods_proxy_gets_config_and_its_certificate() {
+    let Some(bin) = shoal_tests::env::envoy() else {
+        eprintln!("SKIP: Envoy not installed (run ./scripts/test)");
+        return;
+    };
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    cluster
+        .apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio-injection: enabled}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n")
+        .await;
+    let ca = cluster.dir.path().join("ca");
+    let webhook: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .expect("address");
+    let shoal = cluster
+        .shoal_with(&[
+            "--ca-dir",
+            &ca.display().to_string(),
+            "--webhook-addr",
+            &webhook.to_string(),
+        ])
+        .await;
+    let root = std::fs::read_to_string(ca.join("shoal-root/root-cert.pem")).expect("the root");
+    let (_, body) = post_json(
+        webhook,
+        SERVER_NAME,
+        &root,
+        "/inject",
+        review("uid-1", "", "v1", "Pod", "pods", pod()),
+    )
+    .await
+    .expect("inject");
+    let answer: Value = serde_json::from_str(&body).expect("an AdmissionReview");
+    let patch: json_patch::Patch = serde_json::from_slice(&base64_decode(
+        answer["response"]["patch"].as_str().unwrap_or_default(),
+    ))
+    .expect("a JSON patch");
+    let mut injected = pod();
+    json_patch::patch(&mut injected, &patch).expect("the patch applies");
+    injected["metadata"]["name"] = "web-7d6cfb7dfd-x1".into();
+
+    let agent = agent_view(&injected);
+    assert_eq!(agent.discovery_host, SERVER_NAME);
+    assert_eq!(agent.token_audience, "istio-ca");
+    assert_eq!(agent.metadata["CLUSTER_ID"], "Kubernetes");
+    // The token the kubelet would project, which the API server vouches for.
+    let token = super::token("web-pod");
+    cluster.emu.add_token_review(
+        &token,
+        shoal_kube_emulator::ReviewUser {
+            username: "system:serviceaccount:shop:web".into(),
+            audiences: vec![agent.token_audience.clone()],
+            ..Default::default()
+        },
+    );
+    // The root the pod mounts: from the ConfigMap shoal keeps in its namespace.
+    let mounted = eventually(Duration::from_secs(30), "the mounted root", || async {
+        cluster
+            .emu
+            .get("configmaps", Some("shop"), &agent.root_config_map)
+            .ok()
+            .flatten()
+            .and_then(|cm| {
+                cm.pointer("/data/root-cert.pem")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+    })
+    .await
+    .expect("istio-ca-root-cert in shop");
+    let node = "sidecar~127.0.0.1~web-7d6cfb7dfd-x1.shop~shop.svc.cluster.local";
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .expect("address");
+    let bootstrap = shoal_tests::identity::tls_bootstrap_named(
+        node,
+        Value::Object(agent.metadata),
+        shoal.xds_tls(),
+        admin,
+        &mounted,
+        &token,
+        &agent.discovery_host,
+    );
+    let envoy = shoal_tests::Envoy::start_bootstrap(bin, admin, bootstrap)
+        .await
+        .expect("envoy");
+    let uris = eventually(
+        Duration::from_secs(30),
+        "config and certificate",
+        || async {
+            let uris = shoal_tests::identity::envoy_cert_uris(envoy.admin).await;
+            let clusters = envoy.config_dump().await.ok()?.to_string();
+            (!uris.is_empty() && clusters.contains("outbound|80||web.shop.svc.cluster.local"))
+                .then_some(uris)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", envoy.proc.log(), shoal.log()));
+    assert_eq!(uris, ["spiffe://cluster.local/ns/shop/sa/web"]);
 }
