@@ -113,6 +113,10 @@ pub(crate) struct Shared {
     pub forbidden: Mutex<HashSet<(Verb, String)>>,
     pub counts: Mutex<BTreeMap<(Verb, String), u64>>,
     pub token_reviews: Mutex<HashMap<String, ReviewUser>>,
+    /// `(namespace, name, port)` of a webhook's service to the address serving it.
+    pub service_endpoints: Mutex<HashMap<(String, String, u16), SocketAddr>>,
+    /// Admission webhook calls made, by webhook name.
+    pub admission_calls: Mutex<BTreeMap<String, u64>>,
 }
 
 struct Inner {
@@ -159,6 +163,8 @@ impl Emulator {
             forbidden: Mutex::new(HashSet::new()),
             counts: Mutex::new(BTreeMap::new()),
             token_reviews: Mutex::new(HashMap::new()),
+            service_endpoints: Mutex::new(HashMap::new()),
+            admission_calls: Mutex::new(BTreeMap::new()),
         });
         let server = tokio::spawn(crate::server::serve(
             listener,
@@ -174,7 +180,7 @@ impl Emulator {
         })
     }
 
-    fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &Shared {
         &self.inner.shared
     }
 

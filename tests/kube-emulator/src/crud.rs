@@ -1,5 +1,5 @@
-//! The resource verbs: get, list (selectors, paging, resourceVersion semantics), create,
-//! update, patch, delete, deletecollection, and TokenReview.
+//! The resource verbs: get, list (selectors, paging, resourceVersion semantics) and TokenReview
+//! here; the writes (through admission) in `writes.rs`.
 
 use std::sync::Arc;
 
@@ -11,13 +11,13 @@ use serde_json::{Value, json};
 use crate::api::{Shared, Verb};
 use crate::error::ApiError;
 use crate::handlers::{Req, json_response, parse_body};
-use crate::patch::{PatchType, apply_patch};
 use crate::present;
 use crate::selectors::{Filter, Selector};
 use crate::server::Body;
-use crate::store::{Deleted, ObjKey, Part};
+use crate::store::ObjKey;
+use crate::writes::{self, check_body, out};
 
-pub(crate) fn dispatch(
+pub(crate) async fn dispatch(
     shared: Arc<Shared>,
     r: Req,
     content_type: &str,
@@ -30,11 +30,11 @@ pub(crate) fn dispatch(
         Verb::Create if r.def.create_only => {
             token_review(&shared, &r, parse_body(content_type, &body, false)?)
         }
-        Verb::Create => create(&shared, &r, parse_body(content_type, &body, false)?),
-        Verb::Update => update(&shared, &r, parse_body(content_type, &body, false)?),
-        Verb::Patch => patch(&shared, &r, content_type, &body),
-        Verb::Delete => delete(&shared, &r, &body),
-        Verb::DeleteCollection => delete_collection(&shared, &r),
+        Verb::Create => writes::create(&shared, &r, parse_body(content_type, &body, false)?).await,
+        Verb::Update => writes::update(&shared, &r, parse_body(content_type, &body, false)?).await,
+        Verb::Patch => writes::patch(&shared, &r, content_type, &body).await,
+        Verb::Delete => writes::delete(&shared, &r, &body).await,
+        Verb::DeleteCollection => writes::delete_collection(&shared, &r).await,
     }
 }
 
@@ -163,208 +163,6 @@ fn list(shared: &Shared, r: &Req) -> Result<Response<Body>, ApiError> {
     Ok(json_response(
         200,
         &present::list(&r.def, &r.version, &objs, meta, r.output),
-    ))
-}
-
-/// Checks a body's `apiVersion`/`kind`/namespace against the URL and fills them in.
-fn check_body(r: &Req, mut obj: Value) -> Result<Value, ApiError> {
-    let Some(o) = obj.as_object_mut() else {
-        return Err(ApiError::bad_request(
-            "the request body must be a JSON object",
-        ));
-    };
-    let gv = r.def.group_version(&r.version);
-    match o.get("apiVersion").and_then(Value::as_str) {
-        Some(v) if !v.is_empty() && v != gv => {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({v}) does not match the expected API version ({gv})"
-            )));
-        }
-        _ => {}
-    }
-    match o.get("kind").and_then(Value::as_str) {
-        Some(k) if !k.is_empty() && k != r.def.kind => {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the data ({k}) does not match the expected kind ({})",
-                r.def.kind
-            )));
-        }
-        _ => {}
-    }
-    o.insert("apiVersion".into(), json!(gv));
-    o.insert("kind".into(), json!(r.def.kind));
-    let meta = o.entry("metadata").or_insert_with(|| json!({}));
-    let Some(m) = meta.as_object_mut() else {
-        return Err(ApiError::bad_request("metadata must be an object"));
-    };
-    if let Some(ns) = &r.ns {
-        match m.get("namespace").and_then(Value::as_str) {
-            Some(b) if !b.is_empty() && b != ns => {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
-            _ => {
-                m.insert("namespace".into(), json!(ns));
-            }
-        }
-    }
-    if let Some(name) = &r.name {
-        match m.get("name").and_then(Value::as_str) {
-            Some(b) if !b.is_empty() && b != name => {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({b}) does not match the name on the URL ({name})"
-                )));
-            }
-            _ => {
-                m.insert("name".into(), json!(name));
-            }
-        }
-    }
-    Ok(obj)
-}
-
-fn out(r: &Req, code: u16, obj: &Value) -> Response<Body> {
-    json_response(code, &present::object(&r.def, &r.version, obj))
-}
-
-fn part(r: &Req) -> Part {
-    if r.sub.is_some() {
-        Part::Status
-    } else {
-        Part::Main
-    }
-}
-
-fn create(shared: &Shared, r: &Req, body: Value) -> Result<Response<Body>, ApiError> {
-    let obj = check_body(r, body)?;
-    let stored = shared
-        .store
-        .lock()
-        .create(&r.def, r.ns.as_deref(), obj, Part::Main)?;
-    Ok(out(r, 201, &stored))
-}
-
-fn update(shared: &Shared, r: &Req, body: Value) -> Result<Response<Body>, ApiError> {
-    let obj = check_body(r, body)?;
-    let stored = shared
-        .store
-        .lock()
-        .update(&r.def, r.ns.as_deref(), r.name(), obj, part(r))?;
-    Ok(out(r, 200, &stored))
-}
-
-fn patch(
-    shared: &Shared,
-    r: &Req,
-    content_type: &str,
-    body: &[u8],
-) -> Result<Response<Body>, ApiError> {
-    let typ = PatchType::from_content_type(content_type)
-        .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
-    if typ == PatchType::Strategic && r.def.custom {
-        return Err(ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-        ));
-    }
-    if typ == PatchType::Apply && r.param("fieldManager").is_none_or(str::is_empty) {
-        return Err(ApiError::bad_request(
-            "PATCH /apply requests require a fieldManager: fieldManager is required for apply requests",
-        ));
-    }
-    let patch = parse_body("", body, typ == PatchType::Apply)?;
-    let mut store = shared.store.lock();
-    let Some(current) = store.get(&r.def, r.ns.as_deref(), r.name()) else {
-        if typ == PatchType::Apply && r.sub.is_none() {
-            let obj = check_body(r, patch)?;
-            let stored = store.create(&r.def, r.ns.as_deref(), obj, Part::Main)?;
-            return Ok(out(r, 201, &stored));
-        }
-        return Err(ApiError::not_found(&r.def.group, &r.def.plural, r.name()));
-    };
-    let mut doc = present::object(&r.def, &r.version, &current);
-    if typ == PatchType::Apply {
-        // The applied configuration must name the same object.
-        check_body(r, patch.clone())?;
-    }
-    apply_patch(typ, &mut doc, &patch)?;
-    let doc = check_body(r, doc)?;
-    let stored = store.update(&r.def, r.ns.as_deref(), r.name(), doc, part(r))?;
-    Ok(out(r, 200, &stored))
-}
-
-fn deleted_status(r: &Req, obj: &Value) -> Value {
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": {
-            "name": r.name(),
-            "group": r.def.group,
-            "kind": r.def.plural,
-            "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
-        },
-    })
-}
-
-fn delete(shared: &Shared, r: &Req, body: &[u8]) -> Result<Response<Body>, ApiError> {
-    // DeleteOptions (optional): only the resourceVersion precondition matters here.
-    let opts = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        parse_body("application/json", body, false)?
-    };
-    let precondition = opts
-        .pointer("/preconditions/resourceVersion")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let result =
-        shared
-            .store
-            .lock()
-            .delete(&r.def, r.ns.as_deref(), r.name(), precondition.as_deref())?;
-    Ok(match result {
-        Deleted::Gone(o) if !r.def.custom => json_response(200, &deleted_status(r, &o)),
-        Deleted::Gone(o) => out(r, 200, &o),
-        Deleted::Terminating(o) => out(r, 202, &o),
-    })
-}
-
-fn delete_collection(shared: &Shared, r: &Req) -> Result<Response<Body>, ApiError> {
-    let filter = filter(r)?;
-    let mut store = shared.store.lock();
-    let (items, _) = store
-        .snapshot(&r.def, r.ns.as_deref(), None)
-        .ok_or_else(|| ApiError::internal("no current snapshot"))?;
-    let mut gone = Vec::new();
-    for ((ns, name), obj) in items {
-        if filter.matches(&obj) {
-            let ns = if r.def.namespaced {
-                Some(ns.as_str())
-            } else {
-                None
-            };
-            if let Ok(Deleted::Gone(o) | Deleted::Terminating(o)) =
-                store.delete(&r.def, ns, &name, None)
-            {
-                gone.push((*o).clone());
-            }
-        }
-    }
-    let rv = store.rv;
-    drop(store);
-    Ok(json_response(
-        200,
-        &present::list(
-            &r.def,
-            &r.version,
-            &gone,
-            json!({"resourceVersion": rv.to_string()}),
-            present::Output::Plain,
-        ),
     ))
 }
 

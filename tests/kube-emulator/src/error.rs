@@ -206,6 +206,12 @@ impl ApiError {
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }
+        // Go omits an empty reason (a webhook's denial may have none).
+        if self.reason.is_empty()
+            && let Some(m) = s.as_object_mut()
+        {
+            m.remove("reason");
+        }
         s
     }
 }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::api::{Shared, Verb};
@@ -28,6 +29,8 @@ pub(crate) struct Req {
     pub params: HashMap<String, String>,
     pub output: Output,
     pub verb: Verb,
+    /// Admission webhooks' warnings, sent back as `Warning` headers.
+    pub warnings: Arc<Mutex<Vec<String>>>,
 }
 
 impl Req {
@@ -243,6 +246,7 @@ async fn resource(
         params,
         output,
         verb,
+        warnings: Arc::new(Mutex::new(Vec::new())),
     };
     let body = if matches!(
         method,
@@ -252,7 +256,44 @@ async fn resource(
     } else {
         Bytes::new()
     };
-    crate::crud::dispatch(shared, r, &content_type, body)
+    let warnings = r.warnings.clone();
+    let mut resp = match crate::crud::dispatch(shared, r, &content_type, body).await {
+        Ok(resp) => resp,
+        Err(e) => error_response(&e),
+    };
+    add_warnings(&mut resp, &warnings.lock());
+    Ok(resp)
+}
+
+/// `Warning: 299 - "text"` headers (RFC 7234 form, as kube-apiserver sends them; kubectl
+/// prints `Warning: text`), each text once.
+fn add_warnings(resp: &mut Response<Body>, warnings: &[String]) {
+    let mut seen = Vec::new();
+    for w in warnings {
+        if seen.contains(&w) {
+            continue;
+        }
+        seen.push(w);
+        let mut quoted = String::with_capacity(w.len() + 2);
+        quoted.push('"');
+        for c in w.chars() {
+            match c {
+                '"' | '\\' => {
+                    quoted.push('\\');
+                    quoted.push(c);
+                }
+                c if c.is_control() => quoted.push(' '),
+                c => quoted.push(c),
+            }
+        }
+        quoted.push('"');
+        match header::HeaderValue::from_bytes(format!("299 - {quoted}").as_bytes()) {
+            Ok(v) => {
+                resp.headers_mut().append(header::WARNING, v);
+            }
+            Err(e) => tracing::debug!("kube-emulator: dropping warning {w:?}: {e}"),
+        }
+    }
 }
 
 async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {

@@ -2,7 +2,8 @@
 //! bearer token, built-in kinds plus whatever CustomResourceDefinitions add, one global
 //! resourceVersion, watches with history, bookmarks and 410 Expired after compaction, list
 //! paging, label/field selectors, the status subresource, patches (JSON, merge, strategic,
-//! server-side apply), discovery, Tables for kubectl, RBAC-style denials and request counters.
+//! server-side apply), discovery, Tables for kubectl, RBAC-style denials, request counters, and
+//! admission webhooks called as kube-apiserver calls them.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), shoal_kube_emulator::Error> {
@@ -16,7 +17,9 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 mod api;
+mod builtins;
 mod crud;
 mod discovery;
 mod error;
@@ -30,6 +33,7 @@ mod store;
 mod tls;
 mod util;
 mod watch;
+mod writes;
 
 pub use api::{Emulator, Options, ReviewUser, Verb};
 pub use error::{ApiError, Error};

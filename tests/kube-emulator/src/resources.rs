@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::builtins::BUILTINS;
 use crate::error::Error;
 
 /// `jsonPath`-addressed column of a CRD's `additionalPrinterColumns`.
@@ -71,102 +72,6 @@ impl ResourceDef {
     }
 }
 
-struct Builtin {
-    group: &'static str,
-    version: &'static str,
-    plural: &'static str,
-    kind: &'static str,
-    short: &'static [&'static str],
-    namespaced: bool,
-    status: bool,
-}
-
-const BUILTINS: &[Builtin] = &[
-    b("", "namespaces", "Namespace", &["ns"], false, true),
-    b("", "pods", "Pod", &["po"], true, true),
-    b("", "services", "Service", &["svc"], true, true),
-    b("", "nodes", "Node", &["no"], false, true),
-    b("", "secrets", "Secret", &[], true, false),
-    b("", "configmaps", "ConfigMap", &["cm"], true, false),
-    b("", "endpoints", "Endpoints", &["ep"], true, false),
-    b(
-        "",
-        "serviceaccounts",
-        "ServiceAccount",
-        &["sa"],
-        true,
-        false,
-    ),
-    Builtin {
-        group: "discovery.k8s.io",
-        ..b("", "endpointslices", "EndpointSlice", &[], true, false)
-    },
-    Builtin {
-        group: "apiextensions.k8s.io",
-        ..b(
-            "",
-            "customresourcedefinitions",
-            "CustomResourceDefinition",
-            &["crd", "crds"],
-            false,
-            true,
-        )
-    },
-    Builtin {
-        group: "apps",
-        ..b("", "deployments", "Deployment", &["deploy"], true, true)
-    },
-    Builtin {
-        group: "coordination.k8s.io",
-        ..b("", "leases", "Lease", &[], true, false)
-    },
-    Builtin {
-        group: "authentication.k8s.io",
-        ..b("", "tokenreviews", "TokenReview", &[], false, false)
-    },
-    Builtin {
-        group: "admissionregistration.k8s.io",
-        ..b(
-            "",
-            "mutatingwebhookconfigurations",
-            "MutatingWebhookConfiguration",
-            &[],
-            false,
-            false,
-        )
-    },
-    Builtin {
-        group: "admissionregistration.k8s.io",
-        ..b(
-            "",
-            "validatingwebhookconfigurations",
-            "ValidatingWebhookConfiguration",
-            &[],
-            false,
-            false,
-        )
-    },
-];
-
-const fn b(
-    group: &'static str,
-    plural: &'static str,
-    kind: &'static str,
-    short: &'static [&'static str],
-    namespaced: bool,
-    status: bool,
-) -> Builtin {
-    Builtin {
-        group,
-        version: "v1",
-        plural,
-        kind,
-        short,
-        namespaced,
-        status,
-    }
-}
-
 pub(crate) const CRD_GROUP: &str = "apiextensions.k8s.io";
 pub(crate) const CRD_PLURAL: &str = "customresourcedefinitions";
 
@@ -188,7 +93,16 @@ impl Registry {
                 kind: x.kind.to_string(),
                 list_kind: format!("{}List", x.kind),
                 short_names: x.short.iter().map(|s| s.to_string()).collect(),
-                categories: if matches!(x.plural, "pods" | "services") {
+                categories: if matches!(
+                    x.plural,
+                    "pods"
+                        | "services"
+                        | "deployments"
+                        | "statefulsets"
+                        | "daemonsets"
+                        | "replicasets"
+                        | "horizontalpodautoscalers"
+                ) {
                     vec!["all".to_string()]
                 } else {
                     Vec::new()
@@ -462,6 +376,43 @@ mod tests {
             "coordination.k8s.io"
         );
         assert!(r.resolve("widgets").is_err());
+        for (name, group, plural, namespaced) in [
+            ("sts", "apps", "statefulsets", true),
+            ("ds", "apps", "daemonsets", true),
+            ("rs", "apps", "replicasets", true),
+            ("pdb", "policy", "poddisruptionbudgets", true),
+            ("hpa", "autoscaling", "horizontalpodautoscalers", true),
+            ("netpol", "networking.k8s.io", "networkpolicies", true),
+            (
+                "clusterrole",
+                "rbac.authorization.k8s.io",
+                "clusterroles",
+                false,
+            ),
+            (
+                "ClusterRoleBinding",
+                "rbac.authorization.k8s.io",
+                "clusterrolebindings",
+                false,
+            ),
+            ("roles", "rbac.authorization.k8s.io", "roles", true),
+            (
+                "rolebinding",
+                "rbac.authorization.k8s.io",
+                "rolebindings",
+                true,
+            ),
+        ] {
+            let d = r.resolve(name)?.0;
+            assert_eq!(
+                (d.group.as_str(), d.plural.as_str(), d.namespaced),
+                (group, plural, namespaced)
+            );
+        }
+        assert!(
+            r.find("autoscaling", "v2", "horizontalpodautoscalers")
+                .is_some()
+        );
         Ok(())
     }
 }

@@ -173,9 +173,76 @@ impl Selector {
         self.reqs.is_empty()
     }
 
+    /// A structured `metav1.LabelSelector` (`matchLabels` and `matchExpressions` with `In`,
+    /// `NotIn`, `Exists`, `DoesNotExist`), as webhooks' `namespaceSelector`/`objectSelector`
+    /// have it. Absent, `null` or `{}` selects everything.
+    pub fn structured(sel: Option<&Value>) -> Result<Self, String> {
+        let mut reqs = Vec::new();
+        let Some(sel) = sel.filter(|s| !s.is_null()) else {
+            return Ok(Selector { reqs });
+        };
+        if !sel.is_object() {
+            return Err("a label selector must be an object".into());
+        }
+        if let Some(labels) = sel.get("matchLabels").filter(|l| !l.is_null()) {
+            let labels = labels.as_object().ok_or("matchLabels must be a map")?;
+            for (k, v) in labels {
+                let v = v.as_str().ok_or("matchLabels values must be strings")?;
+                reqs.push(Requirement {
+                    key: k.clone(),
+                    op: Op::Eq(v.to_string()),
+                });
+            }
+        }
+        let exprs = match sel.get("matchExpressions") {
+            None | Some(Value::Null) => &[][..],
+            Some(Value::Array(a)) => a.as_slice(),
+            Some(_) => return Err("matchExpressions must be a list".into()),
+        };
+        for e in exprs {
+            let key = e
+                .get("key")
+                .and_then(Value::as_str)
+                .ok_or("matchExpressions[].key: Required value")?;
+            let values: Vec<String> = match e.get("values") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<_>>()
+                    .ok_or("matchExpressions[].values must be strings")?,
+                Some(_) => return Err("matchExpressions[].values must be a list".into()),
+            };
+            let op = match (e.get("operator").and_then(Value::as_str), values.is_empty()) {
+                (Some("In"), false) => Op::In(values),
+                (Some("NotIn"), false) => Op::NotIn(values),
+                (Some("Exists"), true) => Op::Exists,
+                (Some("DoesNotExist"), true) => Op::NotExists,
+                (Some(op @ ("In" | "NotIn")), true) => {
+                    return Err(format!("values: must be specified when `operator` is {op}"));
+                }
+                (Some(op @ ("Exists" | "DoesNotExist")), false) => {
+                    return Err(format!(
+                        "values: may not be specified when `operator` is {op}"
+                    ));
+                }
+                (op, _) => return Err(format!("{op:?} is not a valid label selector operator")),
+            };
+            reqs.push(Requirement {
+                key: key.to_string(),
+                op,
+            });
+        }
+        Ok(Selector { reqs })
+    }
+
     /// Whether an object's labels satisfy this (label) selector.
     pub fn matches_labels(&self, obj: &Value) -> bool {
-        let labels = obj.pointer("/metadata/labels");
+        self.matches_label_map(obj.pointer("/metadata/labels"))
+    }
+
+    /// Whether a `labels` map (or none) satisfies this (label) selector.
+    pub fn matches_label_map(&self, labels: Option<&Value>) -> bool {
         self.reqs
             .iter()
             .all(|r| r.matches(labels.and_then(|l| l.get(&r.key)).and_then(Value::as_str)))
@@ -248,6 +315,53 @@ mod tests {
         }
         assert!(Selector::labels("app in web").is_err());
         assert!(Selector::labels("a b=c").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn structured_selectors() -> Result<(), String> {
+        let labels = json!({"env": "prod", "team": "mesh"});
+        for (sel, want) in [
+            (json!({}), true),
+            (Value::Null, true),
+            (json!({"matchLabels": {"env": "prod"}}), true),
+            (json!({"matchLabels": {"env": "dev"}}), false),
+            (
+                json!({"matchExpressions": [{"key": "env", "operator": "In", "values": ["dev", "prod"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["mesh"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "istio-injection", "operator": "DoesNotExist"}]}),
+                true,
+            ),
+            (
+                json!({"matchLabels": {"env": "prod"}, "matchExpressions": [{"key": "team", "operator": "Exists"}]}),
+                true,
+            ),
+        ] {
+            assert_eq!(
+                Selector::structured(Some(&sel))?.matches_label_map(Some(&labels)),
+                want,
+                "{sel}"
+            );
+        }
+        assert!(
+            Selector::structured(Some(
+                &json!({"matchExpressions": [{"key": "a", "operator": "In"}]})
+            ))
+            .is_err()
+        );
+        assert!(
+            Selector::structured(Some(
+                &json!({"matchExpressions": [{"key": "a", "operator": "Near"}]})
+            ))
+            .is_err()
+        );
+        assert!(Selector::structured(Some(&json!([1]))).is_err());
         Ok(())
     }
 

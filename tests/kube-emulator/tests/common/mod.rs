@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod webhook;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +60,18 @@ impl Client {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<(u16, Incoming)> {
+        let resp = self.send_response(method, path, headers, body).await?;
+        Ok((resp.status().as_u16(), resp.into_body()))
+    }
+
+    /// Sends one request; returns the response (headers and body stream).
+    pub async fn send_response(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<hyper::Response<Incoming>> {
         let tcp = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(self.addr))
             .await
             .context("connect timed out")??;
@@ -81,7 +95,7 @@ impl Client {
         let resp = tokio::time::timeout(TIMEOUT, sender.send_request(req))
             .await
             .context("request timed out")??;
-        Ok((resp.status().as_u16(), resp.into_body()))
+        Ok(resp)
     }
 
     pub async fn req(
@@ -91,14 +105,29 @@ impl Client {
         content_type: &str,
         body: &str,
     ) -> Result<(u16, Value)> {
+        let (code, _, v) = self.req_headers(method, path, content_type, body).await?;
+        Ok((code, v))
+    }
+
+    /// Like [`Self::req`], with the response headers.
+    pub async fn req_headers(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Result<(u16, hyper::HeaderMap, Value)> {
         let headers: Vec<(&str, &str)> = if content_type.is_empty() {
             vec![]
         } else {
             vec![("content-type", content_type)]
         };
-        let (code, body) = self
-            .send(method, path, &headers, body.as_bytes().to_vec())
+        let resp = self
+            .send_response(method, path, &headers, body.as_bytes().to_vec())
             .await?;
+        let code = resp.status().as_u16();
+        let response_headers = resp.headers().clone();
+        let body = resp.into_body();
         let bytes = tokio::time::timeout(TIMEOUT, body.collect())
             .await
             .context("body timed out")??
@@ -109,7 +138,7 @@ impl Client {
                 String::from_utf8_lossy(&bytes)
             )
         })?;
-        Ok((code, v))
+        Ok((code, response_headers, v))
     }
 
     pub async fn get(&self, path: &str) -> Result<(u16, Value)> {

@@ -1,6 +1,7 @@
 //! The API server contract as the emulator serves it over HTTPS: resourceVersions, conflicts,
 //! errors, selectors, paging, watches, the status subresource, CRDs, patches, auth, restarts.
 
+mod admission;
 #[path = "../common/mod.rs"]
 mod common;
 mod watches;
