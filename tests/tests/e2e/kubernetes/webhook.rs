@@ -373,3 +373,128 @@ async fn an_injected_pods_proxy_gets_config_and_its_certificate() {
     .unwrap_or_else(|e| panic!("{e}\n{}\n{}", envoy.proc.log(), shoal.log()));
     assert_eq!(uris, ["spiffe://cluster.local/ns/shop/sa/web"]);
 }
+
+/// Through the API server, as users meet the webhooks: `kubectl apply` of a pod in a
+/// namespace labelled for injection stores it with the sidecar; an invalid VirtualService
+/// is refused by `kubectl apply` with shoal's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_meets_injection_and_validation_through_the_api_server() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    cluster.apply(shoal_kube_emulator::ISTIO_CRDS).await;
+    cluster
+        .apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio-injection: enabled}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n")
+        .await;
+    let webhook: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .expect("address");
+    // The Service `istiod` of the install, where no kube-proxy routes: the emulator is told.
+    cluster
+        .emu
+        .set_service_endpoint("istio-system", "istiod", 443, webhook);
+    cluster
+        .apply(&format!(
+            "{}---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: istio-validator-istio-system}}\nwebhooks:\n- name: validation.istio.io\n  admissionReviewVersions: [v1]\n  sideEffects: None\n  failurePolicy: Fail\n  clientConfig:\n    service: {{name: istiod, namespace: istio-system, path: /validate, port: 443}}\n  rules:\n  - operations: [CREATE, UPDATE]\n    apiGroups: [networking.istio.io, security.istio.io]\n    apiVersions: ['*']\n    resources: ['*']\n",
+            webhook_configuration("''").replace("  namespaceSelector:", "  failurePolicy: Fail\n  namespaceSelector:")
+        ))
+        .await;
+    let ca = cluster.dir.path().join("ca");
+    let shoal = cluster
+        .shoal_with(&[
+            "--ca-dir",
+            &ca.display().to_string(),
+            "--webhook-addr",
+            &webhook.to_string(),
+        ])
+        .await;
+    // Once shoal has filled in both caBundles, the API server trusts the webhooks.
+    eventually(Duration::from_secs(30), "the caBundles", || async {
+        let filled = |kind: &str, name: &str| {
+            cluster
+                .emu
+                .get(kind, None, name)
+                .ok()
+                .flatten()
+                .and_then(|v| {
+                    v.pointer("/webhooks/0/clientConfig/caBundle")
+                        .and_then(Value::as_str)
+                        .map(|b| !b.is_empty())
+                })
+                .unwrap_or(false)
+        };
+        (filled("mutatingwebhookconfigurations", "istio-sidecar-injector")
+            && filled(
+                "validatingwebhookconfigurations",
+                "istio-validator-istio-system",
+            ))
+        .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", shoal.log()));
+
+    let pod = |ns: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: web, namespace: {ns}, labels: {{app: web}}}}\nspec:\n  serviceAccountName: web\n  containers: [{{name: web, image: 'nginx:1.27', ports: [{{containerPort: 8080}}]}}]\n"
+        )
+    };
+    cluster.apply(&pod("shop")).await;
+    cluster.apply(&pod("plain")).await;
+    let containers = |ns: &'static str| {
+        let emu = &cluster.emu;
+        move || -> Vec<String> {
+            emu.get("pods", Some(ns), "web")
+                .ok()
+                .flatten()
+                .and_then(|p| {
+                    p.pointer("/spec/containers")
+                        .and_then(Value::as_array)
+                        .cloned()
+                })
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect()
+        }
+    };
+    assert_eq!(containers("shop")(), ["web", "istio-proxy"]);
+    assert_eq!(containers("plain")(), ["web"], "not labelled for injection");
+    assert!(
+        cluster
+            .emu
+            .admission_calls("namespace.sidecar-injector.istio.io")
+            >= 1
+    );
+
+    // An invalid VirtualService: kubectl apply fails with shoal's message.
+    let file = cluster.dir.path().join("bad-vs.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: bad, namespace: shop}\nspec:\n  hosts: [r]\n  http: [{route: [{destination: {host: r}, weight: x}]}]\n",
+    )
+    .expect("write");
+    let out = tokio::process::Command::new(&cluster.kubectl.bin)
+        .arg("--kubeconfig")
+        .arg(&cluster.kubectl.kubeconfig)
+        .args(["apply", "-f", &file.display().to_string()])
+        .output()
+        .await
+        .expect("kubectl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused");
+    assert!(
+        stderr.contains(
+            "admission webhook \"validation.istio.io\" denied the request: configuration is invalid"
+        ) && stderr.contains("weight"),
+        "{stderr}"
+    );
+    assert!(
+        cluster
+            .emu
+            .get("virtualservices", Some("shop"), "bad")
+            .ok()
+            .flatten()
+            .is_none(),
+        "nothing stored"
+    );
+}
