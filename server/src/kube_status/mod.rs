@@ -143,6 +143,9 @@ pub async fn run(
     let mut written: HashMap<ObjectKey, Written> = HashMap::new();
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.tick().await;
+    // The config published before this task subscribed counts as a change: statuses are
+    // checked at start, not only at the next edit.
+    config.mark_changed();
     loop {
         tokio::select! {
             r = config.changed() => if r.is_err() { return },
