@@ -16,6 +16,7 @@
 //! - A [`store::ConfigSnapshot`] never changes; a new revision is a new snapshot.
 
 pub mod analyze;
+pub mod crds;
 pub mod discovery;
 pub mod duration;
 pub mod gateway_api;
@@ -27,6 +28,7 @@ pub mod mesh_config;
 mod meta;
 mod object;
 pub mod parse;
+pub mod resources;
 pub mod source;
 pub mod store;
 pub mod validate;

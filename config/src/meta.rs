@@ -95,6 +95,20 @@ impl Kind {
         }
     }
 
+    /// Served by every API server (the core group and `discovery.k8s.io`). The other kinds
+    /// are custom resources, served once their CRDs are installed ([`crate::resources`]).
+    pub fn builtin(self) -> bool {
+        matches!(
+            self,
+            Kind::Service
+                | Kind::EndpointSlice
+                | Kind::Pod
+                | Kind::Node
+                | Kind::Namespace
+                | Kind::Secret
+        )
+    }
+
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
         !matches!(self, Kind::Node | Kind::Namespace)

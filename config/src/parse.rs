@@ -290,18 +290,10 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
         object.meta_mut().namespace = None;
     }
     let mut issues = validate::validate(&object);
-    // Istio specs are checked field by field: what shoal does not act on is said, not
-    // silently dropped. Kubernetes objects carry many fields a control plane never reads.
-    let istio = !matches!(
-        kind,
-        Kind::Service
-            | Kind::EndpointSlice
-            | Kind::Pod
-            | Kind::Node
-            | Kind::Namespace
-            | Kind::Secret
-    );
-    if istio {
+    // Istio and Gateway API specs are checked field by field: what shoal does not act on is
+    // said, not silently dropped. Built-in objects carry many fields a control plane never
+    // reads.
+    if !kind.builtin() {
         for path in unknown.into_iter().filter(|p| p.starts_with("spec")) {
             // An authorization rule that silently lost a condition would match more than
             // written: a wider ALLOW. Such a policy is rejected instead.

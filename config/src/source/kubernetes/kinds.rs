@@ -12,6 +12,7 @@ use kube::error::DiscoveryError;
 use super::tracker::KindId;
 use crate::meta::Kind;
 use crate::parse::kind_for;
+use crate::resources::{GATEWAY_API, ISTIO_NETWORKING, ISTIO_SECURITY};
 
 /// A kind the source watches.
 #[derive(Debug, Clone, Copy)]
@@ -34,10 +35,6 @@ const fn custom(kind: Kind, group: &'static str, name: &'static str) -> Watched 
         builtin: false,
     }
 }
-
-const ISTIO_NETWORKING: &str = "networking.istio.io";
-const ISTIO_SECURITY: &str = "security.istio.io";
-const GATEWAY_API: &str = "gateway.networking.k8s.io";
 
 /// Every kind shoal reads from a cluster (the kinds the file source reads).
 pub const WATCHED: [Watched; 22] = [
@@ -145,6 +142,19 @@ mod tests {
         kinds.dedup();
         assert_eq!(kinds.len(), WATCHED.len());
         assert_eq!(kinds.len(), Kind::ALL.len());
+    }
+
+    #[test]
+    fn custom_kinds_are_watched_where_their_crds_serve_them() {
+        for w in WATCHED.iter() {
+            match crate::resources::custom_resource(w.id.kind) {
+                Some(r) => {
+                    assert!(!w.builtin, "{}", w.id.name);
+                    assert_eq!((w.id.group, w.id.name), (r.group, r.name));
+                }
+                None => assert!(w.builtin, "{}: no CRD in resources.rs", w.id.name),
+            }
+        }
     }
 
     #[test]
