@@ -72,14 +72,6 @@ if ! k -n "$ns" get secret cacerts >/dev/null 2>&1; then
     --from-file=cert-chain.pem="$tmp/cert-chain.pem"
 fi
 
-say "Service-account token issuer and keys (ConfigMap $ns/shoal-jwks)"
-issuer=$(k get --raw /.well-known/openid-configuration | sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p') || true
-[ -n "$issuer" ] || die "could not read the service-account issuer from /.well-known/openid-configuration"
-jwks=$(k get --raw /openid/v1/jwks)
-k -n "$ns" create configmap shoal-jwks \
-  --from-literal=issuer="$issuer" --from-literal=jwks.json="$jwks" \
-  --dry-run=client --output yaml | k apply -f -
-
 say "shoal: Services, StatefulSet, disruption budget, webhooks"
 existed=false
 k -n "$ns" get statefulset shoal >/dev/null 2>&1 && existed=true
@@ -134,8 +126,7 @@ case " $containers " in
     echo "the client's sidecar is connected to shoal: the request went through the mesh" >&2
     ;;
   *)
-    echo "note: no sidecar was injected (shoal does not serve /inject yet): this request" >&2
-    echo "      went from pod to pod outside the mesh." >&2
+    die "no sidecar was injected into the client (kubectl -n $ns logs shoal-0 | grep -i inject)"
     ;;
 esac
 

@@ -46,9 +46,14 @@ pub enum CacertsError {
 /// The plug-in files of a Secret; an error names what is missing.
 fn files(namespace: &str, secret: &Secret) -> Result<Vec<(&'static str, Vec<u8>)>, CacertsError> {
     let data = secret.data.clone().unwrap_or_default();
+    // `cert-chain.pem` may be empty: a root plugged in as the signing CA has no chain
+    // above it (the CA itself checks what the files hold).
     let missing: Vec<&'static str> = FILES
         .into_iter()
-        .filter(|f| data.get(*f).is_none_or(|v| v.0.is_empty()))
+        .filter(|f| {
+            data.get(*f)
+                .is_none_or(|v| v.0.is_empty() && *f != "cert-chain.pem")
+        })
         .collect();
     if !missing.is_empty() {
         return Err(CacertsError::Incomplete {
@@ -163,6 +168,14 @@ mod tests {
         assert!(
             matches!(&err, Err(CacertsError::Incomplete { missing, .. }) if *missing == ["root-cert.pem", "cert-chain.pem"]),
             "{err:?}"
+        );
+        let mut rooted = secret(&FILES);
+        if let Some(d) = rooted.data.as_mut() {
+            d.insert("cert-chain.pem".into(), ByteString(Vec::new()));
+        }
+        assert!(
+            files("istio-system", &rooted).is_ok(),
+            "a root signs with no chain"
         );
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let all = files("istio-system", &secret(&FILES)).unwrap_or_else(|e| panic!("{e}"));

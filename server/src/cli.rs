@@ -33,6 +33,9 @@ pub enum Command {
     /// Root rotation of shoal's CA, one step at a time (replicas sharing the CA directory
     /// pick each step up within --cert-check-interval).
     Ca(CaArgs),
+    /// Print the CustomResourceDefinitions of the kinds shoal reads (for installing
+    /// without Istio's CRDs), generated from shoal's own kind table.
+    Crds,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +99,11 @@ pub struct ClusterArgs {
     /// Streams of a shard that moves away are closed within this (random) delay.
     #[arg(long, default_value = "500ms", value_parser = duration)]
     pub drain: Duration,
+    /// Raft address other replicas use to reach this one, recorded in the group's
+    /// membership (default: this replica's own --peers entry when --raft-addr binds every
+    /// interface, else --raft-addr). A stable DNS name in a StatefulSet.
+    #[arg(long)]
+    pub advertise_raft: Option<String>,
     /// xDS address other replicas use to reach this one (default: --xds-addr).
     #[arg(long)]
     pub advertise_xds: Option<String>,

@@ -378,8 +378,19 @@ fn cluster(
         c.lease < c.down_after,
         "--lease must be shorter than --down-after"
     );
+    let mut peers = peers(&c.peers)?;
+    // What the others record for this replica: never a wildcard bind address.
+    let raft_advertised = match (&c.advertise_raft, peers.get(&id)) {
+        (Some(a), _) => a.clone(),
+        (None, Some(me)) if raft_addr.ip().is_unspecified() => me.raft_addr.clone(),
+        _ => raft_addr.to_string(),
+    };
+    anyhow::ensure!(
+        !raft_advertised.starts_with("0.0.0.0:") && !raft_advertised.starts_with("[::]:"),
+        "--raft-addr {raft_addr} binds every interface: give --advertise-raft (or this replica's own --peers entry)"
+    );
     let advertised = Node {
-        raft_addr: raft_addr.to_string(),
+        raft_addr: raft_advertised,
         xds_addr: c
             .advertise_xds
             .clone()
@@ -396,7 +407,6 @@ fn cluster(
             _ => String::new(),
         },
     };
-    let mut peers = peers(&c.peers)?;
     if let Some(me) = peers.get_mut(&id) {
         *me = advertised.clone();
     }
@@ -515,5 +525,35 @@ mod tests {
             c.cluster.map(|c| c.advertised.xds_tls_addr),
             Some(String::new())
         );
+    }
+
+    #[test]
+    fn a_replica_binding_every_interface_advertises_a_name() {
+        let peers = "0=shoal-0.shoal-peers:15030,1=shoal-1.shoal-peers:15030";
+        let raft = |extra: &[&str]| {
+            let mut argv = vec![
+                "--id",
+                "1",
+                "--raft-addr",
+                "0.0.0.0:15030",
+                "--peers",
+                peers,
+            ];
+            argv.extend(extra);
+            resolve(&argv).map(|c| c.cluster.map(|c| c.peers[&1].raft_addr.clone()))
+        };
+        // Its own --peers entry, or --advertise-raft; never the wildcard.
+        assert_eq!(
+            raft(&[]).unwrap_or_else(|e| panic!("{e:#}")).as_deref(),
+            Some("shoal-1.shoal-peers:15030")
+        );
+        assert_eq!(
+            raft(&["--advertise-raft", "10.0.0.7:15030"])
+                .unwrap_or_else(|e| panic!("{e:#}"))
+                .as_deref(),
+            Some("10.0.0.7:15030")
+        );
+        let alone = resolve(&["--id", "1", "--raft-addr", "0.0.0.0:15030", "--join", "x:1"]);
+        assert!(alone.is_err_and(|e| e.to_string().contains("--advertise-raft")));
     }
 }

@@ -23,6 +23,10 @@ fn main() -> ExitCode {
         Command::Status(args) => shoal::status::run(&args),
         Command::Router(args) => shoal::cluster::run_router(args).map(|()| ExitCode::SUCCESS),
         Command::Ca(args) => shoal::identity::ca_step(&args).map(|()| ExitCode::SUCCESS),
+        Command::Crds => {
+            print!("{}", shoal_config::crds::crds_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("shoal: {e:#}");

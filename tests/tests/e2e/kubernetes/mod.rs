@@ -13,6 +13,7 @@ use shoal_tests::{Shoal, http_get, start_shoal};
 
 mod bookinfo;
 mod cacerts;
+mod deploy;
 mod root_cert;
 mod scope;
 mod source;
@@ -50,6 +51,12 @@ impl Kubectl {
         std::fs::write(&file, yaml).expect("write manifest");
         self.run(&["apply", "-f", &file.display().to_string()])
             .await;
+    }
+
+    /// Drops kubectl's discovery cache (kubectl 1.20 does not look again by itself when a
+    /// resource type it has not cached is asked for, e.g. one a CRD just added).
+    pub(super) fn forget_discovery(&self) {
+        let _ = std::fs::remove_dir_all(self.dir.join("kube-cache"));
     }
 
     pub(super) async fn run(&self, args: &[&str]) -> String {
