@@ -60,7 +60,8 @@ impl DiscoveryScope {
         let Some(revision) = &self.revision else {
             return true;
         };
-        if !revisioned(object.kind()) {
+        // The config kinds (custom resources); on workload kinds the label means injection.
+        if object.kind().builtin() {
             return true;
         }
         object
@@ -69,19 +70,6 @@ impl DiscoveryScope {
             .get(REVISION_LABEL)
             .is_none_or(|r| r == revision)
     }
-}
-
-/// Kinds a revision label scopes to one control plane: the config kinds.
-fn revisioned(kind: Kind) -> bool {
-    !matches!(
-        kind,
-        Kind::Service
-            | Kind::EndpointSlice
-            | Kind::Pod
-            | Kind::Node
-            | Kind::Namespace
-            | Kind::Secret
-    )
 }
 
 /// The in-scope part of the store, kept up to date.

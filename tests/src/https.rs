@@ -8,6 +8,23 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 
+/// A TLS client configuration trusting the certificates of `root_pem`, without a client
+/// certificate.
+pub fn client_config(root_pem: &str) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
 /// POSTs `body` (JSON) to `https://ADDR PATH`, verifying the certificate against
 /// `root_pem` for `server_name`. Returns the status and body.
 pub async fn post_json(
@@ -17,16 +34,7 @@ pub async fn post_json(
     path: &str,
     body: Vec<u8>,
 ) -> anyhow::Result<(u16, String)> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = client_config(root_pem)?;
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     let https = hyper_rustls::HttpsConnectorBuilder::new()

@@ -255,15 +255,7 @@ pub fn pem_uris(pem: &[u8]) -> Vec<String> {
 
 /// A gRPC client of shoal's TLS port that trusts `root_pem` (no client certificate).
 pub fn tls_channel(port: u16, root_pem: &str) -> anyhow::Result<tonic::transport::Channel> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(root_pem.as_bytes())?)?;
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = crate::https::client_config(root_pem)?;
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_only()

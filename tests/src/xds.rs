@@ -54,17 +54,8 @@ async fn client(
                 .await?
         }
         Target::Tls { addr, root_pem } => {
-            use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-                roots.add(cert?)?;
-            }
-            let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            use rustls::pki_types::ServerName;
+            let tls = crate::https::client_config(&root_pem)?;
             let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
             http.enforce_http(false);
             let https = hyper_rustls::HttpsConnectorBuilder::new()

@@ -18,7 +18,7 @@ use shoal_tests::backends::{self, Backend};
 use shoal_tests::xds::{DeltaStream, node};
 use shoal_tests::{Envoy, eventually, free_port, http_get};
 
-use super::Cluster;
+use super::{Cluster, responses};
 
 /// bookinfo's platform manifest, in the shape of Istio's `platform/kube/bookinfo.yaml`.
 fn platform() -> String {
@@ -157,27 +157,14 @@ async fn run_workloads(emu: &Emulator) -> (Vec<Backend>, BTreeMap<String, String
     (servers, ips)
 }
 
-/// The names of the resources of one type a delta stream is sent, until it is quiet.
+/// The resources (name, encoded body) a delta stream is sent, until it is quiet.
 async fn received(s: &mut DeltaStream, quiet: Duration) -> Vec<(String, Vec<u8>)> {
-    let mut got = Vec::new();
-    while let Ok(Some(r)) = s.recv(quiet).await {
-        for res in &r.resources {
-            let body = res
-                .resource
-                .as_ref()
-                .map(|a| a.value.clone())
-                .unwrap_or_default();
-            got.push((res.name.clone(), body));
-        }
-        s.send(DeltaDiscoveryRequest {
-            type_url: r.type_url.clone(),
-            response_nonce: r.nonce.clone(),
-            ..Default::default()
-        })
+    responses(s, quiet)
         .await
-        .expect("ack");
-    }
-    got
+        .into_iter()
+        .flat_map(|r| r.resources)
+        .map(|res| (res.name, res.resource.map(|a| a.value).unwrap_or_default()))
+        .collect()
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

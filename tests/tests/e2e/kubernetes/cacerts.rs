@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use serde_json::Value;
 use shoal_kube_emulator::ReviewUser;
 use shoal_tests::eventually;
 use shoal_tests::identity::{create_certificate, csr_for, tls_channel};
 
-use super::{Cluster, token};
+use super::{Cluster, root_cert_in, token};
 
 fn ca_params(name: &str, constraints: BasicConstraints) -> CertificateParams {
     let mut p = CertificateParams::default();
@@ -88,19 +87,7 @@ async fn the_cacerts_secret_is_the_ca() {
     eventually(
         Duration::from_secs(30),
         "the plug-in root in shop",
-        || async {
-            cluster
-                .emu
-                .get("configmaps", Some("shop"), "istio-ca-root-cert")
-                .ok()
-                .flatten()
-                .and_then(|cm| {
-                    cm.pointer("/data/root-cert.pem")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
-                .filter(|b| b.trim() == root.trim())
-        },
+        || async { root_cert_in(&cluster.emu, "shop").filter(|b| b.trim() == root.trim()) },
     )
     .await
     .expect("istio-ca-root-cert holds the plug-in root");

@@ -173,3 +173,44 @@ pub(super) fn token(name: &str) -> String {
         enc("signature")
     )
 }
+
+/// The first finding of `/debug/configz` whose text contains `needle`.
+pub(super) async fn issue_mentioning(shoal: &Shoal, needle: &str) -> Option<String> {
+    configz(shoal).await["issues"]
+        .as_array()?
+        .iter()
+        .filter_map(|i| i["message"].as_str())
+        .find(|m| m.contains(needle))
+        .map(str::to_string)
+}
+
+/// The `root-cert.pem` of namespace `ns`'s `istio-ca-root-cert` ConfigMap, if it has one.
+pub(super) fn root_cert_in(emu: &Emulator, ns: &str) -> Option<String> {
+    emu.get("configmaps", Some(ns), "istio-ca-root-cert")
+        .ok()
+        .flatten()?
+        .pointer("/data/root-cert.pem")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Delta responses until none comes for `quiet`, each ACKed.
+pub(super) async fn responses(
+    s: &mut shoal_tests::xds::DeltaStream,
+    quiet: std::time::Duration,
+) -> Vec<shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse> {
+    let mut got = Vec::new();
+    while let Ok(Some(r)) = s.recv(quiet).await {
+        s.send(
+            shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest {
+                type_url: r.type_url.clone(),
+                response_nonce: r.nonce.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("ack");
+        got.push(r);
+    }
+    got
+}

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use shoal_tests::{env, eventually};
 
-use super::Cluster;
+use super::{Cluster, root_cert_in};
 
 fn namespace(name: &str, labels: &str) -> String {
     format!(
@@ -37,16 +36,7 @@ async fn the_root_certificate_reaches_every_namespace_of_the_mesh() {
         || std::fs::read_to_string(ca.join("shoal-root/root-cert.pem")).unwrap_or_default();
     let held = |ns: &'static str| {
         let emu = &cluster.emu;
-        async move {
-            emu.get("configmaps", Some(ns), "istio-ca-root-cert")
-                .ok()
-                .flatten()
-                .and_then(|cm| {
-                    cm.pointer("/data/root-cert.pem")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
-        }
+        async move { root_cert_in(emu, ns) }
     };
     let root = bundle();
     for ns in ["shop", "istio-system"] {

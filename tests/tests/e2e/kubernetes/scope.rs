@@ -9,7 +9,7 @@ use shoal_kube_emulator::ISTIO_CRDS;
 use shoal_tests::eventually;
 use shoal_tests::xds::{DeltaStream, node};
 
-use super::{Cluster, configz};
+use super::{Cluster, configz, issue_mentioning, responses};
 
 fn labelled_namespace(name: &str, labels: &str) -> String {
     format!(
@@ -38,16 +38,9 @@ fn cluster_name(service: &str, namespace: &str) -> String {
 /// Clusters added and removed on a wildcard CDS stream until none comes for `quiet`.
 async fn cluster_changes(s: &mut DeltaStream, quiet: Duration) -> (Vec<String>, Vec<String>) {
     let (mut added, mut removed) = (Vec::new(), Vec::new());
-    while let Ok(Some(r)) = s.recv(quiet).await {
-        added.extend(r.resources.iter().map(|x| x.name.clone()));
-        removed.extend(r.removed_resources.iter().cloned());
-        s.send(DeltaDiscoveryRequest {
-            type_url: r.type_url.clone(),
-            response_nonce: r.nonce.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("ack");
+    for r in responses(s, quiet).await {
+        added.extend(r.resources.into_iter().map(|x| x.name));
+        removed.extend(r.removed_resources);
     }
     (added, removed)
 }
@@ -152,13 +145,8 @@ async fn discovery_selectors_scope_the_mesh_live() {
             "discoverySelectors:\n- matchExpressions: [{key: mesh, operator: Near}]\n",
         ))
         .await;
-    let issue = eventually(Duration::from_secs(20), "the refusal", || async {
-        configz(&shoal).await["issues"]
-            .as_array()?
-            .iter()
-            .filter_map(|i| i["message"].as_str())
-            .find(|m| m.contains("ConfigMap istio-system/istio"))
-            .map(str::to_string)
+    let issue = eventually(Duration::from_secs(20), "the refusal", || {
+        issue_mentioning(&shoal, "ConfigMap istio-system/istio")
     })
     .await
     .expect("the broken MeshConfig reported");

@@ -11,7 +11,7 @@ use shoal_kube_emulator::{ISTIO_CRDS, Verb};
 use shoal_tests::xds::{DeltaStream, node};
 use shoal_tests::{Envoy, backends, eventually, free_port, http_get, start_shoal};
 
-use super::{Cluster, Kubectl, configz, kubectl_path, namespace};
+use super::{Cluster, Kubectl, configz, issue_mentioning, kubectl_path, namespace, responses};
 
 fn virtual_service(to: &str, weight: &str) -> String {
     format!(
@@ -98,13 +98,11 @@ async fn kubectl_applied_config_reaches_envoy_and_survives_the_api_server() {
 
     // An invalid edit: rejected by kind/namespace/name and field; v2 keeps serving.
     cluster.apply(&virtual_service("reviews-v1", "\"x\"")).await;
-    let issue = eventually(Duration::from_secs(20), "the issue", || async {
-        configz(&shoal).await["issues"]
-            .as_array()?
-            .iter()
-            .filter_map(|i| i["message"].as_str())
-            .find(|m| m.contains("kubernetes:VirtualService.networking.istio.io/app/reviews"))
-            .map(str::to_string)
+    let issue = eventually(Duration::from_secs(20), "the issue", || {
+        issue_mentioning(
+            &shoal,
+            "kubernetes:VirtualService.networking.istio.io/app/reviews",
+        )
     })
     .await
     .expect("the invalid VirtualService reported");
@@ -180,19 +178,16 @@ fn subscribe_all(node_id: &str) -> Vec<DeltaDiscoveryRequest> {
 
 /// Responses (type URL, resource names) until none comes for `quiet`, ACKing each.
 async fn drain(s: &mut DeltaStream, quiet: Duration) -> Vec<(String, Vec<String>)> {
-    let mut got = Vec::new();
-    while let Ok(Some(r)) = s.recv(quiet).await {
-        let names = r.resources.iter().map(|x| x.name.clone()).collect();
-        s.send(DeltaDiscoveryRequest {
-            type_url: r.type_url.clone(),
-            response_nonce: r.nonce.clone(),
-            ..Default::default()
-        })
+    responses(s, quiet)
         .await
-        .expect("ack");
-        got.push((r.type_url, names));
-    }
-    got
+        .into_iter()
+        .map(|r| {
+            (
+                r.type_url,
+                r.resources.into_iter().map(|x| x.name).collect(),
+            )
+        })
+        .collect()
 }
 
 fn endpoints(ips: &[&str]) -> String {
