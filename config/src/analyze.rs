@@ -50,35 +50,56 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Issue> {
         let Object::VirtualService(vs) = e.object.as_ref() else {
             continue;
         };
-        for (i, r) in vs.spec.http.iter().enumerate() {
-            for (k, d) in r.route.iter().enumerate() {
-                let field = format!("spec.http[{i}].route[{k}].destination");
-                let h = host::resolve(&d.destination.host, &key.namespace, suffix);
-                let known = known_hosts.iter().any(|k| host::matches(k, &h));
-                if !known {
-                    issues.push(
-                        Issue::warning(
-                            format!("{field}.host"),
-                            format!("host {h:?} is not in the service registry"),
-                        )
-                        .istio(IstioCode::REFERENCED_RESOURCE_NOT_FOUND)
-                        .at(Some(&e.origin), Some(key)),
-                    );
-                }
-                if let Some(s) = &d.destination.subset
-                    && !subset_defined(&h, s)
-                {
-                    issues.push(
-                        Issue::error(
-                            format!("{field}.subset"),
-                            format!(
-                                "subset {s:?} of host {h:?} is not defined by any DestinationRule"
-                            ),
-                        )
-                        .istio(IstioCode::REFERENCED_RESOURCE_NOT_FOUND)
-                        .at(Some(&e.origin), Some(key)),
-                    );
-                }
+        // Every route destination, of `http`, `tcp` and `tls` routes alike (as istioctl
+        // analyze checks them).
+        let http = vs.spec.http.iter().enumerate().flat_map(|(i, r)| {
+            r.route.iter().enumerate().map(move |(k, d)| {
+                (
+                    format!("spec.http[{i}].route[{k}].destination"),
+                    &d.destination,
+                )
+            })
+        });
+        let tcp = vs.spec.tcp.iter().enumerate().flat_map(|(i, r)| {
+            r.route.iter().enumerate().map(move |(k, d)| {
+                (
+                    format!("spec.tcp[{i}].route[{k}].destination"),
+                    &d.destination,
+                )
+            })
+        });
+        let tls = vs.spec.tls.iter().enumerate().flat_map(|(i, r)| {
+            r.route.iter().enumerate().map(move |(k, d)| {
+                (
+                    format!("spec.tls[{i}].route[{k}].destination"),
+                    &d.destination,
+                )
+            })
+        });
+        for (field, d) in http.chain(tcp).chain(tls) {
+            let h = host::resolve(&d.host, &key.namespace, suffix);
+            let known = known_hosts.iter().any(|k| host::matches(k, &h));
+            if !known {
+                issues.push(
+                    Issue::warning(
+                        format!("{field}.host"),
+                        format!("host {h:?} is not in the service registry"),
+                    )
+                    .istio(IstioCode::REFERENCED_RESOURCE_NOT_FOUND)
+                    .at(Some(&e.origin), Some(key)),
+                );
+            }
+            if let Some(s) = &d.subset
+                && !subset_defined(&h, s)
+            {
+                issues.push(
+                    Issue::error(
+                        format!("{field}.subset"),
+                        format!("subset {s:?} of host {h:?} is not defined by any DestinationRule"),
+                    )
+                    .istio(IstioCode::REFERENCED_RESOURCE_NOT_FOUND)
+                    .at(Some(&e.origin), Some(key)),
+                );
             }
         }
     }

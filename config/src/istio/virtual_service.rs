@@ -52,6 +52,10 @@ pub struct HttpRoute {
     pub mirror: Option<Destination>,
     #[serde(default)]
     pub mirror_percentage: Option<Percent>,
+    /// Deprecated `mirrorPercent` (a whole percentage), still honoured by Istio when
+    /// `mirrorPercentage` is not set.
+    #[serde(default)]
+    pub mirror_percent: Option<u32>,
     #[serde(default)]
     pub mirrors: Vec<HttpMirrorPolicy>,
     #[serde(default)]
@@ -219,6 +223,17 @@ pub struct HttpRetry {
 pub struct Percent {
     #[serde(default)]
     pub value: f64,
+}
+
+impl HttpRoute {
+    /// How much of the traffic `mirror` receives: `mirrorPercentage`, else the deprecated
+    /// `mirrorPercent` (as Istio reads them), else all of it (`None`).
+    pub fn mirror_fraction(&self) -> Option<Percent> {
+        self.mirror_percentage
+            .or(self.mirror_percent.map(|p| Percent {
+                value: f64::from(p),
+            }))
+    }
 }
 
 /// `HTTPRedirect`. `port` and `derivePort` are a oneof in Istio's API.

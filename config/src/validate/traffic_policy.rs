@@ -191,7 +191,7 @@ fn outlier_detection(v: &mut Validator, f: &str, o: &OutlierDetection) {
     if o.consecutive_errors.is_some() {
         v.warning(
             format!("{f}.consecutiveErrors"),
-            "deprecated: use consecutive5xxErrors",
+            "deprecated and ignored, as Istio ignores it: use consecutive5xxErrors",
         );
     }
     for (name, d) in [

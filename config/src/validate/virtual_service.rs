@@ -142,6 +142,24 @@ pub(super) fn http_route_features(v: &mut Validator, f: &str, r: &HttpRoute) {
             );
         }
     }
+    if let Some(p) = r.mirror_percent {
+        if p > 100 {
+            v.error(
+                format!("{f}.mirrorPercent"),
+                format!("percentage {p} is not between 0 and 100"),
+            );
+        } else if r.mirror_percentage.is_some() {
+            v.warning(
+                format!("{f}.mirrorPercent"),
+                "deprecated, and ignored beside mirrorPercentage",
+            );
+        } else {
+            v.warning(
+                format!("{f}.mirrorPercent"),
+                "deprecated (still honoured, as by Istio): use mirrorPercentage",
+            );
+        }
+    }
     if let Some(p) = &r.mirror_percentage {
         percent(v, &format!("{f}.mirrorPercentage"), p);
     }

@@ -13,6 +13,7 @@
 mod architecture;
 mod authz_paths;
 mod delegate;
+mod deprecated;
 mod east_west;
 mod envoy;
 mod examples;

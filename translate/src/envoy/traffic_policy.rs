@@ -293,10 +293,8 @@ pub(crate) fn apply_outlier_detection(cluster: &mut Cluster, o: &OutlierDetectio
         enforcing_success_rate: Some(u32v(0)),
         ..Default::default()
     };
-    let five_xx = o
-        .consecutive_5xx_errors
-        .or(o.consecutive_errors.and_then(|n| u32::try_from(n).ok()));
-    if let Some(n) = five_xx {
+    // The deprecated `consecutiveErrors` is ignored, as Istio ignores it (validation warns).
+    if let Some(n) = o.consecutive_5xx_errors {
         out.consecutive_5xx = Some(u32v(n));
         out.enforcing_consecutive_5xx = Some(u32v(if n > 0 { 100 } else { 0 }));
     }

@@ -139,6 +139,7 @@ fn merge_route(root: &HttpRoute, mut sub: HttpRoute) -> Option<HttpRoute> {
         sub.mirrors.clone_from(&root.mirrors);
     }
     sub.mirror_percentage = sub.mirror_percentage.or(root.mirror_percentage);
+    sub.mirror_percent = sub.mirror_percent.or(root.mirror_percent);
     Some(sub)
 }
 

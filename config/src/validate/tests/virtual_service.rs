@@ -344,8 +344,13 @@ fn unsupported_fields_are_warned_about() {
     assert!(
         has(
             &f,
-            "warning spec.http[0].mirrorPercent: field is not supported"
+            "warning spec.http[0].mirrorPercent: deprecated (still honoured, as by Istio)"
         ),
+        "{f:?}"
+    );
+    let f = one(&format!("mirrorPercent: 101\n    {DEST}"));
+    assert!(
+        has(&f, "error spec.http[0].mirrorPercent: percentage 101"),
         "{f:?}"
     );
     let f = one(&format!("corsPolicy: {{allowOrigin: [a]}}\n    {DEST}"));

@@ -184,7 +184,8 @@ pub(super) fn direct_response(d: &HttpDirectResponse) -> DirectResponseAction {
     }
 }
 
-/// Mirror policies of `mirror` (+ `mirrorPercentage`) and `mirrors[]`; an explicit 0 %
+/// Mirror policies of `mirror` (+ `mirrorPercentage`, or the deprecated `mirrorPercent`)
+/// and `mirrors[]`; an explicit 0 %
 /// mirrors nothing, an unset percentage mirrors everything.
 pub(super) fn mirrors(
     r: &HttpRoute,
@@ -209,7 +210,7 @@ pub(super) fn mirrors(
     let single = r
         .mirror
         .as_ref()
-        .and_then(|d| policy(d, r.mirror_percentage));
+        .and_then(|d| policy(d, r.mirror_fraction()));
     let many = r
         .mirrors
         .iter()
