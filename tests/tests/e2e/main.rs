@@ -19,6 +19,7 @@ mod envoy;
 mod examples;
 mod gateway;
 mod gateway_api;
+mod gateway_names;
 mod golden_envoy;
 mod grpc_mtls;
 mod grpc_proxyless;

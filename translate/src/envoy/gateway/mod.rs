@@ -195,8 +195,21 @@ pub(crate) fn build(scope: &Scope<'_>) -> GatewayResources {
     out
 }
 
+/// The port a server on `port` listens on: the target port the gateway's Service maps it
+/// to, else itself. Listener and route config names carry it, as Istio's (`0.0.0.0_8080`,
+/// `http.8080` for a server on 80 of a Service mapping 80 → 8080); route matches on a port
+/// keep the server's.
+fn listening_port(scope: &Scope<'_>, port: u16) -> u16 {
+    scope
+        .key
+        .gateway_ports
+        .iter()
+        .find(|(p, _)| *p == port)
+        .map_or(port, |(_, target)| *target)
+}
+
 /// A server whose port the gateway's Service maps to another target port listens on the
-/// target port (route config names keep the server port, as in Istio).
+/// target port.
 fn listen_on_target_ports(listeners: &mut [Listener], ports: &[(u16, u16)]) {
     use shoal_api::pb::envoy::config::core::v3::{address, socket_address::PortSpecifier};
     for l in listeners {
@@ -301,10 +314,11 @@ fn http_listener(
     servers: &[GwServer<'_>],
     out: &mut GatewayResources,
 ) {
+    let named = listening_port(scope, port);
     let rds_name = if bind == "0.0.0.0" {
-        format!("http.{port}")
+        format!("http.{named}")
     } else {
-        format!("http.{port}.{bind}")
+        format!("http.{named}.{bind}")
     };
     let servers: Vec<&GwServer<'_>> = servers
         .iter()
@@ -354,8 +368,13 @@ fn tls_tcp_listener(
                     continue;
                 };
                 let chain = if matches!(s.mode, Mode::Https(_)) {
-                    let rds_name =
-                        format!("https.{port}.{}.{}.{}", s.port_name(), s.name, s.namespace);
+                    let rds_name = format!(
+                        "https.{}.{}.{}.{}",
+                        listening_port(scope, port),
+                        s.port_name(),
+                        s.name,
+                        s.namespace
+                    );
                     out.routes.push(route_config(scope, &rds_name, port, &[s]));
                     FilterChain {
                         name: rds_name.clone(),
