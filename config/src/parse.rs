@@ -255,24 +255,36 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
         Kind::Pod => typed(value, &mut unknown).map(Object::Pod),
         Kind::Node => typed(value, &mut unknown).map(Object::Node),
         Kind::Namespace => typed(value, &mut unknown).map(Object::Namespace),
-        Kind::ServiceEntry => typed(value, &mut unknown).map(Object::ServiceEntry),
-        Kind::WorkloadEntry => typed(value, &mut unknown).map(Object::WorkloadEntry),
-        Kind::VirtualService => typed(value, &mut unknown).map(Object::VirtualService),
-        Kind::DestinationRule => typed(value, &mut unknown).map(Object::DestinationRule),
-        Kind::Sidecar => typed(value, &mut unknown).map(Object::Sidecar),
-        Kind::PeerAuthentication => typed(value, &mut unknown).map(Object::PeerAuthentication),
-        Kind::AuthorizationPolicy => typed(value, &mut unknown).map(Object::AuthorizationPolicy),
-        Kind::RequestAuthentication => {
-            typed(value, &mut unknown).map(Object::RequestAuthentication)
+        Kind::ServiceEntry => typed(value, &mut unknown).map(|o| Object::ServiceEntry(Box::new(o))),
+        Kind::WorkloadEntry => {
+            typed(value, &mut unknown).map(|o| Object::WorkloadEntry(Box::new(o)))
         }
-        Kind::Gateway => typed(value, &mut unknown).map(Object::Gateway),
-        Kind::ProxyConfig => typed(value, &mut unknown).map(Object::ProxyConfig),
-        Kind::KubeGateway => typed(value, &mut unknown).map(Object::KubeGateway),
-        Kind::HttpRoute => typed(value, &mut unknown).map(Object::HttpRoute),
-        Kind::ReferenceGrant => typed(value, &mut unknown).map(Object::ReferenceGrant),
-        Kind::TlsRoute => typed(value, &mut unknown).map(Object::TlsRoute),
-        Kind::TcpRoute => typed(value, &mut unknown).map(Object::TcpRoute),
-        Kind::GrpcRoute => typed(value, &mut unknown).map(Object::GrpcRoute),
+        Kind::VirtualService => {
+            typed(value, &mut unknown).map(|o| Object::VirtualService(Box::new(o)))
+        }
+        Kind::DestinationRule => {
+            typed(value, &mut unknown).map(|o| Object::DestinationRule(Box::new(o)))
+        }
+        Kind::Sidecar => typed(value, &mut unknown).map(|o| Object::Sidecar(Box::new(o))),
+        Kind::PeerAuthentication => {
+            typed(value, &mut unknown).map(|o| Object::PeerAuthentication(Box::new(o)))
+        }
+        Kind::AuthorizationPolicy => {
+            typed(value, &mut unknown).map(|o| Object::AuthorizationPolicy(Box::new(o)))
+        }
+        Kind::RequestAuthentication => {
+            typed(value, &mut unknown).map(|o| Object::RequestAuthentication(Box::new(o)))
+        }
+        Kind::Gateway => typed(value, &mut unknown).map(|o| Object::Gateway(Box::new(o))),
+        Kind::ProxyConfig => typed(value, &mut unknown).map(|o| Object::ProxyConfig(Box::new(o))),
+        Kind::KubeGateway => typed(value, &mut unknown).map(|o| Object::KubeGateway(Box::new(o))),
+        Kind::HttpRoute => typed(value, &mut unknown).map(|o| Object::HttpRoute(Box::new(o))),
+        Kind::ReferenceGrant => {
+            typed(value, &mut unknown).map(|o| Object::ReferenceGrant(Box::new(o)))
+        }
+        Kind::TlsRoute => typed(value, &mut unknown).map(|o| Object::TlsRoute(Box::new(o))),
+        Kind::TcpRoute => typed(value, &mut unknown).map(|o| Object::TcpRoute(Box::new(o))),
+        Kind::GrpcRoute => typed(value, &mut unknown).map(|o| Object::GrpcRoute(Box::new(o))),
         Kind::Secret => typed(value, &mut unknown)
             .map(Object::Secret)
             .map_err(|issue| redact(&issue)),
