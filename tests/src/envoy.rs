@@ -143,6 +143,22 @@ impl Envoy {
         Ok(serde_json::from_str(&body)?)
     }
 
+    /// The active dynamic clusters, as Envoy holds them (the `cluster` of each entry).
+    pub async fn clusters(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let dump = self.config_dump().await?;
+        let mut out = Vec::new();
+        for c in dump["configs"].as_array().into_iter().flatten() {
+            for entry in c["dynamic_active_clusters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                out.push(entry["cluster"].clone());
+            }
+        }
+        Ok(out)
+    }
+
     /// Names of the active dynamic listeners.
     pub async fn listeners(&self) -> anyhow::Result<Vec<String>> {
         let dump = self.config_dump().await?;

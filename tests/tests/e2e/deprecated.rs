@@ -89,21 +89,13 @@ async fn deprecated_fields_behave_as_in_istio() {
     assert!(seen(&shadow_log).is_empty(), "{:?}", seen(&shadow_log));
 
     // consecutiveErrors is not a consecutive-5xx threshold of 1.
-    let dump = envoy.config_dump().await.expect("config dump");
-    let cluster = dump["configs"]
-        .as_array()
+    let cluster = envoy
+        .clusters()
+        .await
+        .expect("config dump")
         .into_iter()
-        .flatten()
-        .flat_map(|c| {
-            c["dynamic_active_clusters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-        })
-        .map(|c| &c["cluster"])
         .find(|c| c["name"].as_str().is_some_and(|n| n.ends_with(ECHO)))
-        .expect("the echo cluster")
-        .clone();
+        .expect("the echo cluster");
     let outlier = &cluster["outlier_detection"];
     assert!(outlier.is_object(), "{cluster:#}");
     assert!(outlier.get("consecutive_5xx").is_none(), "{outlier:#}");

@@ -11,14 +11,12 @@ const CLUSTER: &str = "outbound|80||web.app.svc.cluster.local";
 
 /// The connect timeout Envoy holds for [`CLUSTER`].
 async fn connect_timeout(envoy: &Envoy) -> Option<String> {
-    let dump = envoy.config_dump().await.ok()?;
-    let clusters = dump["configs"].as_array()?.iter().find(|c| {
-        c["@type"].as_str() == Some("type.googleapis.com/envoy.admin.v3.ClustersConfigDump")
-    })?;
-    clusters["dynamic_active_clusters"]
-        .as_array()?
+    envoy
+        .clusters()
+        .await
+        .ok()?
         .iter()
-        .find(|c| c["cluster"]["name"] == CLUSTER)?["cluster"]["connect_timeout"]
+        .find(|c| c["name"] == CLUSTER)?["connect_timeout"]
         .as_str()
         .map(str::to_string)
 }
