@@ -183,7 +183,7 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
                     .as_ref()
                     .is_some_and(|k| k.write_analysis),
             },
-            node.as_ref().map(|n| n.ownership()),
+            crate::cluster::Leadership::of(node.as_ref()),
         ));
     }
     // The root certificate in every namespace of the mesh, for injected pods.
@@ -192,7 +192,7 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
             client,
             pipeline.clone(),
             running.tls.clone(),
-            node.as_ref().map(|n| n.ownership()),
+            crate::cluster::Leadership::of(node.as_ref()),
         ));
     }
     let mut servers = Vec::new();
@@ -222,7 +222,7 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
                     client,
                     wh.names.clone(),
                     running.tls.clone(),
-                    node.as_ref().map(|n| n.ownership()),
+                    crate::cluster::Leadership::of(node.as_ref()),
                 ));
             }
             Some(local)

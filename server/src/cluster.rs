@@ -205,3 +205,81 @@ pub fn run_router(args: RouterArgs) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// Whether this replica is the one that writes to the cluster (status, webhook bundles, the
+/// root ConfigMap): alone it always is; in a shard group only the Raft leader is, and a
+/// replica whose group has stopped never is.
+pub struct Leadership {
+    ownership: Option<tokio::sync::watch::Receiver<Arc<shoal_shard::Ownership>>>,
+    stopped: bool,
+}
+
+impl Leadership {
+    /// For `node`'s group (`None`: a replica on its own).
+    pub fn of(node: Option<&Arc<ShardNode>>) -> Self {
+        Leadership {
+            ownership: node.map(|n| n.ownership()),
+            stopped: false,
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        match &self.ownership {
+            None => true,
+            Some(_) if self.stopped => false,
+            Some(o) => o.borrow().is_leader(),
+        }
+    }
+
+    /// Returns when the group's view changed (never, alone or once the group stopped).
+    pub async fn changed(&mut self) {
+        match &mut self.ownership {
+            Some(o) if !self.stopped => {
+                if o.changed().await.is_err() {
+                    self.stopped = true;
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_shard::{Ownership, ShardState, ShardsReport};
+
+    fn view(me: u64, leader: Option<u64>) -> Arc<Ownership> {
+        let mut o = Ownership::observed(ShardsReport {
+            node: me,
+            leader,
+            term: 1,
+            commit_index: 1,
+            state: ShardState::default(),
+        });
+        o.me = me;
+        Arc::new(o)
+    }
+
+    #[tokio::test]
+    async fn only_the_leader_of_a_running_group_writes() {
+        assert!(Leadership::of(None).is_leader(), "alone");
+        let (tx, rx) = tokio::sync::watch::channel(view(1, Some(2)));
+        let mut l = Leadership {
+            ownership: Some(rx),
+            stopped: false,
+        };
+        assert!(!l.is_leader());
+        tx.send_replace(view(1, Some(1)));
+        l.changed().await;
+        assert!(l.is_leader());
+        // The group stops: this replica writes no more, and waits for nothing.
+        drop(tx);
+        l.changed().await;
+        assert!(!l.is_leader());
+        assert!(
+            futures::FutureExt::now_or_never(l.changed()).is_none(),
+            "no change ever comes"
+        );
+    }
+}

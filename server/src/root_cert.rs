@@ -20,9 +20,8 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use shoal_config::{ConfigSnapshot, Kind};
-use shoal_shard::Ownership;
-use tokio::sync::watch;
 
+use crate::cluster::Leadership;
 use crate::pipeline::Pipeline;
 use crate::tls::ServingTls;
 
@@ -104,7 +103,7 @@ pub async fn distribute(
     client: Client,
     pipeline: Arc<Pipeline>,
     tls: Arc<ServingTls>,
-    mut ownership: Option<watch::Receiver<Arc<Ownership>>>,
+    mut leadership: Leadership,
 ) {
     let api: Api<ConfigMap> = Api::all(client.clone());
     let stream = watcher::watcher(
@@ -151,18 +150,9 @@ pub async fn distribute(
             },
             r = config.changed() => if r.is_err() { return },
             _ = tick.tick() => {}
-            r = async {
-                match ownership.as_mut() {
-                    Some(o) => o.changed().await,
-                    None => std::future::pending().await,
-                }
-            } => if r.is_err() { ownership = None },
+            () = leadership.changed() => {}
         }
-        let leader = ownership.as_ref().is_none_or(|o| {
-            let o = o.borrow();
-            o.leader == Some(o.me)
-        });
-        if !synced || !leader {
+        if !synced || !leadership.is_leader() {
             continue;
         }
         let cfg = config.borrow_and_update().clone();

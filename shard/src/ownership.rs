@@ -77,6 +77,11 @@ impl Ownership {
         }
     }
 
+    /// Whether this replica is the group's Raft leader.
+    pub fn is_leader(&self) -> bool {
+        self.leader == Some(self.me)
+    }
+
     pub fn serving_count(&self) -> usize {
         self.serving.iter().filter(|s| **s).count()
     }

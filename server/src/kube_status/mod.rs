@@ -26,10 +26,11 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::{Map, Value};
 use shoal_config::source::kubernetes::kinds::{self, WATCHED};
 use shoal_config::{ConfigSnapshot, Kind, Object, ObjectKey};
-use shoal_shard::Ownership;
 use tokio::sync::watch;
 
 use shoal_translate::model::CONTROLLER_NAME as CONTROLLER;
+
+use crate::cluster::Leadership;
 
 /// Changes settle this long before statuses are written (a burst of edits, one write).
 const SETTLE: Duration = Duration::from_millis(300);
@@ -51,14 +52,6 @@ fn patch(wanted: &Value, current: &Value) -> Value {
     let mut body = Map::new();
     body.insert("status".into(), Value::Object(status));
     Value::Object(body)
-}
-
-/// Whether this replica writes: alone, or the shard group's Raft leader.
-fn writes(ownership: &Option<watch::Receiver<Arc<Ownership>>>) -> bool {
-    ownership.as_ref().is_none_or(|o| {
-        let o = o.borrow();
-        o.leader == Some(o.me)
-    })
 }
 
 /// What was last found in (or written to) the cluster for one object: for which object
@@ -137,7 +130,7 @@ pub async fn run(
     client: Client,
     mut config: watch::Receiver<ConfigSnapshot>,
     settings: Settings,
-    mut ownership: Option<watch::Receiver<Arc<Ownership>>>,
+    mut leadership: Leadership,
 ) {
     let mut resources: HashMap<Kind, ApiResource> = HashMap::new();
     let mut written: HashMap<ObjectKey, Written> = HashMap::new();
@@ -150,19 +143,13 @@ pub async fn run(
         tokio::select! {
             r = config.changed() => if r.is_err() { return },
             _ = recheck.tick() => written.clear(),
-            r = async {
-                match ownership.as_mut() {
-                    Some(o) => o.changed().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                if r.is_err() { ownership = None; }
+            () = leadership.changed() => {
                 // A new leader checks everything again.
                 written.clear();
             }
         }
         tokio::time::sleep(SETTLE).await;
-        if !writes(&ownership) {
+        if !leadership.is_leader() {
             written.clear();
             continue;
         }

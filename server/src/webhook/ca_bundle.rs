@@ -13,9 +13,8 @@ use k8s_openapi::api::admissionregistration::v1::{
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
-use shoal_shard::Ownership;
-use tokio::sync::watch;
 
+use crate::cluster::Leadership;
 use crate::tls::ServingTls;
 
 /// How often the configurations are checked.
@@ -72,18 +71,14 @@ pub async fn keep_ca_bundles(
     client: Client,
     names: WebhookNames,
     tls: Arc<ServingTls>,
-    ownership: Option<watch::Receiver<Arc<Ownership>>>,
+    leadership: Leadership,
 ) {
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client);
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tick.tick().await;
-        let leader = ownership.as_ref().is_none_or(|o| {
-            let o = o.borrow();
-            o.leader == Some(o.me)
-        });
-        if !leader {
+        if !leadership.is_leader() {
             continue;
         }
         let bundle = base64::engine::general_purpose::STANDARD.encode(tls.trust_bundle_pem());
