@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use anyhow::{Context, Result, bail, ensure};
-use kubectl::{Kubectl, STEP, kubectls};
+use kubectl::{Kubectl, STEP, with_each_kubectl};
 use serde_json::{Value, json};
 use shoal_kube_emulator::{Emulator, Options, Verb};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -355,19 +355,7 @@ async fn kubectl_flows(bin: &Path) -> Result<()> {
 
 #[tokio::test]
 async fn kubectl_drives_the_emulator() -> Result<()> {
-    let bins = kubectls();
-    if bins.is_empty() {
-        eprintln!(
-            "SKIPPED: no kubectl (set SHOAL_KUBECTL, e.g. SHOAL_KUBECTL=$(scripts/kubectl.sh))"
-        );
-        return Ok(());
-    }
-    for bin in bins {
-        kubectl_flows(&bin)
-            .await
-            .with_context(|| format!("with {}", bin.display()))?;
-    }
-    Ok(())
+    with_each_kubectl(async |bin| kubectl_flows(bin).await).await
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ mod webhook;
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
-use kubectl::{Kubectl, kubectls};
+use kubectl::{Kubectl, with_each_kubectl};
 use serde_json::{Value, json};
 use shoal_kube_emulator::{Emulator, Options};
 
@@ -114,17 +114,5 @@ async fn kubectl_admission(bin: &Path) -> Result<()> {
 
 #[tokio::test]
 async fn kubectl_meets_admission_webhooks() -> Result<()> {
-    let bins = kubectls();
-    if bins.is_empty() {
-        eprintln!(
-            "SKIPPED: no kubectl (set SHOAL_KUBECTL, e.g. SHOAL_KUBECTL=$(scripts/kubectl.sh))"
-        );
-        return Ok(());
-    }
-    for bin in bins {
-        kubectl_admission(&bin)
-            .await
-            .with_context(|| format!("with {}", bin.display()))?;
-    }
-    Ok(())
+    with_each_kubectl(async |bin| kubectl_admission(bin).await).await
 }

@@ -29,6 +29,23 @@ pub fn kubectls() -> Vec<PathBuf> {
     }
 }
 
+/// Runs `flow` with every kubectl to test; says so and passes when there is none.
+pub async fn with_each_kubectl(flow: impl AsyncFn(&Path) -> Result<()>) -> Result<()> {
+    let bins = kubectls();
+    if bins.is_empty() {
+        eprintln!(
+            "SKIPPED: no kubectl (set SHOAL_KUBECTL, e.g. SHOAL_KUBECTL=$(scripts/kubectl.sh))"
+        );
+        return Ok(());
+    }
+    for bin in bins {
+        flow(&bin)
+            .await
+            .with_context(|| format!("with {}", bin.display()))?;
+    }
+    Ok(())
+}
+
 pub struct Kubectl {
     pub bin: PathBuf,
     pub kubeconfig: PathBuf,
