@@ -87,11 +87,9 @@ fn webhook(
         network: w.network.clone(),
         ca_address: discovery.clone(),
         discovery_address: discovery,
-        trust_domain: options.trust_domain.clone(),
-        domain_suffix: options.domain_suffix.clone(),
-        root_namespace: options.root_namespace.clone(),
         revision: args.revision.clone(),
-        default_proxy_config: options.proxy_defaults.clone(),
+        // Trust domain, suffix, root namespace and the mesh-wide ProxyConfig come from the
+        // running MeshConfig, per request (`webhook::settings_now`).
         ..Settings::default()
     };
     if let Some(image) = &w.proxy_image {

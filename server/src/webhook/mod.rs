@@ -61,15 +61,14 @@ impl Webhooks {
     }
 }
 
-/// The flags' settings with what the running MeshConfig and flags say.
+/// The flags' settings with what the running MeshConfig and flags say (a `defaultConfig`
+/// removed from the MeshConfig is gone here too).
 fn settings_now(base: &Settings, options: &MeshOptions) -> Settings {
     let mut s = base.clone();
     s.trust_domain = options.trust_domain.clone();
     s.root_namespace = options.root_namespace.clone();
     s.domain_suffix = options.domain_suffix.clone();
-    if options.proxy_defaults.is_some() {
-        s.default_proxy_config = options.proxy_defaults.clone();
-    }
+    s.default_proxy_config = options.proxy_defaults.clone();
     s
 }
 

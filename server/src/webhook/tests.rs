@@ -136,3 +136,22 @@ proptest::proptest! {
         let _ = validation(&request("CREATE", "shop", object));
     }
 }
+
+#[test]
+fn injection_follows_the_running_mesh_config() {
+    let base = Settings {
+        default_proxy_config: Some(json!({"concurrency": 2})),
+        ..Settings::default()
+    };
+    let mut options = MeshOptions {
+        trust_domain: "corp.example".into(),
+        proxy_defaults: Some(json!({"concurrency": 4})),
+        ..MeshOptions::default()
+    };
+    let now = settings_now(&base, &options);
+    assert_eq!(now.trust_domain, "corp.example");
+    assert_eq!(now.default_proxy_config, Some(json!({"concurrency": 4})));
+    // defaultConfig removed from the MeshConfig: gone from injection too.
+    options.proxy_defaults = None;
+    assert_eq!(settings_now(&base, &options).default_proxy_config, None);
+}
