@@ -110,7 +110,9 @@ impl Scoped {
             return (self.view.clone(), changes.clone());
         }
         let mut out = ChangeSet::default();
-        if !self.scope.selectors.is_empty() && changes.kinds().contains(&Kind::Namespace) {
+        if !self.scope.selectors.is_empty()
+            && changes.keys.iter().any(|k| k.kind == Kind::Namespace)
+        {
             let selected = selected_namespaces(&self.scope, full);
             let flipped: Vec<Arc<str>> = selected
                 .symmetric_difference(&self.selected)
