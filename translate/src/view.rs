@@ -9,7 +9,7 @@ use shoal_config::{ChangeSet, ConfigSnapshot, ObjectKey, host};
 
 use crate::MeshOptions;
 use crate::envoy::cluster::{self, OutboundCluster};
-use crate::envoy::listener::{self, PortService};
+use crate::envoy::listener;
 use crate::envoy::outbound_policy::Unknown;
 use crate::envoy::{endpoint, outbound_cluster_name, route};
 use crate::envoy::{inbound, ingress};
@@ -19,6 +19,7 @@ use crate::proxy::{Generator, Interception, ProxyType};
 use crate::scope::{Egress, Scope, ViewKey};
 
 mod bound;
+mod outbound;
 
 /// The resources of one view.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -422,7 +423,7 @@ impl<'m> ViewBuilder<'_, 'm> {
                 .filter(|e| e.port.is_some() || !binds(e))
                 .cloned()
                 .collect();
-            self.headless_pod_listeners(&captured);
+            self.headless_pod_listeners(&captured, vss);
             self.listener(listener::virtual_outbound(&Unknown::of(&self.scope)));
         }
         self.inbound_listeners(capture);
@@ -455,93 +456,6 @@ impl<'m> ViewBuilder<'_, 'm> {
         }
         if capture {
             self.listener(inbound::virtual_inbound(&captured, &security, &tls));
-        }
-    }
-
-    /// `PODIP_PORT` for each pod of the headless Kubernetes Services in scope, on their TCP
-    /// ports (HTTP ones route by host on `0.0.0.0_PORT`), as Istio builds them.
-    fn headless_pod_listeners(&mut self, egress: &[Egress]) {
-        use crate::model::{Resolution, ServiceOrigin};
-        let mut seen = BTreeSet::new();
-        for e in egress {
-            for svc in self.scope.services_of(e) {
-                if svc.resolution != Resolution::Passthrough
-                    || svc.origin != ServiceOrigin::Kubernetes
-                {
-                    continue;
-                }
-                for p in svc
-                    .ports
-                    .iter()
-                    .filter(|p| !p.protocol.is_http() && p.protocol != Protocol::Udp)
-                {
-                    let ps = PortService {
-                        cluster: outbound_cluster_name(p.port, "", &svc.host),
-                        tcp: crate::envoy::traffic_policy::TcpTimeouts::for_host(
-                            &self.scope,
-                            &svc.host,
-                        ),
-                        protocol: p.protocol,
-                        addresses: Vec::new(),
-                    };
-                    for ep in svc
-                        .endpoints
-                        .iter()
-                        .filter(|ep| crate::envoy::is_ip(&ep.address))
-                    {
-                        if !seen.insert((ep.address.clone(), p.port)) {
-                            continue;
-                        }
-                        // The pod's address stands in for the virtual IP it lacks.
-                        let ps = PortService {
-                            addresses: vec![ep.address.to_string()],
-                            ..ps.clone()
-                        };
-                        let l = listener::outbound_at(
-                            &ep.address,
-                            p.port,
-                            std::slice::from_ref(&ps),
-                            &Unknown::of(&self.scope),
-                        );
-                        self.listener(l);
-                    }
-                }
-            }
-        }
-    }
-
-    /// `0.0.0.0_PORT` and route config `PORT` for services reached by original destination.
-    fn capture_port(
-        &mut self,
-        port: u16,
-        services: &[&'m Arc<Service>],
-        vss: &[&'m Arc<VirtualServiceRule>],
-    ) {
-        let port_services: Vec<PortService> = services
-            .iter()
-            .filter_map(|s| {
-                let p = s.port(port)?;
-                Some(PortService {
-                    cluster: outbound_cluster_name(port, "", &s.host),
-                    tcp: crate::envoy::traffic_policy::TcpTimeouts::for_host(&self.scope, &s.host),
-                    protocol: p.protocol,
-                    addresses: s.addresses.clone(),
-                })
-            })
-            .collect();
-        if port_services.is_empty() {
-            return;
-        }
-        let mut l = listener::outbound_port(port, &port_services, &Unknown::of(&self.scope));
-        crate::envoy::tcp_route::apply_sidecar(&self.scope, vss, services, port, &mut l);
-        self.listener(l.clone());
-        if port_services
-            .iter()
-            .any(|s| s.protocol.is_http() || s.protocol == Protocol::Unknown)
-        {
-            let rc = self.route_config(&port.to_string(), port, services, vss, true);
-            self.out
-                .add(ResourceType::Route, Resource::encode(rc.name.clone(), &rc));
         }
     }
 

@@ -11,6 +11,7 @@ use shoal_api::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use shoal_api::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use shoal_api::pb::envoy::extensions::filters::http::router::v3::Router;
 use shoal_api::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
+use shoal_api::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds,
     http_connection_manager::{CodecType, RouteSpecifier, UpgradeConfig},
@@ -125,9 +126,10 @@ pub(crate) fn cidr(address: &str) -> Option<CidrRange> {
     })
 }
 
-/// A service reachable on a listener port: its cluster, protocol and virtual IPs.
+/// A service reachable on a listener port: its host, cluster, protocol and addresses.
 #[derive(Debug, Clone)]
 pub(crate) struct PortService {
+    pub host: String,
     pub cluster: String,
     /// The TCP timeouts of the service's DestinationRule.
     pub tcp: TcpTimeouts,
@@ -135,112 +137,193 @@ pub(crate) struct PortService {
     pub addresses: Vec<String>,
 }
 
-/// The filter chains for the services of one port behind an original-destination listener:
-/// TCP services matched by virtual IP, sniffed services split by detected protocol, HTTP
-/// services on the route config, anything else passed through.
-fn capture_chains(
-    services: &[PortService],
-    rds_name: &str,
+impl PortService {
+    /// The addresses that get a listener of their own (`VIP_PORT`): plain IP addresses,
+    /// for a service that is not HTTP (HTTP services share `0.0.0.0_PORT` and are told
+    /// apart by host). Address blocks are matched on `0.0.0.0_PORT` instead, as in Istio.
+    pub fn vips(&self) -> Vec<&str> {
+        if self.protocol.is_http() {
+            return Vec::new();
+        }
+        self.addresses
+            .iter()
+            .filter(|a| !a.contains('/') && a.parse::<std::net::IpAddr>().is_ok())
+            .map(String::as_str)
+            .collect()
+    }
+
+    fn ranges(&self) -> Vec<CidrRange> {
+        self.addresses
+            .iter()
+            .filter(|a| a.contains('/'))
+            .filter_map(|a| cidr(a))
+            .collect()
+    }
+
+    fn is_tls(&self) -> bool {
+        matches!(self.protocol, Protocol::Tls | Protocol::Https)
+    }
+}
+
+/// The route config of a service whose protocol is sniffed on a listener of its own
+/// (`VIP_PORT`, or a headless service's `PODIP_PORT`): Istio's `HOST:PORT`.
+pub(crate) fn sniffed_route(host: &str, port: u16) -> String {
+    format!("{host}:{port}")
+}
+
+/// HTTP detected on the connection (by `http_inspector`) goes to `route`.
+fn sniffed_http_chain(
+    name: String,
+    ranges: Vec<CidrRange>,
     stat: &str,
-    unknown: &Unknown,
-) -> (Vec<FilterChain>, bool) {
+    route: &str,
+) -> FilterChain {
+    FilterChain {
+        name,
+        filter_chain_match: Some(FilterChainMatch {
+            prefix_ranges: ranges,
+            application_protocols: HTTP_PROTOCOLS.map(String::from).to_vec(),
+            ..Default::default()
+        }),
+        filters: vec![hcm_filter(stat, rds(route))],
+        ..Default::default()
+    }
+}
+
+fn tcp_chain(s: &PortService, m: Option<FilterChainMatch>) -> FilterChain {
+    FilterChain {
+        name: s.cluster.clone(),
+        filter_chain_match: m,
+        filters: vec![tcp_proxy_filter_timed(&s.cluster, &s.tcp)],
+        ..Default::default()
+    }
+}
+
+fn captured(address: &str, port: u16, filter_chains: Vec<FilterChain>) -> Listener {
+    let matches = |f: fn(&FilterChainMatch) -> bool| {
+        filter_chains
+            .iter()
+            .any(|c| c.filter_chain_match.as_ref().is_some_and(f))
+    };
+    let mut listener_filters = Vec::new();
+    if matches(|m| !m.server_names.is_empty()) {
+        listener_filters.push(listener_filter(
+            filters::TLS_INSPECTOR,
+            &TlsInspector::default(),
+        ));
+    }
+    if matches(|m| !m.application_protocols.is_empty()) {
+        listener_filters.push(listener_filter(
+            filters::HTTP_INSPECTOR,
+            &HttpInspector::default(),
+        ));
+    }
+    Listener {
+        name: format!("{address}_{port}"),
+        address: Some(socket(address, port)),
+        filter_chains,
+        bind_to_port: Some(boolv(false)),
+        listener_filters,
+        traffic_direction: TrafficDirection::Outbound as i32,
+        ..Default::default()
+    }
+}
+
+/// `ADDRESS_PORT`: captured outbound traffic to one address, reached through
+/// `virtualOutbound` by original destination (not bound). Istio gives each TCP or
+/// sniffed service with a virtual IP such a listener, and each pod of a headless Service
+/// (so that each pod's traffic is its own service's even where several share a port).
+/// The services are in precedence order: where two claim the address, the first one's
+/// chains win (later duplicates are dropped by [`super::tcp_route::finish`]). A service
+/// whose protocol is sniffed sends what is HTTP to its own route config `HOST:PORT`.
+pub(crate) fn outbound_vip(address: &str, port: u16, services: &[PortService]) -> Listener {
+    let stat = format!("outbound_{address}_{port}");
     let mut chains = Vec::new();
-    let mut sniff = false;
     for s in services {
-        let ranges: Vec<CidrRange> = s.addresses.iter().filter_map(|a| cidr(a)).collect();
-        if ranges.is_empty() || s.protocol.is_http() {
-            continue;
-        }
         if s.protocol == Protocol::Unknown {
-            sniff = true;
-            chains.push(FilterChain {
-                name: format!("{}-http", s.cluster),
-                filter_chain_match: Some(FilterChainMatch {
-                    prefix_ranges: ranges.clone(),
-                    application_protocols: HTTP_PROTOCOLS.map(String::from).to_vec(),
-                    ..Default::default()
-                }),
-                filters: vec![hcm_filter(stat, rds(rds_name))],
-                ..Default::default()
-            });
+            chains.push(sniffed_http_chain(
+                format!("{}-http", s.cluster),
+                Vec::new(),
+                &stat,
+                &sniffed_route(&s.host, port),
+            ));
         }
-        chains.push(FilterChain {
-            name: s.cluster.clone(),
-            filter_chain_match: Some(FilterChainMatch {
-                prefix_ranges: ranges,
-                ..Default::default()
-            }),
-            filters: vec![tcp_proxy_filter_timed(&s.cluster, &s.tcp)],
-            ..Default::default()
-        });
+        chains.push(tcp_chain(s, None));
     }
-    let any_http = services.iter().any(|s| s.protocol.is_http());
-    let any_sniffed = services.iter().any(|s| s.protocol == Protocol::Unknown);
-    if any_http {
-        chains.push(FilterChain {
-            name: "http".into(),
-            filters: vec![hcm_filter(stat, rds(rds_name))],
-            ..Default::default()
-        });
-    } else {
-        if any_sniffed {
-            sniff = true;
-            chains.push(FilterChain {
-                name: "http".into(),
-                filter_chain_match: Some(FilterChainMatch {
-                    application_protocols: HTTP_PROTOCOLS.map(String::from).to_vec(),
-                    ..Default::default()
-                }),
-                filters: vec![hcm_filter(stat, rds(rds_name))],
-                ..Default::default()
-            });
-        }
-        chains.push(FilterChain {
-            name: unknown.chain_name().into(),
-            filters: vec![tcp_proxy_filter(unknown.cluster())],
-            ..Default::default()
-        });
-    }
-    (chains, sniff)
+    captured(address, port, chains)
 }
 
-/// `0.0.0.0_PORT`: reached through `virtualOutbound` by original destination, not bound.
-pub(crate) fn outbound_port(port: u16, services: &[PortService], unknown: &Unknown) -> Listener {
-    outbound_at("0.0.0.0", port, services, unknown)
-}
-
-/// The listener `ADDRESS_PORT` of captured outbound traffic to one address: the pods of a
-/// headless Service (Istio's per-endpoint listeners), so that each pod's traffic is its own
-/// service's even where several headless services share a port.
-pub(crate) fn outbound_at(
-    address: &str,
+/// `0.0.0.0_PORT`: captured outbound traffic to a port that no `VIP_PORT` listener takes,
+/// as Istio builds it from the services without a virtual IP of their own:
+/// - HTTP services, on the route config `PORT` (told apart by host);
+/// - services on address blocks, matched by destination range (HTTP on a sniffed one
+///   detected and routed by `PORT` as well);
+/// - TLS and HTTPS services without addresses, matched by SNI (their host name): how
+///   an external HTTPS API registered by host alone is reached;
+/// - a TCP (or sniffed) service without addresses takes every other connection to the
+///   port (the first such service; HTTP on it still goes to `PORT`);
+/// - what is left follows the outbound traffic policy (`PassthroughCluster` or
+///   `BlackHoleCluster`).
+pub(crate) fn outbound_wildcard(
     port: u16,
     services: &[PortService],
     unknown: &Unknown,
 ) -> Listener {
-    let name = format!("{address}_{port}");
-    let (filter_chains, sniff) = capture_chains(
-        services,
-        &port.to_string(),
-        &format!("outbound_{name}"),
-        unknown,
-    );
-    Listener {
-        name,
-        address: Some(socket(address, port)),
-        filter_chains,
-        bind_to_port: Some(boolv(false)),
-        listener_filters: if sniff {
-            vec![listener_filter(
-                filters::HTTP_INSPECTOR,
-                &HttpInspector::default(),
-            )]
-        } else {
-            Vec::new()
-        },
-        traffic_direction: TrafficDirection::Outbound as i32,
-        ..Default::default()
+    let stat = format!("outbound_0.0.0.0_{port}");
+    let route = port.to_string();
+    let mut chains = Vec::new();
+    let mut catch_all: Option<&PortService> = None;
+    let mut sniff_any = false;
+    for s in services.iter().filter(|s| !s.protocol.is_http()) {
+        let ranges = s.ranges();
+        if !ranges.is_empty() {
+            if s.protocol == Protocol::Unknown {
+                chains.push(sniffed_http_chain(
+                    format!("{}-http", s.cluster),
+                    ranges.clone(),
+                    &stat,
+                    &route,
+                ));
+            }
+            let m = FilterChainMatch {
+                prefix_ranges: ranges,
+                ..Default::default()
+            };
+            chains.push(tcp_chain(s, Some(m)));
+        } else if !s.vips().is_empty() {
+            // Reached on its own `VIP_PORT` listener.
+        } else if s.is_tls() {
+            let m = FilterChainMatch {
+                server_names: vec![s.host.clone()],
+                ..Default::default()
+            };
+            chains.push(tcp_chain(s, Some(m)));
+        } else if catch_all.is_none() {
+            sniff_any |= s.protocol == Protocol::Unknown;
+            catch_all = Some(s);
+        }
     }
+    let any_http = services.iter().any(|s| s.protocol.is_http());
+    match catch_all {
+        // TCP and HTTP share the port: HTTP is detected, the rest is the service's.
+        Some(s) => {
+            if any_http || sniff_any {
+                chains.push(sniffed_http_chain("http".into(), Vec::new(), &stat, &route));
+            }
+            chains.push(tcp_chain(s, None));
+        }
+        None if any_http => chains.push(FilterChain {
+            name: "http".into(),
+            filters: vec![hcm_filter(&stat, rds(&route))],
+            ..Default::default()
+        }),
+        None => chains.push(FilterChain {
+            name: unknown.chain_name().into(),
+            filters: vec![tcp_proxy_filter(unknown.cluster())],
+            ..Default::default()
+        }),
+    }
+    captured("0.0.0.0", port, chains)
 }
 
 /// What a bound listener carries.

@@ -202,14 +202,16 @@ pub(crate) fn chains(
             };
             let filter = route_filter(scope, &vs.namespace, r.route, port, name)?;
             let kind = if r.sni_hosts.is_empty() { "tcp" } else { "tls" };
+            let m = FilterChainMatch {
+                prefix_ranges,
+                // `*` matches any SNI: no server name at all, as in Istio.
+                server_names: r.sni_hosts.iter().filter(|h| *h != "*").cloned().collect(),
+                ..Default::default()
+            };
             Some(FilterChain {
                 name: format!("{name}|{kind}|{}.{}|{i}", vs.name, vs.namespace),
-                filter_chain_match: Some(FilterChainMatch {
-                    prefix_ranges,
-                    // `*` matches any SNI: no server name at all, as in Istio.
-                    server_names: r.sni_hosts.iter().filter(|h| *h != "*").cloned().collect(),
-                    ..Default::default()
-                }),
+                // Matching everything is written as no match, like the chains it replaces.
+                filter_chain_match: (m != FilterChainMatch::default()).then_some(m),
                 filters: vec![filter],
                 ..Default::default()
             })
