@@ -60,7 +60,7 @@ impl Envoy {
                     "socket_address": { "address": xds.ip().to_string(), "port_value": xds.port() }
                 } } }] }] }
             }] },
-            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin.port() } } }
+            "admin": { "address": { "socket_address": { "address": admin.ip().to_string(), "port_value": admin.port() } } }
         })
     }
 
@@ -102,10 +102,7 @@ impl Envoy {
         admin: SocketAddr,
         bootstrap: serde_json::Value,
     ) -> anyhow::Result<Envoy> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("bootstrap.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&bootstrap)?)?;
-        let mut cmd = match netns {
+        let cmd = match netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(bin);
@@ -113,6 +110,37 @@ impl Envoy {
             }
             None => Command::new(bin),
         };
+        Envoy::run(cmd, admin, bootstrap).await
+    }
+
+    /// A pod's sidecar: Envoy inside the pod network `net`, running as Istio's proxy user
+    /// ([`crate::netns::PROXY_UID`]) so that the pod's outbound capture leaves its own
+    /// connections alone.
+    pub async fn start_in_pod(
+        net: &crate::netns::PodNet,
+        bin: std::path::PathBuf,
+        admin: SocketAddr,
+        bootstrap: serde_json::Value,
+    ) -> anyhow::Result<Envoy> {
+        let id = crate::netns::PROXY_UID.to_string();
+        let mut cmd = net.command("setpriv");
+        cmd.args(["--reuid", &id, "--regid", &id, "--clear-groups"])
+            .arg(bin);
+        Envoy::run(cmd, admin, bootstrap).await
+    }
+
+    async fn run(
+        mut cmd: Command,
+        admin: SocketAddr,
+        bootstrap: serde_json::Value,
+    ) -> anyhow::Result<Envoy> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("bootstrap.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&bootstrap)?)?;
+        // Readable by a proxy that does not run as the test's user.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
         cmd.arg("-c")
             .arg(&path)
             .arg("--disable-hot-restart")

@@ -11,6 +11,7 @@ pub mod envoy;
 pub mod https;
 pub mod identity;
 pub mod ingress;
+pub mod netns;
 pub mod python;
 pub mod xds;
 
@@ -27,17 +28,21 @@ pub type Shoal = shoal_loadtest::server::Server;
 
 /// Starts the workspace's `shoal serve` on `config_dir` with `extra` arguments, on free
 /// loopback ports and a temporary data dir (the CA in its `ca/`), and waits until it is
-/// ready. `extra` may name the TLS address (`--xds-tls-addr`, e.g. to reach it from a
-/// network namespace). Logs at `info` unless `SHOAL_TEST_LOG` says otherwise; a failing
+/// ready. `extra` may name the TLS and plaintext xDS addresses (`--xds-tls-addr`,
+/// `--xds-addr`, e.g. to reach them from a network namespace). Logs at `info` unless `SHOAL_TEST_LOG` says otherwise; a failing
 /// test prints the log's tail.
 pub async fn start_shoal(config_dir: &Path, extra: &[&str]) -> anyhow::Result<Shoal> {
-    let mut tls: Option<SocketAddr> = None;
+    let (mut tls, mut plain): (Option<SocketAddr>, Option<SocketAddr>) = (None, None);
     let mut args = Vec::new();
     let mut it = extra.iter();
     while let Some(a) = it.next() {
         match (*a, it.clone().next()) {
             ("--xds-tls-addr", Some(addr)) => {
                 tls = Some(addr.parse()?);
+                it.next();
+            }
+            ("--xds-addr", Some(addr)) => {
+                plain = Some(addr.parse()?);
                 it.next();
             }
             _ => args.push(*a),
@@ -52,6 +57,9 @@ pub async fn start_shoal(config_dir: &Path, extra: &[&str]) -> anyhow::Result<Sh
                 .log_filter_from_env("SHOAL_TEST_LOG", "info");
             if let Some(tls) = tls {
                 serve.xds_tls = tls;
+            }
+            if let Some(plain) = plain {
+                serve.xds = plain;
             }
             serve
         },

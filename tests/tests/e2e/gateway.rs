@@ -57,25 +57,9 @@ spec:
         )
 }
 
-/// A CA and a certificate for `names` it signed: (CA PEM, certificate PEM, key PEM).
-fn certificates_for(ca_name: &str, names: &[&str]) -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, ca_name);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let leaf = rcgen::CertificateParams::new(names).unwrap();
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
-}
-
 /// A CA and a certificate for `HOST` it signed: (CA PEM, certificate PEM, key PEM).
 fn certificates() -> (String, String, String) {
-    certificates_for("shoal gateway test CA", &[HOST])
+    shoal_tests::identity::ca_and_leaf("shoal gateway test CA", &[HOST]).unwrap()
 }
 
 /// Connects over TLS to `addr` with SNI `sni`, trusting `ca_pem` and presenting `client`
@@ -347,10 +331,13 @@ async fn gateway_credentials_come_from_secrets_over_sds() {
     let _db = backends::tcp_echo(format!("127.0.0.2:{db_port}").parse().unwrap(), "db")
         .await
         .unwrap();
-    let server = certificates_for("shoal gateway server CA", &[HOST, DB_HOST]);
+    let server =
+        shoal_tests::identity::ca_and_leaf("shoal gateway server CA", &[HOST, DB_HOST]).unwrap();
     let (client_ca, client_cert, client_key) =
-        certificates_for("shoal gateway client CA", &["client.example.com"]);
-    let (_, stranger_cert, stranger_key) = certificates_for("another CA", &["client.example.com"]);
+        shoal_tests::identity::ca_and_leaf("shoal gateway client CA", &["client.example.com"])
+            .unwrap();
+    let (_, stranger_cert, stranger_key) =
+        shoal_tests::identity::ca_and_leaf("another CA", &["client.example.com"]).unwrap();
     let ports = [(); 3].map(|_| free_port("127.0.0.1"));
     let [simple_port, mutual_port, tls_port] = ports;
 
@@ -520,7 +507,8 @@ async fn secrets_received(
 async fn credentials_are_only_for_gateways_of_their_namespace() {
     let issuer = Issuer::new().unwrap();
     let server = certificates();
-    let (client_ca, _, _) = certificates_for("client CA", &["client.example.com"]);
+    let (client_ca, _, _) =
+        shoal_tests::identity::ca_and_leaf("client CA", &["client.example.com"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("mesh.yaml"),
@@ -614,7 +602,8 @@ async fn a_gateway_whose_pod_appears_later_gets_its_credentials() {
     use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
     let issuer = Issuer::new().unwrap();
     let server = certificates();
-    let (client_ca, _, _) = certificates_for("client CA", &["client.example.com"]);
+    let (client_ca, _, _) =
+        shoal_tests::identity::ca_and_leaf("client CA", &["client.example.com"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("mesh.yaml"),

@@ -12,6 +12,7 @@
 
 mod architecture;
 mod authz_paths;
+mod capture;
 mod delegate;
 mod deprecated;
 mod east_west;

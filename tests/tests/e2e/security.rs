@@ -11,6 +11,7 @@ use shoal_tests::identity::{
     Issuer, create_certificate, csr_for, envoy_cert_uris, envoy_certs, pem_uris, tls_bootstrap,
     tls_channel,
 };
+use shoal_tests::netns::PodNet;
 use shoal_tests::{Envoy, Proc, Shoal, http_get, start_shoal};
 use shoal_tests::{env, eventually, free_port};
 
@@ -85,90 +86,6 @@ async fn tokens_are_checked_on_the_tls_port() {
     assert!(log.contains("refused stream"), "{log}");
 }
 
-/// A network namespace `ns` with a veth to the host: host side `.1`, namespace side `.2`,
-/// removed on drop.
-struct Netns {
-    name: String,
-    host_ip: String,
-    ns_ip: String,
-}
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Netns {
-    fn create() -> Netns {
-        // Unique per test in this process (tests run concurrently) and across processes.
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = (std::process::id() * 7 + n) % 250;
-        let name = format!("shoalsec{}-{n}", std::process::id());
-        let (host_if, ns_if) = (format!("ss{id}h"), format!("ss{id}n"));
-        let (host_ip, ns_ip) = (format!("10.214.{id}.1"), format!("10.214.{id}.2"));
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
-        sh(&["ip", "netns", "add", &name]);
-        sh(&[
-            "ip", "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
-        ]);
-        sh(&["ip", "link", "set", &ns_if, "netns", &name]);
-        sh(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{host_ip}/24"),
-            "dev",
-            &host_if,
-        ]);
-        sh(&["ip", "link", "set", &host_if, "up"]);
-        let exec = |args: &[&str]| {
-            let mut all = vec!["ip", "netns", "exec", &name];
-            all.extend_from_slice(args);
-            sh(&all);
-        };
-        exec(&["ip", "addr", "add", &format!("{ns_ip}/24"), "dev", &ns_if]);
-        exec(&["ip", "link", "set", &ns_if, "up"]);
-        exec(&["ip", "link", "set", "lo", "up"]);
-        // What a sidecar injector's init container does: inbound traffic to the app's port
-        // goes to Envoy's virtualInbound (15006).
-        exec(&[
-            "iptables",
-            "-t",
-            "nat",
-            "-A",
-            "PREROUTING",
-            "-p",
-            "tcp",
-            "--dport",
-            "8080",
-            "-j",
-            "REDIRECT",
-            "--to-ports",
-            "15006",
-        ]);
-        Netns {
-            name,
-            host_ip,
-            ns_ip,
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
 fn mesh(ns_ip: &str, port: u16) -> String {
     format!(
         r#"apiVersion: v1
@@ -232,7 +149,7 @@ struct Pair {
     _site: tempfile::TempDir,
     _dir: tempfile::TempDir,
     _issuer: Issuer,
-    _net: Netns,
+    _net: PodNet,
 }
 
 const HOST: [(&str, &str); 1] = [("host", "backend.demo.svc.cluster.local")];
@@ -247,10 +164,11 @@ async fn pair(extra: &[&str]) -> Option<Pair> {
         eprintln!("SKIP: needs root, iproute2 and iptables (a sidecar's inbound capture)");
         return None;
     }
-    let net = Netns::create();
+    let net = PodNet::create().unwrap();
+    net.capture_inbound(8080).unwrap();
     let port = free_port("127.0.0.1");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("mesh.yaml"), mesh(&net.ns_ip, port)).unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), mesh(&net.pod_ip, port)).unwrap();
     let issuer = Issuer::new().unwrap();
     let tls = format!("0.0.0.0:{}", free_port("0.0.0.0"));
     let issuer_arg = issuer.arg();
@@ -265,16 +183,8 @@ async fn pair(extra: &[&str]) -> Option<Pair> {
     std::fs::write(site.path().join("denied"), "denied\n").unwrap();
     let app = Proc::spawn(
         "backend",
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &net.name,
-                "python3",
-                "-m",
-                "http.server",
-                "8080",
-            ])
+        net.command("python3")
+            .args(["-m", "http.server", "8080"])
             .arg("--directory")
             .arg(site.path()),
     )
@@ -282,7 +192,7 @@ async fn pair(extra: &[&str]) -> Option<Pair> {
     let xds_from_ns: SocketAddr = format!("{}:{}", net.host_ip, shoal.xds_tls().port())
         .parse()
         .unwrap();
-    let server_admin: SocketAddr = format!("{}:15000", net.ns_ip).parse().unwrap();
+    let server_admin: SocketAddr = format!("{}:15000", net.pod_ip).parse().unwrap();
     let server = Envoy::start_bootstrap_in(
         Some(&net.name),
         bin.clone(),
@@ -290,7 +200,7 @@ async fn pair(extra: &[&str]) -> Option<Pair> {
         tls_bootstrap(
             &format!(
                 "sidecar~{}~backend-0.demo~demo.svc.cluster.local",
-                net.ns_ip
+                net.pod_ip
             ),
             serde_json::json!({ "NAMESPACE": "demo", "LABELS": { "app": "backend" } }),
             xds_from_ns,
@@ -322,7 +232,7 @@ async fn pair(extra: &[&str]) -> Option<Pair> {
         client,
         server,
         via: local(port),
-        direct: format!("{}:8080", net.ns_ip).parse().unwrap(),
+        direct: format!("{}:8080", net.pod_ip).parse().unwrap(),
         _app: app,
         _site: site,
         _dir: dir,
