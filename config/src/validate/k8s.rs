@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 
 use super::Validator;
-use crate::k8s::{EndpointSlice, IntOrString, Service};
+use crate::k8s::{EndpointSlice, IntOrString, Service, ServicePort};
 
 pub(super) fn service(v: &mut Validator, s: &Service) {
     let mut numbers = BTreeSet::new();
@@ -43,6 +43,54 @@ pub(super) fn service(v: &mut Validator, s: &Service) {
     {
         v.ip("spec.clusterIP", ip);
     }
+    wildcard_only_ports(v, s);
+}
+
+/// A Service written without a `clusterIP` (the API server would have given it one; a file
+/// or etcd does not) and not headless: a captured sidecar reaches its TCP ports only
+/// through `0.0.0.0_PORT`, where — as in Istio — the service takes every connection to that
+/// port that no other listener matches. HTTP ports are told apart by host and TLS ones by
+/// SNI, so only the others are worth a warning.
+fn wildcard_only_ports(v: &mut Validator, s: &Service) {
+    let addressed = s
+        .spec
+        .cluster_ip
+        .as_deref()
+        .is_some_and(|ip| !ip.is_empty())
+        || s.spec.cluster_ips.iter().any(|ip| !ip.is_empty());
+    if addressed || s.spec.type_.as_deref() == Some("ExternalName") {
+        return;
+    }
+    for (i, p) in s.spec.ports.iter().enumerate() {
+        if p.protocol.as_deref().unwrap_or("TCP") != "TCP" || told_apart(p) {
+            continue;
+        }
+        v.warning(
+            format!("spec.ports[{i}]"),
+            format!(
+                "no clusterIP: port {n} is reached only through the listener 0.0.0.0_{n}, \
+                 where this service takes every connection to port {n} that no other \
+                 listener matches; give the Service a clusterIP (or clusterIP: None for a \
+                 headless Service)",
+                n = p.port
+            ),
+        );
+    }
+}
+
+/// Whether a port's protocol (`appProtocol`, else the name's prefix) is HTTP or TLS.
+fn told_apart(p: &ServicePort) -> bool {
+    let declared = p
+        .app_protocol
+        .as_deref()
+        .or(p.name.as_deref())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let prefix = declared.split('-').next().unwrap_or_default();
+    matches!(
+        prefix,
+        "http" | "http2" | "grpc" | "https" | "tls" | "kubernetes.io/h2c"
+    )
 }
 
 pub(super) fn endpoint_slice(v: &mut Validator, s: &EndpointSlice) {

@@ -111,7 +111,7 @@ fn destination_rule_and_kubernetes_rules() {
         "{e:?}"
     );
     let e = errors(
-        "apiVersion: v1\nkind: Service\nmetadata: {name: Bad_Name}\nspec:\n  ports: [{port: 80}, {port: 80, name: b}]\n",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: Bad_Name}\nspec:\n  clusterIP: 10.0.0.1\n  ports: [{port: 80}, {port: 80, name: b}]\n",
     );
     assert_eq!(e.len(), 3, "{e:?}");
     let e = errors(
@@ -136,3 +136,41 @@ mod security;
 pub(crate) mod support;
 mod traffic_policy;
 mod virtual_service;
+
+#[test]
+fn a_service_without_an_address_warns_for_ports_only_the_wildcard_listener_reaches() {
+    let svc = |spec: &str| {
+        support::findings(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: s, namespace: ns}}\nspec:\n{spec}"
+        ))
+    };
+    let f = svc(
+        "  ports:\n  - {name: tcp-db, port: 5432}\n  - {name: http-web, port: 80}\n  - {name: tls, port: 443}\n  - {name: grpc, port: 9000, appProtocol: grpc}\n  - {name: sniffed, port: 7000}\n",
+    );
+    let warned: Vec<&String> = f.iter().filter(|m| m.contains("no clusterIP")).collect();
+    assert_eq!(warned.len(), 2, "{f:#?}");
+    assert!(
+        support::has(
+            &f,
+            "warning spec.ports[0]: no clusterIP: port 5432 is reached only through the listener 0.0.0.0_5432"
+        ),
+        "{f:#?}"
+    );
+    assert!(
+        support::has(&f, "warning spec.ports[4]: no clusterIP: port 7000"),
+        "{f:#?}"
+    );
+    // An address, a headless Service or an ExternalName: nothing to say.
+    for spec in [
+        "  clusterIP: 10.0.0.1\n  ports: [{name: tcp, port: 5432}]\n",
+        "  clusterIP: None\n  ports: [{name: tcp, port: 5432}]\n",
+        "  clusterIPs: [10.0.0.1]\n  ports: [{name: tcp, port: 5432}]\n",
+        "  type: ExternalName\n  externalName: db.example.com\n  ports: [{name: tcp, port: 5432}]\n",
+    ] {
+        let f = svc(spec);
+        assert!(
+            !f.iter().any(|m| m.contains("no clusterIP")),
+            "{spec}: {f:#?}"
+        );
+    }
+}
