@@ -190,6 +190,30 @@ impl ParentReference {
     pub fn is_service(&self) -> bool {
         self.group.as_deref().unwrap_or("").is_empty() && self.kind.as_deref() == Some("Service")
     }
+
+    /// Whether it names an Istio `ServiceEntry`: mesh routing for its hosts, as Istio
+    /// offers it (the Gateway API form of its egress-gateway task).
+    pub fn is_service_entry(&self) -> bool {
+        self.group.as_deref() == Some(ISTIO_NETWORKING)
+            && self.kind.as_deref() == Some("ServiceEntry")
+    }
+}
+
+/// The API group of Istio's networking kinds, which Istio accepts as route parents
+/// (`ServiceEntry`) and backends (`ServiceEntry`, `Hostname`).
+pub const ISTIO_NETWORKING: &str = "networking.istio.io";
+
+/// What a backend reference names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// A core `Service` (the default).
+    Service,
+    /// Istio's `Hostname`: a host of the registry by name, e.g. a ServiceEntry's host.
+    Hostname,
+    /// An Istio `ServiceEntry`, by name: its (first) host.
+    ServiceEntry,
+    /// Anything else: not routable.
+    Other,
 }
 
 /// `HTTPRouteRule`.
@@ -395,10 +419,22 @@ pub struct BackendRef {
 }
 
 impl BackendRef {
-    /// Whether it names a core `Service`, the only backend kind shoal routes to.
+    /// Whether it names a core `Service`.
     pub fn is_service(&self) -> bool {
-        self.group.as_deref().unwrap_or("").is_empty()
-            && self.kind.as_deref().unwrap_or("Service") == "Service"
+        self.kind() == BackendKind::Service
+    }
+
+    /// What it names (group and kind defaulted as the API says).
+    pub fn kind(&self) -> BackendKind {
+        match (
+            self.group.as_deref().unwrap_or(""),
+            self.kind.as_deref().unwrap_or("Service"),
+        ) {
+            ("", "Service") => BackendKind::Service,
+            (ISTIO_NETWORKING, "Hostname") => BackendKind::Hostname,
+            (ISTIO_NETWORKING, "ServiceEntry") => BackendKind::ServiceEntry,
+            _ => BackendKind::Other,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use super::Validator;
 use crate::gateway_api::{
-    FilterType, FromNamespaces, GrpcMethodMatch, GrpcMethodMatchType, GrpcRouteSpec,
+    BackendKind, FilterType, FromNamespaces, GrpcMethodMatch, GrpcMethodMatchType, GrpcRouteSpec,
     HttpBackendRef, HttpPathModifier, HttpRouteFilter, HttpRouteMatch, HttpRouteRule,
     HttpRouteSpec, KubeGatewaySpec, L4RouteSpec, Listener, ParentReference, PathMatchType,
     PathModifierType, ReferenceGrantSpec, TlsMode, ValueMatchType,
@@ -175,10 +175,10 @@ fn parent_refs(v: &mut Validator, refs: &[ParentReference]) {
         if let Some(port) = p.port {
             v.port(format!("{f}.port"), port);
         }
-        if !p.is_gateway() && !p.is_service() {
+        if !p.is_gateway() && !p.is_service() && !p.is_service_entry() {
             v.warning(
                 f,
-                "only Gateway and core Service parents are supported: ignored",
+                "only Gateway, core Service and Istio ServiceEntry parents are supported: ignored",
             );
         }
     }
@@ -301,10 +301,10 @@ fn is_grpc_service(s: &str) -> bool {
 pub(super) fn l4_route(v: &mut Validator, spec: &L4RouteSpec, tls: bool) {
     parent_refs(v, &spec.parent_refs);
     for (i, p) in spec.parent_refs.iter().enumerate() {
-        if p.is_service() {
+        if p.is_service() || p.is_service_entry() {
             v.warning(
                 format!("spec.parentRefs[{i}]"),
-                "mesh (Service) parents are supported for HTTPRoutes only: ignored",
+                "mesh (Service and ServiceEntry) parents are supported for HTTPRoutes and GRPCRoutes only: ignored",
             );
         }
     }
@@ -436,23 +436,28 @@ fn backend_refs(v: &mut Validator, f: &str, refs: &[HttpBackendRef]) {
                 format!("weight {w} is out of range 0-{MAX_WEIGHT}"),
             );
         }
-        backend_port(v, &bf, b.backend().is_service(), b.port);
+        backend_port(v, &bf, b.backend().kind(), b.port);
     }
 }
 
-fn backend_port(v: &mut Validator, f: &str, service: bool, port: Option<i64>) {
-    if !service {
-        v.warning(
-            f.to_string(),
-            "only core Services are supported as backends: its share of traffic gets 500",
-        );
-        return;
-    }
+fn backend_port(v: &mut Validator, f: &str, kind: BackendKind, port: Option<i64>) {
+    let what = match kind {
+        BackendKind::Service => "a Service",
+        BackendKind::Hostname => "a Hostname",
+        BackendKind::ServiceEntry => "a ServiceEntry",
+        BackendKind::Other => {
+            v.warning(
+                f.to_string(),
+                "only core Services and Istio's Hostname and ServiceEntry are supported as backends: its share of traffic gets 500",
+            );
+            return;
+        }
+    };
     match port {
         Some(p) => {
             v.port(format!("{f}.port"), p);
         }
-        None => v.error(format!("{f}.port"), "required for a Service backend"),
+        None => v.error(format!("{f}.port"), format!("required for {what} backend")),
     }
 }
 
@@ -609,7 +614,7 @@ fn route_filter(v: &mut Validator, f: &str, filter: &HttpRouteFilter) {
         if m.backend_ref.name.is_empty() {
             v.error(format!("{mf}.name"), "required");
         }
-        backend_port(v, &mf, m.backend_ref.is_service(), m.backend_ref.port);
+        backend_port(v, &mf, m.backend_ref.kind(), m.backend_ref.port);
         if let Some(p) = m.percent
             && !(0..=100).contains(&p)
         {
@@ -727,7 +732,7 @@ mod tests {
             "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: t, namespace: ns}\nspec:\n  parentRefs: [{name: gw}, {kind: Service, group: '', name: s}]\n  hostnames: [a.example.com]\n  rules:\n  - backendRefs: [{name: db}]\n  - backendRefs: []\n---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {name: t, namespace: ns}\nspec:\n  parentRefs: [{name: gw}]\n  hostnames: ['*']\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: data}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: ''}]\n  to: [{group: '', kind: Service, name: ''}]\n",
         );
         for expected in [
-            "warning spec.parentRefs[1]: mesh (Service) parents",
+            "warning spec.parentRefs[1]: mesh (Service and ServiceEntry) parents",
             "error spec.hostnames: a TCPRoute has no hostnames",
             "error spec.rules[0].backendRefs[0].port: required",
             "error spec.rules[1].backendRefs: at least one backend",
@@ -736,6 +741,30 @@ mod tests {
             "error spec.from[0].kind: required",
             "error spec.from[0].namespace: required",
             "error spec.to[0].name: must not be empty",
+        ] {
+            assert!(has(&f, expected), "{expected}: {f:?}");
+        }
+    }
+
+    #[test]
+    fn istio_parents_and_backends_are_accepted_as_istio_accepts_them() {
+        let route = |parent: &str, backend: &str| {
+            findings(&format!(
+                "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: ns}}\nspec:\n  parentRefs: [{parent}]\n  rules:\n  - backendRefs: [{backend}]\n"
+            ))
+        };
+        let ok = route(
+            "{kind: ServiceEntry, group: networking.istio.io, name: api}",
+            "{kind: Hostname, group: networking.istio.io, name: api.example.com, port: 443}",
+        );
+        assert_eq!(ok, Vec::<String>::new());
+        let f = route(
+            "{kind: VirtualService, group: networking.istio.io, name: v}",
+            "{kind: Hostname, group: networking.istio.io, name: api.example.com}",
+        );
+        for expected in [
+            "warning spec.parentRefs[0]: only Gateway, core Service and Istio ServiceEntry parents",
+            "error spec.rules[0].backendRefs[0].port: required for a Hostname backend",
         ] {
             assert!(has(&f, expected), "{expected}: {f:?}");
         }

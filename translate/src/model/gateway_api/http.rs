@@ -16,7 +16,7 @@ use shoal_config::istio::{
 };
 use shoal_config::{ConfigSnapshot, Kind, Object, ObjectKey};
 
-use super::refs::Backends;
+use super::refs::{Backends, service_entry_hosts};
 use super::{Gateways, RouteKind, attachments};
 use crate::model::{Rule, VirtualServiceRule, Visibility};
 
@@ -38,8 +38,22 @@ pub(super) fn virtual_services(
             &spec.parent_refs,
             &spec.hostnames,
         );
-        let services: Vec<_> = spec.parent_refs.iter().filter(|p| p.is_service()).collect();
-        if hosts_by_gateway.is_empty() && services.is_empty() {
+        // Mesh parents: each Service's host, each host of each ServiceEntry (Istio's form
+        // for external hosts), with the namespace that owns them and the port named.
+        let mut mesh_hosts = Vec::new();
+        for parent in spec.parent_refs.iter() {
+            let ns = parent.namespace.as_deref().unwrap_or(&key.namespace);
+            let port = parent.port.and_then(|p| u32::try_from(p).ok());
+            if parent.is_service() {
+                let host = format!("{}.{ns}.svc.{suffix}", parent.name);
+                mesh_hosts.push((ns.to_string(), host, port));
+            } else if parent.is_service_entry() {
+                for host in service_entry_hosts(cfg, ns, &parent.name, suffix) {
+                    mesh_hosts.push((ns.to_string(), host, port));
+                }
+            }
+        }
+        if hosts_by_gateway.is_empty() && mesh_hosts.is_empty() {
             return;
         }
         let backends = Backends {
@@ -49,12 +63,9 @@ pub(super) fn virtual_services(
             suffix,
         };
         let routes = http_routes(key, spec, &backends, kind == RouteKind::Grpc);
-        for parent in services {
-            let ns = parent.namespace.as_deref().unwrap_or(&key.namespace);
-            let svc_host = format!("{}.{ns}.svc.{suffix}", parent.name);
-            let port = parent.port.and_then(|p| u32::try_from(p).ok());
+        for (ns, host, port) in mesh_hosts {
             let list = mesh
-                .entry((key.namespace.clone(), ns.into(), svc_host))
+                .entry((key.namespace.clone(), ns.into(), host))
                 .or_default();
             list.extend(
                 routes

@@ -42,7 +42,12 @@
 //!   route's hostnames do not apply). A route of the Service's namespace (a producer route)
 //!   applies to every client; a route of another namespace (a consumer route) only to the
 //!   clients of its own namespace, which prefer it over the producer's (VirtualServices of
-//!   the client's namespace come first).
+//!   the client's namespace come first). An Istio `ServiceEntry` parent does the same for
+//!   each of its hosts: how Istio's egress-gateway task sends a mesh's traffic to an
+//!   external host through an egress gateway (the route's backend that Gateway's Service,
+//!   the Gateway's route's backend an Istio `Hostname`, the external host itself).
+//!   Backends may be core Services, Istio `Hostname`s (any host of the registry, by name)
+//!   or `ServiceEntry`s (their first host), as Istio routes them (`refs.rs`).
 //!
 //! - status (`status.rs`): what Istio's controller (`istio.io/gateway-controller`) writes on
 //!   the Gateways of class `istio` and on the routes that name them (or a Service), from the

@@ -179,22 +179,27 @@ impl<'a> Route<'a> {
         attached: &mut Attached,
     ) -> Option<Condition> {
         let ns = parent.namespace.as_deref().unwrap_or(&self.key.namespace);
-        if parent.is_service() {
-            let service = ObjectKey::new(Kind::Service, ns, &parent.name);
+        if parent.is_service() || parent.is_service_entry() {
+            let (kind, what) = if parent.is_service() {
+                (Kind::Service, "Service")
+            } else {
+                (Kind::ServiceEntry, "ServiceEntry")
+            };
+            let target = ObjectKey::new(kind, ns, &parent.name);
             return Some(match self.kind {
-                RouteKind::Http | RouteKind::Grpc if cfg.get(&service).is_some() => {
+                RouteKind::Http | RouteKind::Grpc if cfg.get(&target).is_some() => {
                     Condition::ok("Accepted", "Accepted", "Route accepted".into())
                 }
                 RouteKind::Http | RouteKind::Grpc => Condition::failed(
                     "Accepted",
                     "NoMatchingParent",
-                    format!("Service {ns}/{} not found", parent.name),
+                    format!("{what} {ns}/{} not found", parent.name),
                 ),
                 RouteKind::Tls | RouteKind::Tcp => Condition::failed(
                     "Accepted",
                     "NoMatchingParent",
                     format!(
-                        "shoal applies {}s to Gateways only, not to Services (mesh routing)",
+                        "shoal applies {}s to Gateways only, not to Services or ServiceEntries (mesh routing)",
                         self.kind.name()
                     ),
                 ),
@@ -246,6 +251,9 @@ impl<'a> Route<'a> {
                 Err(InvalidBackend::RefNotPermitted(m)) => ("RefNotPermitted", m),
                 // Istio's reason for an unusable destination (not one of the API's).
                 Err(InvalidBackend::NoPort(m)) => ("InvalidDestination", m),
+                Err(InvalidBackend::NotFound(m)) => ("BackendNotFound", m),
+                // Any host of the registry, or a ServiceEntry `resolve` found.
+                Ok(_) if !b.is_service() => continue,
                 Ok(_) => {
                     let ns = b.namespace.as_deref().unwrap_or(&self.key.namespace);
                     if cfg

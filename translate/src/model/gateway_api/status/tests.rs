@@ -443,6 +443,52 @@ fn service_parents_are_reported_for_mesh_routes() {
 }
 
 #[test]
+fn service_entry_parents_and_istio_backends_are_reported() {
+    let se = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api, namespace: egress}\nspec:\n  hosts: [api.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n---\n";
+    let cfg = snapshot(&[
+        se,
+        &service("egress", "egress-istio", ""),
+        &route(
+            "egress",
+            "to-gateway",
+            "[{group: networking.istio.io, kind: ServiceEntry, name: api}]",
+            "[]",
+            "[{name: egress-istio, port: 80}, {group: networking.istio.io, kind: Hostname, name: api.example.com, port: 80}]",
+        ),
+        &route(
+            "egress",
+            "gone",
+            "[{group: networking.istio.io, kind: ServiceEntry, name: other}]",
+            "[]",
+            "[{group: networking.istio.io, kind: ServiceEntry, name: other, port: 80}]",
+        ),
+    ]);
+    let out = gateway_api_status(&cfg, SUFFIX);
+    let ok = parent(&out, "egress", "to-gateway");
+    assert_eq!(
+        ok["parentRef"],
+        json!({"group": "networking.istio.io", "kind": "ServiceEntry", "name": "api"})
+    );
+    assert_eq!(
+        condition(&ok["conditions"], "Accepted"),
+        ("True", "Accepted")
+    );
+    assert_eq!(
+        condition(&ok["conditions"], "ResolvedRefs"),
+        ("True", "ResolvedRefs")
+    );
+    let gone = parent(&out, "egress", "gone");
+    assert_eq!(
+        condition(&gone["conditions"], "Accepted"),
+        ("False", "NoMatchingParent")
+    );
+    assert_eq!(
+        condition(&gone["conditions"], "ResolvedRefs"),
+        ("False", "BackendNotFound")
+    );
+}
+
+#[test]
 fn terminate_listeners_need_a_certificate_they_may_use() {
     let gateway = |cert_ref: &str| {
         format!(
