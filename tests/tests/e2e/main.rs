@@ -16,6 +16,7 @@ mod capture;
 mod delegate;
 mod deprecated;
 mod east_west;
+mod egress;
 mod envoy;
 mod examples;
 mod gateway;
