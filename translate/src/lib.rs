@@ -2,7 +2,8 @@
 //! of the mesh ([`ViewKey`]: the proxies that see the same config).
 //!
 //! Envoy sidecars get Istio's shapes and names (`outbound|PORT|SUBSET|HOST` clusters,
-//! `0.0.0.0_PORT` listeners with RDS route configs named by port, `virtualOutbound` and
+//! `0.0.0.0_PORT` listeners with RDS route configs named by port, `VIP_PORT` listeners for
+//! TCP and sniffed services (route config `HOST:PORT`), `virtualOutbound` and
 //! `virtualInbound`, `inbound|PORT||` clusters); proxyless gRPC clients get `HOST:PORT`
 //! api listeners with route configs named `outbound|PORT||HOST`.
 //!
