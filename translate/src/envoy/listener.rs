@@ -262,8 +262,8 @@ pub(crate) fn outbound_vip(address: &str, port: u16, services: &[PortService]) -
 ///   an external HTTPS API registered by host alone is reached;
 /// - a TCP (or sniffed) service without addresses takes every other connection to the
 ///   port (the first such service; HTTP on it still goes to `PORT`);
-/// - what is left follows the outbound traffic policy (`PassthroughCluster` or
-///   `BlackHoleCluster`).
+/// - what is left (not HTTP, no other match) follows the outbound traffic policy
+///   (`PassthroughCluster` or `BlackHoleCluster`).
 pub(crate) fn outbound_wildcard(
     port: u16,
     services: &[PortService],
@@ -312,16 +312,19 @@ pub(crate) fn outbound_wildcard(
             }
             chains.push(tcp_chain(s, None));
         }
-        None if any_http => chains.push(FilterChain {
-            name: "http".into(),
-            filters: vec![hcm_filter(&stat, rds(&route))],
-            ..Default::default()
-        }),
-        None => chains.push(FilterChain {
-            name: unknown.chain_name().into(),
-            filters: vec![tcp_proxy_filter(unknown.cluster())],
-            ..Default::default()
-        }),
+        // What is not HTTP follows the outbound traffic policy, as in Istio: HTTP is
+        // detected, and a TCP client of some unregistered address on a port that mesh HTTP
+        // services use is passed through (or blocked), not fed to the HTTP codec.
+        None => {
+            if any_http {
+                chains.push(sniffed_http_chain("http".into(), Vec::new(), &stat, &route));
+            }
+            chains.push(FilterChain {
+                name: unknown.chain_name().into(),
+                filters: vec![tcp_proxy_filter(unknown.cluster())],
+                ..Default::default()
+            });
+        }
     }
     captured("0.0.0.0", port, chains)
 }
