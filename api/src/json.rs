@@ -2,7 +2,7 @@
 //! config dump), for `/debug/config_dump` and golden tests.
 //!
 //! Descriptors come from `descriptors/envoy.bin`, a subset of the Envoy API generated from
-//! `envoy-types` by `tests/schema_table.rs`.
+//! `envoy-types` by `tests/schema_table.rs`, and from ztunnel's protos (`crate::istio`).
 
 use std::sync::LazyLock;
 
@@ -11,8 +11,13 @@ use thiserror::Error;
 
 static DESCRIPTORS: &[u8] = include_bytes!("../descriptors/envoy.bin");
 
-static POOL: LazyLock<Result<DescriptorPool, String>> =
-    LazyLock::new(|| DescriptorPool::decode(DESCRIPTORS).map_err(|e| e.to_string()));
+static POOL: LazyLock<Result<DescriptorPool, String>> = LazyLock::new(|| {
+    let mut pool = DescriptorPool::decode(DESCRIPTORS).map_err(|e| e.to_string())?;
+    // ztunnel's types (`crate::istio`), beside Envoy's.
+    pool.decode_file_descriptor_set(crate::istio::DESCRIPTORS)
+        .map_err(|e| e.to_string())?;
+    Ok(pool)
+});
 
 #[derive(Debug, Error)]
 pub enum JsonError {
@@ -70,5 +75,64 @@ mod tests {
     fn garbage_is_an_error() {
         assert!(to_json(crate::type_url::CLUSTER, &[0xff, 0xff]).is_err());
         assert!(to_json("no.such.Type", &[]).is_err());
+    }
+
+    #[test]
+    fn ztunnel_types_render_and_match_the_public_field_numbers() {
+        use crate::istio::workload::{Address, PortList, Workload, address};
+        // Hand-assembled from Istio's published numbers: Address.workload (1) holding
+        // Workload.uid (20) = "c//Pod/ns/p", addresses (3) = 10.0.0.1, and services (22)
+        // = {"ns/a.ns.svc.cluster.local": PortList{ports (1): [Port{80 (1) → 8080 (2)}]}}.
+        let uid = b"c//Pod/ns/p";
+        let key = b"ns/a.ns.svc.cluster.local";
+        let port = [0x08, 80, 0x10, 0x90, 0x3f];
+        let list = [&[0x0a, port.len() as u8][..], &port].concat();
+        let entry = [
+            &[0x0a, key.len() as u8][..],
+            key,
+            &[0x12, list.len() as u8],
+            &list,
+        ]
+        .concat();
+        // Fields in number order, as protobuf encoders write them.
+        let workload = [
+            &[0x1a, 4, 10, 0, 0, 1][..],
+            &[0xa2, 0x01, uid.len() as u8],
+            uid,
+            &[0xb2, 0x01, entry.len() as u8],
+            &entry,
+        ]
+        .concat();
+        let bytes = [&[0x0a, workload.len() as u8][..], &workload].concat();
+        let decoded = <Address as prost::Message>::decode(bytes.as_slice()).unwrap();
+        let Some(address::Type::Workload(w)) = &decoded.r#type else {
+            panic!("{decoded:?}");
+        };
+        assert_eq!(w.uid, "c//Pod/ns/p");
+        assert_eq!(w.addresses, vec![vec![10, 0, 0, 1]]);
+        let ports = &w.services["ns/a.ns.svc.cluster.local"].ports;
+        assert_eq!((ports[0].service_port, ports[0].target_port), (80, 8080));
+        // Our encoding of the same is the same bytes (and so is deterministic).
+        let ours = Address {
+            r#type: Some(address::Type::Workload(Workload {
+                uid: "c//Pod/ns/p".into(),
+                addresses: vec![vec![10, 0, 0, 1]],
+                services: [(
+                    "ns/a.ns.svc.cluster.local".to_string(),
+                    PortList {
+                        ports: ports.clone(),
+                    },
+                )]
+                .into(),
+                ..Default::default()
+            })),
+        };
+        assert_eq!(prost::Message::encode_to_vec(&ours), bytes);
+        let json = to_json(crate::type_url::ADDRESS, &bytes).unwrap();
+        assert_eq!(json["workload"]["uid"], "c//Pod/ns/p");
+        assert_eq!(
+            json["workload"]["services"]["ns/a.ns.svc.cluster.local"]["ports"][0]["target_port"],
+            8080
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod canonical;
 pub mod codec;
 pub mod debug;
 pub mod grpc;
+pub mod istio;
 pub mod json;
 mod resource;
 mod types;
