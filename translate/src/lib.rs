@@ -26,6 +26,7 @@
 //! - Translation never fails as a whole: what cannot be built (an endpoint without an IP,
 //!   a domain another virtual host already claimed) is left out, never an error.
 
+pub(crate) mod ambient;
 mod envoy;
 pub mod inject;
 mod locality;
@@ -88,6 +89,11 @@ pub struct MeshOptions {
     /// MeshConfig `defaultConfig`, the mesh-wide ProxyConfig: nothing of it reaches xDS;
     /// sidecar injection renders it into the pods' `PROXY_CONFIG`.
     pub proxy_defaults: Option<serde_json::Value>,
+    /// This cluster's id (Istio's `CLUSTER_ID`, `Kubernetes` by default): the first part of
+    /// a workload's uid in ztunnel's workload discovery.
+    pub cluster_id: String,
+    /// The network of this cluster's workloads (empty: the default network).
+    pub network: String,
 }
 
 /// Where and how Envoy proxies write access logs.
@@ -166,6 +172,8 @@ impl Default for MeshOptions {
             discovery_selectors: Vec::new(),
             revision: None,
             proxy_defaults: None,
+            cluster_id: "Kubernetes".to_string(),
+            network: String::new(),
         }
     }
 }

@@ -59,27 +59,27 @@ fn dr_key(c: &OutboundCluster<'_>) -> DrKey {
 }
 
 #[derive(Default)]
-struct Out {
+pub(crate) struct Out {
     resources: BTreeMap<ResourceType, BTreeMap<Arc<str>, Resource>>,
     on_demand: BTreeMap<ResourceType, BTreeMap<Arc<str>, Resource>>,
 }
 
 impl Out {
-    fn add(&mut self, ty: ResourceType, r: Resource) {
+    pub(crate) fn add(&mut self, ty: ResourceType, r: Resource) {
         self.resources
             .entry(ty)
             .or_default()
             .insert(r.name.clone(), r);
     }
 
-    fn add_on_demand(&mut self, ty: ResourceType, r: Resource) {
+    pub(crate) fn add_on_demand(&mut self, ty: ResourceType, r: Resource) {
         self.on_demand
             .entry(ty)
             .or_default()
             .insert(r.name.clone(), r);
     }
 
-    fn finish(self) -> ViewOutput {
+    pub(crate) fn finish(self) -> ViewOutput {
         let conv = |m: BTreeMap<ResourceType, BTreeMap<Arc<str>, Resource>>| {
             m.into_iter()
                 .map(|(t, rs)| (t, rs.into_values().collect()))
@@ -124,7 +124,7 @@ impl Translator {
         self.endpoints.clear();
         ModelDelta {
             full: true,
-            endpoint_hosts: Default::default(),
+            ..ModelDelta::default()
         }
     }
 
@@ -137,7 +137,7 @@ impl Translator {
         self.model.jwks = Arc::new(jwks);
         ModelDelta {
             full: true,
-            endpoint_hosts: Default::default(),
+            ..ModelDelta::default()
         }
     }
 
@@ -195,6 +195,9 @@ impl Translator {
 
     /// Builds every resource of a view.
     pub fn build(&mut self, key: &ViewKey) -> ViewOutput {
+        if key.proxy_type == ProxyType::Ztunnel {
+            return crate::ambient::build(&self.model);
+        }
         let model = std::mem::take(&mut self.model);
         let out = ViewBuilder {
             tr: self,
@@ -209,6 +212,10 @@ impl Translator {
     /// The endpoint assignments of a view for the clusters of `hosts` (after an
     /// endpoint-only change).
     pub fn endpoints(&mut self, key: &ViewKey, hosts: &BTreeSet<Arc<str>>) -> Vec<Resource> {
+        if key.proxy_type == ProxyType::Ztunnel {
+            // No clusters: a ztunnel view is rebuilt whole ([`ModelDelta::workloads`]).
+            return Vec::new();
+        }
         let model = std::mem::take(&mut self.model);
         let scope = Scope::new(&model, key);
         let mut out = Vec::new();
@@ -275,7 +282,7 @@ impl<'m> ViewBuilder<'_, 'm> {
                 self.grpc_listeners(&services, &vss, true);
             }
             (Generator::Envoy, ProxyType::Router) => self.gateway_listeners(),
-            // Ztunnels are served by later additions; they get clusters only.
+            // Built by `crate::ambient` instead (`Translator::build`).
             (Generator::Envoy, ProxyType::Ztunnel) => {}
         }
         self.out.finish()

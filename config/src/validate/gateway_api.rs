@@ -18,7 +18,8 @@ use crate::gateway_api::{
 use crate::host;
 
 /// Listener protocols of the API's core and extended support.
-const PROTOCOLS: &[&str] = &["HTTP", "HTTPS", "TLS", "TCP", "UDP"];
+/// `HBONE` is Istio's, for the listener of a waypoint (class `istio-waypoint`).
+const PROTOCOLS: &[&str] = &["HTTP", "HTTPS", "TLS", "TCP", "UDP", "HBONE"];
 const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
@@ -77,7 +78,7 @@ fn listener(v: &mut Validator, f: &str, l: &Listener) {
     if !PROTOCOLS.contains(&protocol) {
         v.error(
             format!("{f}.protocol"),
-            format!("unknown protocol {protocol:?} (HTTP, HTTPS, TLS, TCP or UDP)"),
+            format!("unknown protocol {protocol:?} (HTTP, HTTPS, TLS, TCP, UDP or HBONE)"),
         );
         return;
     }

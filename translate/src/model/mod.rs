@@ -73,11 +73,14 @@ pub struct ModelDelta {
     pub full: bool,
     /// Only the endpoints of these hosts changed.
     pub endpoint_hosts: BTreeSet<Arc<str>>,
+    /// Workloads changed (pods, WorkloadEntries, endpoints, nodes): ztunnel's view, which
+    /// is made of them, is rebuilt even where no service's endpoints changed.
+    pub workloads: bool,
 }
 
 impl ModelDelta {
     pub fn is_empty(&self) -> bool {
-        !self.full && self.endpoint_hosts.is_empty()
+        !self.full && self.endpoint_hosts.is_empty() && !self.workloads
     }
 }
 
@@ -302,7 +305,7 @@ impl Model {
             self.rebuild();
             return ModelDelta {
                 full: true,
-                endpoint_hosts: BTreeSet::new(),
+                ..ModelDelta::default()
             };
         }
         self.index.update(&old, &self.config, changes);
@@ -319,10 +322,13 @@ impl Model {
             self.rebuild();
             return ModelDelta {
                 full: true,
-                endpoint_hosts: BTreeSet::new(),
+                ..ModelDelta::default()
             };
         }
-        let mut delta = ModelDelta::default();
+        let mut delta = ModelDelta {
+            workloads: true,
+            ..ModelDelta::default()
+        };
         for host in affected {
             let Some(list) = self.services.get(&host).cloned() else {
                 continue;

@@ -82,6 +82,9 @@ pub struct ViewKey {
 impl ViewKey {
     /// Derives the view of a proxy from the current model.
     pub fn for_proxy(model: &Model, proxy: &Proxy) -> ViewKey {
+        if proxy.proxy_type == ProxyType::Ztunnel {
+            return ViewKey::ztunnel();
+        }
         let router = proxy.proxy_type == ProxyType::Router;
         // Istio applies `Sidecar` resources to sidecars only; a gateway sees every service
         // its namespace may see.
@@ -162,6 +165,31 @@ impl ViewKey {
             tls_mode_istio,
             ipv6: proxy.proxy_type == ProxyType::Sidecar && !grpc && proxy.ipv6_only(),
             unprivileged: proxy.proxy_type == ProxyType::Sidecar && !grpc && proxy.unprivileged,
+        }
+    }
+
+    /// The one view of every ztunnel: the mesh's workloads, services and L4 policies
+    /// (`crate::ambient`), the same whoever asks.
+    pub fn ztunnel() -> ViewKey {
+        ViewKey {
+            proxy_type: ProxyType::Ztunnel,
+            generator: Generator::Envoy,
+            namespace: "".into(),
+            sidecar: None,
+            interception: Interception::None,
+            inbound: Vec::new(),
+            peer_authentication: Vec::new(),
+            authorization: Vec::new(),
+            request_authentication: Vec::new(),
+            workload_certs: true,
+            gateways: Vec::new(),
+            locality: None,
+            source_labels: Vec::new(),
+            gateway_ports: Vec::new(),
+            gateway_topology: None,
+            ipv6: false,
+            unprivileged: false,
+            tls_mode_istio: false,
         }
     }
 

@@ -1,0 +1,484 @@
+//! `istio.workload.Address`: a `Service` per service host and a `Workload` per pod,
+//! WorkloadEntry and ServiceEntry endpoint with an address.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use shoal_api::istio::workload::{
+    Address, GatewayAddress, Locality as PbLocality, NamespacedHostname, NetworkAddress, Port,
+    PortList, Service as PbService, TunnelProtocol, Workload, WorkloadStatus, WorkloadType,
+    address, gateway_address,
+};
+use shoal_config::k8s::{Pod, namespace_labels};
+use shoal_config::{Kind, Labels, Object, ObjectKey, selects};
+
+use super::{
+    DATAPLANE_MODE_LABEL, HBONE_PORT, USE_WAYPOINT_LABEL, USE_WAYPOINT_NAMESPACE_LABEL, ip_bytes,
+};
+use crate::model::{Locality, Model, Service, TLS_MODE_LABEL, TargetPort};
+
+/// An Address resource: its name, the `NETWORK/IP` aliases it is found under on demand.
+pub(super) struct Named {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub address: Address,
+}
+
+/// Gateway API Gateways of this class are waypoints.
+const WAYPOINT_CLASS: &str = "istio-waypoint";
+/// What a waypoint takes traffic for (`service`, the default, `workload`, `all`, `none`).
+const WAYPOINT_FOR_LABEL: &str = "istio.io/waypoint-for";
+const SIDECAR_STATUS_ANNOTATION: &str = "sidecar.istio.io/status";
+
+struct Ctx<'a> {
+    model: &'a Model,
+    namespaces: BTreeMap<String, Labels>,
+}
+
+impl Ctx<'_> {
+    fn ns_labels(&self, ns: &str) -> Labels {
+        self.namespaces
+            .get(ns)
+            .cloned()
+            .unwrap_or_else(|| namespace_labels(ns, None))
+    }
+
+    fn network(&self) -> &str {
+        &self.model.options.network
+    }
+
+    /// The waypoint an object's labels (else its namespace's) name, when that waypoint
+    /// takes traffic for `kind` (`service` or `workload`).
+    fn waypoint(&self, ns: &str, own: &Labels, kind: &str) -> Option<GatewayAddress> {
+        let ns_labels = self.ns_labels(ns);
+        let (labels, name) = match own.get(USE_WAYPOINT_LABEL) {
+            Some(name) => (own, name),
+            None => (&ns_labels, ns_labels.get(USE_WAYPOINT_LABEL)?),
+        };
+        if name == "none" {
+            return None;
+        }
+        let wp_ns = labels
+            .get(USE_WAYPOINT_NAMESPACE_LABEL)
+            .map_or(ns, String::as_str);
+        let gw = match self
+            .model
+            .config
+            .get(&ObjectKey::new(Kind::KubeGateway, wp_ns, name))
+            .map(|e| e.object.as_ref())
+        {
+            Some(Object::KubeGateway(gw)) if gw.spec.gateway_class_name == WAYPOINT_CLASS => gw,
+            _ => return None,
+        };
+        let takes = gw
+            .metadata
+            .labels
+            .get(WAYPOINT_FOR_LABEL)
+            .map_or("service", String::as_str);
+        if !(takes == kind || takes == "all") {
+            return None;
+        }
+        let host = format!("{name}.{wp_ns}.svc.{}", self.model.options.domain_suffix);
+        // Its Service's virtual IP where it has one, else its name.
+        let vip = self
+            .model
+            .service_for(&host, wp_ns)
+            .and_then(|s| s.addresses.iter().find_map(|a| ip_bytes(a)));
+        let destination = match vip {
+            Some(address) => gateway_address::Destination::Address(NetworkAddress {
+                network: self.network().to_string(),
+                address,
+            }),
+            None => gateway_address::Destination::Hostname(NamespacedHostname {
+                namespace: wp_ns.to_string(),
+                hostname: host,
+            }),
+        };
+        Some(GatewayAddress {
+            destination: Some(destination),
+            hbone_mtls_port: HBONE_PORT,
+        })
+    }
+}
+
+/// Every Address of the mesh: services first, then workloads.
+pub(super) fn addresses(model: &Model) -> Vec<Named> {
+    let namespaces = model
+        .config
+        .of_kind(Kind::Namespace)
+        .filter_map(|(k, e)| match e.object.as_ref() {
+            Object::Namespace(n) => Some((k.name.to_string(), namespace_labels(&k.name, Some(n)))),
+            _ => None,
+        })
+        .collect();
+    let ctx = Ctx { model, namespaces };
+    let mut out = Vec::new();
+    let services: Vec<&Arc<Service>> = model.services.values().flatten().collect();
+    for svc in &services {
+        out.push(service(&ctx, svc));
+    }
+    for (key, e) in model.config.of_kind(Kind::Pod) {
+        if let Object::Pod(p) = e.object.as_ref()
+            && let Some(w) = pod(&ctx, key, p, &services)
+        {
+            out.push(w);
+        }
+    }
+    for (key, e) in model.config.of_kind(Kind::WorkloadEntry) {
+        if let Object::WorkloadEntry(we) = e.object.as_ref()
+            && let Some(w) = entry(
+                &ctx,
+                &format!(
+                    "networking.istio.io/WorkloadEntry/{}/{}",
+                    key.namespace, key.name
+                ),
+                &key.name,
+                &key.namespace,
+                &we.spec,
+                Backs::Selected(&services),
+            )
+        {
+            out.push(w);
+        }
+    }
+    for svc in &services {
+        for (i, we) in svc.inline_endpoints.iter().enumerate() {
+            let name = format!("{}-{i}", svc.name);
+            let uid = format!(
+                "networking.istio.io/ServiceEntry/{}/{}/{}",
+                svc.namespace, svc.name, we.address
+            );
+            // An inline endpoint backs its own ServiceEntry only.
+            if let Some(w) = entry(&ctx, &uid, &name, &svc.namespace, we, Backs::Own(svc)) {
+                out.push(w);
+            }
+        }
+    }
+    out
+}
+
+fn service(ctx: &Ctx<'_>, svc: &Service) -> Named {
+    let network = ctx.network();
+    let addresses: Vec<NetworkAddress> = svc
+        .addresses
+        .iter()
+        .filter_map(|a| ip_bytes(a))
+        .map(|address| NetworkAddress {
+            network: network.to_string(),
+            address,
+        })
+        .collect();
+    let aliases = svc
+        .addresses
+        .iter()
+        .filter(|a| ip_bytes(a).is_some())
+        .map(|a| format!("{network}/{a}"))
+        .collect();
+    let labels = service_labels(ctx.model, svc);
+    let pb = PbService {
+        name: svc.name.to_string(),
+        namespace: svc.namespace.to_string(),
+        hostname: svc.host.to_string(),
+        addresses,
+        ports: svc
+            .ports
+            .iter()
+            .map(|p| Port {
+                service_port: u32::from(p.port),
+                // A named target port is resolved per workload (their `services`).
+                target_port: match p.target_port {
+                    Some(TargetPort::Number(n)) => u32::from(n),
+                    Some(TargetPort::Name(_)) => 0,
+                    None => u32::from(p.port),
+                },
+            })
+            .collect(),
+        subject_alt_names: svc.subject_alt_names.clone(),
+        // A waypoint's own Service is not sent through a waypoint.
+        waypoint: ctx
+            .waypoint(&svc.namespace, &labels, "service")
+            .filter(|_| !is_waypoint(ctx.model, svc)),
+        ..Default::default()
+    };
+    Named {
+        name: format!("{}/{}", svc.namespace, svc.host),
+        aliases,
+        address: Address {
+            r#type: Some(address::Type::Service(pb)),
+        },
+    }
+}
+
+/// Whether a service fronts a waypoint: it selects the pods of a Gateway of the waypoint
+/// class (`gateway.networking.k8s.io/gateway-name`).
+fn is_waypoint(model: &Model, svc: &Service) -> bool {
+    svc.selector
+        .as_ref()
+        .and_then(|s| s.get("gateway.networking.k8s.io/gateway-name"))
+        .is_some_and(|gw| {
+            matches!(
+                model
+                    .config
+                    .get(&ObjectKey::new(Kind::KubeGateway, &svc.namespace, gw))
+                    .map(|e| e.object.as_ref()),
+                Some(Object::KubeGateway(g)) if g.spec.gateway_class_name == WAYPOINT_CLASS
+            )
+        })
+}
+
+/// The labels of the object a service comes from (a Kubernetes Service or ServiceEntry).
+fn service_labels(model: &Model, svc: &Service) -> Labels {
+    model
+        .config
+        .get(&svc.key)
+        .map(|e| e.object.meta().labels.clone())
+        .unwrap_or_default()
+}
+
+/// The `namespace/hostname` → ports of each service a workload with `labels` in `ns` at
+/// `ip` backs: the services whose selector picks it, with the port it serves each on.
+fn backed(
+    services: &[&Arc<Service>],
+    ns: &str,
+    labels: &Labels,
+    ip: &str,
+) -> BTreeMap<String, PortList> {
+    let mut out = BTreeMap::new();
+    for svc in services {
+        let picks =
+            &*svc.namespace == ns && svc.selector.as_ref().is_some_and(|s| selects(s, labels));
+        if !picks {
+            continue;
+        }
+        let endpoint = svc.endpoints.iter().find(|e| &*e.address == ip);
+        let ports = svc
+            .ports
+            .iter()
+            .map(|p| Port {
+                service_port: u32::from(p.port),
+                target_port: endpoint
+                    .and_then(|e| e.port_for(p))
+                    .or(match p.target_port {
+                        Some(TargetPort::Number(n)) => Some(n),
+                        _ => None,
+                    })
+                    .map_or(u32::from(p.port), u32::from),
+            })
+            .collect();
+        out.insert(
+            format!("{}/{}", svc.namespace, svc.host),
+            PortList { ports },
+        );
+    }
+    out
+}
+
+/// Istio's canonical service name and revision labels, with their fallbacks.
+fn canonical(labels: &Labels, workload: &str) -> (String, String) {
+    let first = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k)).cloned();
+    (
+        first(&[
+            "service.istio.io/canonical-name",
+            "app.kubernetes.io/name",
+            "app",
+        ])
+        .unwrap_or_else(|| workload.to_string()),
+        first(&[
+            "service.istio.io/canonical-revision",
+            "app.kubernetes.io/version",
+            "version",
+        ])
+        .unwrap_or_else(|| "latest".to_string()),
+    )
+}
+
+/// The pod's workload: a Deployment's pods carry `pod-template-hash` and are named
+/// `DEPLOYMENT-HASH-SUFFIX`; any other pod is its own workload.
+fn workload_of(p: &Pod, name: &str) -> (WorkloadType, String) {
+    if let Some(hash) = p.metadata.labels.get("pod-template-hash")
+        && let Some((deployment, _)) = name.rsplit_once('-').and_then(|(rs, _)| {
+            rs.strip_suffix(hash.as_str())
+                .and_then(|d| d.strip_suffix('-'))
+                .map(|d| (d, ()))
+        })
+    {
+        return (WorkloadType::Deployment, deployment.to_string());
+    }
+    (WorkloadType::Pod, name.to_string())
+}
+
+fn locality(l: &Locality) -> Option<PbLocality> {
+    (l != &Locality::default()).then(|| PbLocality {
+        region: l.region.clone(),
+        zone: l.zone.clone(),
+        subzone: l.subzone.clone(),
+    })
+}
+
+fn pod(ctx: &Ctx<'_>, key: &ObjectKey, p: &Pod, services: &[&Arc<Service>]) -> Option<Named> {
+    if p.is_terminal() {
+        return None;
+    }
+    let ips: Vec<&str> = p
+        .ips()
+        .into_iter()
+        .filter(|ip| ip_bytes(ip).is_some())
+        .collect();
+    let primary = *ips.first()?;
+    let labels = &p.metadata.labels;
+    let ns_labels = ctx.ns_labels(&key.namespace);
+    let sidecar = labels.get(TLS_MODE_LABEL).is_some_and(|m| m == "istio")
+        || p.metadata
+            .annotations
+            .contains_key(SIDECAR_STATUS_ANNOTATION);
+    let ambient = match labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) {
+        Some("ambient") => true,
+        Some(_) => false,
+        None => ns_labels
+            .get(DATAPLANE_MODE_LABEL)
+            .is_some_and(|m| m == "ambient"),
+    } && !sidecar;
+    let (workload_type, workload_name) = workload_of(p, &key.name);
+    let (canonical_name, canonical_revision) = canonical(labels, &workload_name);
+    let network = ctx.network();
+    let uid = format!(
+        "{}//Pod/{}/{}",
+        ctx.model.options.cluster_id, key.namespace, key.name
+    );
+    let endpoint_locality = services
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .find(|e| &*e.address == primary)
+        .map(|e| e.locality.clone());
+    let w = Workload {
+        uid: uid.clone(),
+        name: key.name.to_string(),
+        namespace: key.namespace.to_string(),
+        addresses: ips.iter().filter_map(|ip| ip_bytes(ip)).collect(),
+        network: network.to_string(),
+        tunnel_protocol: if ambient {
+            TunnelProtocol::Hbone as i32
+        } else {
+            TunnelProtocol::None as i32
+        },
+        trust_domain: ctx.model.options.trust_domain.clone(),
+        service_account: p
+            .spec
+            .service_account_name
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
+        waypoint: ctx.waypoint(&key.namespace, labels, "workload"),
+        node: p.spec.node_name.clone().unwrap_or_default(),
+        canonical_name,
+        canonical_revision,
+        workload_type: workload_type as i32,
+        workload_name,
+        services: backed(services, &key.namespace, labels, primary),
+        authorization_policies: super::authorization::selecting(ctx.model, &key.namespace, labels),
+        status: if p.status.phase.as_deref() == Some("Running") {
+            WorkloadStatus::Healthy as i32
+        } else {
+            WorkloadStatus::Unhealthy as i32
+        },
+        cluster_id: ctx.model.options.cluster_id.clone(),
+        locality: endpoint_locality.as_ref().and_then(locality),
+        ..Default::default()
+    };
+    Some(Named {
+        name: uid,
+        aliases: ips.iter().map(|ip| format!("{network}/{ip}")).collect(),
+        address: Address {
+            r#type: Some(address::Type::Workload(w)),
+        },
+    })
+}
+
+/// Which services an entry backs.
+enum Backs<'a> {
+    /// Those whose selector picks it (a WorkloadEntry).
+    Selected(&'a [&'a Arc<Service>]),
+    /// Its own ServiceEntry (an inline endpoint), on the ports it names.
+    Own(&'a Service),
+}
+
+/// A WorkloadEntry (or a ServiceEntry's inline endpoint) with an IP address.
+fn entry(
+    ctx: &Ctx<'_>,
+    uid_tail: &str,
+    name: &str,
+    ns: &str,
+    we: &shoal_config::istio::WorkloadEntrySpec,
+    backs: Backs<'_>,
+) -> Option<Named> {
+    let address = ip_bytes(&we.address)?;
+    let network = we
+        .network
+        .clone()
+        .unwrap_or_else(|| ctx.network().to_string());
+    let uid = format!("{}/{uid_tail}", ctx.model.options.cluster_id);
+    let (canonical_name, canonical_revision) = canonical(&we.labels, name);
+    let ambient = we
+        .labels
+        .get(DATAPLANE_MODE_LABEL)
+        .is_some_and(|m| m == "ambient");
+    let w = Workload {
+        uid: uid.clone(),
+        name: name.to_string(),
+        namespace: ns.to_string(),
+        addresses: vec![address],
+        network: network.clone(),
+        tunnel_protocol: if ambient {
+            TunnelProtocol::Hbone as i32
+        } else {
+            TunnelProtocol::None as i32
+        },
+        trust_domain: ctx.model.options.trust_domain.clone(),
+        service_account: we
+            .service_account
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
+        waypoint: ctx.waypoint(ns, &we.labels, "workload"),
+        canonical_name,
+        canonical_revision,
+        workload_type: WorkloadType::Pod as i32,
+        workload_name: name.to_string(),
+        services: match backs {
+            Backs::Selected(services) => backed(services, ns, &we.labels, &we.address),
+            Backs::Own(svc) => {
+                let ports = svc
+                    .ports
+                    .iter()
+                    .map(|p| Port {
+                        service_port: u32::from(p.port),
+                        target_port: we
+                            .ports
+                            .get(&p.name)
+                            .and_then(|t| u32::try_from(*t).ok())
+                            .unwrap_or(u32::from(p.port)),
+                    })
+                    .collect();
+                [(
+                    format!("{}/{}", svc.namespace, svc.host),
+                    PortList { ports },
+                )]
+                .into()
+            }
+        },
+        authorization_policies: super::authorization::selecting(ctx.model, ns, &we.labels),
+        cluster_id: ctx.model.options.cluster_id.clone(),
+        locality: we
+            .locality
+            .as_deref()
+            .map(Locality::parse)
+            .as_ref()
+            .and_then(locality),
+        ..Default::default()
+    };
+    Some(Named {
+        name: uid,
+        aliases: vec![format!("{network}/{}", we.address)],
+        address: Address {
+            r#type: Some(address::Type::Workload(w)),
+        },
+    })
+}
