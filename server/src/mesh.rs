@@ -31,6 +31,8 @@ pub fn from_flags(args: &ServeArgs) -> MeshOptions {
         jwks_fetch: args.jwks_fetch.into(),
         trust_domain: args.security.trust_domain.clone(),
         revision: args.revision.clone(),
+        cluster_id: args.webhook.cluster_id.clone(),
+        network: args.webhook.network.clone().unwrap_or_default(),
         ..MeshOptions::default()
     }
 }

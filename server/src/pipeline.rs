@@ -312,8 +312,13 @@ impl Pipeline {
                 continue;
             };
             let current = view.current();
-            let next = if delta.full {
+            // ztunnel's view is made of the workloads themselves: rebuilt whole on any
+            // workload change (its content-hashed resources make the delta).
+            let ztunnel = key.proxy_type == ProxyType::Ztunnel;
+            let next = if delta.full || ztunnel {
                 current.replaced(&resources(st.translator.build(&key)), trigger.clone())
+            } else if delta.endpoint_hosts.is_empty() {
+                continue;
             } else {
                 let upserts = st
                     .translator

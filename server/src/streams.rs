@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use shoal_api::pb::envoy::config::core::v3::Node;
 use shoal_cache::{Admitted, Resolved, StreamContext, ViewSource};
-use shoal_translate::{Proxy, ProxyType};
+use shoal_translate::Proxy;
 use tokio::sync::watch;
 use tonic::Status;
 
@@ -54,11 +54,6 @@ impl ViewSource for Streams {
             Some(identity) => identity.admit(&proxy, caller)?,
             None => None,
         };
-        if proxy.proxy_type == ProxyType::Ztunnel {
-            return Err(Status::unimplemented(
-                "ztunnel workload discovery (WDS) is not served by this version of shoal",
-            ));
-        }
         let view = self.pipeline.view_for(&proxy, secrets.is_some());
         Ok(Admitted::Proxy(Resolved { view, secrets }))
     }
