@@ -128,18 +128,11 @@ async fn storm_reconverges_and_resumes_cheaply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ztunnel_is_reported_as_not_served() {
+async fn ztunnels_converge_on_workload_discovery() {
     let mut opts = options(Scenario::Connect, Kind::Ztunnel);
     opts.proxies = 5;
-    opts.timeout = Duration::from_secs(10);
+    opts.timeout = Duration::from_secs(20);
     let r = run(&opts).await.unwrap();
-    assert_eq!(r.connect.as_ref().unwrap().converged, 0);
-    assert!(
-        r.errors
-            .iter()
-            .all(|e| e.contains("Unimplemented") && e.contains("not served")),
-        "{:?}",
-        r.errors
-    );
-    assert_eq!(r.errors.len(), 5);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.connect.as_ref().unwrap().converged, 5);
 }

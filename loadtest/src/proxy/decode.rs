@@ -130,6 +130,29 @@ fn decode(ty: ResourceType, bytes: &[u8], names: &Names) -> Result<Decoded, Stri
                 refs: Vec::new(),
             })
         }
+        // What a ztunnel holds: workloads and services by uid or `namespace/hostname`,
+        // policies by `namespace/name`.
+        ResourceType::Address => {
+            use shoal_api::istio::workload::{Address, address};
+            let a = Address::decode(bytes).map_err(|e| format!("address: {e}"))?;
+            let name = match &a.r#type {
+                Some(address::Type::Workload(w)) => w.uid.clone(),
+                Some(address::Type::Service(s)) => format!("{}/{}", s.namespace, s.hostname),
+                None => return Err("address: neither a workload nor a service".into()),
+            };
+            Ok(Decoded {
+                name: names.get(&name),
+                refs: Vec::new(),
+            })
+        }
+        ResourceType::Authorization => {
+            let a = shoal_api::istio::security::Authorization::decode(bytes)
+                .map_err(|e| format!("authorization: {e}"))?;
+            Ok(Decoded {
+                name: names.get(&format!("{}/{}", a.namespace, a.name)),
+                refs: Vec::new(),
+            })
+        }
         _ => Ok(Decoded {
             name: names.get(""),
             refs: Vec::new(),

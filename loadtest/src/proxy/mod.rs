@@ -36,8 +36,8 @@ pub enum Kind {
     SidecarSotw,
     /// A proxyless gRPC client.
     Grpc,
-    /// A ztunnel (delta Address and Authorization). shoal refuses ztunnels until it
-    /// serves workload discovery: this profile measures that refusal only.
+    /// A ztunnel (delta Address and Authorization, by wildcard, decoded with shoal's own
+    /// ztunnel protos).
     Ztunnel,
 }
 

@@ -117,19 +117,6 @@ async fn hostile_requests_fail_alone() {
         "node id",
     )
     .await;
-    expect_error(
-        DeltaStream::open(
-            addr,
-            cds(Some(
-                "ztunnel~10.0.0.2~zt.istio-system~istio-system.svc.cluster.local",
-            )),
-        )
-        .await
-        .unwrap(),
-        tonic::Code::Unimplemented,
-        "ztunnel",
-    )
-    .await;
     let huge = Node {
         id: GOOD.into(),
         metadata: None,

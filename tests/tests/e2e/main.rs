@@ -36,3 +36,4 @@ mod security;
 mod sidecar;
 mod tcp_tls;
 mod traffic;
+mod ztunnel;
