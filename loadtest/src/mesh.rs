@@ -31,6 +31,10 @@ pub struct MeshSpec {
     /// Services in `istio-system`, which every proxy sees (Sidecars included).
     #[arg(long, default_value_t = 0)]
     pub global_services: usize,
+    /// A Pod for every endpoint (on 100 nodes), not only where subsets need labels: the
+    /// workloads ztunnels receive.
+    #[arg(long)]
+    pub pods: bool,
 }
 
 /// Index of the first global service (in `istio-system`).
@@ -46,6 +50,7 @@ impl Default for MeshSpec {
             vs_fraction: 0.1,
             sidecar_fraction: 0.0,
             global_services: 0,
+            pods: false,
         }
     }
 }
@@ -140,15 +145,18 @@ impl MeshSpec {
         }
         y.push_str("---\n");
         let dr = self.has_dr(i);
-        if dr {
+        if dr || self.pods {
             for e in 0..endpoints {
                 let _ = write!(
                     y,
-                    "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}-{e}, namespace: {ns}, labels: {{app: {name}, version: v{}}}}}\nstatus: {{podIP: {}}}\n---\n",
+                    "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}-{e}, namespace: {ns}, labels: {{app: {name}, version: v{}}}}}\nspec: {{nodeName: node-{}, serviceAccountName: {name}}}\nstatus: {{phase: Running, podIP: {}}}\n---\n",
                     1 + e % 2,
+                    (i * 10 + e) % 100,
                     ip(e)
                 );
             }
+        }
+        if dr {
             let _ = write!(
                 y,
                 "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  host: {name}\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - {{name: v2, labels: {{version: v2}}}}\n---\n"

@@ -38,6 +38,7 @@ fn options(scenario: Scenario, kind: Kind) -> Options {
             vs_fraction: 0.2,
             sidecar_fraction: 0.0,
             global_services: 1,
+            pods: kind == Kind::Ztunnel,
         },
         target: Target::Spawn {
             replicas: 1,

@@ -21,6 +21,7 @@ fn mesh() -> MeshSpec {
         vs_fraction: 0.25,
         sidecar_fraction: 0.0,
         global_services: 0,
+        pods: false,
     }
 }
 
