@@ -27,16 +27,30 @@ impl Issuer {
 
     /// A bound service-account token for `ns`/`sa` (audience `istio-ca`, valid an hour).
     pub fn token(&self, ns: &str, sa: &str) -> anyhow::Result<String> {
+        self.token_with(ns, sa, None)
+    }
+
+    /// As [`Issuer::token`], for a pod on `node` (the `kubernetes.io.node` claim a bound
+    /// service account token carries): what a ztunnel presents.
+    pub fn token_on_node(&self, ns: &str, sa: &str, node: &str) -> anyhow::Result<String> {
+        self.token_with(ns, sa, Some(node))
+    }
+
+    fn token_with(&self, ns: &str, sa: &str, node: Option<&str>) -> anyhow::Result<String> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs();
+        let mut k8s = serde_json::json!({ "namespace": ns, "serviceaccount": { "name": sa } });
+        if let Some(node) = node {
+            k8s["node"] = serde_json::json!({ "name": node });
+        }
         let claims = serde_json::json!({
             "iss": ISSUER,
             "aud": ["istio-ca"],
             "sub": format!("system:serviceaccount:{ns}:{sa}"),
             "iat": now,
             "exp": now + 3600,
-            "kubernetes.io": { "namespace": ns, "serviceaccount": { "name": sa } },
+            "kubernetes.io": k8s,
         });
         let enc = jsonwebtoken::EncodingKey::from_ec_pem(self.key.serialize_pem().as_bytes())?;
         Ok(jsonwebtoken::encode(
@@ -282,14 +296,34 @@ pub async fn create_certificate(
     token: &str,
     csr: String,
 ) -> Result<shoal_ca::grpc::IstioCertificateResponse, tonic::Status> {
+    create_certificate_for(channel, token, csr, None).await
+}
+
+/// As [`create_certificate`], asking for `impersonated` (a SPIFFE URI) with Istio's
+/// `ImpersonatedIdentity` metadata, as ztunnel asks for the workloads of its node.
+pub async fn create_certificate_for(
+    channel: &tonic::transport::Channel,
+    token: &str,
+    csr: String,
+    impersonated: Option<&str>,
+) -> Result<shoal_ca::grpc::IstioCertificateResponse, tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready()
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let metadata = impersonated.map(|uri| prost_types::Struct {
+        fields: [(
+            shoal_ca::grpc::IMPERSONATED_IDENTITY_KEY.to_string(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue(uri.to_string())),
+            },
+        )]
+        .into(),
+    });
     let mut req = tonic::Request::new(shoal_ca::grpc::IstioCertificateRequest {
         csr,
         validity_duration: 3600,
-        metadata: None,
+        metadata,
     });
     let bearer = format!("Bearer {token}")
         .parse()

@@ -199,3 +199,49 @@ async fn ztunnel_gets_workloads_services_and_policies_as_deltas() {
     let mut refused = open(&shoal, &forged, request(ADDRESS)).await;
     assert!(refused.recv(Duration::from_secs(5)).await.is_err());
 }
+
+/// ztunnel asks for the certificates of the workloads on its node (`ImpersonatedIdentity`):
+/// granted where a pod of that service account runs on the node its token names, and to
+/// ztunnel's own identity only; the chain ends with the root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ztunnel_gets_certificates_for_its_node_s_workloads_only() {
+    use shoal_tests::identity::{create_certificate_for, csr_for, pem_uris, tls_channel};
+    let issuer = Issuer::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = "apiVersion: v1\nkind: Pod\nmetadata: {name: ledger-0, namespace: shop}\nspec: {nodeName: node-b, serviceAccountName: ledger}\nstatus: {phase: Running, podIP: 10.1.0.20}\n---\n";
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        format!("{MESH}{}{elsewhere}", pod("cart-1", "10.1.0.10")),
+    )
+    .unwrap();
+    let shoal = start_shoal(dir.path(), &["--jwt-issuer", &issuer.arg()])
+        .await
+        .unwrap();
+    let root =
+        std::fs::read_to_string(shoal.data_dir().join("ca/shoal-root/root-cert.pem")).unwrap();
+    let channel = tls_channel(shoal.xds_tls().port(), &root).unwrap();
+    let ztunnel = issuer
+        .token_on_node("istio-system", "ztunnel", "node-a")
+        .unwrap();
+    let cart = "spiffe://cluster.local/ns/shop/sa/cart";
+    let ask = |token: String, uri: &'static str| {
+        let channel = channel.clone();
+        async move { create_certificate_for(&channel, &token, csr_for(uri).unwrap(), Some(uri)).await }
+    };
+
+    // cart runs on node-a: granted, for cart, with the chain up to the root.
+    let chain = ask(ztunnel.clone(), cart).await.unwrap().cert_chain;
+    assert_eq!(pem_uris(chain[0].as_bytes()), vec![cart.to_string()]);
+    assert_eq!(chain.last().unwrap().trim(), root.trim());
+
+    // ledger runs on node-b only; a workload (not ztunnel) may not impersonate; a ztunnel
+    // token without a node cannot either.
+    let ledger = "spiffe://cluster.local/ns/shop/sa/ledger";
+    let refused = ask(ztunnel.clone(), ledger).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let workload = issuer.token_on_node("shop", "ledger", "node-a").unwrap();
+    let refused = ask(workload, cart).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let no_node = issuer.token("istio-system", "ztunnel").unwrap();
+    assert!(ask(no_node, cart).await.is_err());
+}
