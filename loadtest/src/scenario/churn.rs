@@ -71,6 +71,29 @@ fn plan_change(
         |edits: &Edits, svc: usize| edits.endpoints.get(&svc).copied().unwrap_or(mesh.endpoints);
     let weights_of =
         |edits: &Edits, svc: usize| edits.weights.get(&svc).copied().unwrap_or((90, 10));
+    if opts.kind == Kind::Ztunnel {
+        // A pod comes or goes (the mesh has a Pod per endpoint, `--pods`): its workload
+        // reaches every ztunnel, added or removed.
+        let endpoints = if endpoints_of(edits, svc) > mesh.endpoints {
+            mesh.endpoints
+        } else {
+            mesh.endpoints + 1
+        };
+        edits.endpoints.insert(svc, endpoints);
+        let uid = format!(
+            "Kubernetes//Pod/{}/svc-{svc}-{}",
+            mesh.namespace_of(svc),
+            mesh.endpoints
+        );
+        return Change {
+            label: format!("pod {uid} {}", if endpoints > mesh.endpoints { "added" } else { "removed" }),
+            file: mesh.path(config_dir, svc),
+            text: mesh.service_yaml(svc, endpoints, weights_of(edits, svc)),
+            watched: vec![fleet.ctx.names.get(&uid)],
+            ty: ResourceType::Address,
+            expected: Some(fleet.proxies.len()),
+        };
+    }
     match if grpc { 0 } else { n % 3 } {
         // Scale a service's endpoints up by one, or back down (a global one when the mesh has
         // them: every proxy sees those).
