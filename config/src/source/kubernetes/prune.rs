@@ -25,6 +25,9 @@ const CREDENTIAL_KEYS: [&str; 6] = [
     TLS_CA,
 ];
 
+/// The annotation Istio's injector writes on the pods it injected.
+const SIDECAR_STATUS: &str = "sidecar.istio.io/status";
+
 /// The object as shoal keeps it, or `None` when shoal keeps nothing of it (a Secret that
 /// holds no credentials: service-account tokens, Helm releases, application secrets).
 pub fn prune(kind: Kind, object: Value) -> Option<Value> {
@@ -41,6 +44,11 @@ pub fn prune(kind: Kind, object: Value) -> Option<Value> {
         let mut empty = false;
         if let Some(Value::Object(annotations)) = m.get_mut("annotations") {
             annotations.retain(|k, _| is_istio_key(k));
+            // The injector's status (a few hundred bytes of JSON) is read for its presence
+            // only: whether the pod runs a sidecar.
+            if let Some(status) = annotations.get_mut(SIDECAR_STATUS) {
+                *status = Value::String(String::new());
+            }
             empty = annotations.is_empty();
         }
         if empty {
@@ -269,7 +277,7 @@ mod tests {
         let kept = prune(
             Kind::Pod,
             pod(
-                json!({"sidecar.istio.io/status": "{}", "proxy.istio.io/config": "{}",
+                json!({"sidecar.istio.io/status": "{\"containers\":[\"istio-proxy\"]}", "proxy.istio.io/config": "{}",
                        "kubectl.kubernetes.io/restartedAt": "now", "prometheus.io/port": "9090",
                        "notistio.io/x": "y"}),
             ),
@@ -277,7 +285,7 @@ mod tests {
         .expect("kept");
         assert_eq!(
             kept["metadata"]["annotations"],
-            json!({"sidecar.istio.io/status": "{}", "proxy.istio.io/config": "{}"})
+            json!({"sidecar.istio.io/status": "", "proxy.istio.io/config": "{}"})
         );
         let kept = prune(Kind::Pod, pod(json!({"a/b": "c"}))).expect("kept");
         assert!(kept["metadata"].get("annotations").is_none(), "{kept}");
