@@ -193,6 +193,9 @@ pub struct PodSpec {
     pub node_name: Option<String>,
     #[serde(default)]
     pub service_account_name: Option<String>,
+    /// The pod shares its node's network (and so its IP with other pods).
+    #[serde(default)]
+    pub host_network: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -98,3 +98,18 @@ fn a_pod_change_changes_its_address_only_and_aliases_follow() {
         .expect("alias");
     assert_eq!(alias.version, a["Kubernetes//Pod/amb/b"]);
 }
+
+#[test]
+fn a_host_network_pod_is_not_captured_nor_found_by_address() {
+    let host = "apiVersion: v1\nkind: Pod\nmetadata: {name: agent, namespace: amb}\nspec: {nodeName: n1, hostNetwork: true}\nstatus: {phase: Running, podIP: 192.168.0.4}\n---\n".to_string();
+    let out = ztunnel_view(&[namespace("amb", "istio.io/dataplane-mode: ambient"), host]);
+    assert_eq!(
+        tunnel(&out, "Kubernetes//Pod/amb/agent"),
+        TunnelProtocol::None
+    );
+    let aliases = out.on_demand.get(&ResourceType::Address);
+    assert!(
+        aliases.is_none_or(|a| a.iter().all(|r| &*r.name != "/192.168.0.4")),
+        "{aliases:?}"
+    );
+}

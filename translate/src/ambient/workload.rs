@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use shoal_api::istio::workload::{
-    Address, GatewayAddress, Locality as PbLocality, NamespacedHostname, NetworkAddress, Port,
-    PortList, Service as PbService, TunnelProtocol, Workload, WorkloadStatus, WorkloadType,
-    address, gateway_address,
+    Address, GatewayAddress, Locality as PbLocality, NamespacedHostname, NetworkAddress,
+    NetworkMode, Port, PortList, Service as PbService, TunnelProtocol, Workload, WorkloadStatus,
+    WorkloadType, address, gateway_address,
 };
 use shoal_config::k8s::{Pod, namespace_labels};
 use shoal_config::{Kind, Labels, Object, ObjectKey, selects};
@@ -331,13 +331,17 @@ fn pod(ctx: &Ctx<'_>, key: &ObjectKey, p: &Pod, services: &[&Arc<Service>]) -> O
         || p.metadata
             .annotations
             .contains_key(SIDECAR_STATUS_ANNOTATION);
+    // A pod on its node's network is never captured, and its IP is not its own: ztunnel
+    // must not look it up by address.
+    let host_network = p.spec.host_network;
     let ambient = match labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) {
         Some("ambient") => true,
         Some(_) => false,
         None => ns_labels
             .get(DATAPLANE_MODE_LABEL)
             .is_some_and(|m| m == "ambient"),
-    } && !sidecar;
+    } && !sidecar
+        && !host_network;
     let (workload_type, workload_name) = workload_of(p, &key.name);
     let (canonical_name, canonical_revision) = canonical(labels, &workload_name);
     let network = ctx.network();
@@ -382,11 +386,20 @@ fn pod(ctx: &Ctx<'_>, key: &ObjectKey, p: &Pod, services: &[&Arc<Service>]) -> O
         },
         cluster_id: ctx.model.options.cluster_id.clone(),
         locality: endpoint_locality.as_ref().and_then(locality),
+        network_mode: if host_network {
+            NetworkMode::HostNetwork as i32
+        } else {
+            NetworkMode::Standard as i32
+        },
         ..Default::default()
     };
     Some(Named {
         name: uid,
-        aliases: ips.iter().map(|ip| format!("{network}/{ip}")).collect(),
+        aliases: if host_network {
+            Vec::new()
+        } else {
+            ips.iter().map(|ip| format!("{network}/{ip}")).collect()
+        },
         address: Address {
             r#type: Some(address::Type::Workload(w)),
         },
