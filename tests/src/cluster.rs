@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::netns::sh;
 use crate::{Proc, Serve, env, eventually, free_port, http_get};
 
 /// Where replicas live on the network.
@@ -41,20 +42,6 @@ struct Netns {
     prefix: String,
     bridge: String,
     namespaces: Vec<String>,
-}
-
-fn sh(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .with_context(|| format!("running {}", args[0]))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
 }
 
 impl Netns {

@@ -19,7 +19,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use shoal_api::pb::envoy::config::route::v3::RouteConfiguration;
 use shoal_api::{Resource, ResourceType};
 
 use super::ViewBuilder;
@@ -203,18 +202,8 @@ impl<'m> ViewBuilder<'_, 'm> {
             &mut l,
         );
         self.listener(l);
-        if let (Some(name), Some(svc)) = (route, sniffed) {
-            // Only the sniffed service's virtual hosts, and no catch-all: what is not one
-            // of its hosts is not HTTP for this listener.
-            let mut used = BTreeSet::new();
-            let rc = RouteConfiguration {
-                name: name.clone(),
-                virtual_hosts: self.service_vhosts(port, &[svc], vss, &mut used),
-                validate_clusters: Some(crate::envoy::boolv(false)),
-                ..Default::default()
-            };
-            self.out
-                .add(ResourceType::Route, Resource::encode(name, &rc));
+        if let Some(svc) = sniffed {
+            self.sniffed_route(svc, port, vss);
         }
     }
 }

@@ -93,7 +93,7 @@ impl<'m> ViewBuilder<'_, 'm> {
 
     /// `HOST:PORT`: the virtual hosts of one sniffed service, for the HTTP found on its
     /// own listener; no catch-all (what is not one of its hosts is not its HTTP).
-    fn sniffed_route(
+    pub(super) fn sniffed_route(
         &mut self,
         svc: &'m Arc<Service>,
         port: u16,
