@@ -86,7 +86,14 @@ fn plan_change(
             mesh.endpoints
         );
         return Change {
-            label: format!("pod {uid} {}", if endpoints > mesh.endpoints { "added" } else { "removed" }),
+            label: format!(
+                "pod {uid} {}",
+                if endpoints > mesh.endpoints {
+                    "added"
+                } else {
+                    "removed"
+                }
+            ),
             file: mesh.path(config_dir, svc),
             text: mesh.service_yaml(svc, endpoints, weights_of(edits, svc)),
             watched: vec![fleet.ctx.names.get(&uid)],
