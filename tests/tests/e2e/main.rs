@@ -16,6 +16,7 @@ mod delegate;
 mod deprecated;
 mod east_west;
 mod envoy;
+mod etcd;
 mod examples;
 mod gateway;
 mod gateway_api;
