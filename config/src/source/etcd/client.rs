@@ -182,8 +182,27 @@ pub async fn bounded<T>(
 }
 
 /// Every key below `prefix` with its value, read at one revision (page by page, each page
-/// at the revision of the first), and that revision.
+/// at the revision of the first), and that revision. A compaction between two pages starts
+/// the read over (a few times at most).
 pub async fn read_prefix(
+    client: &Client,
+    prefix: &Prefix,
+) -> Result<(i64, Vec<(Vec<u8>, Vec<u8>)>), ConnectError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match read_pages(client, prefix).await {
+            Err(ConnectError::Client(etcd_client::Error::GRpcStatus(status)))
+                if attempts < 3 && status.message().contains("compacted") =>
+            {
+                tracing::debug!(%prefix, "etcd: compacted during the read; reading again");
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn read_pages(
     client: &Client,
     prefix: &Prefix,
 ) -> Result<(i64, Vec<(Vec<u8>, Vec<u8>)>), ConnectError> {

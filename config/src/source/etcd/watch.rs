@@ -127,9 +127,11 @@ impl EtcdSource {
                     self.status.send_modify(|s| {
                         if s.connected || s.unreachable_since.is_none() {
                             s.unreachable_since = Some(SystemTime::now());
-                        }
-                        if s.connected && s.synced {
-                            tracing::warn!(error = %message, "etcd: connection lost; serving the last good config");
+                            if s.synced {
+                                tracing::warn!(error = %message, "etcd: connection lost; serving the last good config");
+                            } else {
+                                tracing::warn!(error = %message, "etcd: cannot read the prefix yet; retrying");
+                            }
                         }
                         s.connected = false;
                         s.last_error = Some(message.clone());
