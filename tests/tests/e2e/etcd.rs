@@ -190,7 +190,7 @@ fn endpoint_count(responses: &[DeltaDiscoveryResponse], cluster: &str) -> Option
         .filter_map(|res| res.resource.as_ref())
         .filter_map(|any| ClusterLoadAssignment::decode(any.value.as_slice()).ok())
         .map(|cla| cla.endpoints.iter().map(|l| l.lb_endpoints.len()).sum())
-        .last()
+        .next_back()
 }
 
 async fn configz(shoal: &Shoal) -> serde_json::Value {

@@ -43,10 +43,10 @@ pub fn parse_entry(prefix: &Prefix, key: &[u8], value: &[u8]) -> ParsedDoc {
     };
     let mut decoded = match decode(value) {
         Ok(v) => v,
-        Err(issue) => return reject(origin, Some(object), issue),
+        Err(issue) => return reject(origin, Some(object), *issue),
     };
     if let Err(issue) = agree(&mut decoded, &object) {
-        return reject(origin, Some(object), issue);
+        return reject(origin, Some(object), *issue);
     }
     let mut docs = parse_value(origin.clone(), decoded);
     let doc = match (docs.pop(), docs.is_empty()) {
@@ -91,9 +91,9 @@ fn reject(origin: Origin, key: Option<ObjectKey>, issue: Issue) -> ParsedDoc {
 }
 
 /// The value as a JSON value: UTF-8, one YAML document or a JSON object, bounded in size.
-fn decode(value: &[u8]) -> Result<Value, Issue> {
+fn decode(value: &[u8]) -> Result<Value, Box<Issue>> {
     if value.len() > MAX_VALUE_BYTES {
-        return Err(Issue::error(
+        return Err(refuse(
             "",
             format!(
                 "the value is {} bytes, more than the {MAX_VALUE_BYTES} shoal reads",
@@ -102,23 +102,22 @@ fn decode(value: &[u8]) -> Result<Value, Issue> {
         ));
     }
     let text = std::str::from_utf8(value).map_err(|e| {
-        Issue::error(
+        refuse(
             "",
             format!("the value is not UTF-8 text (YAML or JSON): {e}"),
         )
     })?;
     let body = text.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
     if body.is_empty() {
-        return Err(Issue::error("", "the value is empty"));
+        return Err(refuse("", "the value is empty"));
     }
     if body.starts_with('{') {
-        return serde_json::from_str(body)
-            .map_err(|e| Issue::error("", format!("malformed JSON: {e}")));
+        return serde_json::from_str(body).map_err(|e| refuse("", format!("malformed JSON: {e}")));
     }
     match split_documents(text).as_slice() {
-        [] => Err(Issue::error("", "the value holds no YAML document")),
-        [(_, document)] => decode_yaml(document).map_err(|m| Issue::error("", m)),
-        more => Err(Issue::error(
+        [] => Err(refuse("", "the value holds no YAML document")),
+        [(_, document)] => decode_yaml(document).map_err(|m| refuse("", m)),
+        more => Err(refuse(
             "",
             format!(
                 "one object per key: the value holds {} YAML documents",
@@ -130,34 +129,31 @@ fn decode(value: &[u8]) -> Result<Value, Issue> {
 
 /// Checks that the value is the object its key names: the same kind, and the same name and
 /// namespace where it gives them (left out, the key's are filled in).
-fn agree(value: &mut Value, key: &ObjectKey) -> Result<(), Issue> {
+fn agree(value: &mut Value, key: &ObjectKey) -> Result<(), Box<Issue>> {
     let Value::Object(map) = value else {
-        return Err(Issue::error("", "the value must be one object (a mapping)"));
+        return Err(refuse("", "the value must be one object (a mapping)"));
     };
-    let text = |map: &Map<String, Value>, field: &str| -> Result<Option<String>, Issue> {
+    let text = |map: &Map<String, Value>, field: &str| -> Result<Option<String>, Box<Issue>> {
         match map.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(Issue::error(field, "must be a string")),
+            Some(_) => Err(refuse(field, "must be a string")),
         }
     };
     let api_version = text(map, "apiVersion")?;
     let kind = text(map, "kind")?;
     let (api_version, kind) = match (api_version, kind) {
         (_, Some(kind)) if kind == "List" => {
-            return Err(Issue::error(
-                "kind",
-                "one object per key: a List is not accepted",
-            ));
+            return Err(refuse("kind", "one object per key: a List is not accepted"));
         }
         (Some(a), Some(k)) => (a, k),
-        (None, _) => return Err(Issue::error("apiVersion", "required")),
-        (_, None) => return Err(Issue::error("kind", "required")),
+        (None, _) => return Err(refuse("apiVersion", "required")),
+        (_, None) => return Err(refuse("kind", "required")),
     };
     match kind_for(&api_version, &kind) {
         Some(k) if k == key.kind => {}
         Some(k) => {
-            return Err(Issue::error(
+            return Err(refuse(
                 "kind",
                 format!(
                     "the value is a {k} but its key is under {}: the key names the object",
@@ -166,7 +162,7 @@ fn agree(value: &mut Value, key: &ObjectKey) -> Result<(), Issue> {
             ));
         }
         None => {
-            return Err(Issue::error(
+            return Err(refuse(
                 "apiVersion",
                 format!(
                     "{} {} is not a kind and version shoal reads; the key is under {}",
@@ -184,17 +180,17 @@ fn agree(value: &mut Value, key: &ObjectKey) -> Result<(), Issue> {
         *metadata = Value::Object(Map::new());
     }
     let Value::Object(metadata) = metadata else {
-        return Err(Issue::error("metadata", "must be a mapping"));
+        return Err(refuse("metadata", "must be a mapping"));
     };
-    let mut fill = |field: &str, want: &str| -> Result<(), Issue> {
+    let mut fill = |field: &str, want: &str| -> Result<(), Box<Issue>> {
         let path = format!("metadata.{field}");
-        match text(metadata, field).map_err(|_| Issue::error(&path, "must be a string"))? {
+        match text(metadata, field).map_err(|_| refuse(&path, "must be a string"))? {
             None => {
                 metadata.insert(field.to_string(), Value::String(want.to_string()));
                 Ok(())
             }
             Some(given) if given == want => Ok(()),
-            Some(given) => Err(Issue::error(
+            Some(given) => Err(refuse(
                 path,
                 format!(
                     "{} disagrees with the key, which says {}: the key names the object",
@@ -209,6 +205,11 @@ fn agree(value: &mut Value, key: &ObjectKey) -> Result<(), Issue> {
         fill("namespace", &key.namespace)?;
     }
     Ok(())
+}
+
+/// An error issue, boxed (it is large) for the checks' results.
+fn refuse(field: impl Into<String>, message: impl Into<String>) -> Box<Issue> {
+    Box::new(Issue::error(field, message))
 }
 
 /// A string from the value, quoted and cut short.
