@@ -18,7 +18,7 @@ pub const MAX_MESSAGE: usize = 256 << 20;
 /// Keys a read takes at most: beyond, the prefix is refused rather than held.
 const MAX_KEYS: usize = 1_000_000;
 /// How long one call may take.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to reach etcd and which keys to read.
 #[derive(Clone)]
@@ -65,6 +65,8 @@ pub enum ConnectError {
     Client(#[from] etcd_client::Error),
     #[error("etcd did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("etcd ended the watch")]
+    WatchEnded,
     #[error("etcd's answer has no header (revision)")]
     NoHeader,
     #[error("more than {MAX_KEYS} keys below the prefix")]

@@ -10,9 +10,7 @@ use metrics::{counter, gauge};
 use tokio::sync::{mpsc, watch};
 
 use super::backoff::{Backoff, jitter};
-use super::client::{
-    CALL_TIMEOUT, ConnectError, Connection, MAX_MESSAGE, bounded, connect, read_prefix,
-};
+use super::client::{ConnectError, Connection, MAX_MESSAGE, bounded, connect, read_prefix};
 use super::status::{EtcdStatus, EtcdStatusWatch};
 use super::tracker::Tracker;
 use super::value::parse_entry;
@@ -216,7 +214,7 @@ impl EtcdSource {
             };
             let response = match response {
                 Ok(Some(r)) => r,
-                Ok(None) => return Break::Failed(ConnectError::Timeout(CALL_TIMEOUT)),
+                Ok(None) => return Break::Failed(ConnectError::WatchEnded),
                 Err(e) => return e.into(),
             };
             if response.canceled() {
@@ -232,10 +230,10 @@ impl EtcdSource {
             }
             backoff.reset();
             let mut updates = Vec::new();
+            let mut unknown = None;
             let events = response.events();
             for event in events {
                 let Some(kv) = event.kv() else { continue };
-                revision = revision.max(kv.mod_revision());
                 // The raw type: the accessor panics on a number it does not know.
                 match event.0.r#type {
                     PUT => {
@@ -247,18 +245,27 @@ impl EtcdSource {
                         updates.extend(tracker.delete(kv.key()));
                     }
                     other => {
-                        return Break::Reread(format!("unknown watch event type {other}"));
+                        // What the tracker took so far is sent; the re-read does the rest.
+                        unknown = Some(other);
+                        break;
                     }
                 }
+                revision = revision.max(kv.mod_revision());
             }
             if events.is_empty()
+                && !response.created()
                 && let Some(header) = response.header()
             {
-                // A progress notification: every event up to it has been sent.
+                // A progress notification: every event up to it has been sent. (The
+                // response that confirms the watch is not one: events from the start
+                // revision to its header's may still be on their way.)
                 revision = revision.max(header.revision());
             }
             if send(tx, updates).await.is_err() {
                 return Break::Closed;
+            }
+            if let Some(kind) = unknown {
+                return Break::Reread(format!("unknown watch event type {kind}"));
             }
             self.set_read(revision, tracker.len(), *reads);
         }
