@@ -14,6 +14,9 @@ ARG RUST_VERSION=1.95
 
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
+# protoc: etcd-client's build script compiles etcd's protos (the `serve --etcd` source).
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends protobuf-compiler \
+ && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \

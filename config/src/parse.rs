@@ -82,22 +82,26 @@ pub fn parse_yaml(source: &str, text: &str) -> Vec<ParsedDoc> {
             line,
             item: None,
         };
-        let options = serde_saphyr::options! { with_snippet: false, strict_booleans: true };
-        match serde_saphyr::from_str_with_options::<Value>(chunk, options) {
+        match decode_yaml(chunk) {
             Ok(value) => out.extend(parse_value(origin, value)),
-            Err(e) => out.push(ParsedDoc {
+            Err(message) => out.push(ParsedDoc {
                 outcome: Outcome::Rejected {
                     key: None,
-                    issues: vec![
-                        Issue::error("", format!("malformed YAML: {}", one_line(&e.to_string())))
-                            .at(Some(&origin), None),
-                    ],
+                    issues: vec![Issue::error("", message).at(Some(&origin), None)],
                 },
                 origin,
             }),
         }
     }
     out
+}
+
+/// Decodes one YAML document (JSON is YAML too) as every source reads them; the error is
+/// one line, `malformed YAML: …`.
+pub fn decode_yaml(document: &str) -> Result<Value, String> {
+    let options = serde_saphyr::options! { with_snippet: false, strict_booleans: true };
+    serde_saphyr::from_str_with_options::<Value>(document, options)
+        .map_err(|e| format!("malformed YAML: {}", one_line(&e.to_string())))
 }
 
 /// A unit of config that could not be read at all (I/O error, not UTF-8).

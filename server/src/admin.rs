@@ -11,6 +11,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use shoal_cache::status::StatusRegistry;
+use shoal_config::source::etcd::status::EtcdStatusWatch;
 use shoal_config::source::kubernetes::status::StatusWatch;
 use shoal_shard::ShardNode;
 
@@ -26,6 +27,8 @@ pub struct Admin {
     pub jwks: Arc<crate::jwks::JwksStatus>,
     /// The Kubernetes source's status, when it runs.
     pub kubernetes: Option<StatusWatch>,
+    /// The etcd source's status, when it runs.
+    pub etcd: Option<EtcdStatusWatch>,
 }
 
 pub fn router(admin: Admin) -> Router {
@@ -55,6 +58,20 @@ async fn ready(State(a): State<Admin>) -> Response {
             message.push_str(&format!(
                 "kubernetes: still syncing {}\n",
                 syncing.join(", ")
+            ));
+        }
+    }
+    if let Some(e) = &a.etcd {
+        let status = e.borrow();
+        if !status.synced {
+            message.push_str(&format!(
+                "etcd: waiting for the first read of {}{}\n",
+                status.prefix,
+                status
+                    .last_error
+                    .as_deref()
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
             ));
         }
     }
@@ -198,6 +215,12 @@ async fn configz(State(a): State<Admin>) -> Response {
         "sources": {
             "kubernetes": a.kubernetes.as_ref().map(|k| {
                 let status = k.borrow();
+                let mut v = serde_json::to_value(&*status).unwrap_or_default();
+                v["stale"] = status.stale().into();
+                v
+            }),
+            "etcd": a.etcd.as_ref().map(|e| {
+                let status = e.borrow();
                 let mut v = serde_json::to_value(&*status).unwrap_or_default();
                 v["stale"] = status.stale().into();
                 v

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shoal_cache::AdsServer;
+use shoal_config::source::etcd::EtcdSource;
 use shoal_config::source::kubernetes::{self, KubernetesSource};
 use shoal_config::source::{ConfigSource, file::FileSource};
 use shoal_shard::ShardNode;
@@ -86,6 +87,13 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         }
         None => (None, None),
     };
+    let etcd = config.sources.etcd.as_ref().map(|e| {
+        tracing::info!(endpoints = ?e.connection.endpoints, prefix = %e.connection.prefix, "reading config from etcd");
+        let source = EtcdSource::new(e.connection.clone(), e.options.clone());
+        let status = source.status();
+        sources.push(Box::new(source));
+        status
+    });
     let source_count = sources.len();
     for source in sources {
         let kind = source.kind();
@@ -236,6 +244,7 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         node: node.clone(),
         jwks: jwks_status,
         kubernetes,
+        etcd,
     });
     let listener = bind(config.admin_addr, "admin").await?;
     let admin_addr = listener.local_addr()?;

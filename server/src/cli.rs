@@ -62,6 +62,41 @@ pub enum CaStep {
     Bundle,
 }
 
+/// etcd as a config source (`serve` follows it, `validate` reads it once).
+#[derive(Debug, Clone, Args)]
+pub struct EtcdArgs {
+    /// Read config from etcd too: its endpoints, `http://HOST:PORT` or `https://HOST:PORT`,
+    /// comma-separated. Every key below --etcd-prefix is one object,
+    /// `PREFIX/KIND/NAMESPACE/NAME` (`PREFIX/KIND/NAME` for cluster-scoped kinds), its
+    /// value YAML or JSON.
+    #[arg(
+        long,
+        env = "SHOAL_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        value_name = "ENDPOINTS"
+    )]
+    pub etcd: Vec<String>,
+    /// The prefix of shoal's keys in etcd.
+    #[arg(long, env = "SHOAL_ETCD_PREFIX", default_value = "/shoal/config")]
+    pub etcd_prefix: String,
+    /// PEM file: the CA of etcd's serving certificate (https endpoints; without it, the
+    /// system's roots).
+    #[arg(long, requires = "etcd")]
+    pub etcd_ca: Option<PathBuf>,
+    /// PEM file: a client certificate for etcd's `--client-cert-auth` (with --etcd-key).
+    #[arg(long, requires_all = ["etcd", "etcd_key"])]
+    pub etcd_cert: Option<PathBuf>,
+    /// PEM file: the key of --etcd-cert.
+    #[arg(long, requires_all = ["etcd", "etcd_cert"])]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd user (etcd's own authentication; with --etcd-password-file).
+    #[arg(long, requires_all = ["etcd", "etcd_password_file"])]
+    pub etcd_user: Option<String>,
+    /// File holding the password of --etcd-user (a trailing newline is dropped).
+    #[arg(long, requires = "etcd_user")]
+    pub etcd_password_file: Option<PathBuf>,
+}
+
 /// Replica flags: with `--id`, the server joins a Raft group and serves only the proxies
 /// whose shards it owns (forwarding the others to their owners).
 #[derive(Debug, Clone, Args)]
@@ -162,9 +197,11 @@ fn duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Directory of YAML files (watched; nested directories included). With
-    /// --kubernetes, optional: both feed one store.
-    #[arg(long, env = "SHOAL_CONFIG_DIR", required_unless_present = "kubernetes")]
+    /// --kubernetes or --etcd, optional: every source feeds one store.
+    #[arg(long, env = "SHOAL_CONFIG_DIR", required_unless_present_any = ["kubernetes", "etcd"])]
     pub config_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// Read config from the Kubernetes API server too: Services, EndpointSlices, Pods,
     /// Nodes, Namespaces, gateway credential Secrets, and the Istio and Gateway API
     /// resources whose CRDs are installed. In a pod, its service account; else
@@ -368,8 +405,11 @@ pub struct SecurityArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Directory of YAML files.
-    pub dir: PathBuf,
+    /// Directory of YAML files (optional with --etcd).
+    #[arg(required_unless_present = "etcd")]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// Print warnings too (errors are always printed).
     #[arg(long)]
     pub warnings: bool,

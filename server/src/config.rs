@@ -13,12 +13,13 @@ use shoal_ca::auth::{IssuerKeys, TrustedIssuer};
 use shoal_cache::AdsConfig;
 use shoal_cache::debug::ControlPlane;
 use shoal_cache::session::Limits;
+use shoal_config::source::etcd::{self, Prefix};
 use shoal_config::source::kubernetes::mesh::MeshConfigMap;
 use shoal_config::source::kubernetes::{self, Connection};
 use shoal_shard::Node;
 use shoal_translate::MeshOptions;
 
-use crate::cli::ServeArgs;
+use crate::cli::{EtcdArgs, ServeArgs};
 use crate::identity::readers::{CredentialReaders, DebugReaders};
 use crate::jwks::JwksConfig;
 
@@ -119,6 +120,52 @@ pub struct SourcesConfig {
     pub config_dir: Option<PathBuf>,
     /// The Kubernetes API server to watch.
     pub kubernetes: Option<KubernetesConfig>,
+    /// The etcd prefix to follow.
+    pub etcd: Option<EtcdConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    pub connection: etcd::Connection,
+    pub options: etcd::Options,
+}
+
+/// The etcd connection the `--etcd*` flags describe (`None` without `--etcd`), with the
+/// files they name read; every error names its flag.
+pub fn etcd_connection(args: &EtcdArgs) -> anyhow::Result<Option<etcd::Connection>> {
+    if args.etcd.is_empty() {
+        return Ok(None);
+    }
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))
+    };
+    let ca = args
+        .etcd_ca
+        .as_deref()
+        .map(|p| read("--etcd-ca", p))
+        .transpose()?;
+    let identity = match (&args.etcd_cert, &args.etcd_key) {
+        (Some(cert), Some(key)) => Some((read("--etcd-cert", cert)?, read("--etcd-key", key)?)),
+        _ => None,
+    };
+    let user = match (&args.etcd_user, &args.etcd_password_file) {
+        (Some(user), Some(file)) => {
+            let password = String::from_utf8(read("--etcd-password-file", file)?)
+                .with_context(|| format!("--etcd-password-file {}: not UTF-8", file.display()))?;
+            let password = password.trim_end_matches(['\n', '\r']).to_string();
+            Some((user.clone(), password))
+        }
+        _ => None,
+    };
+    let connection = etcd::Connection {
+        endpoints: args.etcd.iter().map(|e| e.trim().to_string()).collect(),
+        prefix: Prefix::new(&args.etcd_prefix),
+        ca,
+        identity,
+        user,
+    };
+    connection.check().context("--etcd")?;
+    Ok(Some(connection))
 }
 
 #[derive(Debug, Clone)]
@@ -210,9 +257,10 @@ impl Config {
                 dir.display()
             );
         }
+        let etcd = etcd_connection(&args.etcd)?;
         anyhow::ensure!(
-            args.config_dir.is_some() || args.kubernetes,
-            "no config source: give --config-dir, --kubernetes or both"
+            args.config_dir.is_some() || args.kubernetes || etcd.is_some(),
+            "no config source: give --config-dir, --kubernetes, --etcd, or several"
         );
         let flags = crate::mesh::from_flags(args);
         let options = match &args.mesh_config {
@@ -253,6 +301,10 @@ impl Config {
                     },
                     write_status: args.kube_write_status,
                     write_analysis: args.kube_write_analysis,
+                }),
+                etcd: etcd.map(|connection| EtcdConfig {
+                    connection,
+                    options: etcd::Options::default(),
                 }),
             },
             mesh: MeshSettings {
@@ -480,6 +532,85 @@ mod tests {
             ])
             .contains("--max-workload-cert-ttl")
         );
+    }
+
+    fn resolve_argv(argv: &[&str]) -> anyhow::Result<Config> {
+        let parsed = parse_from(argv)?;
+        match parsed.command {
+            Command::Serve(args) => Config::resolve(&args, &parsed.explicit),
+            other => anyhow::bail!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn etcd_is_a_config_source_of_its_own_or_beside_others() {
+        let c = resolve_argv(&[
+            "shoal",
+            "serve",
+            "--etcd",
+            "http://127.0.0.1:2379,http://127.0.0.2:2379",
+        ])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        let etcd = c.sources.etcd.unwrap_or_else(|| panic!("etcd"));
+        assert_eq!(etcd.connection.endpoints.len(), 2);
+        assert_eq!(etcd.connection.prefix.as_str(), "/shoal/config");
+        assert!(c.sources.config_dir.is_none());
+        let c = resolve(&["--etcd", "http://127.0.0.1:2379", "--etcd-prefix", "/mesh/"])
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(c.sources.config_dir.is_some());
+        assert_eq!(
+            c.sources
+                .etcd
+                .map(|e| e.connection.prefix.as_str().to_string())
+                .as_deref(),
+            Some("/mesh")
+        );
+
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let password = dir.path().join("password");
+        std::fs::write(&password, "s3cret\n").unwrap_or_else(|e| panic!("{e}"));
+        let password = password.display().to_string();
+        let c = resolve(&[
+            "--etcd",
+            "http://127.0.0.1:2379",
+            "--etcd-user",
+            "shoal",
+            "--etcd-password-file",
+            &password,
+        ])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            c.sources.etcd.and_then(|e| e.connection.user),
+            Some(("shoal".to_string(), "s3cret".to_string())),
+            "the password without its newline"
+        );
+    }
+
+    #[test]
+    fn etcd_flags_that_cannot_work_are_refused_with_the_flag() {
+        let err = |argv: &[&str]| match resolve(argv) {
+            Ok(_) => panic!("{argv:?} accepted"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err(&["--etcd", "127.0.0.1:2379"]).contains("--etcd: etcd endpoint"));
+        assert!(err(&["--etcd", "http://a:1,https://b:1"]).contains("mix"));
+        assert!(
+            err(&["--etcd", "http://a:1", "--etcd-ca", "/nonexistent"])
+                .contains("--etcd-ca /nonexistent")
+        );
+        // Flags that need another: refused by the parser.
+        assert!(
+            parse_from(["shoal", "serve", "--etcd", "http://a:1", "--etcd-user", "u"]).is_err()
+        );
+        assert!(
+            parse_from(["shoal", "serve", "--etcd", "http://a:1", "--etcd-cert", "c"]).is_err()
+        );
+        assert!(parse_from(["shoal", "serve"]).is_err(), "no source at all");
+        assert!(
+            parse_from(["shoal", "validate"]).is_err(),
+            "nothing to validate"
+        );
+        assert!(parse_from(["shoal", "validate", "--etcd", "http://a:1"]).is_ok());
     }
 
     #[test]

@@ -119,6 +119,30 @@ fn describe() {
         "Debug xDS requests answered or refused (istioctl), by type (syncz, config_dump, unknown)."
     );
     describe_istio();
+    describe_gauge!(
+        "shoal_etcd_connected",
+        "1 while etcd answers and the watch of the prefix is open (serve --etcd), else 0."
+    );
+    describe_gauge!(
+        "shoal_etcd_revision",
+        "The etcd revision the config delivered from etcd is at."
+    );
+    describe_gauge!(
+        "shoal_etcd_keys",
+        "Keys below the etcd prefix (objects, and keys only reported)."
+    );
+    describe_counter!(
+        "shoal_etcd_resyncs_total",
+        "Reads of the whole etcd prefix after the first (a compaction, a lost connection), each diffed against what was delivered."
+    );
+    describe_counter!(
+        "shoal_etcd_events_total",
+        "Watch events from etcd, by event (put, delete)."
+    );
+    describe_counter!(
+        "shoal_etcd_errors_total",
+        "Failed attempts to read or watch etcd (each retried with backoff)."
+    );
 }
 
 /// Istio's metric names, recorded beside shoal's (same events, Istio's names, labels and

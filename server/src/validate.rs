@@ -1,22 +1,51 @@
-//! `shoal validate DIR`: everything `serve` would reject or warn about, without serving.
+//! `shoal validate [DIR] [--etcd ENDPOINTS]`: everything `serve` would reject or warn
+//! about, without serving. A directory is read as `serve --config-dir` reads it, an etcd
+//! prefix once, as `serve --etcd` reads it at start.
 
 use std::process::ExitCode;
 
+use anyhow::Context;
+use shoal_config::parse::ParsedDoc;
 use shoal_config::source::file::FileSource;
 use shoal_config::{ConfigStore, Severity};
 
 use crate::cli::ValidateArgs;
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
-    if !args.dir.is_dir() {
-        anyhow::bail!("{} is not a directory", args.dir.display());
+    // Every unit of config (a file, an etcd key) with its documents, and what was read.
+    let mut units: Vec<(String, Vec<ParsedDoc>)> = Vec::new();
+    let mut read = Vec::new();
+    if let Some(dir) = &args.dir {
+        if !dir.is_dir() {
+            anyhow::bail!("{} is not a directory", dir.display());
+        }
+        let files = FileSource::new(dir).load()?;
+        read.push(format!("{} file(s)", files.len()));
+        units.extend(files);
     }
-    let source = FileSource::new(&args.dir);
-    let files = source.load()?;
-    let file_count = files.len();
+    if let Some(connection) = crate::config::etcd_connection(&args.etcd)? {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (revision, keys) = runtime
+            .block_on(shoal_config::source::etcd::load(&connection))
+            .with_context(|| {
+                format!(
+                    "reading {} from etcd at {}",
+                    connection.prefix,
+                    connection.endpoints.join(",")
+                )
+            })?;
+        read.push(format!(
+            "{} etcd key(s) below {} at revision {revision}",
+            keys.len(),
+            connection.prefix
+        ));
+        units.extend(keys.into_iter().map(|(key, doc)| (key, vec![doc])));
+    }
     let mut store = ConfigStore::new();
     let mut skipped = std::collections::BTreeMap::<String, usize>::new();
-    for (name, docs) in files {
+    for (name, docs) in units {
         for d in &docs {
             if let shoal_config::parse::Outcome::Skipped { api_version, kind } = &d.outcome {
                 *skipped.entry(format!("{api_version} {kind}")).or_default() += 1;
@@ -44,8 +73,8 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     }
     let snap = store.snapshot();
     println!(
-        "{} file(s), {} object(s) accepted, {errors} error(s), {warnings} warning(s){}",
-        file_count,
+        "{}, {} object(s) accepted, {errors} error(s), {warnings} warning(s){}",
+        read.join(", "),
         snap.len(),
         if warnings > 0 && !args.warnings {
             " (--warnings to list them)"

@@ -38,6 +38,29 @@ fn validate_accepts_the_example_mesh_and_rejects_bad_config() {
     assert!(text.contains("bad.yaml:1 (document 1): VirtualService default/r: spec.http[0].route[0].destination.subset"), "{text}");
 }
 
+/// `validate --etcd` (the reading itself is tested against a real etcd in
+/// `tests/tests/e2e/etcd.rs`) refuses what can never work before trying, naming the flag.
+#[test]
+fn validate_refuses_an_etcd_endpoint_that_is_not_a_url() {
+    let bin = env!("CARGO_BIN_EXE_shoal");
+    let out = Command::new(bin)
+        .args(["validate", "--etcd", "127.0.0.1:2379"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("--etcd: etcd endpoint \"127.0.0.1:2379\" is not http://HOST:PORT"),
+        "{text}"
+    );
+    let out = Command::new(bin).arg("validate").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a directory or --etcd is needed"
+    );
+}
+
 /// As `istioctl analyze`: undefined subsets and unknown hosts of `tcp` and `tls` routes are
 /// reported as those of `http` routes are.
 #[test]

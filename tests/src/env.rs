@@ -71,3 +71,27 @@ pub fn python() -> Option<PathBuf> {
 pub fn py_script(name: &str) -> PathBuf {
     workspace_root().join("tests/py").join(name)
 }
+
+/// An etcd server for the `serve --etcd` tests: `SHOAL_ETCD` (scripts/test sets it from
+/// scripts/etcd.sh), else the one scripts/etcd.sh unpacks into `.tools/etcd/`, else `etcd`
+/// on PATH. `None` when there is none: those tests skip, saying so.
+pub fn etcd() -> Option<PathBuf> {
+    let candidates = std::env::var_os("SHOAL_ETCD")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([workspace_root().join(".tools/etcd/usr/bin/etcd")])
+        .chain(std::env::var_os("PATH").into_iter().flat_map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("etcd"))
+                .collect::<Vec<_>>()
+        }));
+    for path in candidates {
+        if path.is_file() {
+            return Some(path);
+        }
+    }
+    eprintln!(
+        "SKIP: no etcd server (set SHOAL_ETCD to one, or run scripts/etcd.sh, which unpacks Debian's etcd-server)"
+    );
+    None
+}

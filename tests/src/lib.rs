@@ -8,6 +8,7 @@ pub mod backends;
 pub mod cluster;
 pub mod env;
 pub mod envoy;
+pub mod etcd;
 pub mod https;
 pub mod identity;
 pub mod ingress;

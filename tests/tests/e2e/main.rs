@@ -18,6 +18,7 @@ mod deprecated;
 mod east_west;
 mod egress;
 mod envoy;
+mod etcd;
 mod examples;
 mod gateway;
 mod gateway_api;
