@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, CompactionOptions, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{Client, CompactionOptions};
 use prost::Message;
 use shoal_api::ResourceType;
 use shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -668,6 +668,35 @@ fn certificates(
     )
 }
 
+/// A gRPC channel to `endpoint` over rustls, trusting `ca` and presenting `cert`/`key`.
+fn mtls_channel(endpoint: &str, ca: &[u8], cert: &[u8], key: &[u8]) -> tonic::transport::Channel {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca) {
+        roots.add(c.expect("CA PEM")).expect("a root");
+    }
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificate PEM");
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, PrivateKeyDer::from_pem_slice(key).expect("key PEM"))
+    .expect("client certificate");
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http2()
+        .build();
+    tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .expect("endpoint")
+        .connect_with_connector_lazy(https)
+}
+
 /// Over TLS with a client certificate (etcd's `--client-cert-auth`) and etcd's own
 /// authentication: `--etcd-ca`, `--etcd-cert`/`--etcd-key` and `--etcd-user` with
 /// `--etcd-password-file` reach the prefix; without the password, etcd refuses.
@@ -683,14 +712,17 @@ async fn mtls_and_a_password_reach_a_guarded_etcd() {
         .expect("etcd over TLS");
     let endpoint = etcd.endpoint();
     let read = |p: &Path| std::fs::read(p).expect("read pem");
-    let options = ConnectOptions::new().with_tls(
-        TlsOptions::new()
-            .ca_certificate(Certificate::from_pem(read(&ca)))
-            .identity(Identity::from_pem(read(&cert), read(&client_key))),
-    );
     let mut kv = tokio::time::timeout(
         Duration::from_secs(10),
-        Client::connect([endpoint.as_str()], Some(options)),
+        Client::from_channel(
+            etcd_client::Channel::Tonic(mtls_channel(
+                &endpoint,
+                &read(&ca),
+                &read(&cert),
+                &read(&client_key),
+            )),
+            None,
+        ),
     )
     .await
     .expect("within 10 s")

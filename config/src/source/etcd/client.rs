@@ -1,11 +1,14 @@
 //! Talking to etcd: how to connect (endpoints, TLS, user), and a consistent read of a
-//! whole prefix. Every call is bounded in time: a balanced channel with no endpoint up
+//! whole prefix. Plain endpoints share one balanced channel; TLS ones are reached one at a
+//! time over shoal's own rustls connector, taking turns across reconnections. Every call is bounded in time: a balanced channel with no endpoint up
 //! waits rather than fails, and the source must notice.
 
 use std::fmt;
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use etcd_client::{Client, ConnectOptions, GetOptions};
 use thiserror::Error;
 
 use super::key::Prefix;
@@ -63,6 +66,8 @@ pub enum ConnectError {
     },
     #[error("etcd: {0}")]
     Client(#[from] etcd_client::Error),
+    #[error("TLS to etcd: {0}")]
+    Tls(String),
     #[error("etcd did not answer within {0:?}")]
     Timeout(Duration),
     #[error("etcd ended the watch")]
@@ -160,17 +165,74 @@ pub async fn connect(connection: &Connection) -> Result<Client, ConnectError> {
             .with_auto_token_refresh(true);
     }
     if connection.https() {
-        let mut tls = TlsOptions::new();
-        tls = match &connection.ca {
-            Some(ca) => tls.ca_certificate(Certificate::from_pem(ca)),
-            None => tls.with_native_roots(),
-        };
-        if let Some((cert, key)) = &connection.identity {
-            tls = tls.identity(Identity::from_pem(cert, key));
-        }
-        options = options.with_tls(tls);
+        let channel = tls_channel(connection)?;
+        return bounded(Client::from_channel(
+            etcd_client::Channel::Tonic(channel),
+            Some(options),
+        ))
+        .await;
     }
     bounded(Client::connect(&connection.endpoints, Some(options))).await
+}
+
+/// Which endpoint the next TLS connection tries: they take turns, so a source that keeps
+/// failing on one moves on to the next.
+static NEXT_ENDPOINT: AtomicUsize = AtomicUsize::new(0);
+
+/// A channel to one of the https endpoints over rustls (ring): etcd's CA (else the
+/// system's roots), the client certificate when given, HTTP/2 by ALPN.
+fn tls_channel(connection: &Connection) -> Result<tonic::transport::Channel, ConnectError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match &connection.ca {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| ConnectError::Tls(format!("--etcd-ca: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ConnectError::Tls(format!("--etcd-ca: {e}")))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A system root rustls cannot use is no reason to fail the others.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectError::Tls(e.to_string()))?
+        .with_root_certificates(roots);
+    let config = match &connection.identity {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ConnectError::Tls(format!("--etcd-cert: {e}")))?;
+            let key = PrivateKeyDer::from_pem_slice(key)
+                .map_err(|e| ConnectError::Tls(format!("--etcd-key: {e}")))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ConnectError::Tls(format!("--etcd-cert/--etcd-key: {e}")))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http2()
+        .build();
+    let n = connection.endpoints.len().max(1);
+    let url = &connection.endpoints[NEXT_ENDPOINT.fetch_add(1, Ordering::Relaxed) % n];
+    let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+        .map_err(|_| ConnectError::Endpoint(url.clone()))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    Ok(endpoint.connect_with_connector_lazy(https))
 }
 
 /// Runs an etcd call for at most [`CALL_TIMEOUT`].
