@@ -114,6 +114,26 @@ impl MeshSpec {
     /// weights: Service, EndpointSlice, Pods (when subsets need labels), DestinationRule,
     /// VirtualService.
     pub fn service_yaml(&self, i: usize, endpoints: usize, weights: (u32, u32)) -> String {
+        self.service_yaml_drained(i, endpoints, weights, &[])
+    }
+
+    /// The node endpoint `e` of service `i` runs on (with `pods`: a hundred nodes).
+    pub fn node_of(&self, i: usize, e: usize) -> usize {
+        (i * 10 + e) % 100
+    }
+
+    /// As [`MeshSpec::service_yaml`], without the endpoints (and pods) on `drained` nodes,
+    /// as Kubernetes leaves a service once those nodes are drained.
+    pub fn service_yaml_drained(
+        &self,
+        i: usize,
+        endpoints: usize,
+        weights: (u32, u32),
+        drained: &[usize],
+    ) -> String {
+        let kept: Vec<usize> = (0..endpoints)
+            .filter(|e| !drained.contains(&self.node_of(i, *e)))
+            .collect();
         let ns = self.namespace_of(i);
         let name = format!("svc-{i}");
         let ip = |e: usize| {
@@ -132,10 +152,10 @@ impl MeshSpec {
             y,
             "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-abcde, namespace: {ns}, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports:\n- {{name: http, port: 8080}}\n- {{name: grpc, port: 7070}}\nendpoints:\n"
         );
-        if endpoints == 0 {
+        if kept.is_empty() {
             y.push_str("[]\n");
         }
-        for e in 0..endpoints {
+        for &e in &kept {
             let _ = writeln!(
                 y,
                 "- addresses: [{}]\n  zone: zone-{}\n  targetRef: {{kind: Pod, name: {name}-{e}}}",
@@ -146,12 +166,12 @@ impl MeshSpec {
         y.push_str("---\n");
         let dr = self.has_dr(i);
         if dr || self.pods {
-            for e in 0..endpoints {
+            for &e in &kept {
                 let _ = write!(
                     y,
                     "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}-{e}, namespace: {ns}, labels: {{app: {name}, version: v{}}}}}\nspec: {{nodeName: node-{}, serviceAccountName: {name}}}\nstatus: {{phase: Running, podIP: {}}}\n---\n",
                     1 + e % 2,
-                    (i * 10 + e) % 100,
+                    self.node_of(i, e),
                     ip(e)
                 );
             }

@@ -14,13 +14,15 @@ use super::*;
 /// One edit of the churn scenario: what it does and which resource shows it.
 struct Change {
     label: String,
-    file: PathBuf,
-    text: String,
+    /// The files written, all at once.
+    files: Vec<(PathBuf, String)>,
     /// The resources that show the change, of type `ty`.
     watched: Vec<Arc<str>>,
     ty: ResourceType,
     /// Proxies expected to receive the update (`None`: everyone who holds a watched name).
     expected: Option<usize>,
+    /// A proxy has the change once it has every watched name (else: the first of them).
+    all: bool,
 }
 
 /// What the churn scenario has done to each service so far (endpoints, weights).
@@ -28,6 +30,8 @@ struct Change {
 struct Edits {
     endpoints: HashMap<usize, usize>,
     weights: HashMap<usize, (u32, u32)>,
+    /// Nodes drained so far (their pods deleted).
+    drained: Vec<usize>,
 }
 
 fn plan_change(
@@ -71,6 +75,38 @@ fn plan_change(
         |edits: &Edits, svc: usize| edits.endpoints.get(&svc).copied().unwrap_or(mesh.endpoints);
     let weights_of =
         |edits: &Edits, svc: usize| edits.weights.get(&svc).copied().unwrap_or((90, 10));
+    if opts.kind == Kind::Ztunnel && n % 4 == 3 && mesh.pods {
+        // A node drained: every pod on it goes at once (its services rewritten together).
+        let node = (n / 4) % 100;
+        edits.drained.push(node);
+        let mut files = Vec::new();
+        let mut watched = Vec::new();
+        for i in 0..services {
+            let endpoints = endpoints_of(edits, i);
+            let gone: Vec<usize> = (0..endpoints)
+                .filter(|e| mesh.node_of(i, *e) == node)
+                .collect();
+            if gone.is_empty() {
+                continue;
+            }
+            for e in gone {
+                let uid = format!("Kubernetes//Pod/{}/svc-{i}-{e}", mesh.namespace_of(i));
+                watched.push(fleet.ctx.names.get(&uid));
+            }
+            files.push((
+                mesh.path(config_dir, i),
+                mesh.service_yaml_drained(i, endpoints, weights_of(edits, i), &edits.drained),
+            ));
+        }
+        return Change {
+            label: format!("node-{node} drained ({} pods)", watched.len()),
+            files,
+            watched,
+            ty: ResourceType::Address,
+            expected: Some(fleet.proxies.len()),
+            all: true,
+        };
+    }
     if opts.kind == Kind::Ztunnel {
         // A pod comes or goes (the mesh has a Pod per endpoint, `--pods`): its workload
         // reaches every ztunnel, added or removed.
@@ -94,11 +130,14 @@ fn plan_change(
                     "removed"
                 }
             ),
-            file: mesh.path(config_dir, svc),
-            text: mesh.service_yaml(svc, endpoints, weights_of(edits, svc)),
+            files: vec![(
+                mesh.path(config_dir, svc),
+                mesh.service_yaml_drained(svc, endpoints, weights_of(edits, svc), &edits.drained),
+            )],
             watched: vec![fleet.ctx.names.get(&uid)],
             ty: ResourceType::Address,
             expected: Some(fleet.proxies.len()),
+            all: false,
         };
     }
     match if grpc { 0 } else { n % 3 } {
@@ -118,11 +157,19 @@ fn plan_change(
             edits.endpoints.insert(svc, endpoints);
             Change {
                 label: format!("scale {} to {endpoints} endpoints", mesh.host(svc)),
-                file: mesh.path(config_dir, svc),
-                text: mesh.service_yaml(svc, endpoints, weights_of(edits, svc)),
+                files: vec![(
+                    mesh.path(config_dir, svc),
+                    mesh.service_yaml_drained(
+                        svc,
+                        endpoints,
+                        weights_of(edits, svc),
+                        &edits.drained,
+                    ),
+                )],
                 watched: changed_clas(svc),
                 ty: ResourceType::Endpoint,
                 expected: None,
+                all: false,
             }
         }
         // Shift a VirtualService's weights (route configs change).
@@ -139,8 +186,10 @@ fn plan_change(
             edits.weights.insert(svc, w);
             Change {
                 label: format!("weights of {} to {}/{}", mesh.host(svc), w.0, w.1),
-                file: mesh.path(config_dir, svc),
-                text: mesh.service_yaml(svc, endpoints_of(edits, svc), w),
+                files: vec![(
+                    mesh.path(config_dir, svc),
+                    mesh.service_yaml_drained(svc, endpoints_of(edits, svc), w, &edits.drained),
+                )],
                 watched: vec![fleet.ctx.names.get("80")],
                 ty: ResourceType::Route,
                 expected: Some(
@@ -150,6 +199,7 @@ fn plan_change(
                         .filter(|p| mesh.sees(&p.namespace, svc))
                         .count(),
                 ),
+                all: false,
             }
         }
         // A new service.
@@ -157,8 +207,10 @@ fn plan_change(
             let svc = services + n;
             Change {
                 label: format!("new service {}", mesh.host(svc)),
-                file: mesh.path(config_dir, svc),
-                text: mesh.service_yaml(svc, mesh.endpoints, (90, 10)),
+                files: vec![(
+                    mesh.path(config_dir, svc),
+                    mesh.service_yaml_drained(svc, mesh.endpoints, (90, 10), &edits.drained),
+                )],
                 watched: vec![
                     fleet
                         .ctx
@@ -173,6 +225,7 @@ fn plan_change(
                         .filter(|p| mesh.sees(&p.namespace, svc))
                         .count(),
                 ),
+                all: false,
             }
         }
     }
@@ -240,8 +293,11 @@ pub(super) async fn churn(
             stats.messages.load(Ordering::Relaxed),
         );
         let t0 = Instant::now();
-        write_atomic(&change.file, &change.text)?;
+        for (file, text) in &change.files {
+            write_atomic(file, text)?;
+        }
         let mut first_at: HashMap<usize, Instant> = HashMap::new();
+        let mut got: HashMap<usize, HashSet<Arc<str>>> = HashMap::new();
         let deadline = t0 + Duration::from_secs(30).min(opts.timeout);
         let mut quiet_since = Instant::now();
         loop {
@@ -252,7 +308,16 @@ pub(super) async fn churn(
             };
             match tokio::time::timeout(wait, updates.recv()).await {
                 Ok(Some(u)) => {
-                    first_at.entry(u.proxy).or_insert(u.at);
+                    let done = if change.all {
+                        let names = got.entry(u.proxy).or_default();
+                        names.insert(u.name);
+                        names.len() >= change.watched.len()
+                    } else {
+                        true
+                    };
+                    if done {
+                        first_at.entry(u.proxy).or_insert(u.at);
+                    }
                     quiet_since = Instant::now();
                 }
                 Ok(None) => break,
