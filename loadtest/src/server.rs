@@ -134,6 +134,11 @@ pub fn free_port(ip: &str) -> u16 {
     );
     for _ in 0..span {
         let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % span) as u16;
+        // Istio's ports (15000-15999) and the fixed ports golden views bind on loopback
+        // (18080...) are never handed out: a proxy under test may need them.
+        if (15_000..16_000).contains(&port) || (18_000..18_100).contains(&port) {
+            continue;
+        }
         if std::net::TcpListener::bind((ip, port)).is_ok() {
             return port;
         }

@@ -230,7 +230,9 @@ async fn envoy_accepts_every_golden_view() {
             // Not waiting for Envoy to be ready: resources waiting for secrets keep it
             // initializing, and shoal's view of the stream is what is checked.
             let admin: std::net::SocketAddr =
-                format!("127.0.0.1:{}", shoal_tests::free_port("127.0.0.1"))
+                // Not on 127.0.0.1: views without capture bind fixed ports there (15500...),
+                // and a free port picked at random could be one of them.
+                format!("127.0.0.2:{}", shoal_tests::free_port("127.0.0.2"))
                     .parse()
                     .unwrap();
             let bootstrap = Envoy::ads_bootstrap(shoal.xds, node(&p), true, admin);
