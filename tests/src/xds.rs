@@ -134,6 +134,31 @@ impl DeltaStream {
             .map_err(|_| anyhow::anyhow!("stream closed"))
     }
 
+    /// ACKs response `r` (its type and nonce).
+    pub async fn ack(&self, r: &DeltaDiscoveryResponse) -> anyhow::Result<()> {
+        self.send(DeltaDiscoveryRequest {
+            type_url: r.type_url.clone(),
+            response_nonce: r.nonce.clone(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Responses, each ACKed, until none comes for `quiet` or `max` have come (panics if
+    /// an ACK cannot be sent).
+    pub async fn drain(&mut self, quiet: Duration, max: usize) -> Vec<DeltaDiscoveryResponse> {
+        let mut got = Vec::new();
+        while got.len() < max {
+            let Ok(Some(r)) = self.recv(quiet).await else {
+                break;
+            };
+            // A stream that takes responses but not ACKs is a failure of the test.
+            self.ack(&r).await.expect("ack");
+            got.push(r);
+        }
+        got
+    }
+
     /// The next response, `Ok(None)` if none comes within `wait`.
     pub async fn recv(
         &mut self,

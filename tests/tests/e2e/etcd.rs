@@ -131,21 +131,7 @@ async fn subscribe(shoal: &Shoal) -> DeltaStream {
 
 /// Responses until none comes for `quiet` (at most 100), each ACKed.
 async fn drain(s: &mut DeltaStream, quiet: Duration) -> Vec<DeltaDiscoveryResponse> {
-    let mut got = Vec::new();
-    while got.len() < 100 {
-        let Ok(Some(r)) = s.recv(quiet).await else {
-            break;
-        };
-        s.send(DeltaDiscoveryRequest {
-            type_url: r.type_url.clone(),
-            response_nonce: r.nonce.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("ack");
-        got.push(r);
-    }
-    got
+    s.drain(quiet, 100).await
 }
 
 /// What a client holds: (type URL, name) → version.

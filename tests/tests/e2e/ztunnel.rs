@@ -33,14 +33,6 @@ fn request(type_url: &str) -> DeltaDiscoveryRequest {
     }
 }
 
-fn ack(r: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
-    DeltaDiscoveryRequest {
-        type_url: r.type_url.clone(),
-        response_nonce: r.nonce.clone(),
-        ..Default::default()
-    }
-}
-
 async fn recv(s: &mut DeltaStream) -> DeltaDiscoveryResponse {
     s.recv(Duration::from_secs(20))
         .await
@@ -113,7 +105,7 @@ async fn ztunnel_gets_workloads_services_and_policies_as_deltas() {
         w.services["shop/cart.shop.svc.cluster.local"].ports[0].target_port,
         8080
     );
-    s.send(ack(&first)).await.unwrap();
+    s.ack(&first).await.unwrap();
     s.send(request(AUTHORIZATION)).await.unwrap();
     let authz = recv(&mut s).await;
     assert_eq!(names(&authz), vec!["shop/cart".to_string()]);
@@ -127,7 +119,7 @@ async fn ztunnel_gets_workloads_services_and_policies_as_deltas() {
     )
     .unwrap();
     assert_eq!((a.name.as_str(), a.namespace.as_str()), ("cart", "shop"));
-    s.send(ack(&authz)).await.unwrap();
+    s.ack(&authz).await.unwrap();
 
     // A new pod: exactly its workload arrives.
     std::fs::write(
@@ -145,13 +137,13 @@ async fn ztunnel_gets_workloads_services_and_policies_as_deltas() {
         vec!["Kubernetes//Pod/shop/cart-2".to_string()]
     );
     assert!(added.removed_resources.is_empty());
-    s.send(ack(&added)).await.unwrap();
+    s.ack(&added).await.unwrap();
     // The first pod goes: its removal, nothing else.
     std::fs::write(&mesh, format!("{MESH}{}", pod("cart-2", "10.1.0.11"))).unwrap();
     let removed = recv(&mut s).await;
     assert!(removed.resources.is_empty(), "{:?}", names(&removed));
     assert_eq!(removed.removed_resources, vec![uid.to_string()]);
-    s.send(ack(&removed)).await.unwrap();
+    s.ack(&removed).await.unwrap();
 
     // On demand: a ztunnel asking for one address gets that workload only.
     let mut on_demand = open(

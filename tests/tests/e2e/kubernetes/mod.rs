@@ -199,18 +199,5 @@ pub(super) async fn responses(
     s: &mut shoal_tests::xds::DeltaStream,
     quiet: std::time::Duration,
 ) -> Vec<shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse> {
-    let mut got = Vec::new();
-    while let Ok(Some(r)) = s.recv(quiet).await {
-        s.send(
-            shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest {
-                type_url: r.type_url.clone(),
-                response_nonce: r.nonce.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("ack");
-        got.push(r);
-    }
-    got
+    s.drain(quiet, usize::MAX).await
 }
