@@ -5,6 +5,7 @@
 # state changes beyond apt's package lists. Usage: SHOAL_ETCD=$(scripts/etcd.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/deb.sh
 
 if command -v etcd >/dev/null 2>&1; then
   command -v etcd
@@ -15,15 +16,7 @@ dest=$PWD/.tools/etcd
 bin=$dest/usr/bin/etcd
 if [[ ! -x $bin ]]; then
   echo "scripts/etcd.sh: installing Debian's etcd-server into $dest" >&2
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-  # apt-get download needs the package lists; fetch them once if this machine has none.
-  if ! (cd "$tmp" && apt-get download etcd-server >/dev/null 2>&1); then
-    apt-get update -qq >&2
-    (cd "$tmp" && apt-get download etcd-server >&2)
-  fi
-  mkdir -p "$dest"
-  dpkg -x "$tmp"/etcd-server_*.deb "$dest"
+  unpack_deb etcd-server "$dest"
 fi
 "$bin" --version >/dev/null 2>&1 || { echo "scripts/etcd.sh: $bin does not run" >&2; exit 1; }
 echo "$bin"

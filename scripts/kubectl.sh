@@ -7,6 +7,7 @@
 # against the version CI gets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/deb.sh
 
 if [[ -z ${SHOAL_KUBECTL_DEBIAN:-} ]] && command -v kubectl >/dev/null 2>&1; then
   command -v kubectl
@@ -17,15 +18,7 @@ dest=$PWD/.tools/kubectl
 bin=$dest/usr/bin/kubectl
 if [[ ! -x $bin ]]; then
   echo "scripts/kubectl.sh: installing Debian's kubernetes-client into $dest" >&2
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-  # apt-get download needs the package lists; fetch them once if this machine has none.
-  if ! (cd "$tmp" && apt-get download kubernetes-client >/dev/null 2>&1); then
-    apt-get update -qq >&2
-    (cd "$tmp" && apt-get download kubernetes-client >&2)
-  fi
-  mkdir -p "$dest"
-  dpkg -x "$tmp"/kubernetes-client_*.deb "$dest"
+  unpack_deb kubernetes-client "$dest"
 fi
 "$bin" version --client >/dev/null 2>&1 || { echo "scripts/kubectl.sh: $bin does not run" >&2; exit 1; }
 echo "$bin"
