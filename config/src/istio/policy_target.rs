@@ -8,8 +8,9 @@
 //! Selection follows Istio: a policy applies to workloads of its own namespace and, from
 //! the root namespace, to workloads of every namespace; an absent or empty selector makes
 //! it namespace-wide (mesh-wide in the root namespace). A policy attached by `targetRef(s)`
-//! applies to gateways and waypoints named by reference, which shoal does not serve: it
-//! applies to no proxy.
+//! applies to no workload: it applies where a waypoint serves what it names (the waypoint's
+//! `Gateway`, a `Service` or `ServiceEntry` of its namespace, or, from the root namespace,
+//! the `GatewayClass` `istio-waypoint`), see [`PolicyTarget::targets`].
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +79,52 @@ pub enum Level {
     RootSelector,
 }
 
+/// The kinds a policy can be attached to by reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefKind {
+    /// `gateway.networking.k8s.io` `Gateway`.
+    Gateway,
+    /// `gateway.networking.k8s.io` `GatewayClass`.
+    GatewayClass,
+    /// Core `Service`.
+    Service,
+    /// `networking.istio.io` `ServiceEntry`.
+    ServiceEntry,
+}
+
+/// One `targetRef` (Gateway API `PolicyTargetReference`), borrowed from the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetRef<'a> {
+    pub group: &'a str,
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub namespace: Option<&'a str>,
+}
+
+impl<'a> TargetRef<'a> {
+    /// Reads one reference; `None` when it is not an object with a kind and a name.
+    pub fn read(v: &'a serde_json::Value) -> Option<TargetRef<'a>> {
+        let field = |k: &str| v.get(k).and_then(serde_json::Value::as_str);
+        Some(TargetRef {
+            group: field("group").unwrap_or(""),
+            kind: field("kind")?,
+            name: field("name")?,
+            namespace: field("namespace"),
+        })
+    }
+
+    /// The kind named, when it is one a policy attaches to (`None`: not supported).
+    pub fn kind(&self) -> Option<RefKind> {
+        match (self.group, self.kind) {
+            ("gateway.networking.k8s.io", "Gateway") => Some(RefKind::Gateway),
+            ("gateway.networking.k8s.io", "GatewayClass") => Some(RefKind::GatewayClass),
+            ("" | "core", "Service") => Some(RefKind::Service),
+            ("networking.istio.io", "ServiceEntry") => Some(RefKind::ServiceEntry),
+            _ => None,
+        }
+    }
+}
+
 impl<'a> PolicyTarget<'a> {
     /// The attachment of a kind with a `selector.matchLabels` only.
     pub fn selector(selector: Option<&'a PolicySelector>) -> PolicyTarget<'a> {
@@ -107,6 +154,38 @@ impl<'a> PolicyTarget<'a> {
         } else {
             None
         }
+    }
+
+    /// The references as written (`targetRef` first, then `targetRefs`); malformed ones
+    /// (not an object, no kind or name) are skipped (the validator reports them).
+    pub fn references(&self) -> impl Iterator<Item = TargetRef<'a>> {
+        self.target_ref
+            .into_iter()
+            .chain(self.target_refs.iter())
+            .filter_map(TargetRef::read)
+    }
+
+    /// Whether a policy defined in `policy_ns` names `kind`/`name` of namespace `ns` by
+    /// reference. A reference reaches its policy's own namespace only (a written
+    /// `namespace` must be that one); a `GatewayClass` is cluster-scoped and is named from
+    /// the root namespace.
+    pub fn targets(
+        &self,
+        policy_ns: &str,
+        root: &str,
+        kind: RefKind,
+        ns: &str,
+        name: &str,
+    ) -> bool {
+        self.references().any(|r| {
+            r.kind() == Some(kind)
+                && r.name == name
+                && if kind == RefKind::GatewayClass {
+                    policy_ns == root
+                } else {
+                    policy_ns == ns && r.namespace.is_none_or(|n| n == ns)
+                }
+        })
     }
 
     /// The level of a policy defined in `namespace`; `None` for one attached by reference.

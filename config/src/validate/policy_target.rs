@@ -30,8 +30,9 @@ pub(super) const PROXY_CONFIG: SelectorChecks = SelectorChecks {
     not_empty: true,
 };
 
-/// A selector, and `targetRef(s)`: never both; references are accepted but attach the
-/// policy to no proxy shoal serves (gateways and waypoints named by reference).
+/// A selector, and `targetRef(s)`: never both. References attach the policy to waypoints
+/// (their Gateway, the Services and ServiceEntries they serve, or the GatewayClass
+/// `istio-waypoint` from the root namespace); other kinds attach it nowhere.
 pub(super) fn policy_target(v: &mut Validator, t: PolicyTarget<'_>, checks: SelectorChecks) {
     if let Some(labels) = t.selector {
         if checks.not_empty && labels.is_empty() {
@@ -41,14 +42,39 @@ pub(super) fn policy_target(v: &mut Validator, t: PolicyTarget<'_>, checks: Sele
             v.labels(SELECTOR_LABELS, labels);
         }
     }
-    if let Some(field) = t.target_ref_field() {
-        if t.selector.is_some() {
-            v.error(field, "only one of selector or targetRef(s) may be set");
+    let Some(field) = t.target_ref_field() else {
+        return;
+    };
+    if t.selector.is_some() {
+        v.error(field, "only one of selector or targetRef(s) may be set");
+    }
+    let written = t.target_ref.into_iter().chain(t.target_refs.iter());
+    for (i, raw) in written.enumerate() {
+        let at = if t.target_ref.is_some() && i == 0 {
+            field.to_string()
+        } else {
+            let i = i - usize::from(t.target_ref.is_some());
+            format!("spec.targetRefs[{i}]")
+        };
+        let Some(r) = crate::istio::TargetRef::read(raw) else {
+            v.error(at, "a reference needs a kind and a name");
+            continue;
+        };
+        match r.kind() {
+            None => v.warning(
+                at.clone(),
+                format!(
+                    "{}/{} is not a kind policies attach to (Gateway, GatewayClass, \
+                     Service, ServiceEntry): this reference applies to no proxy",
+                    if r.group.is_empty() { "core" } else { r.group },
+                    r.kind
+                ),
+            ),
+            Some(crate::istio::RefKind::GatewayClass) if r.name != "istio-waypoint" => v.warning(
+                at.clone(),
+                "only the GatewayClass istio-waypoint is attached to (every waypoint)",
+            ),
+            Some(_) => {}
         }
-        v.warning(
-            field,
-            "targetRef(s) attach policies to gateways and waypoints, which shoal does not \
-             serve: this policy applies to no proxy",
-        );
     }
 }

@@ -173,9 +173,13 @@ mod tests {
             "{f:?}"
         );
         assert!(has(&f, "error spec.jwtRules[0].timeout"), "{f:?}");
+        let f = findings(&ra(
+            "  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: g}]\n",
+        ));
+        assert!(f.is_empty(), "{f:?}");
         let f = findings(&ra("  targetRefs: [{kind: Gateway, name: g}]\n"));
         assert!(
-            has(&f, "warning spec.targetRefs: targetRef(s) attach"),
+            has(&f, "warning spec.targetRefs[0]: core/Gateway is not a kind"),
             "{f:?}"
         );
     }

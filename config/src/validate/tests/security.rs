@@ -277,9 +277,42 @@ fn authorization_policy_unsupported_features_are_named() {
         "  rules:\n  - from:\n    - source: {requestPrincipals: ['*']}\n    when:\n    - key: request.auth.claims[groups]\n      values: [admin]\n",
     ));
     assert!(f.is_empty(), "{f:?}");
+    // References attach to waypoints: their Gateway, the Services and ServiceEntries they
+    // serve, the GatewayClass istio-waypoint.
+    let f = findings(&ap(
+        "  targetRefs:\n  - {kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}\n  - {kind: Service, group: '', name: reviews}\n  - {kind: ServiceEntry, group: networking.istio.io, name: api}\n",
+    ));
+    assert!(f.is_empty(), "{f:?}");
     let f = findings(&ap("  targetRef: {kind: Gateway, name: g}\n"));
     assert!(
-        has(&f, "warning spec.targetRef: targetRef(s) attach"),
+        has(&f, "warning spec.targetRef: core/Gateway is not a kind"),
+        "{f:?}"
+    );
+    let f = findings(&ap(
+        "  targetRefs:\n  - {kind: GatewayClass, group: gateway.networking.k8s.io, name: istio}\n  - {kind: Service}\n",
+    ));
+    assert!(
+        has(
+            &f,
+            "warning spec.targetRefs[0]: only the GatewayClass istio-waypoint"
+        ),
+        "{f:?}"
+    );
+    assert!(
+        has(
+            &f,
+            "error spec.targetRefs[1]: a reference needs a kind and a name"
+        ),
+        "{f:?}"
+    );
+    let f = findings(&ap(
+        "  selector: {matchLabels: {app: a}}\n  targetRefs: [{kind: Service, name: a}]\n",
+    ));
+    assert!(
+        has(
+            &f,
+            "error spec.targetRefs: only one of selector or targetRef(s)"
+        ),
         "{f:?}"
     );
     let f = findings(&ap("  action: MAYBE\n"));
