@@ -108,6 +108,9 @@ const ROOT_FILES: &[&str] = &[
     "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
     "envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config.proto",
     "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto",
+    "envoy/extensions/transport_sockets/internal_upstream/v3/internal_upstream.proto",
+    "envoy/extensions/filters/http/set_filter_state/v3/set_filter_state.proto",
+    "envoy/extensions/filters/network/set_filter_state/v3/set_filter_state.proto",
     "envoy/service/discovery/v3/discovery.proto",
 ];
 

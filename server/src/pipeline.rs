@@ -312,10 +312,11 @@ impl Pipeline {
                 continue;
             };
             let current = view.current();
-            // ztunnel's view is made of the workloads themselves: rebuilt whole on any
-            // workload change (its content-hashed resources make the delta).
-            let ztunnel = key.proxy_type == ProxyType::Ztunnel;
-            let next = if delta.full || ztunnel {
+            // ztunnel's view is made of the workloads themselves, a waypoint's clusters
+            // carry their endpoints: both are rebuilt whole on any change (content-hashed
+            // resources make the delta).
+            let whole = matches!(key.proxy_type, ProxyType::Ztunnel | ProxyType::Waypoint);
+            let next = if delta.full || whole {
                 current.replaced(&resources(st.translator.build(&key)), trigger.clone())
             } else if delta.endpoint_hosts.is_empty() {
                 continue;

@@ -1,7 +1,7 @@
 //! Who is asking: the proxy's identity and settings, read from the xDS `Node`.
 //!
 //! Node ids follow Istio: `TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.DOMAIN`, with `TYPE` one of
-//! `sidecar`, `router` or `ztunnel`. Node metadata may add `NAMESPACE`, `LABELS`,
+//! `sidecar`, `router`, `waypoint` or `ztunnel`. Node metadata may add `NAMESPACE`, `LABELS`,
 //! `INTERCEPTION_MODE` (`REDIRECT`, `TPROXY`, `NONE`), `GENERATOR` (`grpc` for proxyless
 //! clients), `INSTANCE_IPS`, `CLUSTER_ID`, `ISTIO_VERSION` and `UNPRIVILEGED_POD`.
 
@@ -18,6 +18,9 @@ use crate::model::Locality;
 pub enum ProxyType {
     Sidecar,
     Router,
+    /// An ambient waypoint (Envoy deployed for a Gateway of class `istio-waypoint`). A
+    /// `router~` proxy of such a Gateway is one too ([`crate::ViewKey::for_proxy`]).
+    Waypoint,
     Ztunnel,
 }
 
@@ -209,6 +212,7 @@ impl Proxy {
         let proxy_type = match parts[0] {
             "sidecar" => ProxyType::Sidecar,
             "router" => ProxyType::Router,
+            "waypoint" => ProxyType::Waypoint,
             "ztunnel" => ProxyType::Ztunnel,
             other => return Err(ProxyError::BadType(id.clone(), other.to_string())),
         };

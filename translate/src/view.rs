@@ -195,8 +195,10 @@ impl Translator {
 
     /// Builds every resource of a view.
     pub fn build(&mut self, key: &ViewKey) -> ViewOutput {
-        if key.proxy_type == ProxyType::Ztunnel {
-            return crate::ambient::build(&self.model);
+        match key.proxy_type {
+            ProxyType::Ztunnel => return crate::ambient::build(&self.model),
+            ProxyType::Waypoint => return crate::envoy::waypoint::build(&self.model, key),
+            _ => {}
         }
         let model = std::mem::take(&mut self.model);
         let out = ViewBuilder {
@@ -212,8 +214,9 @@ impl Translator {
     /// The endpoint assignments of a view for the clusters of `hosts` (after an
     /// endpoint-only change).
     pub fn endpoints(&mut self, key: &ViewKey, hosts: &BTreeSet<Arc<str>>) -> Vec<Resource> {
-        if key.proxy_type == ProxyType::Ztunnel {
-            // No clusters: a ztunnel view is rebuilt whole ([`ModelDelta::workloads`]).
+        if matches!(key.proxy_type, ProxyType::Ztunnel | ProxyType::Waypoint) {
+            // Rebuilt whole on any change: a ztunnel view is the workloads themselves
+            // ([`ModelDelta::workloads`]), a waypoint's clusters carry their endpoints.
             return Vec::new();
         }
         let model = std::mem::take(&mut self.model);
@@ -282,8 +285,8 @@ impl<'m> ViewBuilder<'_, 'm> {
                 self.grpc_listeners(&services, &vss, true);
             }
             (Generator::Envoy, ProxyType::Router) => self.gateway_listeners(),
-            // Built by `crate::ambient` instead (`Translator::build`).
-            (Generator::Envoy, ProxyType::Ztunnel) => {}
+            // Built by `crate::ambient` and `crate::envoy::waypoint` (`Translator::build`).
+            (Generator::Envoy, ProxyType::Ztunnel | ProxyType::Waypoint) => {}
         }
         self.out.finish()
     }

@@ -45,6 +45,20 @@ pub struct ServiceSpec {
     pub external_name: Option<String>,
 }
 
+impl ServiceSpec {
+    /// The Service's virtual IPs (`clusterIPs`, then `clusterIP`), each once; none for a
+    /// headless Service (`None`).
+    pub fn virtual_ips(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for ip in self.cluster_ips.iter().chain(self.cluster_ip.iter()) {
+            if !ip.is_empty() && ip != "None" && !out.contains(ip) {
+                out.push(ip.clone());
+            }
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePort {

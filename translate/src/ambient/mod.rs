@@ -16,6 +16,8 @@
 mod authorization;
 mod workload;
 
+pub(crate) use workload::Enrolment;
+
 use std::net::IpAddr;
 
 use shoal_api::ResourceType;
@@ -29,6 +31,8 @@ pub const DATAPLANE_MODE_LABEL: &str = "istio.io/dataplane-mode";
 pub const USE_WAYPOINT_LABEL: &str = "istio.io/use-waypoint";
 /// With [`USE_WAYPOINT_LABEL`], the namespace of that waypoint (default: the object's).
 pub const USE_WAYPOINT_NAMESPACE_LABEL: &str = "istio.io/use-waypoint-namespace";
+/// Gateway API Gateways of this class are waypoints.
+pub const WAYPOINT_CLASS: &str = "istio-waypoint";
 /// The port waypoints (and ztunnels) accept HBONE on.
 pub const HBONE_PORT: u32 = 15008;
 

@@ -13,7 +13,8 @@ use shoal_config::k8s::{Pod, namespace_labels};
 use shoal_config::{Kind, Labels, Object, ObjectKey, selects};
 
 use super::{
-    DATAPLANE_MODE_LABEL, HBONE_PORT, USE_WAYPOINT_LABEL, USE_WAYPOINT_NAMESPACE_LABEL, ip_bytes,
+    DATAPLANE_MODE_LABEL, HBONE_PORT, USE_WAYPOINT_LABEL, USE_WAYPOINT_NAMESPACE_LABEL,
+    WAYPOINT_CLASS, ip_bytes,
 };
 use crate::model::{Locality, Model, Service, TLS_MODE_LABEL, TargetPort};
 
@@ -24,8 +25,6 @@ pub(super) struct Named {
     pub address: Address,
 }
 
-/// Gateway API Gateways of this class are waypoints.
-const WAYPOINT_CLASS: &str = "istio-waypoint";
 /// What a waypoint takes traffic for (`service`, the default, `workload`, `all`, `none`).
 const WAYPOINT_FOR_LABEL: &str = "istio.io/waypoint-for";
 const SIDECAR_STATUS_ANNOTATION: &str = "sidecar.istio.io/status";
@@ -43,13 +42,33 @@ impl Ctx<'_> {
             .unwrap_or_else(|| namespace_labels(ns, None))
     }
 
+    /// Whether a pod is enrolled in ambient (its traffic is HBONE): it or its namespace is
+    /// labelled, it runs no sidecar, and it is not on its node's network (such a pod's IP
+    /// is not its own, and it is never captured).
+    fn pod_ambient(&self, ns: &str, p: &Pod) -> bool {
+        let labels = &p.metadata.labels;
+        let sidecar = labels.get(TLS_MODE_LABEL).is_some_and(|m| m == "istio")
+            || p.metadata
+                .annotations
+                .contains_key(SIDECAR_STATUS_ANNOTATION);
+        let enrolled = match labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) {
+            Some("ambient") => true,
+            Some(_) => false,
+            None => self
+                .ns_labels(ns)
+                .get(DATAPLANE_MODE_LABEL)
+                .is_some_and(|m| m == "ambient"),
+        };
+        enrolled && !sidecar && !p.spec.host_network
+    }
+
     fn network(&self) -> &str {
         &self.model.options.network
     }
 
-    /// The waypoint an object's labels (else its namespace's) name, when that waypoint
-    /// takes traffic for `kind` (`service` or `workload`).
-    fn waypoint(&self, ns: &str, own: &Labels, kind: &str) -> Option<GatewayAddress> {
+    /// The waypoint (namespace, name) an object's labels (else its namespace's) name, when
+    /// that waypoint exists and takes traffic for `kind` (`service` or `workload`).
+    fn waypoint_ref(&self, ns: &str, own: &Labels, kind: &str) -> Option<(String, String)> {
         let ns_labels = self.ns_labels(ns);
         let (labels, name) = match own.get(USE_WAYPOINT_LABEL) {
             Some(name) => (own, name),
@@ -78,6 +97,13 @@ impl Ctx<'_> {
         if !(takes == kind || takes == "all") {
             return None;
         }
+        Some((wp_ns.to_string(), name.clone()))
+    }
+
+    /// The address ztunnel sends a waypoint's traffic to (see [`Ctx::waypoint_ref`]).
+    fn waypoint(&self, ns: &str, own: &Labels, kind: &str) -> Option<GatewayAddress> {
+        let (wp_ns, name) = self.waypoint_ref(ns, own, kind)?;
+        let wp_ns = wp_ns.as_str();
         let host = format!("{name}.{wp_ns}.svc.{}", self.model.options.domain_suffix);
         // Its Service's virtual IP where it has one, else its name.
         let vip = self
@@ -101,17 +127,109 @@ impl Ctx<'_> {
     }
 }
 
+impl<'a> Ctx<'a> {
+    fn new(model: &'a Model) -> Ctx<'a> {
+        let namespaces = model
+            .config
+            .of_kind(Kind::Namespace)
+            .filter_map(|(k, e)| match e.object.as_ref() {
+                Object::Namespace(n) => {
+                    Some((k.name.to_string(), namespace_labels(&k.name, Some(n))))
+                }
+                _ => None,
+            })
+            .collect();
+        Ctx { model, namespaces }
+    }
+}
+
+/// What a waypoint needs of the ambient model: the services it takes traffic for and which
+/// workload addresses are reached over HBONE.
+pub(crate) struct Enrolment<'a> {
+    ctx: Ctx<'a>,
+    hbone: std::collections::HashSet<String>,
+}
+
+impl<'a> Enrolment<'a> {
+    pub(crate) fn new(model: &'a Model) -> Enrolment<'a> {
+        let ctx = Ctx::new(model);
+        let mut hbone = std::collections::HashSet::new();
+        for (key, e) in model.config.of_kind(Kind::Pod) {
+            if let Object::Pod(p) = e.object.as_ref()
+                && !p.is_terminal()
+                && ctx.pod_ambient(&key.namespace, p)
+            {
+                hbone.extend(p.ips().into_iter().map(str::to_string));
+            }
+        }
+        for (_, e) in model.config.of_kind(Kind::WorkloadEntry) {
+            if let Object::WorkloadEntry(we) = e.object.as_ref()
+                && we
+                    .spec
+                    .labels
+                    .get(DATAPLANE_MODE_LABEL)
+                    .is_some_and(|m| m == "ambient")
+            {
+                hbone.insert(we.spec.address.clone());
+            }
+        }
+        Enrolment { ctx, hbone }
+    }
+
+    /// The waypoint (namespace, name) a service's traffic goes through, if any. A
+    /// waypoint's own Service goes through none.
+    pub(crate) fn service_waypoint(&self, svc: &Service) -> Option<(String, String)> {
+        if is_waypoint(self.ctx.model, svc) {
+            return None;
+        }
+        let labels = service_labels(self.ctx.model, svc);
+        self.ctx.waypoint_ref(&svc.namespace, &labels, "service")
+    }
+
+    /// The addresses of the ambient workloads whose workload-addressed traffic goes
+    /// through waypoint (namespace, name) (`istio.io/waypoint-for: workload` or `all`).
+    pub(crate) fn workloads_of(&self, gateway: (&str, &str)) -> Vec<String> {
+        let mut out = Vec::new();
+        let ours = |w: Option<(String, String)>| {
+            w.is_some_and(|(ns, name)| ns == gateway.0 && name == gateway.1)
+        };
+        for (key, e) in self.ctx.model.config.of_kind(Kind::Pod) {
+            if let Object::Pod(p) = e.object.as_ref()
+                && !p.is_terminal()
+                && self.ctx.pod_ambient(&key.namespace, p)
+                && ours(
+                    self.ctx
+                        .waypoint_ref(&key.namespace, &p.metadata.labels, "workload"),
+                )
+            {
+                out.extend(p.ips().into_iter().map(str::to_string));
+            }
+        }
+        for (key, e) in self.ctx.model.config.of_kind(Kind::WorkloadEntry) {
+            if let Object::WorkloadEntry(we) = e.object.as_ref()
+                && self.hbone(&we.spec.address)
+                && ours(
+                    self.ctx
+                        .waypoint_ref(&key.namespace, &we.spec.labels, "workload"),
+                )
+            {
+                out.push(we.spec.address.clone());
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Whether the workload at `address` is ambient: it is reached over HBONE.
+    pub(crate) fn hbone(&self, address: &str) -> bool {
+        self.hbone.contains(address)
+    }
+}
+
 /// Every Address of the mesh: services first, then workloads.
 pub(super) fn addresses(model: &Model) -> Vec<Named> {
-    let namespaces = model
-        .config
-        .of_kind(Kind::Namespace)
-        .filter_map(|(k, e)| match e.object.as_ref() {
-            Object::Namespace(n) => Some((k.name.to_string(), namespace_labels(&k.name, Some(n)))),
-            _ => None,
-        })
-        .collect();
-    let ctx = Ctx { model, namespaces };
+    let ctx = Ctx::new(model);
     let mut out = Vec::new();
     let services: Vec<&Arc<Service>> = model.services.values().flatten().collect();
     for svc in &services {
@@ -326,22 +444,8 @@ fn pod(ctx: &Ctx<'_>, key: &ObjectKey, p: &Pod, services: &[&Arc<Service>]) -> O
         .collect();
     let primary = *ips.first()?;
     let labels = &p.metadata.labels;
-    let ns_labels = ctx.ns_labels(&key.namespace);
-    let sidecar = labels.get(TLS_MODE_LABEL).is_some_and(|m| m == "istio")
-        || p.metadata
-            .annotations
-            .contains_key(SIDECAR_STATUS_ANNOTATION);
-    // A pod on its node's network is never captured, and its IP is not its own: ztunnel
-    // must not look it up by address.
     let host_network = p.spec.host_network;
-    let ambient = match labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) {
-        Some("ambient") => true,
-        Some(_) => false,
-        None => ns_labels
-            .get(DATAPLANE_MODE_LABEL)
-            .is_some_and(|m| m == "ambient"),
-    } && !sidecar
-        && !host_network;
+    let ambient = ctx.pod_ambient(&key.namespace, p);
     let (workload_type, workload_name) = workload_of(p, &key.name);
     let (canonical_name, canonical_revision) = canonical(labels, &workload_name);
     let network = ctx.network();

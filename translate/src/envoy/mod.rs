@@ -13,6 +13,7 @@ pub(crate) mod outbound_policy;
 pub(crate) mod route;
 pub(crate) mod tcp_route;
 pub(crate) mod traffic_policy;
+pub(crate) mod waypoint;
 
 use shoal_api::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress, address,

@@ -128,15 +128,7 @@ fn port_u16(p: i64) -> Option<u16> {
 
 pub(crate) fn from_kubernetes(svc: &k8s::Service, key: &ObjectKey, suffix: &str) -> Service {
     let host: Arc<str> = format!("{}.{}.svc.{suffix}", key.name, key.namespace).into();
-    let mut addresses: Vec<String> = svc
-        .spec
-        .cluster_ips
-        .iter()
-        .chain(svc.spec.cluster_ip.iter())
-        .filter(|ip| !ip.is_empty() && ip.as_str() != "None")
-        .cloned()
-        .collect();
-    addresses.dedup();
+    let addresses = svc.spec.virtual_ips();
     let ports = svc
         .spec
         .ports

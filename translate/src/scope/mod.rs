@@ -2,7 +2,7 @@
 //! visibility via `exportTo`, and its `Sidecar`'s egress hosts). The security policies
 //! that apply are chosen here (`policies.rs`) and handed to the builders in `security/`.
 
-mod policies;
+pub(crate) mod policies;
 
 use std::sync::Arc;
 
@@ -84,6 +84,9 @@ impl ViewKey {
     pub fn for_proxy(model: &Model, proxy: &Proxy) -> ViewKey {
         if proxy.proxy_type == ProxyType::Ztunnel {
             return ViewKey::ztunnel();
+        }
+        if let Some(gateway) = waypoint_of(model, proxy) {
+            return ViewKey::waypoint(&proxy.namespace, gateway);
         }
         let router = proxy.proxy_type == ProxyType::Router;
         // Istio applies `Sidecar` resources to sidecars only; a gateway sees every service
@@ -191,6 +194,27 @@ impl ViewKey {
             unprivileged: false,
             tls_mode_istio: false,
         }
+    }
+
+    /// The view of the proxies of one waypoint (`gateway`: its Gateway's name, `None` for a
+    /// `waypoint~` proxy that names none: it serves nothing). Policies and services are
+    /// read from the model when the view is built (`crate::envoy::waypoint`), so every
+    /// proxy of the waypoint shares it.
+    pub fn waypoint(namespace: &str, gateway: Option<&str>) -> ViewKey {
+        ViewKey {
+            proxy_type: ProxyType::Waypoint,
+            namespace: namespace.into(),
+            gateways: gateway
+                .map(|g| vec![(namespace.into(), g.into())])
+                .unwrap_or_default(),
+            ..ViewKey::ztunnel()
+        }
+    }
+
+    /// The waypoint Gateway (namespace, name) of a waypoint view.
+    pub fn waypoint_gateway(&self) -> Option<(&str, &str)> {
+        let (ns, name) = self.gateways.first()?;
+        (self.proxy_type == ProxyType::Waypoint).then_some((ns, name))
     }
 
     /// The loopback address the proxy binds listeners to where traffic is not captured.
@@ -363,6 +387,35 @@ fn client_locality(model: &Model, proxy: &Proxy) -> Option<ClientLocality> {
             .filter_map(|k| Some((k.as_str().into(), proxy.labels.get(k)?.as_str().into())))
             .collect(),
     })
+}
+
+/// The label Istio puts on the pods of a Gateway API gateway (and waypoint).
+const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+
+/// Whether a proxy is a waypoint, and the name of its Gateway: a `waypoint~` proxy, or a
+/// `router~` proxy whose pod belongs to a Gateway of class `istio-waypoint` of its namespace.
+fn waypoint_of<'p>(model: &Model, proxy: &'p Proxy) -> Option<Option<&'p str>> {
+    let gateway = proxy.labels.get(GATEWAY_NAME_LABEL).map(String::as_str);
+    match proxy.proxy_type {
+        ProxyType::Waypoint => Some(gateway),
+        ProxyType::Router if proxy.generator == Generator::Envoy => {
+            let name = gateway?;
+            let key = shoal_config::ObjectKey::new(
+                shoal_config::Kind::KubeGateway,
+                &proxy.namespace,
+                name,
+            );
+            match model.config.get(&key).map(|e| e.object.as_ref()) {
+                Some(shoal_config::Object::KubeGateway(gw))
+                    if gw.spec.gateway_class_name == crate::ambient::WAYPOINT_CLASS =>
+                {
+                    Some(Some(name))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 fn grpc_generator(proxy: &Proxy) -> bool {
@@ -735,92 +788,4 @@ fn service_ports(model: &Model, proxy: &Proxy) -> Vec<InboundPort> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn match_gateways_apply_where_their_gateway_is_served() {
-        let gws = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        // Sidecars: no gateways, or `mesh`.
-        assert!(match_applies(None, "app", &[]));
-        assert!(match_applies(None, "app", &gws(&["mesh", "gw"])));
-        assert!(!match_applies(None, "app", &gws(&["gw"])));
-        // Gateways: by `NS/NAME`, or `NAME` in the VirtualService's namespace.
-        let gw = Some("app/gw");
-        assert!(match_applies(gw, "app", &[]));
-        assert!(match_applies(gw, "app", &gws(&["gw"])));
-        assert!(match_applies(gw, "other", &gws(&["app/gw"])));
-        assert!(!match_applies(gw, "other", &gws(&["gw", "mesh"])));
-        assert_eq!(qualify_gateway("mesh", "app"), None);
-    }
-
-    fn model(yaml: &str) -> Model {
-        let mut store = shoal_config::ConfigStore::new();
-        store.apply("t.yaml", shoal_config::parse::parse_yaml("t.yaml", yaml));
-        Model::build(store.snapshot(), crate::MeshOptions::default())
-    }
-
-    fn proxy(labels: &[(&str, &str)]) -> Proxy {
-        use shoal_api::pb::google::protobuf::{Struct, Value, value::Kind};
-        let string = |v: &str| Value {
-            kind: Some(Kind::StringValue(v.to_string())),
-        };
-        let labels = Struct {
-            fields: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), string(v)))
-                .collect(),
-        };
-        let meta = Struct {
-            fields: [(
-                "LABELS".to_string(),
-                Value {
-                    kind: Some(Kind::StructValue(labels)),
-                },
-            )]
-            .into(),
-        };
-        let node = shoal_api::pb::envoy::config::core::v3::Node {
-            id: "sidecar~10.0.0.1~c.app~app.svc.cluster.local".into(),
-            metadata: Some(meta),
-            ..Default::default()
-        };
-        Proxy::from_node(Some(&node)).expect("valid node")
-    }
-
-    #[test]
-    fn source_labels_split_views_only_while_a_virtual_service_compares_them() {
-        let a = proxy(&[("app", "a"), ("version", "v1")]);
-        let b = proxy(&[("app", "b"), ("version", "v1")]);
-        let plain = model(
-            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: app}\nspec:\n  hosts: [r]\n  http:\n  - route: [{destination: {host: r}}]\n",
-        );
-        assert_eq!(plain.source_label_keys, None);
-        assert_eq!(
-            ViewKey::for_proxy(&plain, &a),
-            ViewKey::for_proxy(&plain, &b)
-        );
-        let by_app = model(
-            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: app}\nspec:\n  hosts: [r]\n  http:\n  - match: [{sourceLabels: {app: a}}]\n    route: [{destination: {host: r}}]\n",
-        );
-        let (ka, kb) = (
-            ViewKey::for_proxy(&by_app, &a),
-            ViewKey::for_proxy(&by_app, &b),
-        );
-        assert_ne!(ka, kb);
-        assert!(ka.id().ends_with("|source=app=a"), "{}", ka.id());
-        // Only the compared keys: `version` does not split views.
-        let a2 = proxy(&[("app", "a"), ("version", "v2")]);
-        assert_eq!(ka, ViewKey::for_proxy(&by_app, &a2));
-        let scope = Scope::new(&by_app, &ka);
-        let labels = |l: &[(&str, &str)]| {
-            l.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<std::collections::BTreeMap<_, _>>()
-        };
-        assert!(scope.source_applies(&labels(&[("app", "a")]), None));
-        assert!(scope.source_applies(&labels(&[]), Some("app")));
-        assert!(!scope.source_applies(&labels(&[("app", "b")]), None));
-        assert!(!scope.source_applies(&labels(&[("app", "a")]), Some("other")));
-    }
-}
+mod tests;

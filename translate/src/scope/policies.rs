@@ -78,6 +78,72 @@ pub(crate) fn request_authentications_for<'a>(
     .collect()
 }
 
+/// What a waypoint enforces a policy for: everything it serves, or one service.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WaypointTarget<'a> {
+    /// The waypoint itself: policies attached to its Gateway or to the GatewayClass.
+    Gateway,
+    /// A service it serves: the above, and policies attached to that Service or
+    /// ServiceEntry.
+    Service(&'a crate::model::Service),
+}
+
+/// Whether a policy attached by reference applies on waypoint `gateway` (namespace, name)
+/// for `target`. Policies with a selector, or none, apply to workloads, never here.
+fn on_waypoint<P: shoal_config::istio::AttachedPolicy>(
+    p: &P,
+    root: &str,
+    gateway: (&str, &str),
+    target: WaypointTarget<'_>,
+) -> bool {
+    use shoal_config::istio::RefKind;
+    let t = p.target();
+    let ns = p.namespace();
+    if t.targets(ns, root, RefKind::Gateway, gateway.0, gateway.1)
+        || t.targets(
+            ns,
+            root,
+            RefKind::GatewayClass,
+            "",
+            crate::ambient::WAYPOINT_CLASS,
+        )
+    {
+        return true;
+    }
+    let WaypointTarget::Service(svc) = target else {
+        return false;
+    };
+    let kind = match svc.key.kind {
+        shoal_config::Kind::Service => RefKind::Service,
+        shoal_config::Kind::ServiceEntry => RefKind::ServiceEntry,
+        _ => return false,
+    };
+    t.targets(ns, root, kind, &svc.namespace, &svc.key.name)
+}
+
+/// The AuthorizationPolicies and RequestAuthentications a waypoint enforces for `target`
+/// (PeerAuthentication is ztunnel's: HBONE is always mTLS).
+pub(crate) fn waypoint_policies<'a>(
+    model: &'a Model,
+    gateway: (&str, &str),
+    target: WaypointTarget<'_>,
+) -> Policies<'a> {
+    let root = model.options.root_namespace.as_str();
+    Policies {
+        peer: Vec::new(),
+        authorization: model
+            .authorization_policies
+            .iter()
+            .filter(|p| on_waypoint(p.as_ref(), root, gateway, target))
+            .collect(),
+        request_authentication: model
+            .request_authentications
+            .iter()
+            .filter(|p| on_waypoint(p.as_ref(), root, gateway, target))
+            .collect(),
+    }
+}
+
 /// The security policies of a workload, by name: what of its labels matters to its view.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct PolicyRefs {

@@ -151,6 +151,26 @@ pub(crate) fn inbound(
     policies: &Policies<'_>,
     workload_certs: bool,
 ) -> InboundSecurity {
+    inbound_from(
+        model,
+        policies,
+        workload_certs,
+        rbac::PeerSource::Connection,
+    )
+}
+
+/// The security a waypoint enforces for the policies attached to it or to a service it
+/// serves: the peer's identity comes with the HBONE tunnel.
+pub(crate) fn waypoint(model: &Model, policies: &Policies<'_>) -> InboundSecurity {
+    inbound_from(model, policies, true, rbac::PeerSource::Tunnel)
+}
+
+fn inbound_from(
+    model: &Model,
+    policies: &Policies<'_>,
+    workload_certs: bool,
+    peer: rbac::PeerSource,
+) -> InboundSecurity {
     let root = model.options.root_namespace.as_str();
     let jwt = jwt::build(model, &policies.request_authentication);
     let issuers = jwt.as_ref().map(|j| j.issuers.clone()).unwrap_or_default();
@@ -170,22 +190,20 @@ pub(crate) fn inbound(
             *m = plain(*m);
         }
     }
+    let rbac = |for_tcp| {
+        rbac::build(
+            &policies.authorization,
+            td,
+            &model.options.trust_domain_aliases,
+            &issuers,
+            for_tcp,
+            peer,
+        )
+    };
     InboundSecurity {
         modes,
-        http_rbac: rbac::build(
-            &policies.authorization,
-            td,
-            &model.options.trust_domain_aliases,
-            &issuers,
-            false,
-        ),
-        tcp_rbac: rbac::build(
-            &policies.authorization,
-            td,
-            &model.options.trust_domain_aliases,
-            &issuers,
-            true,
-        ),
+        http_rbac: rbac(false),
+        tcp_rbac: rbac(true),
         jwt,
     }
 }

@@ -97,7 +97,23 @@ struct Cx<'a> {
     aliases: &'a [String],
     issuers: &'a [String],
     namespace: &'a str,
+    peer: PeerSource,
 }
+
+/// Where the peer's identity is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeerSource {
+    /// The connection's own mTLS peer certificate (sidecars, gateways).
+    Connection,
+    /// The filter state [`PEER_PRINCIPAL`] the HBONE tunnel carried in (a waypoint: the
+    /// client's certificate ends at the tunnel, the request arrives on an internal
+    /// connection).
+    Tunnel,
+}
+
+/// The filter state key a waypoint's tunnel terminator stores the client's identity under
+/// (Istio's name), shared with the internal connection the request continues on.
+pub(crate) const PEER_PRINCIPAL: &str = "io.istio.peer_principal";
 
 fn never() -> Principal {
     Principal {
@@ -116,16 +132,20 @@ fn metadata(m: shoal_api::pb::envoy::r#type::matcher::v3::MetadataMatcher) -> Pr
 
 fn principal_of(attr: &Attr, v: &str, cx: Cx<'_>) -> Option<Principal> {
     use principal::{Authenticated, Identifier};
+    use shoal_api::pb::envoy::r#type::matcher::v3::{FilterStateMatcher, filter_state_matcher};
+    let peer = |m| match cx.peer {
+        PeerSource::Connection => Identifier::Authenticated(Authenticated {
+            principal_name: Some(m),
+        }),
+        PeerSource::Tunnel => Identifier::FilterState(FilterStateMatcher {
+            key: PEER_PRINCIPAL.into(),
+            matcher: Some(filter_state_matcher::Matcher::StringMatch(m)),
+        }),
+    };
     let id = match attr {
-        Attr::Principal => Identifier::Authenticated(Authenticated {
-            principal_name: Some(matchers::principal(v)),
-        }),
-        Attr::Namespace => Identifier::Authenticated(Authenticated {
-            principal_name: Some(matchers::namespace(v)),
-        }),
-        Attr::ServiceAccount => Identifier::Authenticated(Authenticated {
-            principal_name: Some(matchers::service_account(v, cx.namespace)),
-        }),
+        Attr::Principal => peer(matchers::principal(v)),
+        Attr::Namespace => peer(matchers::namespace(v)),
+        Attr::ServiceAccount => peer(matchers::service_account(v, cx.namespace)),
         Attr::RequestPrincipal => {
             let alternatives: Vec<Principal> = matchers::request_principal(v, cx.issuers)
                 .into_iter()
@@ -384,6 +404,7 @@ pub(crate) fn build(
     trust_domain_aliases: &[String],
     issuers: &[String],
     for_tcp: bool,
+    peer: PeerSource,
 ) -> Vec<RbacConfig> {
     let mut log = HashMap::new();
     let mut deny = HashMap::new();
@@ -397,6 +418,7 @@ pub(crate) fn build(
             aliases: trust_domain_aliases,
             issuers,
             namespace: &p.namespace,
+            peer,
         };
         for (i, rule) in p.spec.rules.iter().enumerate() {
             let name = format!("ns[{}]-policy[{}]-rule[{i}]", p.namespace, p.name);

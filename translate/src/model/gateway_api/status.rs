@@ -85,12 +85,23 @@ pub fn gateway_api_status(cfg: &ConfigSnapshot, domain_suffix: &str) -> Vec<Obje
         }
     }
     for (key, e) in cfg.of_kind(Kind::KubeGateway) {
-        if let Object::KubeGateway(gw) = e.object.as_ref()
-            && gw.spec.gateway_class_name == GATEWAY_CLASS
-        {
-            let routes = attached.get(&(key.namespace.to_string(), key.name.to_string()));
-            out.push(gateway::status(cfg, domain_suffix, key, &gw.spec, routes));
-        }
+        let Object::KubeGateway(gw) = e.object.as_ref() else {
+            continue;
+        };
+        let class = match gw.spec.gateway_class_name.as_str() {
+            GATEWAY_CLASS => gateway::Class::Gateway,
+            crate::ambient::WAYPOINT_CLASS => gateway::Class::Waypoint,
+            _ => continue,
+        };
+        let routes = attached.get(&(key.namespace.to_string(), key.name.to_string()));
+        out.push(gateway::status(
+            cfg,
+            domain_suffix,
+            key,
+            &gw.spec,
+            routes,
+            class,
+        ));
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
     out

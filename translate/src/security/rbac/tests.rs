@@ -19,7 +19,14 @@ fn policy(name: &str, yaml: &str) -> Arc<AuthorizationPolicyRule> {
 
 fn build_for(policies: &[Arc<AuthorizationPolicyRule>], tcp: bool) -> Vec<RbacConfig> {
     let refs: Vec<&Arc<AuthorizationPolicyRule>> = policies.iter().collect();
-    build(&refs, "cluster.local", &[], &[], tcp)
+    build(
+        &refs,
+        "cluster.local",
+        &[],
+        &[],
+        tcp,
+        PeerSource::Connection,
+    )
 }
 
 fn actions(c: &[RbacConfig]) -> Vec<(Action, Vec<String>)> {
@@ -230,7 +237,14 @@ fn trust_domain_rewrites_default_principals() {
         "p",
         "rules: [{from: [{source: {principals: [cluster.local/ns/a/sa/b]}}]}]",
     );
-    let c = build(&[&p], "example.org", &[], &[], false);
+    let c = build(
+        &[&p],
+        "example.org",
+        &[],
+        &[],
+        false,
+        PeerSource::Connection,
+    );
     let text = format!("{:?}", c[0].policies["ns[shop]-policy[p]-rule[0]"]);
     assert!(text.contains("spiffe://example.org/ns/a/sa/b"), "{text}");
     assert!(!text.contains("cluster.local"), "{text}");
@@ -268,7 +282,14 @@ fn trust_domain_aliases_expand_principals_and_conditions() {
     );
     let aliases = ["old.example".to_string()];
     for tcp in [false, true] {
-        let c = build(&[&p], "new.example", &aliases, &[], tcp);
+        let c = build(
+            &[&p],
+            "new.example",
+            &aliases,
+            &[],
+            tcp,
+            PeerSource::Connection,
+        );
         let rule = &c[0].policies["ns[shop]-policy[p]-rule[0]"];
         assert_eq!(
             exact_uris(&rule.principals[0]),
@@ -294,14 +315,28 @@ fn trust_domain_aliases_expand_principals_and_conditions() {
     }
     // Without aliases, `cluster.local` principals still mean the mesh's trust domain, and
     // an old trust domain is kept as written.
-    let c = build(&[&p], "new.example", &[], &[], false);
+    let c = build(
+        &[&p],
+        "new.example",
+        &[],
+        &[],
+        false,
+        PeerSource::Connection,
+    );
     let uris = exact_uris(&c[0].policies["ns[shop]-policy[p]-rule[0]"].principals[0]);
     assert_eq!(uris[0], "spiffe://new.example/ns/a/sa/b");
     assert_eq!(uris[1], "spiffe://old.example/ns/c/sa/d");
     assert_eq!(uris.len(), 6, "{uris:#?}");
     // `cluster.local` as an alias keeps identities of that trust domain matching.
     let local = ["cluster.local".to_string()];
-    let c = build(&[&p], "new.example", &local, &[], false);
+    let c = build(
+        &[&p],
+        "new.example",
+        &local,
+        &[],
+        false,
+        PeerSource::Connection,
+    );
     let uris = exact_uris(&c[0].policies["ns[shop]-policy[p]-rule[0]"].principals[0]);
     assert_eq!(
         uris[..2],
@@ -319,7 +354,14 @@ fn jwt_attributes_read_the_verified_payload() {
         "rules:\n- from: [{source: {requestPrincipals: ['https://idp/alice'], notRequestPrincipals: ['nobody/x']}}]\n  when:\n  - {key: 'request.auth.claims[groups]', values: [admin]}\n  - {key: request.auth.audiences, values: [shop]}\n  - {key: request.auth.presenter, values: [web]}\n  - {key: request.auth.principal, values: ['https://idp/*']}\n",
     );
     let issuers = ["https://idp".to_string()];
-    let c = build(&[&p], "cluster.local", &[], &issuers, false);
+    let c = build(
+        &[&p],
+        "cluster.local",
+        &[],
+        &issuers,
+        false,
+        PeerSource::Connection,
+    );
     let text = format!("{:?}", c[0].policies["ns[shop]-policy[p]-rule[0]"]);
     for needle in [
         "envoy.filters.http.jwt_authn",
@@ -349,14 +391,28 @@ fn jwt_attributes_read_the_verified_payload() {
         .collect();
     assert_eq!(nots.len(), 1);
     // Without a verifying issuer, a required principal matches nothing.
-    let c = build(&[&p], "cluster.local", &[], &[], false);
+    let c = build(
+        &[&p],
+        "cluster.local",
+        &[],
+        &[],
+        false,
+        PeerSource::Connection,
+    );
     let text = format!("{:?}", c[0].policies["ns[shop]-policy[p]-rule[0]"]);
     assert!(
         text.contains("NotId(Principal { identifier: Some(Any(true)) })"),
         "{text}"
     );
     // On TCP chains the ALLOW rule cannot be evaluated: dropped (ALLOW without rules).
-    let tcp = build(&[&p], "cluster.local", &[], &issuers, true);
+    let tcp = build(
+        &[&p],
+        "cluster.local",
+        &[],
+        &issuers,
+        true,
+        PeerSource::Connection,
+    );
     assert_eq!(tcp.len(), 1);
     assert!(tcp[0].policies.is_empty());
 }
@@ -383,7 +439,7 @@ fn service_accounts_match_the_peer_identity_in_any_trust_domain() {
     // The mesh's trust domain does not matter (Istio matches any).
     for td in ["cluster.local", "example.org"] {
         for tcp in [false, true] {
-            let c = build(&[&p], td, &[], &[], tcp);
+            let c = build(&[&p], td, &[], &[], tcp, PeerSource::Connection);
             let rule = &c[0].policies["ns[shop]-policy[p]-rule[0]"];
             let Some(principal::Identifier::AndIds(and)) = &rule.principals[0].identifier else {
                 panic!("{rule:?}");
@@ -482,7 +538,14 @@ fn a_source_service_account_condition_matches_like_the_field() {
         "p",
         "rules:\n- when:\n  - {key: source.serviceAccount, values: [web, other/api]}\n",
     );
-    let c = build(&[&p], "cluster.local", &[], &[], false);
+    let c = build(
+        &[&p],
+        "cluster.local",
+        &[],
+        &[],
+        false,
+        PeerSource::Connection,
+    );
     let rule = &c[0].policies["ns[shop]-policy[p]-rule[0]"];
     let Some(principal::Identifier::AndIds(and)) = &rule.principals[0].identifier else {
         panic!("{rule:?}");

@@ -8,6 +8,10 @@
 //! (`gateway.networking.k8s.io/gateway-name: NAME`), or (a manual deployment) named by the
 //! Gateway's `Hostname` addresses. Its load balancer's addresses are reported if it has
 //! some, else its hostname, as Istio does for class `istio`.
+//!
+//! A waypoint (class `istio-waypoint`) is reached by ztunnels at its Service's cluster IP:
+//! the Service is named as the Gateway (Istio's waypoint deployment) or labelled, its
+//! addresses are its cluster IPs, and its listeners speak HBONE only.
 
 use std::net::IpAddr;
 
@@ -25,20 +29,46 @@ use super::{Condition, ListenerRoutes, ObjectStatus, conditions, resolved_refs};
 /// The suffix of the Service Istio's automated deployment creates for a Gateway.
 const SERVICE_SUFFIX: &str = "-istio";
 
+/// The classes whose Gateways get status, and what differs between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::model::gateway_api) enum Class {
+    /// `istio`: ingress and egress gateways.
+    Gateway,
+    /// `istio-waypoint`.
+    Waypoint,
+}
+
+impl Class {
+    fn service_suffix(self) -> &'static str {
+        match self {
+            Class::Gateway => SERVICE_SUFFIX,
+            Class::Waypoint => "",
+        }
+    }
+
+    fn supports(self, protocol: &str) -> bool {
+        match self {
+            Class::Gateway => matches!(protocol, "HTTP" | "HTTPS" | "TLS" | "TCP"),
+            Class::Waypoint => protocol == "HBONE",
+        }
+    }
+}
+
 pub(super) fn status(
     cfg: &ConfigSnapshot,
     suffix: &str,
     key: &ObjectKey,
     spec: &KubeGatewaySpec,
     routes: Option<&ListenerRoutes>,
+    class: Class,
 ) -> ObjectStatus {
-    let (addresses, accepted, programmed) = addressing(cfg, suffix, key, spec);
+    let (addresses, accepted, programmed) = addressing(cfg, suffix, key, spec, class);
     let listeners: Vec<Value> = spec
         .listeners
         .iter()
         .map(|l| {
             let attached = routes.and_then(|r| r.get(&l.name)).map_or(0, |r| r.len());
-            listener(cfg, key, l, attached)
+            listener(cfg, key, l, attached, class)
         })
         .collect();
     ObjectStatus {
@@ -57,6 +87,7 @@ fn addressing(
     suffix: &str,
     key: &ObjectKey,
     spec: &KubeGatewaySpec,
+    class: Class,
 ) -> (Vec<Value>, Condition, Condition) {
     let ns = key.namespace.as_ref();
     // No address, or one IP (the load balancer's, to ask for): the deployment's own Service.
@@ -70,7 +101,7 @@ fn addressing(
     let mut unusable = Vec::new();
     let mut skipped = Vec::new();
     if managed {
-        services = deployment_services(cfg, key, suffix);
+        services = deployment_services(cfg, key, suffix, class);
     } else {
         for a in &spec.addresses {
             if a.address_type.as_deref() != Some("Hostname") {
@@ -107,6 +138,14 @@ fn addressing(
     let mut internal = Vec::new();
     let mut pending = Vec::new();
     for (host, svc) in &services {
+        if class == Class::Waypoint {
+            let ips = svc.spec.virtual_ips();
+            if ips.is_empty() {
+                internal.push(host.clone());
+            }
+            internal.extend(ips);
+            continue;
+        }
         let ingress = &svc.status.load_balancer.ingress;
         external.extend(
             ingress
@@ -150,8 +189,10 @@ fn addressing(
             "Programmed",
             "AddressNotAssigned",
             format!(
-                "no Service for the Gateway in namespace {ns:?}: looked for {}{SERVICE_SUFFIX} and for Services labelled {GATEWAY_NAME_LABEL}: {}",
-                key.name, key.name
+                "no Service for the Gateway in namespace {ns:?}: looked for {}{} and for Services labelled {GATEWAY_NAME_LABEL}: {}",
+                key.name,
+                class.service_suffix(),
+                key.name
             ),
         )
     } else if services.is_empty() && unusable.is_empty() {
@@ -185,6 +226,7 @@ fn deployment_services<'a>(
     cfg: &'a ConfigSnapshot,
     key: &ObjectKey,
     suffix: &str,
+    class: Class,
 ) -> Vec<(String, &'a Service)> {
     let ns = key.namespace.as_ref();
     let all = cfg
@@ -194,7 +236,7 @@ fn deployment_services<'a>(
             _ => None,
         });
     let host = |name: &str| format!("{name}.{ns}.svc.{suffix}");
-    let named = format!("{}{SERVICE_SUFFIX}", key.name);
+    let named = format!("{}{}", key.name, class.service_suffix());
     let mut labelled = Vec::new();
     for (name, svc) in all {
         if name == named {
@@ -236,9 +278,15 @@ fn service_of_host<'a>(
 }
 
 /// One listener's status.
-fn listener(cfg: &ConfigSnapshot, key: &ObjectKey, l: &Listener, attached: usize) -> Value {
+fn listener(
+    cfg: &ConfigSnapshot,
+    key: &ObjectKey,
+    l: &Listener,
+    attached: usize,
+    class: Class,
+) -> Value {
     let ns = key.namespace.as_ref();
-    let supported = matches!(l.protocol.as_str(), "HTTP" | "HTTPS" | "TLS" | "TCP");
+    let supported = class.supports(&l.protocol);
     let accepted = if supported {
         Condition::ok("Accepted", "Accepted", "Listener accepted".into())
     } else {

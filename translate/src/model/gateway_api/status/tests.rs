@@ -568,3 +568,51 @@ fn equal_inputs_give_equal_status() {
         .collect();
     assert_eq!(sections, [json!("http"), json!("open")]);
 }
+
+#[test]
+fn a_waypoint_is_programmed_at_its_services_cluster_ip() {
+    let waypoint = "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: shop}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners:
+  - {name: mesh, port: 15008, protocol: HBONE}
+  - {name: http, port: 80, protocol: HTTP}
+---
+";
+    let out = gateway_api_status(&snapshot(&[waypoint]), SUFFIX);
+    let s = status(&out, Kind::KubeGateway, "shop", "waypoint").expect("a status");
+    assert_eq!(
+        condition(&s["conditions"], "Programmed"),
+        ("False", "AddressNotAssigned")
+    );
+    // Istio's waypoint deployment names its Service as the Gateway.
+    let svc = service("shop", "waypoint", "").replace(
+        "spec: {ports: [{port: 80}]}",
+        "spec: {clusterIP: 10.96.0.20, ports: [{port: 15008}]}",
+    );
+    let out = gateway_api_status(&snapshot(&[waypoint, &svc]), SUFFIX);
+    let s = status(&out, Kind::KubeGateway, "shop", "waypoint").expect("a status");
+    assert_eq!(
+        condition(&s["conditions"], "Accepted"),
+        ("True", "Accepted")
+    );
+    assert_eq!(
+        condition(&s["conditions"], "Programmed"),
+        ("True", "Programmed")
+    );
+    assert_eq!(
+        s["addresses"],
+        json!([{"type": "IPAddress", "value": "10.96.0.20"}])
+    );
+    assert_eq!(
+        condition(&s["listeners"][0]["conditions"], "Accepted"),
+        ("True", "Accepted")
+    );
+    assert_eq!(
+        condition(&s["listeners"][1]["conditions"], "Accepted"),
+        ("False", "UnsupportedProtocol"),
+        "a waypoint speaks HBONE only"
+    );
+}
