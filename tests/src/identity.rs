@@ -290,6 +290,28 @@ pub fn csr_for(uri: &str) -> anyhow::Result<String> {
     Ok(params.serialize_request(&key)?.pem()?)
 }
 
+/// A workload certificate from shoal's CA for `ns`/`sa`, asked for as Istio's agent asks
+/// (a CSR and the service account's token): (chain PEM, key PEM).
+pub async fn workload_cert(
+    shoal: &crate::Shoal,
+    issuer: &Issuer,
+    ns: &str,
+    sa: &str,
+) -> anyhow::Result<(String, String)> {
+    let root = std::fs::read_to_string(shoal.data_dir().join("ca/shoal-root/root-cert.pem"))?;
+    let channel = crate::xds::tls_channel(shoal.xds_tls(), &root).await?;
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let uri = format!("spiffe://cluster.local/ns/{ns}/sa/{sa}");
+    params.subject_alt_names = vec![rcgen::SanType::URI(uri.as_str().try_into()?)];
+    let csr = params.serialize_request(&key)?.pem()?;
+    let resp = create_certificate(&channel, &issuer.token(ns, sa)?, csr).await?;
+    // The response ends with the root, which a peer already trusts.
+    let leaf_and_intermediates = &resp.cert_chain[..resp.cert_chain.len().saturating_sub(1)];
+    Ok((leaf_and_intermediates.concat(), key.serialize_pem()))
+}
+
 /// Istio's `CreateCertificate` with `token` as the bearer credential.
 pub async fn create_certificate(
     channel: &tonic::transport::Channel,

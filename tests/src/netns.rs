@@ -29,6 +29,8 @@ pub struct PodNet {
     pub name: String,
     pub host_ip: String,
     pub pod_ip: String,
+    /// The veth end on the host.
+    host_if: String,
 }
 
 impl PodNet {
@@ -61,6 +63,7 @@ impl PodNet {
             name,
             host_ip,
             pod_ip,
+            host_if: host_if.clone(),
         };
         sh(&[
             "ip", "link", "add", &host_if, "type", "veth", "peer", "name", &pod_if,
@@ -77,6 +80,27 @@ impl PodNet {
         // addresses nobody has still need a route before iptables redirects them).
         net.exec(&["ip", "route", "add", "default", "via", &net.host_ip])?;
         Ok(net)
+    }
+
+    /// One more host address the pod reaches directly (`.N` of the pod network's /24, on
+    /// the host's veth end): another "pod" whose servers run on the host. Gone with the
+    /// veth when the network is dropped.
+    pub fn host_alias(&self, n: u8) -> anyhow::Result<String> {
+        let prefix = self
+            .host_ip
+            .rsplit_once('.')
+            .map(|(p, _)| p)
+            .context("host address")?;
+        let ip = format!("{prefix}.{n}");
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{ip}/32"),
+            "dev",
+            &self.host_if,
+        ])?;
+        Ok(ip)
     }
 
     /// Runs a command inside the namespace.

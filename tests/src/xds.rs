@@ -43,6 +43,32 @@ impl Target {
     }
 }
 
+/// A channel to shoal's TLS port at `addr` (any address; the server is verified as
+/// `localhost`, the name its serving certificate carries), trusting `root_pem`.
+pub async fn tls_channel(
+    addr: SocketAddr,
+    root_pem: &str,
+) -> anyhow::Result<tonic::transport::Channel> {
+    use rustls::pki_types::ServerName;
+    let tls = crate::https::client_config(root_pem)?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+            ServerName::try_from("localhost")?,
+        ))
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect_with_connector(https)
+            .await?,
+    )
+}
+
 async fn client(
     target: impl Into<Target>,
 ) -> anyhow::Result<AggregatedDiscoveryServiceClient<tonic::transport::Channel>> {
@@ -53,24 +79,7 @@ async fn client(
                 .connect()
                 .await?
         }
-        Target::Tls { addr, root_pem } => {
-            use rustls::pki_types::ServerName;
-            let tls = crate::https::client_config(&root_pem)?;
-            let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-            http.enforce_http(false);
-            let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls)
-                .https_only()
-                .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
-                    ServerName::try_from("localhost")?,
-                ))
-                .enable_http2()
-                .wrap_connector(http);
-            tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?
-                .connect_timeout(Duration::from_secs(5))
-                .connect_with_connector(https)
-                .await?
-        }
+        Target::Tls { addr, root_pem } => tls_channel(addr, &root_pem).await?,
     };
     Ok(AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 << 20))
 }

@@ -37,4 +37,5 @@ mod security;
 mod sidecar;
 mod tcp_tls;
 mod traffic;
+mod waypoint;
 mod ztunnel;
