@@ -165,6 +165,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             plot,
             quiet,
         } => {
+            anyhow::ensure!(
+                !(matches!(kind, Kind::Mixed | Kind::Waypoint)
+                    && matches!(scenario, Scenario::Churn | Scenario::All)),
+                "churn follows the resources of sidecars or ztunnels: run it with one of those kinds"
+            );
+            anyhow::ensure!(
+                !matches!(kind, Kind::Waypoint | Kind::Mixed) || mesh.waypoints,
+                "waypoint proxies need waypoints in the mesh: add --waypoints"
+            );
             let target = match (xds, admin, config_dir) {
                 (Some(xds), Some(admin), Some(config_dir)) => Target::Attach {
                     xds,

@@ -84,7 +84,7 @@ impl Fleet {
             .map(|i| {
                 let n = i % ns.len();
                 let target = spec.grpc_targets.get(n).cloned();
-                Arc::new(Proxy::new(i, spec.kind, &ns[n], target))
+                Arc::new(Proxy::new(i, spec.kind.member(i), &ns[n], target))
             })
             .collect();
         Ok(Fleet {
@@ -149,10 +149,16 @@ impl Fleet {
 
     /// Per-proxy convergence times (since the fleet started), sorted.
     pub fn convergence_times(&self) -> Vec<f64> {
+        self.convergence_times_of(None)
+    }
+
+    /// As [`Fleet::convergence_times`], of the proxies of one kind (all with `None`).
+    pub fn convergence_times_of(&self, kind: Option<Kind>) -> Vec<f64> {
         let begin = self.started.lock().unwrap_or_else(Instant::now);
         let mut t: Vec<f64> = self
             .proxies
             .iter()
+            .filter(|p| kind.is_none_or(|k| p.kind == k))
             .filter_map(|p| *p.converged_at.lock())
             .map(|at| at.saturating_duration_since(begin).as_secs_f64())
             .collect();

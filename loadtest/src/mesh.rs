@@ -35,10 +35,17 @@ pub struct MeshSpec {
     /// workloads ztunnels receive.
     #[arg(long)]
     pub pods: bool,
+    /// Every namespace is ambient with a waypoint for its services (Gateway `waypoint` of
+    /// class `istio-waypoint`), for fleets with waypoint proxies.
+    #[arg(long)]
+    pub waypoints: bool,
 }
 
 /// Index of the first global service (in `istio-system`).
 pub const GLOBAL_BASE: usize = 1_000_000;
+
+/// The name of every namespace's waypoint (`--waypoints`).
+pub const WAYPOINT: &str = "waypoint";
 
 impl Default for MeshSpec {
     fn default() -> Self {
@@ -51,6 +58,7 @@ impl Default for MeshSpec {
             sidecar_fraction: 0.0,
             global_services: 0,
             pods: false,
+            waypoints: false,
         }
     }
 }
@@ -197,6 +205,13 @@ impl MeshSpec {
         y
     }
 
+    /// An ambient namespace whose services use its waypoint, and that waypoint.
+    fn waypoint_yaml(ns: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels: {{istio.io/dataplane-mode: ambient, istio.io/use-waypoint: {WAYPOINT}}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {WAYPOINT}, namespace: {ns}}}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]\n"
+        )
+    }
+
     fn sidecar_yaml(ns: &str) -> String {
         format!(
             "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: {ns}}}\nspec:\n  egress:\n  - hosts: [\"./*\", \"istio-system/*\"]\n"
@@ -208,6 +223,12 @@ impl MeshSpec {
         for n in 0..self.namespaces.max(1) {
             let ns = format!("ns-{n}");
             std::fs::create_dir_all(dir.join(&ns))?;
+            if self.waypoints {
+                write_atomic(
+                    &dir.join(&ns).join("waypoint.yaml"),
+                    &Self::waypoint_yaml(&ns),
+                )?;
+            }
             if picked(n, self.sidecar_fraction) {
                 write_atomic(
                     &dir.join(&ns).join("sidecar.yaml"),

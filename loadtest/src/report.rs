@@ -41,6 +41,9 @@ pub fn table(r: &Results) -> String {
             format!("{}/{} in {:.2} s", c.converged, c.proxies, c.seconds),
         ));
         rows.push(("connect: per proxy".into(), pct(&c.convergence)));
+        for (kind, p) in &c.by_kind {
+            rows.push((format!("connect: {kind}s"), pct(p)));
+        }
         rows.push((
             "connect: received".into(),
             format!("{} in {} messages", mib(c.bytes), c.messages),

@@ -122,6 +122,8 @@ pub struct ConnectResult {
     /// `shoal_xds_pushes_total`), to compare with what the proxies received.
     pub server_pushed_bytes: Option<f64>,
     pub server_pushes: Option<f64>,
+    /// In a mixed fleet, each kind's convergence.
+    pub by_kind: std::collections::BTreeMap<String, Percentiles>,
     #[serde(skip)]
     pub cdf: Vec<f64>,
 }
@@ -410,7 +412,19 @@ async fn connect(
     tokio::time::sleep(opts.settle).await;
     let after = server.settled_usage().await;
     let cdf = fleet.convergence_times();
+    let by_kind = if opts.kind == Kind::Mixed {
+        [Kind::Sidecar, Kind::Ztunnel, Kind::Waypoint]
+            .into_iter()
+            .map(|k| {
+                let times = fleet.convergence_times_of(Some(k));
+                (k.as_str().to_string(), Percentiles::of(times))
+            })
+            .collect()
+    } else {
+        Default::default()
+    };
     ConnectResult {
+        by_kind,
         proxies: opts.proxies,
         converged,
         seconds: outcome.map_or(f64::NAN, |d| d.as_secs_f64()),

@@ -38,7 +38,8 @@ fn options(scenario: Scenario, kind: Kind) -> Options {
             vs_fraction: 0.2,
             sidecar_fraction: 0.0,
             global_services: 1,
-            pods: kind == Kind::Ztunnel,
+            pods: matches!(kind, Kind::Ztunnel | Kind::Mixed),
+            waypoints: kind == Kind::Mixed,
         },
         target: Target::Spawn {
             replicas: 1,
@@ -136,4 +137,20 @@ async fn ztunnels_converge_on_workload_discovery() {
     let r = run(&opts).await.unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(r.connect.as_ref().unwrap().converged, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_fleet_converges_and_holds_the_servers_views() {
+    // 40 proxies: two ztunnels, two waypoints (one per namespace), the rest sidecars.
+    let mut opts = options(Scenario::Connect, Kind::Mixed);
+    opts.proxies = 40;
+    let r = run(&opts).await.unwrap();
+    assert_clean(&r);
+    let c = r.connect.as_ref().unwrap();
+    let counts: Vec<(&str, usize)> = c
+        .by_kind
+        .iter()
+        .map(|(k, p)| (k.as_str(), p.count))
+        .collect();
+    assert_eq!(counts, [("sidecar", 36), ("waypoint", 2), ("ztunnel", 2)]);
 }

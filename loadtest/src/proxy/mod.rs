@@ -5,7 +5,11 @@
 //! - `sidecar-sotw`: the same over state-of-the-world;
 //! - `grpc` (proxyless, as gRPC's xDS client): the listener `HOST:PORT` by name, then its
 //!   route config, the clusters its routes name, their endpoints;
-//! - `ztunnel` (delta): Address and Authorization by wildcard.
+//! - `ztunnel` (delta): Address and Authorization by wildcard;
+//! - `waypoint` (delta, as Envoy): the waypoint of its namespace (node type `waypoint`,
+//!   its Gateway named by label), clusters and listeners by wildcard;
+//! - `mixed`: a fleet of the three a cluster in ambient mode runs — sidecars, with one
+//!   ztunnel and one waypoint proxy in every twenty ([`Kind::member`]).
 
 mod decode;
 mod delta;
@@ -39,6 +43,10 @@ pub enum Kind {
     /// A ztunnel (delta Address and Authorization, by wildcard, decoded with shoal's own
     /// ztunnel protos).
     Ztunnel,
+    /// A waypoint proxy (delta, as Envoy) of its namespace's waypoint `waypoint`.
+    Waypoint,
+    /// Sidecars, ztunnels and waypoints together (see [`Kind::member`]).
+    Mixed,
 }
 
 impl Kind {
@@ -48,6 +56,20 @@ impl Kind {
             Kind::SidecarSotw => "sidecar-sotw",
             Kind::Grpc => "grpc",
             Kind::Ztunnel => "ztunnel",
+            Kind::Waypoint => "waypoint",
+            Kind::Mixed => "mixed",
+        }
+    }
+
+    /// The kind of proxy `index` of a fleet of this kind: itself, except in a mixed fleet,
+    /// where of every twenty proxies one is a ztunnel, one a waypoint and the rest are
+    /// sidecars.
+    pub fn member(self, index: usize) -> Kind {
+        match (self, index % 20) {
+            (Kind::Mixed, 0) => Kind::Ztunnel,
+            (Kind::Mixed, 1) => Kind::Waypoint,
+            (Kind::Mixed, _) => Kind::Sidecar,
+            (k, _) => k,
         }
     }
 }
@@ -157,6 +179,9 @@ impl Proxy {
             Kind::Ztunnel => {
                 format!("ztunnel~{ip}~ztunnel-{index}.istio-system~istio-system.svc.cluster.local")
             }
+            Kind::Waypoint => {
+                format!("waypoint~{ip}~waypoint-{index}.{namespace}~{namespace}.svc.cluster.local")
+            }
             _ => format!(
                 "sidecar~{ip}~{}-{index}.{namespace}~{namespace}.svc.cluster.local",
                 kind.as_str()
@@ -229,7 +254,21 @@ impl Proxy {
                     },
                 );
             }
-            Kind::Ztunnel => {}
+            Kind::Waypoint => {
+                let labels = Struct {
+                    fields: HashMap::from([(
+                        "gateway.networking.k8s.io/gateway-name".to_string(),
+                        s(crate::mesh::WAYPOINT),
+                    )]),
+                };
+                fields.insert(
+                    "LABELS".into(),
+                    Value {
+                        kind: Some(VKind::StructValue(labels)),
+                    },
+                );
+            }
+            Kind::Ztunnel | Kind::Mixed => {}
         }
         Node {
             id: self.id.clone(),
@@ -296,7 +335,9 @@ impl Proxy {
             let channel = ctx.channels[(self.index + attempt) % ctx.channels.len()].clone();
             attempt += 1;
             let result = match self.kind {
-                Kind::Sidecar | Kind::Ztunnel => delta::run(&self, &ctx, channel, resume).await,
+                Kind::Sidecar | Kind::Ztunnel | Kind::Waypoint | Kind::Mixed => {
+                    delta::run(&self, &ctx, channel, resume).await
+                }
                 Kind::SidecarSotw | Kind::Grpc => sotw::run(&self, &ctx, channel, resume).await,
             };
             let Err(e) = result else { return };

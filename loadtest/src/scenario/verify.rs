@@ -60,7 +60,7 @@ pub async fn verify_some(fleet: &Fleet, servers: &[&Server]) -> anyhow::Result<V
             let wildcard = matches!(
                 (p.kind, ty),
                 (
-                    Kind::Sidecar | Kind::SidecarSotw,
+                    Kind::Sidecar | Kind::SidecarSotw | Kind::Waypoint,
                     ResourceType::Cluster | ResourceType::Listener
                 )
             );

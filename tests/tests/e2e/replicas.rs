@@ -22,6 +22,7 @@ fn mesh() -> MeshSpec {
         sidecar_fraction: 0.0,
         global_services: 0,
         pods: false,
+        waypoints: false,
     }
 }
 

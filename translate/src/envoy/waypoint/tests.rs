@@ -371,3 +371,32 @@ fn a_waypoint_without_a_gateway_serves_nothing() {
     let out = t.build(&ViewKey::waypoint("shop", None));
     assert!(out.resources.is_empty(), "{:?}", out.resources.keys());
 }
+
+#[test]
+fn request_authentication_attached_to_the_waypoint_verifies_tokens() {
+    let mut t = translator(
+        r#"apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: shop}
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}]
+  jwtRules:
+  - issuer: https://issuer.shop.example
+    jwks: JWKS
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: by-selector, namespace: shop}
+spec:
+  selector: {matchLabels: {app: echo}}
+  jwtRules: [{issuer: https://selector.example, jwks: JWKS}]
+"#
+        .replace("JWKS", r#"'{"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": "shoal-test", "n": "pOy7fMLZHKDMdBGFRgOCheIV5t1Cz0cLFljQAVvAJH_oF7juZdNlzf-4SimNuqyvDU--jeMGcuCvWxrsAL8m66q636Az-kaRnqobRf98bc-T1rqIrYUWvW3F57YfcN04HyH47bnFTQUiFbEe41UlvNNEcgK6MpA4fSRwRgAkR8tCj-ScI2j0uKYUsv2Le56hEAqjERZtAQ-gqCRQtP7qxwBdAG8Tj00cYDB9jnPAs-wYrrKZQYlt7pKrZXjT7zpIxuaV-BRbdw2SrsgKgYXJPY5ElZmXyb0Vog6WL2WAIWDcUBtltyPAPDHTkbv3kUZ_8zXoET500ZHviaFRxRu9gw", "e": "AQAB"}]}'"#)
+        .as_str(),
+    );
+    let listeners = rendered(&mut t, &waypoint_key(), ResourceType::Listener);
+    let text = listeners[2].1.to_string();
+    assert!(text.contains("envoy.filters.http.jwt_authn"), "{text}");
+    assert!(text.contains("https://issuer.shop.example"), "{text}");
+    assert!(!text.contains("https://selector.example"), "{text}");
+}
