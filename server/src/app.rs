@@ -41,6 +41,8 @@ pub struct App {
     servers: Vec<JoinHandle<()>>,
     /// Everything else: aborted at shutdown (and when the handle is dropped).
     tasks: JoinSet<()>,
+    /// Runs the shard node (its own thread); declared last, so dropped last.
+    _shard_runtime: Option<crate::cluster::ShardRuntime>,
 }
 
 /// Runs `shoal serve` until SIGINT or SIGTERM.
@@ -163,9 +165,13 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
     let ads = AdsServer::new(streams, config.xds.ads.clone());
 
     // With a shard group: join it before serving anyone (over mTLS with the CA).
+    let mut shard_runtime = None;
     let node = match &config.cluster {
         Some(cluster) => {
-            Some(crate::cluster::start_node(cluster, identity.as_ref(), &mut tasks).await?)
+            let (node, runtime) =
+                crate::cluster::start_node(cluster, identity.as_ref(), &mut tasks).await?;
+            shard_runtime = Some(runtime);
+            Some(node)
         }
         None => None,
     };
@@ -354,6 +360,7 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         stop,
         servers,
         tasks,
+        _shard_runtime: shard_runtime,
     })
 }
 

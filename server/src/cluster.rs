@@ -12,13 +12,46 @@ use tokio::task::JoinSet;
 use crate::cli::RouterArgs;
 use crate::config::{ClusterConfig, Config};
 
-/// Starts this replica's shard node and its Raft RPC server (on `tasks`). With identity,
-/// Raft links are mTLS between replica certificates.
+/// The runtime a replica's shard group member runs on: Raft, its RPC server and the lease
+/// loops get a thread of their own, so that a replica busy serving proxies (its workers
+/// encoding large views, or waiting on a build) still answers heartbeats and renews its
+/// leases on time, instead of losing its shards and sending its proxies reconnecting —
+/// which would only add to the load that starved it.
+pub struct ShardRuntime(Option<tokio::runtime::Runtime>);
+
+impl ShardRuntime {
+    fn new() -> anyhow::Result<ShardRuntime> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("shoal-shard")
+            .enable_all()
+            .build()
+            .context("starting the shard runtime")?;
+        Ok(ShardRuntime(Some(rt)))
+    }
+
+    fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.0.as_ref().map(tokio::runtime::Runtime::handle)
+    }
+}
+
+impl Drop for ShardRuntime {
+    fn drop(&mut self) {
+        // Dropped from async code too: do not wait for its tasks.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Starts this replica's shard node and its Raft RPC server (on `tasks`, run by the
+/// returned [`ShardRuntime`]). With identity, Raft links are mTLS between replica
+/// certificates.
 pub async fn start_node(
     c: &ClusterConfig,
     identity: Option<&crate::identity::Running>,
     tasks: &mut JoinSet<()>,
-) -> anyhow::Result<Arc<ShardNode>> {
+) -> anyhow::Result<(Arc<ShardNode>, ShardRuntime)> {
     let cfg = ShardConfig {
         peers: c.peers.clone(),
         join: c.join.clone(),
@@ -34,32 +67,57 @@ pub async fn start_node(
         },
         ..ShardConfig::defaults(c.id, c.data_dir.clone(), c.advertised.clone())
     };
-    let node = ShardNode::start(cfg).await?;
+    let runtime = ShardRuntime::new()?;
+    let handle = runtime
+        .handle()
+        .context("the shard runtime is running")?
+        .clone();
     let raft_addr = c.raft_addr;
-    let listener = tokio::net::TcpListener::bind(raft_addr)
+    let links = match identity {
+        Some(s) => Some(s.tls.clone()),
+        None => None,
+    };
+    // Everything of the node is made on its runtime: its sockets are driven there.
+    let (node, listener) = handle
+        .spawn(async move {
+            let node = ShardNode::start(cfg).await?;
+            let listener = tokio::net::TcpListener::bind(raft_addr)
+                .await
+                .with_context(|| format!("binding Raft address {raft_addr}"))?;
+            anyhow::Ok((node, listener))
+        })
         .await
-        .with_context(|| format!("binding Raft address {raft_addr}"))?;
+        .context("the shard runtime stopped")??;
     let app = shoal_shard::http::router(node.clone());
-    match identity {
-        Some(s) => {
-            let listener =
-                crate::tls::TlsListener::new(listener, s.tls.clone(), crate::tls::Port::Links)?;
-            tasks.spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "raft server failed");
-                }
-            });
+    match links {
+        Some(tls) => {
+            // Its accept loop is spawned on the shard runtime too.
+            let listener = {
+                let _shard = handle.enter();
+                crate::tls::TlsListener::new(listener, tls, crate::tls::Port::Links)?
+            };
+            tasks.spawn_on(
+                async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        tracing::error!(error = %e, "raft server failed");
+                    }
+                },
+                &handle,
+            );
         }
         None => {
-            tasks.spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "raft server failed");
-                }
-            });
+            tasks.spawn_on(
+                async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        tracing::error!(error = %e, "raft server failed");
+                    }
+                },
+                &handle,
+            );
         }
     }
     tracing::info!(id = c.id, %raft_addr, "shard group member started");
-    Ok(node)
+    Ok((node, runtime))
 }
 
 /// How this replica's router reaches the owners (itself included, by its own address).
