@@ -73,10 +73,7 @@ pub async fn start_node(
         .context("the shard runtime is running")?
         .clone();
     let raft_addr = c.raft_addr;
-    let links = match identity {
-        Some(s) => Some(s.tls.clone()),
-        None => None,
-    };
+    let links = identity.map(|s| s.tls.clone());
     // Everything of the node is made on its runtime: its sockets are driven there.
     let (node, listener) = handle
         .spawn(async move {
