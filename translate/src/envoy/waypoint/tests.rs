@@ -400,3 +400,25 @@ spec:
     assert!(text.contains("https://issuer.shop.example"), "{text}");
     assert!(!text.contains("https://selector.example"), "{text}");
 }
+
+#[test]
+fn the_mesh_access_log_covers_every_waypoint_listener() {
+    let mut store = ConfigStore::new();
+    store.apply("m.yaml", parse_yaml("m.yaml", MESH));
+    let options = MeshOptions {
+        access_log: Some(crate::AccessLogOptions {
+            path: "/dev/stdout".into(),
+            json: false,
+            format: None,
+        }),
+        ..MeshOptions::default()
+    };
+    let mut t = Translator::new(store.snapshot(), options);
+    for (name, l) in rendered(&mut t, &waypoint_key(), ResourceType::Listener) {
+        let text = l.to_string();
+        assert!(
+            text.contains("envoy.access_loggers.file"),
+            "{name}: no access log"
+        );
+    }
+}
