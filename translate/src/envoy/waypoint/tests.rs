@@ -422,3 +422,41 @@ fn the_mesh_access_log_covers_every_waypoint_listener() {
         );
     }
 }
+
+#[test]
+fn an_httproute_attached_to_the_service_routes_at_the_waypoint() {
+    let mut t = translator(
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: echo-v2, namespace: shop, labels: {istio.io/use-waypoint: none}}
+spec:
+  clusterIP: 10.96.0.12
+  selector: {app: echo, version: v2}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /v2}}]
+    backendRefs: [{name: echo-v2, port: 80}]
+  - backendRefs: [{name: echo, port: 80}]
+"#,
+    );
+    let key = waypoint_key();
+    let listeners = rendered(&mut t, &key, ResourceType::Listener);
+    let text = listeners[2].1.to_string();
+    assert!(
+        text.contains("inbound-vip|80|http|echo-v2.shop.svc.cluster.local"),
+        "{text}"
+    );
+    let clusters = rendered(&mut t, &key, ResourceType::Cluster);
+    assert!(
+        clusters
+            .iter()
+            .any(|(n, _)| n == "inbound-vip|80|http|echo-v2.shop.svc.cluster.local"),
+        "the route's backend gets a cluster even though it uses no waypoint"
+    );
+}
