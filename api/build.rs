@@ -1,5 +1,6 @@
 //! Compiles ztunnel's workload discovery and authorization protos (`proto/istio/`, shoal's
-//! own rendition of Istio's wire types) into Rust, and keeps their descriptors for JSON
+//! own rendition of Istio's wire types) and shoal's federation protocol
+//! (`proto/shoal/`) into Rust, and keeps their descriptors for JSON
 //! rendering. Map fields become `BTreeMap`s, so encoding is deterministic (resource
 //! versions are content hashes).
 
@@ -9,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/istio/workload/workload.proto",
         "proto/istio/security/authorization.proto",
+        "proto/shoal/federation/v1/federation.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -15,7 +15,14 @@ pub mod security {
     include!(concat!(env!("OUT_DIR"), "/istio.security.rs"));
 }
 
-/// The descriptors of both packages (for JSON rendering).
+/// `shoal.federation.v1`: what a shoal group exports to its peers
+/// ([`federation::ExportedService`]). shoal's own protocol, compiled beside Istio's types.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod federation {
+    include!(concat!(env!("OUT_DIR"), "/shoal.federation.v1.rs"));
+}
+
+/// The descriptors of these packages (for JSON rendering).
 pub(crate) static DESCRIPTORS: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/istio_descriptors.bin"));
 
@@ -27,4 +34,9 @@ impl prost::Name for workload::Address {
 impl prost::Name for security::Authorization {
     const NAME: &'static str = "Authorization";
     const PACKAGE: &'static str = "istio.security";
+}
+
+impl prost::Name for federation::ExportedService {
+    const NAME: &'static str = "ExportedService";
+    const PACKAGE: &'static str = "shoal.federation.v1";
 }

@@ -9,6 +9,8 @@ pub mod type_url {
     pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
     pub const ADDRESS: &str = "type.googleapis.com/istio.workload.Address";
     pub const AUTHORIZATION: &str = "type.googleapis.com/istio.security.Authorization";
+    /// shoal's federation between groups (`shoal.federation.v1.ExportedService`).
+    pub const FEDERATION: &str = "type.googleapis.com/shoal.federation.v1.ExportedService";
 }
 
 /// A resource type. The declaration order is the push order: clusters before their
@@ -22,10 +24,12 @@ pub enum ResourceType {
     Secret,
     Address,
     Authorization,
+    /// What a peer group exports (shoal's own type).
+    Federation,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 7] = [
+    pub const ALL: [ResourceType; 8] = [
         ResourceType::Cluster,
         ResourceType::Endpoint,
         ResourceType::Listener,
@@ -33,6 +37,7 @@ impl ResourceType {
         ResourceType::Secret,
         ResourceType::Address,
         ResourceType::Authorization,
+        ResourceType::Federation,
     ];
 
     pub fn type_url(self) -> &'static str {
@@ -44,6 +49,7 @@ impl ResourceType {
             ResourceType::Secret => type_url::SECRET,
             ResourceType::Address => type_url::ADDRESS,
             ResourceType::Authorization => type_url::AUTHORIZATION,
+            ResourceType::Federation => type_url::FEDERATION,
         }
     }
 
@@ -61,6 +67,7 @@ impl ResourceType {
             ResourceType::Secret => "SDS",
             ResourceType::Address => "WDS",
             ResourceType::Authorization => "WADS",
+            ResourceType::Federation => "FDS",
         }
     }
 

@@ -83,6 +83,8 @@ pub struct IssuedKeyPair {
 struct State {
     mode: CaMode,
     signer: Signer,
+    /// The certificate this CA signs with (the root, or a plugged-in intermediate).
+    signing_der: CertificateDer<'static>,
     bundle_der: Vec<CertificateDer<'static>>,
     bundle_pem: Vec<String>,
 }
@@ -306,6 +308,24 @@ impl CertificateAuthority {
         )
     }
 
+    /// As [`Self::authenticate_client_cert`], for a certificate this CA's own signing
+    /// certificate issued. Under a root shared with other clusters (plug-in CAs), their
+    /// CAs' certificates chain to the same root; this tells this group's own apart.
+    pub fn authenticate_own_client_cert(
+        &self,
+        chain_der: &[CertificateDer<'_>],
+    ) -> Result<Caller, AuthError> {
+        let caller = self.authenticate_client_cert(chain_der)?;
+        let leaf = chain_der.first().ok_or(AuthError::MissingCredentials)?;
+        let state = self.state.load();
+        crate::pki::verify_chain(
+            std::slice::from_ref(leaf),
+            std::slice::from_ref(&state.signing_der),
+        )
+        .map_err(|e| AuthError::ClientCertUntrusted(format!("not issued by this CA: {e}")))?;
+        Ok(caller)
+    }
+
     fn issue_with_new_key(
         &self,
         sans: Vec<SanType>,
@@ -369,6 +389,7 @@ fn load_state(dir: &Path, config: &CaConfig) -> Result<State, CaError> {
     )?;
     Ok(State {
         mode: loaded.mode,
+        signing_der: material.signing_cert.clone(),
         signer,
         bundle_pem: loaded.bundle.iter().map(|c| cert_to_pem(c)).collect(),
         bundle_der: loaded.bundle,

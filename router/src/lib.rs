@@ -40,7 +40,7 @@ use tonic::codegen::{Service, StdError, http};
 use tonic::server::NamedService;
 
 pub use forward::FORWARDED;
-pub use peers::Peers;
+pub use peers::{Peers, channel as peer_channel};
 
 const SOTW_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";

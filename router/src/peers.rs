@@ -38,34 +38,39 @@ impl Peers {
         if let Some(ch) = c.get(url) {
             return ch.clone();
         }
-        let ch = match Endpoint::from_shared(url.to_string()) {
-            Ok(ep) => {
-                let ep = ep
-                    .connect_timeout(Duration::from_secs(2))
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(10))
-                    .keep_alive_timeout(Duration::from_secs(5))
-                    .initial_stream_window_size(4 << 20)
-                    .initial_connection_window_size(64 << 20);
-                match (&self.tls, url.starts_with("https://")) {
-                    (Some(tls), true) => {
-                        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-                        http.enforce_http(false);
-                        http.set_nodelay(true);
-                        http.set_connect_timeout(Some(Duration::from_secs(2)));
-                        let https = hyper_rustls::HttpsConnectorBuilder::new()
-                            .with_tls_config((**tls).clone())
-                            .https_only()
-                            .enable_http2()
-                            .wrap_connector(http);
-                        ep.connect_with_connector_lazy(https)
-                    }
-                    _ => ep.connect_lazy(),
-                }
-            }
-            Err(_) => Endpoint::from_static("http://127.0.0.1:9").connect_lazy(),
-        };
+        let ch = channel(url, self.tls.as_ref());
         c.insert(url.to_string(), ch.clone());
         ch
+    }
+}
+
+/// A lazily connected HTTP/2 channel to `url`: over TLS with `tls` (client certificate and
+/// peer verification) when the URL is `https://`, else plaintext. An unparsable URL gives
+/// a channel whose calls fail.
+pub fn channel(url: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> Channel {
+    let Ok(ep) = Endpoint::from_shared(url.to_string()) else {
+        return Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+    };
+    let ep = ep
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(64 << 20);
+    match (tls, url.starts_with("https://")) {
+        (Some(tls), true) => {
+            let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+            http.enforce_http(false);
+            http.set_nodelay(true);
+            http.set_connect_timeout(Some(Duration::from_secs(2)));
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config((**tls).clone())
+                .https_only()
+                .enable_http2()
+                .wrap_connector(http);
+            ep.connect_with_connector_lazy(https)
+        }
+        _ => ep.connect_lazy(),
     }
 }
