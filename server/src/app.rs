@@ -96,6 +96,19 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         sources.push(Box::new(source));
         status
     });
+    // Peer groups' exports: followed once this replica has its certificate.
+    let mut federation_tls = None;
+    if let Some(f) = &config.sources.federation {
+        let (tls_tx, tls_rx) = tokio::sync::oneshot::channel();
+        federation_tls = Some(tls_tx);
+        let peers: Vec<&str> = f.peers.iter().map(|p| p.name.as_str()).collect();
+        tracing::info!(?peers, "importing peer groups' exports");
+        sources.push(Box::new(crate::federation::FederationSource::new(
+            f.clone(),
+            config.mesh.options.cluster_id.clone(),
+            tls_rx,
+        )));
+    }
     let source_count = sources.len();
     for source in sources {
         let kind = source.kind();
@@ -157,6 +170,9 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         ),
         None => None,
     };
+    if let (Some(tx), Some(running)) = (federation_tls, &identity) {
+        let _ = tx.send(running.tls.client_config()?);
+    }
     let streams = Streams::new(
         pipeline.clone(),
         identity.as_ref().map(|i| i.identity.clone()),

@@ -228,6 +228,22 @@ pub struct ServeArgs {
     /// istiod does with `istiod.enableAnalysis`.
     #[arg(long)]
     pub kube_write_analysis: bool,
+    /// Import what a peer shoal group exports (`NAME=HOST:PORT` of its TLS xDS port;
+    /// repeatable): its services' endpoints join the local Services of the same name.
+    /// Both groups' CAs must share a root (Istio's plug-in CA: --ca-dir with a common
+    /// root and per-cluster intermediates), and the peer must list this group's identity
+    /// in its --federation-peers.
+    #[arg(long = "federate", value_name = "NAME=HOST:PORT")]
+    pub federate: Vec<String>,
+    /// How long a peer group may be unreachable before the endpoints it exported are
+    /// withdrawn (until then its last exports stay).
+    #[arg(long, default_value = "300s", value_parser = duration)]
+    pub federation_stale_after: Duration,
+    /// Who may import this group's exports (peer groups' replicas, authenticated on the
+    /// TLS port by their certificates): namespaces (`NS`) or identities (`NS/SA`). Empty
+    /// (the default): federation streams are refused.
+    #[arg(long, value_delimiter = ',')]
+    pub federation_peers: Vec<String>,
     /// Istio's MeshConfig (the `mesh` key of the `istio` ConfigMap, or that ConfigMap):
     /// trustDomain, rootNamespace, enableAutoMtls, connectTimeout, outboundTrafficPolicy,
     /// localityLbSetting, trustDomainAliases and accessLogFile/Encoding/Format are

@@ -122,6 +122,8 @@ pub struct SourcesConfig {
     pub kubernetes: Option<KubernetesConfig>,
     /// The etcd prefix to follow.
     pub etcd: Option<EtcdConfig>,
+    /// Peer groups to import from (`--federate`); needs the CA.
+    pub federation: Option<crate::federation::FederationConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +223,8 @@ pub struct IdentityConfig {
     pub credential_readers: CredentialReaders,
     /// Who may ask the debug xDS types.
     pub debug_readers: DebugReaders,
+    /// Which peer groups' replicas may import this group's exports.
+    pub federation_peers: DebugReaders,
     /// DNS names of the TLS port's serving certificate.
     pub tls_names: Vec<String>,
 }
@@ -280,6 +284,7 @@ impl Config {
             args.xds_addr.is_some() || identity.is_some(),
             "nothing to serve: --no-ca turns the TLS port off; give --xds-addr for plaintext"
         );
+        let federation = federation(args, identity.is_some())?;
         let cluster = cluster(args, identity.as_ref())?;
         let webhook = webhook(args, &options, identity.as_ref())?;
         Ok(Config {
@@ -306,6 +311,7 @@ impl Config {
                     connection,
                     options: etcd::Options::default(),
                 }),
+                federation,
             },
             mesh: MeshSettings {
                 options,
@@ -390,8 +396,38 @@ fn identity(args: &ServeArgs, trust_domain: &str) -> anyhow::Result<IdentityConf
         cert_check_interval: sa.cert_check_interval.max(Duration::from_millis(100)),
         credential_readers: CredentialReaders::parse(&sa.credential_readers)?,
         debug_readers: DebugReaders::parse(&sa.debug_readers)?,
+        federation_peers: DebugReaders::parse_flag("--federation-peers", &args.federation_peers)?,
         tls_names: sa.tls_names.clone(),
     })
+}
+
+/// The peer groups of `--federate`, which need this replica's certificate.
+fn federation(
+    args: &ServeArgs,
+    has_ca: bool,
+) -> anyhow::Result<Option<crate::federation::FederationConfig>> {
+    if args.federate.is_empty() {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        has_ca,
+        "--federate needs the CA (a certificate to authenticate to peers): drop --no-ca"
+    );
+    let peers = args
+        .federate
+        .iter()
+        .map(|p| crate::federation::Peer::parse(p).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
+    names.sort_unstable();
+    anyhow::ensure!(
+        names.windows(2).all(|w| w[0] != w[1]),
+        "--federate names a peer twice"
+    );
+    Ok(Some(crate::federation::FederationConfig {
+        peers,
+        stale_after: args.federation_stale_after,
+    }))
 }
 
 /// Parses `ID=RAFT_ADDR` pairs.

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod epoch;
+pub mod federation;
 pub mod http_client;
 pub mod identity;
 pub mod jwks;

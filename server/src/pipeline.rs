@@ -315,7 +315,10 @@ impl Pipeline {
             // ztunnel's view is made of the workloads themselves, a waypoint's clusters
             // carry their endpoints: both are rebuilt whole on any change (content-hashed
             // resources make the delta).
-            let whole = matches!(key.proxy_type, ProxyType::Ztunnel | ProxyType::Waypoint);
+            let whole = matches!(
+                key.proxy_type,
+                ProxyType::Ztunnel | ProxyType::Waypoint | ProxyType::Federation
+            );
             let next = if delta.full || whole {
                 current.replaced(&resources(st.translator.build(&key)), trigger.clone())
             } else if delta.endpoint_hosts.is_empty() {

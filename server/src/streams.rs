@@ -50,6 +50,21 @@ impl ViewSource for Streams {
             };
         }
         let proxy = Proxy::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if proxy.proxy_type == shoal_translate::ProxyType::Federation {
+            return match &self.identity {
+                Some(identity) => identity.admit_federation(caller).map(|()| {
+                    let view = self.pipeline.view_for(&proxy, false);
+                    Admitted::Proxy(Resolved {
+                        view,
+                        secrets: None,
+                    })
+                }),
+                None => Err(Status::unauthenticated(
+                    "federation needs an authenticated peer, and this server runs without a \
+                     CA (--no-ca)",
+                )),
+            };
+        }
         let secrets = match &self.identity {
             Some(identity) => identity.admit(&proxy, caller)?,
             None => None,

@@ -374,3 +374,55 @@ pub fn ca_and_leaf(ca_name: &str, names: &[&str]) -> anyhow::Result<(String, Str
     let cert = rcgen::CertificateParams::new(names)?.signed_by(&key, &issuer)?;
     Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
 }
+
+/// A root CA for plug-in CAs of several clusters (Istio's common root).
+pub struct SharedRoot {
+    cert: rcgen::Certificate,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl SharedRoot {
+    pub fn new(name: &str) -> anyhow::Result<SharedRoot> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let cert = params.self_signed(&key)?;
+        Ok(SharedRoot {
+            cert,
+            issuer: rcgen::Issuer::new(params, key),
+        })
+    }
+
+    /// Writes Istio's `cacerts` layout for one cluster into `dir` (an intermediate CA of
+    /// this root): what `shoal serve --ca-dir DIR` plugs in.
+    pub fn plug_in(&self, dir: &std::path::Path, cluster: &str) -> anyhow::Result<()> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{cluster} intermediate"));
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("ca-cert.pem"), cert.pem())?;
+        std::fs::write(dir.join("ca-key.pem"), key.serialize_pem())?;
+        std::fs::write(dir.join("root-cert.pem"), self.cert.pem())?;
+        std::fs::write(
+            dir.join("cert-chain.pem"),
+            format!("{}{}", cert.pem(), self.cert.pem()),
+        )?;
+        Ok(())
+    }
+}

@@ -28,6 +28,7 @@
 
 pub(crate) mod ambient;
 mod envoy;
+pub mod federation;
 pub mod inject;
 mod locality;
 pub mod model;

@@ -1,7 +1,7 @@
 //! Who is asking: the proxy's identity and settings, read from the xDS `Node`.
 //!
 //! Node ids follow Istio: `TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.DOMAIN`, with `TYPE` one of
-//! `sidecar`, `router`, `waypoint` or `ztunnel`. Node metadata may add `NAMESPACE`, `LABELS`,
+//! `sidecar`, `router`, `waypoint` or `ztunnel` (and `federation` for a peer shoal group). Node metadata may add `NAMESPACE`, `LABELS`,
 //! `INTERCEPTION_MODE` (`REDIRECT`, `TPROXY`, `NONE`), `GENERATOR` (`grpc` for proxyless
 //! clients), `INSTANCE_IPS`, `CLUSTER_ID`, `ISTIO_VERSION` and `UNPRIVILEGED_POD`.
 
@@ -22,6 +22,8 @@ pub enum ProxyType {
     /// `router~` proxy of such a Gateway is one too ([`crate::ViewKey::for_proxy`]).
     Waypoint,
     Ztunnel,
+    /// A peer shoal group importing what this one exports (`crate::federation`).
+    Federation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -214,6 +216,7 @@ impl Proxy {
             "router" => ProxyType::Router,
             "waypoint" => ProxyType::Waypoint,
             "ztunnel" => ProxyType::Ztunnel,
+            "federation" => ProxyType::Federation,
             other => return Err(ProxyError::BadType(id.clone(), other.to_string())),
         };
         let empty = Struct::default();

@@ -198,6 +198,7 @@ impl Translator {
         match key.proxy_type {
             ProxyType::Ztunnel => return crate::ambient::build(&self.model),
             ProxyType::Waypoint => return crate::envoy::waypoint::build(&self.model, key),
+            ProxyType::Federation => return crate::federation::build(&self.model),
             _ => {}
         }
         let model = std::mem::take(&mut self.model);
@@ -214,7 +215,10 @@ impl Translator {
     /// The endpoint assignments of a view for the clusters of `hosts` (after an
     /// endpoint-only change).
     pub fn endpoints(&mut self, key: &ViewKey, hosts: &BTreeSet<Arc<str>>) -> Vec<Resource> {
-        if matches!(key.proxy_type, ProxyType::Ztunnel | ProxyType::Waypoint) {
+        if matches!(
+            key.proxy_type,
+            ProxyType::Ztunnel | ProxyType::Waypoint | ProxyType::Federation
+        ) {
             // Rebuilt whole on any change: a ztunnel view is the workloads themselves
             // ([`ModelDelta::workloads`]), a waypoint's clusters carry their endpoints.
             return Vec::new();
@@ -286,7 +290,10 @@ impl<'m> ViewBuilder<'_, 'm> {
             }
             (Generator::Envoy, ProxyType::Router) => self.gateway_listeners(),
             // Built by `crate::ambient` and `crate::envoy::waypoint` (`Translator::build`).
-            (Generator::Envoy, ProxyType::Ztunnel | ProxyType::Waypoint) => {}
+            (
+                Generator::Envoy,
+                ProxyType::Ztunnel | ProxyType::Waypoint | ProxyType::Federation,
+            ) => {}
         }
         self.out.finish()
     }

@@ -12,6 +12,9 @@
 //!   connected proxies: it must authenticate (so only on the TLS port) as an identity
 //!   `--debug-readers` allows (Istio's system namespace by default). Its node's claims are
 //!   not checked: istioctl's node says nothing it is served by.
+//! - A peer shoal group (`federation~…`) gets this group's exports and no secrets: it must
+//!   authenticate as an identity `--federation-peers` allows (none by default). Its node
+//!   claims no namespace of ours.
 
 use std::sync::Arc;
 
@@ -45,6 +48,25 @@ impl Identity {
             );
         }
         self.secrets.view_of(&identity, gateway).map(Some)
+    }
+
+    /// Whether a peer group's replica may import this group's exports; the refusal says
+    /// why.
+    pub fn admit_federation(&self, ctx: &StreamContext) -> Result<(), Status> {
+        let Some(caller) = self.authenticate(ctx)? else {
+            return Err(Status::unauthenticated(
+                "federation needs an authenticated peer: the TLS xDS port with a client \
+                 certificate of a CA sharing this group's root",
+            ));
+        };
+        if !self.federation_peers.allows(&caller.identity) {
+            return Err(Status::permission_denied(format!(
+                "{} may not import this group's exports (see --federation-peers)",
+                caller.identity.spiffe_uri()
+            )));
+        }
+        tracing::info!(peer = %caller.identity.spiffe_uri(), "federation peer admitted");
+        Ok(())
     }
 
     /// Whether a debug client may ask Istio's debug types; the refusal says why.

@@ -38,11 +38,13 @@ impl Identity {
         // the forwarder's, not the proxy's. The forwarder vouches for the client
         // certificate it verified ([`shoal_router::CALLER`]), passes a token on for us to
         // verify, or forwards an anonymous stream it accepted on a plaintext port.
+        // Only this group's own replicas: under a root shared with other clusters, a
+        // peer group's replica carries the same identity, but another CA issued it.
         let from_replica = peer.is_some_and(|PeerCertificates(chain)| {
             !chain.is_empty()
                 && self
                     .ca
-                    .authenticate_client_cert(chain)
+                    .authenticate_own_client_cert(chain)
                     .is_ok_and(|c| c.identity == *self.ca.server_identity())
         });
         if let Some(claim) = ctx.headers.get(shoal_router::CALLER) {

@@ -38,6 +38,8 @@ pub struct Identity {
     readers: CredentialReaders,
     /// Who may ask the debug xDS types.
     debug_readers: readers::DebugReaders,
+    /// Which peer groups may import this group's exports.
+    federation_peers: readers::DebugReaders,
     /// The config as last published by the pipeline.
     config: watch::Receiver<ConfigSnapshot>,
     epoch: Arc<Epoch>,
@@ -64,6 +66,7 @@ impl Identity {
             jwt,
             readers: cfg.credential_readers.clone(),
             debug_readers: cfg.debug_readers.clone(),
+            federation_peers: cfg.federation_peers.clone(),
             config,
             epoch,
         }

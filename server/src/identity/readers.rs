@@ -54,9 +54,10 @@ impl CredentialReaders {
     }
 }
 
-/// Who may ask the debug xDS types (`istioctl proxy-status --xds-address`): Istio serves
-/// them to identities of its system namespace; `--debug-readers` names namespaces (`NS`) or
-/// single identities (`NS/SA`), `istio-system` by default.
+/// A set of identities by namespace (`NS`) or one by one (`NS/SA`). Who may ask the debug
+/// xDS types (`istioctl proxy-status --xds-address`; Istio serves them to identities of
+/// its system namespace: `--debug-readers`, `istio-system` by default), and which peer
+/// groups may import this group's exports (`--federation-peers`, none by default).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DebugReaders {
     /// `(namespace, service account)`; `None`: any account of the namespace.
@@ -72,8 +73,13 @@ impl Default for DebugReaders {
 }
 
 impl DebugReaders {
-    /// Parses `NS` and `NS/SA` entries.
+    /// Parses `NS` and `NS/SA` entries of `--debug-readers`.
     pub fn parse(entries: &[String]) -> anyhow::Result<Self> {
+        Self::parse_flag("--debug-readers", entries)
+    }
+
+    /// Parses `NS` and `NS/SA` entries of `flag`.
+    pub fn parse_flag(flag: &str, entries: &[String]) -> anyhow::Result<Self> {
         let entries = entries
             .iter()
             .map(|e| {
@@ -84,12 +90,19 @@ impl DebugReaders {
                 anyhow::ensure!(
                     shoal_config::host::is_dns_label(ns)
                         && sa.is_none_or(|sa| !sa.is_empty() && !sa.contains('/')),
-                    "--debug-readers {e:?} is not NAMESPACE or NAMESPACE/SERVICE_ACCOUNT"
+                    "{flag} {e:?} is not NAMESPACE or NAMESPACE/SERVICE_ACCOUNT"
                 );
                 Ok((ns.to_string(), sa.map(str::to_string)))
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(DebugReaders { entries })
+    }
+
+    /// Nobody.
+    pub fn none() -> Self {
+        DebugReaders {
+            entries: Vec::new(),
+        }
     }
 
     pub fn allows(&self, identity: &Identity) -> bool {

@@ -20,6 +20,7 @@ mod egress;
 mod envoy;
 mod etcd;
 mod examples;
+mod federation;
 mod gateway;
 mod gateway_api;
 mod gateway_names;

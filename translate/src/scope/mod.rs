@@ -82,8 +82,10 @@ pub struct ViewKey {
 impl ViewKey {
     /// Derives the view of a proxy from the current model.
     pub fn for_proxy(model: &Model, proxy: &Proxy) -> ViewKey {
-        if proxy.proxy_type == ProxyType::Ztunnel {
-            return ViewKey::ztunnel();
+        match proxy.proxy_type {
+            ProxyType::Ztunnel => return ViewKey::ztunnel(),
+            ProxyType::Federation => return ViewKey::federation(),
+            _ => {}
         }
         if let Some(gateway) = waypoint_of(model, proxy) {
             return ViewKey::waypoint(&proxy.namespace, gateway);
@@ -193,6 +195,14 @@ impl ViewKey {
             ipv6: false,
             unprivileged: false,
             tls_mode_istio: false,
+        }
+    }
+
+    /// The one view of every peer group: what this group exports (`crate::federation`).
+    pub fn federation() -> ViewKey {
+        ViewKey {
+            proxy_type: ProxyType::Federation,
+            ..ViewKey::ztunnel()
         }
     }
 

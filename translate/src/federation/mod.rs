@@ -1,0 +1,104 @@
+//! What this group exports to its peer groups (`shoal.federation.v1.ExportedService`): one
+//! resource per public Kubernetes Service (Istio's `exportTo` `*`, the default), named
+//! `NAMESPACE/HOSTNAME`, with its ports and this cluster's endpoints — address, ports,
+//! network, locality, identity, labels and whether the workload runs a sidecar.
+//!
+//! Endpoints that came from a peer (labelled `topology.istio.io/cluster` with another
+//! cluster's id) are never exported again: an export carries only what its group owns,
+//! so federation cannot loop. Every peer gets the same view ([`crate::ViewKey::federation`]).
+
+use std::sync::Arc;
+
+use shoal_api::istio::federation::{ExportedEndpoint, ExportedService, ServicePort};
+use shoal_api::{Resource, ResourceType};
+
+use crate::model::{Endpoint, Model, Protocol, Service, ServiceOrigin, Visibility};
+use crate::view::{Out, ViewOutput};
+
+/// The label naming the cluster an endpoint runs in (Istio's).
+pub const CLUSTER_LABEL: &str = "topology.istio.io/cluster";
+/// The label naming the network an endpoint is on (Istio's).
+pub const NETWORK_LABEL: &str = "topology.istio.io/network";
+
+/// Whether an endpoint belongs to this cluster (not one a peer exported).
+fn local(e: &Endpoint, cluster_id: &str) -> bool {
+    e.labels.get(CLUSTER_LABEL).is_none_or(|c| c == cluster_id)
+}
+
+fn exported(model: &Model, svc: &Service) -> Option<ExportedService> {
+    if svc.origin != ServiceOrigin::Kubernetes || svc.visibility != Visibility::Public {
+        return None;
+    }
+    let opts = &model.options;
+    let endpoints = svc
+        .endpoints
+        .iter()
+        .filter(|e| local(e, &opts.cluster_id))
+        .map(|e| ExportedEndpoint {
+            address: e.address.to_string(),
+            ports: svc
+                .ports
+                .iter()
+                .filter_map(|p| Some((p.name.clone(), u32::from(e.port_for(p)?))))
+                .collect(),
+            network: e
+                .labels
+                .get(NETWORK_LABEL)
+                .cloned()
+                .unwrap_or_else(|| opts.network.clone()),
+            locality: if e.locality.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "{}/{}/{}",
+                    e.locality.region, e.locality.zone, e.locality.subzone
+                )
+            },
+            service_account: e.service_account.clone().unwrap_or_default(),
+            healthy: true,
+            labels: e
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            istio_tls: e.istio_tls,
+            workload: e.workload.clone().unwrap_or_default(),
+        })
+        .collect();
+    Some(ExportedService {
+        hostname: svc.host.to_string(),
+        namespace: svc.namespace.to_string(),
+        name: svc.name.to_string(),
+        ports: svc
+            .ports
+            .iter()
+            .map(|p| ServicePort {
+                name: p.name.clone(),
+                port: u32::from(p.port),
+                protocol: if p.protocol == Protocol::Unknown {
+                    String::new()
+                } else {
+                    p.protocol.as_str().to_string()
+                },
+            })
+            .collect(),
+        endpoints,
+        cluster_id: opts.cluster_id.clone(),
+    })
+}
+
+/// Every resource a peer group receives.
+pub(crate) fn build(model: &Model) -> ViewOutput {
+    let mut out = Out::default();
+    let services: Vec<&Arc<Service>> = model.services.values().flatten().collect();
+    for svc in services {
+        if let Some(e) = exported(model, svc) {
+            let name = format!("{}/{}", e.namespace, e.hostname);
+            out.add(ResourceType::Federation, Resource::encode(name, &e));
+        }
+    }
+    out.finish()
+}
+
+#[cfg(test)]
+mod tests;
