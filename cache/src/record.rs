@@ -22,6 +22,7 @@ pub fn istio_type(ty: ResourceType) -> &'static str {
         ResourceType::Secret => "sds",
         ResourceType::Address => "wads",
         ResourceType::Authorization => "wdsauthz",
+        ResourceType::Federation => "fds",
     }
 }
 

@@ -101,7 +101,7 @@ pub type Refs = HashMap<(ResourceType, Arc<str>), Vec<Arc<str>>>;
 /// What one proxy holds: per type, name → version.
 #[derive(Debug, Default, Clone)]
 pub struct Held {
-    pub types: [HashMap<Arc<str>, Arc<str>>; 7],
+    pub types: [HashMap<Arc<str>, Arc<str>>; ResourceType::ALL.len()],
 }
 
 impl Held {
