@@ -352,6 +352,12 @@ pub struct WebhookArgs {
     /// The network of this cluster's workloads (Istio's `topology.istio.io/network`).
     #[arg(long)]
     pub network: Option<String>,
+    /// The east-west gateway of another network (`NETWORK=HOST_IP:PORT`, Istio's 15443;
+    /// repeatable): endpoints on that network (their `topology.istio.io/network` label,
+    /// e.g. a federated peer's) are reached through it with mTLS, passed on by SNI.
+    /// Endpoints of a network without a gateway are left out.
+    #[arg(long = "network-gateway", value_name = "NETWORK=IP:PORT")]
+    pub network_gateways: Vec<String>,
     /// Where injected proxies find the control plane (default: `istiod[-REVISION].ROOT_
     /// NAMESPACE.svc:15012`, the Service of the install).
     #[arg(long)]

@@ -266,6 +266,9 @@ impl Config {
             args.config_dir.is_some() || args.kubernetes || etcd.is_some(),
             "no config source: give --config-dir, --kubernetes, --etcd, or several"
         );
+        for g in &args.webhook.network_gateways {
+            crate::mesh::network_gateway(g).map_err(anyhow::Error::msg)?;
+        }
         let flags = crate::mesh::from_flags(args);
         let options = match &args.mesh_config {
             Some(path) => crate::mesh::load(path, &flags, explicit)?,

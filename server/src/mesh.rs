@@ -33,8 +33,25 @@ pub fn from_flags(args: &ServeArgs) -> MeshOptions {
         revision: args.revision.clone(),
         cluster_id: args.webhook.cluster_id.clone(),
         network: args.webhook.network.clone().unwrap_or_default(),
+        network_gateways: args
+            .webhook
+            .network_gateways
+            .iter()
+            .filter_map(|g| network_gateway(g).ok())
+            .collect(),
         ..MeshOptions::default()
     }
+}
+
+/// Parses `NETWORK=IP:PORT` (`--network-gateway`).
+pub fn network_gateway(s: &str) -> Result<(String, (String, u16)), String> {
+    let bad = || format!("--network-gateway {s:?} is not NETWORK=IP:PORT");
+    let (network, addr) = s.split_once('=').ok_or_else(bad)?;
+    let addr: std::net::SocketAddr = addr.parse().map_err(|_| bad())?;
+    if network.is_empty() {
+        return Err(bad());
+    }
+    Ok((network.to_string(), (addr.ip().to_string(), addr.port())))
 }
 
 /// `flags` with what `mesh` sets, except where a flag was given explicitly.

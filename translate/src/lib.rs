@@ -95,6 +95,9 @@ pub struct MeshOptions {
     pub cluster_id: String,
     /// The network of this cluster's workloads (empty: the default network).
     pub network: String,
+    /// The east-west gateway (address, port) of each other network: endpoints there are
+    /// reached through it (Istio's multi-network model).
+    pub network_gateways: std::collections::BTreeMap<String, (String, u16)>,
 }
 
 /// Where and how Envoy proxies write access logs.
@@ -175,6 +178,7 @@ impl Default for MeshOptions {
             proxy_defaults: None,
             cluster_id: "Kubernetes".to_string(),
             network: String::new(),
+            network_gateways: std::collections::BTreeMap::new(),
         }
     }
 }

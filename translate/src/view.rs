@@ -174,7 +174,12 @@ impl Translator {
 
     /// An endpoint assignment, memoized: one per cluster, or per cluster and client
     /// locality when the cluster balances by locality.
-    fn assignment(&mut self, c: &OutboundCluster<'_>, client: Option<&ClientLocality>) -> Resource {
+    fn assignment(
+        &mut self,
+        c: &OutboundCluster<'_>,
+        client: Option<&ClientLocality>,
+        opts: &MeshOptions,
+    ) -> Resource {
         let client = client.filter(|_| c.locality_policy().is_some());
         let key = (
             c.name.clone(),
@@ -185,7 +190,7 @@ impl Translator {
         match self.endpoints.get(&key) {
             Some((generation, r)) if *generation == c.service.generation => r.clone(),
             _ => {
-                let r = Resource::encode(c.name.as_str(), &endpoint::assignment(c, client));
+                let r = Resource::encode(c.name.as_str(), &endpoint::assignment(c, client, opts));
                 self.endpoints
                     .insert(key, (c.service.generation, r.clone()));
                 r
@@ -235,7 +240,7 @@ impl Translator {
             }
             for c in cluster::outbound_clusters(&scope, svc) {
                 if c.uses_eds() {
-                    out.push(self.assignment(&c, key.locality.as_ref()));
+                    out.push(self.assignment(&c, key.locality.as_ref(), &model.options));
                 }
             }
         }
@@ -273,7 +278,11 @@ impl<'m> ViewBuilder<'_, 'm> {
                 );
                 self.out.add(ResourceType::Cluster, cr);
                 if c.uses_eds() {
-                    let er = self.tr.assignment(&c, self.scope.key.locality.as_ref());
+                    let er = self.tr.assignment(
+                        &c,
+                        self.scope.key.locality.as_ref(),
+                        &self.scope.model.options,
+                    );
                     self.out.add(ResourceType::Endpoint, er);
                 }
             }

@@ -236,12 +236,17 @@ impl Follower {
             .await?
             .into_inner();
         tracing::info!(peer = %self.peer.name, addr = %self.peer.addr, "federation stream open");
-        while let Some(resp) = responses.message().await? {
+        loop {
+            // The peer counts as reachable for as long as its stream is up (HTTP/2
+            // keepalive notices a link that went silent).
+            let next = responses.message().await;
             *last_contact = Instant::now();
+            let Some(resp) = next? else {
+                return Ok(());
+            };
             let ack = self.apply(&resp).await?;
             let _ = req_tx.send(ack).await;
         }
-        Ok(())
     }
 
     /// Takes a response into the store; returns its ACK (or NACK).

@@ -49,7 +49,7 @@ fn client_hello(sni: &str) -> Vec<u8> {
 
 /// Sends a ClientHello for `sni` through the gateway; what the backend answered first (its
 /// name), or `None` when the gateway closed the connection.
-fn through(gateway: SocketAddr, sni: &str) -> Option<String> {
+pub(crate) fn through(gateway: SocketAddr, sni: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect_timeout(&gateway, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
     s.write_all(&client_hello(sni)).ok()?;

@@ -14,7 +14,7 @@ use shoal_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use shoal_api::type_url::{ENDPOINT, FEDERATION};
 use shoal_tests::identity::{Issuer, SharedRoot};
-use shoal_tests::xds::{DeltaStream, Target, node, refusal};
+use shoal_tests::xds::{DeltaStream, Target, node, node as node_of, refusal};
 use shoal_tests::{Shoal, free_port, start_shoal};
 
 const CLUSTER: &str = "outbound|80||echo.shop.svc.cluster.local";
@@ -231,4 +231,122 @@ async fn groups_federate_endpoints_and_withdraw_them_when_a_peer_goes_stale() {
     wait_for(&mut s, &both, Duration::from_secs(20))
         .await
         .expect("east's endpoint back at west");
+}
+
+/// East's network is not west's: west reaches east's endpoints through east's east-west
+/// gateway (a real Envoy, AUTO_PASSTHROUGH), and a connection to where west's EDS points,
+/// with the SNI west's cluster sends, reaches east's backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_network_is_reached_through_its_east_west_gateway() {
+    let Some(_) = shoal_tests::env::envoy() else {
+        eprintln!("skipping: no Envoy (SHOAL_ENVOY)");
+        return;
+    };
+    let root = SharedRoot::new("shared root").unwrap();
+    let (east_ca, west_ca, east_cfg, west_cfg) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    root.plug_in(east_ca.path(), "east").unwrap();
+    root.plug_in(west_ca.path(), "west").unwrap();
+    let backend = shoal_tests::free_port_on(&["127.0.0.2"]);
+    let _echo = shoal_tests::backends::tcp_echo(
+        format!("127.0.0.2:{backend}").parse().unwrap(),
+        "east-echo",
+    )
+    .await
+    .unwrap();
+    let gateway_port = free_port("127.0.0.1");
+    let echo = shoal_tests::service_with_endpoint("echo", "shop", "tls", 443, "127.0.0.2", backend);
+    let gateway = format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: cross-network, namespace: istio-system}}\nspec:\n  selector: {{istio: eastwestgateway}}\n  servers:\n  - port: {{number: {gateway_port}, name: tls, protocol: TLS}}\n    hosts: [\"*.local\"]\n    tls: {{mode: AUTO_PASSTHROUGH}}\n"
+    );
+    std::fs::write(
+        east_cfg.path().join("mesh.yaml"),
+        format!("{echo}{gateway}"),
+    )
+    .unwrap();
+    // West has the Service, no endpoint of its own.
+    let west_echo = echo.split("---\n").next().unwrap().to_string();
+    std::fs::write(west_cfg.path().join("mesh.yaml"), west_echo).unwrap();
+
+    let east_port = free_port("127.0.0.1");
+    let east = group(
+        east_cfg.path(),
+        east_ca.path(),
+        "east",
+        east_port,
+        &[
+            "--network",
+            "net-east",
+            "--federation-peers",
+            "istio-system/shoal",
+        ],
+    )
+    .await;
+    let node = "router~127.0.0.1~eastwest-0.istio-system~istio-system.svc.cluster.local";
+    let meta = serde_json::json!({ "LABELS": { "istio": "eastwestgateway" } });
+    let Some(_gw) = shoal_tests::Envoy::start(east.xds, node, meta, true)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let federate = format!("east=127.0.0.1:{east_port}");
+    let through_gateway = format!("net-east=127.0.0.1:{gateway_port}");
+    let west = group(
+        west_cfg.path(),
+        west_ca.path(),
+        "west",
+        free_port("127.0.0.1"),
+        &[
+            "--network",
+            "net-west",
+            "--network-gateway",
+            &through_gateway,
+            "--federate",
+            &federate,
+        ],
+    )
+    .await;
+
+    let cluster = "outbound|443||echo.shop.svc.cluster.local";
+    let mut s = DeltaStream::open(
+        west.xds,
+        DeltaDiscoveryRequest {
+            node: Some(node_of(
+                "sidecar~10.1.0.9~sleep-1.shop~shop.svc.cluster.local",
+            )),
+            type_url: ENDPOINT.into(),
+            resource_names_subscribe: vec![cluster.into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    if let Err(seen) = wait_for(&mut s, &["127.0.0.1"], Duration::from_secs(20)).await {
+        panic!(
+            "west never pointed at east's gateway: {seen:?}\nwest:\n{}",
+            west.log()
+        );
+    }
+    let gateway: std::net::SocketAddr = format!("127.0.0.1:{gateway_port}").parse().unwrap();
+    let sni = "outbound_.443_._.echo.shop.svc.cluster.local".to_string();
+    let got = shoal_tests::eventually(
+        Duration::from_secs(20),
+        "east's backend through its gateway",
+        || {
+            let sni = sni.clone();
+            async move {
+                tokio::task::spawn_blocking(move || crate::east_west::through(gateway, &sni))
+                    .await
+                    .ok()?
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(got, "east-echo");
 }

@@ -2,7 +2,7 @@
 //! drops localities without a weight), prioritized for the client's locality when the
 //! cluster balances by locality.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use shoal_api::pb::envoy::config::core::v3::{HealthStatus, Locality as EnvoyLocality, Metadata};
 use shoal_api::pb::envoy::config::endpoint::v3::{
@@ -14,6 +14,7 @@ use shoal_config::{Labels, selects};
 
 use super::cluster::OutboundCluster;
 use super::{filters, is_ip, socket, u32v};
+use crate::MeshOptions;
 use crate::locality::{ClientLocality, Group, Placed, place};
 use crate::model::{Endpoint, Locality};
 
@@ -70,26 +71,63 @@ fn selected<'a>(c: &'a OutboundCluster<'_>) -> impl Iterator<Item = &'a Endpoint
     })
 }
 
+/// Endpoints of another network in one locality: the gateway they are reached through,
+/// their total weight, and one of them standing for the group (its locality and labels).
+type RemoteGroup<'a> = (&'a (String, u16), u32, &'a Endpoint);
+
+/// The network an endpoint is on: its workload's `topology.istio.io/network` label, else
+/// this cluster's.
+fn network_of<'a>(e: &'a Endpoint, opts: &'a MeshOptions) -> &'a str {
+    e.labels
+        .get(crate::federation::NETWORK_LABEL)
+        .map_or(opts.network.as_str(), String::as_str)
+}
+
 /// The ClusterLoadAssignment of an EDS cluster, for a client at `client` (which matters
 /// only when the cluster balances by locality: see [`OutboundCluster::locality_policy`]).
 /// Endpoints without an IP address (EDS cannot resolve names) or without the port are left
 /// out.
+///
+/// Istio's multi-network model: endpoints on another network than this cluster's are
+/// reached through that network's east-west gateway (`--network-gateway`), one endpoint
+/// per network and locality weighted by the endpoints behind it, with mTLS (the gateway
+/// passes connections on by SNI); endpoints of a network without a gateway are left out.
 pub(crate) fn assignment(
     c: &OutboundCluster<'_>,
     client: Option<&ClientLocality>,
+    opts: &MeshOptions,
 ) -> ClusterLoadAssignment {
-    let items = selected(c)
-        .filter(|e| is_ip(&e.address))
-        .filter_map(|e| {
-            let port = e.port_for(c.port)?;
-            Some(Placed {
-                locality: &e.locality,
-                labels: &e.labels,
-                weight: e.weight,
-                endpoint: lb_endpoint(&e.address, port, e.weight, e.istio_tls),
-            })
-        })
-        .collect();
+    let mut items = Vec::new();
+    let mut remote: BTreeMap<(&str, String), RemoteGroup<'_>> = BTreeMap::new();
+    for e in selected(c).filter(|e| is_ip(&e.address)) {
+        let Some(port) = e.port_for(c.port) else {
+            continue;
+        };
+        let network = network_of(e, opts);
+        if network != opts.network {
+            if let Some(gateway) = opts.network_gateways.get(network) {
+                let l = &e.locality;
+                let key = (network, format!("{}/{}/{}", l.region, l.zone, l.subzone));
+                let group = remote.entry(key).or_insert((gateway, 0, e));
+                group.1 += e.weight.max(1);
+            }
+            continue;
+        }
+        items.push(Placed {
+            locality: &e.locality,
+            labels: &e.labels,
+            weight: e.weight,
+            endpoint: lb_endpoint(&e.address, port, e.weight, e.istio_tls),
+        });
+    }
+    for ((gateway, port), weight, e) in remote.into_values() {
+        items.push(Placed {
+            locality: &e.locality,
+            labels: &e.labels,
+            weight,
+            endpoint: lb_endpoint(gateway, *port, weight, true),
+        });
+    }
     ClusterLoadAssignment {
         cluster_name: c.name.clone(),
         endpoints: locality_endpoints(place(items, client, c.locality_policy())),

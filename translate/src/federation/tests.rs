@@ -86,3 +86,100 @@ fn public_services_are_exported_with_this_clusters_endpoints_only() {
     assert_eq!(ep.service_account, "echo");
     assert_eq!(ep.labels["version"], "v1");
 }
+
+#[test]
+fn endpoints_on_other_networks_go_through_their_gateways() {
+    use shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    let mesh = r#"apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: here, namespace: shop, labels: {app: echo}}
+status: {phase: Running, podIP: 10.1.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: east-1, namespace: shop, labels: {app: echo, topology.istio.io/network: net-east}}
+status: {phase: Running, podIP: 10.2.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: east-2, namespace: shop, labels: {app: echo, topology.istio.io/network: net-east}}
+status: {phase: Running, podIP: 10.2.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: south-1, namespace: shop, labels: {app: echo, topology.istio.io/network: net-south}}
+status: {phase: Running, podIP: 10.3.0.1}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: echo-1, namespace: shop, labels: {kubernetes.io/service-name: echo}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: [10.1.0.1]
+- addresses: [10.2.0.1]
+- addresses: [10.2.0.2]
+- addresses: [10.3.0.1]
+"#;
+    let mut store = ConfigStore::new();
+    store.apply("m.yaml", parse_yaml("m.yaml", mesh));
+    let options = MeshOptions {
+        network: "net-west".into(),
+        network_gateways: [("net-east".to_string(), ("192.0.2.1".to_string(), 15443))].into(),
+        ..MeshOptions::default()
+    };
+    let mut t = Translator::new(store.snapshot(), options);
+    let key = ViewKey::for_proxy(t.model(), &sidecar());
+    let out = t.build(&key);
+    let cla = out.resources[&ResourceType::Endpoint]
+        .iter()
+        .find(|r| &*r.name == "outbound|80||echo.shop.svc.cluster.local")
+        .map(|r| {
+            <ClusterLoadAssignment as prost::Message>::decode(r.body.clone()).expect("decodes")
+        })
+        .expect("the assignment");
+    let got: Vec<String> = cla
+        .endpoints
+        .iter()
+        .flat_map(|l| &l.lb_endpoints)
+        .map(|e| format!("{e:?}"))
+        .collect();
+    let text = got.join("\n");
+    // Here: directly. net-east: its gateway, once, weighing both endpoints, with mTLS.
+    // net-south has no gateway: left out.
+    assert_eq!(got.len(), 2, "{text}");
+    assert!(text.contains("10.1.0.1"), "{text}");
+    assert!(
+        text.contains("192.0.2.1") && text.contains("15443"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("10.2.0.") && !text.contains("10.3.0.1"),
+        "{text}"
+    );
+    let gateway = cla
+        .endpoints
+        .iter()
+        .flat_map(|l| &l.lb_endpoints)
+        .find(|e| format!("{e:?}").contains("192.0.2.1"))
+        .expect("the gateway endpoint");
+    assert_eq!(gateway.load_balancing_weight.map(|w| w.value), Some(2));
+    assert!(format!("{:?}", gateway.metadata).contains("istio"));
+}
+
+fn sidecar() -> crate::Proxy {
+    use shoal_api::pb::envoy::config::core::v3::Node;
+    crate::Proxy::from_node(Some(&Node {
+        id: "sidecar~10.1.0.9~sleep-1.shop~shop.svc.cluster.local".into(),
+        ..Default::default()
+    }))
+    .expect("a valid node")
+}
