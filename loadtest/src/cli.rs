@@ -88,6 +88,11 @@ pub enum Command {
         /// Time between config changes.
         #[arg(long, default_value = "1s", value_parser = duration)]
         change_interval: Duration,
+        /// Churn only scales services' endpoints (e.g. to follow a change made in one
+        /// federated group to another group's proxies: attach to the importing group with
+        /// --config-dir of the exporting one).
+        #[arg(long)]
+        endpoint_churn: bool,
         /// Longest any phase may take.
         #[arg(long, default_value = "120s", value_parser = duration)]
         timeout: Duration,
@@ -157,6 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config_dir,
             changes,
             change_interval,
+            endpoint_churn,
             timeout,
             settle,
             baseline,
@@ -208,6 +214,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 target,
                 changes,
                 change_interval,
+                endpoint_churn,
                 timeout,
                 settle,
                 baseline,

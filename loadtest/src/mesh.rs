@@ -158,11 +158,13 @@ impl MeshSpec {
         );
         let _ = write!(
             y,
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-abcde, namespace: {ns}, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports:\n- {{name: http, port: 8080}}\n- {{name: grpc, port: 7070}}\nendpoints:\n"
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-abcde, namespace: {ns}, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports:\n- {{name: http, port: 8080}}\n- {{name: grpc, port: 7070}}\n"
         );
-        if kept.is_empty() {
-            y.push_str("[]\n");
-        }
+        y.push_str(if kept.is_empty() {
+            "endpoints: []\n"
+        } else {
+            "endpoints:\n"
+        });
         for &e in &kept {
             let _ = writeln!(
                 y,

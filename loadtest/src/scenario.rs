@@ -67,6 +67,8 @@ pub struct Options {
     pub target: Target,
     pub changes: usize,
     pub change_interval: Duration,
+    /// Churn scales endpoints only (what a federated peer group's proxies can see change).
+    pub endpoint_churn: bool,
     pub timeout: Duration,
     pub baseline: bool,
     /// How long the fleet idles after converging before the server's memory is read.

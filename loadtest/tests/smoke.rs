@@ -48,6 +48,7 @@ fn options(scenario: Scenario, kind: Kind) -> Options {
         },
         changes: 6,
         change_interval: Duration::from_millis(300),
+        endpoint_churn: false,
         timeout: Duration::from_secs(60),
         baseline: false,
         settle: Duration::ZERO,

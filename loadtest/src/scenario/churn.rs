@@ -140,7 +140,11 @@ fn plan_change(
             all: false,
         };
     }
-    match if grpc { 0 } else { n % 3 } {
+    match if grpc || opts.endpoint_churn {
+        0
+    } else {
+        n % 3
+    } {
         // Scale a service's endpoints up by one, or back down (a global one when the mesh has
         // them: every proxy sees those).
         0 => {

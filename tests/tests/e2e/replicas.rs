@@ -49,6 +49,7 @@ async fn a_crashed_replica_s_proxies_are_served_again() {
         },
         changes: 0,
         change_interval: Duration::from_secs(1),
+        endpoint_churn: false,
         timeout: Duration::from_secs(90),
         baseline: false,
         settle: Duration::ZERO,

@@ -448,11 +448,14 @@ fn pod(ctx: &Ctx<'_>, key: &ObjectKey, p: &Pod, services: &[&Arc<Service>]) -> O
     let ambient = ctx.pod_ambient(&key.namespace, p);
     let (workload_type, workload_name) = workload_of(p, &key.name);
     let (canonical_name, canonical_revision) = canonical(labels, &workload_name);
-    let network = ctx.network();
-    let uid = format!(
-        "{}//Pod/{}/{}",
-        ctx.model.options.cluster_id, key.namespace, key.name
-    );
+    // A workload a federated peer exported carries its own cluster and network.
+    let network = labels
+        .get(crate::federation::NETWORK_LABEL)
+        .map_or(ctx.network(), String::as_str);
+    let cluster = labels
+        .get(crate::federation::CLUSTER_LABEL)
+        .map_or(ctx.model.options.cluster_id.as_str(), String::as_str);
+    let uid = format!("{cluster}//Pod/{}/{}", key.namespace, key.name);
     let endpoint_locality = services
         .iter()
         .flat_map(|s| s.endpoints.iter())
@@ -488,7 +491,7 @@ fn pod(ctx: &Ctx<'_>, key: &ObjectKey, p: &Pod, services: &[&Arc<Service>]) -> O
         } else {
             WorkloadStatus::Unhealthy as i32
         },
-        cluster_id: ctx.model.options.cluster_id.clone(),
+        cluster_id: cluster.to_string(),
         locality: endpoint_locality.as_ref().and_then(locality),
         network_mode: if host_network {
             NetworkMode::HostNetwork as i32

@@ -183,3 +183,28 @@ fn sidecar() -> crate::Proxy {
     }))
     .expect("a valid node")
 }
+
+#[test]
+fn ztunnel_sees_a_federated_workload_in_its_own_cluster_and_network() {
+    use shoal_api::istio::workload::{Address, address};
+    let mut store = ConfigStore::new();
+    store.apply("m.yaml", parse_yaml("m.yaml", MESH));
+    let options = MeshOptions {
+        cluster_id: "west".into(),
+        network: "net-west".into(),
+        ..MeshOptions::default()
+    };
+    let out = Translator::new(store.snapshot(), options).build(&ViewKey::ztunnel());
+    let addresses = &out.resources[&ResourceType::Address];
+    let names: Vec<&str> = addresses.iter().map(|r| &*r.name).collect();
+    let remote = addresses
+        .iter()
+        .find(|r| &*r.name == "east//Pod/shop/echo-remote")
+        .unwrap_or_else(|| panic!("{names:?}"));
+    let a = <Address as prost::Message>::decode(remote.body.clone()).expect("decodes");
+    let Some(address::Type::Workload(w)) = a.r#type else {
+        panic!("{a:?}");
+    };
+    assert_eq!(w.cluster_id, "east");
+    assert!(names.contains(&"west//Pod/shop/echo-1"), "{names:?}");
+}
