@@ -75,7 +75,7 @@ full=$(fds_bytes)
 
 # East's own fleet, connected for the whole run.
 "$BIN/shoal-loadtest" run connect --xds "127.0.0.1:$E_XDS" --admin "127.0.0.1:$E_ADMIN" \
-  --config-dir "$work/east" --proxies "$PROXIES" "${mesh[@]}" --settle 600s --quiet >/dev/null 2>&1 &
+  --config-dir "$work/east" --proxies "$PROXIES" "${mesh[@]}" --settle 600s --quiet >"$work/east-fleet.log" 2>&1 &
 fleet=$!
 pids+=($fleet)
 
@@ -83,6 +83,7 @@ echo "== propagation: a change in east's config → the last of west's $PROXIES 
 "$BIN/shoal-loadtest" run churn --xds "127.0.0.1:$W_XDS" --admin "127.0.0.1:$W_ADMIN" \
   --config-dir "$work/east" --proxies "$PROXIES" "${mesh[@]}" --endpoint-churn \
   --changes 8 --change-interval 2s --settle 2s --quiet
+echo "east's own fleet: $(curl -sf "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^shoal_xds_connected_streams/ {s+=$2} END {print s+0}') streams connected to east during the run (its fleet and west's federation stream)"
 kill "$fleet" 2>/dev/null || true
 
 echo "== resume: east restarts; what it sends west's federation stream again"
