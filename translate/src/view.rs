@@ -178,7 +178,7 @@ impl Translator {
         &mut self,
         c: &OutboundCluster<'_>,
         client: Option<&ClientLocality>,
-        opts: &MeshOptions,
+        model: &Model,
     ) -> Resource {
         let client = client.filter(|_| c.locality_policy().is_some());
         let key = (
@@ -190,7 +190,7 @@ impl Translator {
         match self.endpoints.get(&key) {
             Some((generation, r)) if *generation == c.service.generation => r.clone(),
             _ => {
-                let r = Resource::encode(c.name.as_str(), &endpoint::assignment(c, client, opts));
+                let r = Resource::encode(c.name.as_str(), &endpoint::assignment(c, client, model));
                 self.endpoints
                     .insert(key, (c.service.generation, r.clone()));
                 r
@@ -240,7 +240,7 @@ impl Translator {
             }
             for c in cluster::outbound_clusters(&scope, svc) {
                 if c.uses_eds() {
-                    out.push(self.assignment(&c, key.locality.as_ref(), &model.options));
+                    out.push(self.assignment(&c, key.locality.as_ref(), &model));
                 }
             }
         }
@@ -278,11 +278,9 @@ impl<'m> ViewBuilder<'_, 'm> {
                 );
                 self.out.add(ResourceType::Cluster, cr);
                 if c.uses_eds() {
-                    let er = self.tr.assignment(
-                        &c,
-                        self.scope.key.locality.as_ref(),
-                        &self.scope.model.options,
-                    );
+                    let er =
+                        self.tr
+                            .assignment(&c, self.scope.key.locality.as_ref(), self.scope.model);
                     self.out.add(ResourceType::Endpoint, er);
                 }
             }

@@ -89,14 +89,15 @@ fn network_of<'a>(e: &'a Endpoint, opts: &'a MeshOptions) -> &'a str {
 /// out.
 ///
 /// Istio's multi-network model: endpoints on another network than this cluster's are
-/// reached through that network's east-west gateway (`--network-gateway`), one endpoint
+/// reached through that network's east-west gateway ([`crate::model::Model::network_gateways`]), one endpoint
 /// per network and locality weighted by the endpoints behind it, with mTLS (the gateway
 /// passes connections on by SNI); endpoints of a network without a gateway are left out.
 pub(crate) fn assignment(
     c: &OutboundCluster<'_>,
     client: Option<&ClientLocality>,
-    opts: &MeshOptions,
+    model: &crate::model::Model,
 ) -> ClusterLoadAssignment {
+    let opts = &model.options;
     let mut items = Vec::new();
     let mut remote: BTreeMap<(&str, String), RemoteGroup<'_>> = BTreeMap::new();
     for e in selected(c).filter(|e| is_ip(&e.address)) {
@@ -105,7 +106,7 @@ pub(crate) fn assignment(
         };
         let network = network_of(e, opts);
         if network != opts.network {
-            if let Some(gateway) = opts.network_gateways.get(network) {
+            if let Some(gateway) = model.network_gateways.get(network) {
                 let l = &e.locality;
                 let key = (network, format!("{}/{}/{}", l.region, l.zone, l.subzone));
                 let group = remote.entry(key).or_insert((gateway, 0, e));

@@ -89,63 +89,14 @@ fn public_services_are_exported_with_this_clusters_endpoints_only() {
 
 #[test]
 fn endpoints_on_other_networks_go_through_their_gateways() {
-    use shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-    let mesh = r#"apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: shop}
-spec:
-  clusterIP: 10.96.0.10
-  selector: {app: echo}
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: here, namespace: shop, labels: {app: echo}}
-status: {phase: Running, podIP: 10.1.0.1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: east-1, namespace: shop, labels: {app: echo, topology.istio.io/network: net-east}}
-status: {phase: Running, podIP: 10.2.0.1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: east-2, namespace: shop, labels: {app: echo, topology.istio.io/network: net-east}}
-status: {phase: Running, podIP: 10.2.0.2}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: south-1, namespace: shop, labels: {app: echo, topology.istio.io/network: net-south}}
-status: {phase: Running, podIP: 10.3.0.1}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: echo-1, namespace: shop, labels: {kubernetes.io/service-name: echo}}
-addressType: IPv4
-ports: [{name: http, port: 8080}]
-endpoints:
-- addresses: [10.1.0.1]
-- addresses: [10.2.0.1]
-- addresses: [10.2.0.2]
-- addresses: [10.3.0.1]
-"#;
     let mut store = ConfigStore::new();
-    store.apply("m.yaml", parse_yaml("m.yaml", mesh));
+    store.apply("m.yaml", parse_yaml("m.yaml", MULTI_NETWORK));
     let options = MeshOptions {
         network: "net-west".into(),
         network_gateways: [("net-east".to_string(), ("192.0.2.1".to_string(), 15443))].into(),
         ..MeshOptions::default()
     };
-    let mut t = Translator::new(store.snapshot(), options);
-    let key = ViewKey::for_proxy(t.model(), &sidecar());
-    let out = t.build(&key);
-    let cla = out.resources[&ResourceType::Endpoint]
-        .iter()
-        .find(|r| &*r.name == "outbound|80||echo.shop.svc.cluster.local")
-        .map(|r| {
-            <ClusterLoadAssignment as prost::Message>::decode(r.body.clone()).expect("decodes")
-        })
-        .expect("the assignment");
+    let cla = echo_assignment(store, options);
     let got: Vec<String> = cla
         .endpoints
         .iter()
@@ -207,4 +158,88 @@ fn ztunnel_sees_a_federated_workload_in_its_own_cluster_and_network() {
     };
     assert_eq!(w.cluster_id, "east");
     assert!(names.contains(&"west//Pod/shop/echo-1"), "{names:?}");
+}
+
+/// Three networks: a pod here (net-west), two on net-east, one on net-south.
+const MULTI_NETWORK: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: here, namespace: shop, labels: {app: echo}}
+status: {phase: Running, podIP: 10.1.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: east-1, namespace: shop, labels: {app: echo, topology.istio.io/network: net-east}}
+status: {phase: Running, podIP: 10.2.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: east-2, namespace: shop, labels: {app: echo, topology.istio.io/network: net-east}}
+status: {phase: Running, podIP: 10.2.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: south-1, namespace: shop, labels: {app: echo, topology.istio.io/network: net-south}}
+status: {phase: Running, podIP: 10.3.0.1}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: echo-1, namespace: shop, labels: {kubernetes.io/service-name: echo}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: [10.1.0.1]
+- addresses: [10.2.0.1]
+- addresses: [10.2.0.2]
+- addresses: [10.3.0.1]
+"#;
+
+fn echo_assignment(
+    store: ConfigStore,
+    options: MeshOptions,
+) -> shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment {
+    let mut t = Translator::new(store.snapshot(), options);
+    let key = ViewKey::for_proxy(t.model(), &sidecar());
+    let out = t.build(&key);
+    out.resources[&ResourceType::Endpoint]
+        .iter()
+        .find(|r| &*r.name == "outbound|80||echo.shop.svc.cluster.local")
+        .map(|r| prost::Message::decode(r.body.clone()).expect("decodes"))
+        .expect("the assignment")
+}
+
+#[test]
+fn a_network_gateway_is_found_from_its_service() {
+    let gateway = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: istio-eastwestgateway
+  namespace: istio-system
+  labels: {topology.istio.io/network: net-east}
+spec:
+  type: LoadBalancer
+  ports: [{name: status-port, port: 15021}, {name: tls, port: 15443}]
+status:
+  loadBalancer: {ingress: [{ip: 192.0.2.7}]}
+"#;
+    let mut store = ConfigStore::new();
+    store.apply("m.yaml", parse_yaml("m.yaml", MULTI_NETWORK));
+    store.apply("gw.yaml", parse_yaml("gw.yaml", gateway));
+    let options = MeshOptions {
+        network: "net-west".into(),
+        ..MeshOptions::default()
+    };
+    let text = format!("{:?}", echo_assignment(store, options));
+    assert!(
+        text.contains("192.0.2.7") && text.contains("15443"),
+        "{text}"
+    );
+    assert!(!text.contains("10.2.0."), "{text}");
 }

@@ -112,9 +112,56 @@ pub struct Model {
     pub gateways: Gateways,
     /// Key sets the control plane fetched for RequestAuthentications (`jwks.rs`).
     pub jwks: Arc<FetchedJwks>,
+    /// The east-west gateway of each other network: `--network-gateway`, else a Service
+    /// labelled `topology.istio.io/network` with a load balancer address (see
+    /// [`network_gateways`]).
+    pub network_gateways: BTreeMap<String, (String, u16)>,
     index: endpoints::EndpointIndex,
     /// Monotonic counter stamped on every service whose endpoints were (re)computed.
     generation: u64,
+}
+
+/// The port Istio's east-west gateways take cross-network mTLS on.
+const NETWORK_GATEWAY_PORT: u16 = 15443;
+
+/// The east-west gateways of other networks, as Istio finds them without MeshNetworks: a
+/// Service labelled `topology.istio.io/network: NETWORK` with a load balancer address
+/// (its port named `tls` or numbered 15443, else 15443), the first by namespace and name;
+/// `--network-gateway` names one explicitly and wins. This cluster's own network has none.
+fn network_gateways(
+    config: &ConfigSnapshot,
+    options: &MeshOptions,
+) -> BTreeMap<String, (String, u16)> {
+    let mut out = options.network_gateways.clone();
+    for (_, e) in config.of_kind(shoal_config::Kind::Service) {
+        let shoal_config::Object::Service(svc) = e.object.as_ref() else {
+            continue;
+        };
+        let Some(network) = svc.metadata.labels.get(crate::federation::NETWORK_LABEL) else {
+            continue;
+        };
+        let Some(ip) = svc
+            .status
+            .load_balancer
+            .ingress
+            .iter()
+            .find_map(|i| i.ip.clone())
+        else {
+            continue;
+        };
+        if *network == options.network || out.contains_key(network) {
+            continue;
+        }
+        let port = svc
+            .spec
+            .ports
+            .iter()
+            .find(|p| p.port == i64::from(NETWORK_GATEWAY_PORT) || p.name.as_deref() == Some("tls"))
+            .and_then(|p| u16::try_from(p.port).ok())
+            .unwrap_or(NETWORK_GATEWAY_PORT);
+        out.insert(network.clone(), (ip, port));
+    }
+    out
 }
 
 impl Model {
@@ -161,6 +208,7 @@ impl Model {
         }
         self.generation = generation;
         self.services = services;
+        self.network_gateways = network_gateways(&self.config, &self.options);
 
         let cfg = &self.config;
         let rule = |key: &shoal_config::ObjectKey, hosts: Vec<String>, export_to: &[String]| {

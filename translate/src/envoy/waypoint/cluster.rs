@@ -287,7 +287,7 @@ fn vip(
     let mut cluster = outbound::build(c, Generator::Envoy, scope.model, true, None);
     cluster.name = name.to_string();
     if c.uses_eds() {
-        let mut assignment = endpoint::assignment(c, None, &scope.model.options);
+        let mut assignment = endpoint::assignment(c, None, scope.model);
         assignment.cluster_name = name.to_string();
         for e in assignment
             .endpoints
