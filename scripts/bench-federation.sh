@@ -31,20 +31,8 @@ cleanup() {
 trap cleanup EXIT
 
 # A common root and an intermediate per cluster, in Istio's cacerts layout.
-ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
-openssl req -x509 "${ec[@]}" -keyout "$work/root-key.pem" -out "$work/root-cert.pem" \
-  -subj "/O=shoal bench root" -days 2 \
-  -addext "basicConstraints=critical,CA:true" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-for c in east west; do
-  d="$work/ca-$c"; mkdir -p "$d"
-  openssl req "${ec[@]}" -keyout "$d/ca-key.pem" -out "$d/ca.csr" -subj "/O=$c intermediate" 2>/dev/null
-  printf 'basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n' > "$d/ext"
-  openssl x509 -req -in "$d/ca.csr" -CA "$work/root-cert.pem" -CAkey "$work/root-key.pem" \
-    -CAcreateserial -out "$d/ca-cert.pem" -days 2 -extfile "$d/ext" 2>/dev/null
-  cp "$work/root-cert.pem" "$d/root-cert.pem"
-  cat "$d/ca-cert.pem" "$work/root-cert.pem" > "$d/cert-chain.pem"
-  rm "$d/ca.csr" "$d/ext"
-done
+"$(dirname "$0")/shared-root.sh" "$work/ca" east west
+for c in east west; do ln -s "$work/ca/$c" "$work/ca-$c"; done
 
 mesh=(--services "$SERVICES" --endpoints 5 --namespaces 10)
 "$BIN/shoal-loadtest" gen --out "$work/east" "${mesh[@]}" >/dev/null

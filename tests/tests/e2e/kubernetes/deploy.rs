@@ -174,3 +174,95 @@ async fn the_statefulsets_command_line_forms_one_group() {
         assert_eq!(status, 200, "shoal-{i} ready");
     }
 }
+
+/// `deploy/multicluster/`: its manifests over deploy/kind's, applied with kubectl as
+/// written, and the flags `up.sh` adds to the StatefulSet, patched in the way it patches
+/// them and then accepted by `shoal serve`'s command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_multicluster_manifests_and_flags_are_accepted() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let multicluster = env::workspace_root().join("deploy/multicluster");
+    for m in MANIFESTS {
+        let path = deploy_dir().join(m).display().to_string();
+        cluster.kubectl.run(&["apply", "-f", &path]).await;
+    }
+    for m in [
+        "federation.yaml",
+        "eastwest-gateway.yaml",
+        "sample.yaml",
+        "helloworld-v1.yaml",
+        "helloworld-v2.yaml",
+    ] {
+        let path = multicluster.join(m).display().to_string();
+        cluster.kubectl.run(&["apply", "-f", &path]).await;
+    }
+    let out = cluster
+        .kubectl
+        .run(&["get", "service,deployment", "-A", "-o", "name"])
+        .await;
+    for want in [
+        "service/shoal-federation",
+        "service/istio-eastwestgateway",
+        "deployment.apps/istio-eastwestgateway",
+        "service/helloworld",
+        "deployment.apps/helloworld-v1",
+        "deployment.apps/sleep",
+    ] {
+        assert!(out.contains(want), "{want} in {out}");
+    }
+    let patch = r#"[
+        {"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--cluster-id=east"},
+        {"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--network=net-east"},
+        {"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--federation-peers=istio-system/shoal"},
+        {"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--federate=west=172.18.0.3:30012"},
+        {"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--network-gateway=net-west=172.18.0.3:31443"}
+    ]"#;
+    cluster
+        .kubectl
+        .run(&[
+            "-n",
+            "istio-system",
+            "patch",
+            "statefulset",
+            "shoal",
+            "--type",
+            "json",
+            "-p",
+            patch,
+        ])
+        .await;
+    let sts: Value = serde_json::from_str(
+        &cluster
+            .kubectl
+            .run(&[
+                "-n",
+                "istio-system",
+                "get",
+                "statefulset",
+                "shoal",
+                "-o",
+                "json",
+            ])
+            .await,
+    )
+    .expect("the StatefulSet as JSON");
+    let data = tempfile::tempdir().expect("tempdir");
+    let args = pod_args(&sts, 0, &|i| format!("127.0.0.{}", 10 + i), data.path());
+    assert!(
+        args.iter().any(|a| a == "--federate=west=172.18.0.3:30012"),
+        "{args:?}"
+    );
+    // clap checks every flag before it honours --help.
+    let out = std::process::Command::new(env::shoal_bin())
+        .args(&args)
+        .arg("--help")
+        .output()
+        .expect("shoal serve");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
