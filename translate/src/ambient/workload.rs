@@ -58,9 +58,7 @@ impl Ctx<'_> {
         if name == "none" {
             return None;
         }
-        let wp_ns = labels
-            .get(USE_WAYPOINT_NAMESPACE_LABEL)
-            .map_or(ns, String::as_str);
+        let wp_ns = labels.get(USE_WAYPOINT_NAMESPACE_LABEL).unwrap_or(ns);
         let gw = match self
             .model
             .config
@@ -74,7 +72,7 @@ impl Ctx<'_> {
             .metadata
             .labels
             .get(WAYPOINT_FOR_LABEL)
-            .map_or("service", String::as_str);
+            .unwrap_or("service");
         if !(takes == kind || takes == "all") {
             return None;
         }
@@ -275,7 +273,7 @@ fn backed(
 
 /// Istio's canonical service name and revision labels, with their fallbacks.
 fn canonical(labels: &Labels, workload: &str) -> (String, String) {
-    let first = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k)).cloned();
+    let first = |keys: &[&str]| keys.iter().find_map(|k| labels.get(k)).map(str::to_string);
     (
         first(&[
             "service.istio.io/canonical-name",
@@ -297,7 +295,7 @@ fn canonical(labels: &Labels, workload: &str) -> (String, String) {
 fn workload_of(p: &Pod, name: &str) -> (WorkloadType, String) {
     if let Some(hash) = p.metadata.labels.get("pod-template-hash")
         && let Some((deployment, _)) = name.rsplit_once('-').and_then(|(rs, _)| {
-            rs.strip_suffix(hash.as_str())
+            rs.strip_suffix(hash)
                 .and_then(|d| d.strip_suffix('-'))
                 .map(|d| (d, ()))
         })
@@ -334,7 +332,7 @@ fn pod(ctx: &Ctx<'_>, key: &ObjectKey, p: &Pod, services: &[&Arc<Service>]) -> O
     // A pod on its node's network is never captured, and its IP is not its own: ztunnel
     // must not look it up by address.
     let host_network = p.spec.host_network;
-    let ambient = match labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) {
+    let ambient = match labels.get(DATAPLANE_MODE_LABEL) {
         Some("ambient") => true,
         Some(_) => false,
         None => ns_labels

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use shoal_config::istio::{Attached, CaptureMode, IstioEgressListener, IstioIngressListener};
-use shoal_config::{host, selects};
+use shoal_config::{Labels, host, selects};
 
 use crate::locality::ClientLocality;
 use crate::model::TargetPort;
@@ -120,11 +120,7 @@ impl ViewKey {
             };
         let tls_mode_istio = grpc
             && inbound_listener
-            && proxy
-                .labels
-                .get(crate::model::TLS_MODE_LABEL)
-                .map(String::as_str)
-                == Some("istio");
+            && proxy.labels.get(crate::model::TLS_MODE_LABEL) == Some("istio");
         // A gateway is where traffic enters the mesh: it enforces the AuthorizationPolicies
         // and RequestAuthentications that select it (PeerAuthentication does not apply to
         // gateways, whose listeners say their own TLS modes).
@@ -339,7 +335,7 @@ fn source_labels(model: &Model, proxy: &Proxy) -> Vec<(Arc<str>, Arc<str>)> {
         return Vec::new();
     };
     keys.iter()
-        .filter_map(|k| Some((k.as_str().into(), proxy.labels.get(k)?.as_str().into())))
+        .filter_map(|k| Some((k.as_str().into(), proxy.labels.get(k)?.into())))
         .collect()
 }
 
@@ -360,7 +356,7 @@ fn client_locality(model: &Model, proxy: &Proxy) -> Option<ClientLocality> {
         locality: proxy.locality.clone(),
         labels: keys
             .iter()
-            .filter_map(|k| Some((k.as_str().into(), proxy.labels.get(k)?.as_str().into())))
+            .filter_map(|k| Some((k.as_str().into(), proxy.labels.get(k)?.into())))
             .collect(),
     })
 }
@@ -576,11 +572,7 @@ impl<'a> Scope<'a> {
     /// Whether a match's `sourceLabels` and `sourceNamespace` select this view's client
     /// workloads: all the labels carried with equal values, and the namespace equal. The
     /// key holds the proxy's values of every label key some match compares.
-    pub fn source_applies(
-        &self,
-        labels: &std::collections::BTreeMap<String, String>,
-        namespace: Option<&str>,
-    ) -> bool {
+    pub fn source_applies(&self, labels: &Labels, namespace: Option<&str>) -> bool {
         namespace.is_none_or(|ns| ns == self.namespace())
             && labels.iter().all(|(k, v)| {
                 self.key
@@ -813,11 +805,7 @@ mod tests {
         let a2 = proxy(&[("app", "a"), ("version", "v2")]);
         assert_eq!(ka, ViewKey::for_proxy(&by_app, &a2));
         let scope = Scope::new(&by_app, &ka);
-        let labels = |l: &[(&str, &str)]| {
-            l.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<std::collections::BTreeMap<_, _>>()
-        };
+        let labels = |l: &[(&str, &str)]| l.iter().copied().collect::<Labels>();
         assert!(scope.source_applies(&labels(&[("app", "a")]), None));
         assert!(scope.source_applies(&labels(&[]), Some("app")));
         assert!(!scope.source_applies(&labels(&[("app", "b")]), None));
