@@ -169,7 +169,13 @@ impl ConfigStore {
 
     /// Replaces everything `source` defines with the outcome of its documents.
     pub fn apply(&mut self, source: &str, docs: Vec<ParsedDoc>) -> ChangeSet {
-        let source: Arc<str> = source.into();
+        // The documents' origins name the source: one copy of its id serves them all.
+        let source: Arc<str> = docs
+            .iter()
+            .map(|d| &d.origin.source)
+            .find(|s| ***s == *source)
+            .cloned()
+            .unwrap_or_else(|| source.into());
         let mut changes = ChangeSet::default();
         let previous = self.sources.remove(&source).unwrap_or_default();
         // This source's shadowed definitions are re-evaluated below.
