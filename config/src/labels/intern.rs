@@ -67,6 +67,11 @@ fn lock<T: ?Sized>(pool: &Mutex<Pool<T>>) -> MutexGuard<'_, Pool<T>> {
     pool.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The pooled copy of `s`.
+pub(crate) fn string(s: &str) -> Arc<str> {
+    lock(&STRINGS).get(s)
+}
+
 /// The pooled set of `pairs`, which are sorted by key with no key twice; each key and value
 /// is pooled too.
 pub(super) fn set<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Arc<[Pair]> {
@@ -86,12 +91,16 @@ mod tests {
 
     #[test]
     fn equal_strings_and_sets_are_one_allocation() {
+        let a = string("intern-test-a");
+        let b = string(&String::from("intern-test-a"));
+        assert!(Arc::ptr_eq(&a, &b));
         let s1 = set(&[("intern-test-k", "v")]);
         let s2 = set(&[(String::from("intern-test-k"), String::from("v"))]);
         assert!(Arc::ptr_eq(&s1, &s2));
         let s3 = set(&[("intern-test-k", "w")]);
         assert!(!Arc::ptr_eq(&s1, &s3));
         assert!(Arc::ptr_eq(&s1[0].0, &s3[0].0));
+        assert!(Arc::ptr_eq(&s1[0].0, &string("intern-test-k")));
     }
 
     #[test]
