@@ -180,23 +180,24 @@ impl<K: AsRef<str>, V: AsRef<str>> Extend<(K, V)> for Labels {
         let current = self.clone();
         *self = current
             .iter()
-            .map(|(k, v)| (Key::Str(k), Key::Str(v)))
-            .chain(added.map(|(k, v)| (Key::Own(k), Key::Own(v))))
+            .map(|(k, v)| (Part::Kept(k), Part::Kept(v)))
+            .chain(added.map(|(k, v)| (Part::Added(k), Part::Added(v))))
             .collect();
     }
 }
 
-/// A borrowed or a given string, so `extend` can merge both in one pass.
-enum Key<'a, T> {
-    Str(&'a str),
-    Own(T),
+/// A key or value of the map being extended, or of the pairs added to it: `extend` merges
+/// both in one pass.
+enum Part<'a, T> {
+    Kept(&'a str),
+    Added(T),
 }
 
-impl<T: AsRef<str>> AsRef<str> for Key<'_, T> {
+impl<T: AsRef<str>> AsRef<str> for Part<'_, T> {
     fn as_ref(&self) -> &str {
         match self {
-            Key::Str(s) => s,
-            Key::Own(t) => t.as_ref(),
+            Part::Kept(s) => s,
+            Part::Added(t) => t.as_ref(),
         }
     }
 }
