@@ -24,6 +24,7 @@ pub mod host;
 mod issue;
 pub mod istio;
 pub mod k8s;
+mod labels;
 pub mod mesh_config;
 mod meta;
 mod object;
@@ -34,6 +35,7 @@ pub mod store;
 pub mod validate;
 
 pub use issue::{Issue, IstioCode, Origin, Severity};
+pub use labels::Iter as LabelsIter;
 pub use meta::{Kind, Labels, ObjectKey, ObjectMeta, selects};
 pub use object::{
     AuthorizationPolicy, DestinationRule, HttpRoute, KubeGateway, Object, PeerAuthentication,

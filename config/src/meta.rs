@@ -1,10 +1,11 @@
 //! Object identity: kinds, keys and metadata shared by every object.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::labels::Labels;
 
 /// The kinds shoal understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -176,13 +177,10 @@ pub struct ObjectMeta {
     #[serde(default)]
     pub namespace: Option<String>,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Labels,
 }
-
-/// Labels as a sorted map (deterministic iteration everywhere).
-pub type Labels = BTreeMap<String, String>;
 
 /// A `workloadSelector`/`selector`: every label must match. An empty selector selects all.
 pub fn selects(selector: &Labels, labels: &Labels) -> bool {

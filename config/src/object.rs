@@ -158,3 +158,18 @@ impl Object {
 
 /// Objects are shared between the store, snapshots and translation.
 pub type SharedObject = Arc<Object>;
+
+#[cfg(test)]
+mod tests {
+    /// A [`super::SharedObject`] is an object after 16 bytes of counts: within 240 bytes it
+    /// takes jemalloc's 256-byte size class, above that the 320-byte one, 64 bytes more for
+    /// every object in the store. Box a large variant (or a rarely set field) to stay under.
+    #[test]
+    fn an_object_takes_at_most_240_bytes() {
+        assert!(
+            size_of::<super::Object>() <= 240,
+            "{}",
+            size_of::<super::Object>()
+        );
+    }
+}

@@ -8,7 +8,7 @@
 //! changed. Snapshots are O(1) and immutable.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use imbl::OrdMap;
 use serde::Serialize;
@@ -53,35 +53,62 @@ struct SourceState {
     skipped: usize,
 }
 
-/// The keys one source defines: a sorted vector, because most sources (every Kubernetes
-/// object) define one, where a tree set would cost a node of hundreds of bytes each.
-#[derive(Debug, Default)]
-struct KeySet(Vec<ObjectKey>);
+/// The keys one source defines, sorted. Most sources (every Kubernetes object) define one,
+/// kept in place; a tree set would cost a node of hundreds of bytes, a vector an allocation.
+#[derive(Debug)]
+enum KeySet {
+    One(ObjectKey),
+    Sorted(Vec<ObjectKey>),
+}
+
+impl Default for KeySet {
+    fn default() -> Self {
+        KeySet::Sorted(Vec::new())
+    }
+}
 
 impl KeySet {
     fn insert(&mut self, key: ObjectKey) {
-        match self.0.last() {
-            // Keys mostly arrive in order.
-            Some(last) if *last < key => self.0.push(key),
-            None => self.0.push(key),
-            Some(_) => {
-                if let Err(at) = self.0.binary_search(&key) {
-                    self.0.insert(at, key);
-                }
+        match self {
+            KeySet::Sorted(keys) if keys.is_empty() => *self = KeySet::One(key),
+            KeySet::Sorted(keys) => insert_sorted(keys, key),
+            KeySet::One(one) if *one == key => {}
+            KeySet::One(one) => {
+                let mut keys = vec![one.clone()];
+                insert_sorted(&mut keys, key);
+                *self = KeySet::Sorted(keys);
             }
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        matches!(self, KeySet::Sorted(keys) if keys.is_empty())
     }
 
-    fn iter(&self) -> impl Iterator<Item = &ObjectKey> {
-        self.0.iter()
+    fn iter(&self) -> std::slice::Iter<'_, ObjectKey> {
+        match self {
+            KeySet::One(key) => std::slice::from_ref(key).iter(),
+            KeySet::Sorted(keys) => keys.iter(),
+        }
     }
 
     fn shrink(&mut self) {
-        self.0.shrink_to_fit();
+        if let KeySet::Sorted(keys) = self {
+            keys.shrink_to_fit();
+        }
+    }
+}
+
+fn insert_sorted(keys: &mut Vec<ObjectKey>, key: ObjectKey) {
+    match keys.last() {
+        // Keys mostly arrive in order.
+        Some(last) if *last < key => keys.push(key),
+        None => keys.push(key),
+        Some(_) => {
+            if let Err(at) = keys.binary_search(&key) {
+                keys.insert(at, key);
+            }
+        }
     }
 }
 
@@ -169,7 +196,13 @@ impl ConfigStore {
 
     /// Replaces everything `source` defines with the outcome of its documents.
     pub fn apply(&mut self, source: &str, docs: Vec<ParsedDoc>) -> ChangeSet {
-        let source: Arc<str> = source.into();
+        // The documents' origins name the source: one copy of its id serves them all.
+        let source: Arc<str> = docs
+            .iter()
+            .map(|d| &d.origin.source)
+            .find(|s| ***s == *source)
+            .cloned()
+            .unwrap_or_else(|| source.into());
         let mut changes = ChangeSet::default();
         let previous = self.sources.remove(&source).unwrap_or_default();
         // This source's shadowed definitions are re-evaluated below.
@@ -185,7 +218,7 @@ impl ConfigStore {
         for doc in docs {
             match doc.outcome {
                 Outcome::Accepted { object, warnings } => {
-                    let key = object.key();
+                    let key = stored_key(&object);
                     if let Some(first) = accepted.get(&key) {
                         state
                             .issues
@@ -198,7 +231,7 @@ impl ConfigStore {
                         Entry {
                             object,
                             origin: doc.origin,
-                            warnings: warnings.into(),
+                            warnings: shared_warnings(warnings),
                         },
                     );
                 }
@@ -313,6 +346,24 @@ impl ConfigStore {
             .map(|i| (i.origin.clone(), i.object.clone()))
             .collect::<BTreeSet<_>>()
             .len()
+    }
+}
+
+/// An object's key as the store keeps it: its namespace's name interned, since a namespace
+/// holds many objects.
+fn stored_key(object: &Object) -> ObjectKey {
+    let mut key = object.key();
+    key.namespace = crate::labels::intern::string(&key.namespace);
+    key
+}
+
+/// Most objects have no warnings: they share one empty list.
+fn shared_warnings(warnings: Vec<Issue>) -> Arc<[Issue]> {
+    static NONE: LazyLock<Arc<[Issue]>> = LazyLock::new(|| Arc::from([]));
+    if warnings.is_empty() {
+        NONE.clone()
+    } else {
+        warnings.into()
     }
 }
 

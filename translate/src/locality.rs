@@ -132,10 +132,7 @@ fn label_rank(
             None => (entry.as_str(), None),
         };
         let want = fixed.or_else(|| client.label(key));
-        let have = ep
-            .get(key)
-            .map(String::as_str)
-            .or_else(|| topology_label(ep_locality, key));
+        let have = ep.get(key).or_else(|| topology_label(ep_locality, key));
         if want != have {
             return n - i as u32;
         }

@@ -189,7 +189,7 @@ fn node_locality(node: &Node, labels: &Labels) -> Locality {
         Some(l) if !l.is_empty() => l,
         _ => labels
             .get(shoal_config::k8s::topology::ISTIO_LOCALITY)
-            .map(|l| Locality::parse(l))
+            .map(Locality::parse)
             .unwrap_or_default(),
     }
 }

@@ -51,7 +51,7 @@ fn run_case(dir: &Path) -> Option<String> {
     let ns_name = pod["metadata"]["namespace"].as_str().unwrap_or("default");
     let mut ns_labels: Labels = read_yaml(dir, "namespace.yaml")
         .map(|v| serde_json::from_value(v).unwrap())
-        .unwrap_or_else(|| Labels::from([("istio-injection".into(), "enabled".into())]));
+        .unwrap_or_else(|| Labels::from([("istio-injection", "enabled")]));
     ns_labels.extend(shoal_config::k8s::namespace_labels(ns_name, None));
     let decision = inject::decide(&ns_labels, &pod, &settings);
     assert!(decision.is_inject(), "{}: {decision:?}", dir.display());

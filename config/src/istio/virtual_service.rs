@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{PortSelector, StringMatch};
+use crate::meta::Labels;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -105,7 +106,7 @@ pub struct HttpMatchRequest {
     /// Applies only to client workloads carrying all these labels (decided by the control
     /// plane per client proxy, not by Envoy).
     #[serde(default)]
-    pub source_labels: BTreeMap<String, String>,
+    pub source_labels: Labels,
     /// Applies only to client workloads in this namespace.
     #[serde(default)]
     pub source_namespace: Option<String>,
@@ -141,7 +142,7 @@ pub struct L4MatchAttributes {
     #[serde(default)]
     pub port: Option<u32>,
     #[serde(default)]
-    pub source_labels: BTreeMap<String, String>,
+    pub source_labels: Labels,
     #[serde(default)]
     pub gateways: Vec<String>,
     #[serde(default)]
@@ -159,7 +160,7 @@ pub struct TlsMatchAttributes {
     #[serde(default)]
     pub port: Option<u32>,
     #[serde(default)]
-    pub source_labels: BTreeMap<String, String>,
+    pub source_labels: Labels,
     #[serde(default)]
     pub gateways: Vec<String>,
     #[serde(default)]

@@ -68,8 +68,8 @@ impl LabelSelectorRequirement {
         }
         let value = labels.get(&self.key);
         match op {
-            SelectorOperator::In => value.is_some_and(|v| self.values.contains(v)),
-            SelectorOperator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
+            SelectorOperator::In => value.is_some_and(|v| self.values.iter().any(|x| x == v)),
+            SelectorOperator::NotIn => value.is_none_or(|v| !self.values.iter().any(|x| x == v)),
             SelectorOperator::Exists => value.is_some(),
             SelectorOperator::DoesNotExist => value.is_none(),
         }

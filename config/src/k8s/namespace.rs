@@ -26,7 +26,7 @@ pub fn namespace_labels(name: &str, object: Option<&Namespace>) -> Labels {
     let mut labels = object
         .map(|o| o.metadata.labels.clone())
         .unwrap_or_default();
-    labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.to_string());
+    labels.insert(NAMESPACE_NAME_LABEL, name);
     labels
 }
 
@@ -61,23 +61,17 @@ mod tests {
     fn every_namespace_carries_its_name_label() {
         assert_eq!(
             namespace_labels("web", None),
-            Labels::from([(NAMESPACE_NAME_LABEL.into(), "web".into())])
+            Labels::from([(NAMESPACE_NAME_LABEL, "web")])
         );
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: "web".into(),
-                labels: Labels::from([
-                    ("env".into(), "prod".into()),
-                    (NAMESPACE_NAME_LABEL.into(), "other".into()),
-                ]),
+                labels: Labels::from([("env", "prod"), (NAMESPACE_NAME_LABEL, "other")]),
                 ..Default::default()
             },
         };
         let labels = namespace_labels("web", Some(&ns));
-        assert_eq!(labels.get("env").map(String::as_str), Some("prod"));
-        assert_eq!(
-            labels.get(NAMESPACE_NAME_LABEL).map(String::as_str),
-            Some("web")
-        );
+        assert_eq!(labels.get("env"), Some("prod"));
+        assert_eq!(labels.get(NAMESPACE_NAME_LABEL), Some("web"));
     }
 }

@@ -318,10 +318,7 @@ fn namespaces_are_cluster_scoped_and_read_for_their_labels() {
         panic!("{object:?}");
     };
     assert_eq!(ns.metadata.namespace, None);
-    assert_eq!(
-        ns.metadata.labels.get("env").map(String::as_str),
-        Some("prod")
-    );
+    assert_eq!(ns.metadata.labels.get("env"), Some("prod"));
     assert!(Kind::Namespace.translated() && !Kind::Namespace.endpoint_only());
     assert!(!Kind::Namespace.namespaced());
     // Only core v1.

@@ -123,3 +123,19 @@ fn snapshots_are_immutable() {
     );
     assert!(store.snapshot().revision > before.revision);
 }
+
+#[test]
+fn a_source_id_is_kept_once_shared_with_its_documents_origins() {
+    let mut store = ConfigStore::new();
+    let docs = parse_yaml("a.yaml", &(svc("x", 80) + &svc("y", 80)));
+    let origin = docs[0].origin.source.clone();
+    store.apply("a.yaml", docs);
+    let (kept, _) = store
+        .sources
+        .get_key_value("a.yaml")
+        .expect("the source is kept");
+    assert!(Arc::ptr_eq(kept, &origin));
+    for (_, entry) in store.snapshot.iter() {
+        assert!(Arc::ptr_eq(&entry.origin.source, &origin));
+    }
+}

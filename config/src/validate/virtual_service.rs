@@ -13,6 +13,7 @@ use crate::istio::{
     HttpDirectResponse, HttpFaultInjection, HttpRedirect, HttpRewrite, HttpRoute, Percent,
     RouteDestination, VirtualServiceSpec, grpc_status_code,
 };
+use crate::meta::Labels;
 
 /// Istio's limit on direct response bodies: larger ones bloat every proxy's routes.
 const MAX_DIRECT_RESPONSE_BODY: usize = 1024 * 1024;
@@ -560,7 +561,7 @@ fn l4_match(v: &mut Validator, f: &str, subnets: &[String], port: Option<u32>, g
 
 /// `sourceLabels` (Kubernetes label keys and values) and `sourceNamespace` (a namespace
 /// name) of a match.
-fn source_match(v: &mut Validator, f: &str, labels: &BTreeMap<String, String>, ns: Option<&str>) {
+fn source_match(v: &mut Validator, f: &str, labels: &Labels, ns: Option<&str>) {
     for (k, val) in labels {
         let lf = format!("{f}.sourceLabels.{k}");
         if !is_label_key(k) {

@@ -70,21 +70,9 @@ fn an_export_becomes_a_valid_slice_and_pods_with_the_remote_workloads_place() {
     let pods: Vec<_> = snap.of_kind(shoal_config::Kind::Pod).collect();
     assert_eq!(pods.len(), 1);
     let labels = &pods[0].1.object.meta().labels;
-    assert_eq!(
-        labels.get("topology.istio.io/cluster").map(String::as_str),
-        Some("east")
-    );
-    assert_eq!(
-        labels.get("topology.istio.io/network").map(String::as_str),
-        Some("net-east")
-    );
-    assert_eq!(
-        labels.get("istio-locality").map(String::as_str),
-        Some("us.us-b")
-    );
-    assert_eq!(
-        labels.get("security.istio.io/tlsMode").map(String::as_str),
-        Some("istio")
-    );
-    assert_eq!(labels.get("version").map(String::as_str), Some("v2"));
+    assert_eq!(labels.get("topology.istio.io/cluster"), Some("east"));
+    assert_eq!(labels.get("topology.istio.io/network"), Some("net-east"));
+    assert_eq!(labels.get("istio-locality"), Some("us.us-b"));
+    assert_eq!(labels.get("security.istio.io/tlsMode"), Some("istio"));
+    assert_eq!(labels.get("version"), Some("v2"));
 }

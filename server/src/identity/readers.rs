@@ -145,7 +145,7 @@ fn gateway_account<'a>(object: &'a Object, selectors: &[&shoal_config::Labels]) 
     };
     let labels = &pod.metadata.labels;
     let gateway = selectors.iter().any(|s| selects(s, labels))
-        || GATEWAY_NAME_LABELS.iter().any(|l| labels.contains_key(*l));
+        || GATEWAY_NAME_LABELS.iter().any(|l| labels.contains_key(l));
     gateway.then(|| {
         pod.spec
             .service_account_name

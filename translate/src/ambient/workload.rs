@@ -51,7 +51,7 @@ impl Ctx<'_> {
             || p.metadata
                 .annotations
                 .contains_key(SIDECAR_STATUS_ANNOTATION);
-        let enrolled = match labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) {
+        let enrolled = match labels.get(DATAPLANE_MODE_LABEL) {
             Some("ambient") => true,
             Some(_) => false,
             None => self
@@ -77,9 +77,7 @@ impl Ctx<'_> {
         if name == "none" {
             return None;
         }
-        let wp_ns = labels
-            .get(USE_WAYPOINT_NAMESPACE_LABEL)
-            .map_or(ns, String::as_str);
+        let wp_ns = labels.get(USE_WAYPOINT_NAMESPACE_LABEL).unwrap_or(ns);
         let gw = match self
             .model
             .config
@@ -93,11 +91,11 @@ impl Ctx<'_> {
             .metadata
             .labels
             .get(WAYPOINT_FOR_LABEL)
-            .map_or("service", String::as_str);
+            .unwrap_or("service");
         if !(takes == kind || takes == "all") {
             return None;
         }
-        Some((wp_ns.to_string(), name.clone()))
+        Some((wp_ns.to_string(), name.to_string()))
     }
 
     /// The address ztunnel sends a waypoint's traffic to (see [`Ctx::waypoint_ref`]).
@@ -393,7 +391,7 @@ fn backed(
 
 /// Istio's canonical service name and revision labels, with their fallbacks.
 fn canonical(labels: &Labels, workload: &str) -> (String, String) {
-    let first = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k)).cloned();
+    let first = |keys: &[&str]| keys.iter().find_map(|k| labels.get(k)).map(str::to_string);
     (
         first(&[
             "service.istio.io/canonical-name",
@@ -415,7 +413,7 @@ fn canonical(labels: &Labels, workload: &str) -> (String, String) {
 fn workload_of(p: &Pod, name: &str) -> (WorkloadType, String) {
     if let Some(hash) = p.metadata.labels.get("pod-template-hash")
         && let Some((deployment, _)) = name.rsplit_once('-').and_then(|(rs, _)| {
-            rs.strip_suffix(hash.as_str())
+            rs.strip_suffix(hash)
                 .and_then(|d| d.strip_suffix('-'))
                 .map(|d| (d, ()))
         })
@@ -451,10 +449,10 @@ fn pod(ctx: &Ctx<'_>, key: &ObjectKey, p: &Pod, services: &[&Arc<Service>]) -> O
     // A workload a federated peer exported carries its own cluster and network.
     let network = labels
         .get(crate::federation::NETWORK_LABEL)
-        .map_or(ctx.network(), String::as_str);
+        .unwrap_or(ctx.network());
     let cluster = labels
         .get(crate::federation::CLUSTER_LABEL)
-        .map_or(ctx.model.options.cluster_id.as_str(), String::as_str);
+        .unwrap_or(ctx.model.options.cluster_id.as_str());
     let uid = format!("{cluster}//Pod/{}/{}", key.namespace, key.name);
     let endpoint_locality = services
         .iter()

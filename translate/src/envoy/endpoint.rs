@@ -80,7 +80,7 @@ type RemoteGroup<'a> = (&'a (String, u16), u32, &'a Endpoint);
 fn network_of<'a>(e: &'a Endpoint, opts: &'a MeshOptions) -> &'a str {
     e.labels
         .get(crate::federation::NETWORK_LABEL)
-        .map_or(opts.network.as_str(), String::as_str)
+        .unwrap_or(opts.network.as_str())
 }
 
 /// The ClusterLoadAssignment of an EDS cluster, for a client at `client` (which matters

@@ -39,7 +39,7 @@ pub(crate) struct L4Rule<'a> {
 struct Conditions<'a> {
     port: Option<u32>,
     gateways: &'a [String],
-    source_labels: &'a std::collections::BTreeMap<String, String>,
+    source_labels: &'a shoal_config::Labels,
     source_namespace: Option<&'a str>,
 }
 

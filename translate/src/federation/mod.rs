@@ -44,8 +44,8 @@ fn exported(model: &Model, svc: &Service) -> Option<ExportedService> {
             network: e
                 .labels
                 .get(NETWORK_LABEL)
-                .cloned()
-                .unwrap_or_else(|| opts.network.clone()),
+                .unwrap_or(&opts.network)
+                .to_string(),
             locality: if e.locality.is_empty() {
                 String::new()
             } else {
@@ -59,7 +59,7 @@ fn exported(model: &Model, svc: &Service) -> Option<ExportedService> {
             labels: e
                 .labels
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             istio_tls: e.istio_tls,
             workload: e.workload.clone().unwrap_or_default(),

@@ -140,7 +140,6 @@ fn skip_reason(ns_labels: &Labels, pod: &Value, settings: &Settings) -> Option<S
     }
     let namespace = ns_labels
         .get(NAMESPACE_NAME_LABEL)
-        .map(String::as_str)
         .or_else(|| str_at(meta, "namespace"));
     if namespace.is_some_and(|ns| IGNORED_NAMESPACES.contains(&ns)) {
         return Some(SkipReason::SystemNamespace);
@@ -178,7 +177,7 @@ fn selection(ns_labels: &Labels, labels: Option<&Value>, s: &Settings) -> Option
         || (!s.is_default_revision()).then(|| SkipReason::OtherRevision("default".into()));
     let revision = |r: &str| (r != s.revision_name()).then(|| SkipReason::OtherRevision(r.into()));
     if let Some(v) = ns_labels.get(NAMESPACE_INJECTION_LABEL) {
-        return match v.as_str() {
+        return match v {
             "enabled" => default_revision(),
             _ => Some(SkipReason::NamespaceOptOut),
         };

@@ -211,7 +211,7 @@ spec: {selector: {matchLabels: {app: cart}}, concurrency: 8}
 
     #[test]
     fn layers_are_picked_by_level() {
-        let labels = Labels::from([("app".into(), "cart".into())]);
+        let labels = Labels::from([("app", "cart")]);
         let settings = Settings::default();
         let l = ProxyConfigLayers::for_pod(&snapshot(), &settings, "shop", &labels);
         assert_eq!(l.mesh.as_ref().and_then(|p| p.concurrency), Some(1));
@@ -224,7 +224,7 @@ spec: {selector: {matchLabels: {app: cart}}, concurrency: 8}
 
     #[test]
     fn precedence_follows_istio() {
-        let labels = Labels::from([("app".into(), "cart".into())]);
+        let labels = Labels::from([("app", "cart")]);
         let settings = Settings {
             default_proxy_config: Some(json!({"concurrency": 0, "proxyMetadata": {"M": "1"}})),
             ..Settings::default()

@@ -199,7 +199,7 @@ fn merge_match(root: &HttpMatchRequest, sub: &HttpMatchRequest) -> HttpMatchRequ
     out.query_params = union(&root.query_params, &sub.query_params);
     out.port = sub.port.or(root.port);
     out.source_labels = root.source_labels.clone();
-    out.source_labels.extend(sub.source_labels.clone());
+    out.source_labels.extend(&sub.source_labels);
     out.source_namespace = sub
         .source_namespace
         .clone()

@@ -205,7 +205,12 @@ fn pod_locality(
     }
     let node = node.or_else(|| pod.and_then(|p| p.spec.node_name.as_deref()));
     let labels = node.and_then(|n| node_labels(cfg, n));
-    let get = |k: &str| labels.and_then(|l| l.get(k)).cloned().unwrap_or_default();
+    let get = |k: &str| {
+        labels
+            .and_then(|l| l.get(k))
+            .unwrap_or_default()
+            .to_string()
+    };
     Locality {
         region: get(topology::REGION),
         zone: zone

@@ -159,7 +159,7 @@ fn network_gateways(
             .find(|p| p.port == i64::from(NETWORK_GATEWAY_PORT) || p.name.as_deref() == Some("tls"))
             .and_then(|p| u16::try_from(p.port).ok())
             .unwrap_or(NETWORK_GATEWAY_PORT);
-        out.insert(network.clone(), (ip, port));
+        out.insert(network.to_string(), (ip, port));
     }
     out
 }
@@ -278,7 +278,7 @@ impl Model {
             .destination_rules
             .iter()
             .filter_map(|dr| dr.spec.workload_selector.as_ref())
-            .flat_map(|s| s.labels.keys().cloned())
+            .flat_map(|s| s.labels.keys().map(str::to_string))
             .collect();
         if !selector_keys.is_empty() {
             let mut keys: BTreeSet<String> = self
@@ -480,5 +480,5 @@ fn source_label_keys(vss: &[Arc<VirtualServiceRule>]) -> Option<Vec<String>> {
         keys.extend(tcp.flat_map(|m| m.source_labels.keys()));
         keys.extend(tls.flat_map(|m| m.source_labels.keys()));
     }
-    (!keys.is_empty()).then(|| keys.into_iter().cloned().collect())
+    (!keys.is_empty()).then(|| keys.into_iter().map(str::to_string).collect())
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use shoal_config::istio::{Attached, CaptureMode, IstioEgressListener, IstioIngressListener};
-use shoal_config::{host, selects};
+use shoal_config::{Labels, host, selects};
 
 use crate::locality::ClientLocality;
 use crate::model::TargetPort;
@@ -125,11 +125,7 @@ impl ViewKey {
             };
         let tls_mode_istio = grpc
             && inbound_listener
-            && proxy
-                .labels
-                .get(crate::model::TLS_MODE_LABEL)
-                .map(String::as_str)
-                == Some("istio");
+            && proxy.labels.get(crate::model::TLS_MODE_LABEL) == Some("istio");
         // A gateway is where traffic enters the mesh: it enforces the AuthorizationPolicies
         // and RequestAuthentications that select it (PeerAuthentication does not apply to
         // gateways, whose listeners say their own TLS modes).
@@ -373,7 +369,7 @@ fn source_labels(model: &Model, proxy: &Proxy) -> Vec<(Arc<str>, Arc<str>)> {
         return Vec::new();
     };
     keys.iter()
-        .filter_map(|k| Some((k.as_str().into(), proxy.labels.get(k)?.as_str().into())))
+        .filter_map(|k| Some((k.as_str().into(), proxy.labels.get(k)?.into())))
         .collect()
 }
 
@@ -394,7 +390,7 @@ fn client_locality(model: &Model, proxy: &Proxy) -> Option<ClientLocality> {
         locality: proxy.locality.clone(),
         labels: keys
             .iter()
-            .filter_map(|k| Some((k.as_str().into(), proxy.labels.get(k)?.as_str().into())))
+            .filter_map(|k| Some((k.as_str().into(), proxy.labels.get(k)?.into())))
             .collect(),
     })
 }
@@ -405,7 +401,7 @@ const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 /// Whether a proxy is a waypoint, and the name of its Gateway: a `waypoint~` proxy, or a
 /// `router~` proxy whose pod belongs to a Gateway of class `istio-waypoint` of its namespace.
 fn waypoint_of<'p>(model: &Model, proxy: &'p Proxy) -> Option<Option<&'p str>> {
-    let gateway = proxy.labels.get(GATEWAY_NAME_LABEL).map(String::as_str);
+    let gateway = proxy.labels.get(GATEWAY_NAME_LABEL);
     match proxy.proxy_type {
         ProxyType::Waypoint => Some(gateway),
         ProxyType::Router if proxy.generator == Generator::Envoy => {
@@ -639,11 +635,7 @@ impl<'a> Scope<'a> {
     /// Whether a match's `sourceLabels` and `sourceNamespace` select this view's client
     /// workloads: all the labels carried with equal values, and the namespace equal. The
     /// key holds the proxy's values of every label key some match compares.
-    pub fn source_applies(
-        &self,
-        labels: &std::collections::BTreeMap<String, String>,
-        namespace: Option<&str>,
-    ) -> bool {
+    pub fn source_applies(&self, labels: &Labels, namespace: Option<&str>) -> bool {
         namespace.is_none_or(|ns| ns == self.namespace())
             && labels.iter().all(|(k, v)| {
                 self.key

@@ -75,11 +75,7 @@ fn source_labels_split_views_only_while_a_virtual_service_compares_them() {
     let a2 = proxy(&[("app", "a"), ("version", "v2")]);
     assert_eq!(ka, ViewKey::for_proxy(&by_app, &a2));
     let scope = Scope::new(&by_app, &ka);
-    let labels = |l: &[(&str, &str)]| {
-        l.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<std::collections::BTreeMap<_, _>>()
-    };
+    let labels = |l: &[(&str, &str)]| l.iter().copied().collect::<Labels>();
     assert!(scope.source_applies(&labels(&[("app", "a")]), None));
     assert!(scope.source_applies(&labels(&[]), Some("app")));
     assert!(!scope.source_applies(&labels(&[("app", "b")]), None));

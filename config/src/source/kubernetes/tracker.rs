@@ -50,7 +50,8 @@ pub struct Tracker {
     id: KindId,
     /// The `apiVersion` the objects are read at (list items may omit it).
     api_version: String,
-    known: HashMap<String, u64>,
+    /// By source id, the one copy of it that the documents' origins (and so the store) share.
+    known: HashMap<Arc<str>, u64>,
     /// During a (re-)list: the source ids listed so far.
     listing: Option<HashSet<String>>,
 }
@@ -95,7 +96,7 @@ impl Tracker {
             // No longer of interest (a Secret whose credentials were removed).
             return self
                 .known
-                .remove(&source)
+                .remove(source.as_str())
                 .map(|_| SourceUpdate::Remove { source });
         };
         if let Value::Object(m) = &mut kept {
@@ -103,11 +104,14 @@ impl Tracker {
             m.insert("kind".into(), Value::String(self.id.name.to_string()));
         }
         let print = fingerprint(&kept);
-        if self.known.insert(source.clone(), print) == Some(print) {
-            return None;
-        }
+        let shared = match self.known.get_key_value(source.as_str()) {
+            Some((_, known)) if *known == print => return None,
+            Some((shared, _)) => shared.clone(),
+            None => Arc::from(source.as_str()),
+        };
+        self.known.insert(shared.clone(), print);
         let origin = Origin {
-            source: Arc::from(source.as_str()),
+            source: shared,
             doc: 1,
             line: 0,
             item: None,
@@ -123,7 +127,7 @@ impl Tracker {
         let (namespace, name) = names(object)?;
         let source = self.id.source_id(&namespace, &name);
         self.known
-            .remove(&source)
+            .remove(source.as_str())
             .map(|_| SourceUpdate::Remove { source })
     }
 
@@ -132,16 +136,18 @@ impl Tracker {
         let Some(listed) = self.listing.take() else {
             return Vec::new();
         };
-        let gone: Vec<String> = self
+        let gone: Vec<Arc<str>> = self
             .known
             .keys()
-            .filter(|s| !listed.contains(*s))
+            .filter(|s| !listed.contains(&***s))
             .cloned()
             .collect();
         gone.into_iter()
             .map(|source| {
                 self.known.remove(&source);
-                SourceUpdate::Remove { source }
+                SourceUpdate::Remove {
+                    source: source.to_string(),
+                }
             })
             .collect()
     }
@@ -149,7 +155,7 @@ impl Tracker {
     /// The kind is no longer served (its CRD was deleted): every object of it is gone.
     pub fn clear(&mut self) -> Vec<SourceUpdate> {
         self.listing = None;
-        let mut gone: Vec<String> = self.known.drain().map(|(s, _)| s).collect();
+        let mut gone: Vec<String> = self.known.drain().map(|(s, _)| s.to_string()).collect();
         gone.sort();
         gone.into_iter()
             .map(|source| SourceUpdate::Remove { source })

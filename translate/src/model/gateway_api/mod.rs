@@ -119,7 +119,7 @@ impl GatewayRule {
                 namespace == self.namespace.as_ref()
                     && [GATEWAY_NAME_LABEL, ISTIO_GATEWAY_NAME_LABEL]
                         .iter()
-                        .any(|k| labels.get(*k).map(String::as_str) == Some(name.as_ref()))
+                        .any(|k| labels.get(k) == Some(name.as_ref()))
             }
         }
     }

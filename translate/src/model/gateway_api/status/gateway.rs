@@ -242,13 +242,7 @@ fn deployment_services<'a>(
         if name == named {
             return vec![(host(name), svc)];
         }
-        if svc
-            .metadata
-            .labels
-            .get(GATEWAY_NAME_LABEL)
-            .map(String::as_str)
-            == Some(key.name.as_ref())
-        {
+        if svc.metadata.labels.get(GATEWAY_NAME_LABEL) == Some(key.name.as_ref()) {
             labelled.push((host(name), svc));
         }
     }
