@@ -25,6 +25,30 @@ pub fn client_config(root_pem: &str) -> anyhow::Result<rustls::ClientConfig> {
     )
 }
 
+/// An HTTPS connector that verifies the server against `root_pem` under `server_name`,
+/// whatever address it dials, speaking HTTP/2 (`http2`) or HTTP/1.1.
+pub fn connector(
+    root_pem: &str,
+    server_name: &str,
+    http2: bool,
+) -> anyhow::Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>>
+{
+    let tls = client_config(root_pem)?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+            ServerName::try_from(server_name.to_string())?,
+        ));
+    Ok(if http2 {
+        builder.enable_http2().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    })
+}
+
 /// POSTs `body` (JSON) to `https://ADDR PATH`, verifying the certificate against
 /// `root_pem` for `server_name`. Returns the status and body.
 pub async fn post_json(
@@ -34,17 +58,7 @@ pub async fn post_json(
     path: &str,
     body: Vec<u8>,
 ) -> anyhow::Result<(u16, String)> {
-    let tls = client_config(root_pem)?;
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
-            ServerName::try_from(server_name.to_string())?,
-        ))
-        .enable_http1()
-        .wrap_connector(http);
+    let https = connector(root_pem, server_name, false)?;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, Full<Bytes>>(https);
     let request = http::Request::post(format!("https://{addr}{path}"))

@@ -49,18 +49,7 @@ pub async fn tls_channel(
     addr: SocketAddr,
     root_pem: &str,
 ) -> anyhow::Result<tonic::transport::Channel> {
-    use rustls::pki_types::ServerName;
-    let tls = crate::https::client_config(root_pem)?;
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
-            ServerName::try_from("localhost")?,
-        ))
-        .enable_http2()
-        .wrap_connector(http);
+    let https = crate::https::connector(root_pem, "localhost", true)?;
     Ok(
         tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?
             .connect_timeout(Duration::from_secs(5))

@@ -31,6 +31,30 @@ fn service(endpoint: Option<&str>) -> String {
     y
 }
 
+/// Each group's plug-in CA (intermediates of one root) and config directory.
+struct Dirs {
+    east_ca: tempfile::TempDir,
+    west_ca: tempfile::TempDir,
+    east_cfg: tempfile::TempDir,
+    west_cfg: tempfile::TempDir,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        let root = SharedRoot::new("shared root").unwrap();
+        let dir = || tempfile::tempdir().unwrap();
+        let d = Dirs {
+            east_ca: dir(),
+            west_ca: dir(),
+            east_cfg: dir(),
+            west_cfg: dir(),
+        };
+        root.plug_in(d.east_ca.path(), "east").unwrap();
+        root.plug_in(d.west_ca.path(), "west").unwrap();
+        d
+    }
+}
+
 /// Starts a group of one replica with the plug-in CA in `ca` as cluster `id`.
 async fn group(
     config: &std::path::Path,
@@ -106,15 +130,12 @@ async fn wait_for(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_federate_endpoints_and_withdraw_them_when_a_peer_goes_stale() {
-    let root = SharedRoot::new("shared root").unwrap();
-    let (east_ca, west_ca, east_cfg, west_cfg) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    root.plug_in(east_ca.path(), "east").unwrap();
-    root.plug_in(west_ca.path(), "west").unwrap();
+    let Dirs {
+        east_ca,
+        west_ca,
+        east_cfg,
+        west_cfg,
+    } = Dirs::new();
     std::fs::write(east_cfg.path().join("mesh.yaml"), service(Some("10.2.0.1"))).unwrap();
     std::fs::write(west_cfg.path().join("mesh.yaml"), service(Some("10.1.0.1"))).unwrap();
     let issuer = Issuer::new().unwrap();
@@ -242,15 +263,12 @@ async fn a_remote_network_is_reached_through_its_east_west_gateway() {
         eprintln!("skipping: no Envoy (SHOAL_ENVOY)");
         return;
     };
-    let root = SharedRoot::new("shared root").unwrap();
-    let (east_ca, west_ca, east_cfg, west_cfg) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    root.plug_in(east_ca.path(), "east").unwrap();
-    root.plug_in(west_ca.path(), "west").unwrap();
+    let Dirs {
+        east_ca,
+        west_ca,
+        east_cfg,
+        west_cfg,
+    } = Dirs::new();
     let backend = shoal_tests::free_port_on(&["127.0.0.2"]);
     let _echo = shoal_tests::backends::tcp_echo(
         format!("127.0.0.2:{backend}").parse().unwrap(),
