@@ -9,6 +9,17 @@ use anyhow::Context;
 
 use crate::{Proc, env, eventually, free_port, http_get};
 
+/// The bootstrap extension internal listeners need (a waypoint's `main_internal` and
+/// `connect_originate`): Istio's bootstrap carries it for every proxy.
+pub fn internal_listeners() -> serde_json::Value {
+    serde_json::json!([{
+        "name": "envoy.bootstrap.internal_listener",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"
+        }
+    }])
+}
+
 /// A running Envoy connected to shoal over ADS.
 pub struct Envoy {
     pub admin: SocketAddr,
@@ -37,6 +48,7 @@ impl Envoy {
     ) -> serde_json::Value {
         serde_json::json!({
             "node": node,
+            "bootstrap_extensions": internal_listeners(),
             "dynamic_resources": {
                 "ads_config": {
                     "api_type": if delta { "DELTA_GRPC" } else { "GRPC" },

@@ -154,6 +154,7 @@ fn bootstrap_with(
         .collect();
     serde_json::json!({
         "node": { "id": node_id, "cluster": "test", "metadata": metadata },
+        "bootstrap_extensions": crate::envoy::internal_listeners(),
         "dynamic_resources": {
             "ads_config": {
                 "api_type": "DELTA_GRPC",

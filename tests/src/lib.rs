@@ -24,6 +24,11 @@ pub use envoy::Envoy;
 pub use python::run_python;
 pub use shoal_loadtest::server::{Proc, Serve, free_port, free_port_on, http_get};
 
+/// Held by tests that bind Istio's fixed ports on the host (the golden views' real
+/// Envoys bind what the views say, a waypoint test's HBONE server binds 15008): they take
+/// turns instead of failing on each other's sockets.
+pub static FIXED_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A running `shoal serve`, killed when dropped.
 pub type Shoal = shoal_loadtest::server::Server;
 

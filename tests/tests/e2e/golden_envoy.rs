@@ -179,6 +179,7 @@ async fn envoy_accepts_every_golden_view() {
         eprintln!("SKIP: Envoy not installed (run ./scripts/test)");
         return;
     };
+    let _fixed = shoal_tests::FIXED_PORTS.lock().await;
     let mut cases: Vec<PathBuf> = std::fs::read_dir(golden_root())
         .unwrap()
         .flatten()

@@ -16,7 +16,7 @@ use shoal_tests::{Envoy, backends, env, eventually, free_port, http_get, start_s
 
 const VIP: &str = "10.96.9.10";
 
-fn mesh(v1_ip: &str, v2_ip: &str) -> String {
+fn mesh(v1_ip: &str, v2_ip: &str, app: u16) -> String {
     format!(
         r#"apiVersion: v1
 kind: Namespace
@@ -37,7 +37,7 @@ metadata: {{name: echo, namespace: shop}}
 spec:
   clusterIP: {VIP}
   selector: {{app: echo}}
-  ports: [{{name: http, port: 80, targetPort: 8080}}]
+  ports: [{{name: http, port: 80, targetPort: {app}}}]
 ---
 apiVersion: v1
 kind: Pod
@@ -58,7 +58,7 @@ apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {{name: echo-1, namespace: shop, labels: {{kubernetes.io/service-name: echo}}}}
 addressType: IPv4
-ports: [{{name: http, port: 8080}}]
+ports: [{{name: http, port: {app}}}]
 endpoints:
 - addresses: [{v1_ip}]
   targetRef: {{kind: Pod, name: echo-v1, namespace: shop}}
@@ -250,12 +250,14 @@ async fn waypoint_routes_and_authorizes_hbone_traffic() {
         eprintln!("skipping: network namespaces need root, iproute2, iptables and setpriv");
         return;
     }
+    let _fixed = shoal_tests::FIXED_PORTS.lock().await;
     let net = PodNet::create().unwrap();
     let v1_ip = net.host_alias(11).unwrap();
     let v2_ip = net.host_alias(12).unwrap();
     let issuer = Issuer::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("mesh.yaml"), mesh(&v1_ip, &v2_ip)).unwrap();
+    let app = shoal_tests::free_port_on(&[&v1_ip, &v2_ip]);
+    std::fs::write(dir.path().join("mesh.yaml"), mesh(&v1_ip, &v2_ip, app)).unwrap();
     let xds_port = free_port(&net.host_ip);
     let xds_arg = format!("{}:{xds_port}", net.host_ip);
     let shoal = start_shoal(
@@ -273,7 +275,7 @@ async fn waypoint_routes_and_authorizes_hbone_traffic() {
     let app1 = backends::http("127.0.0.1:0".parse().unwrap(), "echo-v1")
         .await
         .unwrap();
-    let _app2 = backends::http(format!("{v2_ip}:8080").parse().unwrap(), "echo-v2")
+    let _app2 = backends::http(format!("{v2_ip}:{app}").parse().unwrap(), "echo-v2")
         .await
         .unwrap();
     let echo_cert = workload_cert(&shoal, &issuer, "shop", "echo")
@@ -304,11 +306,8 @@ async fn waypoint_routes_and_authorizes_hbone_traffic() {
     let wp_admin: SocketAddr = format!("{}:15000", net.pod_ip).parse().unwrap();
     let xds: SocketAddr = xds_arg.parse().unwrap();
     let token = issuer.token("shop", "waypoint").unwrap();
-    let mut bootstrap = tls_bootstrap(&node, meta, xds, wp_admin, &root_pem, &token);
-    bootstrap["bootstrap_extensions"] = serde_json::json!([{
-        "name": "envoy.bootstrap.internal_listener",
-        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener" }
-    }]);
+    // Its bootstrap carries the internal listener extension, as Istio's does.
+    let bootstrap = tls_bootstrap(&node, meta, xds, wp_admin, &root_pem, &token);
     let _waypoint = Envoy::start_bootstrap_in(Some(&net.name), bin, wp_admin, bootstrap)
         .await
         .unwrap();
@@ -335,7 +334,7 @@ async fn waypoint_routes_and_authorizes_hbone_traffic() {
         free_port("127.0.0.1"),
     );
     let service = format!("{VIP}:80");
-    let pod_v1 = format!("{v1_ip}:8080");
+    let pod_v1 = format!("{v1_ip}:{app}");
     let client_admin = admin_addr();
     let _client = start_static(
         hbone_client(
