@@ -160,7 +160,31 @@ impl Cluster {
         net: Net,
         extra: &[&str],
     ) -> anyhow::Result<Cluster> {
+        Cluster::start_with_ca(n, config_dir, net, extra, None).await
+    }
+
+    /// As [`Cluster::start`], the replicas' CA directory first filled from `ca` (Istio's
+    /// plug-in `cacerts` files), so that they sign with that CA.
+    pub async fn start_with_ca(
+        n: usize,
+        config_dir: &Path,
+        net: Net,
+        extra: &[&str],
+        ca: Option<&Path>,
+    ) -> anyhow::Result<Cluster> {
         let work = tempfile::tempdir()?;
+        if let Some(ca) = ca {
+            let dir = work.path().join("ca");
+            std::fs::create_dir_all(&dir)?;
+            for f in [
+                "ca-cert.pem",
+                "ca-key.pem",
+                "root-cert.pem",
+                "cert-chain.pem",
+            ] {
+                std::fs::copy(ca.join(f), dir.join(f))?;
+            }
+        }
         let (netns, ips) = match net {
             Net::Loopback => (None, vec!["127.0.0.1".to_string(); n]),
             Net::Namespaces => {

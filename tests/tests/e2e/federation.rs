@@ -368,3 +368,97 @@ async fn a_remote_network_is_reached_through_its_east_west_gateway() {
     .unwrap();
     assert_eq!(got, "east-echo");
 }
+
+/// A peer group of three replicas (in network namespaces) exports through whichever replica
+/// the importer reaches: its stream is forwarded to the replica that owns it, vouched for
+/// over the group's own mTLS. A partition of that replica's link, healed before the
+/// staleness limit, costs nothing: west resumes with the versions it holds, its config does
+/// not move and its proxies get nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_between_groups_heals_without_pushes() {
+    use shoal_tests::cluster::{Cluster, Net, namespaces_available};
+    if !namespaces_available() {
+        eprintln!("skipping: network namespaces need root and iproute2");
+        return;
+    }
+    let Dirs {
+        east_ca,
+        west_ca,
+        east_cfg,
+        west_cfg,
+    } = Dirs::new();
+    std::fs::write(east_cfg.path().join("mesh.yaml"), service(Some("10.2.0.1"))).unwrap();
+    std::fs::write(west_cfg.path().join("mesh.yaml"), service(Some("10.1.0.1"))).unwrap();
+    let east = Cluster::start_with_ca(
+        3,
+        east_cfg.path(),
+        Net::Namespaces,
+        &[
+            "--cluster-id",
+            "east",
+            "--federation-peers",
+            "istio-system/shoal",
+        ],
+        Some(east_ca.path()),
+    )
+    .await
+    .unwrap();
+    let first = &east.replicas[0];
+    let federate = format!("east={}:{}", first.ip, first.tls_port);
+    let west = group(
+        west_cfg.path(),
+        west_ca.path(),
+        "west",
+        free_port("127.0.0.1"),
+        &["--federate", &federate, "--federation-stale-after", "120s"],
+    )
+    .await;
+    let mut s = DeltaStream::open(
+        west.xds,
+        DeltaDiscoveryRequest {
+            node: Some(node("sidecar~10.1.0.9~sleep-1.shop~shop.svc.cluster.local")),
+            type_url: ENDPOINT.into(),
+            resource_names_subscribe: vec![CLUSTER.into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    if let Err(seen) = wait_for(&mut s, &["10.1.0.1", "10.2.0.1"], Duration::from_secs(30)).await {
+        panic!(
+            "east's endpoint never reached west: {seen:?}\nwest:\n{}",
+            west.log()
+        );
+    }
+    let revision = west.revision().await.unwrap();
+    let opened = west.log().matches("federation stream open").count();
+
+    // Long enough for HTTP/2 keepalive to give the stream up, well within staleness.
+    east.link(1, false).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while west.log().matches("federation stream ended").count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "west never noticed:\n{}",
+            west.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    east.link(1, true).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while west.log().matches("federation stream open").count() <= opened {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "west never resumed:\n{}",
+            west.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        west.revision().await.unwrap(),
+        revision,
+        "west's config did not move"
+    );
+    assert_eq!(endpoints(&mut s).await, None, "west's proxies got nothing");
+}
