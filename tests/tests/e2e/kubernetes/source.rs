@@ -138,9 +138,15 @@ async fn kubectl_applied_config_reaches_envoy_and_survives_the_api_server() {
     .await
     .expect("the emulator restarts");
     cluster.apply(&virtual_service("reviews-v1", "100")).await;
-    routed("v1")
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", shoal.log()));
+    // kube-runtime's watcher backs off up to 30 s while the API server is away (it was
+    // for 30 s), so its next attempt may come that long after the server is back.
+    eventually(
+        Duration::from_secs(75),
+        "v1 after the API server came back",
+        || async { routed_to(via).await.filter(|b| b == "v1") },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", shoal.log()));
     eventually(Duration::from_secs(20), "the source to recover", || async {
         configz(&shoal).await["sources"]["kubernetes"]["stale"]
             .as_bool()
