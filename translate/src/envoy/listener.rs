@@ -26,7 +26,7 @@ use crate::model::Protocol;
 
 pub(crate) const HTTP_PROTOCOLS: [&str; 2] = ["http/1.1", "h2c"];
 
-fn http_filter<M: prost::Name>(name: &str, config: &M) -> HttpFilter {
+pub(crate) fn http_filter<M: prost::Name>(name: &str, config: &M) -> HttpFilter {
     HttpFilter {
         name: name.into(),
         config_type: Some(http_filter::ConfigType::TypedConfig(shoal_api::pack(

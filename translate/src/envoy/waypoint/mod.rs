@@ -59,9 +59,8 @@ use shoal_api::pb::envoy::extensions::filters::http::set_filter_state::v3::Confi
 use shoal_api::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
 use shoal_api::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use shoal_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, HttpFilter,
+    HttpConnectionManager,
     http_connection_manager::{RouteSpecifier, UpgradeConfig},
-    http_filter,
 };
 use shoal_api::pb::envoy::extensions::filters::network::set_filter_state::v3::Config as NetworkSetFilterState;
 use shoal_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
@@ -70,7 +69,7 @@ use shoal_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 };
 use shoal_api::{Resource, ResourceType};
 
-use super::listener::{HTTP_PROTOCOLS, hcm, listener_filter, network_filter};
+use super::listener::{HTTP_PROTOCOLS, hcm, http_filter, listener_filter, network_filter};
 use super::{boolv, filters, inbound, route, socket, u32v};
 use crate::ambient::{Enrolment, HBONE_PORT};
 use crate::model::{Model, Protocol, Service};
@@ -111,13 +110,8 @@ pub(crate) fn build(model: &Model, key: &ViewKey) -> ViewOutput {
     let mut clusters = cluster::Wanted::default();
     let mut chains = Vec::new();
     let mut sniffing = false;
+    let vss = scope.virtual_services();
     for svc in &services {
-        let sec = security::waypoint(
-            model,
-            &waypoint_policies(model, gateway, WaypointTarget::Service(svc)),
-        );
-        let vss = scope.virtual_services();
-        let vs = scope.virtual_service_for(&vss, &svc.host);
         let ranges: Vec<_> = svc
             .addresses
             .iter()
@@ -127,6 +121,11 @@ pub(crate) fn build(model: &Model, key: &ViewKey) -> ViewOutput {
             // Reached by address only: a service without one is not served here.
             continue;
         }
+        let sec = security::waypoint(
+            model,
+            &waypoint_policies(model, gateway, WaypointTarget::Service(svc)),
+        );
+        let vs = scope.virtual_service_for(&vss, &svc.host);
         for port in svc.ports.iter().filter(|p| p.protocol != Protocol::Udp) {
             let matches = |alpn: Vec<String>| FilterChainMatch {
                 prefix_ranges: ranges.clone(),
@@ -198,16 +197,6 @@ pub(crate) fn build(model: &Model, key: &ViewKey) -> ViewOutput {
     out.finish()
 }
 
-fn typed_http_filter<M: prost::Name>(name: &str, config: &M) -> HttpFilter {
-    HttpFilter {
-        name: name.into(),
-        config_type: Some(http_filter::ConfigType::TypedConfig(shoal_api::pack(
-            config,
-        ))),
-        ..Default::default()
-    }
-}
-
 /// One value of filter state, from a substitution format, shared with the internal
 /// connection the tunnel's payload continues on.
 fn shared_state(key: &str, factory: &str, format: &str) -> FilterStateValue {
@@ -269,7 +258,7 @@ fn connect_terminate() -> Listener {
             ..Default::default()
         })),
         http_filters: vec![
-            typed_http_filter(filters::HTTP_SET_FILTER_STATE, &state),
+            http_filter(filters::HTTP_SET_FILTER_STATE, &state),
             super::listener::router(),
         ],
         upgrade_configs: vec![UpgradeConfig {
