@@ -264,4 +264,8 @@ pub mod topology {
     pub const SUBZONE: &str = "topology.istio.io/subzone";
     /// Pod label overriding the locality (`region/zone/subzone`).
     pub const ISTIO_LOCALITY: &str = "istio-locality";
+    /// The network a workload is on (Istio's multi-network model).
+    pub const NETWORK: &str = "topology.istio.io/network";
+    /// The cluster a workload runs in (set on workloads a federated peer exported).
+    pub const CLUSTER: &str = "topology.istio.io/cluster";
 }

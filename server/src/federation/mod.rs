@@ -31,6 +31,7 @@ use shoal_api::pb::envoy::config::core::v3::Node;
 use shoal_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use shoal_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 use shoal_api::type_url::FEDERATION;
+use shoal_config::k8s::topology;
 use shoal_config::source::{ConfigSource, SourceError, SourceUpdate};
 use tokio::sync::{mpsc, oneshot};
 
@@ -334,22 +335,19 @@ fn pod(peer: &str, export: &ExportedService, e: &ExportedEndpoint) -> Value {
         .iter()
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
-    labels.insert(
-        shoal_translate::federation::CLUSTER_LABEL.into(),
-        json!(export.cluster_id),
-    );
+    labels.insert(topology::CLUSTER.into(), json!(export.cluster_id));
     if !e.network.is_empty() {
-        labels.insert(
-            shoal_translate::federation::NETWORK_LABEL.into(),
-            json!(e.network),
-        );
+        labels.insert(topology::NETWORK.into(), json!(e.network));
     }
     if !e.locality.is_empty() {
         let locality = e.locality.trim_end_matches('/').replace('/', ".");
-        labels.insert("istio-locality".into(), json!(locality));
+        labels.insert(topology::ISTIO_LOCALITY.into(), json!(locality));
     }
     if e.istio_tls {
-        labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
+        labels.insert(
+            shoal_translate::inject::TLS_MODE_LABEL.into(),
+            json!("istio"),
+        );
     }
     json!({
         "apiVersion": "v1",

@@ -145,22 +145,25 @@ impl<'a> Ctx<'a> {
 /// workload addresses are reached over HBONE.
 pub(crate) struct Enrolment<'a> {
     ctx: Ctx<'a>,
-    hbone: std::collections::HashSet<String>,
+    /// The ambient workloads (running pods and WorkloadEntries): namespace, labels,
+    /// addresses.
+    ambient: Vec<(&'a str, &'a Labels, Vec<&'a str>)>,
+    hbone: std::collections::HashSet<&'a str>,
 }
 
 impl<'a> Enrolment<'a> {
     pub(crate) fn new(model: &'a Model) -> Enrolment<'a> {
         let ctx = Ctx::new(model);
-        let mut hbone = std::collections::HashSet::new();
+        let mut ambient = Vec::new();
         for (key, e) in model.config.of_kind(Kind::Pod) {
             if let Object::Pod(p) = e.object.as_ref()
                 && !p.is_terminal()
                 && ctx.pod_ambient(&key.namespace, p)
             {
-                hbone.extend(p.ips().into_iter().map(str::to_string));
+                ambient.push((&*key.namespace, &p.metadata.labels, p.ips()));
             }
         }
-        for (_, e) in model.config.of_kind(Kind::WorkloadEntry) {
+        for (key, e) in model.config.of_kind(Kind::WorkloadEntry) {
             if let Object::WorkloadEntry(we) = e.object.as_ref()
                 && we
                     .spec
@@ -168,10 +171,22 @@ impl<'a> Enrolment<'a> {
                     .get(DATAPLANE_MODE_LABEL)
                     .is_some_and(|m| m == "ambient")
             {
-                hbone.insert(we.spec.address.clone());
+                ambient.push((
+                    &*key.namespace,
+                    &we.spec.labels,
+                    vec![we.spec.address.as_str()],
+                ));
             }
         }
-        Enrolment { ctx, hbone }
+        let hbone = ambient
+            .iter()
+            .flat_map(|(_, _, ips)| ips.iter().copied())
+            .collect();
+        Enrolment {
+            ctx,
+            ambient,
+            hbone,
+        }
     }
 
     /// The waypoint (namespace, name) a service's traffic goes through, if any. A
@@ -187,33 +202,16 @@ impl<'a> Enrolment<'a> {
     /// The addresses of the ambient workloads whose workload-addressed traffic goes
     /// through waypoint (namespace, name) (`istio.io/waypoint-for: workload` or `all`).
     pub(crate) fn workloads_of(&self, gateway: (&str, &str)) -> Vec<String> {
-        let mut out = Vec::new();
-        let ours = |w: Option<(String, String)>| {
-            w.is_some_and(|(ns, name)| ns == gateway.0 && name == gateway.1)
-        };
-        for (key, e) in self.ctx.model.config.of_kind(Kind::Pod) {
-            if let Object::Pod(p) = e.object.as_ref()
-                && !p.is_terminal()
-                && self.ctx.pod_ambient(&key.namespace, p)
-                && ours(
-                    self.ctx
-                        .waypoint_ref(&key.namespace, &p.metadata.labels, "workload"),
-                )
-            {
-                out.extend(p.ips().into_iter().map(str::to_string));
-            }
-        }
-        for (key, e) in self.ctx.model.config.of_kind(Kind::WorkloadEntry) {
-            if let Object::WorkloadEntry(we) = e.object.as_ref()
-                && self.hbone(&we.spec.address)
-                && ours(
-                    self.ctx
-                        .waypoint_ref(&key.namespace, &we.spec.labels, "workload"),
-                )
-            {
-                out.push(we.spec.address.clone());
-            }
-        }
+        let mut out: Vec<String> = self
+            .ambient
+            .iter()
+            .filter(|(ns, labels, _)| {
+                self.ctx
+                    .waypoint_ref(ns, labels, "workload")
+                    .is_some_and(|(wns, name)| wns == gateway.0 && name == gateway.1)
+            })
+            .flat_map(|(_, _, ips)| ips.iter().map(|ip| ip.to_string()))
+            .collect();
         out.sort();
         out.dedup();
         out
@@ -447,11 +445,9 @@ fn pod(ctx: &Ctx<'_>, key: &ObjectKey, p: &Pod, services: &[&Arc<Service>]) -> O
     let (workload_type, workload_name) = workload_of(p, &key.name);
     let (canonical_name, canonical_revision) = canonical(labels, &workload_name);
     // A workload a federated peer exported carries its own cluster and network.
-    let network = labels
-        .get(crate::federation::NETWORK_LABEL)
-        .unwrap_or(ctx.network());
+    let network = crate::model::network_of(labels, &ctx.model.options);
     let cluster = labels
-        .get(crate::federation::CLUSTER_LABEL)
+        .get(shoal_config::k8s::topology::CLUSTER)
         .unwrap_or(ctx.model.options.cluster_id.as_str());
     let uid = format!("{cluster}//Pod/{}/{}", key.namespace, key.name);
     let endpoint_locality = services

@@ -14,7 +14,6 @@ use shoal_config::{Labels, selects};
 
 use super::cluster::OutboundCluster;
 use super::{filters, is_ip, socket, u32v};
-use crate::MeshOptions;
 use crate::locality::{ClientLocality, Group, Placed, place};
 use crate::model::{Endpoint, Locality};
 
@@ -75,14 +74,6 @@ fn selected<'a>(c: &'a OutboundCluster<'_>) -> impl Iterator<Item = &'a Endpoint
 /// their total weight, and one of them standing for the group (its locality and labels).
 type RemoteGroup<'a> = (&'a (String, u16), u32, &'a Endpoint);
 
-/// The network an endpoint is on: its workload's `topology.istio.io/network` label, else
-/// this cluster's.
-fn network_of<'a>(e: &'a Endpoint, opts: &'a MeshOptions) -> &'a str {
-    e.labels
-        .get(crate::federation::NETWORK_LABEL)
-        .unwrap_or(opts.network.as_str())
-}
-
 /// The ClusterLoadAssignment of an EDS cluster, for a client at `client` (which matters
 /// only when the cluster balances by locality: see [`OutboundCluster::locality_policy`]).
 /// Endpoints without an IP address (EDS cannot resolve names) or without the port are left
@@ -104,7 +95,7 @@ pub(crate) fn assignment(
         let Some(port) = e.port_for(c.port) else {
             continue;
         };
-        let network = network_of(e, opts);
+        let network = crate::model::network_of(&e.labels, opts);
         if network != opts.network {
             if let Some(gateway) = model.network_gateways.get(network) {
                 let l = &e.locality;

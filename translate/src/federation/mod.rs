@@ -12,17 +12,16 @@ use std::sync::Arc;
 use shoal_api::istio::federation::{ExportedEndpoint, ExportedService, ServicePort};
 use shoal_api::{Resource, ResourceType};
 
-use crate::model::{Endpoint, Model, Protocol, Service, ServiceOrigin, Visibility};
-use crate::view::{Out, ViewOutput};
+use shoal_config::k8s::topology;
 
-/// The label naming the cluster an endpoint runs in (Istio's).
-pub const CLUSTER_LABEL: &str = "topology.istio.io/cluster";
-/// The label naming the network an endpoint is on (Istio's).
-pub const NETWORK_LABEL: &str = "topology.istio.io/network";
+use crate::model::{Endpoint, Model, Protocol, Service, ServiceOrigin, Visibility, network_of};
+use crate::view::{Out, ViewOutput};
 
 /// Whether an endpoint belongs to this cluster (not one a peer exported).
 fn local(e: &Endpoint, cluster_id: &str) -> bool {
-    e.labels.get(CLUSTER_LABEL).is_none_or(|c| c == cluster_id)
+    e.labels
+        .get(topology::CLUSTER)
+        .is_none_or(|c| c == cluster_id)
 }
 
 fn exported(model: &Model, svc: &Service) -> Option<ExportedService> {
@@ -41,11 +40,7 @@ fn exported(model: &Model, svc: &Service) -> Option<ExportedService> {
                 .iter()
                 .filter_map(|p| Some((p.name.clone(), u32::from(e.port_for(p)?))))
                 .collect(),
-            network: e
-                .labels
-                .get(NETWORK_LABEL)
-                .unwrap_or(&opts.network)
-                .to_string(),
+            network: network_of(&e.labels, opts).to_string(),
             locality: if e.locality.is_empty() {
                 String::new()
             } else {

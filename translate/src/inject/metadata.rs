@@ -14,7 +14,7 @@ use super::{Context, InjectError, PROXY_CONTAINER, STATUS_PORT, VALIDATION_CONTA
 pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
 pub const CANONICAL_NAME_LABEL: &str = "service.istio.io/canonical-name";
 pub const CANONICAL_REVISION_LABEL: &str = "service.istio.io/canonical-revision";
-pub const NETWORK_LABEL: &str = "topology.istio.io/network";
+pub const NETWORK_LABEL: &str = shoal_config::k8s::topology::NETWORK;
 
 /// The agent's environment variable with the app's own scrape settings.
 const PROMETHEUS_ENV: &str = "ISTIO_PROMETHEUS_ANNOTATIONS";

@@ -121,6 +121,14 @@ pub struct Model {
     generation: u64,
 }
 
+/// The network a workload with these labels is on: its `topology.istio.io/network` label,
+/// else this cluster's.
+pub fn network_of<'a>(labels: &'a shoal_config::Labels, options: &'a MeshOptions) -> &'a str {
+    labels
+        .get(shoal_config::k8s::topology::NETWORK)
+        .unwrap_or(options.network.as_str())
+}
+
 /// The port Istio's east-west gateways take cross-network mTLS on.
 const NETWORK_GATEWAY_PORT: u16 = 15443;
 
@@ -137,7 +145,11 @@ fn network_gateways(
         let shoal_config::Object::Service(svc) = e.object.as_ref() else {
             continue;
         };
-        let Some(network) = svc.metadata.labels.get(crate::federation::NETWORK_LABEL) else {
+        let Some(network) = svc
+            .metadata
+            .labels
+            .get(shoal_config::k8s::topology::NETWORK)
+        else {
             continue;
         };
         let Some(ip) = svc
