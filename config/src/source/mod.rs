@@ -1,6 +1,7 @@
 //! Config sources. Each source delivers units of config (a file, an object, a key) as
 //! [`SourceUpdate`]s; the store ([`crate::store::ConfigStore`]) merges them.
 
+pub mod backoff;
 pub mod etcd;
 pub mod file;
 pub mod kubernetes;

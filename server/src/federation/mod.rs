@@ -32,6 +32,7 @@ use shoal_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_c
 use shoal_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 use shoal_api::type_url::FEDERATION;
 use shoal_config::k8s::topology;
+use shoal_config::source::backoff::{Backoff, jitter};
 use shoal_config::source::{ConfigSource, SourceError, SourceUpdate};
 use tokio::sync::{mpsc, oneshot};
 
@@ -168,7 +169,9 @@ impl Follower {
     async fn run(mut self) -> Result<(), SourceError> {
         let url = format!("https://{}", self.peer.addr);
         let mut last_contact = Instant::now();
-        let mut backoff = Duration::from_millis(200);
+        // Short enough to notice staleness on time.
+        let cap = (self.stale_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        let mut backoff = Backoff::new(Duration::from_millis(200), cap);
         loop {
             let channel = shoal_router::peer_channel(&url, Some(&self.tls));
             match self.stream(channel, &mut last_contact).await {
@@ -188,15 +191,11 @@ impl Follower {
                         .map_err(|_| SourceError::Closed)?;
                 }
             }
-            // Jittered, and short enough to notice staleness on time.
-            let jitter = Duration::from_millis(u64::from(rand_jitter()) % 200);
-            let cap =
-                (self.stale_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
-            tokio::time::sleep(backoff.min(cap) + jitter).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
             if last_contact.elapsed() < Duration::from_secs(1) {
-                backoff = Duration::from_millis(200);
+                // The stream was up until now: start over from the shortest wait.
+                backoff.reset();
             }
+            tokio::time::sleep(backoff.next(jitter())).await;
         }
     }
 
@@ -308,14 +307,6 @@ impl Follower {
         }
         Ok(ack)
     }
-}
-
-fn rand_jitter() -> u32 {
-    // Spread reconnections of replicas and peers without a random number crate: the
-    // clock's low bits differ between processes and attempts.
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos())
 }
 
 /// A name part made of an address: `10.1.0.1` → `10-1-0-1`.

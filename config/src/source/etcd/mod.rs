@@ -16,7 +16,6 @@
 //! source retries with exponential backoff and jitter ([`backoff`]) and says it is stale
 //! ([`status`]).
 
-pub mod backoff;
 pub mod key;
 pub mod status;
 pub mod tracker;

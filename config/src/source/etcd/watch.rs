@@ -9,12 +9,12 @@ use etcd_client::{Client, WatchOptions};
 use metrics::{counter, gauge};
 use tokio::sync::{mpsc, watch};
 
-use super::backoff::{Backoff, jitter};
 use super::client::{ConnectError, Connection, MAX_MESSAGE, bounded, connect, read_prefix};
 use super::status::{EtcdStatus, EtcdStatusWatch};
 use super::tracker::Tracker;
 use super::value::parse_entry;
 use crate::parse::ParsedDoc;
+use crate::source::backoff::{Backoff, jitter};
 use crate::source::{ConfigSource, SourceError, SourceUpdate};
 
 /// Retry timing.

@@ -1,5 +1,6 @@
-//! How long to wait before trying etcd again: exponential, capped, with jitter, so that
-//! replicas that lost etcd together do not come back in step. Pure apart from [`jitter`].
+//! How long to wait before trying a remote again (etcd, a federation peer): exponential,
+//! capped, with jitter, so that replicas that lost it together do not come back in step.
+//! Pure apart from [`jitter`].
 
 use std::time::Duration;
 
