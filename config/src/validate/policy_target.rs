@@ -48,14 +48,12 @@ pub(super) fn policy_target(v: &mut Validator, t: PolicyTarget<'_>, checks: Sele
     if t.selector.is_some() {
         v.error(field, "only one of selector or targetRef(s) may be set");
     }
-    let written = t.target_ref.into_iter().chain(t.target_refs.iter());
-    for (i, raw) in written.enumerate() {
-        let at = if t.target_ref.is_some() && i == 0 {
-            field.to_string()
-        } else {
-            let i = i - usize::from(t.target_ref.is_some());
-            format!("spec.targetRefs[{i}]")
-        };
+    let single = t.target_ref.map(|r| ("spec.targetRef".to_string(), r));
+    let listed = t.target_refs.iter().enumerate();
+    let written = single
+        .into_iter()
+        .chain(listed.map(|(i, r)| (format!("spec.targetRefs[{i}]"), r)));
+    for (at, raw) in written {
         let Some(r) = crate::istio::TargetRef::read(raw) else {
             v.error(at, "a reference needs a kind and a name");
             continue;
