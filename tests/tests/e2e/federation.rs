@@ -14,7 +14,7 @@ use shoal_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use shoal_api::type_url::{ENDPOINT, FEDERATION};
 use shoal_tests::identity::{Issuer, SharedRoot};
-use shoal_tests::xds::{DeltaStream, Target, node, node as node_of, refusal};
+use shoal_tests::xds::{DeltaStream, Target, node, refusal};
 use shoal_tests::{Shoal, free_port, start_shoal};
 
 const CLUSTER: &str = "outbound|80||echo.shop.svc.cluster.local";
@@ -109,6 +109,21 @@ async fn endpoints(s: &mut DeltaStream) -> Option<Vec<String>> {
     latest
 }
 
+/// A sidecar of `west` subscribed to the endpoints of `cluster`.
+async fn watch_endpoints(west: &Shoal, cluster: &str) -> DeltaStream {
+    DeltaStream::open(
+        west.xds,
+        DeltaDiscoveryRequest {
+            node: Some(node("sidecar~10.1.0.9~sleep-1.shop~shop.svc.cluster.local")),
+            type_url: ENDPOINT.into(),
+            resource_names_subscribe: vec![cluster.into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// Waits until west's sidecar holds exactly `want`; the last addresses seen otherwise.
 async fn wait_for(
     s: &mut DeltaStream,
@@ -165,18 +180,7 @@ async fn groups_federate_endpoints_and_withdraw_them_when_a_peer_goes_stale() {
     .await;
 
     // A sidecar of west gets west's endpoint and east's.
-    let sidecar = "sidecar~10.1.0.9~sleep-1.shop~shop.svc.cluster.local";
-    let mut s = DeltaStream::open(
-        west.xds,
-        DeltaDiscoveryRequest {
-            node: Some(node(sidecar)),
-            type_url: ENDPOINT.into(),
-            resource_names_subscribe: vec![CLUSTER.into()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut s = watch_endpoints(&west, CLUSTER).await;
     let both = ["10.1.0.1", "10.2.0.1"];
     if let Err(seen) = wait_for(&mut s, &both, Duration::from_secs(20)).await {
         panic!(
@@ -331,19 +335,7 @@ async fn a_remote_network_is_reached_through_its_east_west_gateway() {
     .await;
 
     let cluster = "outbound|443||echo.shop.svc.cluster.local";
-    let mut s = DeltaStream::open(
-        west.xds,
-        DeltaDiscoveryRequest {
-            node: Some(node_of(
-                "sidecar~10.1.0.9~sleep-1.shop~shop.svc.cluster.local",
-            )),
-            type_url: ENDPOINT.into(),
-            resource_names_subscribe: vec![cluster.into()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut s = watch_endpoints(&west, cluster).await;
     if let Err(seen) = wait_for(&mut s, &["127.0.0.1"], Duration::from_secs(20)).await {
         panic!(
             "west never pointed at east's gateway: {seen:?}\nwest:\n{}",
@@ -413,17 +405,7 @@ async fn a_partition_between_groups_heals_without_pushes() {
         &["--federate", &federate, "--federation-stale-after", "120s"],
     )
     .await;
-    let mut s = DeltaStream::open(
-        west.xds,
-        DeltaDiscoveryRequest {
-            node: Some(node("sidecar~10.1.0.9~sleep-1.shop~shop.svc.cluster.local")),
-            type_url: ENDPOINT.into(),
-            resource_names_subscribe: vec![CLUSTER.into()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut s = watch_endpoints(&west, CLUSTER).await;
     if let Err(seen) = wait_for(&mut s, &["10.1.0.1", "10.2.0.1"], Duration::from_secs(30)).await {
         panic!(
             "east's endpoint never reached west: {seen:?}\nwest:\n{}",
