@@ -14,6 +14,7 @@ pub mod debug;
 pub mod grpc;
 pub mod istio;
 pub mod json;
+pub mod relay;
 mod resource;
 mod types;
 pub mod wire;

@@ -9,8 +9,9 @@
 //!   envelopes (names, versions, nonces) of forwarded streams.
 //! - A stream marked as forwarded is served or refused, never forwarded again (no loops).
 //! - A replica serves a stream only while the ownership view says it serves its shard.
-//!   Debug clients (istioctl) own no shard: they are served by the replica they reached,
-//!   which answers about its own streams.
+//!   Debug clients (istioctl) and federation relay readers (`shoal_api::relay`) own no
+//!   shard: they are served by the replica they reached, which answers about its own
+//!   streams or imports.
 
 mod forward;
 #[cfg(feature = "testing")]
@@ -186,12 +187,14 @@ where
             Err(s) => return error(s),
         };
         let id = match first_node(delta, &first) {
-            // A debug client (istioctl) asks about the streams of the replica it reached:
-            // served here, never by the owner of its node id's shard.
-            Ok(node) if shoal_api::debug::is_debug_client(&node) => {
+            // A debug client (istioctl) asks about the streams of the replica it reached, a
+            // federation relay reader about its imports: served here, never by the owner of
+            // its node id's shard.
+            Ok(node) if shoal_api::relay::served_where_reached(&node) => {
                 if self.local.is_none() {
                     return error(Status::unimplemented(
-                        "a routing tier holds no streams: ask a replica for debug information",
+                        "a routing tier holds no streams: ask a replica for debug information \
+                         or federation imports",
                     ));
                 }
                 return self.serve_local(parts, first, frames, 0, false).await;

@@ -29,6 +29,8 @@ pub struct Admin {
     pub kubernetes: Option<StatusWatch>,
     /// The etcd source's status, when it runs.
     pub etcd: Option<EtcdStatusWatch>,
+    /// The federation importer's links, when it runs.
+    pub federation: Option<tokio::sync::watch::Receiver<crate::federation::FederationStatus>>,
 }
 
 pub fn router(admin: Admin) -> Router {
@@ -225,6 +227,7 @@ async fn configz(State(a): State<Admin>) -> Response {
                 v["stale"] = status.stale().into();
                 v
             }),
+            "federation": a.federation.as_ref().map(|f| serde_json::to_value(&*f.borrow()).unwrap_or_default()),
         },
     }))
     .into_response()

@@ -97,17 +97,22 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         status
     });
     // Peer groups' exports: followed once this replica has its certificate.
-    let mut federation_tls = None;
+    let mut federation_links = None;
+    let mut relays = crate::federation::Relays::default();
+    let mut federation = None;
     if let Some(f) = &config.sources.federation {
-        let (tls_tx, tls_rx) = tokio::sync::oneshot::channel();
-        federation_tls = Some(tls_tx);
+        let (links_tx, links_rx) = tokio::sync::oneshot::channel();
+        federation_links = Some(links_tx);
         let peers: Vec<&str> = f.peers.iter().map(|p| p.name.as_str()).collect();
         tracing::info!(?peers, "importing peer groups' exports");
-        sources.push(Box::new(crate::federation::FederationSource::new(
+        let source = crate::federation::FederationSource::new(
             f.clone(),
             config.mesh.options.cluster_id.clone(),
-            tls_rx,
-        )));
+            links_rx,
+        );
+        relays = source.relays();
+        federation = Some(source.status());
+        sources.push(Box::new(source));
     }
     let source_count = sources.len();
     for source in sources {
@@ -170,13 +175,11 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         ),
         None => None,
     };
-    if let (Some(tx), Some(running)) = (federation_tls, &identity) {
-        let _ = tx.send(running.tls.client_config()?);
-    }
     let streams = Streams::new(
         pipeline.clone(),
         identity.as_ref().map(|i| i.identity.clone()),
         epoch,
+        relays,
     );
     let ads = AdsServer::new(streams, config.xds.ads.clone());
 
@@ -191,6 +194,13 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         }
         None => None,
     };
+    // Peer groups are followed once this replica has its certificate and its group.
+    if let (Some(tx), Some(running)) = (federation_links, &identity) {
+        let _ = tx.send(crate::federation::Links {
+            tls: running.tls.client_config()?,
+            ownership: node.as_ref().map(|n| n.ownership()),
+        });
+    }
     let writes_status = config
         .sources
         .kubernetes
@@ -267,6 +277,7 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         jwks: jwks_status,
         kubernetes,
         etcd,
+        federation,
     });
     let listener = bind(config.admin_addr, "admin").await?;
     let admin_addr = listener.local_addr()?;

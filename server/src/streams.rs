@@ -3,7 +3,9 @@
 //! node (the pipeline). The ADS service asks again whenever the epoch moves.
 //!
 //! A debug client (`istioctl`: node type `debug`, or metadata `GENERATOR: event`) is not a
-//! proxy: admission decides whether it may ask, and it gets no view.
+//! proxy: admission decides whether it may ask, and it gets no view. A federation relay
+//! reader (another replica of this group, `shoal_api::relay`) gets this replica's imports
+//! from the peer group it names.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use tokio::sync::watch;
 use tonic::Status;
 
 use crate::epoch::Epoch;
+use crate::federation::Relays;
 use crate::identity::Identity;
 use crate::pipeline::Pipeline;
 
@@ -22,6 +25,8 @@ pub struct Streams {
     /// `None` without a CA: every stream is anonymous.
     identity: Option<Arc<Identity>>,
     epoch: Arc<Epoch>,
+    /// What this replica imported from each peer group, for its group's other replicas.
+    relays: Relays,
 }
 
 impl Streams {
@@ -29,11 +34,13 @@ impl Streams {
         pipeline: Arc<Pipeline>,
         identity: Option<Arc<Identity>>,
         epoch: Arc<Epoch>,
+        relays: Relays,
     ) -> Arc<Streams> {
         Arc::new(Streams {
             pipeline,
             identity,
             epoch,
+            relays,
         })
     }
 }
@@ -48,6 +55,22 @@ impl ViewSource for Streams {
                      runs without a CA (--no-ca)",
                 )),
             };
+        }
+        if let Some(peer) = node.and_then(shoal_api::relay::relay_of) {
+            let Some(identity) = &self.identity else {
+                return Err(Status::unauthenticated(
+                    "federation needs an authenticated peer, and this server runs without a \
+                     CA (--no-ca)",
+                ));
+            };
+            identity.admit_relay(caller)?;
+            let view = self.relays.view(peer).ok_or_else(|| {
+                Status::not_found(format!("this replica does not import from {peer:?}"))
+            })?;
+            return Ok(Admitted::Proxy(Resolved {
+                view,
+                secrets: None,
+            }));
         }
         let proxy = Proxy::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
         if proxy.proxy_type == shoal_translate::ProxyType::Federation {

@@ -25,6 +25,30 @@ pub fn client_config(root_pem: &str) -> anyhow::Result<rustls::ClientConfig> {
     )
 }
 
+/// As [`client_config`], presenting the client certificate `chain_pem` (leaf first) with
+/// `key_pem`.
+pub fn client_config_with_cert(
+    root_pem: &str,
+    chain_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let chain =
+        CertificateDer::pem_slice_iter(chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?,
+    )
+}
+
 /// An HTTPS connector that verifies the server against `root_pem` under `server_name`,
 /// whatever address it dials, speaking HTTP/2 (`http2`) or HTTP/1.1.
 pub fn connector(
@@ -33,7 +57,17 @@ pub fn connector(
     http2: bool,
 ) -> anyhow::Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>>
 {
-    let tls = client_config(root_pem)?;
+    connector_with(client_config(root_pem)?, server_name, http2)
+}
+
+/// As [`connector`], with the TLS client configuration `tls` (e.g. presenting a client
+/// certificate).
+pub fn connector_with(
+    tls: rustls::ClientConfig,
+    server_name: &str,
+    http2: bool,
+) -> anyhow::Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>>
+{
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     let builder = hyper_rustls::HttpsConnectorBuilder::new()

@@ -376,6 +376,24 @@ pub fn ca_and_leaf(ca_name: &str, names: &[&str]) -> anyhow::Result<(String, Str
     Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
 }
 
+/// A certificate for `spiffe_uri` issued by the plug-in CA in `dir` (Istio's `cacerts`
+/// layout), as that CA would issue it: (chain PEM up to the intermediate, key PEM).
+pub fn issued_by(dir: &std::path::Path, spiffe_uri: &str) -> anyhow::Result<(String, String)> {
+    let ca_pem = std::fs::read_to_string(dir.join("ca-cert.pem"))?;
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca-key.pem"))?)?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.subject_alt_names = vec![rcgen::SanType::URI(spiffe_uri.try_into()?)];
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    ];
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((format!("{}{ca_pem}", cert.pem()), key.serialize_pem()))
+}
+
 /// A root CA for plug-in CAs of several clusters (Istio's common root).
 pub struct SharedRoot {
     cert: rcgen::Certificate,

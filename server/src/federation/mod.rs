@@ -6,6 +6,12 @@
 //! for `shoal.federation.v1.ExportedService` by wildcard, as node
 //! `federation~…~CLUSTER.istio-system~…`, and resumes with `initial_resource_versions`.
 //!
+//! One stream per peer group and importing group: the link to a peer is placed like a
+//! proxy stream, on the replica serving its key's shard ([`link`]). That replica follows
+//! the peer; the group's other replicas read what it imported from it over a relay stream
+//! (`shoal_api::relay`: same resources, same versions), and whoever takes the shard over
+//! resumes with the peer from what it already holds, so a failover re-sends nothing.
+//!
 //! What a peer exports becomes config of a source of its own (`federation/PEER/NS/HOST`,
 //! one unit per service), so that translation treats remote endpoints as it treats local
 //! ones: an `EndpointSlice` of the local Service of the same name (Istio's namespace
@@ -19,22 +25,26 @@
 //! cluster id is refused (a peer never overrides a cluster's own endpoints). Units are
 //! replaced only when their content changed, so a flapping link pushes nothing.
 
+mod follower;
+mod link;
+mod objects;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{Value, json};
-use shoal_api::istio::federation::{ExportedEndpoint, ExportedService};
-use shoal_api::pb::envoy::config::core::v3::Node;
-use shoal_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use shoal_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
-use shoal_api::type_url::FEDERATION;
-use shoal_config::k8s::topology;
-use shoal_config::source::backoff::{Backoff, jitter};
+use serde::Serialize;
+use shoal_cache::{Snapshot, View};
 use shoal_config::source::{ConfigSource, SourceError, SourceUpdate};
-use tokio::sync::{mpsc, oneshot};
+use shoal_shard::Ownership;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use follower::Follower;
+use link::Placement;
+#[cfg(test)]
+use objects::objects;
 
 /// One peer group to import from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,25 +87,78 @@ pub struct FederationConfig {
     pub stale_after: Duration,
 }
 
+/// What a replica needs before it follows anyone, known once its CA and group are up.
+pub struct Links {
+    /// This replica's client TLS (its serving certificate).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Its group's ownership view (`None`: a replica on its own).
+    pub ownership: Option<watch::Receiver<Arc<Ownership>>>,
+}
+
+/// How one peer's link fares on this replica (`/debug/configz`, `sources.federation`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    /// `peer`: this replica owns the link and follows the peer; `relay`: it reads the
+    /// owner's imports; `waiting`: nobody owns the link right now.
+    pub upstream: &'static str,
+    /// The address read from (the peer's, or the owner's TLS xDS address).
+    pub address: String,
+    pub connected: bool,
+    /// Services held from the peer.
+    pub services: usize,
+}
+
+/// Every peer's link, by peer name.
+pub type FederationStatus = BTreeMap<String, PeerStatus>;
+
+/// Per peer, what this replica serves to the group's replicas reading the link from it.
+#[derive(Clone, Default)]
+pub struct Relays(Arc<BTreeMap<String, Arc<View>>>);
+
+impl Relays {
+    pub fn view(&self, peer: &str) -> Option<Arc<View>> {
+        self.0.get(peer).cloned()
+    }
+}
+
 /// The source of every peer's exports.
 pub struct FederationSource {
     cfg: FederationConfig,
     cluster_id: String,
-    /// This replica's client TLS, once the CA has issued its certificate.
-    tls: oneshot::Receiver<Arc<rustls::ClientConfig>>,
+    links: oneshot::Receiver<Links>,
+    relays: Relays,
+    status: watch::Sender<FederationStatus>,
 }
 
 impl FederationSource {
     pub fn new(
         cfg: FederationConfig,
         cluster_id: String,
-        tls: oneshot::Receiver<Arc<rustls::ClientConfig>>,
+        links: oneshot::Receiver<Links>,
     ) -> FederationSource {
+        let relays = cfg
+            .peers
+            .iter()
+            .map(|p| {
+                let view = View::new(format!("federation-relay/{}", p.name), Snapshot::default());
+                (p.name.clone(), view)
+            })
+            .collect();
         FederationSource {
             cfg,
             cluster_id,
-            tls,
+            links,
+            relays: Relays(Arc::new(relays)),
+            status: watch::Sender::new(FederationStatus::new()),
         }
+    }
+
+    pub fn relays(&self) -> Relays {
+        self.relays.clone()
+    }
+
+    pub fn status(&self) -> watch::Receiver<FederationStatus> {
+        self.status.subscribe()
     }
 }
 
@@ -115,21 +178,29 @@ impl ConfigSource for FederationSource {
             })
             .await
             .map_err(|_| SourceError::Closed)?;
-            let Ok(tls) = self.tls.await else {
+            let Ok(links) = self.links.await else {
                 tracing::warn!("federation: no client certificate (the CA did not start)");
                 return Ok(());
             };
             let mut peers = tokio::task::JoinSet::new();
             for peer in self.cfg.peers.clone() {
+                let Some(relay) = self.relays.view(&peer.name) else {
+                    continue;
+                };
                 let follower = Follower {
                     peer,
                     cluster_id: self.cluster_id.clone(),
                     stale_after: self.cfg.stale_after,
-                    tls: tls.clone(),
+                    tls: links.tls.clone(),
                     tx: tx.clone(),
+                    relay,
+                    status: self.status.clone(),
                     held: BTreeMap::new(),
                 };
-                peers.spawn(follower.run());
+                let placement = Placement {
+                    view: links.ownership.clone(),
+                };
+                peers.spawn(follower.run(placement));
             }
             while let Some(done) = peers.join_next().await {
                 if let Ok(Err(e)) = done {
@@ -139,258 +210,6 @@ impl ConfigSource for FederationSource {
             Ok(())
         })
     }
-}
-
-/// One peer's stream and what it exported.
-struct Follower {
-    peer: Peer,
-    cluster_id: String,
-    stale_after: Duration,
-    tls: Arc<rustls::ClientConfig>,
-    tx: mpsc::Sender<SourceUpdate>,
-    /// Resource name → (version, content) of what the peer exports now.
-    held: BTreeMap<String, (String, ExportedService)>,
-}
-
-/// Why a stream ended.
-#[derive(Debug, thiserror::Error)]
-enum StreamError {
-    #[error("{0}")]
-    Grpc(#[from] tonic::Status),
-    #[error("the config pipeline has stopped")]
-    Closed,
-}
-
-impl Follower {
-    fn source(&self, name: &str) -> String {
-        format!("federation/{}/{name}", self.peer.name)
-    }
-
-    async fn run(mut self) -> Result<(), SourceError> {
-        let url = format!("https://{}", self.peer.addr);
-        let mut last_contact = Instant::now();
-        // Short enough to notice staleness on time.
-        let cap = (self.stale_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
-        let mut backoff = Backoff::new(Duration::from_millis(200), cap);
-        loop {
-            let channel = shoal_router::peer_channel(&url, Some(&self.tls));
-            match self.stream(channel, &mut last_contact).await {
-                Err(StreamError::Closed) => return Err(SourceError::Closed),
-                Err(StreamError::Grpc(status)) => {
-                    tracing::warn!(peer = %self.peer.name, addr = %self.peer.addr, code = ?status.code(), message = status.message(), "federation stream ended");
-                }
-                Ok(()) => {}
-            }
-            if !self.held.is_empty() && last_contact.elapsed() >= self.stale_after {
-                tracing::warn!(peer = %self.peer.name, services = self.held.len(), "peer unreachable past --federation-stale-after: its endpoints are withdrawn");
-                for name in std::mem::take(&mut self.held).into_keys() {
-                    let source = self.source(&name);
-                    self.tx
-                        .send(SourceUpdate::Remove { source })
-                        .await
-                        .map_err(|_| SourceError::Closed)?;
-                }
-            }
-            if last_contact.elapsed() < Duration::from_secs(1) {
-                // The stream was up until now: start over from the shortest wait.
-                backoff.reset();
-            }
-            tokio::time::sleep(backoff.next(jitter())).await;
-        }
-    }
-
-    fn request(&self, initial: bool) -> DeltaDiscoveryRequest {
-        let mut req = DeltaDiscoveryRequest {
-            type_url: FEDERATION.into(),
-            ..Default::default()
-        };
-        if initial {
-            req.node = Some(Node {
-                id: format!(
-                    "federation~0.0.0.0~{}.istio-system~istio-system.svc.cluster.local",
-                    self.cluster_id
-                ),
-                cluster: self.cluster_id.clone(),
-                ..Default::default()
-            });
-            req.initial_resource_versions = self
-                .held
-                .iter()
-                .map(|(name, (version, _))| (name.clone(), version.clone()))
-                .collect();
-        }
-        req
-    }
-
-    async fn stream(
-        &mut self,
-        channel: tonic::transport::Channel,
-        last_contact: &mut Instant,
-    ) -> Result<(), StreamError> {
-        let mut client =
-            AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 << 20);
-        let (req_tx, req_rx) = mpsc::channel(4);
-        let _ = req_tx.send(self.request(true)).await;
-        let mut responses = client
-            .delta_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(req_rx))
-            .await?
-            .into_inner();
-        tracing::info!(peer = %self.peer.name, addr = %self.peer.addr, "federation stream open");
-        loop {
-            // The peer counts as reachable for as long as its stream is up (HTTP/2
-            // keepalive notices a link that went silent).
-            let next = responses.message().await;
-            *last_contact = Instant::now();
-            let Some(resp) = next? else {
-                return Ok(());
-            };
-            let ack = self.apply(&resp).await?;
-            let _ = req_tx.send(ack).await;
-        }
-    }
-
-    /// Takes a response into the store; returns its ACK (or NACK).
-    async fn apply(
-        &mut self,
-        resp: &DeltaDiscoveryResponse,
-    ) -> Result<DeltaDiscoveryRequest, StreamError> {
-        let mut ack = self.request(false);
-        ack.response_nonce = resp.nonce.clone();
-        let mut refused = Vec::new();
-        for r in &resp.resources {
-            let Some(any) = &r.resource else { continue };
-            let export = match <ExportedService as prost::Message>::decode(any.value.as_slice()) {
-                Ok(e) => e,
-                Err(e) => {
-                    refused.push(format!("{}: {e}", r.name));
-                    continue;
-                }
-            };
-            if export.cluster_id == self.cluster_id {
-                refused.push(format!(
-                    "{}: exported by cluster {:?}, this group's own: a peer never overrides a cluster's own endpoints",
-                    r.name, export.cluster_id
-                ));
-                continue;
-            }
-            if self.held.get(&r.name).is_some_and(|(_, e)| *e == export) {
-                continue;
-            }
-            let docs = shoal_config::parse::parse_yaml(
-                &self.source(&r.name),
-                &objects(&self.peer.name, &export),
-            );
-            let source = self.source(&r.name);
-            self.tx
-                .send(SourceUpdate::Apply { source, docs })
-                .await
-                .map_err(|_| StreamError::Closed)?;
-            self.held
-                .insert(r.name.clone(), (r.version.clone(), export));
-        }
-        for name in &resp.removed_resources {
-            if self.held.remove(name).is_some() {
-                let source = self.source(name);
-                self.tx
-                    .send(SourceUpdate::Remove { source })
-                    .await
-                    .map_err(|_| StreamError::Closed)?;
-            }
-        }
-        if !refused.is_empty() {
-            tracing::warn!(peer = %self.peer.name, refused = ?refused, "federation: exports refused");
-            ack.error_detail = Some(shoal_api::pb::google::rpc::Status {
-                code: 3,
-                message: refused.join("; "),
-                ..Default::default()
-            });
-        }
-        Ok(ack)
-    }
-}
-
-/// A name part made of an address: `10.1.0.1` → `10-1-0-1`.
-fn dashed(address: &str) -> String {
-    address
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect::<String>()
-        .trim_matches('-')
-        .to_string()
-}
-
-/// The Pod standing for a remote endpoint: its labels, identity and place.
-fn pod(peer: &str, export: &ExportedService, e: &ExportedEndpoint) -> Value {
-    let mut labels: serde_json::Map<String, Value> = e
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
-    labels.insert(topology::CLUSTER.into(), json!(export.cluster_id));
-    if !e.network.is_empty() {
-        labels.insert(topology::NETWORK.into(), json!(e.network));
-    }
-    if !e.locality.is_empty() {
-        let locality = e.locality.trim_end_matches('/').replace('/', ".");
-        labels.insert(topology::ISTIO_LOCALITY.into(), json!(locality));
-    }
-    if e.istio_tls {
-        labels.insert(
-            shoal_translate::inject::TLS_MODE_LABEL.into(),
-            json!("istio"),
-        );
-    }
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": format!("{peer}-{}", dashed(&e.address)),
-            "namespace": export.namespace,
-            "labels": labels,
-        },
-        "spec": { "serviceAccountName": e.service_account },
-        "status": { "phase": "Running", "podIP": e.address },
-    })
-}
-
-/// The objects a peer's export of one service stands for: an EndpointSlice per set of
-/// endpoints serving the same ports, and a Pod per endpoint.
-fn objects(peer: &str, export: &ExportedService) -> String {
-    let mut by_ports: BTreeMap<Vec<(String, u32)>, Vec<&ExportedEndpoint>> = BTreeMap::new();
-    for e in &export.endpoints {
-        let ports: Vec<(String, u32)> = e.ports.iter().map(|(n, p)| (n.clone(), *p)).collect();
-        by_ports.entry(ports).or_default().push(e);
-    }
-    let mut docs = Vec::new();
-    for (i, (ports, endpoints)) in by_ports.into_iter().enumerate() {
-        let ipv6 = endpoints.iter().any(|e| e.address.contains(':'));
-        docs.push(json!({
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": {
-                "name": format!("{}-{peer}-{i}", export.name),
-                "namespace": export.namespace,
-                "labels": {
-                    "kubernetes.io/service-name": export.name,
-                    "shoal.io/federated-from": peer,
-                },
-            },
-            "addressType": if ipv6 { "IPv6" } else { "IPv4" },
-            "ports": ports.iter().map(|(n, p)| json!({"name": n, "port": p})).collect::<Vec<_>>(),
-            "endpoints": endpoints.iter().map(|e| json!({
-                "addresses": [e.address],
-                "conditions": { "ready": e.healthy },
-                "targetRef": { "kind": "Pod", "namespace": export.namespace, "name": format!("{peer}-{}", dashed(&e.address)) },
-            })).collect::<Vec<_>>(),
-        }));
-        for e in endpoints {
-            docs.push(pod(peer, export, e));
-        }
-    }
-    docs.iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join("\n---\n")
 }
 
 #[cfg(test)]

@@ -15,6 +15,9 @@
 //! - A peer shoal group (`federation~…`) gets this group's exports and no secrets: it must
 //!   authenticate as an identity `--federation-peers` allows (none by default). Its node
 //!   claims no namespace of ours.
+//! - A federation relay reader (`shoal_api::relay`) gets what this replica imported from a
+//!   peer group: only a replica of this group may, connected directly (a forwarded claim
+//!   would not do: under a shared root a peer group's replicas carry the same identity).
 
 use std::sync::Arc;
 
@@ -67,6 +70,34 @@ impl Identity {
         }
         tracing::info!(peer = %caller.identity.spiffe_uri(), "federation peer admitted");
         Ok(())
+    }
+
+    /// Whether a replica of this group may read this replica's imports; the refusal says
+    /// why.
+    pub fn admit_relay(&self, ctx: &StreamContext) -> Result<(), Status> {
+        let Some(shoal_ca::grpc::PeerCertificates(chain)) = ctx.extensions.get() else {
+            return Err(Status::unauthenticated(
+                "federation imports are read by this group's replicas only, over the TLS xDS \
+                 port with their client certificate",
+            ));
+        };
+        if ctx.headers.contains_key(shoal_router::CALLER)
+            || ctx.headers.contains_key(shoal_router::FORWARDED)
+        {
+            return Err(Status::permission_denied(
+                "federation imports are not read through another replica",
+            ));
+        }
+        match self.ca.authenticate_own_client_cert(chain) {
+            Ok(c) if c.identity == *self.ca.server_identity() => Ok(()),
+            Ok(c) => Err(Status::permission_denied(format!(
+                "{} is not a replica of this group",
+                c.identity.spiffe_uri()
+            ))),
+            Err(e) => Err(Status::permission_denied(format!(
+                "not a replica of this group: {e}"
+            ))),
+        }
     }
 
     /// Whether a debug client may ask Istio's debug types; the refusal says why.

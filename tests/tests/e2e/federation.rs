@@ -12,6 +12,7 @@ use shoal_api::pb::envoy::config::core::v3::address;
 use shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use shoal_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+use shoal_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use shoal_api::type_url::{ENDPOINT, FEDERATION};
 use shoal_tests::identity::{Issuer, SharedRoot};
 use shoal_tests::xds::{DeltaStream, Target, node, refusal};
@@ -443,4 +444,215 @@ async fn a_partition_between_groups_heals_without_pushes() {
         "west's config did not move"
     );
     assert_eq!(endpoints(&mut s).await, None, "west's proxies got nothing");
+}
+
+/// Replica `admin`'s link to east: (upstream, connected, services held, config revision).
+async fn link_of(admin: std::net::SocketAddr) -> Option<(String, bool, u64, u64)> {
+    let (status, body) = shoal_tests::http_get(admin, "/debug/configz", &[])
+        .await
+        .ok()?;
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let east = &v["sources"]["federation"]["east"];
+    Some((
+        east["upstream"].as_str()?.to_string(),
+        east["connected"].as_bool()?,
+        east["services"].as_u64()?,
+        v["revision"].as_u64()?,
+    ))
+}
+
+/// Waits until every running replica of `west` holds east's service, exactly one reading
+/// it from east and the others from that one; returns the owner and each one's revision.
+async fn one_link(west: &shoal_tests::cluster::Cluster) -> anyhow::Result<(u64, Vec<u64>)> {
+    shoal_tests::eventually(Duration::from_secs(40), "one link to east", || async {
+        let mut owner = None;
+        let mut revisions = Vec::new();
+        for id in west.running() {
+            let (upstream, connected, services, revision) =
+                link_of(west.replicas[(id - 1) as usize].admin).await?;
+            if !connected || services != 1 {
+                return None;
+            }
+            match upstream.as_str() {
+                "peer" if owner.is_none() => owner = Some(id),
+                "relay" => {}
+                _ => return None,
+            }
+            revisions.push(revision);
+        }
+        Some((owner?, revisions))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_follows_each_peer_with_one_stream_that_fails_over_without_resending() {
+    use shoal_tests::cluster::{Cluster, Net};
+    let Dirs {
+        east_ca,
+        west_ca,
+        east_cfg,
+        west_cfg,
+    } = Dirs::new();
+    std::fs::write(east_cfg.path().join("mesh.yaml"), service(Some("10.2.0.1"))).unwrap();
+    std::fs::write(west_cfg.path().join("mesh.yaml"), service(Some("10.1.0.1"))).unwrap();
+    let east_port = free_port("127.0.0.1");
+    let east = group(
+        east_cfg.path(),
+        east_ca.path(),
+        "east",
+        east_port,
+        &["--federation-peers", "istio-system/shoal"],
+    )
+    .await;
+    let federate = format!("east=127.0.0.1:{east_port}");
+    let mut west = Cluster::start_with_ca(
+        3,
+        west_cfg.path(),
+        Net::Loopback,
+        &[
+            "--cluster-id",
+            "west",
+            "--federate",
+            &federate,
+            "--federation-stale-after",
+            "120s",
+        ],
+        Some(west_ca.path()),
+    )
+    .await
+    .unwrap();
+    let logs = |west: &Cluster| -> String {
+        west.replicas
+            .iter()
+            .filter_map(|r| Some(format!("--- west {} ---\n{}", r.id, r.proc.as_ref()?.log())))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (owner, _) = match one_link(&west).await {
+        Ok(v) => v,
+        Err(e) => panic!("{e}\n{}\neast:\n{}", logs(&west), east.log()),
+    };
+    // East sees one stream from the whole group, however long it runs.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        east.log().matches("federation peer admitted").count(),
+        1,
+        "east:\n{}",
+        east.log()
+    );
+    let pushed = east
+        .metric("shoal_xds_pushed_resources_total")
+        .await
+        .unwrap();
+
+    // The owner's imports are read by its group's replicas only: a replica of the peer
+    // group carries the same identity under the shared root, but another CA issued it.
+    let owner_replica = &west.replicas[(owner - 1) as usize];
+    let addr = format!("https://{}:{}", owner_replica.ip, owner_replica.tls_port);
+    let relay_read = |ca: std::path::PathBuf| {
+        let addr = addr.clone();
+        async move {
+            let root = std::fs::read_to_string(ca.join("root-cert.pem")).unwrap();
+            let (chain, key) = shoal_tests::identity::issued_by(
+                &ca,
+                "spiffe://cluster.local/ns/istio-system/sa/shoal",
+            )
+            .unwrap();
+            let tls = shoal_tests::https::client_config_with_cert(&root, &chain, &key).unwrap();
+            let https = shoal_tests::https::connector_with(tls, "localhost", true).unwrap();
+            let channel = tonic::transport::Endpoint::from_shared(addr)
+                .unwrap()
+                .connect_with_connector(https)
+                .await
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            let mut client = AggregatedDiscoveryServiceClient::new(channel);
+            let mut first =
+                node("federation~0.0.0.0~west.istio-system~istio-system.svc.cluster.local");
+            first.metadata = Some(shoal_api::relay::relay_metadata("east"));
+            let req = DeltaDiscoveryRequest {
+                node: Some(first),
+                type_url: FEDERATION.into(),
+                ..Default::default()
+            };
+            let mut stream = client
+                .delta_aggregated_resources(tokio_stream::iter([req]))
+                .await?
+                .into_inner();
+            let resp = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                .await
+                .map_err(|_| tonic::Status::deadline_exceeded("no answer"))??;
+            Ok::<_, tonic::Status>(resp.map(|r| r.resources.len()))
+        }
+    };
+    assert_eq!(
+        relay_read(west_ca.path().to_path_buf())
+            .await
+            .map_err(|s| s.code()),
+        Ok(Some(1)),
+        "a replica of west reads the import"
+    );
+    assert_eq!(
+        relay_read(east_ca.path().to_path_buf())
+            .await
+            .map_err(|s| s.code()),
+        Err(tonic::Code::PermissionDenied),
+        "a replica of east may not"
+    );
+
+    // The owner dies: another replica takes the link over and resumes where it left off.
+    west.kill(owner);
+    let (next, revisions) = match one_link(&west).await {
+        Ok(v) => v,
+        Err(e) => panic!("{e}\n{}\neast:\n{}", logs(&west), east.log()),
+    };
+    assert_ne!(next, owner);
+    assert_eq!(
+        east.log().matches("federation peer admitted").count(),
+        2,
+        "one new stream:\n{}",
+        east.log()
+    );
+    assert_eq!(
+        east.metric("shoal_xds_pushed_resources_total")
+            .await
+            .unwrap(),
+        pushed,
+        "east re-sent nothing on the takeover"
+    );
+
+    // A change in east reaches every replica left, through the new owner.
+    std::fs::write(east_cfg.path().join("mesh.yaml"), service(Some("10.2.0.2"))).unwrap();
+    let survivors = west.running();
+    let moved = shoal_tests::eventually(Duration::from_secs(20), "east's change", || async {
+        for (i, id) in survivors.iter().enumerate() {
+            let (_, _, _, revision) = link_of(west.replicas[(id - 1) as usize].admin).await?;
+            if revision <= revisions[i] {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    if let Err(e) = moved {
+        panic!("{e}\n{}\neast:\n{}", logs(&west), east.log());
+    }
+    let any = &west.replicas[(survivors[0] - 1) as usize];
+    let mut s = DeltaStream::open(
+        any.xds,
+        DeltaDiscoveryRequest {
+            node: Some(node("sidecar~10.1.0.9~sleep-1.shop~shop.svc.cluster.local")),
+            type_url: ENDPOINT.into(),
+            resource_names_subscribe: vec![CLUSTER.into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    if let Err(seen) = wait_for(&mut s, &["10.1.0.1", "10.2.0.2"], Duration::from_secs(20)).await {
+        panic!("{seen:?}\n{}", logs(&west));
+    }
 }
