@@ -26,6 +26,7 @@ pub mod istio;
 pub mod k8s;
 mod labels;
 pub mod mesh_config;
+pub mod mesh_networks;
 mod meta;
 mod object;
 pub mod parse;

@@ -133,7 +133,12 @@ pub async fn build(config: Arc<Config>) -> anyhow::Result<App> {
         config.debounce_max,
     ));
     if let Some(file) = &config.mesh.file {
-        tasks.spawn(crate::mesh::Watch::new(file, &config.mesh.base).run(pipeline.clone()));
+        let document = crate::mesh::Document::MeshConfig(Box::new(config.mesh.base.clone()));
+        tasks.spawn(crate::mesh::Watch::new(file, document).run(pipeline.clone()));
+    }
+    if let Some(file) = &config.mesh.networks_file {
+        let document = crate::mesh::Document::MeshNetworks;
+        tasks.spawn(crate::mesh::Watch::new(file, document).run(pipeline.clone()));
     }
     let jwks_status = Arc::new(crate::jwks::JwksStatus::default());
     tasks.spawn(crate::jwks::run(

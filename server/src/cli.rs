@@ -251,6 +251,14 @@ pub struct ServeArgs {
     /// Followed while running: an edit rebuilds every view, a broken one is refused.
     #[arg(long, env = "SHOAL_MESH_CONFIG")]
     pub mesh_config: Option<PathBuf>,
+    /// Istio's MeshNetworks (istiod's `--meshNetworks`): the networks of endpoints no
+    /// `topology.istio.io/network` label places (`fromRegistry` by cluster, `fromCidr` by
+    /// address) and their gateways (`address`, or `registryServiceName`). Read at start
+    /// (an error stops it), then followed; a broken edit is refused. With `--kubernetes`
+    /// and no `--mesh-config`, the `meshNetworks` key of the `istio` ConfigMap is read
+    /// instead when this is not given.
+    #[arg(long, env = "SHOAL_MESH_NETWORKS")]
+    pub mesh_networks: Option<PathBuf>,
     /// A plaintext xDS port (Istio's 15010), only when asked for: proxies there are
     /// anonymous and get config without secrets; a token sent there is refused (it would
     /// travel in the clear). The TLS port (--xds-tls-addr) is the default way in.
@@ -438,6 +446,10 @@ pub struct ValidateArgs {
     /// Check an Istio MeshConfig file too (as `serve --mesh-config` reads it).
     #[arg(long)]
     pub mesh_config: Option<PathBuf>,
+    /// Check an Istio MeshNetworks file too (as `serve --mesh-networks` reads it): an
+    /// entry serve would leave out is an error here.
+    #[arg(long)]
+    pub mesh_networks: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -187,6 +187,8 @@ pub struct MeshSettings {
     pub options: MeshOptions,
     pub base: MeshBase,
     pub file: Option<PathBuf>,
+    /// `--mesh-networks`, followed while running.
+    pub networks_file: Option<PathBuf>,
 }
 
 /// What every MeshConfig combines with.
@@ -196,6 +198,8 @@ pub struct MeshBase {
     pub flags: MeshOptions,
     /// Flags given explicitly, which win over the MeshConfig.
     pub explicit: BTreeSet<String>,
+    /// MeshNetworks comes from `--mesh-networks` (what a source holds is not used).
+    pub networks_from_file: bool,
 }
 
 /// The xDS ports and the ADS service's tuning.
@@ -269,7 +273,10 @@ impl Config {
         for g in &args.webhook.network_gateways {
             crate::mesh::network_gateway(g).map_err(anyhow::Error::msg)?;
         }
-        let flags = crate::mesh::from_flags(args);
+        let mut flags = crate::mesh::from_flags(args);
+        if let Some(path) = &args.mesh_networks {
+            flags.mesh_networks = crate::mesh::load_networks(path)?;
+        }
         let options = match &args.mesh_config {
             Some(path) => crate::mesh::load(path, &flags, explicit)?,
             None => flags.clone(),
@@ -277,6 +284,7 @@ impl Config {
         let base = MeshBase {
             flags,
             explicit: explicit.clone(),
+            networks_from_file: args.mesh_networks.is_some(),
         };
         let identity = if args.security.no_ca {
             None
@@ -320,6 +328,7 @@ impl Config {
                 options,
                 base,
                 file: args.mesh_config.clone(),
+                networks_file: args.mesh_networks.clone(),
             },
             xds: XdsConfig {
                 plaintext_addr: args.xds_addr,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shoal_config::mesh_config::{self, MeshConfig};
+use shoal_config::mesh_networks::MeshNetworks;
 use shoal_translate::MeshOptions;
 
 use crate::cli::ServeArgs;
@@ -93,6 +94,8 @@ pub fn options(
         None => MeshConfig::default(),
     };
     let mut options = combine(&base.flags, &base.explicit, &mesh);
+    // MeshNetworks is a document of its own: a MeshConfig change keeps the running one.
+    options.mesh_networks = running.mesh_networks.clone();
     if options.trust_domain != running.trust_domain {
         tracing::warn!(
             running = %running.trust_domain,
@@ -125,17 +128,53 @@ pub fn load(
     Ok(options)
 }
 
-/// Follows a MeshConfig file while running.
+/// Reads a MeshNetworks document (`--mesh-networks`), logging what it leaves out.
+pub fn parse_networks(
+    origin: &str,
+    text: &str,
+) -> Result<MeshNetworks, shoal_config::mesh_networks::ParseError> {
+    let (networks, warnings) = shoal_config::mesh_networks::parse(text)?;
+    for w in &warnings {
+        tracing::warn!(origin, "MeshNetworks {w}: left out");
+    }
+    Ok(networks)
+}
+
+/// The MeshNetworks to start with, from `path` (an error there stops the start).
+pub fn load_networks(path: &Path) -> anyhow::Result<MeshNetworks> {
+    let origin = format!("--mesh-networks {}", path.display());
+    let text = std::fs::read_to_string(path).with_context(|| origin.clone())?;
+    let networks = parse_networks(&origin, &text).with_context(|| origin.clone())?;
+    tracing::info!(file = %path.display(), networks = networks.networks.len(), "MeshNetworks read");
+    Ok(networks)
+}
+
+/// Which document a watched file holds.
+#[derive(Debug, Clone)]
+pub enum Document {
+    /// A MeshConfig, combined with the flags of `MeshBase`.
+    MeshConfig(Box<MeshBase>),
+    MeshNetworks,
+}
+
+/// Follows a MeshConfig or MeshNetworks file while running.
 pub struct Watch {
     path: std::path::PathBuf,
-    base: MeshBase,
+    document: Document,
 }
 
 impl Watch {
-    pub fn new(path: &Path, base: &MeshBase) -> Watch {
+    pub fn new(path: &Path, document: Document) -> Watch {
         Watch {
             path: path.to_path_buf(),
-            base: base.clone(),
+            document,
+        }
+    }
+
+    fn flag(&self) -> &'static str {
+        match self.document {
+            Document::MeshConfig(_) => "--mesh-config",
+            Document::MeshNetworks => "--mesh-networks",
         }
     }
 
@@ -150,7 +189,7 @@ impl Watch {
                 Ok(t) => t,
                 Err(e) => {
                     if last.is_some() {
-                        tracing::warn!(file = %path.display(), error = %e, "MeshConfig unreadable; keeping the last one");
+                        tracing::warn!(file = %path.display(), error = %e, flag = self.flag(), "unreadable; keeping the last good document");
                     }
                     last = None;
                     continue;
@@ -160,11 +199,18 @@ impl Watch {
                 continue;
             }
             last = Some(text.clone());
-            let origin = format!("--mesh-config {}", path.display());
-            pipeline
-                .clone()
-                .mesh_config(&self.base, &origin, Some(&text))
-                .await;
+            let origin = format!("{} {}", self.flag(), path.display());
+            match &self.document {
+                Document::MeshConfig(base) => {
+                    pipeline
+                        .clone()
+                        .mesh_config(base, &origin, Some(&text))
+                        .await;
+                }
+                Document::MeshNetworks => {
+                    pipeline.clone().mesh_networks(&origin, Some(&text)).await;
+                }
+            }
         }
     }
 }
@@ -204,6 +250,38 @@ mod tests {
         let none = super::options(base, "test", None, &running).unwrap_or_else(|e| panic!("{e}"));
         assert!(none.auto_mtls);
         assert_eq!(none.trust_domain, "a.example");
+    }
+
+    #[test]
+    fn mesh_networks_are_read_at_start_and_kept_across_mesh_config_changes() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("networks.yaml");
+        std::fs::write(
+            &file,
+            "networks:\n  n1:\n    endpoints: [{fromRegistry: c1}]\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let path = file.display().to_string();
+        let config = resolve(&["--mesh-networks", &path, "--cluster-id", "c1"])
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let running = config.mesh.options;
+        assert_eq!(running.own_network(), "n1");
+        assert!(config.mesh.base.networks_from_file);
+        let next = super::options(
+            &config.mesh.base,
+            "test",
+            Some("enableAutoMtls: false\n"),
+            &running,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!next.auto_mtls);
+        assert_eq!(next.mesh_networks, running.mesh_networks);
+        // A broken file stops the start, naming the flag.
+        std::fs::write(&file, "networks: [").unwrap_or_else(|e| panic!("{e}"));
+        let err = resolve(&["--mesh-networks", &path])
+            .map(|_| ())
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("--mesh-networks"), "{err:#}");
     }
 
     #[test]

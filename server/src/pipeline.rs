@@ -67,6 +67,8 @@ pub struct Pipeline {
     issues: Mutex<Vec<Issue>>,
     /// Why the last MeshConfig was refused, while it is.
     mesh_issue: Mutex<Option<Issue>>,
+    /// A refused MeshNetworks.
+    networks_issue: Mutex<Option<Issue>>,
     /// The config of the last build, published after the views.
     config: watch::Sender<ConfigSnapshot>,
     /// The JSON Web Key Sets the config needs fetched (`jwks.rs` fetches them).
@@ -127,6 +129,7 @@ impl Pipeline {
             ready: AtomicBool::new(false),
             issues: Mutex::new(Vec::new()),
             mesh_issue: Mutex::new(None),
+            networks_issue: Mutex::new(None),
             config: watch::Sender::new(ConfigSnapshot::default()),
             jwks_wanted: watch::Sender::new(Default::default()),
         })
@@ -163,7 +166,51 @@ impl Pipeline {
     pub fn issues(&self) -> Vec<Issue> {
         let mut issues = self.issues.lock().clone();
         issues.extend(self.mesh_issue.lock().clone());
+        issues.extend(self.networks_issue.lock().clone());
         issues
+    }
+
+    /// Applies a MeshNetworks `text` from `origin` (`None`: there is none any more); a
+    /// broken one is refused, reported, and the last good networks stay.
+    pub async fn mesh_networks(self: Arc<Self>, origin: &str, text: Option<&str>) {
+        let networks = match text
+            .map(|t| crate::mesh::parse_networks(origin, t))
+            .transpose()
+        {
+            Ok(n) => n.unwrap_or_default(),
+            Err(e) => {
+                tracing::error!(origin, error = %e, "MeshNetworks refused; keeping the last good one");
+                let source = shoal_config::Origin {
+                    source: origin.into(),
+                    doc: 0,
+                    line: 0,
+                    item: None,
+                };
+                *self.networks_issue.lock() = Some(
+                    Issue::error(
+                        "MeshNetworks",
+                        format!("refused, the last good one stays: {e}"),
+                    )
+                    .at(Some(&source), None),
+                );
+                return;
+            }
+        };
+        *self.networks_issue.lock() = None;
+        let mut options = self.options();
+        if options.mesh_networks == networks {
+            return;
+        }
+        tracing::info!(
+            origin,
+            networks = networks.networks.len(),
+            "MeshNetworks changed"
+        );
+        options.mesh_networks = networks;
+        let p = self.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || p.set_options(options)).await {
+            tracing::error!(error = %e, "applying MeshNetworks failed");
+        }
     }
 
     /// Applies a MeshConfig `text` from `origin` (`None`: there is none any more) over
@@ -445,6 +492,13 @@ impl Pipeline {
                     self.clone()
                         .mesh_config(&mesh, &origin, text.as_deref())
                         .await;
+                    continue;
+                }
+                // `--mesh-networks`, when given, is the one (as istiod's mounted file).
+                SourceUpdate::MeshNetworks { origin, text } => {
+                    if !mesh.networks_from_file {
+                        self.clone().mesh_networks(&origin, text.as_deref()).await;
+                    }
                     continue;
                 }
                 SourceUpdate::Synced { source_kind } => {

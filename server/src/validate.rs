@@ -58,6 +58,9 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.mesh_config {
         issues.extend(mesh_config_issues(path)?);
     }
+    if let Some(path) = &args.mesh_networks {
+        issues.extend(mesh_networks_issues(path)?);
+    }
     let errors = issues
         .iter()
         .filter(|i| i.severity == Severity::Error)
@@ -87,6 +90,33 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The findings about a MeshNetworks file, each naming the file: an entry `serve` would
+/// leave out is an error.
+fn mesh_networks_issues(path: &std::path::Path) -> anyhow::Result<Vec<shoal_config::Issue>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("--mesh-networks {}: {e}", path.display()))?;
+    let origin = shoal_config::Origin {
+        source: path.display().to_string().into(),
+        doc: 1,
+        line: 1,
+        item: None,
+    };
+    let issues = match shoal_config::mesh_networks::parse(&text) {
+        Ok((_, left_out)) => left_out
+            .iter()
+            .map(|w| match w.split_once(": ") {
+                Some((field, message)) => shoal_config::Issue::error(field, message),
+                None => shoal_config::Issue::error("", w.as_str()),
+            })
+            .collect(),
+        Err(e) => vec![shoal_config::Issue::error("", e.to_string())],
+    };
+    Ok(issues
+        .into_iter()
+        .map(|i| i.at(Some(&origin), None))
+        .collect())
 }
 
 /// The findings about a MeshConfig file, each naming the file.

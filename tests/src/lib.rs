@@ -147,3 +147,26 @@ pub async fn until_routed(via: std::net::SocketAddr, host: &str, log: impl Fn() 
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", log()));
 }
+
+/// `shoal validate` of the binary under test with `args`: (exit code, stdout and stderr).
+pub async fn validate(args: &[&str]) -> (Option<i32>, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(crate::env::shoal_bin())
+            .arg("validate")
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("validate within 60 s")
+    .expect("validate runs");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

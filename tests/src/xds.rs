@@ -169,6 +169,59 @@ impl DeltaStream {
     }
 }
 
+/// The endpoint addresses of the last assignment a delta stream got before it went quiet
+/// (each response ACKed), sorted; `None` if none came.
+pub async fn endpoint_addresses(s: &mut DeltaStream) -> Option<Vec<String>> {
+    use prost::Message;
+    use shoal_api::pb::envoy::config::core::v3::address;
+    use shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use shoal_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+    let mut latest = None;
+    for r in s.drain(Duration::from_millis(700), 20).await {
+        for res in &r.resources {
+            let cla =
+                ClusterLoadAssignment::decode(res.resource.as_ref()?.value.as_slice()).ok()?;
+            let mut ips: Vec<String> = cla
+                .endpoints
+                .iter()
+                .flat_map(|l| &l.lb_endpoints)
+                .filter_map(|e| match &e.host_identifier {
+                    Some(HostIdentifier::Endpoint(ep)) => {
+                        match ep.address.as_ref()?.address.as_ref()? {
+                            address::Address::SocketAddress(sa) => Some(sa.address.clone()),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                })
+                .collect();
+            ips.sort();
+            latest = Some(ips);
+        }
+    }
+    latest
+}
+
+/// Waits until the stream's assignment holds exactly `want` (sorted); the last addresses
+/// seen otherwise.
+pub async fn wait_for_endpoints(
+    s: &mut DeltaStream,
+    want: &[&str],
+    within: Duration,
+) -> Result<(), Option<Vec<String>>> {
+    let deadline = std::time::Instant::now() + within;
+    let mut seen = None;
+    while std::time::Instant::now() < deadline {
+        if let Some(ips) = endpoint_addresses(s).await {
+            if ips == want {
+                return Ok(());
+            }
+            seen = Some(ips);
+        }
+    }
+    Err(seen)
+}
+
 /// The status a refused delta stream ends with, whether the server refuses it when it
 /// opens or with its first response; `None` if it is served instead.
 pub async fn refusal(

@@ -98,6 +98,9 @@ pub struct MeshOptions {
     /// The east-west gateway (address, port) of each other network: endpoints there are
     /// reached through it (Istio's multi-network model).
     pub network_gateways: std::collections::BTreeMap<String, (String, u16)>,
+    /// Istio's MeshNetworks (`--mesh-networks`, or the `istio` ConfigMap's `meshNetworks`):
+    /// the network of endpoints no label places, and more networks' gateways.
+    pub mesh_networks: shoal_config::mesh_networks::MeshNetworks,
 }
 
 /// Where and how Envoy proxies write access logs.
@@ -112,6 +115,17 @@ pub struct AccessLogOptions {
 }
 
 impl MeshOptions {
+    /// This cluster's network: `--network`, else the one MeshNetworks assigns this cluster
+    /// (`fromRegistry`), else the default (empty) network.
+    pub fn own_network(&self) -> &str {
+        if !self.network.is_empty() {
+            return &self.network;
+        }
+        self.mesh_networks
+            .of_registry(&self.cluster_id)
+            .unwrap_or_default()
+    }
+
     /// Takes what an Istio MeshConfig sets (fields it leaves out keep their values).
     pub fn apply_mesh_config(&mut self, mesh: &shoal_config::mesh_config::MeshConfig) {
         if let Some(td) = &mesh.trust_domain {
@@ -179,6 +193,7 @@ impl Default for MeshOptions {
             cluster_id: "Kubernetes".to_string(),
             network: String::new(),
             network_gateways: std::collections::BTreeMap::new(),
+            mesh_networks: Default::default(),
         }
     }
 }

@@ -33,6 +33,12 @@ pub enum SourceUpdate {
         origin: String,
         text: Option<String>,
     },
+    /// The MeshNetworks text the source holds now (Kubernetes: the `istio` ConfigMap's
+    /// `meshNetworks` key), unchecked; `None` when it holds none any more.
+    MeshNetworks {
+        origin: String,
+        text: Option<String>,
+    },
 }
 
 #[derive(Debug, Error)]

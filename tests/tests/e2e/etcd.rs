@@ -16,6 +16,7 @@ use shoal_api::ResourceType;
 use shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use shoal_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 use shoal_tests::etcd::{Etcd, Tls};
+use shoal_tests::validate;
 use shoal_tests::xds::{DeltaStream, node};
 use shoal_tests::{Shoal, eventually, http_get, start_shoal};
 
@@ -502,29 +503,6 @@ async fn rereads_push_only_what_changed_and_an_outage_keeps_serving() {
     }
     // Three objects changed: the cart EndpointSlice, ratings' Service and EndpointSlice.
     assert_eq!(shoal.revision().await.expect("revision"), revision + 3);
-}
-
-/// `shoal validate` of the binary under test with `args`: (exit code, stdout and stderr).
-async fn validate(args: &[&str]) -> (Option<i32>, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(shoal_tests::env::shoal_bin())
-            .arg("validate")
-            .args(args)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("validate within 60 s")
-    .expect("validate runs");
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 /// `shoal validate --etcd` reads the prefix once and reports as for files: by key and

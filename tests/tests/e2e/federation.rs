@@ -7,15 +7,12 @@
 
 use std::time::Duration;
 
-use prost::Message;
-use shoal_api::pb::envoy::config::core::v3::address;
-use shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use shoal_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use shoal_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use shoal_api::type_url::{ENDPOINT, FEDERATION};
 use shoal_tests::identity::{Issuer, SharedRoot};
 use shoal_tests::xds::{DeltaStream, Target, node, refusal};
+use shoal_tests::xds::{endpoint_addresses as endpoints, wait_for_endpoints as wait_for};
 use shoal_tests::{Shoal, free_port, start_shoal};
 
 const CLUSTER: &str = "outbound|80||echo.shop.svc.cluster.local";
@@ -81,35 +78,6 @@ async fn group(
     start_shoal(config, &args).await.unwrap()
 }
 
-/// The endpoint addresses of `CLUSTER` a sidecar of west holds once its stream is quiet.
-async fn endpoints(s: &mut DeltaStream) -> Option<Vec<String>> {
-    let mut latest = None;
-    for r in s.drain(Duration::from_millis(700), 20).await {
-        s.ack(&r).await.ok()?;
-        for res in &r.resources {
-            let cla =
-                ClusterLoadAssignment::decode(res.resource.as_ref()?.value.as_slice()).ok()?;
-            let mut ips: Vec<String> = cla
-                .endpoints
-                .iter()
-                .flat_map(|l| &l.lb_endpoints)
-                .filter_map(|e| match &e.host_identifier {
-                    Some(HostIdentifier::Endpoint(ep)) => {
-                        match ep.address.as_ref()?.address.as_ref()? {
-                            address::Address::SocketAddress(sa) => Some(sa.address.clone()),
-                            _ => None,
-                        }
-                    }
-                    _ => None,
-                })
-                .collect();
-            ips.sort();
-            latest = Some(ips);
-        }
-    }
-    latest
-}
-
 /// A sidecar of `west` subscribed to the endpoints of `cluster`.
 async fn watch_endpoints(west: &Shoal, cluster: &str) -> DeltaStream {
     DeltaStream::open(
@@ -123,25 +91,6 @@ async fn watch_endpoints(west: &Shoal, cluster: &str) -> DeltaStream {
     )
     .await
     .unwrap()
-}
-
-/// Waits until west's sidecar holds exactly `want`; the last addresses seen otherwise.
-async fn wait_for(
-    s: &mut DeltaStream,
-    want: &[&str],
-    within: Duration,
-) -> Result<(), Option<Vec<String>>> {
-    let deadline = std::time::Instant::now() + within;
-    let mut seen = None;
-    while std::time::Instant::now() < deadline {
-        if let Some(ips) = endpoints(s).await {
-            if ips == want {
-                return Ok(());
-            }
-            seen = Some(ips);
-        }
-    }
-    Err(seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,7 +63,7 @@ impl Ctx<'_> {
     }
 
     fn network(&self) -> &str {
-        &self.model.options.network
+        self.model.options.own_network()
     }
 
     /// The waypoint (namespace, name) an object's labels (else its namespace's) name, when
@@ -445,7 +445,7 @@ fn pod(ctx: &Ctx<'_>, key: &ObjectKey, p: &Pod, services: &[&Arc<Service>]) -> O
     let (workload_type, workload_name) = workload_of(p, &key.name);
     let (canonical_name, canonical_revision) = canonical(labels, &workload_name);
     // A workload a federated peer exported carries its own cluster and network.
-    let network = crate::model::network_of(labels, &ctx.model.options);
+    let network = crate::model::network_of(labels, primary, &ctx.model.options);
     let cluster = labels
         .get(shoal_config::k8s::topology::CLUSTER)
         .unwrap_or(ctx.model.options.cluster_id.as_str());

@@ -95,8 +95,8 @@ pub(crate) fn assignment(
         let Some(port) = e.port_for(c.port) else {
             continue;
         };
-        let network = crate::model::network_of(&e.labels, opts);
-        if network != opts.network {
+        let network = crate::model::network_of(&e.labels, &e.address, opts);
+        if network != opts.own_network() {
             if let Some(gateway) = model.network_gateways.get(network) {
                 let l = &e.locality;
                 let key = (network, format!("{}/{}/{}", l.region, l.zone, l.subzone));

@@ -40,7 +40,7 @@ fn exported(model: &Model, svc: &Service) -> Option<ExportedService> {
                 .iter()
                 .filter_map(|p| Some((p.name.clone(), u32::from(e.port_for(p)?))))
                 .collect(),
-            network: network_of(&e.labels, opts).to_string(),
+            network: network_of(&e.labels, &e.address, opts).to_string(),
             locality: if e.locality.is_empty() {
                 String::new()
             } else {

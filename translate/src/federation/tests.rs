@@ -243,3 +243,139 @@ status:
     );
     assert!(!text.contains("10.2.0."), "{text}");
 }
+
+/// The addresses of an assignment's endpoints, sorted.
+fn addresses(
+    cla: &shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment,
+) -> Vec<String> {
+    use shoal_api::pb::envoy::config::core::v3::address::Address;
+    use shoal_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+    let mut out: Vec<String> = cla
+        .endpoints
+        .iter()
+        .flat_map(|l| &l.lb_endpoints)
+        .filter_map(|e| match &e.host_identifier {
+            Some(HostIdentifier::Endpoint(ep)) => match ep.address.as_ref()?.address.as_ref()? {
+                Address::SocketAddress(sa) => {
+                    Some(format!("{}:{:?}", sa.address, sa.port_specifier))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn mesh_networks_place_unlabelled_endpoints_and_name_their_gateways() {
+    // Without network labels: the cluster label (or this cluster) and the address decide.
+    let pods = r#"apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: here, namespace: shop, labels: {app: echo}}
+status: {phase: Running, podIP: 10.1.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: east-1, namespace: shop, labels: {app: echo, topology.istio.io/cluster: east}}
+status: {phase: Running, podIP: 10.2.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: south-1, namespace: shop, labels: {app: echo, topology.istio.io/cluster: far}}
+status: {phase: Running, podIP: 10.3.0.1}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: echo-1, namespace: shop, labels: {kubernetes.io/service-name: echo}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: [10.1.0.1]
+- addresses: [10.2.0.1]
+- addresses: [10.3.0.1]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: istio-eastwestgateway
+  namespace: istio-system
+  labels: {topology.istio.io/cluster: south}
+spec:
+  type: LoadBalancer
+  ports: [{name: tls, port: 15443}]
+status:
+  loadBalancer: {ingress: [{ip: 192.0.2.7}]}
+"#;
+    let networks = r#"networks:
+  net-west:
+    endpoints: [{fromRegistry: west}]
+    gateways: [{registryServiceName: istio-eastwestgateway.istio-system.svc.cluster.local, port: 15443}]
+  net-east:
+    endpoints: [{fromRegistry: east}]
+    gateways: [{address: 192.0.2.1, port: 15443}]
+  net-south:
+    endpoints: [{fromRegistry: south}, {fromCidr: 10.3.0.0/16}]
+    gateways: [{registryServiceName: istio-eastwestgateway.istio-system.svc.cluster.local, port: 16443}]
+"#;
+    let (mesh_networks, warnings) = shoal_config::mesh_networks::parse(networks).expect("parses");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let options = MeshOptions {
+        cluster_id: "west".into(),
+        mesh_networks,
+        ..MeshOptions::default()
+    };
+    assert_eq!(
+        options.own_network(),
+        "net-west",
+        "fromRegistry names this cluster"
+    );
+    let store = || {
+        let mut store = ConfigStore::new();
+        store.apply("m.yaml", parse_yaml("m.yaml", pods));
+        store
+    };
+    // This cluster's endpoint directly; east's through its fixed gateway; the one of an
+    // unlisted cluster by its address, through the gateway Service of the cluster that
+    // network lists.
+    let cla = echo_assignment(store(), options.clone());
+    assert_eq!(
+        addresses(&cla),
+        [
+            "10.1.0.1:Some(PortValue(8080))",
+            "192.0.2.1:Some(PortValue(15443))",
+            "192.0.2.7:Some(PortValue(16443))"
+        ]
+    );
+    // The gateway Service of another cluster than the network lists does not count.
+    let mut elsewhere = options.clone();
+    if let Some(n) = elsewhere.mesh_networks.networks.get_mut("net-south") {
+        n.registries = vec!["north".into()];
+    }
+    let got = addresses(&echo_assignment(store(), elsewhere));
+    assert!(!got.iter().any(|a| a.starts_with("192.0.2.7")), "{got:?}");
+    // A network label wins over MeshNetworks.
+    let labelled = pods.replace(
+        "topology.istio.io/cluster: far",
+        "topology.istio.io/cluster: far, topology.istio.io/network: net-east",
+    );
+    let mut s = ConfigStore::new();
+    s.apply("m.yaml", parse_yaml("m.yaml", &labelled));
+    let got = addresses(&echo_assignment(s, options));
+    assert_eq!(
+        got,
+        [
+            "10.1.0.1:Some(PortValue(8080))",
+            "192.0.2.1:Some(PortValue(15443))"
+        ]
+    );
+}

@@ -2,7 +2,8 @@
 //! for a revision) in the root namespace, as istiod reads it. Watched like a kind (its
 //! state is in the status, and the initial sync waits for it), and delivered as
 //! [`SourceUpdate::MeshConfig`]: the text as it is, checked by whoever applies it, so that
-//! a broken edit is refused there and the last good MeshConfig stays.
+//! a broken edit is refused there and the last good MeshConfig stays. Its `meshNetworks`
+//! key likewise, as [`SourceUpdate::MeshNetworks`].
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -41,8 +42,20 @@ impl MeshConfigMap {
     }
 }
 
-fn mesh_text(cm: &ConfigMap) -> Option<String> {
-    cm.data.as_ref().and_then(|d| d.get("mesh")).cloned()
+/// The ConfigMap's `mesh` and `meshNetworks` texts.
+fn texts(cm: &ConfigMap) -> Texts {
+    let key = |k: &str| cm.data.as_ref().and_then(|d| d.get(k)).cloned();
+    Texts {
+        mesh: key("mesh"),
+        networks: key("meshNetworks"),
+    }
+}
+
+/// What the ConfigMap holds (`None`: that key, or the ConfigMap, is absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Texts {
+    mesh: Option<String>,
+    networks: Option<String>,
 }
 
 /// Follows the ConfigMap for as long as the pipeline runs, sending its `mesh` text when it
@@ -62,18 +75,18 @@ pub(super) async fn watch_mesh_config(
         k.api_version = Some("v1".into());
         k.state = KindState::Syncing;
     });
-    // What was last sent; `Some(None)`: "no MeshConfig" was sent.
-    let mut sent: Option<Option<String>> = None;
-    let mut listing: Option<Option<String>> = None;
+    // What was last sent; `None`: nothing yet.
+    let mut sent: Option<Texts> = None;
+    let mut listing: Option<Texts> = None;
     let mut denied_reported = false;
     while let Some(event) = stream.next().await {
         let text = match event {
             Ok(Event::Init) => {
-                listing = Some(None);
+                listing = Some(Texts::default());
                 continue;
             }
             Ok(Event::InitApply(cm)) => {
-                listing = Some(mesh_text(&cm));
+                listing = Some(texts(&cm));
                 continue;
             }
             Ok(Event::InitDone) => {
@@ -84,8 +97,8 @@ pub(super) async fn watch_mesh_config(
                 });
                 listing.take().unwrap_or_default()
             }
-            Ok(Event::Apply(cm)) => mesh_text(&cm),
-            Ok(Event::Delete(_)) => None,
+            Ok(Event::Apply(cm)) => texts(&cm),
+            Ok(Event::Delete(_)) => Texts::default(),
             Err(e) => {
                 let message = match classify(&e) {
                     Failure::Denied { verb, message } => {
@@ -111,17 +124,32 @@ pub(super) async fn watch_mesh_config(
                 continue;
             }
         };
-        set_kind(&status, &id, |k| k.objects = usize::from(text.is_some()));
-        if sent.as_ref() == Some(&text) {
-            continue;
+        set_kind(&status, &id, |k| {
+            k.objects = usize::from(text.mesh.is_some())
+        });
+        let origin = format!("kubernetes:{id}");
+        let before = sent.replace(text.clone());
+        let mut updates = Vec::new();
+        if before.as_ref().map(|t| &t.mesh) != Some(&text.mesh) {
+            updates.push(SourceUpdate::MeshConfig {
+                origin: origin.clone(),
+                text: text.mesh,
+            });
         }
-        sent = Some(text.clone());
-        let update = SourceUpdate::MeshConfig {
-            origin: format!("kubernetes:{id}"),
-            text,
-        };
-        if tx.send(update).await.is_err() {
-            return;
+        // Sent the first time only when there is one: no key means no MeshNetworks.
+        if before
+            .as_ref()
+            .map_or(text.networks.is_some(), |t| t.networks != text.networks)
+        {
+            updates.push(SourceUpdate::MeshNetworks {
+                origin: format!("{origin} meshNetworks"),
+                text: text.networks,
+            });
+        }
+        for update in updates {
+            if tx.send(update).await.is_err() {
+                return;
+            }
         }
     }
 }

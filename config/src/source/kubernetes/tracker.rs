@@ -204,6 +204,7 @@ mod tests {
                 SourceUpdate::Remove { source } => format!("remove {source}"),
                 SourceUpdate::Synced { .. } => "synced".into(),
                 SourceUpdate::MeshConfig { origin, .. } => format!("mesh {origin}"),
+                SourceUpdate::MeshNetworks { origin, .. } => format!("networks {origin}"),
             })
             .collect()
     }
@@ -375,7 +376,9 @@ mod tests {
                     SourceUpdate::Remove { source } => {
                         assert!(store.remove(&source).is_some(), "removed twice: {source}");
                     }
-                    SourceUpdate::Synced { .. } | SourceUpdate::MeshConfig { .. } => {
+                    SourceUpdate::Synced { .. }
+                    | SourceUpdate::MeshConfig { .. }
+                    | SourceUpdate::MeshNetworks { .. } => {
                         panic!("a tracker sends objects only")
                     }
                 }

@@ -225,3 +225,54 @@ async fn a_revision_reads_its_own_config_and_configmap() {
     .await
     .expect("relabelled into this revision");
 }
+
+/// The `istio` ConfigMap's `meshNetworks` key, as istiod reads it: an endpoint in a range
+/// of another network is reached through that network's gateway; the key removed, directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_networks_come_from_the_istio_config_map() {
+    use shoal_tests::xds::wait_for_endpoints;
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let with_networks = |networks: Option<&str>| {
+        let mut y = String::from(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    trustDomain: cluster.local\n",
+        );
+        if let Some(n) = networks {
+            y.push_str("  meshNetworks: |\n");
+            y.extend(n.lines().map(|l| format!("    {l}\n")));
+        }
+        y + "---\n"
+    };
+    let east = "networks:\n  net-east:\n    endpoints: [{fromCidr: 10.2.0.0/16}]\n    gateways: [{address: 192.0.2.1, port: 15443}]\n";
+    cluster
+        .apply(&format!(
+            "{}{}{}{}apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: cart-1, namespace: shop, labels: {{kubernetes.io/service-name: cart}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- addresses: [10.2.0.1]\n",
+            labelled_namespace("istio-system", ""),
+            labelled_namespace("shop", ""),
+            with_networks(Some(east)),
+            service("cart", "shop"),
+        ))
+        .await;
+    let shoal = cluster.shoal().await;
+    let mut s = DeltaStream::open(
+        shoal.xds,
+        DeltaDiscoveryRequest {
+            node: Some(node(
+                "sidecar~10.1.0.9~client-0.shop~shop.svc.cluster.local",
+            )),
+            type_url: ResourceType::Endpoint.type_url().to_string(),
+            resource_names_subscribe: vec![cluster_name("cart", "shop")],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("stream");
+    if let Err(seen) = wait_for_endpoints(&mut s, &["192.0.2.1"], Duration::from_secs(20)).await {
+        panic!("through net-east's gateway: {seen:?}\n{}", shoal.log());
+    }
+    cluster.apply(&with_networks(None)).await;
+    if let Err(seen) = wait_for_endpoints(&mut s, &["10.2.0.1"], Duration::from_secs(20)).await {
+        panic!("directly once the key is gone: {seen:?}\n{}", shoal.log());
+    }
+}
