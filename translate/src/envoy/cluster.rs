@@ -280,7 +280,7 @@ pub(crate) fn build(
         match c.service.resolution {
             Resolution::Dns | Resolution::DnsRoundRobin => {
                 let client = client.filter(|_| places_inline_by_locality(c, flavor));
-                cluster.load_assignment = Some(endpoint::dns_assignment(c, client));
+                cluster.load_assignment = Some(endpoint::dns_assignment(c, client, opts));
                 cluster.dns_lookup_family = DnsLookupFamily::V4Only as i32;
                 if grpc || c.service.resolution == Resolution::DnsRoundRobin {
                     DiscoveryType::LogicalDns

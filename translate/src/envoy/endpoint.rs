@@ -10,10 +10,11 @@ use shoal_api::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier,
 };
 use shoal_api::pb::google::protobuf::{Struct, Value, value::Kind};
-use shoal_config::{Labels, selects};
+use shoal_config::Labels;
 
 use super::cluster::OutboundCluster;
 use super::{filters, is_ip, socket, u32v};
+use crate::MeshOptions;
 use crate::locality::{ClientLocality, Group, Placed, place};
 use crate::model::{Endpoint, Locality};
 
@@ -63,10 +64,36 @@ fn locality_endpoints(groups: Vec<Group<LbEndpoint>>) -> Vec<LocalityLbEndpoints
         .collect()
 }
 
-fn selected<'a>(c: &'a OutboundCluster<'_>) -> impl Iterator<Item = &'a Endpoint> + 'a {
+fn selected<'a>(
+    c: &'a OutboundCluster<'_>,
+    opts: &'a MeshOptions,
+) -> impl Iterator<Item = &'a Endpoint> + 'a {
     c.service.endpoints.iter().filter(move |e| {
         c.subset_labels()
-            .is_none_or(|labels| selects(labels, &e.labels))
+            .is_none_or(|labels| subset_selects(labels, e, opts))
+    })
+}
+
+/// Whether a subset's labels select `e`. As Istio adds them to every workload's labels, an
+/// endpoint without its own `topology.istio.io/cluster`, `topology.istio.io/network`,
+/// `topology.kubernetes.io/region`, `…/zone` or `topology.istio.io/subzone` label has the
+/// one its place gives (this cluster's id, its network, its locality), so that subsets
+/// can split a service by cluster, network or locality.
+fn subset_selects(subset: &Labels, e: &Endpoint, opts: &MeshOptions) -> bool {
+    use shoal_config::k8s::topology;
+    subset.iter().all(|(k, v)| match e.labels.get(k) {
+        Some(own) => own == v,
+        None => {
+            let implicit = match k {
+                topology::CLUSTER => opts.cluster_id.as_str(),
+                topology::NETWORK => crate::model::network_of(&e.labels, &e.address, opts),
+                topology::REGION => &e.locality.region,
+                topology::ZONE => &e.locality.zone,
+                topology::SUBZONE => &e.locality.subzone,
+                _ => return false,
+            };
+            !implicit.is_empty() && implicit == v
+        }
     })
 }
 
@@ -91,7 +118,7 @@ pub(crate) fn assignment(
     let opts = &model.options;
     let mut items = Vec::new();
     let mut remote: BTreeMap<(&str, String), RemoteGroup<'_>> = BTreeMap::new();
-    for e in selected(c).filter(|e| is_ip(&e.address)) {
+    for e in selected(c, opts).filter(|e| is_ip(&e.address)) {
         let Some(port) = e.port_for(c.port) else {
             continue;
         };
@@ -133,8 +160,9 @@ pub(crate) fn assignment(
 pub(crate) fn dns_assignment(
     c: &OutboundCluster<'_>,
     client: Option<&ClientLocality>,
+    opts: &MeshOptions,
 ) -> ClusterLoadAssignment {
-    let mut items: Vec<Placed<'_, LbEndpoint>> = selected(c)
+    let mut items: Vec<Placed<'_, LbEndpoint>> = selected(c, opts)
         .filter_map(|e| {
             Some(Placed {
                 locality: &e.locality,

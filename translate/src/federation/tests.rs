@@ -379,3 +379,100 @@ status:
         ]
     );
 }
+
+/// The assignment of `cluster` for a sidecar in `eu/eu-a`.
+fn assignment_in_eu(
+    store: &ConfigStore,
+    cluster: &str,
+) -> shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment {
+    use shoal_api::pb::envoy::config::core::v3::{Locality, Node};
+    let proxy = crate::Proxy::from_node(Some(&Node {
+        id: "sidecar~10.1.0.9~sleep-1.shop~shop.svc.cluster.local".into(),
+        locality: Some(Locality {
+            region: "eu".into(),
+            zone: "eu-a".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+    .expect("a valid node");
+    let options = MeshOptions {
+        cluster_id: "west".into(),
+        ..MeshOptions::default()
+    };
+    let mut t = Translator::new(store.snapshot(), options);
+    let key = ViewKey::for_proxy(t.model(), &proxy);
+    let out = t.build(&key);
+    out.resources[&ResourceType::Endpoint]
+        .iter()
+        .find(|r| &*r.name == cluster)
+        .map(|r| prost::Message::decode(r.body.clone()).expect("decodes"))
+        .unwrap_or_else(|| panic!("no assignment {cluster}"))
+}
+
+#[test]
+fn subsets_split_by_cluster_and_failover_crosses_clusters_by_locality() {
+    // east's endpoint as the importer makes it: its cluster and locality as labels.
+    let remote = MESH.replace(
+        "labels: {app: echo, topology.istio.io/cluster: east}",
+        "labels: {app: echo, topology.istio.io/cluster: east, istio-locality: us.us-b}",
+    );
+    let rule = r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo, namespace: shop}
+spec:
+  host: echo.shop.svc.cluster.local
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 3, interval: 10s, baseEjectionTime: 30s}
+    loadBalancer:
+      localityLbSetting:
+        failover: [{from: eu, to: us}]
+  subsets:
+  - name: here
+    labels: {topology.istio.io/cluster: west}
+  - name: east
+    labels: {topology.istio.io/cluster: east}
+  - name: in-us
+    labels: {topology.kubernetes.io/region: us}
+"#;
+    let mut store = ConfigStore::new();
+    store.apply("m.yaml", parse_yaml("m.yaml", &remote));
+    store.apply("dr.yaml", parse_yaml("dr.yaml", rule));
+    let ips = |cla: &shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment| {
+        addresses(cla)
+            .into_iter()
+            .map(|a| a.split(':').next().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    // This cluster's own endpoints carry no cluster label: they are west's all the same.
+    let here = assignment_in_eu(&store, "outbound|80|here|echo.shop.svc.cluster.local");
+    assert_eq!(ips(&here), ["10.1.0.1"]);
+    let east = assignment_in_eu(&store, "outbound|80|east|echo.shop.svc.cluster.local");
+    assert_eq!(ips(&east), ["10.2.0.1"]);
+    let us = assignment_in_eu(&store, "outbound|80|in-us|echo.shop.svc.cluster.local");
+    assert_eq!(ips(&us), ["10.2.0.1"], "the region from the locality");
+    // The whole service: the client's locality first, east's (us) as its failover.
+    let all = assignment_in_eu(&store, "outbound|80||echo.shop.svc.cluster.local");
+    let by_priority: Vec<(u32, String, Vec<String>)> = all
+        .endpoints
+        .iter()
+        .map(|l| {
+            let region = l
+                .locality
+                .as_ref()
+                .map(|x| x.region.clone())
+                .unwrap_or_default();
+            let mut one = all.clone();
+            one.endpoints = vec![l.clone()];
+            (l.priority, region, ips(&one))
+        })
+        .collect();
+    assert_eq!(
+        by_priority,
+        [
+            (0, "eu".to_string(), vec!["10.1.0.1".to_string()]),
+            (1, "us".to_string(), vec!["10.2.0.1".to_string()]),
+        ],
+        "{all:?}"
+    );
+}
