@@ -39,10 +39,13 @@ pub enum Kind {
     TcpRoute,
     /// `gateway.networking.k8s.io` `GRPCRoute`.
     GrpcRoute,
+    /// The Multi-Cluster Services API's `ServiceExport` (`multicluster.x-k8s.io`): the
+    /// Service of the same name is exported to the clusters of the set.
+    ServiceExport,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 22] = [
+    pub const ALL: [Kind; 23] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -65,6 +68,7 @@ impl Kind {
         Kind::TlsRoute,
         Kind::TcpRoute,
         Kind::GrpcRoute,
+        Kind::ServiceExport,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,6 +97,7 @@ impl Kind {
             Kind::TlsRoute => "TLSRoute",
             Kind::TcpRoute => "TCPRoute",
             Kind::GrpcRoute => "GRPCRoute",
+            Kind::ServiceExport => "ServiceExport",
         }
     }
 

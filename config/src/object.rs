@@ -32,6 +32,12 @@ pub type ReferenceGrant = Resource<ReferenceGrantSpec>;
 pub type TlsRoute = Resource<L4RouteSpec>;
 pub type TcpRoute = Resource<L4RouteSpec>;
 pub type GrpcRoute = Resource<GrpcRouteSpec>;
+/// An MCS `ServiceExport`: its name and namespace are those of the Service it exports.
+pub type ServiceExport = Resource<ServiceExportSpec>;
+
+/// A `ServiceExport`'s spec: empty in the MCS API (v1alpha1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ServiceExportSpec {}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -58,6 +64,7 @@ pub enum Object {
     TlsRoute(Box<TlsRoute>),
     TcpRoute(Box<TcpRoute>),
     GrpcRoute(Box<GrpcRoute>),
+    ServiceExport(Box<ServiceExport>),
 }
 
 impl Object {
@@ -85,6 +92,7 @@ impl Object {
             Object::TlsRoute(_) => Kind::TlsRoute,
             Object::TcpRoute(_) => Kind::TcpRoute,
             Object::GrpcRoute(_) => Kind::GrpcRoute,
+            Object::ServiceExport(_) => Kind::ServiceExport,
         }
     }
 
@@ -112,6 +120,7 @@ impl Object {
             Object::TlsRoute(o) => &o.metadata,
             Object::TcpRoute(o) => &o.metadata,
             Object::GrpcRoute(o) => &o.metadata,
+            Object::ServiceExport(o) => &o.metadata,
         }
     }
 
@@ -139,6 +148,7 @@ impl Object {
             Object::TlsRoute(o) => &mut o.metadata,
             Object::TcpRoute(o) => &mut o.metadata,
             Object::GrpcRoute(o) => &mut o.metadata,
+            Object::ServiceExport(o) => &mut o.metadata,
         }
     }
 

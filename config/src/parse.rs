@@ -192,6 +192,9 @@ pub fn kind_for(api_version: &str, kind: &str) -> Option<Kind> {
             ("GRPCRoute", "v1" | "v1alpha2") => Some(Kind::GrpcRoute),
             _ => None,
         },
+        ("multicluster.x-k8s.io", "ServiceExport") if version == "v1alpha1" => {
+            Some(Kind::ServiceExport)
+        }
         ("security.istio.io", k) if matches!(version, "v1" | "v1beta1") => match k {
             "PeerAuthentication" => Some(Kind::PeerAuthentication),
             "AuthorizationPolicy" => Some(Kind::AuthorizationPolicy),
@@ -289,6 +292,9 @@ fn parse_object(origin: Origin, value: Value) -> ParsedDoc {
         Kind::TlsRoute => typed(value, &mut unknown).map(|o| Object::TlsRoute(Box::new(o))),
         Kind::TcpRoute => typed(value, &mut unknown).map(|o| Object::TcpRoute(Box::new(o))),
         Kind::GrpcRoute => typed(value, &mut unknown).map(|o| Object::GrpcRoute(Box::new(o))),
+        Kind::ServiceExport => {
+            typed(value, &mut unknown).map(|o| Object::ServiceExport(Box::new(o)))
+        }
         Kind::Secret => typed(value, &mut unknown)
             .map(Object::Secret)
             .map_err(|issue| redact(&issue)),

@@ -9,6 +9,7 @@ use crate::meta::Kind;
 pub const ISTIO_NETWORKING: &str = "networking.istio.io";
 pub const ISTIO_SECURITY: &str = "security.istio.io";
 pub const GATEWAY_API: &str = "gateway.networking.k8s.io";
+pub const MULTICLUSTER: &str = "multicluster.x-k8s.io";
 
 /// How `kubectl get` formats a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +159,7 @@ const HOSTNAMES: &[Column] = &[text("Hostnames", ".spec.hostnames"), AGE];
 
 /// Every custom kind shoal reads. The Gateway API's `GatewayClass` is not among them: shoal
 /// takes the Gateways whose `gatewayClassName` is `istio` without reading any class object.
-pub const CUSTOM_RESOURCES: [CustomResource; 16] = [
+pub const CUSTOM_RESOURCES: [CustomResource; 17] = [
     networking(
         Kind::VirtualService,
         "VirtualService",
@@ -281,6 +282,18 @@ pub const CUSTOM_RESOURCES: [CustomResource; 16] = [
         &["v1alpha2"],
         &[AGE],
     ),
+    // The Multi-Cluster Services API's (an MCS implementation usually installs it).
+    CustomResource {
+        kind: Kind::ServiceExport,
+        group: MULTICLUSTER,
+        name: "ServiceExport",
+        plural: "serviceexports",
+        short_names: &["svcex"],
+        categories: &["multicluster"],
+        versions: &["v1alpha1"],
+        storage: "v1alpha1",
+        columns: &[AGE],
+    },
 ];
 
 /// The custom resource of `kind`; `None` for built-in kinds.

@@ -244,6 +244,12 @@ pub struct ServeArgs {
     /// (the default): federation streams are refused.
     #[arg(long, value_delimiter = ',')]
     pub federation_peers: Vec<String>,
+    /// Which Services this group exports to its peers: `all` public ones (`exportTo` `*`,
+    /// Istio's default), or only those with a Multi-Cluster Services `ServiceExport`
+    /// (`multicluster.x-k8s.io/v1alpha1`) of the same name and namespace
+    /// (`service-export`, MCS semantics).
+    #[arg(long, value_enum, default_value = "all")]
+    pub federation_export: FederationExportArg,
     /// Istio's MeshConfig (the `mesh` key of the `istio` ConfigMap, or that ConfigMap):
     /// trustDomain, rootNamespace, enableAutoMtls, connectTimeout, outboundTrafficPolicy,
     /// localityLbSetting, trustDomainAliases and accessLogFile/Encoding/Format are
@@ -518,6 +524,22 @@ impl From<JwksFetchArg> for shoal_translate::model::JwksFetch {
             JwksFetchArg::Shoal => JwksFetch::Shoal,
             JwksFetchArg::Envoy => JwksFetch::Envoy,
             JwksFetchArg::Hybrid => JwksFetch::Hybrid,
+        }
+    }
+}
+
+/// Values of `--federation-export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FederationExportArg {
+    All,
+    ServiceExport,
+}
+
+impl From<FederationExportArg> for shoal_translate::FederationExport {
+    fn from(a: FederationExportArg) -> Self {
+        match a {
+            FederationExportArg::All => shoal_translate::FederationExport::All,
+            FederationExportArg::ServiceExport => shoal_translate::FederationExport::ServiceExport,
         }
     }
 }

@@ -29,6 +29,7 @@ pub fn from_flags(args: &ServeArgs) -> MeshOptions {
         domain_suffix: args.domain_suffix.clone(),
         root_namespace: args.root_namespace.clone(),
         outbound_traffic_policy: args.outbound_traffic_policy.into(),
+        federation_export: args.federation_export.into(),
         jwks_fetch: args.jwks_fetch.into(),
         trust_domain: args.security.trust_domain.clone(),
         revision: args.revision.clone(),

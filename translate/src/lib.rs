@@ -101,6 +101,20 @@ pub struct MeshOptions {
     /// Istio's MeshNetworks (`--mesh-networks`, or the `istio` ConfigMap's `meshNetworks`):
     /// the network of endpoints no label places, and more networks' gateways.
     pub mesh_networks: shoal_config::mesh_networks::MeshNetworks,
+    /// Which Services this group exports to its federation peers (`--federation-export`).
+    pub federation_export: FederationExport,
+}
+
+/// Which Services a group exports to its federation peers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FederationExport {
+    /// Every public Service (`exportTo` `*`, Istio's default visibility).
+    #[default]
+    All,
+    /// Only Services with a Multi-Cluster Services `ServiceExport` of the same name and
+    /// namespace.
+    ServiceExport,
 }
 
 /// Where and how Envoy proxies write access logs.
@@ -194,6 +208,7 @@ impl Default for MeshOptions {
             network: String::new(),
             network_gateways: std::collections::BTreeMap::new(),
             mesh_networks: Default::default(),
+            federation_export: FederationExport::All,
         }
     }
 }

@@ -28,7 +28,9 @@ pub fn validate(obj: &Object) -> Vec<Issue> {
     match obj {
         Object::Service(s) => k8s::service(&mut v, s),
         Object::EndpointSlice(s) => k8s::endpoint_slice(&mut v, s),
-        Object::Pod(_) | Object::Node(_) => {}
+        // A ServiceExport is its metadata: the Service it names need not exist yet (MCS
+        // reports that in its status, not as an error).
+        Object::Pod(_) | Object::Node(_) | Object::ServiceExport(_) => {}
         Object::Namespace(ns) => crate::k8s::validate_namespace(&mut v, ns),
         Object::ServiceEntry(se) => istio::service_entry(&mut v, &se.spec),
         Object::WorkloadEntry(we) => istio::workload_entry(&mut v, "spec", &we.spec),

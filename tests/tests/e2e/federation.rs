@@ -605,3 +605,58 @@ async fn a_group_follows_each_peer_with_one_stream_that_fails_over_without_resen
         panic!("{seen:?}\n{}", logs(&west));
     }
 }
+
+/// `--federation-export service-export`: east exports a Service only while an MCS
+/// `ServiceExport` names it; west's proxies follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_export_opts_a_service_in_and_out_of_the_federation() {
+    let Dirs {
+        east_ca,
+        west_ca,
+        east_cfg,
+        west_cfg,
+    } = Dirs::new();
+    std::fs::write(east_cfg.path().join("mesh.yaml"), service(Some("10.2.0.1"))).unwrap();
+    std::fs::write(west_cfg.path().join("mesh.yaml"), service(Some("10.1.0.1"))).unwrap();
+    let east_port = free_port("127.0.0.1");
+    let east = group(
+        east_cfg.path(),
+        east_ca.path(),
+        "east",
+        east_port,
+        &[
+            "--federation-peers",
+            "istio-system/shoal",
+            "--federation-export",
+            "service-export",
+        ],
+    )
+    .await;
+    let federate = format!("east=127.0.0.1:{east_port}");
+    let west = group(
+        west_cfg.path(),
+        west_ca.path(),
+        "west",
+        free_port("127.0.0.1"),
+        &["--federate", &federate],
+    )
+    .await;
+    let mut s = watch_endpoints(&west, CLUSTER).await;
+    let logs = || format!("west:\n{}\neast:\n{}", west.log(), east.log());
+    if let Err(seen) = wait_for(&mut s, &["10.1.0.1"], Duration::from_secs(20)).await {
+        panic!("west's own endpoint only: {seen:?}\n{}", logs());
+    }
+    let export = east_cfg.path().join("export.yaml");
+    std::fs::write(
+        &export,
+        "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata: {name: echo, namespace: shop}\n",
+    )
+    .unwrap();
+    if let Err(seen) = wait_for(&mut s, &["10.1.0.1", "10.2.0.1"], Duration::from_secs(20)).await {
+        panic!("exported: {seen:?}\n{}", logs());
+    }
+    std::fs::remove_file(&export).unwrap();
+    if let Err(seen) = wait_for(&mut s, &["10.1.0.1"], Duration::from_secs(20)).await {
+        panic!("withdrawn: {seen:?}\n{}", logs());
+    }
+}

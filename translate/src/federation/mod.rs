@@ -1,5 +1,6 @@
 //! What this group exports to its peer groups (`shoal.federation.v1.ExportedService`): one
-//! resource per public Kubernetes Service (Istio's `exportTo` `*`, the default), named
+//! resource per public Kubernetes Service (Istio's `exportTo` `*`, the default; with
+//! `--federation-export service-export` only those an MCS `ServiceExport` names), named
 //! `NAMESPACE/HOSTNAME`, with its ports and this cluster's endpoints — address, ports,
 //! network, locality, identity, labels and whether the workload runs a sidecar.
 //!
@@ -14,8 +15,10 @@ use shoal_api::{Resource, ResourceType};
 
 use shoal_config::k8s::topology;
 
+use crate::FederationExport;
 use crate::model::{Endpoint, Model, Protocol, Service, ServiceOrigin, Visibility, network_of};
 use crate::view::{Out, ViewOutput};
+use shoal_config::{Kind, ObjectKey};
 
 /// Whether an endpoint belongs to this cluster (not one a peer exported).
 fn local(e: &Endpoint, cluster_id: &str) -> bool {
@@ -29,6 +32,10 @@ fn exported(model: &Model, svc: &Service) -> Option<ExportedService> {
         return None;
     }
     let opts = &model.options;
+    if opts.federation_export == FederationExport::ServiceExport {
+        let key = ObjectKey::new(Kind::ServiceExport, &svc.namespace, &svc.name);
+        model.config.get(&key)?;
+    }
     let endpoints = svc
         .endpoints
         .iter()

@@ -476,3 +476,36 @@ spec:
         "{all:?}"
     );
 }
+
+#[test]
+fn with_service_export_only_services_an_mcs_service_export_names_are_exported() {
+    let options = MeshOptions {
+        cluster_id: "west".into(),
+        federation_export: crate::FederationExport::ServiceExport,
+        ..MeshOptions::default()
+    };
+    let names = |extra: &str| -> Vec<String> {
+        let mut store = ConfigStore::new();
+        store.apply("m.yaml", parse_yaml("m.yaml", MESH));
+        store.apply("x.yaml", parse_yaml("x.yaml", extra));
+        let out = Translator::new(store.snapshot(), options.clone()).build(&ViewKey::federation());
+        out.resources
+            .get(&ResourceType::Federation)
+            .into_iter()
+            .flatten()
+            .map(|r| r.name.to_string())
+            .collect()
+    };
+    assert!(names("").is_empty(), "nothing without a ServiceExport");
+    let export = |ns: &str, name: &str| {
+        format!(
+            "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata: {{name: {name}, namespace: {ns}}}\n---\n"
+        )
+    };
+    assert_eq!(
+        names(&export("shop", "echo")),
+        ["shop/echo.shop.svc.cluster.local"]
+    );
+    // One in another namespace, or for a Service kept home by exportTo, exports nothing.
+    assert!(names(&(export("other", "echo") + &export("shop", "private"))).is_empty());
+}

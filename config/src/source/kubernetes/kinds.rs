@@ -12,7 +12,7 @@ use kube::error::DiscoveryError;
 use super::tracker::KindId;
 use crate::meta::Kind;
 use crate::parse::kind_for;
-use crate::resources::{GATEWAY_API, ISTIO_NETWORKING, ISTIO_SECURITY};
+use crate::resources::{GATEWAY_API, ISTIO_NETWORKING, ISTIO_SECURITY, MULTICLUSTER};
 
 /// A kind the source watches.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +37,7 @@ const fn custom(kind: Kind, group: &'static str, name: &'static str) -> Watched 
 }
 
 /// Every kind shoal reads from a cluster (the kinds the file source reads).
-pub const WATCHED: [Watched; 22] = [
+pub const WATCHED: [Watched; 23] = [
     builtin(Kind::Namespace, "", "Namespace"),
     builtin(Kind::Node, "", "Node"),
     builtin(Kind::Service, "", "Service"),
@@ -72,6 +72,7 @@ pub const WATCHED: [Watched; 22] = [
     custom(Kind::TlsRoute, GATEWAY_API, "TLSRoute"),
     custom(Kind::TcpRoute, GATEWAY_API, "TCPRoute"),
     custom(Kind::ReferenceGrant, GATEWAY_API, "ReferenceGrant"),
+    custom(Kind::ServiceExport, MULTICLUSTER, "ServiceExport"),
 ];
 
 /// Where a watched kind is served.
