@@ -86,6 +86,7 @@ fn exported(model: &Model, svc: &Service) -> Option<ExportedService> {
             .collect(),
         endpoints,
         cluster_id: opts.cluster_id.clone(),
+        addresses: svc.addresses.clone(),
     })
 }
 
