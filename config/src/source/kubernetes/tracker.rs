@@ -201,6 +201,7 @@ mod tests {
             .iter()
             .map(|u| match u {
                 SourceUpdate::Apply { source, .. } => format!("apply {source}"),
+                SourceUpdate::ApplyAt { source, .. } => format!("apply-at {source}"),
                 SourceUpdate::Remove { source } => format!("remove {source}"),
                 SourceUpdate::Synced { .. } => "synced".into(),
                 SourceUpdate::MeshConfig { origin, .. } => format!("mesh {origin}"),
@@ -378,8 +379,9 @@ mod tests {
                     }
                     SourceUpdate::Synced { .. }
                     | SourceUpdate::MeshConfig { .. }
-                    | SourceUpdate::MeshNetworks { .. } => {
-                        panic!("a tracker sends objects only")
+                    | SourceUpdate::MeshNetworks { .. }
+                    | SourceUpdate::ApplyAt { .. } => {
+                        panic!("a local tracker sends objects only, at primary precedence")
                     }
                 }
             }
