@@ -221,8 +221,14 @@ impl Follower {
                 &objects(&self.peer.name, &export),
             );
             let source = self.source(&r.name);
+            // The peer's Service yields (quietly) to this cluster's own of that name.
+            let precedence = shoal_config::Precedence::Fallback;
             self.tx
-                .send(SourceUpdate::Apply { source, docs })
+                .send(SourceUpdate::ApplyAt {
+                    source,
+                    docs,
+                    precedence,
+                })
                 .await
                 .map_err(|_| StreamError::Closed)?;
             self.held

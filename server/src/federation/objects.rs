@@ -1,12 +1,15 @@
-//! The config objects standing for a peer's export of one service: an `EndpointSlice` per
-//! set of endpoints serving the same ports, and a `Pod` per endpoint carrying the remote
-//! workload's labels, identity and place.
+//! The config objects standing for a peer's export of one service: the `Service` itself
+//! (with the exporting cluster's addresses and ports: it counts only where this cluster
+//! has no Service of that name, the unit being applied at fallback precedence), an
+//! `EndpointSlice` per set of endpoints serving the same ports, and a `Pod` per endpoint
+//! carrying the remote workload's labels, identity and place.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use shoal_api::istio::federation::{ExportedEndpoint, ExportedService};
 use shoal_config::k8s::topology;
+use shoal_translate::federation::FEDERATED_FROM;
 
 /// A name part made of an address: `10.1.0.1` → `10-1-0-1`.
 fn dashed(address: &str) -> String {
@@ -52,6 +55,42 @@ fn pod(peer: &str, export: &ExportedService, e: &ExportedEndpoint) -> Value {
     })
 }
 
+/// The Service as the exporting cluster has it. Without addresses it is headless.
+fn service(peer: &str, export: &ExportedService) -> Value {
+    let ports: Vec<Value> = export
+        .ports
+        .iter()
+        .map(|p| {
+            let mut port = json!({"name": p.name, "port": p.port});
+            if !p.protocol.is_empty() {
+                port["appProtocol"] = json!(p.protocol.to_ascii_lowercase());
+            }
+            port
+        })
+        .collect();
+    let mut spec = json!({ "ports": ports });
+    match export.addresses.first() {
+        Some(ip) => {
+            spec["clusterIP"] = json!(ip);
+            spec["clusterIPs"] = json!(export.addresses);
+        }
+        None => spec["clusterIP"] = json!("None"),
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": export.name,
+            "namespace": export.namespace,
+            "labels": {
+                (FEDERATED_FROM): peer,
+                (topology::CLUSTER): export.cluster_id,
+            },
+        },
+        "spec": spec,
+    })
+}
+
 /// The objects a peer's export of one service stands for: an EndpointSlice per set of
 /// endpoints serving the same ports, and a Pod per endpoint.
 pub(super) fn objects(peer: &str, export: &ExportedService) -> String {
@@ -60,7 +99,7 @@ pub(super) fn objects(peer: &str, export: &ExportedService) -> String {
         let ports: Vec<(String, u32)> = e.ports.iter().map(|(n, p)| (n.clone(), *p)).collect();
         by_ports.entry(ports).or_default().push(e);
     }
-    let mut docs = Vec::new();
+    let mut docs = vec![service(peer, export)];
     for (i, (ports, endpoints)) in by_ports.into_iter().enumerate() {
         let ipv6 = endpoints.iter().any(|e| e.address.contains(':'));
         docs.push(json!({
@@ -71,7 +110,7 @@ pub(super) fn objects(peer: &str, export: &ExportedService) -> String {
                 "namespace": export.namespace,
                 "labels": {
                     "kubernetes.io/service-name": export.name,
-                    "shoal.io/federated-from": peer,
+                    (FEDERATED_FROM): peer,
                 },
             },
             "addressType": if ipv6 { "IPv6" } else { "IPv4" },

@@ -77,3 +77,40 @@ fn an_export_becomes_a_valid_slice_and_pods_with_the_remote_workloads_place() {
     assert_eq!(labels.get("security.istio.io/tlsMode"), Some("istio"));
     assert_eq!(labels.get("version"), Some("v2"));
 }
+
+#[test]
+fn the_peers_service_counts_only_where_this_cluster_has_none() {
+    use shoal_config::{Kind, Object, ObjectKey, Precedence};
+    let key = ObjectKey::new(Kind::Service, "shop", "echo");
+    let source = "federation/east/shop/echo.shop.svc.cluster.local";
+    let imported = || parse_yaml(source, &objects("east", &export()));
+    // Only the peer has it: its Service, with its cluster IP, is the mesh's.
+    let mut store = ConfigStore::new();
+    store.apply_at(source, imported(), Precedence::Fallback);
+    let snap = store.snapshot();
+    let Some(Object::Service(svc)) = snap.get(&key).map(|e| e.object.as_ref()) else {
+        panic!("no Service")
+    };
+    assert_eq!(svc.spec.cluster_ip.as_deref(), Some("10.97.0.10"));
+    assert!(store.issues().is_empty(), "{:?}", store.issues());
+    // This cluster's own Service wins, quietly, whichever came first; the peer's endpoints
+    // still join it.
+    let local = "apiVersion: v1\nkind: Service\nmetadata: {name: echo, namespace: shop}\nspec:\n  clusterIP: 10.96.0.10\n  ports: [{name: http, port: 80}]\n";
+    for local_first in [true, false] {
+        let mut store = ConfigStore::new();
+        if local_first {
+            store.apply("local.yaml", parse_yaml("local.yaml", local));
+        }
+        store.apply_at(source, imported(), Precedence::Fallback);
+        if !local_first {
+            store.apply("local.yaml", parse_yaml("local.yaml", local));
+        }
+        let snap = store.snapshot();
+        let Some(Object::Service(svc)) = snap.get(&key).map(|e| e.object.as_ref()) else {
+            panic!("no Service")
+        };
+        assert_eq!(svc.spec.cluster_ip.as_deref(), Some("10.96.0.10"));
+        assert!(store.issues().is_empty(), "{:?}", store.issues());
+        assert_eq!(snap.of_kind(Kind::EndpointSlice).count(), 1);
+    }
+}

@@ -660,3 +660,71 @@ async fn a_service_export_opts_a_service_in_and_out_of_the_federation() {
         panic!("withdrawn: {seen:?}\n{}", logs());
     }
 }
+
+/// A Service only east has is served in west too (with east's cluster IP and endpoints),
+/// quietly beside west's own Service of a shared name; gone from east, gone from west.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_only_the_peer_has_is_served_here() {
+    let Dirs {
+        east_ca,
+        west_ca,
+        east_cfg,
+        west_cfg,
+    } = Dirs::new();
+    let far = "apiVersion: v1\nkind: Service\nmetadata: {name: far, namespace: shop}\nspec:\n  clusterIP: 10.97.0.9\n  ports: [{name: http, port: 80, targetPort: 8080}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: far-1, namespace: shop, labels: {kubernetes.io/service-name: far}}\naddressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints: [{addresses: [10.2.0.7]}]\n";
+    std::fs::write(east_cfg.path().join("mesh.yaml"), service(Some("10.2.0.1"))).unwrap();
+    std::fs::write(east_cfg.path().join("far.yaml"), far).unwrap();
+    std::fs::write(west_cfg.path().join("mesh.yaml"), service(Some("10.1.0.1"))).unwrap();
+    let east_port = free_port("127.0.0.1");
+    let east = group(
+        east_cfg.path(),
+        east_ca.path(),
+        "east",
+        east_port,
+        &["--federation-peers", "istio-system/shoal"],
+    )
+    .await;
+    let federate = format!("east=127.0.0.1:{east_port}");
+    let west = group(
+        west_cfg.path(),
+        west_ca.path(),
+        "west",
+        free_port("127.0.0.1"),
+        &["--federate", &federate],
+    )
+    .await;
+    let logs = || format!("west:\n{}\neast:\n{}", west.log(), east.log());
+    let far_cluster = "outbound|80||far.shop.svc.cluster.local";
+    let mut s = watch_endpoints(&west, far_cluster).await;
+    if let Err(seen) = wait_for(&mut s, &["10.2.0.7"], Duration::from_secs(20)).await {
+        panic!("east's Service here: {seen:?}\n{}", logs());
+    }
+    // West's own echo stands; nothing is reported about the shared name.
+    let mut echo = watch_endpoints(&west, CLUSTER).await;
+    if let Err(seen) = wait_for(
+        &mut echo,
+        &["10.1.0.1", "10.2.0.1"],
+        Duration::from_secs(20),
+    )
+    .await
+    {
+        panic!("{seen:?}\n{}", logs());
+    }
+    let (_, z) = shoal_tests::http_get(west.admin, "/debug/configz", &[])
+        .await
+        .unwrap();
+    let z: serde_json::Value = serde_json::from_str(&z).unwrap();
+    assert_eq!(z["issues"], serde_json::json!([]), "{z:#}");
+
+    // Gone from east: its Service leaves west's proxies.
+    std::fs::remove_file(east_cfg.path().join("far.yaml")).unwrap();
+    let gone = shoal_tests::eventually(Duration::from_secs(20), "far withdrawn", || async {
+        let (_, body) = shoal_tests::http_get(west.admin, "/debug/configz", &[])
+            .await
+            .ok()?;
+        let z: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (z["objects"]["Service"] == 1).then_some(())
+    })
+    .await;
+    assert!(gone.is_ok(), "{}", logs());
+}

@@ -20,6 +20,10 @@ use crate::model::{Endpoint, Model, Protocol, Service, ServiceOrigin, Visibility
 use crate::view::{Out, ViewOutput};
 use shoal_config::{Kind, ObjectKey};
 
+/// The label on what the importer made of a peer's export (its Service, EndpointSlices):
+/// the peer's name. Such a Service is never exported again.
+pub const FEDERATED_FROM: &str = "shoal.io/federated-from";
+
 /// Whether an endpoint belongs to this cluster (not one a peer exported).
 fn local(e: &Endpoint, cluster_id: &str) -> bool {
     e.labels
@@ -29,6 +33,13 @@ fn local(e: &Endpoint, cluster_id: &str) -> bool {
 
 fn exported(model: &Model, svc: &Service) -> Option<ExportedService> {
     if svc.origin != ServiceOrigin::Kubernetes || svc.visibility != Visibility::Public {
+        return None;
+    }
+    let imported = model
+        .config
+        .get(&svc.key)
+        .is_some_and(|e| e.object.meta().labels.contains_key(FEDERATED_FROM));
+    if imported {
         return None;
     }
     let opts = &model.options;

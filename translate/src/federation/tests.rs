@@ -509,3 +509,24 @@ fn with_service_export_only_services_an_mcs_service_export_names_are_exported() 
     // One in another namespace, or for a Service kept home by exportTo, exports nothing.
     assert!(names(&(export("other", "echo") + &export("shop", "private"))).is_empty());
 }
+
+#[test]
+fn a_service_made_from_a_peers_export_is_not_exported_again() {
+    let imported = "apiVersion: v1\nkind: Service\nmetadata: {name: far, namespace: shop, labels: {shoal.io/federated-from: east}}\nspec:\n  clusterIP: 10.97.0.9\n  ports: [{name: http, port: 80}]\n";
+    let mut store = ConfigStore::new();
+    store.apply("m.yaml", parse_yaml("m.yaml", MESH));
+    store.apply("f.yaml", parse_yaml("f.yaml", imported));
+    let options = MeshOptions {
+        cluster_id: "west".into(),
+        ..MeshOptions::default()
+    };
+    let out = Translator::new(store.snapshot(), options).build(&ViewKey::federation());
+    let names: Vec<String> = out
+        .resources
+        .get(&ResourceType::Federation)
+        .into_iter()
+        .flatten()
+        .map(|r| r.name.to_string())
+        .collect();
+    assert_eq!(names, ["shop/echo.shop.svc.cluster.local"]);
+}
