@@ -41,4 +41,4 @@ pub use object::{
     AuthorizationPolicy, DestinationRule, HttpRoute, KubeGateway, Object, PeerAuthentication,
     RequestAuthentication, ServiceEntry, SharedObject, Sidecar, VirtualService, WorkloadEntry,
 };
-pub use store::{ChangeSet, ConfigSnapshot, ConfigStore, Entry};
+pub use store::{ChangeSet, ConfigSnapshot, ConfigStore, Entry, Precedence};

@@ -6,6 +6,19 @@
 //! version is rejected, refuses a second definition of a key that another document already
 //! defines (and promotes it when the first goes away), and reports exactly which keys
 //! changed. Snapshots are O(1) and immutable.
+//!
+//! ## Precedence
+//!
+//! A source applies at a [`Precedence`] ([`ConfigStore::apply_at`]). Config proper (files,
+//! the local cluster, etcd) is [`Precedence::Primary`]: two primary definitions of one key
+//! are a mistake, reported as a duplicate. What is discovered elsewhere — a remote
+//! cluster's Services, a federated peer's — is [`Precedence::Fallback`]: it defines a key
+//! only while no primary definition does, and yields *quietly* (no issue) to a primary one,
+//! whether that came first or later, and to an earlier fallback one. When the definition in
+//! force goes away, the best shadowed one takes over: primary before fallback, then the
+//! earliest. **Invariant:** whatever the order of applies and removals, the key holds a
+//! primary definition if any source has one, else a fallback one if any has one; only
+//! primary-vs-primary clashes are issues.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock};
@@ -46,8 +59,22 @@ impl ChangeSet {
     }
 }
 
+/// How a source's definitions rank against another source's definitions of the same key
+/// (see the module documentation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precedence {
+    /// Config proper: a second primary definition of a key is a duplicate (an issue).
+    #[default]
+    Primary,
+    /// Discovered elsewhere (a remote cluster, a federated peer): yields quietly to any
+    /// primary definition and to an earlier fallback one, and takes over when they go.
+    Fallback,
+}
+
 #[derive(Debug, Default)]
 struct SourceState {
+    precedence: Precedence,
     keys: KeySet,
     issues: Vec<Issue>,
     skipped: usize,
@@ -83,6 +110,18 @@ impl KeySet {
 
     fn is_empty(&self) -> bool {
         matches!(self, KeySet::Sorted(keys) if keys.is_empty())
+    }
+
+    fn remove(&mut self, key: &ObjectKey) {
+        match self {
+            KeySet::One(one) if one == key => *self = KeySet::default(),
+            KeySet::One(_) => {}
+            KeySet::Sorted(keys) => {
+                if let Ok(at) = keys.binary_search(key) {
+                    keys.remove(at);
+                }
+            }
+        }
     }
 
     fn iter(&self) -> std::slice::Iter<'_, ObjectKey> {
@@ -181,8 +220,9 @@ impl ConfigSnapshot {
 pub struct ConfigStore {
     snapshot: ConfigSnapshot,
     sources: HashMap<Arc<str>, SourceState>,
-    /// Later definitions of a key that another document already defines, by key.
-    shadowed: BTreeMap<ObjectKey, Vec<Entry>>,
+    /// Definitions of a key that another document's definition is in force for, by key,
+    /// in the order they were shadowed (the displaced fallback in front).
+    shadowed: BTreeMap<ObjectKey, Vec<(Precedence, Entry)>>,
 }
 
 impl ConfigStore {
@@ -194,8 +234,20 @@ impl ConfigStore {
         self.snapshot.clone()
     }
 
-    /// Replaces everything `source` defines with the outcome of its documents.
+    /// Replaces everything `source` defines with the outcome of its documents, as config
+    /// proper ([`Precedence::Primary`]).
     pub fn apply(&mut self, source: &str, docs: Vec<ParsedDoc>) -> ChangeSet {
+        self.apply_at(source, docs, Precedence::Primary)
+    }
+
+    /// Replaces everything `source` defines with the outcome of its documents, its
+    /// definitions ranking at `precedence` against other sources' (module documentation).
+    pub fn apply_at(
+        &mut self,
+        source: &str,
+        docs: Vec<ParsedDoc>,
+        precedence: Precedence,
+    ) -> ChangeSet {
         // The documents' origins name the source: one copy of its id serves them all.
         let source: Arc<str> = docs
             .iter()
@@ -207,10 +259,14 @@ impl ConfigStore {
         let previous = self.sources.remove(&source).unwrap_or_default();
         // This source's shadowed definitions are re-evaluated below.
         self.shadowed.retain(|_, list| {
-            list.retain(|e| e.origin.source != source);
+            list.retain(|(_, e)| e.origin.source != source);
             !list.is_empty()
         });
-        let mut state = SourceState::default();
+        let mut state = SourceState {
+            precedence,
+            ..SourceState::default()
+        };
+        let mut shadowing = false;
         let mut keep_everything = false;
         let mut accepted: BTreeMap<ObjectKey, Entry> = BTreeMap::new();
         let mut protected: BTreeSet<ObjectKey> = BTreeSet::new();
@@ -261,10 +317,36 @@ impl ConfigStore {
         for (key, entry) in accepted {
             match self.snapshot.objects.get(&key) {
                 Some(existing) if existing.origin.source != source => {
-                    state.issues.push(
-                        duplicate(&key, &existing.origin).at(Some(&entry.origin), Some(&key)),
-                    );
-                    self.shadowed.entry(key).or_default().push(entry);
+                    let theirs = self
+                        .sources
+                        .get(&existing.origin.source)
+                        .map_or(Precedence::Primary, |s| s.precedence);
+                    if precedence < theirs {
+                        // A primary definition displaces a fallback one, which waits in
+                        // front of the other shadowed ones to take over again.
+                        let displaced = existing.clone();
+                        if let Some(s) = self.sources.get_mut(&displaced.origin.source) {
+                            s.keys.remove(&key);
+                        }
+                        self.shadowed
+                            .entry(key.clone())
+                            .or_default()
+                            .insert(0, (theirs, displaced));
+                        self.snapshot.objects.insert(key.clone(), entry);
+                        changes.keys.insert(key.clone());
+                        state.keys.insert(key);
+                        continue;
+                    }
+                    if precedence == Precedence::Primary && theirs == Precedence::Primary {
+                        state.issues.push(
+                            duplicate(&key, &existing.origin).at(Some(&entry.origin), Some(&key)),
+                        );
+                    }
+                    shadowing = true;
+                    self.shadowed
+                        .entry(key)
+                        .or_default()
+                        .push((precedence, entry));
                     continue;
                 }
                 Some(existing) if existing.object == entry.object => {
@@ -282,7 +364,8 @@ impl ConfigStore {
             }
             state.keys.insert(key);
         }
-        if !state.keys.is_empty() || !state.issues.is_empty() || state.skipped > 0 {
+        if !state.keys.is_empty() || !state.issues.is_empty() || state.skipped > 0 || shadowing
+        {
             state.keys.shrink();
             self.sources.insert(source, state);
         }
@@ -308,17 +391,24 @@ impl ConfigStore {
         }
         self.snapshot.objects.remove(key);
         changes.keys.insert(key.clone());
-        // A definition that was shadowed by this one takes over.
+        // The best definition that was shadowed by this one takes over: primary before
+        // fallback, then the earliest.
         if let Some(list) = self.shadowed.get_mut(key)
-            && !list.is_empty()
+            && let Some(best) = list.iter().map(|(p, _)| *p).min()
+            && let Some(at) = list.iter().position(|(p, _)| *p == best)
         {
-            let next = list.remove(0);
-            if let Some(state) = self.sources.get_mut(&next.origin.source) {
-                state.keys.insert(key.clone());
-                state.issues.retain(|i| {
-                    !(i.object.as_ref() == Some(key) && i.message.starts_with("duplicate"))
+            let (precedence, next) = list.remove(at);
+            let state = self
+                .sources
+                .entry(next.origin.source.clone())
+                .or_insert_with(|| SourceState {
+                    precedence,
+                    ..SourceState::default()
                 });
-            }
+            state.keys.insert(key.clone());
+            state.issues.retain(|i| {
+                !(i.object.as_ref() == Some(key) && i.message.starts_with("duplicate"))
+            });
             self.snapshot.objects.insert(key.clone(), next);
         }
         if self.shadowed.get(key).is_some_and(Vec::is_empty) {

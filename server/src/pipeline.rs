@@ -91,6 +91,20 @@ fn translated(changes: &ChangeSet) -> std::borrow::Cow<'_, ChangeSet> {
 }
 
 /// The namespaces in the mesh, for logs.
+/// Warns once per kind that a source's documents are of a kind shoal does not serve.
+fn warn_skipped(
+    docs: &[shoal_config::parse::ParsedDoc],
+    seen: &mut std::collections::BTreeSet<(String, String)>,
+) {
+    for d in docs {
+        if let shoal_config::parse::Outcome::Skipped { api_version, kind } = &d.outcome
+            && seen.insert((api_version.clone(), kind.clone()))
+        {
+            tracing::warn!(%api_version, %kind, first_seen_in = %d.origin, "skipping objects of a kind shoal does not serve");
+        }
+    }
+}
+
 fn describe_scope(scoped: &Scoped) -> String {
     match scoped.selected_namespaces() {
         None => "every namespace".into(),
@@ -430,15 +444,16 @@ impl Pipeline {
             let Some(update) = update else { return };
             let changes = match update {
                 SourceUpdate::Apply { source, docs } => {
-                    for d in &docs {
-                        if let shoal_config::parse::Outcome::Skipped { api_version, kind } =
-                            &d.outcome
-                            && skipped_kinds.insert((api_version.clone(), kind.clone()))
-                        {
-                            tracing::warn!(%api_version, %kind, first_seen_in = %d.origin, "skipping objects of a kind shoal does not serve");
-                        }
-                    }
+                    warn_skipped(&docs, &mut skipped_kinds);
                     store.apply(&source, docs)
+                }
+                SourceUpdate::ApplyAt {
+                    source,
+                    docs,
+                    precedence,
+                } => {
+                    warn_skipped(&docs, &mut skipped_kinds);
+                    store.apply_at(&source, docs, precedence)
                 }
                 SourceUpdate::Remove { source } => store.remove_source(&source),
                 SourceUpdate::MeshConfig { origin, text } => {

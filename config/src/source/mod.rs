@@ -13,6 +13,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::parse::ParsedDoc;
+use crate::store::Precedence;
 
 /// One change reported by a source.
 #[derive(Debug)]
@@ -21,6 +22,14 @@ pub enum SourceUpdate {
     Apply {
         source: String,
         docs: Vec<ParsedDoc>,
+    },
+    /// As `Apply`, ranked at `precedence` against other sources' definitions of the same
+    /// keys (see [`crate::store`]): what a source discovers elsewhere (a remote cluster, a
+    /// federated peer) is [`Precedence::Fallback`] and yields quietly to config proper.
+    ApplyAt {
+        source: String,
+        docs: Vec<ParsedDoc>,
+        precedence: Precedence,
     },
     /// `source` is gone; forget what it defined.
     Remove { source: String },

@@ -201,6 +201,7 @@ mod tests {
             .iter()
             .map(|u| match u {
                 SourceUpdate::Apply { source, .. } => format!("apply {source}"),
+                SourceUpdate::ApplyAt { source, .. } => format!("apply-at {source}"),
                 SourceUpdate::Remove { source } => format!("remove {source}"),
                 SourceUpdate::Synced { .. } => "synced".into(),
                 SourceUpdate::MeshConfig { origin, .. } => format!("mesh {origin}"),
@@ -375,8 +376,10 @@ mod tests {
                     SourceUpdate::Remove { source } => {
                         assert!(store.remove(&source).is_some(), "removed twice: {source}");
                     }
-                    SourceUpdate::Synced { .. } | SourceUpdate::MeshConfig { .. } => {
-                        panic!("a tracker sends objects only")
+                    SourceUpdate::Synced { .. }
+                    | SourceUpdate::MeshConfig { .. }
+                    | SourceUpdate::ApplyAt { .. } => {
+                        panic!("a local tracker sends objects only, at primary precedence")
                     }
                 }
             }
