@@ -364,8 +364,7 @@ impl ConfigStore {
             }
             state.keys.insert(key);
         }
-        if !state.keys.is_empty() || !state.issues.is_empty() || state.skipped > 0 || shadowing
-        {
+        if !state.keys.is_empty() || !state.issues.is_empty() || state.skipped > 0 || shadowing {
             state.keys.shrink();
             self.sources.insert(source, state);
         }
