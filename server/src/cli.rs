@@ -223,6 +223,12 @@ pub struct ServeArgs {
     /// only the Raft leader writes.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub kube_write_status: bool,
+    /// With --kubernetes, read other clusters' service discovery (Services, EndpointSlices,
+    /// Pods) as istiod's multi-primary mode does: through the kubeconfigs in the Secrets of
+    /// the root namespace labelled `istio/multiCluster=true` (`istioctl
+    /// create-remote-secret`). `false` reads this cluster only.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub kube_remote_secrets: bool,
     /// With --kubernetes, write the analysis findings that are Istio analysis messages
     /// (`IST0101`…) to `status.validationMessages` of the Istio objects they are about, as
     /// istiod does with `istiod.enableAnalysis`.

@@ -15,6 +15,7 @@ use shoal_cache::debug::ControlPlane;
 use shoal_cache::session::Limits;
 use shoal_config::source::etcd::{self, Prefix};
 use shoal_config::source::kubernetes::mesh::MeshConfigMap;
+use shoal_config::source::kubernetes::remote::RemoteSecrets;
 use shoal_config::source::kubernetes::{self, Connection};
 use shoal_shard::Node;
 use shoal_translate::MeshOptions;
@@ -312,6 +313,12 @@ impl Config {
                         // ConfigMap); otherwise the cluster's.
                         mesh_config: args.mesh_config.is_none().then(|| {
                             MeshConfigMap::istio(&args.root_namespace, args.revision.as_deref())
+                        }),
+                        // Remote secrets live where istiod's do; a key naming this
+                        // cluster's own id is refused.
+                        remote_secrets: args.kube_remote_secrets.then(|| RemoteSecrets {
+                            namespace: options.root_namespace.clone(),
+                            cluster_id: options.cluster_id.clone(),
                         }),
                         ..Default::default()
                     },

@@ -35,14 +35,19 @@ fn exported(model: &Model, svc: &Service) -> Option<ExportedService> {
     if svc.origin != ServiceOrigin::Kubernetes || svc.visibility != Visibility::Public {
         return None;
     }
-    let imported = model
-        .config
-        .get(&svc.key)
-        .is_some_and(|e| e.object.meta().labels.contains_key(FEDERATED_FROM));
+    let opts = &model.options;
+    // A Service made from a peer's export or read from a remote cluster is not this
+    // cluster's to export.
+    let imported = model.config.get(&svc.key).is_some_and(|e| {
+        let labels = &e.object.meta().labels;
+        labels.contains_key(FEDERATED_FROM)
+            || labels
+                .get(topology::CLUSTER)
+                .is_some_and(|c| c != opts.cluster_id)
+    });
     if imported {
         return None;
     }
-    let opts = &model.options;
     if opts.federation_export == FederationExport::ServiceExport {
         let key = ObjectKey::new(Kind::ServiceExport, &svc.namespace, &svc.name);
         model.config.get(&key)?;

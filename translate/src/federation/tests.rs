@@ -511,8 +511,8 @@ fn with_service_export_only_services_an_mcs_service_export_names_are_exported() 
 }
 
 #[test]
-fn a_service_made_from_a_peers_export_is_not_exported_again() {
-    let imported = "apiVersion: v1\nkind: Service\nmetadata: {name: far, namespace: shop, labels: {shoal.io/federated-from: east}}\nspec:\n  clusterIP: 10.97.0.9\n  ports: [{name: http, port: 80}]\n";
+fn a_service_made_from_a_peers_export_or_read_from_a_remote_cluster_is_not_exported() {
+    let imported = "apiVersion: v1\nkind: Service\nmetadata: {name: far, namespace: shop, labels: {shoal.io/federated-from: east}}\nspec:\n  clusterIP: 10.97.0.9\n  ports: [{name: http, port: 80}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: remote, namespace: shop, labels: {topology.istio.io/cluster: north}}\nspec:\n  clusterIP: 10.98.0.9\n  ports: [{name: http, port: 80}]\n";
     let mut store = ConfigStore::new();
     store.apply("m.yaml", parse_yaml("m.yaml", MESH));
     store.apply("f.yaml", parse_yaml("f.yaml", imported));

@@ -75,6 +75,14 @@ pub const WATCHED: [Watched; 23] = [
     custom(Kind::ServiceExport, MULTICLUSTER, "ServiceExport"),
 ];
 
+/// What is read from a remote cluster (Istio's multi-primary remote secrets): its service
+/// discovery only; Istio config comes from this cluster's API server.
+pub const REMOTE_WATCHED: [Watched; 3] = [
+    builtin(Kind::Service, "", "Service"),
+    builtin(Kind::Pod, "", "Pod"),
+    builtin(Kind::EndpointSlice, "discovery.k8s.io", "EndpointSlice"),
+];
+
 /// Where a watched kind is served.
 #[derive(Debug, Clone)]
 pub struct Served {
@@ -143,6 +151,22 @@ mod tests {
         kinds.dedup();
         assert_eq!(kinds.len(), WATCHED.len());
         assert_eq!(kinds.len(), Kind::ALL.len());
+    }
+
+    #[test]
+    fn remote_clusters_are_read_for_built_in_service_discovery_kinds_only() {
+        for w in REMOTE_WATCHED {
+            assert!(w.builtin, "{}", w.id.name);
+            assert!(
+                WATCHED.iter().any(|l| l.id == w.id),
+                "{} is watched locally too",
+                w.id.name
+            );
+            assert!(matches!(
+                w.id.kind,
+                Kind::Service | Kind::Pod | Kind::EndpointSlice
+            ));
+        }
     }
 
     #[test]

@@ -11,7 +11,12 @@
 //! (reported with the verb and resource; the watcher keeps retrying with backoff and
 //! jitter). While the API server is unreachable, nothing is removed: the last good config
 //! keeps being served, and the status says the source is stale.
+//!
+//! With [`Options::remote_secrets`], other clusters' service discovery joins through
+//! Istio's remote secrets ([`remote`]); their objects are named and rewritten per cluster
+//! ([`cluster`]) and never hold back the initial sync.
 
+pub mod cluster;
 pub mod prune;
 pub mod tracker;
 
@@ -21,6 +26,8 @@ pub mod tracker;
 pub mod kinds;
 #[cfg(feature = "kubernetes")]
 pub mod mesh;
+#[cfg(feature = "kubernetes")]
+pub mod remote;
 #[cfg(feature = "kubernetes")]
 pub mod status;
 #[cfg(feature = "kubernetes")]

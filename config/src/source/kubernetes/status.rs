@@ -1,6 +1,8 @@
 //! What the Kubernetes source reports about itself: each kind's state (syncing, synced, not
-//! installed, denied by RBAC), whether the API server answers, and since when it does not.
-//! Readiness, `/debug/configz` and the `shoal_kubernetes_*` metrics read it.
+//! installed, denied by RBAC), whether the API server answers, and since when it does not;
+//! the same for each remote cluster read through a remote secret, and what of the remote
+//! secrets was refused. Readiness, `/debug/configz` and the `shoal_kubernetes_*` metrics
+//! read it (readiness the local cluster's only: a remote cluster never holds it back).
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -83,6 +85,47 @@ pub struct KubernetesStatus {
     pub unreachable_since: Option<SystemTime>,
     /// Every kind has listed once (or is not installed, or denied).
     pub synced: bool,
+    /// The remote clusters read (multi-primary remote secrets), by cluster id.
+    pub remote_clusters: BTreeMap<String, RemoteStatus>,
+    /// What of the remote secrets is not used, by secret name, with the reason.
+    pub remote_secrets_refused: BTreeMap<String, Vec<String>>,
+}
+
+/// One remote cluster: where it is, through which secret, and its kinds' states.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteStatus {
+    /// The remote secret its kubeconfig comes from.
+    pub secret: String,
+    /// Its API server's address, once a client is built.
+    pub server: Option<String>,
+    /// The network its pods are on unless labelled otherwise (its system namespace's
+    /// `topology.istio.io/network`), when known.
+    pub network: Option<String>,
+    /// Per kind (Service, Pod, EndpointSlice).
+    pub kinds: BTreeMap<String, KindStatus>,
+    /// Whether the last check of its API server got an answer.
+    pub connected: bool,
+    /// Since when it has not answered (its last good objects are served meanwhile).
+    pub unreachable_since: Option<SystemTime>,
+    /// Why no client could be built from its kubeconfig, if so.
+    pub error: Option<String>,
+    /// Restarts with a new kubeconfig (the secret changed).
+    pub restarts: u64,
+}
+
+impl RemoteStatus {
+    pub fn new(secret: String) -> Self {
+        RemoteStatus {
+            secret,
+            server: None,
+            network: None,
+            kinds: BTreeMap::new(),
+            connected: false,
+            unreachable_since: None,
+            error: None,
+            restarts: 0,
+        }
+    }
 }
 
 impl KubernetesStatus {
@@ -93,6 +136,8 @@ impl KubernetesStatus {
             connected: true,
             unreachable_since: None,
             synced: false,
+            remote_clusters: BTreeMap::new(),
+            remote_secrets_refused: BTreeMap::new(),
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::cluster::RemoteCluster;
 use super::prune::{fingerprint, prune};
 use crate::issue::Origin;
 use crate::meta::Kind;
@@ -54,6 +55,8 @@ pub struct Tracker {
     known: HashMap<Arc<str>, u64>,
     /// During a (re-)list: the source ids listed so far.
     listing: Option<HashSet<String>>,
+    /// The remote cluster the objects are read from (`None`: the local one).
+    cluster: Option<RemoteCluster>,
 }
 
 impl Tracker {
@@ -63,6 +66,38 @@ impl Tracker {
             api_version: api_version.into(),
             known: HashMap::new(),
             listing: None,
+            cluster: None,
+        }
+    }
+
+    /// A tracker of objects read from a remote cluster: named, rewritten and ranked as
+    /// [`RemoteCluster`] says.
+    pub fn remote(id: KindId, api_version: impl Into<String>, cluster: RemoteCluster) -> Self {
+        Tracker {
+            cluster: Some(cluster),
+            ..Tracker::new(id, api_version)
+        }
+    }
+
+    /// Reads from `cluster` from now on (a remote cluster restarted: its network may have
+    /// changed; a re-list follows and sends the objects that read differently now).
+    pub fn set_cluster(&mut self, cluster: Option<RemoteCluster>) {
+        if self.cluster.is_some() && cluster.is_some() {
+            self.cluster = cluster;
+        }
+    }
+
+    /// The source id of one object (local: [`KindId::source_id`]; remote: with the
+    /// cluster's prefix, `kubernetes@CLUSTER:KIND/NAMESPACE/NAME`).
+    fn source_id(&self, namespace: &str, name: &str) -> String {
+        let local = self.id.source_id(namespace, name);
+        match &self.cluster {
+            None => local,
+            Some(c) => format!(
+                "{}{}",
+                c.source_prefix(),
+                local.strip_prefix("kubernetes:").unwrap_or(&local)
+            ),
         }
     }
 
@@ -88,7 +123,7 @@ impl Tracker {
     /// An object listed or added/modified: its update, if what shoal keeps of it changed.
     pub fn apply(&mut self, object: Value) -> Option<SourceUpdate> {
         let (namespace, name) = names(&object)?;
-        let source = self.id.source_id(&namespace, &name);
+        let source = self.source_id(&namespace, &name);
         if let Some(listing) = &mut self.listing {
             listing.insert(source.clone());
         }
@@ -103,6 +138,9 @@ impl Tracker {
             m.insert("apiVersion".into(), Value::String(self.api_version.clone()));
             m.insert("kind".into(), Value::String(self.id.name.to_string()));
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.localize(self.id.kind, &mut kept);
+        }
         let print = fingerprint(&kept);
         let shared = match self.known.get_key_value(source.as_str()) {
             Some((_, known)) if *known == print => return None,
@@ -116,16 +154,21 @@ impl Tracker {
             line: 0,
             item: None,
         };
-        Some(SourceUpdate::Apply {
-            docs: parse_value(origin, kept),
-            source,
+        let docs = parse_value(origin, kept);
+        Some(match &self.cluster {
+            None => SourceUpdate::Apply { docs, source },
+            Some(c) => SourceUpdate::ApplyAt {
+                docs,
+                source,
+                precedence: c.precedence(),
+            },
         })
     }
 
     /// An object deleted.
     pub fn delete(&mut self, object: &Value) -> Option<SourceUpdate> {
         let (namespace, name) = names(object)?;
-        let source = self.id.source_id(&namespace, &name);
+        let source = self.source_id(&namespace, &name);
         self.known
             .remove(source.as_str())
             .map(|_| SourceUpdate::Remove { source })
@@ -329,6 +372,41 @@ mod tests {
         assert!(
             issues.iter().any(|i| i.field.contains("weight")),
             "{issues:?}"
+        );
+    }
+
+    #[test]
+    fn a_remote_clusters_objects_are_named_by_cluster_renamed_and_ranked_as_fallback() {
+        let pods = KindId {
+            kind: Kind::Pod,
+            group: "",
+            name: "Pod",
+        };
+        let cluster = RemoteCluster::new("cluster2", None);
+        let mut t = Tracker::remote(pods, "v1", cluster);
+        let pod = json!({"metadata": {"name": "db-0", "namespace": "app"}, "status": {"podIP": "10.0.0.1"}});
+        let Some(SourceUpdate::ApplyAt {
+            source,
+            docs,
+            precedence,
+        }) = t.apply(pod.clone())
+        else {
+            panic!("a ranked apply")
+        };
+        assert_eq!(source, "kubernetes@cluster2:Pod/app/db-0");
+        assert_eq!(precedence, crate::store::Precedence::Fallback);
+        let Outcome::Accepted { object, .. } = &docs[0].outcome else {
+            panic!("accepted: {docs:?}")
+        };
+        assert_eq!(object.key().name.as_ref(), "db-0.cluster2");
+        assert_eq!(
+            object.meta().labels.get(crate::k8s::topology::CLUSTER),
+            Some("cluster2")
+        );
+        assert!(t.apply(pod.clone()).is_none(), "unchanged");
+        assert_eq!(
+            sources(&t.delete(&pod).into_iter().collect::<Vec<_>>()),
+            ["remove kubernetes@cluster2:Pod/app/db-0"]
         );
     }
 

@@ -14,10 +14,12 @@ use metrics::{counter, gauge};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
+use super::cluster::RemoteCluster;
 use super::kinds::{self, Served, WATCHED, Watched};
 use super::mesh;
+use super::remote::{self, RemoteSecrets};
 use super::status::{KindState, KindStatus, KubernetesStatus, StatusWatch};
-use super::tracker::Tracker;
+use super::tracker::{KindId, Tracker};
 use crate::source::{ConfigSource, SourceError, SourceUpdate};
 
 /// How to reach the API server.
@@ -52,6 +54,8 @@ pub struct Options {
     pub probe: Duration,
     /// The ConfigMap to read the MeshConfig from (`None`: not read from the cluster).
     pub mesh_config: Option<mesh::MeshConfigMap>,
+    /// Where to find remote secrets, and this cluster's id (`None`: none are read).
+    pub remote_secrets: Option<RemoteSecrets>,
 }
 
 impl Default for Options {
@@ -60,6 +64,7 @@ impl Default for Options {
             rediscover: Duration::from_secs(10),
             probe: Duration::from_secs(5),
             mesh_config: None,
+            remote_secrets: None,
         }
     }
 }
@@ -148,14 +153,13 @@ impl ConfigSource for KubernetesSource {
                 status,
             } = *self;
             let mut tasks = tokio::task::JoinSet::new();
+            let local = Scope::local(status.clone());
             for watched in WATCHED {
-                tasks.spawn(watch_kind(
-                    client.clone(),
-                    watched,
-                    options.clone(),
-                    tx.clone(),
-                    status.clone(),
-                ));
+                let (client, options, tx, scope) =
+                    (client.clone(), options.clone(), tx.clone(), local.clone());
+                tasks.spawn(async move {
+                    watch_kind(client, watched, options, tx, scope, &mut None).await;
+                });
             }
             if let Some(map) = options.mesh_config.clone() {
                 tasks.spawn(mesh::watch_mesh_config(
@@ -165,7 +169,18 @@ impl ConfigSource for KubernetesSource {
                     status.clone(),
                 ));
             }
-            tasks.spawn(probe(client.clone(), options.probe, status.clone()));
+            tasks.spawn(probe(client.clone(), options.probe, local.clone()));
+            // Remote clusters: not awaited by the initial sync (one that is down must not
+            // keep this cluster's config from being served).
+            if let Some(remote) = options.remote_secrets.clone() {
+                tasks.spawn(remote::watch_secrets(
+                    client.clone(),
+                    remote,
+                    options.clone(),
+                    tx.clone(),
+                    status.clone(),
+                ));
+            }
             // The initial sync: once every kind settled.
             let mut rx = status.subscribe();
             let settled = rx
@@ -192,6 +207,72 @@ impl ConfigSource for KubernetesSource {
                 }
             }
             Err(SourceError::Closed)
+        })
+    }
+}
+
+/// Which cluster a watcher reads, for its status, its trackers and its reports.
+#[derive(Clone)]
+pub(super) struct Scope {
+    pub(super) status: watch::Sender<KubernetesStatus>,
+    /// `None`: the local cluster.
+    pub(super) cluster: Option<RemoteCluster>,
+}
+
+impl Scope {
+    pub(super) fn local(status: watch::Sender<KubernetesStatus>) -> Self {
+        Scope {
+            status,
+            cluster: None,
+        }
+    }
+
+    /// The kind's name in logs and metrics (`CLUSTER/KIND` for a remote cluster's).
+    fn label(&self, kind: &str) -> String {
+        match &self.cluster {
+            None => kind.to_string(),
+            Some(c) => format!("{}/{kind}", c.id),
+        }
+    }
+
+    fn tracker(&self, id: KindId, api_version: &str) -> Tracker {
+        match &self.cluster {
+            None => Tracker::new(id, api_version),
+            Some(c) => Tracker::remote(id, api_version, c.clone()),
+        }
+    }
+
+    fn set_kind(&self, kind: &str, f: impl FnOnce(&mut KindStatus)) {
+        let Some(cluster) = &self.cluster else {
+            return set_kind(&self.status, kind, f);
+        };
+        self.status.send_if_modified(|s| {
+            let Some(remote) = s.remote_clusters.get_mut(&*cluster.id) else {
+                return false;
+            };
+            let k = remote.kinds.entry(kind.to_string()).or_default();
+            let before = k.clone();
+            f(k);
+            *k != before
+        });
+    }
+
+    /// Records whether the API server answers; whether that changed.
+    fn set_connected(&self, connected: bool) -> bool {
+        self.status.send_if_modified(|s| {
+            let (now, since) = match &self.cluster {
+                None => (&mut s.connected, &mut s.unreachable_since),
+                Some(c) => match s.remote_clusters.get_mut(&*c.id) {
+                    Some(r) => (&mut r.connected, &mut r.unreachable_since),
+                    None => return false,
+                },
+            };
+            if *now == connected {
+                return false;
+            }
+            *now = connected;
+            *since = (!connected).then(SystemTime::now);
+            true
         })
     }
 }
@@ -246,32 +327,36 @@ pub(super) fn classify(e: &watcher::Error) -> Failure {
 
 /// Watches one kind for as long as the pipeline runs: finds where it is served, lists and
 /// watches it, and looks again when it is not (or no longer) served.
-async fn watch_kind(
+///
+/// `tracker` keeps what was delivered; it outlives the watcher (a remote cluster's
+/// watchers restart with a new kubeconfig and diff against it).
+pub(super) async fn watch_kind(
     client: Client,
     watched: Watched,
     options: Options,
     tx: mpsc::Sender<SourceUpdate>,
-    status: watch::Sender<KubernetesStatus>,
+    scope: Scope,
+    tracker: &mut Option<Tracker>,
 ) {
     let name = watched.id.qualified();
-    let mut tracker: Option<Tracker> = None;
+    let label = scope.label(&name);
     let mut reported_absent = false;
     loop {
         let served = match kinds::resolve(&client, &watched).await {
             Ok(Some(s)) => s,
             Ok(None) => {
                 if !reported_absent {
-                    tracing::warn!(kind = %name, "not served by the API server (CRD not installed?); looking again every {:?}", options.rediscover);
+                    tracing::warn!(kind = %label, "not served by the API server (CRD not installed?); looking again every {:?}", options.rediscover);
                     reported_absent = true;
                 }
-                if let Some(t) = &mut tracker {
+                if let Some(t) = tracker {
                     for update in t.clear() {
                         if tx.send(update).await.is_err() {
                             return;
                         }
                     }
                 }
-                set_kind(&status, &name, |k| {
+                scope.set_kind(&name, |k| {
                     k.state = KindState::NotInstalled;
                     k.objects = 0;
                 });
@@ -279,26 +364,27 @@ async fn watch_kind(
                 continue;
             }
             Err(e) => {
-                set_kind(&status, &name, |k| k.last_error = Some(e.to_string()));
-                tracing::debug!(kind = %name, error = %e, "discovery failed; retrying");
+                scope.set_kind(&name, |k| k.last_error = Some(e.to_string()));
+                tracing::debug!(kind = %label, error = %e, "discovery failed; retrying");
                 tokio::time::sleep(options.rediscover.min(Duration::from_secs(2))).await;
                 continue;
             }
         };
         if reported_absent {
-            tracing::info!(kind = %name, api_version = %served.resource.api_version, "now served; watching");
+            tracing::info!(kind = %label, api_version = %served.resource.api_version, "now served; watching");
             reported_absent = false;
         }
         let t =
-            tracker.get_or_insert_with(|| Tracker::new(watched.id, &served.resource.api_version));
+            tracker.get_or_insert_with(|| scope.tracker(watched.id, &served.resource.api_version));
         t.set_api_version(&served.resource.api_version);
-        set_kind(&status, &name, |k| {
+        t.set_cluster(scope.cluster.clone());
+        scope.set_kind(&name, |k| {
             k.api_version = Some(served.resource.api_version.clone());
             if !k.state.settled() {
                 k.state = KindState::Syncing;
             }
         });
-        if !follow(&client, &served, &name, t, &tx, &status).await {
+        if !follow(&client, &served, &name, t, &tx, &scope).await {
             return;
         }
         // The kind stopped being served: look it up again.
@@ -313,8 +399,9 @@ async fn follow(
     name: &str,
     tracker: &mut Tracker,
     tx: &mpsc::Sender<SourceUpdate>,
-    status: &watch::Sender<KubernetesStatus>,
+    scope: &Scope,
 ) -> bool {
+    let label = scope.label(name);
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &served.resource);
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     futures::pin_mut!(stream);
@@ -325,36 +412,36 @@ async fn follow(
             Ok(Event::Init) => {
                 tracker.init();
                 if listed_once {
-                    counter!("shoal_kubernetes_relists_total", "kind" => name.to_string())
+                    counter!("shoal_kubernetes_relists_total", "kind" => label.clone())
                         .increment(1);
-                    set_kind(status, name, |k| k.relists += 1);
+                    scope.set_kind(name, |k| k.relists += 1);
                 }
                 Vec::new()
             }
             Ok(Event::InitApply(o) | Event::Apply(o)) => {
-                counter!("shoal_kubernetes_events_total", "kind" => name.to_string(), "event" => "apply").increment(1);
+                counter!("shoal_kubernetes_events_total", "kind" => label.clone(), "event" => "apply").increment(1);
                 tracker.apply(object_json(o)).into_iter().collect()
             }
             Ok(Event::Delete(o)) => {
-                counter!("shoal_kubernetes_events_total", "kind" => name.to_string(), "event" => "delete").increment(1);
+                counter!("shoal_kubernetes_events_total", "kind" => label.clone(), "event" => "delete").increment(1);
                 tracker.delete(&object_json(o)).into_iter().collect()
             }
             Ok(Event::InitDone) => {
                 listed_once = true;
                 denied_reported = false;
                 let gone = tracker.init_done();
-                set_kind(status, name, |k| k.state = KindState::Synced);
+                scope.set_kind(name, |k| k.state = KindState::Synced);
                 gone
             }
             Err(e) => {
-                counter!("shoal_kubernetes_watch_errors_total", "kind" => name.to_string())
+                counter!("shoal_kubernetes_watch_errors_total", "kind" => label.clone())
                     .increment(1);
                 match classify(&e) {
                     Failure::NotServed => return true,
                     Failure::Denied { verb, message } => {
                         if !denied_reported {
                             tracing::error!(
-                                kind = %name,
+                                kind = %label,
                                 verb,
                                 resource = %served.resource.plural,
                                 group = %served.resource.group,
@@ -363,7 +450,7 @@ async fn follow(
                             );
                             denied_reported = true;
                         }
-                        set_kind(status, name, |k| {
+                        scope.set_kind(name, |k| {
                             k.last_error = Some(message.clone());
                             if !listed_once {
                                 k.state = KindState::Denied {
@@ -374,15 +461,15 @@ async fn follow(
                         });
                     }
                     Failure::Other(message) => {
-                        tracing::debug!(kind = %name, error = %message, "watch failed; retrying with backoff");
-                        set_kind(status, name, |k| k.last_error = Some(message));
+                        tracing::debug!(kind = %label, error = %message, "watch failed; retrying with backoff");
+                        scope.set_kind(name, |k| k.last_error = Some(message));
                     }
                 }
                 continue;
             }
         };
         let objects = tracker.len();
-        set_kind(status, name, |k| {
+        scope.set_kind(name, |k| {
             k.objects = objects;
             k.last_error = None;
         });
@@ -401,33 +488,36 @@ fn object_json(object: DynamicObject) -> serde_json::Value {
 }
 
 /// Asks the API server whether it answers, for the stale status and its metrics.
-async fn probe(client: Client, every: Duration, status: watch::Sender<KubernetesStatus>) {
+pub(super) async fn probe(client: Client, every: Duration, scope: Scope) {
+    let cluster = scope.cluster.as_ref().map(|c| c.id.to_string());
     loop {
         let connected = client.apiserver_version().await.is_ok();
-        gauge!("shoal_kubernetes_connected").set(if connected { 1.0 } else { 0.0 });
-        status.send_if_modified(|s| {
-            if s.connected == connected {
-                return false;
-            }
-            if connected {
-                tracing::info!("kubernetes: the API server answers again");
-                s.unreachable_since = None;
-            } else {
-                tracing::warn!(
+        if scope.set_connected(connected) {
+            match (&cluster, connected) {
+                (None, true) => tracing::info!("kubernetes: the API server answers again"),
+                (None, false) => tracing::warn!(
                     "kubernetes: the API server does not answer; serving the last good config"
-                );
-                s.unreachable_since = Some(SystemTime::now());
+                ),
+                (Some(c), true) => {
+                    tracing::info!(cluster = %c, "remote cluster: the API server answers")
+                }
+                (Some(c), false) => tracing::warn!(
+                    cluster = %c,
+                    "remote cluster: the API server does not answer; serving its last good objects"
+                ),
             }
-            s.connected = connected;
-            true
-        });
-        let synced = status
-            .borrow()
-            .kinds
-            .values()
-            .filter(|k| k.state == KindState::Synced)
-            .count();
-        gauge!("shoal_kubernetes_synced_kinds").set(synced as f64);
+        }
+        if cluster.is_none() {
+            gauge!("shoal_kubernetes_connected").set(if connected { 1.0 } else { 0.0 });
+            let synced = scope
+                .status
+                .borrow()
+                .kinds
+                .values()
+                .filter(|k| k.state == KindState::Synced)
+                .count();
+            gauge!("shoal_kubernetes_synced_kinds").set(synced as f64);
+        }
         tokio::time::sleep(every).await;
     }
 }

@@ -3,7 +3,8 @@
 //! client plain kube-rs. Real Envoy where traffic is the proof, a raw delta stream where
 //! what is (not) pushed is. `source`: the source's contract (sync, re-list, outages, RBAC);
 //! `scope`: what is in the mesh (discovery selectors, revisions, the cluster's MeshConfig);
-//! `status`: Gateway API status written back; `bookinfo`: Istio's sample as users apply it.
+//! `status`: Gateway API status written back; `bookinfo`: Istio's sample as users apply it;
+//! `remote`: other clusters' service discovery through Istio's remote secrets.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use shoal_tests::{Shoal, http_get, start_shoal};
 mod bookinfo;
 mod cacerts;
 mod deploy;
+mod remote;
 mod root_cert;
 mod scope;
 mod source;
