@@ -121,6 +121,23 @@ fn describe_scope(scoped: &Scoped) -> String {
     }
 }
 
+/// The issue standing for a refused `document` (MeshConfig, MeshNetworks) from `origin`,
+/// logged: the last good one stays.
+fn refusal(document: &str, origin: &str, message: &str) -> Issue {
+    tracing::error!(origin, error = %message, "{document} refused; keeping the last good one");
+    let source = shoal_config::Origin {
+        source: origin.into(),
+        doc: 0,
+        line: 0,
+        item: None,
+    };
+    Issue::error(
+        document,
+        format!("refused, the last good one stays: {message}"),
+    )
+    .at(Some(&source), None)
+}
+
 pub fn resources(out: ViewOutput) -> Resources {
     Resources {
         wildcard: out.resources.into_iter().collect(),
@@ -193,20 +210,7 @@ impl Pipeline {
         {
             Ok(n) => n.unwrap_or_default(),
             Err(e) => {
-                tracing::error!(origin, error = %e, "MeshNetworks refused; keeping the last good one");
-                let source = shoal_config::Origin {
-                    source: origin.into(),
-                    doc: 0,
-                    line: 0,
-                    item: None,
-                };
-                *self.networks_issue.lock() = Some(
-                    Issue::error(
-                        "MeshNetworks",
-                        format!("refused, the last good one stays: {e}"),
-                    )
-                    .at(Some(&source), None),
-                );
+                *self.networks_issue.lock() = Some(refusal("MeshNetworks", origin, &e.to_string()));
                 return;
             }
         };
@@ -221,10 +225,7 @@ impl Pipeline {
             "MeshNetworks changed"
         );
         options.mesh_networks = networks;
-        let p = self.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || p.set_options(options)).await {
-            tracing::error!(error = %e, "applying MeshNetworks failed");
-        }
+        self.apply_options(options).await;
     }
 
     /// Applies a MeshConfig `text` from `origin` (`None`: there is none any more) over
@@ -233,29 +234,19 @@ impl Pipeline {
         let options = match crate::mesh::options(base, origin, text, &self.options()) {
             Ok(o) => o,
             Err(e) => {
-                let message = format!("{e:#}");
-                tracing::error!(origin, error = %message, "MeshConfig refused; keeping the last good one");
-                let source = shoal_config::Origin {
-                    source: origin.into(),
-                    doc: 0,
-                    line: 0,
-                    item: None,
-                };
-                *self.mesh_issue.lock() = Some(
-                    Issue::error(
-                        "MeshConfig",
-                        format!("refused, the last good one stays: {message}"),
-                    )
-                    .at(Some(&source), None),
-                );
+                *self.mesh_issue.lock() = Some(refusal("MeshConfig", origin, &format!("{e:#}")));
                 return;
             }
         };
         *self.mesh_issue.lock() = None;
         tracing::info!(origin, present = text.is_some(), "MeshConfig changed");
-        let p = self.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || p.set_options(options)).await {
-            tracing::error!(error = %e, "applying the MeshConfig failed");
+        self.apply_options(options).await;
+    }
+
+    /// Moves every view to `options`, on a blocking thread (it rebuilds them).
+    async fn apply_options(self: Arc<Self>, options: MeshOptions) {
+        if let Err(e) = tokio::task::spawn_blocking(move || self.set_options(options)).await {
+            tracing::error!(error = %e, "applying new mesh options failed");
         }
     }
 

@@ -78,6 +78,55 @@ async fn group(
     start_shoal(config, &args).await.unwrap()
 }
 
+/// East (one replica exporting to shoal replicas, with `east_extra`) serving `echo` at
+/// 10.2.0.1, and west (one replica importing east) serving it at 10.1.0.1.
+struct EastWest {
+    dirs: Dirs,
+    east: Shoal,
+    west: Shoal,
+}
+
+impl EastWest {
+    async fn start(east_extra: &[&str]) -> EastWest {
+        let dirs = Dirs::new();
+        std::fs::write(
+            dirs.east_cfg.path().join("mesh.yaml"),
+            service(Some("10.2.0.1")),
+        )
+        .unwrap();
+        std::fs::write(
+            dirs.west_cfg.path().join("mesh.yaml"),
+            service(Some("10.1.0.1")),
+        )
+        .unwrap();
+        let east_port = free_port("127.0.0.1");
+        let mut args = vec!["--federation-peers", "istio-system/shoal"];
+        args.extend_from_slice(east_extra);
+        let east = group(
+            dirs.east_cfg.path(),
+            dirs.east_ca.path(),
+            "east",
+            east_port,
+            &args,
+        )
+        .await;
+        let federate = format!("east=127.0.0.1:{east_port}");
+        let west = group(
+            dirs.west_cfg.path(),
+            dirs.west_ca.path(),
+            "west",
+            free_port("127.0.0.1"),
+            &["--federate", &federate],
+        )
+        .await;
+        EastWest { dirs, east, west }
+    }
+
+    fn logs(&self) -> String {
+        format!("west:\n{}\neast:\n{}", self.west.log(), self.east.log())
+    }
+}
+
 /// A sidecar of `west` subscribed to the endpoints of `cluster`.
 async fn watch_endpoints(west: &Shoal, cluster: &str) -> DeltaStream {
     DeltaStream::open(
@@ -610,39 +659,10 @@ async fn a_group_follows_each_peer_with_one_stream_that_fails_over_without_resen
 /// `ServiceExport` names it; west's proxies follow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_export_opts_a_service_in_and_out_of_the_federation() {
-    let Dirs {
-        east_ca,
-        west_ca,
-        east_cfg,
-        west_cfg,
-    } = Dirs::new();
-    std::fs::write(east_cfg.path().join("mesh.yaml"), service(Some("10.2.0.1"))).unwrap();
-    std::fs::write(west_cfg.path().join("mesh.yaml"), service(Some("10.1.0.1"))).unwrap();
-    let east_port = free_port("127.0.0.1");
-    let east = group(
-        east_cfg.path(),
-        east_ca.path(),
-        "east",
-        east_port,
-        &[
-            "--federation-peers",
-            "istio-system/shoal",
-            "--federation-export",
-            "service-export",
-        ],
-    )
-    .await;
-    let federate = format!("east=127.0.0.1:{east_port}");
-    let west = group(
-        west_cfg.path(),
-        west_ca.path(),
-        "west",
-        free_port("127.0.0.1"),
-        &["--federate", &federate],
-    )
-    .await;
-    let mut s = watch_endpoints(&west, CLUSTER).await;
-    let logs = || format!("west:\n{}\neast:\n{}", west.log(), east.log());
+    let groups = EastWest::start(&["--federation-export", "service-export"]).await;
+    let (west, east_cfg) = (&groups.west, &groups.dirs.east_cfg);
+    let logs = || groups.logs();
+    let mut s = watch_endpoints(west, CLUSTER).await;
     if let Err(seen) = wait_for(&mut s, &["10.1.0.1"], Duration::from_secs(20)).await {
         panic!("west's own endpoint only: {seen:?}\n{}", logs());
     }
@@ -665,42 +685,18 @@ async fn a_service_export_opts_a_service_in_and_out_of_the_federation() {
 /// quietly beside west's own Service of a shared name; gone from east, gone from west.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_only_the_peer_has_is_served_here() {
-    let Dirs {
-        east_ca,
-        west_ca,
-        east_cfg,
-        west_cfg,
-    } = Dirs::new();
     let far = "apiVersion: v1\nkind: Service\nmetadata: {name: far, namespace: shop}\nspec:\n  clusterIP: 10.97.0.9\n  ports: [{name: http, port: 80, targetPort: 8080}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: far-1, namespace: shop, labels: {kubernetes.io/service-name: far}}\naddressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints: [{addresses: [10.2.0.7]}]\n";
-    std::fs::write(east_cfg.path().join("mesh.yaml"), service(Some("10.2.0.1"))).unwrap();
+    let groups = EastWest::start(&[]).await;
+    let (west, east_cfg) = (&groups.west, &groups.dirs.east_cfg);
     std::fs::write(east_cfg.path().join("far.yaml"), far).unwrap();
-    std::fs::write(west_cfg.path().join("mesh.yaml"), service(Some("10.1.0.1"))).unwrap();
-    let east_port = free_port("127.0.0.1");
-    let east = group(
-        east_cfg.path(),
-        east_ca.path(),
-        "east",
-        east_port,
-        &["--federation-peers", "istio-system/shoal"],
-    )
-    .await;
-    let federate = format!("east=127.0.0.1:{east_port}");
-    let west = group(
-        west_cfg.path(),
-        west_ca.path(),
-        "west",
-        free_port("127.0.0.1"),
-        &["--federate", &federate],
-    )
-    .await;
-    let logs = || format!("west:\n{}\neast:\n{}", west.log(), east.log());
+    let logs = || groups.logs();
     let far_cluster = "outbound|80||far.shop.svc.cluster.local";
-    let mut s = watch_endpoints(&west, far_cluster).await;
+    let mut s = watch_endpoints(west, far_cluster).await;
     if let Err(seen) = wait_for(&mut s, &["10.2.0.7"], Duration::from_secs(20)).await {
         panic!("east's Service here: {seen:?}\n{}", logs());
     }
     // West's own echo stands; nothing is reported about the shared name.
-    let mut echo = watch_endpoints(&west, CLUSTER).await;
+    let mut echo = watch_endpoints(west, CLUSTER).await;
     if let Err(seen) = wait_for(
         &mut echo,
         &["10.1.0.1", "10.2.0.1"],

@@ -205,14 +205,29 @@ fn echo_assignment(
     store: ConfigStore,
     options: MeshOptions,
 ) -> shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment {
+    assignment(
+        &store,
+        options,
+        &sidecar(),
+        "outbound|80||echo.shop.svc.cluster.local",
+    )
+}
+
+/// The assignment of `cluster` that `proxy` gets.
+fn assignment(
+    store: &ConfigStore,
+    options: MeshOptions,
+    proxy: &crate::Proxy,
+    cluster: &str,
+) -> shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment {
     let mut t = Translator::new(store.snapshot(), options);
-    let key = ViewKey::for_proxy(t.model(), &sidecar());
+    let key = ViewKey::for_proxy(t.model(), proxy);
     let out = t.build(&key);
     out.resources[&ResourceType::Endpoint]
         .iter()
-        .find(|r| &*r.name == "outbound|80||echo.shop.svc.cluster.local")
+        .find(|r| &*r.name == cluster)
         .map(|r| prost::Message::decode(r.body.clone()).expect("decodes"))
-        .expect("the assignment")
+        .unwrap_or_else(|| panic!("no assignment {cluster}"))
 }
 
 #[test]
@@ -271,39 +286,16 @@ fn addresses(
 #[test]
 fn mesh_networks_place_unlabelled_endpoints_and_name_their_gateways() {
     // Without network labels: the cluster label (or this cluster) and the address decide.
-    let pods = r#"apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: shop}
-spec:
-  clusterIP: 10.96.0.10
-  selector: {app: echo}
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: here, namespace: shop, labels: {app: echo}}
-status: {phase: Running, podIP: 10.1.0.1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: east-1, namespace: shop, labels: {app: echo, topology.istio.io/cluster: east}}
-status: {phase: Running, podIP: 10.2.0.1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: south-1, namespace: shop, labels: {app: echo, topology.istio.io/cluster: far}}
-status: {phase: Running, podIP: 10.3.0.1}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: echo-1, namespace: shop, labels: {kubernetes.io/service-name: echo}}
-addressType: IPv4
-ports: [{name: http, port: 8080}]
-endpoints:
-- addresses: [10.1.0.1]
-- addresses: [10.2.0.1]
-- addresses: [10.3.0.1]
----
+    let pods = MULTI_NETWORK
+        .replace(
+            "topology.istio.io/network: net-east",
+            "topology.istio.io/cluster: east",
+        )
+        .replace(
+            "topology.istio.io/network: net-south",
+            "topology.istio.io/cluster: far",
+        )
+        + r#"---
 apiVersion: v1
 kind: Service
 metadata:
@@ -341,7 +333,7 @@ status:
     );
     let store = || {
         let mut store = ConfigStore::new();
-        store.apply("m.yaml", parse_yaml("m.yaml", pods));
+        store.apply("m.yaml", parse_yaml("m.yaml", &pods));
         store
     };
     // This cluster's endpoint directly; east's through its fixed gateway; the one of an
@@ -400,14 +392,7 @@ fn assignment_in_eu(
         cluster_id: "west".into(),
         ..MeshOptions::default()
     };
-    let mut t = Translator::new(store.snapshot(), options);
-    let key = ViewKey::for_proxy(t.model(), &proxy);
-    let out = t.build(&key);
-    out.resources[&ResourceType::Endpoint]
-        .iter()
-        .find(|r| &*r.name == cluster)
-        .map(|r| prost::Message::decode(r.body.clone()).expect("decodes"))
-        .unwrap_or_else(|| panic!("no assignment {cluster}"))
+    assignment(store, options, &proxy, cluster)
 }
 
 #[test]
