@@ -6,7 +6,6 @@
 //! into a pod the API server rejects.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use serde_json::Value;
 
@@ -139,17 +138,7 @@ fn cidrs(v: &str, star: bool) -> Result<(), String> {
         return Ok(());
     }
     for item in list(v) {
-        let (ip, len) = item
-            .split_once('/')
-            .ok_or_else(|| format!("{item:?} is not a CIDR (ADDRESS/LENGTH)"))?;
-        let ip: IpAddr = ip
-            .parse()
-            .map_err(|_| format!("{item:?} does not start with an IP address"))?;
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        match len.parse::<u8>() {
-            Ok(l) if l <= max => {}
-            _ => return Err(format!("{item:?} has no prefix length of 0 to {max}")),
-        }
+        shoal_config::mesh_networks::Cidr::parse(item)?;
     }
     Ok(())
 }
