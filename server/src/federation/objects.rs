@@ -69,10 +69,17 @@ fn service(peer: &str, export: &ExportedService) -> Value {
         })
         .collect();
     let mut spec = json!({ "ports": ports });
-    match export.addresses.first() {
+    // Only addresses: what a peer sends is not trusted to be well formed.
+    let addresses: Vec<&str> = export
+        .addresses
+        .iter()
+        .map(String::as_str)
+        .filter(|a| a.parse::<std::net::IpAddr>().is_ok())
+        .collect();
+    match addresses.first() {
         Some(ip) => {
             spec["clusterIP"] = json!(ip);
-            spec["clusterIPs"] = json!(export.addresses);
+            spec["clusterIPs"] = json!(addresses);
         }
         None => spec["clusterIP"] = json!("None"),
     }

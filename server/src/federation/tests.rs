@@ -30,7 +30,7 @@ fn export() -> ExportedService {
             workload: "echo-7f9".into(),
         }],
         cluster_id: "east".into(),
-        addresses: vec!["10.97.0.10".into()],
+        addresses: vec!["not-an-address".into(), "10.97.0.10".into()],
     }
 }
 
