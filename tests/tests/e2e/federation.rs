@@ -78,6 +78,20 @@ async fn group(
     start_shoal(config, &args).await.unwrap()
 }
 
+/// Starts west (one replica, plug-in CA in `ca`) importing east from `east` (`HOST:PORT`
+/// of its TLS xDS port), with `extra` flags.
+async fn west_of(
+    config: &std::path::Path,
+    ca: &std::path::Path,
+    east: &str,
+    extra: &[&str],
+) -> Shoal {
+    let federate = format!("east={east}");
+    let mut args = vec!["--federate", federate.as_str()];
+    args.extend_from_slice(extra);
+    group(config, ca, "west", free_port("127.0.0.1"), &args).await
+}
+
 /// East (one replica exporting to shoal replicas, with `east_extra`) serving `echo` at
 /// 10.2.0.1, and west (one replica importing east) serving it at 10.1.0.1.
 struct EastWest {
@@ -110,15 +124,8 @@ impl EastWest {
             &args,
         )
         .await;
-        let federate = format!("east=127.0.0.1:{east_port}");
-        let west = group(
-            dirs.west_cfg.path(),
-            dirs.west_ca.path(),
-            "west",
-            free_port("127.0.0.1"),
-            &["--federate", &federate],
-        )
-        .await;
+        let east_addr = format!("127.0.0.1:{east_port}");
+        let west = west_of(dirs.west_cfg.path(), dirs.west_ca.path(), &east_addr, &[]).await;
         EastWest { dirs, east, west }
     }
 
@@ -168,13 +175,12 @@ async fn groups_federate_endpoints_and_withdraw_them_when_a_peer_goes_stale() {
         &east_args,
     )
     .await;
-    let federate = format!("east=127.0.0.1:{east_port}");
-    let west = group(
+    let east_addr = format!("127.0.0.1:{east_port}");
+    let west = west_of(
         west_cfg.path(),
         west_ca.path(),
-        "west",
-        free_port("127.0.0.1"),
-        &["--federate", &federate, "--federation-stale-after", "3s"],
+        &east_addr,
+        &["--federation-stale-after", "3s"],
     )
     .await;
 
@@ -315,20 +321,17 @@ async fn a_remote_network_is_reached_through_its_east_west_gateway() {
     else {
         return;
     };
-    let federate = format!("east=127.0.0.1:{east_port}");
+    let east_addr = format!("127.0.0.1:{east_port}");
     let through_gateway = format!("net-east=127.0.0.1:{gateway_port}");
-    let west = group(
+    let west = west_of(
         west_cfg.path(),
         west_ca.path(),
-        "west",
-        free_port("127.0.0.1"),
+        &east_addr,
         &[
             "--network",
             "net-west",
             "--network-gateway",
             &through_gateway,
-            "--federate",
-            &federate,
         ],
     )
     .await;
@@ -395,13 +398,12 @@ async fn a_partition_between_groups_heals_without_pushes() {
     .await
     .unwrap();
     let first = &east.replicas[0];
-    let federate = format!("east={}:{}", first.ip, first.tls_port);
-    let west = group(
+    let east_addr = format!("{}:{}", first.ip, first.tls_port);
+    let west = west_of(
         west_cfg.path(),
         west_ca.path(),
-        "west",
-        free_port("127.0.0.1"),
-        &["--federate", &federate, "--federation-stale-after", "120s"],
+        &east_addr,
+        &["--federation-stale-after", "120s"],
     )
     .await;
     let mut s = watch_endpoints(&west, CLUSTER).await;

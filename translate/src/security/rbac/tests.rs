@@ -391,14 +391,7 @@ fn jwt_attributes_read_the_verified_payload() {
         .collect();
     assert_eq!(nots.len(), 1);
     // Without a verifying issuer, a required principal matches nothing.
-    let c = build(
-        &[&p],
-        "cluster.local",
-        &[],
-        &[],
-        false,
-        PeerSource::Connection,
-    );
+    let c = build_for(std::slice::from_ref(&p), false);
     let text = format!("{:?}", c[0].policies["ns[shop]-policy[p]-rule[0]"]);
     assert!(
         text.contains("NotId(Principal { identifier: Some(Any(true)) })"),
@@ -538,14 +531,7 @@ fn a_source_service_account_condition_matches_like_the_field() {
         "p",
         "rules:\n- when:\n  - {key: source.serviceAccount, values: [web, other/api]}\n",
     );
-    let c = build(
-        &[&p],
-        "cluster.local",
-        &[],
-        &[],
-        false,
-        PeerSource::Connection,
-    );
+    let c = build_for(std::slice::from_ref(&p), false);
     let rule = &c[0].policies["ns[shop]-policy[p]-rule[0]"];
     let Some(principal::Identifier::AndIds(and)) = &rule.principals[0].identifier else {
         panic!("{rule:?}");
