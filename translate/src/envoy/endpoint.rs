@@ -116,6 +116,7 @@ pub(crate) fn assignment(
     model: &crate::model::Model,
 ) -> ClusterLoadAssignment {
     let opts = &model.options;
+    let own = opts.own_network();
     let mut items = Vec::new();
     let mut remote: BTreeMap<(&str, String), RemoteGroup<'_>> = BTreeMap::new();
     for e in selected(c, opts).filter(|e| is_ip(&e.address)) {
@@ -123,7 +124,7 @@ pub(crate) fn assignment(
             continue;
         };
         let network = crate::model::network_of(&e.labels, &e.address, opts);
-        if network != opts.own_network() {
+        if network != own {
             if let Some(gateway) = model.network_gateways.get(network) {
                 let l = &e.locality;
                 let key = (network, format!("{}/{}/{}", l.region, l.zone, l.subzone));

@@ -164,20 +164,25 @@ fn endpoint_at(address: Address) -> LbEndpoint {
     }
 }
 
+/// The assignment of `cluster`: one endpoint, the internal listener `listener`.
+fn to_internal_listener(cluster: &str, listener: &str) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: cluster.into(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: vec![endpoint_at(internal_address(listener, ""))],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
 /// `main_internal`: one endpoint, the internal listener of that name.
 fn main_internal(connect_timeout_ms: u64) -> Cluster {
     Cluster {
         name: MAIN_INTERNAL.into(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
         connect_timeout: Some(duration_ms(connect_timeout_ms)),
-        load_assignment: Some(ClusterLoadAssignment {
-            cluster_name: MAIN_INTERNAL.into(),
-            endpoints: vec![LocalityLbEndpoints {
-                lb_endpoints: vec![endpoint_at(internal_address(MAIN_INTERNAL, ""))],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
+        load_assignment: Some(to_internal_listener(MAIN_INTERNAL, MAIN_INTERNAL)),
         transport_socket: Some(internal_upstream()),
         ..Default::default()
     }
@@ -189,14 +194,7 @@ pub(super) const ENCAP: &str = "encap";
 fn encap(connect_timeout_ms: u64) -> Cluster {
     Cluster {
         name: ENCAP.into(),
-        load_assignment: Some(ClusterLoadAssignment {
-            cluster_name: ENCAP.into(),
-            endpoints: vec![LocalityLbEndpoints {
-                lb_endpoints: vec![endpoint_at(internal_address(CONNECT_ORIGINATE, ""))],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
+        load_assignment: Some(to_internal_listener(ENCAP, CONNECT_ORIGINATE)),
         ..main_internal(connect_timeout_ms)
     }
 }
