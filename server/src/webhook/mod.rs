@@ -10,7 +10,10 @@
 //!   validator, refused with its issue text.
 //!
 //! A body that is not an `AdmissionReview` gets a 400 naming what is wrong; bodies over
-//! [`review::MAX_BODY`] a 413. Nothing here panics on input.
+//! [`review::MAX_BODY`] a 413. A body declared over the limit is read and dropped (up to
+//! [`DRAIN_MAX`], for at most [`DRAIN_TIME`]) before the 413 goes out: a caller still
+//! writing it would otherwise see its connection reset rather than the answer. Nothing
+//! here panics on input.
 
 mod ca_bundle;
 pub mod review;
@@ -57,8 +60,45 @@ impl Webhooks {
             .route("/inject", post(inject_handler))
             .route("/validate", post(validate_handler))
             .layer(DefaultBodyLimit::max(review::MAX_BODY))
+            .layer(axum::middleware::from_fn(refuse_oversized))
             .with_state(self)
     }
+}
+
+/// How much of a body declared over [`review::MAX_BODY`] is read before its 413; a longer
+/// one has its connection closed once that much has been read.
+pub const DRAIN_MAX: usize = 4 * review::MAX_BODY;
+/// How long reading such a body may take.
+pub const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A body whose `Content-Length` is over the limit: read and dropped (bounded), then a 413.
+/// Others go on to the handlers (a chunked body over the limit is refused there).
+async fn refuse_oversized(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_none_or(|n| n <= review::MAX_BODY as u64) {
+        return next.run(req).await;
+    }
+    let mut body = req.into_body().into_data_stream();
+    let drain = async {
+        use futures::StreamExt;
+        let mut read = 0;
+        while let Some(Ok(chunk)) = body.next().await {
+            read += chunk.len();
+            if read > DRAIN_MAX {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is over {} bytes", review::MAX_BODY),
+    )
+        .into_response()
 }
 
 /// The flags' settings with what the running MeshConfig and flags say (a `defaultConfig`
