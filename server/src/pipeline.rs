@@ -92,7 +92,6 @@ fn translated(changes: &ChangeSet) -> std::borrow::Cow<'_, ChangeSet> {
     })
 }
 
-/// The namespaces in the mesh, for logs.
 /// Warns once per kind that a source's documents are of a kind shoal does not serve.
 fn warn_skipped(
     docs: &[shoal_config::parse::ParsedDoc],
