@@ -503,8 +503,10 @@ async fn secrets_received(
     Ok(got)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn credentials_are_only_for_gateways_of_their_namespace() {
+/// A shoal serving [`credential_mesh`] with gateway servers on `ports` (nothing runs
+/// behind them) to proxies with tokens of its issuer, with `extra` flags; and its config
+/// directory.
+async fn credential_shoal(ports: [u16; 3], extra: &[&str]) -> (Issuer, tempfile::TempDir, Shoal) {
     let issuer = Issuer::new().unwrap();
     let server = certificates();
     let (client_ca, _, _) =
@@ -512,21 +514,24 @@ async fn credentials_are_only_for_gateways_of_their_namespace() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("mesh.yaml"),
-        credential_mesh([18443, 18444, 18445], 8000, 5432, &server, &client_ca),
+        credential_mesh(ports, 8000, 5432, &server, &client_ca),
     )
     .unwrap();
+    let issuer_arg = issuer.arg();
+    let mut args = vec!["--jwt-issuer", issuer_arg.as_str()];
+    args.extend_from_slice(extra);
+    let shoal = start_shoal(dir.path(), &args).await.unwrap();
+    (issuer, dir, shoal)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_are_only_for_gateways_of_their_namespace() {
     // app's gateway has no pod in the registry: the operator names its identity.
-    let shoal = start_shoal(
-        dir.path(),
-        &[
-            "--jwt-issuer",
-            &issuer.arg(),
-            "--credential-readers",
-            "app/ingress",
-        ],
+    let (issuer, _dir, shoal) = credential_shoal(
+        [18443, 18444, 18445],
+        &["--credential-readers", "app/ingress"],
     )
-    .await
-    .unwrap();
+    .await;
     let wanted = [
         "kubernetes://web-cert",
         "kubernetes://web-mtls-cacert",
@@ -600,19 +605,7 @@ async fn credentials_are_only_for_gateways_of_their_namespace() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gateway_whose_pod_appears_later_gets_its_credentials() {
     use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
-    let issuer = Issuer::new().unwrap();
-    let server = certificates();
-    let (client_ca, _, _) =
-        shoal_tests::identity::ca_and_leaf("client CA", &["client.example.com"]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("mesh.yaml"),
-        credential_mesh([18446, 18447, 18448], 8000, 5432, &server, &client_ca),
-    )
-    .unwrap();
-    let shoal = start_shoal(dir.path(), &["--jwt-issuer", &issuer.arg()])
-        .await
-        .unwrap();
+    let (issuer, dir, shoal) = credential_shoal([18446, 18447, 18448], &[]).await;
     // The gateway's stream starts before its Pod is in the registry (a Kubernetes watch
     // can lag the pod's start): no credentials yet, and the stream stays open.
     let token = issuer.token("istio-system", "late").unwrap();
