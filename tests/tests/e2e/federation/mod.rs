@@ -51,6 +51,19 @@ impl Dirs {
         root.plug_in(d.west_ca.path(), "west").unwrap();
         d
     }
+
+    /// With `east` and `west` as the groups' configs.
+    fn with_configs(east: &str, west: &str) -> Dirs {
+        let d = Dirs::new();
+        std::fs::write(d.east_cfg.path().join("mesh.yaml"), east).unwrap();
+        std::fs::write(d.west_cfg.path().join("mesh.yaml"), west).unwrap();
+        d
+    }
+
+    /// `echo` served by east at 10.2.0.1 and by west at 10.1.0.1.
+    fn echo_on_both() -> Dirs {
+        Dirs::with_configs(&service(Some("10.2.0.1")), &service(Some("10.1.0.1")))
+    }
 }
 
 /// Starts a group of one replica with the plug-in CA in `ca` as cluster `id`.
@@ -102,17 +115,7 @@ struct EastWest {
 
 impl EastWest {
     async fn start(east_extra: &[&str]) -> EastWest {
-        let dirs = Dirs::new();
-        std::fs::write(
-            dirs.east_cfg.path().join("mesh.yaml"),
-            service(Some("10.2.0.1")),
-        )
-        .unwrap();
-        std::fs::write(
-            dirs.west_cfg.path().join("mesh.yaml"),
-            service(Some("10.1.0.1")),
-        )
-        .unwrap();
+        let dirs = Dirs::echo_on_both();
         let east_port = free_port("127.0.0.1");
         let mut args = vec!["--federation-peers", "istio-system/shoal"];
         args.extend_from_slice(east_extra);
@@ -156,9 +159,7 @@ async fn groups_federate_endpoints_and_withdraw_them_when_a_peer_goes_stale() {
         west_ca,
         east_cfg,
         west_cfg,
-    } = Dirs::new();
-    std::fs::write(east_cfg.path().join("mesh.yaml"), service(Some("10.2.0.1"))).unwrap();
-    std::fs::write(west_cfg.path().join("mesh.yaml"), service(Some("10.1.0.1"))).unwrap();
+    } = Dirs::echo_on_both();
     let issuer = Issuer::new().unwrap();
     let east_port = free_port("127.0.0.1");
     let east_args = [
@@ -380,9 +381,7 @@ async fn a_partition_between_groups_heals_without_pushes() {
         west_ca,
         east_cfg,
         west_cfg,
-    } = Dirs::new();
-    std::fs::write(east_cfg.path().join("mesh.yaml"), service(Some("10.2.0.1"))).unwrap();
-    std::fs::write(west_cfg.path().join("mesh.yaml"), service(Some("10.1.0.1"))).unwrap();
+    } = Dirs::echo_on_both();
     let east = Cluster::start_with_ca(
         3,
         east_cfg.path(),
@@ -496,9 +495,7 @@ async fn a_group_follows_each_peer_with_one_stream_that_fails_over_without_resen
         west_ca,
         east_cfg,
         west_cfg,
-    } = Dirs::new();
-    std::fs::write(east_cfg.path().join("mesh.yaml"), service(Some("10.2.0.1"))).unwrap();
-    std::fs::write(west_cfg.path().join("mesh.yaml"), service(Some("10.1.0.1"))).unwrap();
+    } = Dirs::echo_on_both();
     let east_port = free_port("127.0.0.1");
     let east = group(
         east_cfg.path(),
