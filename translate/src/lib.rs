@@ -95,8 +95,9 @@ pub struct MeshOptions {
     pub cluster_id: String,
     /// The network of this cluster's workloads (empty: the default network).
     pub network: String,
-    /// The east-west gateway (address, port) of each other network: endpoints there are
-    /// reached through it (Istio's multi-network model).
+    /// `--network-gateway`: the east-west gateway (address, mTLS port) of each other
+    /// network: sidecars reach endpoints there through it (Istio's multi-network model;
+    /// more gateways are found in the config, see `model::NetworkGateway`).
     pub network_gateways: std::collections::BTreeMap<String, (String, u16)>,
     /// Istio's MeshNetworks (`--mesh-networks`, or the `istio` ConfigMap's `meshNetworks`):
     /// the network of endpoints no label places, and more networks' gateways.

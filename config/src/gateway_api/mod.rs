@@ -17,6 +17,10 @@ pub use grpc::{
 /// The group of both kinds.
 pub const GROUP: &str = "gateway.networking.k8s.io";
 
+/// The class of a `Gateway` that names another network's east-west gateway (Istio's
+/// multi-network ambient): its `spec.addresses` and `HBONE` listener say where it is.
+pub const REMOTE_GATEWAY_CLASS: &str = "istio-remote";
+
 /// `GatewaySpec`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

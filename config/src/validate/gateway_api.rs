@@ -13,12 +13,13 @@ use crate::gateway_api::{
     BackendKind, FilterType, FromNamespaces, GrpcMethodMatch, GrpcMethodMatchType, GrpcRouteSpec,
     HttpBackendRef, HttpPathModifier, HttpRouteFilter, HttpRouteMatch, HttpRouteRule,
     HttpRouteSpec, KubeGatewaySpec, L4RouteSpec, Listener, ParentReference, PathMatchType,
-    PathModifierType, ReferenceGrantSpec, TlsMode, ValueMatchType,
+    PathModifierType, REMOTE_GATEWAY_CLASS, ReferenceGrantSpec, TlsMode, ValueMatchType,
 };
 use crate::host;
 
 /// Listener protocols of the API's core and extended support.
-/// `HBONE` is Istio's, for the listener of a waypoint (class `istio-waypoint`).
+/// `HBONE` is Istio's, for the listener of a waypoint (class `istio-waypoint`) or of
+/// another network's east-west gateway (class `istio-remote`).
 const PROTOCOLS: &[&str] = &["HTTP", "HTTPS", "TLS", "TCP", "UDP", "HBONE"];
 const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
@@ -35,7 +36,8 @@ pub(super) fn gateway(v: &mut Validator, spec: &KubeGatewaySpec) {
             "a Gateway must have at least one listener",
         );
     }
-    if !spec.addresses.is_empty() {
+    // A remote network's gateway is found at its addresses.
+    if !spec.addresses.is_empty() && spec.gateway_class_name != REMOTE_GATEWAY_CLASS {
         v.warning(
             "spec.addresses",
             "gateway proxies listen on every address; only Hostname addresses are read, to find the Service reported in the Gateway's status",

@@ -25,7 +25,7 @@ fn pod(name: &str, ip: &str) -> String {
 
 const MESH: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: cart, namespace: shop}\nspec:\n  clusterIP: 10.96.5.10\n  selector: {app: cart}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: cart, namespace: shop}\nspec:\n  selector: {matchLabels: {app: cart}}\n  rules: [{from: [{source: {namespaces: [shop]}}]}]\n---\n";
 
-fn request(type_url: &str) -> DeltaDiscoveryRequest {
+pub(crate) fn request(type_url: &str) -> DeltaDiscoveryRequest {
     DeltaDiscoveryRequest {
         node: Some(node(NODE)),
         type_url: type_url.into(),
@@ -33,7 +33,7 @@ fn request(type_url: &str) -> DeltaDiscoveryRequest {
     }
 }
 
-async fn recv(s: &mut DeltaStream) -> DeltaDiscoveryResponse {
+pub(crate) async fn recv(s: &mut DeltaStream) -> DeltaDiscoveryResponse {
     s.recv(Duration::from_secs(20))
         .await
         .expect("the stream stays open")
@@ -43,7 +43,17 @@ async fn recv(s: &mut DeltaStream) -> DeltaDiscoveryResponse {
 /// A ztunnel's stream on the TLS port with its token.
 async fn open(shoal: &Shoal, token: &str, first: DeltaDiscoveryRequest) -> DeltaStream {
     let root = shoal.data_dir().join("ca/shoal-root/root-cert.pem");
-    let target = Target::tls(shoal.xds_tls(), &root).unwrap();
+    open_trusting(shoal, &root, token, first).await
+}
+
+/// A ztunnel's stream on the TLS port with its token, trusting the root at `root`.
+pub(crate) async fn open_trusting(
+    shoal: &Shoal,
+    root: &std::path::Path,
+    token: &str,
+    first: DeltaDiscoveryRequest,
+) -> DeltaStream {
+    let target = Target::tls(shoal.xds_tls(), root).unwrap();
     let bearer = format!("Bearer {token}");
     DeltaStream::open_with_metadata(
         target,
@@ -59,7 +69,7 @@ fn names(r: &DeltaDiscoveryResponse) -> Vec<String> {
     r.resources.iter().map(|x| x.name.clone()).collect()
 }
 
-fn decode(r: &DeltaDiscoveryResponse) -> BTreeMap<String, Address> {
+pub(crate) fn decode(r: &DeltaDiscoveryResponse) -> BTreeMap<String, Address> {
     r.resources
         .iter()
         .map(|x| {

@@ -1,4 +1,6 @@
-use shoal_api::istio::workload::{Address, TunnelProtocol, address};
+use shoal_api::istio::workload::{
+    Address, GatewayAddress, NetworkAddress, TunnelProtocol, Workload, address, gateway_address,
+};
 use shoal_api::{Resource, ResourceType};
 use shoal_config::ConfigStore;
 use shoal_config::parse::parse_yaml;
@@ -29,16 +31,20 @@ fn addresses(out: &ViewOutput) -> &[Resource] {
         .map_or(&[], Vec::as_slice)
 }
 
-fn tunnel(out: &ViewOutput, uid: &str) -> TunnelProtocol {
+fn workload(out: &ViewOutput, uid: &str) -> Workload {
     let r = addresses(out)
         .iter()
         .find(|r| &*r.name == uid)
         .unwrap_or_else(|| panic!("no {uid}"));
     let a = <Address as prost::Message>::decode(r.body.clone()).expect("decodes");
     match a.r#type {
-        Some(address::Type::Workload(w)) => w.tunnel_protocol(),
+        Some(address::Type::Workload(w)) => w,
         other => panic!("{other:?}"),
     }
+}
+
+fn tunnel(out: &ViewOutput, uid: &str) -> TunnelProtocol {
+    workload(out, uid).tunnel_protocol()
 }
 
 #[test]
@@ -111,5 +117,77 @@ fn a_host_network_pod_is_not_captured_nor_found_by_address() {
     assert!(
         aliases.is_none_or(|a| a.iter().all(|r| &*r.name != "/192.168.0.4")),
         "{aliases:?}"
+    );
+}
+
+#[test]
+fn workloads_on_other_networks_name_their_networks_hbone_gateway() {
+    // net-east's gateway takes HBONE (port 15008 on its Service); net-south's takes
+    // sidecars' mTLS only, so ztunnels get no way there; this cluster's own workloads
+    // (net-west, from --network) need none.
+    let gateway = |network: &str, ip: &str, ports: &str| {
+        let cluster_ip = ip.replace("192.0.2.", "10.96.0.");
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: ew-{network}, namespace: istio-system, labels: {{topology.istio.io/network: {network}}}}}\nspec:\n  type: LoadBalancer\n  clusterIP: {cluster_ip}\n  ports: [{ports}]\nstatus: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n---\n"
+        )
+    };
+    let entry = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm, namespace: amb}\nspec: {address: 10.9.0.1, labels: {topology.istio.io/network: net-east}}\n---\n";
+    let docs = [
+        namespace("amb", "istio.io/dataplane-mode: ambient"),
+        pod("amb", "here", "10.0.0.1", "app: a"),
+        pod(
+            "amb",
+            "east",
+            "10.1.0.1",
+            "topology.istio.io/network: net-east",
+        ),
+        pod(
+            "amb",
+            "south",
+            "10.2.0.1",
+            "topology.istio.io/network: net-south",
+        ),
+        gateway(
+            "net-east",
+            "192.0.2.1",
+            "{name: tls, port: 15443}, {name: hbone, port: 15008}",
+        ),
+        gateway("net-south", "192.0.2.2", "{name: tls, port: 15443}"),
+        entry.to_string(),
+    ];
+    let mut store = ConfigStore::new();
+    store.apply("c.yaml", parse_yaml("c.yaml", &docs.concat()));
+    assert!(store.issues().is_empty(), "{:?}", store.issues());
+    let options = MeshOptions {
+        network: "net-west".into(),
+        ..MeshOptions::default()
+    };
+    let out = Translator::new(store.snapshot(), options).build(&ViewKey::ztunnel());
+    let via_east = Some(GatewayAddress {
+        destination: Some(gateway_address::Destination::Address(NetworkAddress {
+            network: "net-east".into(),
+            address: vec![192, 0, 2, 1],
+        })),
+        hbone_mtls_port: 15008,
+    });
+    let east = workload(&out, "Kubernetes//Pod/amb/east");
+    assert_eq!(
+        (east.network.as_str(), &east.network_gateway),
+        ("net-east", &via_east)
+    );
+    let vm = workload(&out, "Kubernetes/networking.istio.io/WorkloadEntry/amb/vm");
+    assert_eq!(
+        (vm.network.as_str(), &vm.network_gateway),
+        ("net-east", &via_east)
+    );
+    let south = workload(&out, "Kubernetes//Pod/amb/south");
+    assert_eq!(
+        (south.network.as_str(), south.network_gateway),
+        ("net-south", None)
+    );
+    let here = workload(&out, "Kubernetes//Pod/amb/here");
+    assert_eq!(
+        (here.network.as_str(), here.network_gateway),
+        ("net-west", None)
     );
 }

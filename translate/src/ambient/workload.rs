@@ -123,6 +123,21 @@ impl Ctx<'_> {
             hbone_mtls_port: HBONE_PORT,
         })
     }
+
+    /// How ztunnels reach a workload on `network` (Istio's `network_gateway`): that
+    /// network's east-west gateway, with HBONE, when it is another network than this
+    /// cluster's and its gateway takes HBONE at an IP address. A ztunnel on the
+    /// workload's own network ignores it and connects directly.
+    fn network_gateway(&self, network: &str) -> Option<GatewayAddress> {
+        let (address, port) = self.model.network_gateways.get(network)?.hbone.as_ref()?;
+        Some(GatewayAddress {
+            destination: Some(gateway_address::Destination::Address(NetworkAddress {
+                network: network.to_string(),
+                address: ip_bytes(address)?,
+            })),
+            hbone_mtls_port: u32::from(*port),
+        })
+    }
 }
 
 impl<'a> Ctx<'a> {
@@ -461,6 +476,7 @@ fn pod(ctx: &Ctx<'_>, key: &ObjectKey, p: &Pod, services: &[&Arc<Service>]) -> O
         namespace: key.namespace.to_string(),
         addresses: ips.iter().filter_map(|ip| ip_bytes(ip)).collect(),
         network: network.to_string(),
+        network_gateway: ctx.network_gateway(network),
         tunnel_protocol: if ambient {
             TunnelProtocol::Hbone as i32
         } else {
@@ -525,10 +541,11 @@ fn entry(
     backs: Backs<'_>,
 ) -> Option<Named> {
     let address = ip_bytes(&we.address)?;
-    let network = we
-        .network
-        .clone()
-        .unwrap_or_else(|| ctx.network().to_string());
+    // Its own `network`, else where its labels and address place it.
+    let network = match &we.network {
+        Some(n) => n.clone(),
+        None => crate::model::network_of(&we.labels, &we.address, &ctx.model.options).to_string(),
+    };
     let uid = format!("{}/{uid_tail}", ctx.model.options.cluster_id);
     let (canonical_name, canonical_revision) = canonical(&we.labels, name);
     let ambient = we
@@ -540,6 +557,7 @@ fn entry(
         name: name.to_string(),
         namespace: ns.to_string(),
         addresses: vec![address],
+        network_gateway: ctx.network_gateway(&network),
         network: network.clone(),
         tunnel_protocol: if ambient {
             TunnelProtocol::Hbone as i32

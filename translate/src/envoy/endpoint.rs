@@ -107,9 +107,10 @@ type RemoteGroup<'a> = (&'a (String, u16), u32, &'a Endpoint);
 /// out.
 ///
 /// Istio's multi-network model: endpoints on another network than this cluster's are
-/// reached through that network's east-west gateway ([`crate::model::Model::network_gateways`]), one endpoint
-/// per network and locality weighted by the endpoints behind it, with mTLS (the gateway
-/// passes connections on by SNI); endpoints of a network without a gateway are left out.
+/// reached through that network's east-west gateway
+/// ([`crate::model::Model::network_gateways`]), one endpoint per network and locality
+/// weighted by the endpoints behind it, with mTLS (the gateway passes connections on by
+/// SNI); endpoints of a network without a gateway taking mTLS are left out.
 pub(crate) fn assignment(
     c: &OutboundCluster<'_>,
     client: Option<&ClientLocality>,
@@ -125,7 +126,11 @@ pub(crate) fn assignment(
         };
         let network = crate::model::network_of(&e.labels, &e.address, opts);
         if network != own {
-            if let Some(gateway) = model.network_gateways.get(network) {
+            if let Some(gateway) = model
+                .network_gateways
+                .get(network)
+                .and_then(|g| g.mtls.as_ref())
+            {
                 let l = &e.locality;
                 let key = (network, format!("{}/{}/{}", l.region, l.zone, l.subzone));
                 let group = remote.entry(key).or_insert((gateway, 0, e));

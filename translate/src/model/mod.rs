@@ -7,6 +7,7 @@ mod delegate;
 mod endpoints;
 mod gateway_api;
 mod jwks;
+mod networks;
 mod protocol;
 mod service;
 
@@ -23,6 +24,7 @@ pub use gateway_api::{
 };
 pub(crate) use jwks::KeySource;
 pub use jwks::{FetchedJwks, JwksFetch, JwksRef, UNUSABLE_JWKS};
+pub use networks::{NetworkGateway, network_of};
 pub use protocol::Protocol;
 pub use service::{PortModel, Resolution, Service, ServiceOrigin, TargetPort, Visibility};
 
@@ -112,128 +114,11 @@ pub struct Model {
     pub gateways: Gateways,
     /// Key sets the control plane fetched for RequestAuthentications (`jwks.rs`).
     pub jwks: Arc<FetchedJwks>,
-    /// The east-west gateway of each other network: `--network-gateway`, MeshNetworks, or
-    /// a Service labelled `topology.istio.io/network` with a load balancer address (see
-    /// [`network_gateways`]).
-    pub network_gateways: BTreeMap<String, (String, u16)>,
+    /// The east-west gateways of other networks, by network (see [`networks`]).
+    pub network_gateways: BTreeMap<String, NetworkGateway>,
     index: endpoints::EndpointIndex,
     /// Monotonic counter stamped on every service whose endpoints were (re)computed.
     generation: u64,
-}
-
-/// The network of a workload with these labels at `address`, as Istio places it: its
-/// `topology.istio.io/network` label; else, for this cluster's workloads, `--network`;
-/// else the network MeshNetworks gives its cluster (`fromRegistry`, the cluster from its
-/// `topology.istio.io/cluster` label) or its address (`fromCidr`); else this cluster's.
-pub fn network_of<'a>(
-    labels: &'a shoal_config::Labels,
-    address: &str,
-    options: &'a MeshOptions,
-) -> &'a str {
-    use shoal_config::k8s::topology;
-    if let Some(network) = labels.get(topology::NETWORK) {
-        return network;
-    }
-    let cluster = labels
-        .get(topology::CLUSTER)
-        .unwrap_or(options.cluster_id.as_str());
-    if cluster == options.cluster_id && !options.network.is_empty() {
-        return &options.network;
-    }
-    let networks = &options.mesh_networks;
-    networks
-        .of_registry(cluster)
-        .or_else(|| networks.of_address(address))
-        .unwrap_or_else(|| options.own_network())
-}
-
-/// The port Istio's east-west gateways take cross-network mTLS on.
-const NETWORK_GATEWAY_PORT: u16 = 15443;
-
-/// The load balancer address of a Service (its first ingress IP).
-fn load_balancer_ip(svc: &shoal_config::k8s::Service) -> Option<String> {
-    svc.status
-        .load_balancer
-        .ingress
-        .iter()
-        .find_map(|i| i.ip.clone())
-}
-
-/// The east-west gateways of other networks, as Istio finds them, one per network:
-/// `--network-gateway` first; then MeshNetworks' gateways (a fixed address, or the load
-/// balancer address of the Service a `registryServiceName` names, in a cluster the
-/// network's `fromRegistry` lists); then a Service labelled
-/// `topology.istio.io/network: NETWORK` with a load balancer address (its port named `tls`
-/// or numbered 15443, else 15443), the first by namespace and name. This cluster's own
-/// network has none.
-fn network_gateways(
-    config: &ConfigSnapshot,
-    options: &MeshOptions,
-) -> BTreeMap<String, (String, u16)> {
-    use shoal_config::mesh_networks::GatewayAddress;
-    let own = options.own_network();
-    let services = || {
-        config
-            .of_kind(shoal_config::Kind::Service)
-            .filter_map(|(_, e)| match e.object.as_ref() {
-                shoal_config::Object::Service(svc) => Some(svc),
-                _ => None,
-            })
-    };
-    let mut out = options.network_gateways.clone();
-    for (network, n) in &options.mesh_networks.networks {
-        if network == own || out.contains_key(network) {
-            continue;
-        }
-        let found = n.gateways.iter().find_map(|g| match &g.address {
-            GatewayAddress::Address(a) => Some((a.clone(), g.port)),
-            GatewayAddress::Service(host) => services()
-                .filter(|svc| {
-                    let m = &svc.metadata;
-                    let cluster = m
-                        .labels
-                        .get(shoal_config::k8s::topology::CLUSTER)
-                        .unwrap_or(options.cluster_id.as_str());
-                    n.registries.iter().any(|r| r == cluster)
-                        && *host
-                            == format!(
-                                "{}.{}.svc.{}",
-                                m.name,
-                                m.namespace.as_deref().unwrap_or("default"),
-                                options.domain_suffix
-                            )
-                })
-                .find_map(load_balancer_ip)
-                .map(|ip| (ip, g.port)),
-        });
-        if let Some(gateway) = found {
-            out.insert(network.clone(), gateway);
-        }
-    }
-    for svc in services() {
-        let Some(network) = svc
-            .metadata
-            .labels
-            .get(shoal_config::k8s::topology::NETWORK)
-        else {
-            continue;
-        };
-        let Some(ip) = load_balancer_ip(svc) else {
-            continue;
-        };
-        if network == own || out.contains_key(network) {
-            continue;
-        }
-        let port = svc
-            .spec
-            .ports
-            .iter()
-            .find(|p| p.port == i64::from(NETWORK_GATEWAY_PORT) || p.name.as_deref() == Some("tls"))
-            .and_then(|p| u16::try_from(p.port).ok())
-            .unwrap_or(NETWORK_GATEWAY_PORT);
-        out.insert(network.to_string(), (ip, port));
-    }
-    out
 }
 
 impl Model {
@@ -280,7 +165,7 @@ impl Model {
         }
         self.generation = generation;
         self.services = services;
-        self.network_gateways = network_gateways(&self.config, &self.options);
+        self.network_gateways = networks::gateways(&self.config, &self.options);
 
         let cfg = &self.config;
         let rule = |key: &shoal_config::ObjectKey, hosts: Vec<String>, export_to: &[String]| {

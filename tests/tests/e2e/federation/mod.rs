@@ -5,6 +5,8 @@
 //! reconnect that changes nothing pushes nothing, and a caller east does not list is
 //! refused.
 
+mod ambient;
+
 use std::time::Duration;
 
 use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
