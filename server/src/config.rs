@@ -232,6 +232,8 @@ pub struct IdentityConfig {
     pub federation_peers: DebugReaders,
     /// DNS names of the TLS port's serving certificate.
     pub tls_names: Vec<String>,
+    /// This cluster's id: node proxies may ask certificates for this cluster's pods only.
+    pub cluster_id: String,
 }
 
 /// This replica's place in a shard group.
@@ -417,6 +419,7 @@ fn identity(args: &ServeArgs, trust_domain: &str) -> anyhow::Result<IdentityConf
         debug_readers: DebugReaders::parse(&sa.debug_readers)?,
         federation_peers: DebugReaders::parse_flag("--federation-peers", &args.federation_peers)?,
         tls_names: sa.tls_names.clone(),
+        cluster_id: args.webhook.cluster_id.clone(),
     })
 }
 

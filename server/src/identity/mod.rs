@@ -123,7 +123,10 @@ impl Identity {
             ca,
             jwt,
             shoal_ca::Authorizer::new(&cfg.trust_domain)?,
-            Arc::new(PodDirectory(config.clone())),
+            Arc::new(PodDirectory {
+                config: config.clone(),
+                cluster_id: cfg.cluster_id.clone(),
+            }),
         );
         tasks.spawn(identity.clone().follow(config));
         tasks.spawn(upkeep(
@@ -191,18 +194,28 @@ async fn upkeep(
     }
 }
 
-/// Which workloads run on which node, from the Pods in the config (`spec.nodeName`,
-/// `spec.serviceAccountName`): a node proxy may ask for certificates only for those.
-pub struct PodDirectory(pub watch::Receiver<ConfigSnapshot>);
+/// Which workloads run on which node, from this cluster's Pods in the config
+/// (`spec.nodeName`, `spec.serviceAccountName`): a node proxy may ask for certificates only
+/// for those. Pods of other clusters (read through remote secrets, their nodes renamed
+/// `NODE.CLUSTER`, or imported from a peer) are labelled with their cluster and never
+/// count, whatever a local node is named.
+pub struct PodDirectory {
+    pub config: watch::Receiver<ConfigSnapshot>,
+    pub cluster_id: String,
+}
 
 impl shoal_ca::NodeDirectory for PodDirectory {
     fn has_workload_on_node(&self, node: &str, identity: &shoal_ca::Identity) -> bool {
-        let config = self.0.borrow();
+        let config = self.config.borrow();
         config
             .of_kind_in(Kind::Pod, &identity.namespace)
             .any(|(_, entry)| match entry.object.as_ref() {
                 Object::Pod(pod) => {
-                    pod.spec.node_name.as_deref() == Some(node)
+                    pod.metadata
+                        .labels
+                        .get(shoal_config::k8s::topology::CLUSTER)
+                        .is_none_or(|c| c == self.cluster_id)
+                        && pod.spec.node_name.as_deref() == Some(node)
                         && pod
                             .spec
                             .service_account_name
@@ -242,4 +255,54 @@ pub fn caller_fn(ca: Arc<CertificateAuthority>) -> shoal_router::CallerFn {
         let caller = ca.authenticate_client_cert(chain).ok()?;
         Some(caller.identity.spiffe_uri())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_ca::NodeDirectory;
+    use shoal_config::ConfigStore;
+    use shoal_config::parse::parse_yaml;
+
+    use super::*;
+
+    #[test]
+    fn only_this_cluster_s_pods_count_on_a_node() {
+        // A local node is named like a remote one as shoal renames it (`node-1.cluster2`):
+        // the remote pod on it lends its identity to no local node proxy.
+        let pod = |name: &str, sa: &str, node: &str, labels: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: app, labels: {{{labels}}}}}\nspec: {{serviceAccountName: {sa}, nodeName: {node}}}\n---\n"
+            )
+        };
+        let yaml = pod("web-0", "web", "node-1.cluster2", "")
+            + &pod(
+                "own-0",
+                "own",
+                "node-1.cluster2",
+                "topology.istio.io/cluster: cluster1",
+            )
+            + &pod(
+                "db-0.cluster2",
+                "db",
+                "node-1.cluster2",
+                "topology.istio.io/cluster: cluster2",
+            );
+        let mut store = ConfigStore::new();
+        store.apply("pods.yaml", parse_yaml("pods.yaml", &yaml));
+        let (_tx, config) = watch::channel(store.snapshot());
+        let directory = PodDirectory {
+            config,
+            cluster_id: "cluster1".into(),
+        };
+        let on_node = |sa: &str| {
+            let id = shoal_ca::Identity::new("cluster.local", "app", sa).expect("identity");
+            directory.has_workload_on_node("node-1.cluster2", &id)
+        };
+        assert!(
+            on_node("web"),
+            "a pod without a cluster label is this cluster's"
+        );
+        assert!(on_node("own"), "a pod labelled with this cluster");
+        assert!(!on_node("db"), "another cluster's pod");
+    }
 }

@@ -1,23 +1,26 @@
 //! Which cluster an object was read from, and what that changes about it (pure).
 //!
 //! The local cluster's objects are kept as they are. A remote cluster's (Istio's
-//! multi-primary "remote secrets": only its service discovery, Services, EndpointSlices and
-//! Pods, is read) are made to fit the one mesh beside the local ones:
+//! multi-primary "remote secrets": only its service discovery, Services, EndpointSlices,
+//! Pods and Nodes, is read) are made to fit the one mesh beside the local ones:
 //!
 //! - their source ids name the cluster: `kubernetes@CLUSTER:KIND/NAMESPACE/NAME`;
-//! - Pods and EndpointSlices are renamed `NAME.CLUSTER` (the cluster id as a DNS label, see
-//!   [`name_part`]), and a slice's `targetRef` to a Pod with it, so that a StatefulSet's
-//!   `db-0` in two clusters stays two pods. Services keep their names: Istio's namespace
-//!   sameness has a remote `reviews` slice serve the mesh's Service `reviews`;
+//! - Pods, EndpointSlices and Nodes are renamed `NAME.CLUSTER` (the cluster id as a DNS
+//!   label, see [`name_part`]), and what names them with it (a slice's `targetRef` to a
+//!   Pod, the `nodeName` of a Pod or a slice endpoint), so that a StatefulSet's `db-0` in
+//!   two clusters stays two pods, and a remote pod takes its locality from its own
+//!   cluster's node, never from a local node of the same name. Services keep their names:
+//!   Istio's namespace sameness has a remote `reviews` slice serve the mesh's Service
+//!   `reviews`;
 //! - Services are labelled `topology.istio.io/cluster: CLUSTER` (so that MeshNetworks finds
 //!   a network's gateway Service in the cluster it lists, and federation never exports a
 //!   remote cluster's Service as this one's);
 //! - Pods are labelled `topology.istio.io/cluster: CLUSTER`, and, when they carry no
 //!   `topology.istio.io/network` label, with the cluster's network (read by the caller from
 //!   the remote cluster's system namespace, as Istio does) when one is known;
-//! - node names are dropped (from Pods and slice endpoints): the remote cluster's Nodes are
-//!   not read, and a local Node of the same name must not lend its locality or its ztunnel.
-//!   Locality comes from the pod's `istio-locality` label or the slice endpoint's `zone`.
+//! - a remote pod on a renamed node is never one a local node proxy may ask certificates
+//!   for: the node check of the CA counts this cluster's pods only (those without another
+//!   cluster's `topology.istio.io/cluster` label, `server/src/identity`).
 //!
 //! Everything a remote cluster defines is delivered at [`Precedence::Fallback`]: a Service
 //! also defined locally yields quietly to the local one (and takes over if it goes), and a
@@ -57,7 +60,9 @@ impl RemoteCluster {
     /// The name an object of `kind` named `name` in this cluster has in the mesh.
     pub fn rename(&self, kind: Kind, name: &str) -> String {
         match kind {
-            Kind::Pod | Kind::EndpointSlice => format!("{name}.{}", name_part(&self.id)),
+            Kind::Pod | Kind::EndpointSlice | Kind::Node => {
+                format!("{name}.{}", name_part(&self.id))
+            }
             _ => name.to_string(),
         }
     }
@@ -86,10 +91,15 @@ impl RemoteCluster {
                 }
             }
         }
+        let rename_node = |at: &mut serde_json::Map<String, Value>| {
+            if let Some(Value::String(node)) = at.get_mut("nodeName") {
+                *node = self.rename(Kind::Node, node);
+            }
+        };
         match kind {
             Kind::Pod => {
                 if let Some(Value::Object(spec)) = m.get_mut("spec") {
-                    spec.remove("nodeName");
+                    rename_node(spec);
                 }
             }
             Kind::EndpointSlice => {
@@ -97,7 +107,7 @@ impl RemoteCluster {
                     return;
                 };
                 for e in endpoints.iter_mut().filter_map(Value::as_object_mut) {
-                    e.remove("nodeName");
+                    rename_node(e);
                     let Some(Value::Object(target)) = e.get_mut("targetRef") else {
                         continue;
                     };
@@ -162,7 +172,7 @@ mod tests {
     }
 
     #[test]
-    fn pods_are_renamed_stamped_with_the_cluster_and_its_network_and_lose_their_node() {
+    fn pods_are_renamed_stamped_with_the_cluster_and_its_network_and_name_its_node() {
         let mut pod = json!({
             "metadata": {"name": "db-0", "namespace": "app", "labels": {"app": "db"}},
             "spec": {"nodeName": "node-1", "serviceAccountName": "db"},
@@ -173,7 +183,10 @@ mod tests {
         assert_eq!(pod["metadata"]["labels"][topology::CLUSTER], "cluster2");
         assert_eq!(pod["metadata"]["labels"][topology::NETWORK], "net2");
         assert_eq!(pod["metadata"]["labels"]["app"], "db");
-        assert_eq!(pod["spec"], json!({"serviceAccountName": "db"}));
+        assert_eq!(
+            pod["spec"],
+            json!({"nodeName": "node-1.cluster2", "serviceAccountName": "db"})
+        );
     }
 
     #[test]
@@ -212,9 +225,20 @@ mod tests {
         let e = &slice["endpoints"];
         assert_eq!(e[0]["targetRef"]["name"], "reviews-0.cluster2");
         assert_eq!(e[0]["zone"], "z1");
-        assert!(e[0].get("nodeName").is_none());
+        assert_eq!(e[0]["nodeName"], "n.cluster2");
         assert_eq!(e[1]["targetRef"]["name"], "vm", "not a pod: kept");
         assert!(e[2].get("targetRef").is_none());
+    }
+
+    #[test]
+    fn nodes_are_renamed_and_keep_their_labels() {
+        let labels = json!({"topology.kubernetes.io/region": "r2"});
+        let mut node = json!({"metadata": {"name": "node-1", "labels": labels.clone()}});
+        remote().localize(Kind::Node, &mut node);
+        assert_eq!(
+            node,
+            json!({"metadata": {"name": "node-1.cluster2", "labels": labels}})
+        );
     }
 
     #[test]

@@ -76,11 +76,13 @@ pub const WATCHED: [Watched; 23] = [
 ];
 
 /// What is read from a remote cluster (Istio's multi-primary remote secrets): its service
-/// discovery only; Istio config comes from this cluster's API server.
-pub const REMOTE_WATCHED: [Watched; 3] = [
+/// discovery, and its Nodes for its pods' locality; Istio config comes from this cluster's
+/// API server.
+pub const REMOTE_WATCHED: [Watched; 4] = [
     builtin(Kind::Service, "", "Service"),
     builtin(Kind::Pod, "", "Pod"),
     builtin(Kind::EndpointSlice, "discovery.k8s.io", "EndpointSlice"),
+    builtin(Kind::Node, "", "Node"),
 ];
 
 /// Where a watched kind is served.
@@ -164,7 +166,7 @@ mod tests {
             );
             assert!(matches!(
                 w.id.kind,
-                Kind::Service | Kind::Pod | Kind::EndpointSlice
+                Kind::Service | Kind::Pod | Kind::EndpointSlice | Kind::Node
             ));
         }
     }

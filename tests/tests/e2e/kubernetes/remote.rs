@@ -33,8 +33,10 @@ fn remote_secret(kubeconfig: &str) -> String {
 }
 
 /// What a kubelet and the EndpointSlice controller of B would hold: a Service, a Pod
-/// named like A's (`db-0`, a StatefulSet's) and a slice named like A's, selecting it.
-fn remote_service(emu: &Emulator, name: &str, ip: &str) {
+/// named like A's (`db-0`, a StatefulSet's) on B's `node-1`, in the region and zone of its
+/// `istio-locality` label `locality` (else of its node), and a slice named like A's,
+/// selecting it.
+fn remote_service(emu: &Emulator, name: &str, ip: &str, locality: Option<&str>) {
     let apply = |v: serde_json::Value| {
         emu.apply(v).expect("object in B");
     };
@@ -44,10 +46,13 @@ fn remote_service(emu: &Emulator, name: &str, ip: &str) {
         "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 9080}]},
     }));
     let pod = format!("{name}-0");
+    let mut labels = serde_json::json!({"app": name});
+    if let Some(l) = locality {
+        labels["istio-locality"] = l.into();
+    }
     apply(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": pod, "namespace": "app",
-                     "labels": {"app": name, "istio-locality": "region-b.zone-b"}},
+        "metadata": {"name": pod, "namespace": "app", "labels": labels},
         "spec": {"serviceAccountName": name, "nodeName": "node-1"},
         "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]},
     }));
@@ -167,8 +172,8 @@ async fn a_remote_secret_brings_another_clusters_service_discovery_and_takes_it_
         serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}),
     )
     .expect("namespace in B");
-    remote_service(&b, "reviews", "10.2.0.1");
-    remote_service(&b, "ratings", "10.2.0.2");
+    remote_service(&b, "reviews", "10.2.0.1", Some("region-b.zone-b"));
+    remote_service(&b, "ratings", "10.2.0.2", Some("region-b.zone-b"));
 
     let shoal = a.shoal_with(&["--cluster-id", "cluster1"]).await;
     let mut eds = DeltaStream::open(
@@ -312,7 +317,7 @@ async fn a_remote_that_is_down_blocks_nothing_and_a_changed_secret_switches_clus
         serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}),
     )
     .expect("namespace in B");
-    remote_service(&b, "reviews", "10.2.0.1");
+    remote_service(&b, "reviews", "10.2.0.1", Some("region-b.zone-b"));
     // Nothing listens there: the remote cluster never answers.
     let dead = b.kubeconfig_yaml().replace(
         &b.url(),
@@ -405,4 +410,89 @@ async fn a_remote_that_is_down_blocks_nothing_and_a_changed_secret_switches_clus
         ["10.1.0.1", "10.2.0.1"],
         "B's last good endpoints are kept"
     );
+}
+
+/// A remote cluster's Nodes place its pods (a local node of the same name lends them
+/// nothing), and its network, its root namespace's label, is followed: relabelled, its
+/// endpoints move to the new network's gateway, in the same locality.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_cluster_s_nodes_place_its_pods_and_its_network_is_followed() {
+    let Some(a) = Cluster::start().await else {
+        return;
+    };
+    let b = Emulator::start(Options::default())
+        .await
+        .expect("kube emulator B");
+    let root = |network: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "istio-system", "labels": {"topology.istio.io/network": network}}})
+    };
+    b.apply(root("net-b")).expect("root namespace in B");
+    b.apply(
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}),
+    )
+    .expect("namespace in B");
+    b.apply(serde_json::json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "node-1", "labels": {
+            "topology.kubernetes.io/region": "region-b", "topology.kubernetes.io/zone": "zone-c"}}}))
+    .expect("node in B");
+    remote_service(&b, "ratings", "10.2.0.2", None);
+    // A has a node-1 too, elsewhere.
+    a.apply(&format!(
+        "{}{}apiVersion: v1\nkind: Node\nmetadata:\n  name: node-1\n  labels: {{topology.kubernetes.io/region: region-a, topology.kubernetes.io/zone: zone-a}}\n---\n{}",
+        namespace("istio-system"),
+        namespace("app"),
+        remote_secret(&b.kubeconfig_yaml()),
+    ))
+    .await;
+    let shoal = a
+        .shoal_with(&[
+            "--cluster-id",
+            "cluster1",
+            "--network",
+            "net-a",
+            "--network-gateway",
+            "net-b=192.0.2.1:15443",
+            "--network-gateway",
+            "net-c=192.0.2.2:15443",
+        ])
+        .await;
+    let mut eds = DeltaStream::open(
+        shoal.xds,
+        DeltaDiscoveryRequest {
+            node: Some(node(SIDECAR)),
+            type_url: ENDPOINT.into(),
+            resource_names_subscribe: vec![RATINGS.into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("EDS stream");
+    let mut held = BTreeMap::new();
+    let at = |gateway: &str| BTreeMap::from([(gateway.to_string(), "region-b/zone-c".to_string())]);
+    until_endpoints(
+        &mut eds,
+        &mut held,
+        RATINGS,
+        "B's endpoint through net-b's gateway, in the locality of B's node-1",
+        |e| *e == at("192.0.2.1"),
+        &shoal,
+    )
+    .await;
+
+    // B's root namespace relabelled: its pods are on net-c now.
+    b.apply(root("net-c")).expect("root namespace relabelled");
+    until_endpoints(
+        &mut eds,
+        &mut held,
+        RATINGS,
+        "B's endpoint through net-c's gateway",
+        |e| *e == at("192.0.2.2"),
+        &shoal,
+    )
+    .await;
+    let z = configz(&shoal).await;
+    let remote = &z["sources"]["kubernetes"]["remote_clusters"]["cluster2"];
+    assert_eq!(remote["network"], "net-c", "{remote:#}");
+    assert_eq!(remote["kinds"]["Node"]["objects"], 1, "{remote:#}");
 }

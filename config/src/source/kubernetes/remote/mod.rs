@@ -7,7 +7,7 @@
 //! [`secret`] reads one Secret into clusters (pure), [`registry`] decides which clusters to
 //! read with which kubeconfig (pure); this module does the IO: per remote cluster a kube
 //! client and one watcher per kind of [`super::kinds::REMOTE_WATCHED`] (Services,
-//! EndpointSlices, Pods — Istio config comes from this cluster only), the same watchers and
+//! EndpointSlices, Pods, Nodes — Istio config comes from this cluster only), the same watchers and
 //! trackers as the local cluster's, their objects named and rewritten per cluster
 //! ([`super::cluster`]) and ranked below local definitions in the store.
 //!
@@ -18,8 +18,9 @@
 //! stale in the status. The source's initial sync never waits for a remote cluster.
 //!
 //! A pod's network: its own `topology.istio.io/network` label, else the label of the
-//! remote cluster's root namespace as read when its watchers start (Istio's convention for
-//! a cluster's network), else this control plane's network.
+//! remote cluster's root namespace (Istio's convention for a cluster's network: followed,
+//! a change has the cluster's watchers start again with it, and their re-list re-sends
+//! only the pods it changed), else this control plane's network.
 
 pub mod registry;
 pub mod secret;
@@ -233,7 +234,12 @@ async fn run_cluster(
             &mut trackers,
         );
         tokio::select! {
-            () = watching => return,
+            ended = watching => match ended {
+                Ended::PipelineGone => return,
+                Ended::NetworkChanged => {
+                    tracing::info!(%cluster, "remote cluster: its network changed; watching again");
+                }
+            },
             changed = config.changed() => {
                 if changed.is_err() {
                     break;
@@ -253,8 +259,17 @@ async fn run_cluster(
     });
 }
 
-/// Builds a client from `config` and watches the cluster's kinds; returns only when the
-/// pipeline has gone away (a kubeconfig no client can be built from waits for the next).
+/// Why a cluster's watchers ended.
+enum Ended {
+    /// The pipeline has gone away.
+    PipelineGone,
+    /// The cluster's network changed: watch again with it.
+    NetworkChanged,
+}
+
+/// Builds a client from `config` and watches the cluster's kinds and its network; returns
+/// when the pipeline has gone away or the network changed (a kubeconfig no client can be
+/// built from waits for the next).
 async fn watch_cluster(
     cluster: &str,
     config: &ClusterConfig,
@@ -263,7 +278,7 @@ async fn watch_cluster(
     tx: &mpsc::Sender<SourceUpdate>,
     status: &watch::Sender<KubernetesStatus>,
     trackers: &mut [Option<Tracker>],
-) {
+) -> Ended {
     let set = |f: &dyn Fn(&mut RemoteStatus)| {
         status.send_modify(|s| {
             if let Some(r) = s.remote_clusters.get_mut(cluster) {
@@ -277,8 +292,7 @@ async fn watch_cluster(
             tracing::error!(%cluster, error = %e, "remote cluster: no client from its kubeconfig; waiting for the secret to change");
             let message = e.to_string();
             set(&|r: &mut RemoteStatus| r.error = Some(message.clone()));
-            std::future::pending::<()>().await;
-            return;
+            return std::future::pending::<Ended>().await;
         }
     };
     let network = cluster_network(&client, root_namespace).await;
@@ -289,7 +303,7 @@ async fn watch_cluster(
     });
     let scope = Scope {
         status: status.clone(),
-        cluster: Some(RemoteCluster::new(cluster, network)),
+        cluster: Some(RemoteCluster::new(cluster, network.clone())),
     };
     let watchers = REMOTE_WATCHED
         .iter()
@@ -305,8 +319,9 @@ async fn watch_cluster(
             )
         });
     tokio::select! {
-        _ = futures::future::join_all(watchers) => {}
-        () = probe(client.clone(), options.probe, scope.clone()) => {}
+        _ = futures::future::join_all(watchers) => Ended::PipelineGone,
+        () = probe(client.clone(), options.probe, scope.clone()) => Ended::PipelineGone,
+        () = network_changed(client.clone(), root_namespace, network) => Ended::NetworkChanged,
     }
 }
 
@@ -330,4 +345,38 @@ async fn cluster_network(client: &Client, root_namespace: &str) -> Option<String
     let got = tokio::time::timeout(Duration::from_secs(5), api.get_opt(root_namespace)).await;
     let namespace = got.ok()?.ok()??;
     namespace.metadata.labels?.get(topology::NETWORK).cloned()
+}
+
+/// Resolves once a remote cluster's network (its root namespace's label) is no longer
+/// `known`: the namespace relabelled, deleted, or found to differ when the watch starts.
+/// While the namespace cannot be watched (down, or RBAC), it never resolves: the pods keep
+/// the network they have.
+async fn network_changed(client: Client, root_namespace: &str, known: Option<String>) {
+    let api: Api<Namespace> = Api::all(client);
+    let config = watcher::Config::default().fields(&format!("metadata.name={root_namespace}"));
+    let stream = watcher::watcher(api, config).default_backoff();
+    futures::pin_mut!(stream);
+    let mut listed = false;
+    while let Some(event) = stream.next().await {
+        let network = match event {
+            Ok(Event::Init) => {
+                listed = false;
+                continue;
+            }
+            Ok(Event::InitApply(ns) | Event::Apply(ns)) => {
+                listed = true;
+                ns.metadata
+                    .labels
+                    .and_then(|mut l| l.remove(topology::NETWORK))
+            }
+            // A list without the namespace: it has none.
+            Ok(Event::InitDone) if !listed => None,
+            Ok(Event::Delete(_)) => None,
+            Ok(Event::InitDone) | Err(_) => continue,
+        };
+        if network != known {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
 }
