@@ -8,10 +8,9 @@ use shoal_api::istio::workload::{
     GatewayAddress, NetworkAddress, Workload, address, gateway_address,
 };
 use shoal_api::type_url::ADDRESS;
-use shoal_tests::free_port;
 use shoal_tests::identity::Issuer;
 
-use super::{Dirs, group, service, west_of};
+use super::{Dirs, east_of, service, west_of};
 use crate::ztunnel::{decode, open_trusting, recv, request};
 
 const AMBIENT: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}\n---\n";
@@ -25,18 +24,10 @@ async fn a_peer_s_workloads_reach_ztunnels_with_their_network_s_hbone_gateway() 
         &format!("{AMBIENT}{}", service(Some("10.2.0.1"))),
         &format!("{AMBIENT}{}{REMOTE_GATEWAY}", service(None)),
     );
-    let east_port = free_port("127.0.0.1");
-    let _east = group(
+    let (_east, east_port) = east_of(
         dirs.east_cfg.path(),
         dirs.east_ca.path(),
-        "east",
-        east_port,
-        &[
-            "--network",
-            "net-east",
-            "--federation-peers",
-            "istio-system/shoal",
-        ],
+        &["--network", "net-east"],
     )
     .await;
     let issuer = Issuer::new().unwrap();

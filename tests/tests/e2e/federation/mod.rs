@@ -93,6 +93,15 @@ async fn group(
     start_shoal(config, &args).await.unwrap()
 }
 
+/// Starts east (one replica, plug-in CA in `ca`) exporting to the replicas of groups under
+/// the shared root, with `extra` flags; with the port of its TLS xDS port on 127.0.0.1.
+async fn east_of(config: &std::path::Path, ca: &std::path::Path, extra: &[&str]) -> (Shoal, u16) {
+    let port = free_port("127.0.0.1");
+    let mut args = vec!["--federation-peers", "istio-system/shoal"];
+    args.extend_from_slice(extra);
+    (group(config, ca, "east", port, &args).await, port)
+}
+
 /// Starts west (one replica, plug-in CA in `ca`) importing east from `east` (`HOST:PORT`
 /// of its TLS xDS port), with `extra` flags.
 async fn west_of(
@@ -118,17 +127,8 @@ struct EastWest {
 impl EastWest {
     async fn start(east_extra: &[&str]) -> EastWest {
         let dirs = Dirs::echo_on_both();
-        let east_port = free_port("127.0.0.1");
-        let mut args = vec!["--federation-peers", "istio-system/shoal"];
-        args.extend_from_slice(east_extra);
-        let east = group(
-            dirs.east_cfg.path(),
-            dirs.east_ca.path(),
-            "east",
-            east_port,
-            &args,
-        )
-        .await;
+        let (east, east_port) =
+            east_of(dirs.east_cfg.path(), dirs.east_ca.path(), east_extra).await;
         let east_addr = format!("127.0.0.1:{east_port}");
         let west = west_of(dirs.west_cfg.path(), dirs.west_ca.path(), &east_addr, &[]).await;
         EastWest { dirs, east, west }
@@ -302,20 +302,8 @@ async fn a_remote_network_is_reached_through_its_east_west_gateway() {
     let west_echo = echo.split("---\n").next().unwrap().to_string();
     std::fs::write(west_cfg.path().join("mesh.yaml"), west_echo).unwrap();
 
-    let east_port = free_port("127.0.0.1");
-    let east = group(
-        east_cfg.path(),
-        east_ca.path(),
-        "east",
-        east_port,
-        &[
-            "--network",
-            "net-east",
-            "--federation-peers",
-            "istio-system/shoal",
-        ],
-    )
-    .await;
+    let (east, east_port) =
+        east_of(east_cfg.path(), east_ca.path(), &["--network", "net-east"]).await;
     let node = "router~127.0.0.1~eastwest-0.istio-system~istio-system.svc.cluster.local";
     let meta = serde_json::json!({ "LABELS": { "istio": "eastwestgateway" } });
     let Some(_gw) = shoal_tests::Envoy::start(east.xds, node, meta, true)
@@ -498,15 +486,7 @@ async fn a_group_follows_each_peer_with_one_stream_that_fails_over_without_resen
         east_cfg,
         west_cfg,
     } = Dirs::echo_on_both();
-    let east_port = free_port("127.0.0.1");
-    let east = group(
-        east_cfg.path(),
-        east_ca.path(),
-        "east",
-        east_port,
-        &["--federation-peers", "istio-system/shoal"],
-    )
-    .await;
+    let (east, east_port) = east_of(east_cfg.path(), east_ca.path(), &[]).await;
     let federate = format!("east=127.0.0.1:{east_port}");
     let mut west = Cluster::start_with_ca(
         3,
