@@ -7,9 +7,9 @@
 //! [`secret`] reads one Secret into clusters (pure), [`registry`] decides which clusters to
 //! read with which kubeconfig (pure); this module does the IO: per remote cluster a kube
 //! client and one watcher per kind of [`super::kinds::REMOTE_WATCHED`] (Services,
-//! EndpointSlices, Pods, Nodes — Istio config comes from this cluster only), the same watchers and
-//! trackers as the local cluster's, their objects named and rewritten per cluster
-//! ([`super::cluster`]) and ranked below local definitions in the store.
+//! EndpointSlices, Pods, Nodes — Istio config comes from this cluster only), the same
+//! watchers and trackers as the local cluster's, their objects named and rewritten per
+//! cluster ([`super::cluster`]) and ranked below local definitions in the store.
 //!
 //! Lifecycle: a new key starts its cluster; a changed kubeconfig restarts its watchers,
 //! which re-list and send only the difference (the trackers outlive them); a deleted
