@@ -227,12 +227,22 @@ impl Scope {
         }
     }
 
-    /// The kind's name in logs and metrics (`CLUSTER/KIND` for a remote cluster's).
+    /// The kind's name in logs (`CLUSTER/KIND` for a remote cluster's).
     fn label(&self, kind: &str) -> String {
         match &self.cluster {
             None => kind.to_string(),
             Some(c) => format!("{}/{kind}", c.id),
         }
+    }
+
+    /// The labels of the kind's metrics: `kind`, and a remote cluster's id as `cluster`
+    /// (the local cluster's series have none).
+    fn metric_labels(&self, kind: &str) -> Vec<metrics::Label> {
+        let mut labels = vec![metrics::Label::new("kind", kind.to_string())];
+        if let Some(c) = &self.cluster {
+            labels.push(metrics::Label::new("cluster", c.id.to_string()));
+        }
+        labels
     }
 
     fn tracker(&self, id: KindId, api_version: &str) -> Tracker {
@@ -402,6 +412,12 @@ async fn follow(
     scope: &Scope,
 ) -> bool {
     let label = scope.label(name);
+    let labels = scope.metric_labels(name);
+    let with = |extra: (&'static str, &'static str)| {
+        let mut l = labels.clone();
+        l.push(metrics::Label::new(extra.0, extra.1));
+        l
+    };
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &served.resource);
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     futures::pin_mut!(stream);
@@ -412,18 +428,17 @@ async fn follow(
             Ok(Event::Init) => {
                 tracker.init();
                 if listed_once {
-                    counter!("shoal_kubernetes_relists_total", "kind" => label.clone())
-                        .increment(1);
+                    counter!("shoal_kubernetes_relists_total", labels.clone()).increment(1);
                     scope.set_kind(name, |k| k.relists += 1);
                 }
                 Vec::new()
             }
             Ok(Event::InitApply(o) | Event::Apply(o)) => {
-                counter!("shoal_kubernetes_events_total", "kind" => label.clone(), "event" => "apply").increment(1);
+                counter!("shoal_kubernetes_events_total", with(("event", "apply"))).increment(1);
                 tracker.apply(object_json(o)).into_iter().collect()
             }
             Ok(Event::Delete(o)) => {
-                counter!("shoal_kubernetes_events_total", "kind" => label.clone(), "event" => "delete").increment(1);
+                counter!("shoal_kubernetes_events_total", with(("event", "delete"))).increment(1);
                 tracker.delete(&object_json(o)).into_iter().collect()
             }
             Ok(Event::InitDone) => {
@@ -434,8 +449,7 @@ async fn follow(
                 gone
             }
             Err(e) => {
-                counter!("shoal_kubernetes_watch_errors_total", "kind" => label.clone())
-                    .increment(1);
+                counter!("shoal_kubernetes_watch_errors_total", labels.clone()).increment(1);
                 match classify(&e) {
                     Failure::NotServed => return true,
                     Failure::Denied { verb, message } => {

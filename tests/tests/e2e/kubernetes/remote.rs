@@ -265,6 +265,25 @@ async fn a_remote_secret_brings_another_clusters_service_discovery_and_takes_it_
         z["objects"]["Pod"], 3,
         "A's reviews-0 and B's two, renamed: {z:#}"
     );
+    // B's watch metrics carry its cluster; A's have no cluster label.
+    let (_, metrics) = shoal_tests::http_get(shoal.admin, "/metrics", &[])
+        .await
+        .expect("metrics");
+    let events = |l: &&str| l.starts_with("shoal_kubernetes_events_total{");
+    assert!(
+        metrics
+            .lines()
+            .filter(events)
+            .any(|l| l.contains("cluster=\"cluster2\"") && l.contains("kind=\"Pod\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .filter(events)
+            .any(|l| !l.contains("cluster=") && l.contains("kind=\"Pod\"")),
+        "{metrics}"
+    );
 
     // The Secret deleted: everything of B is gone, A's own stays.
     a.kubectl
