@@ -52,6 +52,9 @@ pub struct Translator {
     model: Model,
     clusters: HashMap<ClusterKey, Resource>,
     endpoints: HashMap<AssignmentKey, (u64, Resource)>,
+    /// The model's ambient enrolment, for waypoint views: built by the first waypoint view
+    /// after a change, shared by the others.
+    enrolment: Option<crate::ambient::Enrolment>,
 }
 
 fn dr_key(c: &OutboundCluster<'_>) -> DrKey {
@@ -107,6 +110,7 @@ impl Translator {
     /// Moves to a new config. After a full change, memoized translations are dropped.
     pub fn update(&mut self, config: ConfigSnapshot, changes: &ChangeSet) -> ModelDelta {
         let delta = self.model.update(config, changes);
+        self.enrolment = None;
         if delta.full {
             self.clusters.clear();
             self.endpoints.clear();
@@ -120,6 +124,7 @@ impl Translator {
         if !self.model.set_options(options) {
             return ModelDelta::default();
         }
+        self.enrolment = None;
         self.clusters.clear();
         self.endpoints.clear();
         ModelDelta {
@@ -202,7 +207,12 @@ impl Translator {
     pub fn build(&mut self, key: &ViewKey) -> ViewOutput {
         match key.proxy_type {
             ProxyType::Ztunnel => return crate::ambient::build(&self.model),
-            ProxyType::Waypoint => return crate::envoy::waypoint::build(&self.model, key),
+            ProxyType::Waypoint => {
+                let enrolment = self
+                    .enrolment
+                    .get_or_insert_with(|| crate::ambient::Enrolment::new(&self.model));
+                return crate::envoy::waypoint::build(&self.model, key, enrolment);
+            }
             ProxyType::Federation => return crate::federation::build(&self.model),
             _ => {}
         }

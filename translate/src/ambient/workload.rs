@@ -156,20 +156,24 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// What a waypoint needs of the ambient model: the services it takes traffic for and which
-/// workload addresses are reached over HBONE.
-pub(crate) struct Enrolment<'a> {
-    ctx: Ctx<'a>,
-    /// The ambient workloads (running pods and WorkloadEntries): namespace, labels,
-    /// addresses.
-    ambient: Vec<(&'a str, &'a Labels, Vec<&'a str>)>,
-    hbone: std::collections::HashSet<&'a str>,
+/// What waypoints need of the ambient model, computed once per model (the translator keeps
+/// it until the next change) rather than once per waypoint view: which services and which
+/// workload addresses go through each waypoint, and which addresses are reached over HBONE.
+#[derive(Debug, Default)]
+pub(crate) struct Enrolment {
+    /// The services each waypoint (namespace, name) takes traffic for, in the model's order.
+    services: BTreeMap<(String, String), Vec<Arc<Service>>>,
+    /// The addresses of the ambient workloads whose workload-addressed traffic goes through
+    /// each waypoint (`istio.io/waypoint-for: workload` or `all`), sorted.
+    workloads: BTreeMap<(String, String), Vec<String>>,
+    /// The addresses of every ambient workload (running pods and WorkloadEntries).
+    hbone: std::collections::HashSet<String>,
 }
 
-impl<'a> Enrolment<'a> {
-    pub(crate) fn new(model: &'a Model) -> Enrolment<'a> {
+impl Enrolment {
+    pub(crate) fn new(model: &Model) -> Enrolment {
         let ctx = Ctx::new(model);
-        let mut ambient = Vec::new();
+        let mut ambient: Vec<(&str, &Labels, Vec<&str>)> = Vec::new();
         for (key, e) in model.config.of_kind(Kind::Pod) {
             if let Object::Pod(p) = e.object.as_ref()
                 && !p.is_terminal()
@@ -193,43 +197,44 @@ impl<'a> Enrolment<'a> {
                 ));
             }
         }
-        let hbone = ambient
-            .iter()
-            .flat_map(|(_, _, ips)| ips.iter().copied())
-            .collect();
-        Enrolment {
-            ctx,
-            ambient,
-            hbone,
+        let mut out = Enrolment::default();
+        for (ns, labels, ips) in &ambient {
+            out.hbone.extend(ips.iter().map(|ip| ip.to_string()));
+            if let Some(waypoint) = ctx.waypoint_ref(ns, labels, "workload") {
+                let at = out.workloads.entry(waypoint).or_default();
+                at.extend(ips.iter().map(|ip| ip.to_string()));
+            }
         }
+        for ips in out.workloads.values_mut() {
+            ips.sort();
+            ips.dedup();
+        }
+        // A waypoint's own Service goes through none.
+        for svc in model.services.values().flatten() {
+            if is_waypoint(model, svc) {
+                continue;
+            }
+            let labels = service_labels(model, svc);
+            if let Some(waypoint) = ctx.waypoint_ref(&svc.namespace, &labels, "service") {
+                out.services.entry(waypoint).or_default().push(svc.clone());
+            }
+        }
+        out
     }
 
-    /// The waypoint (namespace, name) a service's traffic goes through, if any. A
-    /// waypoint's own Service goes through none.
-    pub(crate) fn service_waypoint(&self, svc: &Service) -> Option<(String, String)> {
-        if is_waypoint(self.ctx.model, svc) {
-            return None;
-        }
-        let labels = service_labels(self.ctx.model, svc);
-        self.ctx.waypoint_ref(&svc.namespace, &labels, "service")
+    /// The services whose traffic goes through waypoint (namespace, name).
+    pub(crate) fn services_of(&self, gateway: (&str, &str)) -> &[Arc<Service>] {
+        self.services
+            .get(&(gateway.0.to_string(), gateway.1.to_string()))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The addresses of the ambient workloads whose workload-addressed traffic goes
-    /// through waypoint (namespace, name) (`istio.io/waypoint-for: workload` or `all`).
-    pub(crate) fn workloads_of(&self, gateway: (&str, &str)) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .ambient
-            .iter()
-            .filter(|(ns, labels, _)| {
-                self.ctx
-                    .waypoint_ref(ns, labels, "workload")
-                    .is_some_and(|(wns, name)| wns == gateway.0 && name == gateway.1)
-            })
-            .flat_map(|(_, _, ips)| ips.iter().map(|ip| ip.to_string()))
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+    /// through waypoint (namespace, name), sorted.
+    pub(crate) fn workloads_of(&self, gateway: (&str, &str)) -> &[String] {
+        self.workloads
+            .get(&(gateway.0.to_string(), gateway.1.to_string()))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Whether the workload at `address` is ambient: it is reached over HBONE.

@@ -276,12 +276,7 @@ fn tunnel(e: &mut LbEndpoint, ip: &str, port: u32) {
 }
 
 /// A VIP cluster from the service's outbound cluster.
-fn vip(
-    scope: &Scope<'_>,
-    enrolment: &Enrolment<'_>,
-    c: &OutboundCluster<'_>,
-    name: &str,
-) -> Cluster {
+fn vip(scope: &Scope<'_>, enrolment: &Enrolment, c: &OutboundCluster<'_>, name: &str) -> Cluster {
     let mut cluster = outbound::build(c, Generator::Envoy, scope.model, true, None);
     cluster.name = name.to_string();
     if c.uses_eds() {
@@ -329,7 +324,7 @@ fn parse_vip(name: &str) -> Option<(u16, &str, &str)> {
 
 /// Every cluster of a waypoint: the two internal hops and the wanted VIP clusters whose
 /// service (and subset) exists.
-pub(super) fn build(scope: &Scope<'_>, enrolment: &Enrolment<'_>, wanted: &Wanted) -> Vec<Cluster> {
+pub(super) fn build(scope: &Scope<'_>, enrolment: &Enrolment, wanted: &Wanted) -> Vec<Cluster> {
     let timeout = scope.model.options.connect_timeout_ms;
     let mut out = vec![
         main_internal(timeout),

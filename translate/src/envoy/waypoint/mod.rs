@@ -72,7 +72,7 @@ use shoal_api::{Resource, ResourceType};
 use super::listener::{HTTP_PROTOCOLS, hcm, http_filter, listener_filter, network_filter};
 use super::{boolv, filters, inbound, route, socket, u32v};
 use crate::ambient::{Enrolment, HBONE_PORT};
-use crate::model::{Model, Protocol, Service};
+use crate::model::{Model, Protocol};
 use crate::proxy::Generator;
 use crate::scope::policies::{WaypointTarget, waypoint_policies};
 use crate::scope::{Scope, ViewKey};
@@ -89,29 +89,19 @@ const REMOTE_IP_STATE: &str = "envoy.filters.listener.original_dst.remote_ip";
 /// Envoy's generic string filter state object.
 const STRING_STATE: &str = "envoy.string";
 
-/// Every resource of a waypoint's view.
-pub(crate) fn build(model: &Model, key: &ViewKey) -> ViewOutput {
+/// Every resource of a waypoint's view; `enrolment` is the model's (see [`Enrolment`]).
+pub(crate) fn build(model: &Model, key: &ViewKey, enrolment: &Enrolment) -> ViewOutput {
     let mut out = Out::default();
     let Some(gateway) = key.waypoint_gateway() else {
         return out.finish();
     };
     let scope = Scope::new(model, key);
-    let enrolment = Enrolment::new(model);
-    let services: Vec<&Arc<Service>> = model
-        .services
-        .values()
-        .flatten()
-        .filter(|s| {
-            enrolment
-                .service_waypoint(s)
-                .is_some_and(|(ns, name)| ns == gateway.0 && name == gateway.1)
-        })
-        .collect();
+    let services = enrolment.services_of(gateway);
     let mut clusters = cluster::Wanted::default();
     let mut chains = Vec::new();
     let mut sniffing = false;
     let vss = scope.virtual_services();
-    for svc in &services {
+    for svc in services {
         let ranges: Vec<_> = svc
             .addresses
             .iter()
@@ -177,10 +167,10 @@ pub(crate) fn build(model: &Model, key: &ViewKey) -> ViewOutput {
             model,
             &waypoint_policies(model, gateway, WaypointTarget::Gateway),
         );
-        chains.extend(direct_chains(&workloads, &sec));
+        chains.extend(direct_chains(workloads, &sec));
         sniffing = true;
     }
-    for c in cluster::build(&scope, &enrolment, &clusters) {
+    for c in cluster::build(&scope, enrolment, &clusters) {
         out.add(ResourceType::Cluster, Resource::encode(c.name.clone(), &c));
     }
     let mut listeners = vec![

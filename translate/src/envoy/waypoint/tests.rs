@@ -366,6 +366,44 @@ fn workload_addressed_traffic_goes_through_a_waypoint_for_workloads() {
 }
 
 #[test]
+fn the_enrolment_kept_between_builds_follows_every_change() {
+    // The translator keeps the enrolment from one waypoint build to the next; a pod
+    // change (an endpoint-only update) is seen by the next build.
+    let mesh = MESH.replace(
+        "metadata: {name: waypoint, namespace: shop}",
+        "metadata: {name: waypoint, namespace: shop, labels: {istio.io/waypoint-for: all}}",
+    );
+    let direct_ranges = |t: &mut Translator, key: &ViewKey| -> Vec<String> {
+        let listeners = rendered(t, key, ResourceType::Listener);
+        let main = &listeners[2].1;
+        main["filter_chains"]
+            .as_array()
+            .expect("chains")
+            .iter()
+            .filter(|c| c["name"] == "direct-tcp")
+            .flat_map(|c| c["filter_chain_match"]["prefix_ranges"].as_array().cloned())
+            .flatten()
+            .filter_map(|r| r["address_prefix"].as_str().map(String::from))
+            .collect()
+    };
+    let mut store = ConfigStore::new();
+    store.apply("m.yaml", parse_yaml("m.yaml", &mesh));
+    let mut t = Translator::new(store.snapshot(), MeshOptions::default());
+    assert_eq!(direct_ranges(&mut t, &waypoint_key()), ["10.1.0.1"]);
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: echo-3, namespace: shop, labels: {app: echo}}\nspec: {serviceAccountName: echo}\nstatus: {phase: Running, podIP: 10.1.0.3}\n";
+    let changes = store.apply("p.yaml", parse_yaml("p.yaml", pod));
+    let delta = t.update(store.snapshot(), &changes);
+    assert!(!delta.full, "a pod is an endpoint-only change");
+    assert_eq!(
+        direct_ranges(&mut t, &waypoint_key()),
+        ["10.1.0.1", "10.1.0.3"]
+    );
+    let changes = store.apply("p.yaml", Vec::new());
+    t.update(store.snapshot(), &changes);
+    assert_eq!(direct_ranges(&mut t, &waypoint_key()), ["10.1.0.1"]);
+}
+
+#[test]
 fn a_waypoint_without_a_gateway_serves_nothing() {
     let mut t = translator("");
     let out = t.build(&ViewKey::waypoint("shop", None));
