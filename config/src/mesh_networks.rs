@@ -23,6 +23,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Issue;
+
 /// An address range, `ADDRESS/PREFIX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Cidr {
@@ -166,8 +168,8 @@ struct RawGateway {
 pub struct ParseError(String);
 
 /// Parses a MeshNetworks document (YAML or JSON); entries that make no sense are left out
-/// and reported.
-pub fn parse(text: &str) -> Result<(MeshNetworks, Vec<String>), ParseError> {
+/// and reported as warnings, by field.
+pub fn parse(text: &str) -> Result<(MeshNetworks, Vec<Issue>), ParseError> {
     let yaml = |t: &str| -> Result<serde_json::Value, ParseError> {
         serde_saphyr::from_str(t).map_err(|e| ParseError(e.to_string()))
     };
@@ -196,11 +198,12 @@ pub fn parse(text: &str) -> Result<(MeshNetworks, Vec<String>), ParseError> {
             match (&e.from_cidr, &e.from_registry) {
                 (Some(c), None) => match Cidr::parse(c) {
                     Ok(c) => network.cidrs.push(c),
-                    Err(err) => warnings.push(format!("{at}.fromCidr: {err}")),
+                    Err(err) => warnings.push(Issue::warning(format!("{at}.fromCidr"), err)),
                 },
                 (None, Some(r)) if !r.is_empty() => network.registries.push(r.clone()),
-                _ => warnings.push(format!(
-                    "{at}: exactly one of fromCidr and fromRegistry must be set"
+                _ => warnings.push(Issue::warning(
+                    at,
+                    "exactly one of fromCidr and fromRegistry must be set",
                 )),
             }
         }
@@ -211,15 +214,16 @@ pub fn parse(text: &str) -> Result<(MeshNetworks, Vec<String>), ParseError> {
                 .and_then(|p| u16::try_from(p).ok())
                 .filter(|p| *p > 0)
             else {
-                warnings.push(format!("{at}.port: must be 1 to 65535"));
+                warnings.push(Issue::warning(format!("{at}.port"), "must be 1 to 65535"));
                 continue;
             };
             let address = match (&g.registry_service_name, &g.address) {
                 (Some(s), None) if !s.is_empty() => GatewayAddress::Service(s.clone()),
                 (None, Some(a)) if !a.is_empty() => GatewayAddress::Address(a.clone()),
                 _ => {
-                    warnings.push(format!(
-                        "{at}: exactly one of registryServiceName and address must be set"
+                    warnings.push(Issue::warning(
+                        at,
+                        "exactly one of registryServiceName and address must be set",
                     ));
                     continue;
                 }
@@ -261,9 +265,20 @@ networks:
     fn networks_are_read_and_bad_entries_reported_alone() {
         let (m, warnings) = parse(DOC).unwrap();
         assert_eq!(warnings.len(), 3, "{warnings:?}");
-        assert!(warnings[0].contains("networks.network2.endpoints[3].fromCidr"));
-        assert!(warnings[1].contains("endpoints[4]: exactly one"));
-        assert!(warnings[2].contains("gateways[1].port"));
+        let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "networks.network2.endpoints[3].fromCidr",
+                "networks.network2.endpoints[4]",
+                "networks.network2.gateways[1].port",
+            ]
+        );
+        assert!(
+            warnings[1].message.starts_with("exactly one"),
+            "{warnings:?}"
+        );
+        assert!(warnings.iter().all(|w| !w.is_error()), "{warnings:?}");
         assert_eq!(
             m.networks["network1"].gateways,
             [NetworkGateway {

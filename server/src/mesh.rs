@@ -134,9 +134,9 @@ pub fn parse_networks(
     origin: &str,
     text: &str,
 ) -> Result<MeshNetworks, shoal_config::mesh_networks::ParseError> {
-    let (networks, warnings) = shoal_config::mesh_networks::parse(text)?;
-    for w in &warnings {
-        tracing::warn!(origin, "MeshNetworks {w}: left out");
+    let (networks, left_out) = shoal_config::mesh_networks::parse(text)?;
+    for i in &left_out {
+        tracing::warn!(origin, "MeshNetworks {i} (left out)");
     }
     Ok(networks)
 }

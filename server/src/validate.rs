@@ -95,49 +95,46 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
 /// The findings about a MeshNetworks file, each naming the file: an entry `serve` would
 /// leave out is an error.
 fn mesh_networks_issues(path: &std::path::Path) -> anyhow::Result<Vec<shoal_config::Issue>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("--mesh-networks {}: {e}", path.display()))?;
-    let origin = shoal_config::Origin {
-        source: path.display().to_string().into(),
-        doc: 1,
-        line: 1,
-        item: None,
-    };
-    let issues = match shoal_config::mesh_networks::parse(&text) {
-        Ok((_, left_out)) => left_out
-            .iter()
-            .map(|w| match w.split_once(": ") {
-                Some((field, message)) => shoal_config::Issue::error(field, message),
-                None => shoal_config::Issue::error("", w.as_str()),
-            })
-            .collect(),
-        Err(e) => vec![shoal_config::Issue::error("", e.to_string())],
-    };
-    Ok(issues
-        .into_iter()
-        .map(|i| i.at(Some(&origin), None))
-        .collect())
+    file_issues(
+        "--mesh-networks",
+        path,
+        |text| match shoal_config::mesh_networks::parse(text) {
+            Ok((_, left_out)) => left_out
+                .into_iter()
+                .map(|i| shoal_config::Issue::error(i.field, i.message))
+                .collect(),
+            Err(e) => vec![shoal_config::Issue::error("", e.to_string())],
+        },
+    )
 }
 
 /// The findings about a MeshConfig file, each naming the file.
 fn mesh_config_issues(path: &std::path::Path) -> anyhow::Result<Vec<shoal_config::Issue>> {
     use shoal_config::mesh_config::{MeshConfigError, parse};
+    file_issues("--mesh-config", path, |text| match parse(text) {
+        Ok((_, warnings)) => warnings,
+        Err(MeshConfigError::Invalid { field, message }) => {
+            vec![shoal_config::Issue::error(field, message)]
+        }
+        Err(e) => vec![shoal_config::Issue::error("", e.to_string())],
+    })
+}
+
+/// What `check` finds in the file `path` (given as `flag`), each finding naming the file.
+fn file_issues(
+    flag: &str,
+    path: &std::path::Path,
+    check: impl FnOnce(&str) -> Vec<shoal_config::Issue>,
+) -> anyhow::Result<Vec<shoal_config::Issue>> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("--mesh-config {}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))?;
     let origin = shoal_config::Origin {
         source: path.display().to_string().into(),
         doc: 1,
         line: 1,
         item: None,
     };
-    let issues = match parse(&text) {
-        Ok((_, warnings)) => warnings,
-        Err(MeshConfigError::Invalid { field, message }) => {
-            vec![shoal_config::Issue::error(field, message)]
-        }
-        Err(e) => vec![shoal_config::Issue::error("", e.to_string())],
-    };
-    Ok(issues
+    Ok(check(&text)
         .into_iter()
         .map(|i| i.at(Some(&origin), None))
         .collect())
