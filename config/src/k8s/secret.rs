@@ -63,16 +63,20 @@ impl Serialize for SecretBytes {
     }
 }
 
+/// Decodes one value of a Secret's `data`: standard base64 with padding, as Kubernetes
+/// writes it, line breaks tolerated.
+pub fn decode_data_value(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    let compact: String = text.split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD.decode(compact.as_bytes())
+}
+
 /// A base64 value of `data`.
 struct Base64Value(Vec<u8>);
 
 impl<'de> Deserialize<'de> for Base64Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        // Kubernetes writes standard base64 with padding; tolerate line breaks.
-        let compact: String = text.split_whitespace().collect();
-        base64::engine::general_purpose::STANDARD
-            .decode(compact.as_bytes())
+        decode_data_value(&text)
             .map(Base64Value)
             .map_err(|_| serde::de::Error::custom("not valid base64"))
     }

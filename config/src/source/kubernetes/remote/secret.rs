@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use base64::Engine;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -88,9 +87,7 @@ pub fn parse(secret: &Value, own_cluster: &str) -> RemoteSecret {
     }
     let mut values: BTreeMap<&String, Result<Vec<u8>, String>> = BTreeMap::new();
     for (cluster, value) in data.into_iter().flatten() {
-        let encoded = value.as_str().unwrap_or_default().trim();
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
+        let decoded = crate::k8s::secret::decode_data_value(value.as_str().unwrap_or_default())
             .map_err(|e| e.to_string());
         values.insert(cluster, decoded);
     }
@@ -155,6 +152,7 @@ pub(super) mod tests {
     }
 
     pub(crate) fn b64(text: &str) -> String {
+        use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(text)
     }
 
