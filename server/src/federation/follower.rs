@@ -216,11 +216,8 @@ impl Follower {
             if self.held.get(&r.name).is_some_and(|(_, e)| *e == export) {
                 continue;
             }
-            let docs = shoal_config::parse::parse_yaml(
-                &self.source(&r.name),
-                &objects(&self.peer.name, &export),
-            );
             let source = self.source(&r.name);
+            let docs = shoal_config::parse::parse_yaml(&source, &objects(&self.peer.name, &export));
             // The peer's Service yields (quietly) to this cluster's own of that name.
             let precedence = shoal_config::Precedence::Fallback;
             self.tx
