@@ -266,6 +266,13 @@ pub mod topology {
     pub const ISTIO_LOCALITY: &str = "istio-locality";
     /// The network a workload is on (Istio's multi-network model).
     pub const NETWORK: &str = "topology.istio.io/network";
-    /// The cluster a workload runs in (set on workloads a federated peer exported).
+    /// The cluster a workload runs in (set on workloads a federated peer exported, and on
+    /// what is read from a remote cluster).
     pub const CLUSTER: &str = "topology.istio.io/cluster";
+
+    /// The cluster of an object with these labels: its `topology.istio.io/cluster` label,
+    /// else `own` (this cluster's id: objects without the label are this cluster's).
+    pub fn cluster_of<'a>(labels: &'a crate::Labels, own: &'a str) -> &'a str {
+        labels.get(CLUSTER).unwrap_or(own)
+    }
 }

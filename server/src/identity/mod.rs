@@ -18,6 +18,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use shoal_ca::grpc::PeerCertificates;
 use shoal_ca::{CertificateAuthority, JwtAuthenticator};
+use shoal_config::k8s::topology;
 use shoal_config::{ConfigSnapshot, Kind, Object, ObjectKey};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -211,10 +212,7 @@ impl shoal_ca::NodeDirectory for PodDirectory {
             .of_kind_in(Kind::Pod, &identity.namespace)
             .any(|(_, entry)| match entry.object.as_ref() {
                 Object::Pod(pod) => {
-                    pod.metadata
-                        .labels
-                        .get(shoal_config::k8s::topology::CLUSTER)
-                        .is_none_or(|c| c == self.cluster_id)
+                    topology::cluster_of(&pod.metadata.labels, &self.cluster_id) == self.cluster_id
                         && pod.spec.node_name.as_deref() == Some(node)
                         && pod
                             .spec

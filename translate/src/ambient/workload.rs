@@ -466,9 +466,7 @@ fn pod(ctx: &Ctx<'_>, key: &ObjectKey, p: &Pod, services: &[&Arc<Service>]) -> O
     let (canonical_name, canonical_revision) = canonical(labels, &workload_name);
     // A workload a federated peer exported carries its own cluster and network.
     let network = crate::model::network_of(labels, primary, &ctx.model.options);
-    let cluster = labels
-        .get(shoal_config::k8s::topology::CLUSTER)
-        .unwrap_or(ctx.model.options.cluster_id.as_str());
+    let cluster = shoal_config::k8s::topology::cluster_of(labels, &ctx.model.options.cluster_id);
     let uid = format!("{cluster}//Pod/{}/{}", key.namespace, key.name);
     let endpoint_locality = services
         .iter()

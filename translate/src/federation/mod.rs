@@ -26,9 +26,7 @@ pub const FEDERATED_FROM: &str = "shoal.io/federated-from";
 
 /// Whether an endpoint belongs to this cluster (not one a peer exported).
 fn local(e: &Endpoint, cluster_id: &str) -> bool {
-    e.labels
-        .get(topology::CLUSTER)
-        .is_none_or(|c| c == cluster_id)
+    topology::cluster_of(&e.labels, cluster_id) == cluster_id
 }
 
 fn exported(model: &Model, svc: &Service) -> Option<ExportedService> {
@@ -41,9 +39,7 @@ fn exported(model: &Model, svc: &Service) -> Option<ExportedService> {
     let imported = model.config.get(&svc.key).is_some_and(|e| {
         let labels = &e.object.meta().labels;
         labels.contains_key(FEDERATED_FROM)
-            || labels
-                .get(topology::CLUSTER)
-                .is_some_and(|c| c != opts.cluster_id)
+            || topology::cluster_of(labels, &opts.cluster_id) != opts.cluster_id
     });
     if imported {
         return None;

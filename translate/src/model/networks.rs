@@ -39,9 +39,7 @@ pub fn network_of<'a>(
     if let Some(network) = labels.get(topology::NETWORK) {
         return network;
     }
-    let cluster = labels
-        .get(topology::CLUSTER)
-        .unwrap_or(options.cluster_id.as_str());
+    let cluster = topology::cluster_of(labels, &options.cluster_id);
     if cluster == options.cluster_id && !options.network.is_empty() {
         return &options.network;
     }
@@ -146,10 +144,7 @@ pub(super) fn gateways(
             GatewayAddress::Service(host) => services()
                 .filter(|svc| {
                     let m = &svc.metadata;
-                    let cluster = m
-                        .labels
-                        .get(topology::CLUSTER)
-                        .unwrap_or(options.cluster_id.as_str());
+                    let cluster = topology::cluster_of(&m.labels, &options.cluster_id);
                     n.registries.iter().any(|r| r == cluster)
                         && *host
                             == format!(
