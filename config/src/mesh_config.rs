@@ -99,20 +99,29 @@ pub enum MeshConfigError {
     NoMesh,
 }
 
+/// When `doc` is a ConfigMap (Istio's `istio` ConfigMap as a whole): its `data.KEY` text, or
+/// `Some(None)` when it has none. `None` when `doc` is not a ConfigMap.
+pub(crate) fn config_map_text<'a>(
+    doc: &'a serde_json::Value,
+    key: &str,
+) -> Option<Option<&'a str>> {
+    (doc.get("kind").and_then(serde_json::Value::as_str) == Some("ConfigMap")).then(|| {
+        doc.get("data")
+            .and_then(|d| d.get(key))
+            .and_then(serde_json::Value::as_str)
+    })
+}
+
 /// Reads a MeshConfig (or an `istio` ConfigMap holding one under `data.mesh`) and checks
 /// it. `Err` when it cannot be read or has errors (the first is returned, every finding is
 /// in the list); otherwise the warnings.
 pub fn parse(text: &str) -> Result<(MeshConfig, Vec<Issue>), MeshConfigError> {
     let doc: serde_json::Value =
         serde_saphyr::from_str(text).map_err(|e| MeshConfigError::Yaml(e.to_string()))?;
-    let doc = if doc.get("kind").and_then(serde_json::Value::as_str) == Some("ConfigMap") {
-        let mesh = doc
-            .pointer("/data/mesh")
-            .and_then(serde_json::Value::as_str)
-            .ok_or(MeshConfigError::NoMesh)?;
-        serde_saphyr::from_str(mesh).map_err(|e| MeshConfigError::Yaml(e.to_string()))?
-    } else {
-        doc
+    let doc = match config_map_text(&doc, "mesh") {
+        Some(mesh) => serde_saphyr::from_str(mesh.ok_or(MeshConfigError::NoMesh)?)
+            .map_err(|e| MeshConfigError::Yaml(e.to_string()))?,
+        None => doc,
     };
     let doc = if doc.is_null() {
         serde_json::Value::Object(Default::default())

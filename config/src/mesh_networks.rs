@@ -175,14 +175,10 @@ pub fn parse(text: &str) -> Result<(MeshNetworks, Vec<Issue>), ParseError> {
     };
     let mut doc = yaml(text)?;
     // The `istio` ConfigMap as a whole: its `meshNetworks` key.
-    if doc.get("kind").and_then(serde_json::Value::as_str) == Some("ConfigMap") {
-        doc = match doc
-            .pointer("/data/meshNetworks")
-            .and_then(serde_json::Value::as_str)
-        {
-            Some(inner) => yaml(inner)?,
-            None => serde_json::Value::Null,
-        };
+    match crate::mesh_config::config_map_text(&doc, "meshNetworks") {
+        Some(Some(inner)) => doc = yaml(inner)?,
+        Some(None) => doc = serde_json::Value::Null,
+        None => {}
     }
     let raw: Option<RawNetworks> = if doc.is_null() {
         None
