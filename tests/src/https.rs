@@ -11,18 +11,7 @@ use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 /// A TLS client configuration trusting the certificates of `root_pem`, without a client
 /// certificate.
 pub fn client_config(root_pem: &str) -> anyhow::Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    Ok(
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    )
+    Ok(client_builder(root_pem)?.with_no_client_auth())
 }
 
 /// As [`client_config`], presenting the client certificate `chain_pem` (leaf first) with
@@ -32,20 +21,27 @@ pub fn client_config_with_cert(
     chain_pem: &str,
     key_pem: &str,
 ) -> anyhow::Result<rustls::ClientConfig> {
+    let chain =
+        CertificateDer::pem_slice_iter(chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+    Ok(client_builder(root_pem)?.with_client_auth_cert(chain, key)?)
+}
+
+/// A TLS client configuration trusting the certificates of `root_pem`, up to the choice of
+/// a client certificate.
+fn client_builder(
+    root_pem: &str,
+) -> anyhow::Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
         roots.add(cert?)?;
     }
-    let chain =
-        CertificateDer::pem_slice_iter(chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
     Ok(
         rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)?,
+        .with_root_certificates(roots),
     )
 }
 
