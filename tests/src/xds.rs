@@ -169,13 +169,24 @@ impl DeltaStream {
     }
 }
 
+/// The IP address of an endpoint at a socket address (`None` for other kinds of endpoint).
+pub fn endpoint_ip(e: &shoal_api::pb::envoy::config::endpoint::v3::LbEndpoint) -> Option<&str> {
+    use shoal_api::pb::envoy::config::core::v3::address;
+    use shoal_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+    let Some(HostIdentifier::Endpoint(ep)) = &e.host_identifier else {
+        return None;
+    };
+    match ep.address.as_ref()?.address.as_ref()? {
+        address::Address::SocketAddress(sa) => Some(&sa.address),
+        _ => None,
+    }
+}
+
 /// The endpoint addresses of the last assignment a delta stream got before it went quiet
 /// (each response ACKed), sorted; `None` if none came.
 pub async fn endpoint_addresses(s: &mut DeltaStream) -> Option<Vec<String>> {
     use prost::Message;
-    use shoal_api::pb::envoy::config::core::v3::address;
     use shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-    use shoal_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
     let mut latest = None;
     for r in s.drain(Duration::from_millis(700), 20).await {
         for res in &r.resources {
@@ -185,15 +196,8 @@ pub async fn endpoint_addresses(s: &mut DeltaStream) -> Option<Vec<String>> {
                 .endpoints
                 .iter()
                 .flat_map(|l| &l.lb_endpoints)
-                .filter_map(|e| match &e.host_identifier {
-                    Some(HostIdentifier::Endpoint(ep)) => {
-                        match ep.address.as_ref()?.address.as_ref()? {
-                            address::Address::SocketAddress(sa) => Some(sa.address.clone()),
-                            _ => None,
-                        }
-                    }
-                    _ => None,
-                })
+                .filter_map(endpoint_ip)
+                .map(String::from)
                 .collect();
             ips.sort();
             latest = Some(ips);

@@ -9,14 +9,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use prost::Message;
-use shoal_api::pb::envoy::config::core::v3::address;
 use shoal_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use shoal_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use shoal_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use shoal_api::type_url::{CLUSTER, ENDPOINT};
 use shoal_kube_emulator::{Emulator, Options};
 use shoal_tests::Shoal;
-use shoal_tests::xds::{DeltaStream, node};
+use shoal_tests::xds::{DeltaStream, endpoint_ip, node};
 
 use super::{Cluster, configz, namespace, responses};
 
@@ -86,13 +84,8 @@ async fn endpoints(s: &mut DeltaStream, held: &mut BTreeMap<String, BTreeMap<Str
                     .as_ref()
                     .map(|l| format!("{}/{}", l.region, l.zone))
                     .unwrap_or_default();
-                for e in &l.lb_endpoints {
-                    if let Some(HostIdentifier::Endpoint(ep)) = &e.host_identifier
-                        && let Some(address::Address::SocketAddress(sa)) =
-                            ep.address.as_ref().and_then(|a| a.address.as_ref())
-                    {
-                        ips.insert(sa.address.clone(), locality.clone());
-                    }
+                for ip in l.lb_endpoints.iter().filter_map(endpoint_ip) {
+                    ips.insert(ip.to_string(), locality.clone());
                 }
             }
             held.insert(cla.cluster_name.clone(), ips);
